@@ -1,0 +1,357 @@
+"""livemig test bed: MongoDB-compatible servers on 127.0.0.1, each on a free port in its own
+temporary directory, stopped by pid (never by name) and by a watchdog when their owner dies.
+
+    testbed start KIND [--owner-pid PID] [--max-seconds N] [--oplog-retention-seconds N]
+                       [--oplog-max-entries N] [--oplog-size-bytes N] [--standalone]
+    testbed stop DIR          end exactly the processes this test bed started for DIR
+    testbed restart DIR       stop the server and start it again on the same port and data
+
+KIND is one of: secantus, secantus-auth, secantus-tls, ferretdb.
+
+`start` prints KEY=VALUE lines (LM_TB_URI, LM_TB_DIR, LM_TB_PID, LM_TB_KIND, LM_TB_PORT and,
+where they apply, LM_TB_CA_FILE, LM_TB_USER, LM_TB_PASSWORD_FILE). Passwords are never
+printed: they sit in a 0600 file. The URI carries no credentials.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEPS = os.path.join(TOP, ".deps")
+SECANTUSD = os.path.join(DEPS, "venv", "bin", "secantusd-py")
+FERRETDB = os.path.join(DEPS, "bin", "ferretdb")
+KINDS = ("secantus", "secantus-auth", "secantus-tls", "ferretdb")
+ADMIN_USER = "lmadmin"
+READY_SECONDS = 30
+
+
+class TestbedError(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pid_is_ours(pid, tbdir):
+    """True when pid is a live process whose command line names our directory, so a pid the
+    kernel reused for somebody else's process is never signalled."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return tbdir.encode() in f.read() and pid_alive(pid)
+    except OSError:
+        return False
+
+
+def make_certs(d):
+    """A throwaway CA and a 127.0.0.1 server certificate signed by it (scripts/mkcerts)."""
+    r = subprocess.run([os.path.join(TOP, "scripts", "mkcerts"), d], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise TestbedError(f"scripts/mkcerts failed: {r.stderr.strip()}")
+    return {"ca": os.path.join(d, "ca.pem"), "cert": os.path.join(d, "server.pem"),
+            "key": os.path.join(d, "server.key"), "combined": os.path.join(d, "server-combined.pem")}
+
+
+def write_private(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def server_argv(st):
+    d, port = st["dir"], st["port"]
+    if st["kind"] == "ferretdb":
+        return [FERRETDB, "--handler=sqlite", f"--sqlite-url=file:{d}/data/", f"--state-dir={d}",
+                f"--listen-addr=127.0.0.1:{port}", "--repl-set-name=rs0", "--telemetry=disable",
+                "--debug-addr=-", "--log-level=warn", "--log-format=text"]
+    argv = [SECANTUSD, "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", os.path.join(d, "data"), "--log-level", "WARNING",
+            "--oplog-retention-seconds", str(st["oplog_retention_seconds"]),
+            "--oplog-max-entries", str(st["oplog_max_entries"])]
+    if st.get("standalone"):
+        argv.append("--standalone")
+    if st["kind"] == "secantus-auth" and st.get("auth_ready"):
+        argv.append("--auth")
+    if st["kind"] == "secantus-tls":
+        argv += ["--tls-cert-file", st["certs"]["cert"], "--tls-key-file", st["certs"]["key"]]
+    return argv
+
+
+def client_uri(st):
+    uri = f"mongodb://127.0.0.1:{st['port']}/?directConnection=true"
+    if st["kind"] == "secantus-tls":
+        uri += "&tls=true"
+    return uri
+
+
+def pymongo_client(st, with_auth=True):
+    from pymongo import MongoClient
+    kw = {"serverSelectionTimeoutMS": 1000, "connectTimeoutMS": 1000}
+    if st["kind"] == "secantus-tls":
+        kw["tlsCAFile"] = st["certs"]["ca"]
+    if with_auth and st["kind"] == "secantus-auth" and st.get("auth_ready"):
+        with open(st["password_file"]) as f:
+            kw.update(username=ADMIN_USER, password=f.read().strip(), authSource="admin")
+    return MongoClient(client_uri(st), **kw)
+
+
+def spawn(st):
+    log = open(os.path.join(st["dir"], "server.log"), "ab")
+    p = subprocess.Popen(server_argv(st), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         cwd=st["dir"], start_new_session=True)
+    st["pid"] = p.pid
+    save(st)
+    return p
+
+
+def wait_ready(st, proc):
+    deadline = time.monotonic() + READY_SECONDS
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TestbedError(f"{st['kind']} exited with status {proc.returncode} while starting; "
+                               f"see {st['dir']}/server.log")
+        try:
+            c = pymongo_client(st)
+            c.admin.command("ping")
+            c.close()
+            return
+        except Exception as e:  # not listening yet
+            last = e
+            time.sleep(0.2)
+    raise TestbedError(f"{st['kind']} on port {st['port']} not ready after {READY_SECONDS}s: {last}")
+
+
+def terminate(pid, tbdir, grace=10.0):
+    if not pid or not pid_is_ours(pid, tbdir):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return
+        except ChildProcessError:
+            pass
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def state_path(d):
+    return os.path.join(d, "testbed.json")
+
+
+def save(st):
+    tmp = state_path(st["dir"]) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(st, f)
+    os.replace(tmp, state_path(st["dir"]))
+
+
+def load(d):
+    d = os.path.abspath(d)
+    try:
+        with open(state_path(d)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise TestbedError(f"{d} is not a test-bed directory (no testbed.json)")
+
+
+def start_process(st):
+    """Start the server on st['port'], retrying on a fresh port when the port was taken
+    between choosing it and binding it (a race no free-port scheme avoids)."""
+    for attempt in range(3):
+        proc = spawn(st)
+        try:
+            wait_ready(st, proc)
+            return proc
+        except TestbedError:
+            terminate(proc.pid, st["dir"], grace=3)
+            with open(os.path.join(st["dir"], "server.log"), "rb") as f:
+                in_use = b"in use" in f.read()
+            if not in_use or attempt == 2 or st.get("port_fixed"):
+                raise
+            st["port"] = free_port()
+
+
+def provision_auth(st, proc):
+    """SecantusDB gets users while it runs without --auth; then it restarts with --auth."""
+    pw = secrets.token_urlsafe(18)
+    c = pymongo_client(st, with_auth=False)
+    c.admin.command("createUser", ADMIN_USER, pwd=pw, roles=["root"])
+    c.close()
+    st["password_file"] = os.path.join(st["dir"], "password")
+    write_private(st["password_file"], pw + "\n")
+    st["user"] = ADMIN_USER
+    terminate(proc.pid, st["dir"])
+    st["auth_ready"] = True
+    st["port_fixed"] = True
+    return start_process(st)
+
+
+def create_ferret_oplog(st):
+    """FerretDB v1 records an oplog only when a capped local.oplog.rs exists."""
+    c = pymongo_client(st)
+    opts = {"capped": True, "size": st["oplog_size_bytes"]}
+    if st["oplog_max_entries"]:
+        opts["max"] = st["oplog_max_entries"]
+    c.local.create_collection("oplog.rs", **opts)
+    c.close()
+
+
+def spawn_watchdog(st):
+    argv = [sys.executable, os.path.abspath(__file__), "_watch", st["dir"]]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(st["dir"], "watchdog.log"), "ab"),
+                         start_new_session=True, close_fds=True)
+    st["watchdog_pid"] = p.pid
+    save(st)
+
+
+def cmd_start(a):
+    if a.kind not in KINDS:
+        raise TestbedError(f"unknown kind '{a.kind}': choose one of {', '.join(KINDS)}")
+    for binary in (SECANTUSD, FERRETDB):
+        if not os.access(binary, os.X_OK):
+            raise TestbedError(f"{binary} is missing: run scripts/setup first")
+    d = tempfile.mkdtemp(prefix=f"lm-tb-{a.kind}-")
+    st = {"kind": a.kind, "dir": d, "port": free_port(), "owner_pid": a.owner_pid,
+          "deadline": time.time() + a.max_seconds, "standalone": a.standalone,
+          "oplog_retention_seconds": a.oplog_retention_seconds,
+          "oplog_max_entries": a.oplog_max_entries, "oplog_size_bytes": a.oplog_size_bytes}
+    os.makedirs(os.path.join(d, "data"))
+    try:
+        if a.kind == "secantus-tls":
+            st["certs"] = make_certs(os.path.join(d, "tls"))
+        spawn_watchdog(st)
+        proc = start_process(st)
+        if a.kind == "secantus-auth":
+            proc = provision_auth(st, proc)
+        if a.kind == "ferretdb":
+            create_ferret_oplog(st)
+        save(st)
+    except BaseException:
+        stop(st)
+        raise
+    out = {"LM_TB_URI": client_uri(st), "LM_TB_DIR": d, "LM_TB_PID": st["pid"],
+           "LM_TB_KIND": a.kind, "LM_TB_PORT": st["port"]}
+    if "certs" in st:
+        out["LM_TB_CA_FILE"] = st["certs"]["ca"]
+    if "user" in st:
+        out["LM_TB_USER"] = st["user"]
+        out["LM_TB_PASSWORD_FILE"] = st["password_file"]
+    for k, v in out.items():
+        print(f"{k}={v}")
+    sys.stdout.flush()
+
+
+def stop(st, keep=False):
+    terminate(st.get("pid"), st["dir"])
+    wd = st.get("watchdog_pid")
+    if wd and wd != os.getpid():
+        terminate(wd, st["dir"], grace=2)
+    if not keep:
+        subprocess.run(["rm", "-rf", "--", st["dir"]], check=False)
+
+
+def cmd_stop(a):
+    try:
+        st = load(a.dir)
+    except TestbedError:
+        if os.path.basename(os.path.abspath(a.dir)).startswith("lm-tb-"):
+            return  # already gone: stopping twice is fine
+        raise
+    stop(st, keep=a.keep)
+
+
+def cmd_restart(a):
+    st = load(a.dir)
+    terminate(st.get("pid"), st["dir"])
+    st["port_fixed"] = True
+    start_process(st)
+    save(st)
+    print(f"LM_TB_PID={st['pid']}")
+
+
+def cmd_watch(a):
+    """The watchdog: stops the server when its owner dies or its time is up."""
+    d = os.path.abspath(a.dir)
+    while True:
+        try:
+            st = load(d)
+        except (TestbedError, ValueError):
+            return
+        owner = st.get("owner_pid")
+        if (owner and not pid_alive(owner)) or time.time() > st["deadline"]:
+            stop(st)
+            return
+        time.sleep(0.5)
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="testbed", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("start")
+    s.add_argument("kind")
+    s.add_argument("--owner-pid", type=int, default=0,
+                   help="stop the server when this process ends (0: only --max-seconds)")
+    s.add_argument("--max-seconds", type=int, default=3600, help="stop the server after this long")
+    s.add_argument("--oplog-retention-seconds", type=int, default=3600, help="SecantusDB oplog retention")
+    s.add_argument("--oplog-max-entries", type=int, default=0,
+                   help="oplog entry cap (SecantusDB: 0 means its default 100000; FerretDB: capped max)")
+    s.add_argument("--oplog-size-bytes", type=int, default=64 << 20, help="FerretDB capped oplog size")
+    s.add_argument("--standalone", action="store_true", help="SecantusDB: do not report a replica set")
+    s.set_defaults(fn=cmd_start)
+    for name, fn in (("stop", cmd_stop), ("restart", cmd_restart), ("_watch", cmd_watch)):
+        p = sub.add_parser(name)
+        p.add_argument("dir")
+        if name == "stop":
+            p.add_argument("--keep", action="store_true", help="keep the directory")
+        p.set_defaults(fn=fn)
+    a = ap.parse_args()
+    if getattr(a, "oplog_max_entries", None) == 0 and a.cmd == "start" and a.kind != "ferretdb":
+        a.oplog_max_entries = 100000
+    try:
+        a.fn(a)
+    except TestbedError as e:
+        print(f"testbed: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+/* lm_conn: see lm_conn.h. */
+#include "lm_conn.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lm_redact.h"
+
+#define DEFAULT_CONNECT_MS 10000
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void do_init(void)
+{
+    mongoc_init();
+}
+
+void lm_conn_global_init(void)
+{
+    pthread_once(&init_once, do_init);
+}
+
+void lm_conn_hosts(const mongoc_uri_t *uri, char *buf, size_t bufsz)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    if (!uri)
+        return;
+    const char *srv = mongoc_uri_get_srv_hostname(uri);
+    if (srv) {
+        snprintf(buf, bufsz, "%s", srv);
+        return;
+    }
+    for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri); h && used < bufsz; h = h->next)
+        used += (size_t)snprintf(buf + used, bufsz - used, "%s%s", used ? "," : "", h->host_and_port);
+}
+
+static const char *side_of(const lm_conn_opts_t *o)
+{
+    return o->side ? o->side : "server";
+}
+
+mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *o, lm_error_t *err)
+{
+    bson_error_t berr;
+    mongoc_uri_t *uri;
+    int32_t timeout = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_MS;
+
+    lm_conn_global_init();
+    if (!o->uri || !*o->uri) {
+        lm_error_set(err, LM_ERR_INVALID, "%s: no URI given: use --%s mongodb://host:port", side_of(o),
+                     side_of(o));
+        return NULL;
+    }
+    uri = mongoc_uri_new_with_error(o->uri, &berr);
+    if (!uri) {
+        /* libmongoc may echo the URI; the error text goes through redaction. */
+        lm_error_set(err, LM_ERR_INVALID, "%s: invalid URI '%s': %s", side_of(o), o->uri, berr.message);
+        return NULL;
+    }
+    if (o->password)
+        lm_redact_register(o->password);
+    if (mongoc_uri_get_password(uri))
+        lm_redact_register(mongoc_uri_get_password(uri));
+    if ((o->username && !mongoc_uri_set_username(uri, o->username)) ||
+        (o->password && !mongoc_uri_set_password(uri, o->password))) {
+        lm_error_set(err, LM_ERR_INVALID, "%s: user name or password is not valid UTF-8", side_of(o));
+        goto fail;
+    }
+    if (mongoc_uri_get_username(uri) && !mongoc_uri_get_auth_source(uri) &&
+        !mongoc_uri_set_auth_source(uri, o->auth_source ? o->auth_source : "admin"))
+        goto fail;
+    if (o->tls_ca_file) {
+        mongoc_uri_set_option_as_bool(uri, MONGOC_URI_TLS, true);
+        mongoc_uri_set_option_as_utf8(uri, MONGOC_URI_TLSCAFILE, o->tls_ca_file);
+    }
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
+        mongoc_uri_set_appname(uri, o->app_name ? o->app_name : "livemig");
+    return uri;
+fail:
+    mongoc_uri_destroy(uri);
+    return NULL;
+}
+
+static bool contains(const char *haystack, const char *needle)
+{
+    return strstr(haystack, needle) != NULL;
+}
+
+void lm_conn_describe_error(const lm_conn_opts_t *o, const bson_error_t *e, lm_error_t *err)
+{
+    char hosts[256] = "";
+    mongoc_uri_t *uri = o->uri ? mongoc_uri_new(o->uri) : NULL;
+    const char *m = e->message;
+    const char *user = o->username ? o->username : (uri ? mongoc_uri_get_username(uri) : NULL);
+    const char *s = side_of(o);
+
+    lm_conn_hosts(uri, hosts, sizeof hosts);
+    if (e->domain == MONGOC_ERROR_CLIENT && e->code == MONGOC_ERROR_CLIENT_AUTHENTICATE) {
+        lm_error_set(err, LM_ERR_AUTH,
+                     "%s %s: authentication failed for user '%s': check the user name and the "
+                     "password file (--%s-password-file)",
+                     s, hosts, user ? user : "", s);
+    } else if (contains(m, "TLS handshake failed") || contains(m, "certificate verify failed") ||
+               contains(m, "SSL") || contains(m, "TLS")) {
+        lm_error_set(err, LM_ERR_TLS,
+                     "%s %s: TLS handshake failed (%s): check that the server speaks TLS and that "
+                     "--%s-tls-ca-file names the CA that signed its certificate",
+                     s, hosts, m, s);
+    } else if (contains(m, "onnection refused")) {
+        lm_error_set(err, LM_ERR_NET,
+                     "%s %s: connection refused: check the host and port, and that the server is running",
+                     s, hosts);
+    } else if (contains(m, "timeout") || contains(m, "timed out") || contains(m, "Timed out")) {
+        lm_error_set(err, LM_ERR_TIMEOUT,
+                     "%s %s: no answer within the connect timeout (%s): check the address, firewalls "
+                     "and whether the server expects TLS",
+                     s, hosts, m);
+    } else if (contains(m, "resolve") || contains(m, "getaddrinfo")) {
+        lm_error_set(err, LM_ERR_NET, "%s %s: cannot resolve the host name: check the URI", s, hosts);
+    } else if (e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_WRITE_CONCERN) {
+        lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER, "%s %s: server refused (code %u): %s%s",
+                     s, hosts, e->code, m,
+                     e->code == 13 ? ": the user lacks a privilege for this operation" : "");
+    } else {
+        lm_error_set(err, LM_ERR_NET, "%s %s: %s", s, hosts, m);
+    }
+    if (uri)
+        mongoc_uri_destroy(uri);
+}
+
+static bool ping(mongoc_client_t *client, const lm_conn_opts_t *o, lm_error_t *err)
+{
+    bson_error_t berr;
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bool ok;
+
+    BSON_APPEND_INT32(&cmd, "ping", 1);
+    ok = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &berr);
+    if (!ok)
+        lm_conn_describe_error(o, &berr, err);
+    bson_destroy(&cmd);
+    bson_destroy(&reply);
+    return ok;
+}
+
+mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *o, lm_error_t *err)
+{
+    bson_error_t berr;
+    mongoc_uri_t *uri = lm_conn_uri_new(o, err);
+    mongoc_client_t *client = NULL;
+
+    if (!uri)
+        return NULL;
+    client = mongoc_client_new_from_uri_with_error(uri, &berr);
+    mongoc_uri_destroy(uri);
+    if (!client) {
+        lm_error_set(err, LM_ERR_INVALID, "%s: %s", side_of(o), berr.message);
+        return NULL;
+    }
+    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+    if (!ping(client, o, err)) {
+        mongoc_client_destroy(client);
+        return NULL;
+    }
+    return client;
+}
+
+mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
+{
+    bson_error_t berr;
+    mongoc_uri_t *uri = lm_conn_uri_new(o, err);
+    mongoc_client_pool_t *pool;
+    mongoc_client_t *probe;
+    bool ok;
+
+    if (!uri)
+        return NULL;
+    pool = mongoc_client_pool_new_with_error(uri, &berr);
+    mongoc_uri_destroy(uri);
+    if (!pool) {
+        lm_error_set(err, LM_ERR_INVALID, "%s: %s", side_of(o), berr.message);
+        return NULL;
+    }
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    probe = mongoc_client_pool_pop(pool);
+    ok = ping(probe, o, err);
+    mongoc_client_pool_push(pool, probe);
+    if (!ok) {
+        mongoc_client_pool_destroy(pool);
+        return NULL;
+    }
+    return pool;
+}

@@ -1,0 +1,47 @@
+/* lm_conn: opening a MongoDB deployment (source or target) with libmongoc, and turning its
+ * failures into messages an operator can act on:
+ *   "source 127.0.0.1:27017: authentication failed for user 'mig': check the user name and
+ *    the password file (--source-password-file)"
+ *
+ * Credentials come from the options, never from logs or argv; the URI may carry none. */
+#ifndef LM_CONN_H
+#define LM_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "lm_error.h"
+
+typedef struct {
+    const char *side;        /* "source" or "target": used in messages and flag names */
+    const char *uri;         /* mongodb:// or mongodb+srv:// */
+    const char *tls_ca_file; /* CA that signed the server's certificate; turns TLS on */
+    const char *username;    /* overrides the URI's user when set */
+    const char *password;    /* overrides the URI's password when set */
+    const char *auth_source; /* default "admin" when a user is given */
+    int32_t connect_timeout_ms; /* 0: 10 s; also bounds server selection */
+    const char *app_name;       /* shown in the server's logs; default "livemig" */
+} lm_conn_opts_t;
+
+/* Builds the libmongoc URI for opts (caller destroys with mongoc_uri_destroy). */
+mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *opts, lm_error_t *err);
+
+/* Opens a client and proves the deployment answers (a "ping" that also authenticates), so
+ * a wrong host, password or CA fails here, within the connect timeout. */
+mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *opts, lm_error_t *err);
+
+/* A pool for threads (mongoc_client_pool_destroy), checked the same way. */
+mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *opts, lm_error_t *err);
+
+/* Rewrites a libmongoc error from talking to this side as an operator-facing message. */
+void lm_conn_describe_error(const lm_conn_opts_t *opts, const bson_error_t *error, lm_error_t *err);
+
+/* The "host:port[,host:port]" part of the URI for messages (no credentials). */
+void lm_conn_hosts(const mongoc_uri_t *uri, char *buf, size_t bufsz);
+
+/* Once per process. */
+void lm_conn_global_init(void);
+
+#endif

@@ -1,0 +1,67 @@
+/* lm_error: see lm_error.h. */
+#include "lm_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lm_redact.h"
+
+void lm_error_init(lm_error_t *err)
+{
+    if (!err)
+        return;
+    err->code = LM_ERR_NONE;
+    err->message[0] = '\0';
+}
+
+bool lm_error_set(lm_error_t *err, lm_error_code_t code, const char *fmt, ...)
+{
+    char raw[LM_ERROR_MSG_MAX];
+    va_list ap;
+
+    if (!err)
+        return false;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    lm_redact_buf(raw, err->message, sizeof err->message);
+    return false;
+}
+
+void lm_error_prefix(lm_error_t *err, const char *fmt, ...)
+{
+    char prefix[LM_ERROR_MSG_MAX];
+    char joined[LM_ERROR_MSG_MAX];
+    va_list ap;
+
+    if (!err)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    snprintf(joined, sizeof joined, "%s: %s", prefix, err->message);
+    lm_redact_buf(joined, err->message, sizeof err->message);
+}
+
+const char *lm_error_code_name(lm_error_code_t code)
+{
+    switch (code) {
+    case LM_ERR_NONE: return "none";
+    case LM_ERR_INVALID: return "invalid";
+    case LM_ERR_CONFIG: return "config";
+    case LM_ERR_IO: return "io";
+    case LM_ERR_NET: return "network";
+    case LM_ERR_TLS: return "tls";
+    case LM_ERR_TIMEOUT: return "timeout";
+    case LM_ERR_AUTH: return "auth";
+    case LM_ERR_TOO_LARGE: return "too_large";
+    case LM_ERR_NOT_FOUND: return "not_found";
+    case LM_ERR_HTTP: return "http";
+    case LM_ERR_CANCELLED: return "cancelled";
+    case LM_ERR_SERVER: return "server";
+    case LM_ERR_INTERNAL: return "internal";
+    }
+    return "unknown";
+}

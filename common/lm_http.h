@@ -1,0 +1,54 @@
+/* lm_http: the HTTPS client (libcurl with OpenSSL; the only file that includes curl.h).
+ *
+ * Certificates are always verified: against ca_file when given (the custom-CA case),
+ * else the system store. Optional client certificate. Connect and total timeouts. A
+ * response body over max_response_bytes is refused, not truncated. Transient failures
+ * (cannot connect, timeout, reset, HTTP 429/502/503/504) are retried up to max_retries
+ * times with exponential backoff and jitter; TLS and other errors are not retried.
+ * Errors name the URL (redacted) and say what to check. */
+#ifndef LM_HTTP_H
+#define LM_HTTP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lm_error.h"
+
+typedef struct {
+    const char *ca_file;          /* PEM bundle to trust; NULL: system store */
+    const char *client_cert_file; /* PEM client certificate, or NULL */
+    const char *client_key_file;  /* its key (may be the same file) */
+    const char *pinned_pubkey;    /* "sha256//BASE64" of the server key, or NULL */
+    int64_t connect_timeout_ms;   /* 0: 10 s */
+    int64_t total_timeout_ms;     /* 0: 60 s */
+    unsigned max_retries;         /* retries after the first attempt */
+    int64_t backoff_base_ms;      /* 0: 200 ms */
+    int64_t backoff_max_ms;       /* 0: 30 s */
+    size_t max_response_bytes;    /* 0: 4 MiB */
+    const volatile sig_atomic_t *cancel; /* set to stop waiting (signals); may be NULL */
+} lm_http_opts_t;
+
+typedef struct {
+    long status;          /* HTTP status of the last attempt */
+    char *body;           /* malloc'd, NUL-terminated; NULL when there was none */
+    size_t body_len;
+    unsigned attempts;    /* how many requests were sent */
+} lm_http_response_t;
+
+/* Once per process, before threads start. */
+bool lm_http_global_init(lm_error_t *err);
+void lm_http_global_cleanup(void);
+
+/* Sends one request (with retries as described above). headers is NULL or a
+ * NULL-terminated list of "Name: value" lines. A completed exchange returns true whatever
+ * the status; the caller judges resp->status. resp is always initialised; clean it up
+ * with lm_http_response_cleanup either way. */
+bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char *url,
+                     const char *const *headers, const char *body, size_t body_len,
+                     lm_http_response_t *resp, lm_error_t *err);
+
+void lm_http_response_cleanup(lm_http_response_t *resp);
+
+#endif

@@ -1,0 +1,19 @@
+/* Helpers for tests: temporary directories and small file utilities. */
+#ifndef LM_TEST_UTIL_H
+#define LM_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Makes a fresh directory under $TMPDIR (or /tmp) into buf; aborts the test on failure. */
+void lm_test_mkdtemp(char *buf, size_t bufsz);
+/* rm -rf for a directory lm_test_mkdtemp made. */
+void lm_test_rmtree(const char *dir);
+/* Writes text to dir/name; returns the path in a static-free buffer the caller gives. */
+void lm_test_write(const char *dir, const char *name, const char *text, char *path, size_t pathsz);
+/* Runs a shell command, returns its exit status (-1 on failure to run). */
+int lm_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A free TCP port on 127.0.0.1 (bound and released; callers retry on a race). */
+int lm_test_free_port(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* The C fixture over scripts/testbed: start a MongoDB-compatible server for one test and
+ * stop exactly that server afterwards. The test process is the server's owner, so if the
+ * test crashes the test bed's watchdog stops the server by itself. */
+#ifndef LM_TESTBED_H
+#define LM_TESTBED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char kind[32];
+    char uri[512]; /* no credentials */
+    char dir[512];
+    char ca_file[512];
+    char user[64];
+    char password[256];
+    char password_file[512];
+    int port;
+    long pid;
+    bool running;
+} lm_testbed_server_t;
+
+/* Starts a server of `kind` (secantus, secantus-auth, secantus-tls, ferretdb) with extra
+ * scripts/testbed arguments (may be NULL). Fails the current test when it cannot. */
+void lm_testbed_start(const char *kind, const char *extra_args, lm_testbed_server_t *srv);
+/* Stops it and removes its directory; safe to call twice. */
+void lm_testbed_stop(lm_testbed_server_t *srv);
+/* Stops and starts it again on the same port and data. */
+void lm_testbed_restart(lm_testbed_server_t *srv);
+/* The URI with the user and password of an auth server put in (for test-side clients). */
+void lm_testbed_uri_with_auth(const lm_testbed_server_t *srv, char *buf, size_t bufsz);
+
+#endif

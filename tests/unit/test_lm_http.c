@@ -1,0 +1,259 @@
+/* lm_http against a real HTTPS server started by the test with a throwaway CA. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lm_http.h"
+#include "lm_test_https.h"
+#include "lm_test_util.h"
+#include "lm_time.h"
+
+static char dir[512], wrong_dir[512], ca[600], wrong_ca[600], cert[600], key[600], ccert[600], ckey[600];
+static lm_http_response_t resp;
+static lm_error_t err;
+
+static void setup(void)
+{
+    lm_test_mkdtemp(dir, sizeof dir);
+    lm_test_mkdtemp(wrong_dir, sizeof wrong_dir);
+    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s' && '%s/scripts/mkcerts' '%s'", LM_SOURCE_DIR, dir,
+                            LM_SOURCE_DIR, wrong_dir), 0);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(wrong_ca, sizeof wrong_ca, "%s/ca.pem", wrong_dir);
+    snprintf(cert, sizeof cert, "%s/server.pem", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    snprintf(ccert, sizeof ccert, "%s/client.pem", dir);
+    snprintf(ckey, sizeof ckey, "%s/client.key", dir);
+    cr_assert(lm_http_global_init(&err));
+    memset(&resp, 0, sizeof resp);
+    lm_error_init(&err);
+}
+
+static void teardown(void)
+{
+    lm_http_response_cleanup(&resp);
+    lm_test_rmtree(dir);
+    lm_test_rmtree(wrong_dir);
+}
+
+TestSuite(http, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Handlers: the URL path picks the behaviour. */
+static void handler(void *ud, const char *method, const char *url, unsigned hit, lm_test_https_reply_t *r)
+{
+    (void)ud;
+    if (strcmp(url, "/big") == 0) {
+        r->body_len = 2u << 20;
+        r->body = malloc(r->body_len);
+        memset(r->body, 'b', r->body_len);
+    } else if (strcmp(url, "/flaky") == 0) {
+        r->status = hit < 3 ? 503 : 200;
+        r->body = strdup(hit < 3 ? "busy" : "ok");
+        r->body_len = strlen(r->body);
+    } else if (strcmp(url, "/bad") == 0) {
+        r->status = 400;
+        r->body = strdup("{\"error\":\"bad\"}");
+        r->body_len = strlen(r->body);
+    } else if (strcmp(url, "/slow") == 0) {
+        r->delay_ms = 3000;
+    } else {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s %s", method, url);
+        r->body = strdup(buf);
+        r->body_len = strlen(buf);
+    }
+}
+
+static char url_buf[256];
+static const char *url(const lm_test_https_t *s, const char *path)
+{
+    snprintf(url_buf, sizeof url_buf, "https://127.0.0.1:%d%s", lm_test_https_port(s), path);
+    return url_buf;
+}
+
+Test(http, untrusted_server_certificate_fails_clearly)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.connect_timeout_ms = 5000};
+    cr_assert_not(lm_http_request(&o, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_TLS, "%s", err.message);
+    cr_assert(strstr(err.message, url_buf), "%s", err.message);
+    cr_assert(strstr(err.message, "not trusted: give the CA file"), "%s", err.message);
+    lm_test_https_stop(s);
+}
+
+Test(http, wrong_ca_file_fails_clearly)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = wrong_ca, .max_retries = 3};
+    cr_assert_not(lm_http_request(&o, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_TLS, "%s", err.message);
+    cr_assert(strstr(err.message, "check that the CA file holds the CA"), "%s", err.message);
+    cr_assert_eq(resp.attempts, 1, "TLS failures are not retried");
+    lm_test_https_stop(s);
+}
+
+Test(http, right_ca_file_succeeds)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca};
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    cr_assert(lm_http_request(&o, "POST", url(s, "/api/v1/x"), hdrs, "{}", 2, &resp, &err), "%s", err.message);
+    cr_assert_eq(resp.status, 200);
+    cr_assert_str_eq(resp.body, "POST /api/v1/x");
+    lm_test_https_stop(s);
+}
+
+Test(http, localhost_name_matches_certificate)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca};
+    char u[128];
+    snprintf(u, sizeof u, "https://localhost:%d/h", lm_test_https_port(s));
+    cr_assert(lm_http_request(&o, "GET", u, NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert_str_eq(resp.body, "GET /h");
+    lm_test_https_stop(s);
+}
+
+Test(http, oversized_response_refused)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca, .max_response_bytes = 1u << 20};
+    cr_assert_not(lm_http_request(&o, "GET", url(s, "/big"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_TOO_LARGE, "%s", err.message);
+    cr_assert(strstr(err.message, "larger than the limit of 1048576 bytes"), "%s", err.message);
+    cr_assert_null(resp.body);
+    lm_http_opts_t roomy = {.ca_file = ca, .max_response_bytes = 4u << 20};
+    cr_assert(lm_http_request(&roomy, "GET", url(s, "/big"), NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert_eq(resp.body_len, 2u << 20);
+    lm_test_https_stop(s);
+}
+
+Test(http, busy_server_retried_with_backoff)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca, .max_retries = 4, .backoff_base_ms = 20, .backoff_max_ms = 100};
+    cr_assert(lm_http_request(&o, "GET", url(s, "/flaky"), NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert_eq(resp.status, 200);
+    cr_assert_eq(resp.attempts, 3);
+    cr_assert_eq(lm_test_https_hits(s), 3);
+    cr_assert_str_eq(resp.body, "ok");
+    lm_test_https_stop(s);
+}
+
+Test(http, retries_run_out_status_reported)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca, .max_retries = 1, .backoff_base_ms = 10};
+    cr_assert(lm_http_request(&o, "GET", url(s, "/flaky"), NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert_eq(resp.status, 503);
+    cr_assert_eq(resp.attempts, 2);
+    cr_assert_str_eq(resp.body, "busy");
+    lm_test_https_stop(s);
+}
+
+Test(http, client_errors_not_retried)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca, .max_retries = 5, .backoff_base_ms = 10};
+    cr_assert(lm_http_request(&o, "GET", url(s, "/bad"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(resp.status, 400);
+    cr_assert_eq(lm_test_https_hits(s), 1);
+    lm_test_https_stop(s);
+}
+
+Test(http, total_timeout)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {.ca_file = ca, .total_timeout_ms = 300};
+    int64_t t0 = lm_time_mono_ms();
+    cr_assert_not(lm_http_request(&o, "GET", url(s, "/slow"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_TIMEOUT, "%s", err.message);
+    cr_assert_lt(lm_time_mono_ms() - t0, 2500);
+    lm_test_https_stop(s);
+}
+
+Test(http, nothing_listening_is_retried_then_reported)
+{
+    char u[128];
+    lm_http_opts_t o = {.max_retries = 2, .backoff_base_ms = 10, .backoff_max_ms = 20};
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/x", lm_test_free_port());
+    cr_assert_not(lm_http_request(&o, "GET", u, NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_NET, "%s", err.message);
+    cr_assert(strstr(err.message, "after 3 attempts"), "%s", err.message);
+    cr_assert(strstr(err.message, "cannot connect"), "%s", err.message);
+}
+
+Test(http, cancel_stops_retrying)
+{
+    char u[128];
+    volatile sig_atomic_t cancel = 1;
+    lm_http_opts_t o = {.max_retries = 50, .backoff_base_ms = 1000, .cancel = &cancel};
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/x", lm_test_free_port());
+    int64_t t0 = lm_time_mono_ms();
+    cr_assert_not(lm_http_request(&o, "GET", u, NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_CANCELLED, "%s", err.message);
+    cr_assert_lt(lm_time_mono_ms() - t0, 2000);
+}
+
+Test(http, bad_url_and_secret_in_url_redacted)
+{
+    lm_http_opts_t o = {0};
+    cr_assert_not(lm_http_request(&o, "GET", "ftp://user:hunter22@127.0.0.1/x", NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_INVALID, "%s", err.message);
+    cr_assert_null(strstr(err.message, "hunter22"), "%s", err.message);
+}
+
+/* Client certificates: openssl s_server demands one signed by our CA. */
+Test(http, client_certificate_required_by_server)
+{
+    int port = 0;
+    pid_t pid = -1;
+    for (int tries = 0; tries < 3 && pid < 0; tries++) {
+        port = lm_test_free_port();
+        pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            char accept[32];
+            snprintf(accept, sizeof accept, "127.0.0.1:%d", port);
+            freopen("/dev/null", "w", stdout);
+            freopen("/dev/null", "w", stderr);
+            execlp("openssl", "openssl", "s_server", "-accept", accept, "-www", "-cert", cert, "-key", key,
+                   "-CAfile", ca, "-Verify", "1", "-verify_return_error", (char *)NULL);
+            _exit(127);
+        }
+        /* wait until it listens */
+        lm_http_opts_t probe = {.ca_file = ca, .client_cert_file = ccert, .client_key_file = ckey,
+                                .max_retries = 30, .backoff_base_ms = 100, .backoff_max_ms = 100};
+        char u[128];
+        snprintf(u, sizeof u, "https://127.0.0.1:%d/", port);
+        if (!lm_http_request(&probe, "GET", u, NULL, NULL, 0, &resp, &err)) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            pid = -1;
+        }
+    }
+    cr_assert(pid > 0, "openssl s_server did not come up: %s", err.message);
+    cr_assert_eq(resp.status, 200, "with a client certificate the request succeeds");
+    lm_http_response_cleanup(&resp);
+
+    char u[128];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/", port);
+    lm_http_opts_t no_cert = {.ca_file = ca};
+    bool ok = lm_http_request(&no_cert, "GET", u, NULL, NULL, 0, &resp, &err);
+    lm_http_opts_t bad_key = {.ca_file = ca, .client_cert_file = ccert, .client_key_file = ca};
+    lm_http_response_t r2;
+    lm_error_t e2;
+    bool ok2 = lm_http_request(&bad_key, "GET", u, NULL, NULL, 0, &r2, &e2);
+    lm_http_response_cleanup(&r2);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    cr_assert_not(ok, "without a client certificate the server must refuse");
+    cr_assert_not(ok2);
+    cr_assert_eq(e2.code, LM_ERR_TLS, "%s", e2.message);
+    cr_assert(strstr(e2.message, "client certificate"), "%s", e2.message);
+}

@@ -5,15 +5,32 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lm_log.h"
 #include "lm_redact.h"
 
 #define DEFAULT_CONNECT_MS 10000
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* libmongoc's own log lines go through lm_log, so they are redacted and formatted like
+ * ours; its chatter (debug, trace, info) stays at debug. */
+static void mongoc_log_to_lm(mongoc_log_level_t level, const char *domain, const char *message, void *ud)
+{
+    lm_log_level_t l = LM_LOG_DEBUG;
+    char fields[96];
+    (void)ud;
+    if (level <= MONGOC_LOG_LEVEL_CRITICAL)
+        l = LM_LOG_ERROR;
+    else if (level == MONGOC_LOG_LEVEL_WARNING)
+        l = LM_LOG_WARN;
+    snprintf(fields, sizeof fields, "component=mongoc domain=%s", domain ? domain : "-");
+    lm_log_write(l, fields, "%s", message);
+}
+
 static void do_init(void)
 {
     mongoc_init();
+    mongoc_log_set_handler(mongoc_log_to_lm, NULL);
 }
 
 void lm_conn_global_init(void)
@@ -123,6 +140,11 @@ void lm_conn_describe_error(const lm_conn_opts_t *o, const bson_error_t *e, lm_e
                      s, hosts, m);
     } else if (contains(m, "resolve") || contains(m, "getaddrinfo")) {
         lm_error_set(err, LM_ERR_NET, "%s %s: cannot resolve the host name: check the URI", s, hosts);
+    } else if (e->code == 13 && contains(m, "requires authentication")) {
+        lm_error_set(err, LM_ERR_AUTH,
+                     "%s %s: the server requires authentication: give a user (in the URI or --%s-user) "
+                     "and --%s-password-file",
+                     s, hosts, s, s);
     } else if (e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_WRITE_CONCERN) {
         lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER, "%s %s: server refused (code %u): %s%s",
                      s, hosts, e->code, m,

@@ -88,7 +88,10 @@ def server_argv(st):
     if st["kind"] == "ferretdb":
         return [FERRETDB, "--handler=sqlite", f"--sqlite-url=file:{d}/data/", f"--state-dir={d}",
                 f"--listen-addr=127.0.0.1:{port}", "--repl-set-name=rs0", "--telemetry=disable",
-                "--debug-addr=-", "--log-level=warn", "--log-format=text"]
+                "--debug-addr=-", "--log-level=warn", "--log-format=text",
+                # capped collections (the oplog) are trimmed only by this timer (default 1m)
+                f"--test-capped-cleanup-interval={st['capped_cleanup_seconds']}s",
+                "--test-capped-cleanup-percentage=50"]
     argv = [SECANTUSD, "--host", "127.0.0.1", "--port", str(port),
             "--storage-path", os.path.join(d, "data"), "--log-level", "WARNING",
             "--oplog-retention-seconds", str(st["oplog_retention_seconds"]),
@@ -252,7 +255,8 @@ def cmd_start(a):
     st = {"kind": a.kind, "dir": d, "port": free_port(), "owner_pid": a.owner_pid,
           "deadline": time.time() + a.max_seconds, "standalone": a.standalone,
           "oplog_retention_seconds": a.oplog_retention_seconds,
-          "oplog_max_entries": a.oplog_max_entries, "oplog_size_bytes": a.oplog_size_bytes}
+          "oplog_max_entries": a.oplog_max_entries, "oplog_size_bytes": a.oplog_size_bytes,
+          "capped_cleanup_seconds": a.capped_cleanup_seconds}
     os.makedirs(os.path.join(d, "data"))
     try:
         if a.kind == "secantus-tls":
@@ -333,8 +337,11 @@ def main():
     s.add_argument("--max-seconds", type=int, default=3600, help="stop the server after this long")
     s.add_argument("--oplog-retention-seconds", type=int, default=3600, help="SecantusDB oplog retention")
     s.add_argument("--oplog-max-entries", type=int, default=0,
-                   help="oplog entry cap (SecantusDB: 0 means its default 100000; FerretDB: capped max)")
+                   help="oplog entry cap (SecantusDB: 0 means its default 100000, enforced every 1000 writes; "
+                        "FerretDB: the capped collection's max, enforced by the cleanup timer)")
     s.add_argument("--oplog-size-bytes", type=int, default=64 << 20, help="FerretDB capped oplog size")
+    s.add_argument("--capped-cleanup-seconds", type=int, default=1,
+                   help="FerretDB: how often capped collections (the oplog) are trimmed")
     s.add_argument("--standalone", action="store_true", help="SecantusDB: do not report a replica set")
     s.set_defaults(fn=cmd_start)
     for name, fn in (("stop", cmd_stop), ("restart", cmd_restart), ("_watch", cmd_watch)):

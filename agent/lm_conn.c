@@ -14,7 +14,8 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* libmongoc's own log lines go through lm_log, so they are redacted and formatted like
  * ours; its chatter (debug, trace, info) stays at debug. */
-static void mongoc_log_to_lm(mongoc_log_level_t level, const char *domain, const char *message, void *ud)
+static void mongoc_log_to_lm(mongoc_log_level_t level, const char *domain, const char *message,
+                             void *ud)
 {
     lm_log_level_t l = LM_LOG_DEBUG;
     char fields[96];
@@ -50,7 +51,8 @@ void lm_conn_hosts(const mongoc_uri_t *uri, char *buf, size_t bufsz)
         return;
     }
     for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri); h && used < bufsz; h = h->next)
-        used += (size_t)snprintf(buf + used, bufsz - used, "%s%s", used ? "," : "", h->host_and_port);
+        used +=
+            (size_t)snprintf(buf + used, bufsz - used, "%s%s", used ? "," : "", h->host_and_port);
 }
 
 static const char *side_of(const lm_conn_opts_t *o)
@@ -66,14 +68,15 @@ mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *o, lm_error_t *err)
 
     lm_conn_global_init();
     if (!o->uri || !*o->uri) {
-        lm_error_set(err, LM_ERR_INVALID, "%s: no URI given: use --%s mongodb://host:port", side_of(o),
-                     side_of(o));
+        lm_error_set(err, LM_ERR_INVALID, "%s: no URI given: use --%s mongodb://host:port",
+                     side_of(o), side_of(o));
         return NULL;
     }
     uri = mongoc_uri_new_with_error(o->uri, &berr);
     if (!uri) {
         /* libmongoc may echo the URI; the error text goes through redaction. */
-        lm_error_set(err, LM_ERR_INVALID, "%s: invalid URI '%s': %s", side_of(o), o->uri, berr.message);
+        lm_error_set(err, LM_ERR_INVALID, "%s: invalid URI '%s': %s", side_of(o), o->uri,
+                     berr.message);
         return NULL;
     }
     if (o->password)
@@ -82,7 +85,8 @@ mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *o, lm_error_t *err)
         lm_redact_register(mongoc_uri_get_password(uri));
     if ((o->username && !mongoc_uri_set_username(uri, o->username)) ||
         (o->password && !mongoc_uri_set_password(uri, o->password))) {
-        lm_error_set(err, LM_ERR_INVALID, "%s: user name or password is not valid UTF-8", side_of(o));
+        lm_error_set(err, LM_ERR_INVALID, "%s: user name or password is not valid UTF-8",
+                     side_of(o));
         goto fail;
     }
     if (mongoc_uri_get_username(uri) && !mongoc_uri_get_auth_source(uri) &&
@@ -130,24 +134,28 @@ void lm_conn_describe_error(const lm_conn_opts_t *o, const bson_error_t *e, lm_e
                      "--%s-tls-ca-file names the CA that signed its certificate",
                      s, hosts, m, s);
     } else if (contains(m, "onnection refused")) {
-        lm_error_set(err, LM_ERR_NET,
-                     "%s %s: connection refused: check the host and port, and that the server is running",
-                     s, hosts);
+        lm_error_set(
+            err, LM_ERR_NET,
+            "%s %s: connection refused: check the host and port, and that the server is running", s,
+            hosts);
     } else if (contains(m, "timeout") || contains(m, "timed out") || contains(m, "Timed out")) {
-        lm_error_set(err, LM_ERR_TIMEOUT,
-                     "%s %s: no answer within the connect timeout (%s): check the address, firewalls "
-                     "and whether the server expects TLS",
-                     s, hosts, m);
+        lm_error_set(
+            err, LM_ERR_TIMEOUT,
+            "%s %s: no answer within the connect timeout (%s): check the address, firewalls "
+            "and whether the server expects TLS",
+            s, hosts, m);
     } else if (contains(m, "resolve") || contains(m, "getaddrinfo")) {
-        lm_error_set(err, LM_ERR_NET, "%s %s: cannot resolve the host name: check the URI", s, hosts);
+        lm_error_set(err, LM_ERR_NET, "%s %s: cannot resolve the host name: check the URI", s,
+                     hosts);
     } else if (e->code == 13 && contains(m, "requires authentication")) {
-        lm_error_set(err, LM_ERR_AUTH,
-                     "%s %s: the server requires authentication: give a user (in the URI or --%s-user) "
-                     "and --%s-password-file",
-                     s, hosts, s, s);
+        lm_error_set(
+            err, LM_ERR_AUTH,
+            "%s %s: the server requires authentication: give a user (in the URI or --%s-user) "
+            "and --%s-password-file",
+            s, hosts, s, s);
     } else if (e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_WRITE_CONCERN) {
-        lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER, "%s %s: server refused (code %u): %s%s",
-                     s, hosts, e->code, m,
+        lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                     "%s %s: server refused (code %u): %s%s", s, hosts, e->code, m,
                      e->code == 13 ? ": the user lacks a privilege for this operation" : "");
     } else {
         lm_error_set(err, LM_ERR_NET, "%s %s: %s", s, hosts, m);

@@ -15,12 +15,12 @@
 #include "lm_error.h"
 
 typedef struct {
-    const char *side;        /* "source" or "target": used in messages and flag names */
-    const char *uri;         /* mongodb:// or mongodb+srv:// */
-    const char *tls_ca_file; /* CA that signed the server's certificate; turns TLS on */
-    const char *username;    /* overrides the URI's user when set */
-    const char *password;    /* overrides the URI's password when set */
-    const char *auth_source; /* default "admin" when a user is given */
+    const char *side;           /* "source" or "target": used in messages and flag names */
+    const char *uri;            /* mongodb:// or mongodb+srv:// */
+    const char *tls_ca_file;    /* CA that signed the server's certificate; turns TLS on */
+    const char *username;       /* overrides the URI's user when set */
+    const char *password;       /* overrides the URI's password when set */
+    const char *auth_source;    /* default "admin" when a user is given */
     int32_t connect_timeout_ms; /* 0: 10 s; also bounds server selection */
     const char *app_name;       /* shown in the server's logs; default "livemig" */
 } lm_conn_opts_t;

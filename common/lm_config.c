@@ -77,13 +77,14 @@ static bool parse_size(const char *s, int64_t *out, lm_error_t *err)
     static const struct {
         const char *unit;
         int64_t mult;
-    } units[] = {{"", 1}, {"B", 1}, {"KB", 1 << 10}, {"KiB", 1 << 10}, {"MB", 1 << 20},
-                 {"MiB", 1 << 20}, {"GB", 1 << 30}, {"GiB", 1 << 30}, {"TB", 1LL << 40},
-                 {"TiB", 1LL << 40}};
+    } units[] = {{"", 1},           {"B", 1},          {"KB", 1 << 10}, {"KiB", 1 << 10},
+                 {"MB", 1 << 20},   {"MiB", 1 << 20},  {"GB", 1 << 30}, {"GiB", 1 << 30},
+                 {"TB", 1LL << 40}, {"TiB", 1LL << 40}};
     char *end;
     errno = 0;
     if (!isdigit((unsigned char)*s))
-        return lm_error_set(err, LM_ERR_INVALID, "'%s' is not a size: use e.g. 512KB, 64MB, 2GB", s);
+        return lm_error_set(err, LM_ERR_INVALID, "'%s' is not a size: use e.g. 512KB, 64MB, 2GB",
+                            s);
     long long n = strtoll(s, &end, 10);
     for (size_t i = 0; !errno && i < sizeof units / sizeof units[0]; i++) {
         if (strcasecmp(end, units[i].unit) == 0) {
@@ -93,8 +94,9 @@ static bool parse_size(const char *s, int64_t *out, lm_error_t *err)
             return true;
         }
     }
-    return lm_error_set(err, LM_ERR_INVALID,
-                        "'%s' is not a size: use a number with B, KB, MB, GB or TB (powers of 1024)", s);
+    return lm_error_set(
+        err, LM_ERR_INVALID,
+        "'%s' is not a size: use a number with B, KB, MB, GB or TB (powers of 1024)", s);
 }
 
 static void format_size(int64_t v, char *buf, size_t bufsz)
@@ -205,8 +207,9 @@ static bool set_scalar(const lm_config_field_t *f, void *base, const char *text,
                 *(int *)p = i;
                 return true;
             }
-            used += (size_t)snprintf(choices + used, used < sizeof choices ? sizeof choices - used : 0,
-                                     "%s%s", i ? ", " : "", f->choices[i]);
+            used +=
+                (size_t)snprintf(choices + used, used < sizeof choices ? sizeof choices - used : 0,
+                                 "%s%s", i ? ", " : "", f->choices[i]);
         }
         return lm_error_set(err, LM_ERR_CONFIG, "'%s' is not one of: %s", text, choices);
     }
@@ -216,8 +219,7 @@ static bool set_scalar(const lm_config_field_t *f, void *base, const char *text,
         if (f->flags & LM_CFG_SECRET)
             lm_redact_register(text);
         return true;
-    case LM_CFG_SECTION:
-        break;
+    case LM_CFG_SECTION: break;
     }
     return lm_error_set(err, LM_ERR_CONFIG, "expected a mapping, got '%s'", text);
 }
@@ -303,7 +305,8 @@ static bool load_value(load_ctx_t *c, const lm_config_field_t *f, void *base, ya
         return load_mapping(c, f->section, field_ptr(base, f), v, path);
     }
     if (f->type == LM_CFG_STRING_LIST && v->type == YAML_SEQUENCE_NODE) {
-        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+             it++) {
             yaml_node_t *item = yaml_document_get_node(c->doc, *it);
             if (!item || item->type != YAML_SCALAR_NODE || is_null_scalar(item))
                 return fail_at(c, item ? item : v, path, "list items must be strings");
@@ -338,7 +341,8 @@ static bool load_mapping(load_ctx_t *c, const lm_config_field_t *t, void *base, 
         lm_error_set(c->err, LM_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+         pr++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
         yaml_node_t *v = yaml_document_get_node(c->doc, pr->value);
         char path[PATH_KEY_MAX];
@@ -397,7 +401,8 @@ static bool fill_defaults(const lm_config_field_t *t, void *base, const bool *se
             lm_error_t sub;
             lm_error_init(&sub);
             if (!set_scalar(f, base, f->def, false, &sub))
-                return lm_error_set(err, LM_ERR_INTERNAL, "%s: bad built-in default: %s", path, sub.message);
+                return lm_error_set(err, LM_ERR_INTERNAL, "%s: bad built-in default: %s", path,
+                                    sub.message);
         } else if (f->flags & LM_CFG_REQUIRED) {
             return lm_error_set(err, LM_ERR_CONFIG, "%s: %s: required key is missing", where, path);
         }
@@ -451,7 +456,8 @@ bool lm_config_load_string(const lm_config_field_t *schema, void *cfg, const cha
             bool extra = yaml_document_get_root_node(&next) != NULL;
             yaml_document_delete(&next);
             if (extra)
-                ok = lm_error_set(err, LM_ERR_CONFIG, "%s: holds more than one YAML document", name);
+                ok =
+                    lm_error_set(err, LM_ERR_CONFIG, "%s: holds more than one YAML document", name);
         }
     }
 out:
@@ -461,7 +467,8 @@ out:
     return ok;
 }
 
-bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char *path, lm_error_t *err)
+bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char *path,
+                         lm_error_t *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -544,7 +551,8 @@ static void print_help(FILE *out, const lm_config_field_t *f, int indent)
     }
 }
 
-static void print_table(const lm_config_field_t *t, const void *base, FILE *out, bool help, int indent)
+static void print_table(const lm_config_field_t *t, const void *base, FILE *out, bool help,
+                        int indent)
 {
     for (const lm_config_field_t *f = t; f->key; f++) {
         const void *p = field_cptr(base, f);

@@ -37,7 +37,7 @@ typedef enum {
 #define LM_CFG_REQUIRED 0x1u
 #define LM_CFG_SECRET 0x2u
 
-#define LM_CFG_LIST_MAX 1024 /* items in one STRING_LIST */
+#define LM_CFG_LIST_MAX 1024  /* items in one STRING_LIST */
 #define LM_CFG_VALUE_MAX 8192 /* bytes in one scalar */
 #define LM_CFG_FILE_MAX (1u << 20)
 
@@ -49,19 +49,20 @@ typedef struct {
 typedef struct lm_config_field {
     const char *key;
     lm_config_type_t type;
-    size_t offset;                          /* offsetof() in the struct of this table */
-    const char *def;                        /* default, written as a user would; NULL: none */
-    int64_t min, max;                       /* INT, DURATION (ms), SIZE (bytes); 0,0: none */
-    unsigned flags;                         /* LM_CFG_REQUIRED | LM_CFG_SECRET */
-    const char *const *choices;             /* ENUM: NULL-terminated names */
-    const struct lm_config_field *section;  /* SECTION: its table */
+    size_t offset;                         /* offsetof() in the struct of this table */
+    const char *def;                       /* default, written as a user would; NULL: none */
+    int64_t min, max;                      /* INT, DURATION (ms), SIZE (bytes); 0,0: none */
+    unsigned flags;                        /* LM_CFG_REQUIRED | LM_CFG_SECRET */
+    const char *const *choices;            /* ENUM: NULL-terminated names */
+    const struct lm_config_field *section; /* SECTION: its table */
     const char *help;
 } lm_config_field_t;
 
 /* Loads a YAML file into cfg (zeroed by the caller or by lm_config_cleanup), then fills
  * defaults and checks required keys. On failure cfg may be partly filled: call
  * lm_config_cleanup either way. */
-bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char *path, lm_error_t *err);
+bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char *path,
+                         lm_error_t *err);
 
 /* The same from memory; `name` stands for the file name in messages. */
 bool lm_config_load_string(const lm_config_field_t *schema, void *cfg, const char *name,
@@ -82,5 +83,11 @@ void lm_config_print(const lm_config_field_t *schema, const void *cfg, FILE *out
 void lm_config_cleanup(const lm_config_field_t *schema, void *cfg);
 
 void lm_strlist_cleanup(lm_strlist_t *l);
+
+/* Ends every schema table. */
+#define LM_CONFIG_END                                                                              \
+    {                                                                                              \
+        .key = NULL                                                                                \
+    }
 
 #endif

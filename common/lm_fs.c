@@ -50,7 +50,8 @@ bool lm_fs_write_atomic(const char *path, const void *data, size_t len, mode_t m
         return lm_error_set(err, LM_ERR_INVALID, "%s: path too long", path);
     fd = mkstemp(tmp);
     if (fd < 0) {
-        lm_error_set(err, LM_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        lm_error_set(err, LM_ERR_IO, "%s: cannot create a temporary file: %s", path,
+                     strerror(errno));
         goto out;
     }
     if (fchmod(fd, mode) != 0 || !write_all(fd, data, len) || fsync(fd) != 0) {
@@ -95,8 +96,8 @@ bool lm_fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len
         *len = 0;
     f = fopen(path, "rb");
     if (!f) {
-        lm_error_set(err, errno == ENOENT ? LM_ERR_NOT_FOUND : LM_ERR_IO, "%s: cannot open: %s", path,
-                     strerror(errno));
+        lm_error_set(err, errno == ENOENT ? LM_ERR_NOT_FOUND : LM_ERR_IO, "%s: cannot open: %s",
+                     path, strerror(errno));
         goto out;
     }
     for (;;) {
@@ -115,7 +116,8 @@ bool lm_fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len
         size_t n = fread(buf + used, 1, cap - used - 1, f);
         used += n;
         if (used > max_bytes) {
-            lm_error_set(err, LM_ERR_TOO_LARGE, "%s: larger than the limit of %zu bytes", path, max_bytes);
+            lm_error_set(err, LM_ERR_TOO_LARGE, "%s: larger than the limit of %zu bytes", path,
+                         max_bytes);
             goto out;
         }
         if (n == 0) {
@@ -150,8 +152,8 @@ bool lm_fs_read_secret(const char *path, char **out, lm_error_t *err)
 
     *out = NULL;
     if (stat(path, &st) != 0)
-        return lm_error_set(err, errno == ENOENT ? LM_ERR_NOT_FOUND : LM_ERR_IO, "%s: cannot open: %s",
-                            path, strerror(errno));
+        return lm_error_set(err, errno == ENOENT ? LM_ERR_NOT_FOUND : LM_ERR_IO,
+                            "%s: cannot open: %s", path, strerror(errno));
     if (st.st_mode & (S_IRWXG | S_IRWXO))
         return lm_error_set(err, LM_ERR_INVALID,
                             "%s: readable by other users (mode %04o): run chmod 600 %s", path,
@@ -181,7 +183,8 @@ bool lm_fs_mkdir_p(const char *path, mode_t mode, lm_error_t *err)
         char saved = *p;
         *p = '\0';
         if (mkdir(buf, mode) != 0 && errno != EEXIST)
-            return lm_error_set(err, LM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            return lm_error_set(err, LM_ERR_IO, "%s: cannot create directory: %s", buf,
+                                strerror(errno));
         *p = saved;
         if (saved == '\0')
             break;
@@ -195,7 +198,8 @@ bool lm_fs_free_bytes(const char *path, uint64_t *bytes, lm_error_t *err)
 {
     struct statvfs vfs;
     if (statvfs(path, &vfs) != 0)
-        return lm_error_set(err, LM_ERR_IO, "%s: cannot read free space: %s", path, strerror(errno));
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot read free space: %s", path,
+                            strerror(errno));
     *bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
     return true;
 }

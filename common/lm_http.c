@@ -68,17 +68,14 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
 static bool transient(CURLcode rc, long status)
 {
     switch (rc) {
-    case CURLE_OK:
-        return status == 429 || status == 502 || status == 503 || status == 504;
+    case CURLE_OK: return status == 429 || status == 502 || status == 503 || status == 504;
     case CURLE_COULDNT_CONNECT:
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-        return true;
-    default:
-        return false;
+    case CURLE_PARTIAL_FILE: return true;
+    default: return false;
     }
 }
 
@@ -93,18 +90,20 @@ static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, cons
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        lm_error_set(err, LM_ERR_TLS, "%s: TLS failed (%s): %s", url, d,
-                     rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ? "the server's key does not match the pinned key"
-                     : rc == CURLE_SSL_CERTPROBLEM        ? "check the client certificate and key files"
-                     : o->ca_file ? "check that the CA file holds the CA that signed the server's certificate"
-                                  : "the server's certificate is not trusted: give the CA file that signed it");
+        lm_error_set(
+            err, LM_ERR_TLS, "%s: TLS failed (%s): %s", url, d,
+            rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ? "the server's key does not match the pinned key"
+            : rc == CURLE_SSL_CERTPROBLEM        ? "check the client certificate and key files"
+            : o->ca_file
+                ? "check that the CA file holds the CA that signed the server's certificate"
+                : "the server's certificate is not trusted: give the CA file that signed it");
         return;
     case CURLE_COULDNT_RESOLVE_HOST:
         lm_error_set(err, LM_ERR_NET, "%s: cannot resolve the host name: check the URL", url);
         return;
     case CURLE_COULDNT_CONNECT:
-        lm_error_set(err, LM_ERR_NET, "%s: cannot connect (%s): check the address and that the server runs",
-                     url, d);
+        lm_error_set(err, LM_ERR_NET,
+                     "%s: cannot connect (%s): check the address and that the server runs", url, d);
         return;
     case CURLE_OPERATION_TIMEDOUT:
         lm_error_set(err, LM_ERR_TIMEOUT, "%s: timed out (%s)", url, d);
@@ -114,8 +113,8 @@ static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, cons
         return;
     case CURLE_WRITE_ERROR:
         if (b->too_large) {
-            lm_error_set(err, LM_ERR_TOO_LARGE, "%s: response larger than the limit of %zu bytes; refused",
-                         url, b->max);
+            lm_error_set(err, LM_ERR_TOO_LARGE,
+                         "%s: response larger than the limit of %zu bytes; refused", url, b->max);
             return;
         }
         break;
@@ -123,8 +122,7 @@ static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, cons
     case CURLE_UNSUPPORTED_PROTOCOL:
         lm_error_set(err, LM_ERR_INVALID, "%s: not a valid http(s) URL", url);
         return;
-    default:
-        break;
+    default: break;
     }
     lm_error_set(err, LM_ERR_NET, "%s: request failed: %s", url, d);
 }
@@ -152,7 +150,8 @@ static CURL *make_handle(const lm_http_opts_t *o, const char *method, const char
         curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, o->pinned_pubkey);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_MS));
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(o->total_timeout_ms ? o->total_timeout_ms : DEFAULT_TOTAL_MS));
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                     (long)(o->total_timeout_ms ? o->total_timeout_ms : DEFAULT_TOTAL_MS));
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)b->max);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, b);

@@ -17,24 +17,24 @@
 #include "lm_error.h"
 
 typedef struct {
-    const char *ca_file;          /* PEM bundle to trust; NULL: system store */
-    const char *client_cert_file; /* PEM client certificate, or NULL */
-    const char *client_key_file;  /* its key (may be the same file) */
-    const char *pinned_pubkey;    /* "sha256//BASE64" of the server key, or NULL */
-    int64_t connect_timeout_ms;   /* 0: 10 s */
-    int64_t total_timeout_ms;     /* 0: 60 s */
-    unsigned max_retries;         /* retries after the first attempt */
-    int64_t backoff_base_ms;      /* 0: 200 ms */
-    int64_t backoff_max_ms;       /* 0: 30 s */
-    size_t max_response_bytes;    /* 0: 4 MiB */
+    const char *ca_file;                 /* PEM bundle to trust; NULL: system store */
+    const char *client_cert_file;        /* PEM client certificate, or NULL */
+    const char *client_key_file;         /* its key (may be the same file) */
+    const char *pinned_pubkey;           /* "sha256//BASE64" of the server key, or NULL */
+    int64_t connect_timeout_ms;          /* 0: 10 s */
+    int64_t total_timeout_ms;            /* 0: 60 s */
+    unsigned max_retries;                /* retries after the first attempt */
+    int64_t backoff_base_ms;             /* 0: 200 ms */
+    int64_t backoff_max_ms;              /* 0: 30 s */
+    size_t max_response_bytes;           /* 0: 4 MiB */
     const volatile sig_atomic_t *cancel; /* set to stop waiting (signals); may be NULL */
 } lm_http_opts_t;
 
 typedef struct {
-    long status;          /* HTTP status of the last attempt */
-    char *body;           /* malloc'd, NUL-terminated; NULL when there was none */
+    long status; /* HTTP status of the last attempt */
+    char *body;  /* malloc'd, NUL-terminated; NULL when there was none */
     size_t body_len;
-    unsigned attempts;    /* how many requests were sent */
+    unsigned attempts; /* how many requests were sent */
 } lm_http_response_t;
 
 /* Once per process, before threads start. */

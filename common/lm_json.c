@@ -238,8 +238,8 @@ lm_json_val_t *lm_json_parse(const char *buf, size_t len, size_t max_bytes, unsi
     if (max_depth == 0)
         max_depth = LM_JSON_DEFAULT_MAX_DEPTH;
     if (len > max_bytes) {
-        lm_error_set(err, LM_ERR_TOO_LARGE, "JSON document of %zu bytes is over the limit of %zu bytes",
-                     len, max_bytes);
+        lm_error_set(err, LM_ERR_TOO_LARGE,
+                     "JSON document of %zu bytes is over the limit of %zu bytes", len, max_bytes);
         return NULL;
     }
     if (memchr(buf, '\0', len)) {
@@ -293,8 +293,8 @@ lm_json_type_t lm_json_type(const lm_json_val_t *v)
 
 const char *lm_json_type_name(lm_json_type_t t)
 {
-    static const char *const names[] = {"null", "a boolean", "an integer", "a number",
-                                        "a string", "an array", "an object"};
+    static const char *const names[] = {"null",     "a boolean", "an integer", "a number",
+                                        "a string", "an array",  "an object"};
     return names[t];
 }
 
@@ -378,8 +378,8 @@ bool lm_json_get_int(const lm_json_val_t *obj, const char *key, bool required, i
         return true;
     long long i = YAJL_GET_INTEGER(v);
     if (i < min || i > max)
-        return lm_error_set(err, LM_ERR_INVALID, "field '%s': %lld is not between %lld and %lld", key, i,
-                            (long long)min, (long long)max);
+        return lm_error_set(err, LM_ERR_INVALID, "field '%s': %lld is not between %lld and %lld",
+                            key, i, (long long)min, (long long)max);
     *out = i;
     return true;
 }
@@ -406,8 +406,8 @@ bool lm_json_get_bool(const lm_json_val_t *obj, const char *key, bool required, 
     return true;
 }
 
-bool lm_json_get_obj(const lm_json_val_t *obj, const char *key, bool required,
-                     lm_json_val_t **out, lm_error_t *err)
+bool lm_json_get_obj(const lm_json_val_t *obj, const char *key, bool required, lm_json_val_t **out,
+                     lm_error_t *err)
 {
     return member(obj, key, required, LM_JSON_OBJECT, out, err);
 }

@@ -85,8 +85,8 @@ bool lm_json_get_double(const lm_json_val_t *obj, const char *key, bool required
 bool lm_json_get_bool(const lm_json_val_t *obj, const char *key, bool required, bool *out,
                       lm_error_t *err);
 /* An object or array member (type checked), or NULL when absent and not required. */
-bool lm_json_get_obj(const lm_json_val_t *obj, const char *key, bool required,
-                     lm_json_val_t **out, lm_error_t *err);
+bool lm_json_get_obj(const lm_json_val_t *obj, const char *key, bool required, lm_json_val_t **out,
+                     lm_error_t *err);
 bool lm_json_get_arr(const lm_json_val_t *obj, const char *key, bool required, size_t max_items,
                      lm_json_val_t **out, lm_error_t *err);
 

@@ -110,7 +110,8 @@ void lm_log_write(lm_log_level_t level, const char *fields, const char *fmt, ...
     lm_time_format_iso8601(lm_time_now_ms(), ts, sizeof ts);
     lm_strbuf_init(&line, LM_LOG_LINE_MAX + 1024);
     if (log_format == LM_LOG_JSON) {
-        lm_strbuf_appendf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+        lm_strbuf_appendf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
+                          level_names[level]);
         lm_json_escape(&line, msg ? msg : "(message withheld: out of memory)");
         json_fields(&line, flds);
         lm_strbuf_append(&line, "}\n");

@@ -21,8 +21,9 @@ static char *secrets[MAX_SECRETS];
 static size_t n_secrets;
 
 static const char *const sensitive_keys[] = {
-    "password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "api-key",
-    "privatekey", "private_key", "authorization", "credentials", "credential", NULL,
+    "password",      "passwd",      "pwd",        "secret",     "token",
+    "apikey",        "api_key",     "api-key",    "privatekey", "private_key",
+    "authorization", "credentials", "credential", NULL,
 };
 
 void lm_redact_register(const char *secret)
@@ -78,8 +79,8 @@ static void mask_literals(const char *in, lm_strbuf_t *out)
 
 static bool authority_end(char c)
 {
-    return c == '\0' || c == '/' || c == '?' || c == '#' || isspace((unsigned char)c) ||
-           c == '"' || c == '\'' || c == ',' || c == '>' || c == ')';
+    return c == '\0' || c == '/' || c == '?' || c == '#' || isspace((unsigned char)c) || c == '"' ||
+           c == '\'' || c == ',' || c == '>' || c == ')';
 }
 
 /* At "://": if the authority has "user:password@", emit it with the password masked and
@@ -119,8 +120,8 @@ static size_t match_key(const char *p)
 
 static bool value_end(char c)
 {
-    return c == '\0' || isspace((unsigned char)c) || c == '&' || c == ',' || c == ';' ||
-           c == '}' || c == ']' || c == ')';
+    return c == '\0' || isspace((unsigned char)c) || c == '&' || c == ',' || c == ';' || c == '}' ||
+           c == ']' || c == ')';
 }
 
 /* At a sensitive key: if a separator and a value follow, emit key+separator+mask and

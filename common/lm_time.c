@@ -60,7 +60,8 @@ bool lm_time_parse_duration(const char *s, int64_t *ms, lm_error_t *err)
     int64_t total = 0;
 
     if (!s || !*s)
-        return lm_error_set(err, LM_ERR_INVALID, "empty duration: use a number and a unit, e.g. 5s");
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "empty duration: use a number and a unit, e.g. 5s");
     if (strcmp(s, "0") == 0) {
         *ms = 0;
         return true;
@@ -68,7 +69,8 @@ bool lm_time_parse_duration(const char *s, int64_t *ms, lm_error_t *err)
     while (*p) {
         if (!isdigit((unsigned char)*p))
             return lm_error_set(err, LM_ERR_INVALID,
-                                "'%s' is not a duration: use e.g. 250ms, 5s, 2m, 1h, 1d or 1h30m", s);
+                                "'%s' is not a duration: use e.g. 250ms, 5s, 2m, 1h, 1d or 1h30m",
+                                s);
         errno = 0;
         char *end;
         long long n = strtoll(p, &end, 10);

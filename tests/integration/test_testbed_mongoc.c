@@ -23,17 +23,20 @@ TestSuite(testbed, .fini = teardown, .timeout = 120);
 static void insert_and_read_back(mongoc_client_t *c, const char *label)
 {
     bson_error_t berr;
-    bson_t *doc = BCON_NEW("_id", BCON_INT32(1), "name", BCON_UTF8("caf\xc3\xa9"), "n", BCON_INT64(1LL << 40),
-                           "d", BCON_DOUBLE(2.5), "nested", "{", "a", "[", BCON_INT32(1), BCON_INT32(2), "]", "}");
+    bson_t *doc = BCON_NEW("_id", BCON_INT32(1), "name", BCON_UTF8("caf\xc3\xa9"), "n",
+                           BCON_INT64(1LL << 40), "d", BCON_DOUBLE(2.5), "nested", "{", "a", "[",
+                           BCON_INT32(1), BCON_INT32(2), "]", "}");
     mongoc_collection_t *coll = mongoc_client_get_collection(c, "lmtest", "roundtrip");
     mongoc_collection_drop(coll, NULL);
-    cr_assert(mongoc_collection_insert_one(coll, doc, NULL, NULL, &berr), "%s: insert: %s", label, berr.message);
+    cr_assert(mongoc_collection_insert_one(coll, doc, NULL, NULL, &berr), "%s: insert: %s", label,
+              berr.message);
     bson_t *filter = BCON_NEW("_id", BCON_INT32(1));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
     const bson_t *got;
     cr_assert(mongoc_cursor_next(cur, &got), "%s: document not found", label);
     cr_assert_eq(got->len, doc->len, "%s: size differs", label);
-    cr_assert_eq(memcmp(bson_get_data(got), bson_get_data(doc), doc->len), 0, "%s: bytes differ", label);
+    cr_assert_eq(memcmp(bson_get_data(got), bson_get_data(doc), doc->len), 0, "%s: bytes differ",
+                 label);
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     bson_destroy(doc);
@@ -65,7 +68,8 @@ Test(testbed, ferretdb_plain)
 Test(testbed, secantus_scram)
 {
     lm_testbed_start("secantus-auth", NULL, &srv);
-    lm_conn_opts_t o = {.side = "source", .uri = srv.uri, .username = srv.user, .password = srv.password};
+    lm_conn_opts_t o = {
+        .side = "source", .uri = srv.uri, .username = srv.user, .password = srv.password};
     open_and_check(&o, "secantus-auth");
     /* credentials in the URI work too */
     char uri[1024];
@@ -77,11 +81,13 @@ Test(testbed, secantus_scram)
 Test(testbed, secantus_scram_wrong_password)
 {
     lm_testbed_start("secantus-auth", NULL, &srv);
-    lm_conn_opts_t o = {.side = "source", .uri = srv.uri, .username = srv.user, .password = "not-the-password"};
+    lm_conn_opts_t o = {
+        .side = "source", .uri = srv.uri, .username = srv.user, .password = "not-the-password"};
     cr_assert_null(lm_conn_client_new(&o, &err));
     char want[256];
     snprintf(want, sizeof want,
-             "source 127.0.0.1:%d: authentication failed for user 'lmadmin': check the user name and the "
+             "source 127.0.0.1:%d: authentication failed for user 'lmadmin': check the user name "
+             "and the "
              "password file (--source-password-file)",
              srv.port);
     cr_assert_str_eq(err.message, want);
@@ -120,17 +126,16 @@ Test(testbed, secantus_tls_wrong_ca)
 {
     char other[512], other_ca[600];
     lm_testbed_start("secantus-tls", NULL, &srv);
-    lm_test_mkdtemp(other, sizeof other);
-    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s'", LM_SOURCE_DIR, other), 0);
+    lm_test_certs("other-ca", other, sizeof other);
     snprintf(other_ca, sizeof other_ca, "%s/ca.pem", other);
-    lm_conn_opts_t o = {.side = "source", .uri = srv.uri, .tls_ca_file = other_ca, .connect_timeout_ms = 3000};
+    lm_conn_opts_t o = {
+        .side = "source", .uri = srv.uri, .tls_ca_file = other_ca, .connect_timeout_ms = 3000};
     int64_t t0 = lm_time_mono_ms();
     cr_assert_null(lm_conn_client_new(&o, &err));
     cr_assert_lt(lm_time_mono_ms() - t0, 6000, "must fail within the connect timeout");
     cr_assert_eq(err.code, LM_ERR_TLS, "%s", err.message);
     cr_assert(strstr(err.message, "source 127.0.0.1:"), "%s", err.message);
     cr_assert(strstr(err.message, "--source-tls-ca-file"), "%s", err.message);
-    lm_test_rmtree(other);
 }
 
 Test(testbed, secantus_tls_without_ca)
@@ -152,7 +157,8 @@ Test(testbed, closed_port_fails_fast)
     cr_assert_null(lm_conn_client_new(&o, &err));
     cr_assert_lt(lm_time_mono_ms() - t0, 5000);
     cr_assert_eq(err.code, LM_ERR_NET, "%s", err.message);
-    cr_assert(strstr(err.message, "connection refused: check the host and port"), "%s", err.message);
+    cr_assert(strstr(err.message, "connection refused: check the host and port"), "%s",
+              err.message);
     cr_assert(strstr(err.message, "target 127.0.0.1:"), "%s", err.message);
 }
 
@@ -177,7 +183,9 @@ Test(testbed, restart_keeps_data_and_port)
     mongoc_client_t *c = lm_conn_client_new(&o, &err);
     cr_assert_not_null(c, "%s", err.message);
     mongoc_collection_t *coll = mongoc_client_get_collection(c, "lmtest", "roundtrip");
-    cr_assert_eq(mongoc_collection_count_documents(coll, &(bson_t)BSON_INITIALIZER, NULL, NULL, NULL, NULL), 1);
+    cr_assert_eq(
+        mongoc_collection_count_documents(coll, &(bson_t)BSON_INITIALIZER, NULL, NULL, NULL, NULL),
+        1);
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(c);
 }

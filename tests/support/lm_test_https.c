@@ -45,21 +45,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         struct timespec ts = {r.delay_ms / 1000, (long)(r.delay_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(r.body_len, r.body ? r.body : (void *)"",
-                                                                r.body ? MHD_RESPMEM_MUST_FREE
-                                                                       : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r.body_len, r.body ? r.body : (void *)"",
+                                        r.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(conn, r.status ? r.status : 200, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-lm_test_https_t *lm_test_https_start(const char *cert_file, const char *key_file, lm_test_https_fn fn,
-                                     void *ud)
+lm_test_https_t *lm_test_https_start(const char *cert_file, const char *key_file,
+                                     lm_test_https_fn fn, void *ud)
 {
     lm_test_https_t *s = calloc(1, sizeof *s);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
     lm_error_t err;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
 
     cr_assert_not_null(s);
     lm_error_init(&err);
@@ -72,8 +73,8 @@ lm_test_https_t *lm_test_https_start(const char *cert_file, const char *key_file
         cr_assert(MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES, "libmicrohttpd lacks TLS");
         flags |= MHD_USE_TLS;
         s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-                                MHD_OPTION_HTTPS_MEM_CERT, s->cert, MHD_OPTION_HTTPS_MEM_KEY, s->key,
-                                MHD_OPTION_END);
+                                MHD_OPTION_HTTPS_MEM_CERT, s->cert, MHD_OPTION_HTTPS_MEM_KEY,
+                                s->key, MHD_OPTION_END);
     } else {
         s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
                                 MHD_OPTION_END);

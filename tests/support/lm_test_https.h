@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 typedef struct {
-    unsigned status;  /* HTTP status; 0 = 200 */
-    char *body;       /* malloc'd by the handler, freed by the server; NULL = empty */
+    unsigned status; /* HTTP status; 0 = 200 */
+    char *body;      /* malloc'd by the handler, freed by the server; NULL = empty */
     size_t body_len;
     unsigned delay_ms; /* sleep before answering (timeouts) */
 } lm_test_https_reply_t;
@@ -20,8 +20,8 @@ typedef struct lm_test_https lm_test_https_t;
 
 /* Starts on TLS with the PEM files given (cert may be NULL for plain HTTP). Fails the test
  * when it cannot. */
-lm_test_https_t *lm_test_https_start(const char *cert_file, const char *key_file, lm_test_https_fn fn,
-                                     void *ud);
+lm_test_https_t *lm_test_https_start(const char *cert_file, const char *key_file,
+                                     lm_test_https_fn fn, void *ud);
 int lm_test_https_port(const lm_test_https_t *s);
 unsigned lm_test_https_hits(const lm_test_https_t *s);
 void lm_test_https_stop(lm_test_https_t *s);

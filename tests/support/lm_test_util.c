@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,4 +61,28 @@ int lm_test_free_port(void)
     cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     close(fd);
     return ntohs(a.sin_port);
+}
+
+void lm_test_certs(const char *name, char *dir, size_t dirsz)
+{
+    const char *build = getenv("LM_BUILD_DIR");
+    char parent[512], probe[700], tmp[700];
+    struct stat st;
+
+    snprintf(parent, sizeof parent, "%s/test-certs",
+             build && *build ? build : "/tmp/lm-test-certs");
+    snprintf(dir, dirsz, "%s/%s", parent, name);
+    snprintf(probe, sizeof probe, "%s/client.key", dir);
+    if (stat(probe, &st) == 0 && time(NULL) - st.st_mtime < 86400)
+        return;
+    mkdir(parent, 0700);
+    /* made aside and renamed, so tests running in parallel never see half a directory */
+    snprintf(tmp, sizeof tmp, "%s/.%s.%ld", parent, name, (long)getpid());
+    cr_assert_eq(lm_test_sh("rm -rf '%s' && '%s/scripts/mkcerts' '%s'", tmp, LM_SOURCE_DIR, tmp),
+                 0);
+    lm_test_sh("rm -rf '%s.old' && { [ ! -e '%s' ] || mv '%s' '%s.old'; } && mv '%s' '%s' && rm "
+               "-rf '%s.old'",
+               dir, dir, dir, dir, tmp, dir, dir);
+    lm_test_sh("rm -rf '%s'", tmp);
+    cr_assert_eq(stat(probe, &st), 0, "certificates missing in %s", dir);
 }

@@ -13,6 +13,9 @@ void lm_test_rmtree(const char *dir);
 void lm_test_write(const char *dir, const char *name, const char *text, char *path, size_t pathsz);
 /* Runs a shell command, returns its exit status (-1 on failure to run). */
 int lm_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A throwaway CA and certificates (scripts/mkcerts) named `name`, made once per build tree
+ * and reused by later tests (remade when older than a day). The directory goes to dir. */
+void lm_test_certs(const char *name, char *dir, size_t dirsz);
 /* A free TCP port on 127.0.0.1 (bound and released; callers retry on a race). */
 int lm_test_free_port(void);
 

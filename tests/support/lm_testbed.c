@@ -24,8 +24,8 @@ void lm_testbed_start(const char *kind, const char *extra_args, lm_testbed_serve
     size_t used = 0;
 
     memset(srv, 0, sizeof *srv);
-    snprintf(cmd, sizeof cmd, "'%s' start %s --owner-pid %ld --max-seconds 900 %s 2>&1", TESTBED, kind,
-             (long)getpid(), extra_args ? extra_args : "");
+    snprintf(cmd, sizeof cmd, "'%s' start %s --owner-pid %ld --max-seconds 900 %s 2>&1", TESTBED,
+             kind, (long)getpid(), extra_args ? extra_args : "");
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p, "cannot run %s", TESTBED);
     while (fgets(line, sizeof line, p)) {

@@ -32,18 +32,18 @@ static const lm_config_field_t limits_fields[] = {
      "Collections copied at once."},
     {"buffer", LM_CFG_SIZE, offsetof(limits_t, buffer_bytes), "256MB", 1 << 20, 1LL << 40, 0, NULL,
      NULL, "Memory for documents in flight."},
-    {NULL},
+    LM_CONFIG_END,
 };
 
 static const lm_config_field_t schema[] = {
     {"url", LM_CFG_STRING, offsetof(agent_cfg_t, url), NULL, 0, 0, LM_CFG_REQUIRED, NULL, NULL,
      "Control plane URL."},
-    {"link_token", LM_CFG_STRING, offsetof(agent_cfg_t, link_token), NULL, 0, 0, LM_CFG_SECRET, NULL,
-     NULL, "Link-token from the control plane."},
-    {"state_dir", LM_CFG_STRING, offsetof(agent_cfg_t, state_dir), "/var/lib/livemig", 0, 0, 0, NULL,
-     NULL, "Where the agent keeps its identity."},
-    {"poll_interval", LM_CFG_DURATION, offsetof(agent_cfg_t, poll_interval_ms), "5s", 1000, 3600000, 0,
-     NULL, NULL, "How often to ask for work."},
+    {"link_token", LM_CFG_STRING, offsetof(agent_cfg_t, link_token), NULL, 0, 0, LM_CFG_SECRET,
+     NULL, NULL, "Link-token from the control plane."},
+    {"state_dir", LM_CFG_STRING, offsetof(agent_cfg_t, state_dir), "/var/lib/livemig", 0, 0, 0,
+     NULL, NULL, "Where the agent keeps its identity."},
+    {"poll_interval", LM_CFG_DURATION, offsetof(agent_cfg_t, poll_interval_ms), "5s", 1000, 3600000,
+     0, NULL, NULL, "How often to ask for work."},
     {"tls", LM_CFG_BOOL, offsetof(agent_cfg_t, tls), "true", 0, 0, 0, NULL, NULL, "Use TLS."},
     {"log_format", LM_CFG_ENUM, offsetof(agent_cfg_t, log_format), "text", 0, 0, 0, formats, NULL,
      "text or json."},
@@ -51,7 +51,7 @@ static const lm_config_field_t schema[] = {
      "Namespaces to copy."},
     {"limits", LM_CFG_SECTION, offsetof(agent_cfg_t, limits), NULL, 0, 0, 0, NULL, limits_fields,
      "Resource limits."},
-    {NULL},
+    LM_CONFIG_END,
 };
 
 static agent_cfg_t cfg;
@@ -88,41 +88,53 @@ Test(config, syntax_error_has_line_and_column)
                  "agent.yaml:3:7: YAML syntax error: did not find expected ',' or ']' "
                  "(while parsing a flow sequence that starts at 2:16)");
     cr_assert_not(load("url: x\n  bad: indent\n"));
-    cr_assert(strncmp(err.message, "agent.yaml:2:6: YAML syntax error: ", 35) == 0, "%s", err.message);
+    cr_assert(strncmp(err.message, "agent.yaml:2:6: YAML syntax error: ", 35) == 0, "%s",
+              err.message);
     cr_assert_not(load("url: \"unterminated\n"));
-    cr_assert(strncmp(err.message, "agent.yaml:2:1: YAML syntax error: ", 35) == 0, "%s", err.message);
+    cr_assert(strncmp(err.message, "agent.yaml:2:1: YAML syntax error: ", 35) == 0, "%s",
+              err.message);
 }
 
 Test(config, unknown_key_with_suggestion)
 {
-    expect_error("url: x\npol_interval: 5s\n", "agent.yaml:2:1: pol_interval: unknown key (did you mean 'poll_interval'?)");
+    expect_error("url: x\npol_interval: 5s\n",
+                 "agent.yaml:2:1: pol_interval: unknown key (did you mean 'poll_interval'?)");
     expect_error("url: x\nlimits:\n  zzz: 1\n", "agent.yaml:3:3: limits.zzz: unknown key");
 }
 
 Test(config, duplicate_key)
 {
-    expect_error("url: x\ntls: true\ntls: false\n", "agent.yaml:3:1: tls: duplicate key (first set at line 2)");
+    expect_error("url: x\ntls: true\ntls: false\n",
+                 "agent.yaml:3:1: tls: duplicate key (first set at line 2)");
 }
 
 Test(config, wrong_types)
 {
     expect_error("url: x\nlimits:\n  copy_workers: many\n",
                  "agent.yaml:3:17: limits.copy_workers: expected an integer, got 'many'");
-    expect_error("url: x\ntls: \"true\"\n", "agent.yaml:2:6: tls: expected true or false, got 'true'");
+    expect_error("url: x\ntls: \"true\"\n",
+                 "agent.yaml:2:6: tls: expected true or false, got 'true'");
     expect_error("url: [a, b]\n", "agent.yaml:1:6: url: expected a string, got a list");
-    expect_error("url: x\nlimits: 4\n", "agent.yaml:2:9: limits: expected a mapping of keys under 'limits'");
-    expect_error("url: x\nlog_format: xml\n", "agent.yaml:2:13: log_format: 'xml' is not one of: text, json");
-    expect_error("url: x\npoll_interval: 5\n",
-                 "agent.yaml:2:16: poll_interval: '5' is not a duration: the unit must be ms, s, m, h or d");
+    expect_error("url: x\nlimits: 4\n",
+                 "agent.yaml:2:9: limits: expected a mapping of keys under 'limits'");
+    expect_error("url: x\nlog_format: xml\n",
+                 "agent.yaml:2:13: log_format: 'xml' is not one of: text, json");
+    expect_error(
+        "url: x\npoll_interval: 5\n",
+        "agent.yaml:2:16: poll_interval: '5' is not a duration: the unit must be ms, s, m, h or d");
     expect_error("- a\n- b\n", "agent.yaml:1:1: the file must be a mapping of keys to values");
-    expect_error("url: x\ninclude: [a, {b: c}]\n", "agent.yaml:2:14: include: list items must be strings");
+    expect_error("url: x\ninclude: [a, {b: c}]\n",
+                 "agent.yaml:2:14: include: list items must be strings");
 }
 
 Test(config, bounds)
 {
-    expect_error("url: x\npoll_interval: 500ms\n", "agent.yaml:2:16: poll_interval: must be between 1s and 1h");
-    expect_error("url: x\nlimits:\n  copy_workers: 0\n", "agent.yaml:3:17: limits.copy_workers: must be between 1 and 64");
-    expect_error("url: x\nlimits:\n  buffer: 1KB\n", "agent.yaml:3:11: limits.buffer: must be between 1MB and 1TB");
+    expect_error("url: x\npoll_interval: 500ms\n",
+                 "agent.yaml:2:16: poll_interval: must be between 1s and 1h");
+    expect_error("url: x\nlimits:\n  copy_workers: 0\n",
+                 "agent.yaml:3:17: limits.copy_workers: must be between 1 and 64");
+    expect_error("url: x\nlimits:\n  buffer: 1KB\n",
+                 "agent.yaml:3:11: limits.buffer: must be between 1MB and 1TB");
 }
 
 Test(config, empty_value_and_missing_required)
@@ -134,8 +146,9 @@ Test(config, empty_value_and_missing_required)
 
 Test(config, defaults_fill_what_is_not_given)
 {
-    cr_assert(load("url: https://cp:8443\nlimits:\n  copy_workers: 8\ninclude: [shop.*, crm.users]\n"), "%s",
-              err.message);
+    cr_assert(
+        load("url: https://cp:8443\nlimits:\n  copy_workers: 8\ninclude: [shop.*, crm.users]\n"),
+        "%s", err.message);
     cr_assert_str_eq(cfg.url, "https://cp:8443");
     cr_assert_str_eq(cfg.state_dir, "/var/lib/livemig");
     cr_assert_eq(cfg.poll_interval_ms, 5000);
@@ -178,7 +191,8 @@ Test(config, secrets_redacted_in_print_and_logs)
     cr_assert_null(strstr(buf, "LMTOKEN-abcdef123456"), "%s", buf);
     cr_assert(strstr(buf, "link_token: \"<redacted>\""), "%s", buf);
     cr_assert(strstr(buf, "# How often to ask for work.\npoll_interval: 5s\n"), "%s", buf);
-    cr_assert(strstr(buf, "limits:\n  # Collections copied at once.\n  copy_workers: 4\n"), "%s", buf);
+    cr_assert(strstr(buf, "limits:\n  # Collections copied at once.\n  copy_workers: 4\n"), "%s",
+              buf);
     /* the secret was registered: a log line or error that contains it is masked */
     char red[128];
     lm_redact_buf("token was LMTOKEN-abcdef123456", red, sizeof red);
@@ -190,7 +204,8 @@ Test(config, print_round_trips)
 {
     char dir[512], path[600];
     agent_cfg_t again;
-    cr_assert(load("url: \"https://cp:1/a b\"\npoll_interval: 90s\ninclude: [\"q\\\"x\"]\nlimits: {buffer: 3GB}\n"),
+    cr_assert(load("url: \"https://cp:1/a b\"\npoll_interval: 90s\ninclude: [\"q\\\"x\"]\nlimits: "
+                   "{buffer: 3GB}\n"),
               "%s", err.message);
     lm_test_mkdtemp(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/out.yaml", dir);
@@ -210,7 +225,8 @@ Test(config, print_round_trips)
 Test(config, missing_file)
 {
     cr_assert_not(lm_config_load_file(schema, &cfg, "/nonexistent/agent.yaml", &err));
-    cr_assert_str_eq(err.message, "/nonexistent/agent.yaml: cannot open: No such file or directory");
+    cr_assert_str_eq(err.message,
+                     "/nonexistent/agent.yaml: cannot open: No such file or directory");
 }
 
 Test(config, second_document_refused)

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lm_http.h"
@@ -12,16 +11,15 @@
 #include "lm_test_util.h"
 #include "lm_time.h"
 
-static char dir[512], wrong_dir[512], ca[600], wrong_ca[600], cert[600], key[600], ccert[600], ckey[600];
+static char dir[512], wrong_dir[512], ca[600], wrong_ca[600], cert[600], key[600], ccert[600],
+    ckey[600];
 static lm_http_response_t resp;
 static lm_error_t err;
 
 static void setup(void)
 {
-    lm_test_mkdtemp(dir, sizeof dir);
-    lm_test_mkdtemp(wrong_dir, sizeof wrong_dir);
-    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s' && '%s/scripts/mkcerts' '%s'", LM_SOURCE_DIR, dir,
-                            LM_SOURCE_DIR, wrong_dir), 0);
+    lm_test_certs("http", dir, sizeof dir);
+    lm_test_certs("http-other-ca", wrong_dir, sizeof wrong_dir);
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
     snprintf(wrong_ca, sizeof wrong_ca, "%s/ca.pem", wrong_dir);
     snprintf(cert, sizeof cert, "%s/server.pem", dir);
@@ -36,14 +34,13 @@ static void setup(void)
 static void teardown(void)
 {
     lm_http_response_cleanup(&resp);
-    lm_test_rmtree(dir);
-    lm_test_rmtree(wrong_dir);
 }
 
 TestSuite(http, .init = setup, .fini = teardown, .timeout = 60);
 
 /* Handlers: the URL path picks the behaviour. */
-static void handler(void *ud, const char *method, const char *url, unsigned hit, lm_test_https_reply_t *r)
+static void handler(void *ud, const char *method, const char *url, unsigned hit,
+                    lm_test_https_reply_t *r)
 {
     (void)ud;
     if (strcmp(url, "/big") == 0) {
@@ -102,7 +99,8 @@ Test(http, right_ca_file_succeeds)
     lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
     lm_http_opts_t o = {.ca_file = ca};
     const char *hdrs[] = {"Content-Type: application/json", NULL};
-    cr_assert(lm_http_request(&o, "POST", url(s, "/api/v1/x"), hdrs, "{}", 2, &resp, &err), "%s", err.message);
+    cr_assert(lm_http_request(&o, "POST", url(s, "/api/v1/x"), hdrs, "{}", 2, &resp, &err), "%s",
+              err.message);
     cr_assert_eq(resp.status, 200);
     cr_assert_str_eq(resp.body, "POST /api/v1/x");
     lm_test_https_stop(s);
@@ -128,7 +126,8 @@ Test(http, oversized_response_refused)
     cr_assert(strstr(err.message, "larger than the limit of 1048576 bytes"), "%s", err.message);
     cr_assert_null(resp.body);
     lm_http_opts_t roomy = {.ca_file = ca, .max_response_bytes = 4u << 20};
-    cr_assert(lm_http_request(&roomy, "GET", url(s, "/big"), NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert(lm_http_request(&roomy, "GET", url(s, "/big"), NULL, NULL, 0, &resp, &err), "%s",
+              err.message);
     cr_assert_eq(resp.body_len, 2u << 20);
     lm_test_https_stop(s);
 }
@@ -136,8 +135,10 @@ Test(http, oversized_response_refused)
 Test(http, busy_server_retried_with_backoff)
 {
     lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
-    lm_http_opts_t o = {.ca_file = ca, .max_retries = 4, .backoff_base_ms = 20, .backoff_max_ms = 100};
-    cr_assert(lm_http_request(&o, "GET", url(s, "/flaky"), NULL, NULL, 0, &resp, &err), "%s", err.message);
+    lm_http_opts_t o = {
+        .ca_file = ca, .max_retries = 4, .backoff_base_ms = 20, .backoff_max_ms = 100};
+    cr_assert(lm_http_request(&o, "GET", url(s, "/flaky"), NULL, NULL, 0, &resp, &err), "%s",
+              err.message);
     cr_assert_eq(resp.status, 200);
     cr_assert_eq(resp.attempts, 3);
     cr_assert_eq(lm_test_https_hits(s), 3);
@@ -149,7 +150,8 @@ Test(http, retries_run_out_status_reported)
 {
     lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
     lm_http_opts_t o = {.ca_file = ca, .max_retries = 1, .backoff_base_ms = 10};
-    cr_assert(lm_http_request(&o, "GET", url(s, "/flaky"), NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert(lm_http_request(&o, "GET", url(s, "/flaky"), NULL, NULL, 0, &resp, &err), "%s",
+              err.message);
     cr_assert_eq(resp.status, 503);
     cr_assert_eq(resp.attempts, 2);
     cr_assert_str_eq(resp.body, "busy");
@@ -203,37 +205,48 @@ Test(http, cancel_stops_retrying)
 Test(http, bad_url_and_secret_in_url_redacted)
 {
     lm_http_opts_t o = {0};
-    cr_assert_not(lm_http_request(&o, "GET", "ftp://user:hunter22@127.0.0.1/x", NULL, NULL, 0, &resp, &err));
+    cr_assert_not(
+        lm_http_request(&o, "GET", "ftp://user:hunter22@127.0.0.1/x", NULL, NULL, 0, &resp, &err));
     cr_assert_eq(err.code, LM_ERR_INVALID, "%s", err.message);
     cr_assert_null(strstr(err.message, "hunter22"), "%s", err.message);
 }
 
-/* Client certificates: openssl s_server demands one signed by our CA. */
+/* Client certificates: openssl s_server demands one signed by our CA. It is started through
+ * the shell (no fork() inside the threaded test process) and stopped by its pid. */
+static pid_t start_s_server(int port)
+{
+    char pidfile[700];
+    snprintf(pidfile, sizeof pidfile, "%s/s_server.%d.pid", dir, port);
+    cr_assert_eq(
+        lm_test_sh("openssl s_server -accept 127.0.0.1:%d -www -cert '%s' -key '%s' -CAfile '%s' "
+                   "-Verify 1 -verify_return_error >/dev/null 2>&1 </dev/null & echo $! > '%s'",
+                   port, cert, key, ca, pidfile),
+        0);
+    FILE *f = fopen(pidfile, "r");
+    long pid = -1;
+    cr_assert(f && fscanf(f, "%ld", &pid) == 1);
+    fclose(f);
+    unlink(pidfile);
+    return (pid_t)pid;
+}
+
 Test(http, client_certificate_required_by_server)
 {
-    int port = 0;
+    char u[128];
     pid_t pid = -1;
     for (int tries = 0; tries < 3 && pid < 0; tries++) {
-        port = lm_test_free_port();
-        pid = fork();
-        cr_assert(pid >= 0);
-        if (pid == 0) {
-            char accept[32];
-            snprintf(accept, sizeof accept, "127.0.0.1:%d", port);
-            freopen("/dev/null", "w", stdout);
-            freopen("/dev/null", "w", stderr);
-            execlp("openssl", "openssl", "s_server", "-accept", accept, "-www", "-cert", cert, "-key", key,
-                   "-CAfile", ca, "-Verify", "1", "-verify_return_error", (char *)NULL);
-            _exit(127);
-        }
-        /* wait until it listens */
-        lm_http_opts_t probe = {.ca_file = ca, .client_cert_file = ccert, .client_key_file = ckey,
-                                .max_retries = 30, .backoff_base_ms = 100, .backoff_max_ms = 100};
-        char u[128];
+        int port = lm_test_free_port();
+        pid = start_s_server(port);
         snprintf(u, sizeof u, "https://127.0.0.1:%d/", port);
+        /* wait until it listens; the request itself proves a client certificate is accepted */
+        lm_http_opts_t probe = {.ca_file = ca,
+                                .client_cert_file = ccert,
+                                .client_key_file = ckey,
+                                .max_retries = 30,
+                                .backoff_base_ms = 100,
+                                .backoff_max_ms = 100};
         if (!lm_http_request(&probe, "GET", u, NULL, NULL, 0, &resp, &err)) {
             kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
             pid = -1;
         }
     }
@@ -241,8 +254,6 @@ Test(http, client_certificate_required_by_server)
     cr_assert_eq(resp.status, 200, "with a client certificate the request succeeds");
     lm_http_response_cleanup(&resp);
 
-    char u[128];
-    snprintf(u, sizeof u, "https://127.0.0.1:%d/", port);
     lm_http_opts_t no_cert = {.ca_file = ca};
     bool ok = lm_http_request(&no_cert, "GET", u, NULL, NULL, 0, &resp, &err);
     lm_http_opts_t bad_key = {.ca_file = ca, .client_cert_file = ccert, .client_key_file = ca};
@@ -251,7 +262,6 @@ Test(http, client_certificate_required_by_server)
     bool ok2 = lm_http_request(&bad_key, "GET", u, NULL, NULL, 0, &r2, &e2);
     lm_http_response_cleanup(&r2);
     kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
     cr_assert_not(ok, "without a client certificate the server must refuse");
     cr_assert_not(ok2);
     cr_assert_eq(e2.code, LM_ERR_TLS, "%s", e2.message);

@@ -49,7 +49,8 @@ Test(json, depth_cap_stops_stack_bombs)
 Test(json, typed_getters_name_the_field)
 {
     lm_error_t err;
-    lm_json_val_t *v = parse("{\"s\":\"x\",\"i\":42,\"d\":1.5,\"b\":true,\"o\":{},\"a\":[1,2,3],\"n\":null}", &err);
+    lm_json_val_t *v = parse(
+        "{\"s\":\"x\",\"i\":42,\"d\":1.5,\"b\":true,\"o\":{},\"a\":[1,2,3],\"n\":null}", &err);
     const char *s = NULL;
     int64_t i = 0;
     double d = 0;
@@ -118,7 +119,8 @@ Test(json, writer_round_trip)
     size_t len;
     const char *out = lm_json_writer_result(w, &len, &err);
     cr_assert_not_null(out, "%s", err.message);
-    cr_assert_str_eq(out, "{\"name\":\"a \\\"quoted\\\"\\nline\",\"n\":-7,\"inf\":null,\"list\":[false,null]}");
+    cr_assert_str_eq(
+        out, "{\"name\":\"a \\\"quoted\\\"\\nline\",\"n\":-7,\"inf\":null,\"list\":[false,null]}");
     lm_json_val_t *v = lm_json_parse(out, len, 0, 0, &err);
     const char *s;
     cr_assert(lm_json_get_str(v, "name", true, 0, &s, &err));

@@ -28,7 +28,8 @@ Test(redact, password_with_unencoded_at_sign)
 
 Test(redact, uri_without_password_untouched)
 {
-    check("mongodb://127.0.0.1:27017/?directConnection=true", "mongodb://127.0.0.1:27017/?directConnection=true");
+    check("mongodb://127.0.0.1:27017/?directConnection=true",
+          "mongodb://127.0.0.1:27017/?directConnection=true");
     check("mongodb://onlyuser@h:1/", "mongodb://onlyuser@h:1/");
 }
 

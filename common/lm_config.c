@@ -292,7 +292,7 @@ static bool is_null_scalar(const yaml_node_t *n)
 static bool load_mapping(load_ctx_t *c, const lm_config_field_t *t, void *base, yaml_node_t *map,
                          const char *prefix);
 static bool fill_defaults(const lm_config_field_t *t, void *base, const bool *seen,
-                          const char *prefix, const char *where, lm_error_t *err);
+                          const char *prefix, lm_error_t *err);
 
 static bool load_value(load_ctx_t *c, const lm_config_field_t *f, void *base, yaml_node_t *v,
                        const char *path)
@@ -370,22 +370,16 @@ static bool load_mapping(load_ctx_t *c, const lm_config_field_t *t, void *base, 
         if (!load_value(c, f, base, v, path))
             goto out;
     }
-    {
-        char where[PATH_KEY_MAX + 64];
-        snprintf(where, sizeof where, "%s:%zu:%zu", c->name, (size_t)map->start_mark.line + 1,
-                 (size_t)map->start_mark.column + 1);
-        ok = fill_defaults(t, base, seen, prefix, where, c->err);
-    }
+    ok = fill_defaults(t, base, seen, prefix, c->err);
 out:
     free(seen);
     free(first);
     return ok;
 }
 
-/* Sets every key not seen from its default; a required key without one is an error that
- * points at `where` (the mapping that should have held it). */
+/* Sets every key not seen from its default. */
 static bool fill_defaults(const lm_config_field_t *t, void *base, const bool *seen,
-                          const char *prefix, const char *where, lm_error_t *err)
+                          const char *prefix, lm_error_t *err)
 {
     for (const lm_config_field_t *f = t; f->key; f++) {
         char path[PATH_KEY_MAX];
@@ -393,21 +387,44 @@ static bool fill_defaults(const lm_config_field_t *t, void *base, const bool *se
             continue;
         join_key(path, sizeof path, prefix, f->key);
         if (f->type == LM_CFG_SECTION) {
-            if (!fill_defaults(f->section, field_ptr(base, f), NULL, path, where, err))
+            if (!fill_defaults(f->section, field_ptr(base, f), NULL, path, err))
                 return false;
-            continue;
-        }
-        if (f->def) {
+        } else if (f->def) {
             lm_error_t sub;
             lm_error_init(&sub);
             if (!set_scalar(f, base, f->def, false, &sub))
                 return lm_error_set(err, LM_ERR_INTERNAL, "%s: bad built-in default: %s", path,
                                     sub.message);
-        } else if (f->flags & LM_CFG_REQUIRED) {
-            return lm_error_set(err, LM_ERR_CONFIG, "%s: %s: required key is missing", where, path);
         }
     }
     return true;
+}
+
+static bool check_required(const lm_config_field_t *t, const void *base, const char *prefix,
+                           const char *where, lm_error_t *err)
+{
+    for (const lm_config_field_t *f = t; f->key; f++) {
+        char path[PATH_KEY_MAX];
+        const void *p = field_cptr(base, f);
+        join_key(path, sizeof path, prefix, f->key);
+        if (f->type == LM_CFG_SECTION) {
+            if (!check_required(f->section, p, path, where, err))
+                return false;
+            continue;
+        }
+        if (!(f->flags & LM_CFG_REQUIRED))
+            continue;
+        if ((f->type == LM_CFG_STRING && !*(char *const *)p) ||
+            (f->type == LM_CFG_STRING_LIST && ((const lm_strlist_t *)p)->n == 0))
+            return lm_error_set(err, LM_ERR_CONFIG, "%s: %s: required, but not set", where, path);
+    }
+    return true;
+}
+
+bool lm_config_check_required(const lm_config_field_t *schema, const void *cfg, const char *where,
+                              lm_error_t *err)
+{
+    return check_required(schema, cfg, "", where, err);
 }
 
 bool lm_config_load_string(const lm_config_field_t *schema, void *cfg, const char *name,
@@ -436,8 +453,6 @@ bool lm_config_load_string(const lm_config_field_t *schema, void *cfg, const cha
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root || (root->type == YAML_SCALAR_NODE && is_null_scalar(root))) {
         ok = lm_config_load_defaults(schema, cfg, err);
-        if (!ok)
-            lm_error_prefix(err, "%s", name);
         goto out;
     }
     if (root->type != YAML_MAPPING_NODE) {
@@ -481,7 +496,7 @@ bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char 
 
 bool lm_config_load_defaults(const lm_config_field_t *schema, void *cfg, lm_error_t *err)
 {
-    return fill_defaults(schema, cfg, NULL, "", "(defaults)", err);
+    return fill_defaults(schema, cfg, NULL, "", err);
 }
 
 bool lm_config_set(const lm_config_field_t *schema, void *cfg, const char *path, const char *value,

@@ -58,9 +58,10 @@ typedef struct lm_config_field {
     const char *help;
 } lm_config_field_t;
 
-/* Loads a YAML file into cfg (zeroed by the caller or by lm_config_cleanup), then fills
- * defaults and checks required keys. On failure cfg may be partly filled: call
- * lm_config_cleanup either way. */
+/* Loads a YAML file into cfg (zeroed, or filled by lm_config_load_defaults), then fills
+ * defaults for the keys it did not set. Required keys are checked separately
+ * (lm_config_check_required), since command-line flags may still supply them. On failure
+ * cfg may be partly filled: call lm_config_cleanup either way. */
 bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char *path,
                          lm_error_t *err);
 
@@ -68,8 +69,13 @@ bool lm_config_load_file(const lm_config_field_t *schema, void *cfg, const char 
 bool lm_config_load_string(const lm_config_field_t *schema, void *cfg, const char *name,
                            const char *text, size_t len, lm_error_t *err);
 
-/* Fills every key from its default (no file at all) and checks required keys. */
+/* Fills every key from its default (no file at all). */
 bool lm_config_load_defaults(const lm_config_field_t *schema, void *cfg, lm_error_t *err);
+
+/* Fails with "<where>: key.path: required, but not set" for the first required key that has
+ * no value (a NULL string or an empty list). */
+bool lm_config_check_required(const lm_config_field_t *schema, const void *cfg, const char *where,
+                              lm_error_t *err);
 
 /* Sets one key by dotted path ("limits.copy_workers") from text, as a command-line flag
  * does after the file is loaded. A STRING_LIST gets the value appended. */

@@ -298,6 +298,11 @@ const char *lm_json_type_name(lm_json_type_t t)
     return names[t];
 }
 
+const char *lm_json_string(const lm_json_val_t *v)
+{
+    return v && v->type == yajl_t_string ? v->u.string : NULL;
+}
+
 lm_json_val_t *lm_json_get(const lm_json_val_t *obj, const char *key)
 {
     if (!obj || obj->type != yajl_t_object)

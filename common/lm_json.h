@@ -65,6 +65,9 @@ void lm_json_free(lm_json_val_t *v);
 lm_json_type_t lm_json_type(const lm_json_val_t *v);
 const char *lm_json_type_name(lm_json_type_t t);
 
+/* The text of a string value, or NULL when v is not a string. */
+const char *lm_json_string(const lm_json_val_t *v);
+
 /* Member `key` of an object, or NULL (absent, or v not an object). */
 lm_json_val_t *lm_json_get(const lm_json_val_t *obj, const char *key);
 size_t lm_json_len(const lm_json_val_t *v); /* members of an object or items of an array */

@@ -73,7 +73,8 @@ TestSuite(config, .init = setup, .fini = teardown);
 
 static bool load(const char *yaml)
 {
-    return lm_config_load_string(schema, &cfg, "agent.yaml", yaml, strlen(yaml), &err);
+    return lm_config_load_string(schema, &cfg, "agent.yaml", yaml, strlen(yaml), &err) &&
+           lm_config_check_required(schema, &cfg, "agent.yaml", &err);
 }
 
 static void expect_error(const char *yaml, const char *msg)
@@ -140,8 +141,8 @@ Test(config, bounds)
 Test(config, empty_value_and_missing_required)
 {
     expect_error("url:\n", "agent.yaml:1:5: url: has no value: give one or remove the line");
-    expect_error("tls: false\n", "agent.yaml:1:1: url: required key is missing");
-    expect_error("", "agent.yaml: (defaults): url: required key is missing");
+    expect_error("tls: false\n", "agent.yaml: url: required, but not set");
+    expect_error("", "agent.yaml: url: required, but not set");
 }
 
 Test(config, defaults_fill_what_is_not_given)
@@ -159,6 +160,15 @@ Test(config, defaults_fill_what_is_not_given)
     cr_assert_eq(cfg.include.n, 2);
     cr_assert_str_eq(cfg.include.items[1], "crm.users");
     cr_assert_null(cfg.link_token);
+}
+
+Test(config, flags_may_supply_required_keys)
+{
+    cr_assert(lm_config_load_string(schema, &cfg, "agent.yaml", "tls: false\n", 11, &err), "%s", err.message);
+    cr_assert_not(lm_config_check_required(schema, &cfg, "agent.yaml", &err));
+    cr_assert(lm_config_set(schema, &cfg, "url", "https://cp", &err));
+    cr_assert(lm_config_check_required(schema, &cfg, "agent.yaml", &err), "%s", err.message);
+    cr_assert_not(cfg.tls);
 }
 
 Test(config, set_overrides_by_path)

@@ -1,0 +1,186 @@
+/* lm_catalog: see lm_catalog.h. */
+#include "lm_catalog.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_log.h"
+
+#define MAX_COLLECTIONS 100000
+
+bool lm_coll_is_view(const lm_coll_info_t *c)
+{
+    return strcmp(c->type, "view") == 0;
+}
+
+static bool grow(lm_catalog_t *cat, size_t *cap, lm_error_t *err)
+{
+    if (cat->n < *cap)
+        return true;
+    if (cat->n >= MAX_COLLECTIONS)
+        return lm_error_set(err, LM_ERR_TOO_LARGE, "source has more than %d collections",
+                            MAX_COLLECTIONS);
+    size_t ncap = *cap ? *cap * 2 : 64;
+    lm_coll_info_t *items = realloc(cat->items, ncap * sizeof *items);
+    if (!items)
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    cat->items = items;
+    *cap = ncap;
+    return true;
+}
+
+static void describe(const char *what, const bson_error_t *e, lm_error_t *err)
+{
+    lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER, "source: %s failed: %s%s", what,
+                 e->message,
+                 e->code == 13
+                     ? ": the source user needs read access to every database (readAnyDatabase)"
+                     : "");
+}
+
+/* Index specs but _id_, as {"0": spec, ...}. */
+static bool load_indexes(mongoc_collection_t *coll, lm_coll_info_t *c, lm_error_t *err)
+{
+    bson_error_t e;
+    const bson_t *spec;
+    bson_iter_t it;
+    uint32_t i = 0;
+    mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(coll, NULL);
+    while (mongoc_cursor_next(cur, &spec)) {
+        if (bson_iter_init_find(&it, spec, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+            strcmp(bson_iter_utf8(&it, NULL), "_id_") == 0)
+            continue;
+        char key[16];
+        bson_snprintf(key, sizeof key, "%u", i++);
+        BSON_APPEND_DOCUMENT(c->indexes, key, spec);
+    }
+    bool ok = !mongoc_cursor_error(cur, &e);
+    if (!ok) {
+        char what[LM_NS_MAX + 32];
+        bson_snprintf(what, sizeof what, "listIndexes on %s", c->ns);
+        describe(what, &e, err);
+    }
+    mongoc_cursor_destroy(cur);
+    return ok;
+}
+
+static void estimate(mongoc_database_t *db, mongoc_collection_t *coll, lm_coll_info_t *c)
+{
+    bson_t reply;
+    bson_iter_t it;
+    int64_t n = mongoc_collection_estimated_document_count(coll, NULL, NULL, NULL, NULL);
+    c->est_docs = n > 0 ? n : 0;
+    bson_t *cmd = BCON_NEW("collStats", BCON_UTF8(c->coll));
+    if (mongoc_database_command_simple(db, cmd, NULL, &reply, NULL) &&
+        bson_iter_init_find(&it, &reply, "size") && BSON_ITER_HOLDS_NUMBER(&it))
+        c->est_bytes = bson_iter_as_int64(&it);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+}
+
+static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbname,
+                    lm_catalog_t *cat, size_t *cap, lm_error_t *err)
+{
+    bson_error_t e;
+    const bson_t *d;
+    bson_iter_t it;
+    bool ok = true;
+    mongoc_database_t *db = mongoc_client_get_database(src, dbname);
+    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(db, NULL);
+
+    while (ok && mongoc_cursor_next(cur, &d)) {
+        const char *name = bson_iter_init_find(&it, d, "name") && BSON_ITER_HOLDS_UTF8(&it)
+                               ? bson_iter_utf8(&it, NULL)
+                               : NULL;
+        if (!name || !lm_ns_selected(&job->include, &job->exclude, dbname, name))
+            continue;
+        if (strlen(dbname) + strlen(name) + 2 > LM_NS_MAX) {
+            lm_log_warn(NULL, "skipping %s.%s: namespace longer than %d bytes", dbname, name,
+                        LM_NS_MAX - 1);
+            continue;
+        }
+        if (!(ok = grow(cat, cap, err)))
+            break;
+        lm_coll_info_t *c = &cat->items[cat->n];
+        memset(c, 0, sizeof *c);
+        c->options = bson_new();
+        c->indexes = bson_new();
+        cat->n++;
+        bson_snprintf(c->db, sizeof c->db, "%s", dbname);
+        bson_snprintf(c->coll, sizeof c->coll, "%s", name);
+        bson_snprintf(c->ns, sizeof c->ns, "%s.%s", dbname, name);
+        bson_snprintf(c->type, sizeof c->type, "%s",
+                      bson_iter_init_find(&it, d, "type") && BSON_ITER_HOLDS_UTF8(&it)
+                          ? bson_iter_utf8(&it, NULL)
+                          : "collection");
+        if (bson_iter_init_find(&it, d, "options") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            const uint8_t *data;
+            uint32_t len;
+            bson_t opts;
+            bson_iter_document(&it, &len, &data);
+            if (bson_init_static(&opts, data, len)) {
+                bson_copy_to_excluding_noinit(&opts, c->options, "uuid", NULL);
+                bson_iter_t ci;
+                c->has_collation = bson_iter_init_find(&ci, &opts, "collation");
+            }
+        }
+        if (lm_coll_is_view(c))
+            continue;
+        mongoc_collection_t *coll = mongoc_database_get_collection(db, name);
+        ok = load_indexes(coll, c, err);
+        estimate(db, coll, c);
+        mongoc_collection_destroy(coll);
+    }
+    if (ok && mongoc_cursor_error(cur, &e)) {
+        char what[200];
+        bson_snprintf(what, sizeof what, "listCollections on %s", dbname);
+        describe(what, &e, err);
+        ok = false;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_database_destroy(db);
+    return ok;
+}
+
+/* Collections before views (views are created after their sources), largest first. */
+static int by_kind_then_size(const void *a, const void *b)
+{
+    const lm_coll_info_t *x = a, *y = b;
+    if (lm_coll_is_view(x) != lm_coll_is_view(y))
+        return lm_coll_is_view(x) ? 1 : -1;
+    if (x->est_bytes != y->est_bytes)
+        return x->est_bytes > y->est_bytes ? -1 : 1;
+    return strcmp(x->ns, y->ns);
+}
+
+bool lm_catalog_load(mongoc_client_t *src, const lm_job_t *job, lm_catalog_t *cat, lm_error_t *err)
+{
+    bson_error_t e;
+    size_t cap = 0;
+    bool ok = true;
+    memset(cat, 0, sizeof *cat);
+    bson_t *opts = BCON_NEW("nameOnly", BCON_BOOL(true));
+    char **names = mongoc_client_get_database_names_with_opts(src, opts, &e);
+    bson_destroy(opts);
+    if (!names) {
+        describe("listDatabases", &e, err);
+        return false;
+    }
+    for (size_t i = 0; ok && names[i]; i++)
+        if (lm_ns_db_selected(&job->include, names[i]))
+            ok = load_db(src, job, names[i], cat, &cap, err);
+    bson_strfreev(names);
+    if (ok && cat->n)
+        qsort(cat->items, cat->n, sizeof cat->items[0], by_kind_then_size);
+    return ok;
+}
+
+void lm_catalog_cleanup(lm_catalog_t *cat)
+{
+    for (size_t i = 0; i < cat->n; i++) {
+        bson_destroy(cat->items[i].options);
+        bson_destroy(cat->items[i].indexes);
+    }
+    free(cat->items);
+    memset(cat, 0, sizeof *cat);
+}

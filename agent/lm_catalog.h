@@ -1,0 +1,41 @@
+/* lm_catalog: what a job copies, read from the source: user databases and collections
+ * (after include/exclude), views with their pipelines, each collection's options (capped,
+ * validator, collation, timeseries, clusteredIndex, changeStreamPreAndPostImages, ...) as
+ * listCollections reports them, its index specs, and size estimates. */
+#ifndef LM_CATALOG_H
+#define LM_CATALOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "lm_error.h"
+#include "lm_job.h"
+#include "lm_ns.h"
+
+typedef struct {
+    char db[128];
+    char coll[LM_NS_MAX];
+    char ns[LM_NS_MAX];
+    char type[16];   /* "collection", "view" or "timeseries" */
+    bson_t *options; /* listCollections "options" (owned; bson_t must not move, hence pointers) */
+    bson_t *indexes; /* {"0": spec, "1": spec, ...} every index but _id_ (owned) */
+    int64_t est_docs;
+    int64_t est_bytes;
+    bool has_collation;
+} lm_coll_info_t;
+
+typedef struct {
+    lm_coll_info_t *items; /* collections first (largest first), then views */
+    size_t n;
+} lm_catalog_t;
+
+/* Reads the catalog of the source. `side` names it in errors. */
+bool lm_catalog_load(mongoc_client_t *source, const lm_job_t *job, lm_catalog_t *cat,
+                     lm_error_t *err);
+void lm_catalog_cleanup(lm_catalog_t *cat);
+
+bool lm_coll_is_view(const lm_coll_info_t *c);
+
+#endif

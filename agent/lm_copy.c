@@ -1,0 +1,377 @@
+/* lm_copy: see lm_copy.h. */
+#include "lm_copy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_log.h"
+#include "lm_time.h"
+
+#define BATCH_MIN (256 * 1024)
+#define BATCH_MAX (4 * 1024 * 1024)
+#define BATCH_MAX_DOCS 10000
+#define DUPLICATE_KEY 11000
+
+typedef struct batch {
+    struct batch *next;
+    lm_copy_task_t *task;
+    uint8_t *buf; /* concatenated BSON documents */
+    size_t len, cap;
+    uint32_t ndocs;
+} batch_t;
+
+typedef struct {
+    const lm_copy_opts_t *o;
+    lm_copy_task_t *tasks;
+    size_t n_tasks;
+    size_t next_task; /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t can_push, can_pop;
+    batch_t *head, *tail;
+    int64_t bytes_in_flight; /* queued + being written */
+    int readers_left;
+    size_t batch_bytes;
+    atomic_bool failed;
+    lm_error_t err; /* first failure, under mu */
+} pipe_t;
+
+static bool stopping(pipe_t *p)
+{
+    return atomic_load(&p->failed) || (p->o->stop && *p->o->stop) || p->o->status->cancel;
+}
+
+static void fail(pipe_t *p, const lm_error_t *e)
+{
+    pthread_mutex_lock(&p->mu);
+    if (!atomic_load(&p->failed)) {
+        p->err = *e;
+        atomic_store(&p->failed, true);
+    }
+    pthread_cond_broadcast(&p->can_push);
+    pthread_cond_broadcast(&p->can_pop);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void batch_free(batch_t *b)
+{
+    if (b) {
+        free(b->buf);
+        free(b);
+    }
+}
+
+/* Hands a batch to the writers, waiting while the buffer is full (a batch is always let
+ * through when nothing is in flight, so one huge document cannot deadlock). */
+static void push(pipe_t *p, batch_t *b)
+{
+    pthread_mutex_lock(&p->mu);
+    while (!atomic_load(&p->failed) && p->bytes_in_flight > 0 &&
+           p->bytes_in_flight + (int64_t)b->len > p->o->buffer_bytes)
+        pthread_cond_wait(&p->can_push, &p->mu);
+    if (atomic_load(&p->failed)) {
+        pthread_mutex_unlock(&p->mu);
+        atomic_fetch_sub(&b->task->pending, 1);
+        batch_free(b);
+        return;
+    }
+    p->bytes_in_flight += (int64_t)b->len;
+    if (p->tail)
+        p->tail->next = b;
+    else
+        p->head = b;
+    p->tail = b;
+    pthread_cond_signal(&p->can_pop);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static batch_t *batch_new(lm_copy_task_t *t, size_t cap)
+{
+    batch_t *b = calloc(1, sizeof *b);
+    if (b && !(b->buf = malloc(cap))) {
+        free(b);
+        return NULL;
+    }
+    if (b) {
+        b->task = t;
+        b->cap = cap;
+        atomic_fetch_add(&t->pending, 1);
+    }
+    return b;
+}
+
+static bool batch_add(batch_t *b, const bson_t *doc)
+{
+    if (b->len + doc->len > b->cap) {
+        size_t ncap = b->cap * 2 > b->len + doc->len ? b->cap * 2 : b->len + doc->len;
+        uint8_t *nb = realloc(b->buf, ncap);
+        if (!nb)
+            return false;
+        b->buf = nb;
+        b->cap = ncap;
+    }
+    memcpy(b->buf + b->len, bson_get_data(doc), doc->len);
+    b->len += doc->len;
+    b->ndocs++;
+    return true;
+}
+
+static void maybe_task_done(pipe_t *p, lm_copy_task_t *t)
+{
+    if (atomic_load(&t->reader_done) && atomic_load(&t->pending) == 0 && !stopping(p) &&
+        !atomic_exchange(&t->done, true))
+        p->o->on_task_done(p->o->ud, t);
+}
+
+/* Streams one task's documents into batches. *complete is true only when the cursor was
+ * read to its end: a range cut short by a stop must never be recorded as done. */
+static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *complete,
+                      lm_error_t *err)
+{
+    bson_error_t e;
+    const bson_t *doc;
+    int64_t per_batch = t->est_doc_bytes > 0 ? (int64_t)p->batch_bytes / t->est_doc_bytes : 1000;
+    if (per_batch < 16)
+        per_batch = 16;
+    if (per_batch > BATCH_MAX_DOCS)
+        per_batch = BATCH_MAX_DOCS;
+    mongoc_collection_t *coll = mongoc_client_get_collection(src, t->db, t->coll);
+    bson_t *opts = BCON_NEW("batchSize", BCON_INT64(per_batch), "noCursorTimeout", BCON_BOOL(true));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, t->filter, opts, NULL);
+    batch_t *b = NULL;
+    bool ok = true;
+
+    *complete = false;
+    atomic_store(&t->status->state, LM_COLL_COPYING);
+    while (!stopping(p) && mongoc_cursor_next(cur, &doc)) {
+        if (!b && !(b = batch_new(t, p->batch_bytes))) {
+            ok = lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        if (!batch_add(b, doc)) {
+            ok = lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        if (b->len >= p->batch_bytes || b->ndocs >= BATCH_MAX_DOCS) {
+            push(p, b);
+            b = NULL;
+        }
+    }
+    if (ok && mongoc_cursor_error(cur, &e))
+        ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                          "source: reading %s failed: %s", t->ns, e.message);
+    else if (ok && !stopping(p))
+        *complete = true;
+    if (b) {
+        if (ok && !stopping(p)) {
+            push(p, b);
+        } else {
+            atomic_fetch_sub(&t->pending, 1);
+            batch_free(b);
+        }
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_collection_destroy(coll);
+    return ok;
+}
+
+static void *reader_main(void *arg)
+{
+    pipe_t *p = arg;
+    lm_error_t err;
+    mongoc_client_t *src = mongoc_client_pool_pop(p->o->source);
+    lm_error_init(&err);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        lm_copy_task_t *t = p->next_task < p->n_tasks ? &p->tasks[p->next_task++] : NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (!t || stopping(p))
+            break;
+        if (atomic_load(&t->done)) /* finished by an earlier run */
+            continue;
+        bool complete = false;
+        if (!read_task(p, src, t, &complete, &err)) {
+            fail(p, &err);
+            break;
+        }
+        if (!complete)
+            break;
+        atomic_store(&t->reader_done, true);
+        maybe_task_done(p, t);
+    }
+    mongoc_client_pool_push(p->o->source, src);
+    pthread_mutex_lock(&p->mu);
+    p->readers_left--;
+    pthread_cond_broadcast(&p->can_pop);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Counts duplicate-key write errors in an insert reply; false when another error is there. */
+static bool only_duplicates(const bson_t *reply, int64_t *dups, char *first, size_t firstsz)
+{
+    bson_iter_t it, errs, one, f;
+    bool ok = true;
+    *dups = 0;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !bson_iter_recurse(&it, &errs))
+        return false;
+    while (bson_iter_next(&errs)) {
+        if (!bson_iter_recurse(&errs, &one))
+            continue;
+        int code = bson_iter_find(&one, "code") ? (int)bson_iter_as_int64(&one) : 0;
+        if (code == DUPLICATE_KEY) {
+            (*dups)++;
+        } else if (ok) {
+            ok = false;
+            bson_iter_recurse(&errs, &f);
+            snprintf(first, firstsz, "code %d: %s", code,
+                     bson_iter_find(&f, "errmsg") && BSON_ITER_HOLDS_UTF8(&f)
+                         ? bson_iter_utf8(&f, NULL)
+                         : "?");
+        }
+    }
+    return ok;
+}
+
+static bool write_batch(mongoc_client_t *dst, batch_t *b, lm_status_t *st, lm_error_t *err)
+{
+    lm_copy_task_t *t = b->task;
+    bson_t *docs = calloc(b->ndocs, sizeof *docs);
+    const bson_t **ptrs = calloc(b->ndocs, sizeof *ptrs);
+    bson_error_t e;
+    bson_t reply;
+    bool ok = true;
+
+    if (!docs || !ptrs) {
+        free(docs);
+        free(ptrs);
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    }
+    size_t off = 0;
+    for (uint32_t i = 0; i < b->ndocs; i++) {
+        uint32_t len;
+        memcpy(&len, b->buf + off, 4);
+        len = BSON_UINT32_FROM_LE(len);
+        bson_init_static(&docs[i], b->buf + off, len);
+        ptrs[i] = &docs[i];
+        off += len;
+    }
+    mongoc_collection_t *coll = mongoc_client_get_collection(dst, t->db, t->coll);
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false), "bypassDocumentValidation",
+                            BCON_BOOL(true), "validate", BCON_BOOL(false));
+    int64_t dups = 0;
+    if (!mongoc_collection_insert_many(coll, ptrs, b->ndocs, opts, &reply, &e)) {
+        char first[512] = "";
+        if (!only_duplicates(&reply, &dups, first, sizeof first))
+            ok = lm_error_set(
+                err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                "target refused writes to %s: %s%s", t->ns, first[0] ? first : e.message,
+                e.code == 13 ? ": the target user needs readWrite on every copied database" : "");
+    }
+    if (ok) {
+        int64_t written = (int64_t)b->ndocs - dups;
+        atomic_fetch_add(&t->docs, b->ndocs);
+        atomic_fetch_add(&t->status->docs, written);
+        atomic_fetch_add(&t->status->bytes, (long long)b->len);
+        atomic_fetch_add(&t->status->dup_keys, dups);
+        atomic_fetch_add(&st->docs, written);
+        atomic_fetch_add(&st->bytes, (long long)b->len);
+        atomic_fetch_add(&st->dup_keys, dups);
+    }
+    bson_destroy(&reply);
+    bson_destroy(opts);
+    mongoc_collection_destroy(coll);
+    free(docs);
+    free(ptrs);
+    return ok;
+}
+
+static void *writer_main(void *arg)
+{
+    pipe_t *p = arg;
+    lm_error_t err;
+    mongoc_client_t *dst = mongoc_client_pool_pop(p->o->target);
+    lm_error_init(&err);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->head && p->readers_left > 0 && !atomic_load(&p->failed))
+            pthread_cond_wait(&p->can_pop, &p->mu);
+        batch_t *b = atomic_load(&p->failed) ? NULL : p->head;
+        if (b) {
+            p->head = b->next;
+            if (!p->head)
+                p->tail = NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (!b)
+            break;
+        bool ok = !stopping(p) && write_batch(dst, b, p->o->status, &err);
+        pthread_mutex_lock(&p->mu);
+        p->bytes_in_flight -= (int64_t)b->len;
+        pthread_cond_broadcast(&p->can_push);
+        pthread_mutex_unlock(&p->mu);
+        lm_copy_task_t *t = b->task;
+        batch_free(b);
+        atomic_fetch_sub(&t->pending, 1);
+        if (!ok && err.code != LM_ERR_NONE) {
+            fail(p, &err);
+            break;
+        }
+        if (ok)
+            maybe_task_done(p, t);
+    }
+    mongoc_client_pool_push(p->o->target, dst);
+    return NULL;
+}
+
+bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks, lm_error_t *err)
+{
+    pipe_t p;
+    int n = o->workers > 0 ? o->workers : 1;
+    pthread_t *readers = calloc((size_t)n, sizeof *readers),
+              *writers = calloc((size_t)n, sizeof *writers);
+
+    if (!readers || !writers) {
+        free(readers);
+        free(writers);
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    }
+    memset(&p, 0, sizeof p);
+    p.o = o;
+    p.tasks = tasks;
+    p.n_tasks = n_tasks;
+    p.readers_left = n;
+    /* batches small enough that every reader can fill one while the buffer is full */
+    int64_t per = o->buffer_bytes / (4 * n);
+    p.batch_bytes = (size_t)(per < BATCH_MIN ? BATCH_MIN : per > BATCH_MAX ? BATCH_MAX : per);
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.can_push, NULL);
+    pthread_cond_init(&p.can_pop, NULL);
+    lm_error_init(&p.err);
+    for (int i = 0; i < n; i++) {
+        pthread_create(&writers[i], NULL, writer_main, &p);
+        pthread_create(&readers[i], NULL, reader_main, &p);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(readers[i], NULL);
+    for (int i = 0; i < n; i++)
+        pthread_join(writers[i], NULL);
+    /* nothing may be left queued, but a failure can leave batches behind */
+    for (batch_t *b = p.head, *next; b; b = next) {
+        next = b->next;
+        batch_free(b);
+    }
+    bool ok = true;
+    if (atomic_load(&p.failed)) {
+        *err = p.err;
+        ok = false;
+    } else if (stopping(&p)) {
+        ok = lm_error_set(err, LM_ERR_CANCELLED, "copy stopped before it finished");
+    }
+    pthread_cond_destroy(&p.can_push);
+    pthread_cond_destroy(&p.can_pop);
+    pthread_mutex_destroy(&p.mu);
+    free(readers);
+    free(writers);
+    return ok;
+}

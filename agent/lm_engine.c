@@ -1,0 +1,590 @@
+/* lm_engine: see lm_engine.h. */
+#include "lm_engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lm_catalog.h"
+#include "lm_conn.h"
+#include "lm_copy.h"
+#include "lm_fs.h"
+#include "lm_indexes.h"
+#include "lm_json.h"
+#include "lm_log.h"
+#include "lm_meta.h"
+#include "lm_plan.h"
+#include "lm_progress.h"
+#include "lm_status_http.h"
+#include "lm_time.h"
+
+#define NAMESPACE_EXISTS 48
+
+typedef struct {
+    const lm_job_t *job;
+    lm_status_t *st;
+    volatile sig_atomic_t *stop;
+    mongoc_client_pool_t *src_pool, *dst_pool;
+    mongoc_client_t *src, *dst; /* for the engine's own commands */
+    char job_id[64];
+    char src_hosts[256], dst_hosts[256];
+    lm_catalog_t cat;
+    lm_meta_job_t meta;
+    lm_copy_task_t *tasks;
+    size_t n_tasks;
+    bson_t **plans; /* per catalog entry */
+    lm_error_t err;
+    int indexes_refused;
+    int options_missing;
+} engine_t;
+
+/* ---- identity ---- */
+
+static bool random_id(char *out, size_t outsz)
+{
+    unsigned char b[12];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && read(fd, b, sizeof b) == (ssize_t)sizeof b;
+    if (fd >= 0)
+        close(fd);
+    for (size_t i = 0; ok && i < sizeof b; i++)
+        snprintf(out + 2 * i, outsz - 2 * i, "%02x", b[i]);
+    return ok;
+}
+
+/* Reads or creates <state_dir>/job.json; refuses a state dir that belongs to another pair. */
+static bool load_identity(engine_t *e)
+{
+    char path[1024], *text = NULL;
+    lm_error_t rerr;
+    snprintf(path, sizeof path, "%s/job.json", e->job->state_dir);
+    if (!lm_fs_mkdir_p(e->job->state_dir, 0700, &e->err))
+        return false;
+    if (lm_fs_read_file(path, 65536, &text, NULL, &rerr)) {
+        lm_json_val_t *v = lm_json_parse(text, strlen(text), 0, 0, &e->err);
+        const char *id = NULL, *src = NULL, *dst = NULL;
+        bool ok = v && lm_json_get_str(v, "jobId", true, 60, &id, &e->err) &&
+                  lm_json_get_str(v, "source", true, 255, &src, &e->err) &&
+                  lm_json_get_str(v, "target", true, 255, &dst, &e->err);
+        if (ok && (strcmp(src, e->src_hosts) != 0 || strcmp(dst, e->dst_hosts) != 0))
+            ok = lm_error_set(
+                &e->err, LM_ERR_INVALID,
+                "%s belongs to a job from %s to %s: use another --state-dir for %s -> %s", path,
+                src, dst, e->src_hosts, e->dst_hosts);
+        if (ok)
+            snprintf(e->job_id, sizeof e->job_id, "%s", id);
+        else
+            lm_error_prefix(&e->err, "%s", path);
+        lm_json_free(v);
+        free(text);
+        return ok;
+    }
+    if (rerr.code != LM_ERR_NOT_FOUND) {
+        e->err = rerr;
+        return false;
+    }
+    if (!random_id(e->job_id, sizeof e->job_id))
+        return lm_error_set(&e->err, LM_ERR_IO, "cannot read /dev/urandom for a job id");
+    lm_json_writer_t *w = lm_json_writer_new(true);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "jobId");
+    lm_json_w_str(w, e->job_id);
+    lm_json_w_key(w, "source");
+    lm_json_w_str(w, e->src_hosts);
+    lm_json_w_key(w, "target");
+    lm_json_w_str(w, e->dst_hosts);
+    lm_json_w_map_close(w);
+    size_t len;
+    const char *doc = lm_json_writer_result(w, &len, &e->err);
+    bool ok = doc && lm_fs_write_atomic(path, doc, len, 0600, &e->err);
+    lm_json_writer_destroy(w);
+    return ok;
+}
+
+/* ---- connecting ---- */
+
+static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, const char *side,
+                                       char *hosts, size_t hostsz)
+{
+    lm_conn_opts_t o = {.side = side,
+                        .uri = ep->uri,
+                        .tls_ca_file = ep->tls_ca_file,
+                        .username = ep->user,
+                        .password = ep->password,
+                        .connect_timeout_ms = (int32_t)e->job->connect_timeout_ms};
+    mongoc_uri_t *uri = lm_conn_uri_new(&o, &e->err);
+    if (!uri)
+        return NULL;
+    lm_conn_hosts(uri, hosts, hostsz);
+    mongoc_uri_destroy(uri);
+    mongoc_client_pool_t *pool = lm_conn_pool_new(&o, &e->err);
+    if (pool)
+        mongoc_client_pool_max_size(pool, (uint32_t)(e->job->copy_workers + 4));
+    return pool;
+}
+
+/* ---- pinning the start ---- */
+
+static bool pin_start(engine_t *e)
+{
+    bson_t reply;
+    bson_iter_t it;
+    bson_t *cmd = BCON_NEW("hello", BCON_INT32(1));
+    uint32_t t = 0, i = 0;
+    if (mongoc_client_command_simple(e->src, "admin", cmd, NULL, &reply, NULL) &&
+        bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, "lastWrite.opTime.ts", &it) &&
+        BSON_ITER_HOLDS_TIMESTAMP(&it))
+        bson_iter_timestamp(&it, &t, &i);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    if (t == 0) { /* servers without lastWrite: the newest oplog entry */
+        mongoc_collection_t *oplog = mongoc_client_get_collection(e->src, "local", "oplog.rs");
+        bson_t *opts =
+            BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}", "limit", BCON_INT64(1));
+        bson_t filter = BSON_INITIALIZER;
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, opts, NULL);
+        const bson_t *d;
+        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "ts") &&
+            BSON_ITER_HOLDS_TIMESTAMP(&it))
+            bson_iter_timestamp(&it, &t, &i);
+        mongoc_cursor_destroy(cur);
+        bson_destroy(opts);
+        mongoc_collection_destroy(oplog);
+    }
+    if (t == 0)
+        lm_status_warn(
+            e->st,
+            "source %s reports no optime (no lastWrite, no readable oplog): the copy works, "
+            "but changes made during it cannot be replayed from this source",
+            e->src_hosts);
+    e->meta.start_ts = t;
+    e->meta.start_inc = i;
+    e->st->start_ts = t;
+    e->st->start_inc = i;
+    lm_log_info(NULL, "pinned the source's start at Timestamp(%u, %u)", t, i);
+    return true;
+}
+
+/* ---- target namespaces ---- */
+
+static bool target_has(engine_t *e, const lm_coll_info_t *c)
+{
+    mongoc_database_t *db = mongoc_client_get_database(e->dst, c->db);
+    bson_t *opts =
+        BCON_NEW("filter", "{", "name", BCON_UTF8(c->coll), "}", "nameOnly", BCON_BOOL(true));
+    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(db, opts);
+    const bson_t *d;
+    bool has = mongoc_cursor_next(cur, &d);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_database_destroy(db);
+    return has;
+}
+
+static bool check_conflicts(engine_t *e)
+{
+    lm_strbuf_t list;
+    size_t n = 0;
+    lm_strbuf_init(&list, 4096);
+    for (size_t i = 0; i < e->cat.n; i++) {
+        const lm_coll_info_t *c = &e->cat.items[i];
+        if (!target_has(e, c))
+            continue;
+        if (e->job->drop_target) {
+            bson_error_t be;
+            mongoc_collection_t *coll = mongoc_client_get_collection(e->dst, c->db, c->coll);
+            bool ok = mongoc_collection_drop(coll, &be);
+            mongoc_collection_destroy(coll);
+            if (!ok) {
+                lm_strbuf_cleanup(&list);
+                return lm_error_set(&e->err, LM_ERR_SERVER, "target: cannot drop %s: %s", c->ns,
+                                    be.message);
+            }
+            lm_log_warn(NULL, "dropped %s on the target (--drop-target)", c->ns);
+            continue;
+        }
+        if (n < 20)
+            lm_strbuf_appendf(&list, "%s%s", n ? ", " : "", c->ns);
+        n++;
+    }
+    if (n > 20)
+        lm_strbuf_appendf(&list, " and %zu more", n - 20);
+    bool ok = n == 0 ||
+              lm_error_set(&e->err, LM_ERR_INVALID,
+                           "the target already holds %zu of the namespaces to copy: %s: drop them, "
+                           "exclude them, or run with --drop-target",
+                           n, lm_strbuf_str(&list));
+    lm_strbuf_cleanup(&list);
+    return ok;
+}
+
+/* Top-level option names the target did not keep are warnings (FerretDB ignores some). */
+static void compare_options(engine_t *e, const lm_coll_info_t *c)
+{
+    mongoc_database_t *db = mongoc_client_get_database(e->dst, c->db);
+    bson_t *opts = BCON_NEW("filter", "{", "name", BCON_UTF8(c->coll), "}");
+    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(db, opts);
+    const bson_t *d;
+    bson_iter_t it, want, got;
+    if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "options") &&
+        bson_iter_recurse(&it, &got) && bson_iter_init(&want, c->options)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t target_opts;
+        bson_iter_document(&it, &len, &data);
+        bson_init_static(&target_opts, data, len);
+        while (bson_iter_next(&want)) {
+            bson_iter_t f;
+            if (!bson_iter_init_find(&f, &target_opts, bson_iter_key(&want))) {
+                e->options_missing++;
+                lm_status_warn(e->st, "%s: the target did not keep the collection option '%s'",
+                               c->ns, bson_iter_key(&want));
+            }
+        }
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_database_destroy(db);
+}
+
+/* create with the source's options; an existing namespace (a resumed plan) is fine. */
+static bool create_on_target(engine_t *e, const lm_coll_info_t *c)
+{
+    bson_error_t be;
+    bson_t reply;
+    bson_t *cmd = BCON_NEW("create", BCON_UTF8(c->coll));
+    bson_concat(cmd, c->options);
+    bool ok = mongoc_client_write_command_with_opts(e->dst, c->db, cmd, NULL, &reply, &be);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    if (!ok && be.code != NAMESPACE_EXISTS) {
+        if (lm_coll_is_view(c)) {
+            lm_status_warn(e->st, "view %s was not created: the target refused it: %s", c->ns,
+                           be.message);
+            return true;
+        }
+        return lm_error_set(&e->err, be.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                            "target refused to create %s with the source's options: %s", c->ns,
+                            be.message);
+    }
+    if (ok)
+        compare_options(e, c);
+    return true;
+}
+
+/* ---- planning and resuming ---- */
+
+static bool plan_all(engine_t *e, bool fresh)
+{
+    e->plans = calloc(e->cat.n ? e->cat.n : 1, sizeof *e->plans);
+    if (!e->plans)
+        return lm_error_set(&e->err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < e->cat.n; i++) {
+        const lm_coll_info_t *c = &e->cat.items[i];
+        if (lm_coll_is_view(c))
+            continue;
+        if (!fresh && !lm_meta_load_plan(e->dst, e->job_id, c->ns, &e->plans[i], &e->err))
+            return false;
+        if (e->plans[i])
+            continue; /* planned by an earlier run */
+        if (!create_on_target(e, c))
+            return false;
+        e->plans[i] = bson_new();
+        if (!lm_plan_ranges(e->src, c, e->job->split_docs, e->plans[i], &e->err) ||
+            !lm_meta_save_plan(e->dst, e->job_id, c->ns, e->plans[i], &e->err))
+            return false;
+    }
+    return true;
+}
+
+static void on_done_record(void *ud, const char *ns, int range, int64_t docs)
+{
+    engine_t *e = ud;
+    (void)docs;
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        lm_copy_task_t *t = &e->tasks[i];
+        if (range >= 0 && t->range == range && strcmp(t->ns, ns) == 0)
+            atomic_store(&t->done, true);
+    }
+    lm_coll_status_t *cs = lm_status_find(e->st, ns);
+    if (cs && range < 0) {
+        atomic_store(&cs->state, LM_COLL_INDEXED);
+        cs->resumed = true;
+    }
+}
+
+static bool build_tasks(engine_t *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->cat.n; i++)
+        n += e->plans[i] ? bson_count_keys(e->plans[i]) : 0;
+    e->tasks = calloc(n ? n : 1, sizeof *e->tasks);
+    lm_coll_status_t *cs = calloc(e->cat.n ? e->cat.n : 1, sizeof *cs);
+    if (!e->tasks || !cs) {
+        free(cs);
+        return lm_error_set(&e->err, LM_ERR_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < e->cat.n; i++) {
+        const lm_coll_info_t *c = &e->cat.items[i];
+        snprintf(cs[i].ns, sizeof cs[i].ns, "%s", c->ns);
+        cs[i].is_view = lm_coll_is_view(c);
+        cs[i].est_docs = c->est_docs;
+        cs[i].est_bytes = c->est_bytes;
+        bson_iter_t it;
+        if (!e->plans[i] || !bson_iter_init(&it, e->plans[i]))
+            continue;
+        while (bson_iter_next(&it)) {
+            lm_copy_task_t *t = &e->tasks[e->n_tasks++];
+            const uint8_t *data;
+            uint32_t len;
+            bson_iter_document(&it, &len, &data);
+            snprintf(t->db, sizeof t->db, "%s", c->db);
+            snprintf(t->coll, sizeof t->coll, "%s", c->coll);
+            snprintf(t->ns, sizeof t->ns, "%s", c->ns);
+            t->range = (int)strtol(bson_iter_key(&it), NULL, 10);
+            t->filter = bson_new_from_data(data, len);
+            t->est_doc_bytes = c->est_docs > 0 ? c->est_bytes / c->est_docs : 0;
+            cs[i].ranges_total++;
+        }
+    }
+    lm_status_set_collections(e->st, cs, e->cat.n);
+    for (size_t i = 0; i < e->n_tasks; i++)
+        e->tasks[i].status = lm_status_find(e->st, e->tasks[i].ns);
+    if (!lm_meta_each_done(e->dst, e->job_id, on_done_record, e, &e->err))
+        return false;
+    /* what earlier runs finished */
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        lm_copy_task_t *t = &e->tasks[i];
+        if (atomic_load(&t->done)) {
+            atomic_fetch_add(&t->status->ranges_done, 1);
+            t->status->resumed = true;
+        }
+    }
+    for (size_t i = 0; i < e->cat.n; i++) {
+        lm_coll_status_t *c = &e->st->colls[i];
+        if (!c->is_view && atomic_load(&c->state) != LM_COLL_INDEXED && c->ranges_total > 0 &&
+            atomic_load(&c->ranges_done) == c->ranges_total)
+            atomic_store(&c->state, LM_COLL_COPIED);
+    }
+    return true;
+}
+
+/* Called from writer threads when a range is fully written. */
+static void on_task_done(void *ud, lm_copy_task_t *t)
+{
+    engine_t *e = ud;
+    lm_error_t err;
+    mongoc_client_t *c = mongoc_client_pool_pop(e->dst_pool);
+    bool ok = lm_meta_mark_range_done(c, e->job_id, t->ns, t->range, atomic_load(&t->docs), &err);
+    mongoc_client_pool_push(e->dst_pool, c);
+    if (!ok) {
+        /* not recorded: the range is copied again on resume (duplicates are tolerated) */
+        lm_log_warn(NULL, "%s", err.message);
+        return;
+    }
+    if (atomic_fetch_add(&t->status->ranges_done, 1) + 1 == t->status->ranges_total)
+        atomic_store(&t->status->state, LM_COLL_COPIED);
+}
+
+static bool copy_phase(engine_t *e)
+{
+    lm_copy_opts_t o = {.source = e->src_pool,
+                        .target = e->dst_pool,
+                        .workers = (int)e->job->copy_workers,
+                        .buffer_bytes = e->job->buffer_mb << 20,
+                        .status = e->st,
+                        .stop = e->stop,
+                        .on_task_done = on_task_done,
+                        .ud = e};
+    return lm_copy_run(&o, e->tasks, e->n_tasks, &e->err);
+}
+
+static bool index_phase(engine_t *e)
+{
+    for (size_t i = 0; i < e->cat.n; i++) {
+        const lm_coll_info_t *c = &e->cat.items[i];
+        lm_coll_status_t *cs = &e->st->colls[i];
+        int refused = 0;
+        if (lm_coll_is_view(c) || atomic_load(&cs->state) == LM_COLL_INDEXED)
+            continue;
+        if ((e->stop && *e->stop) || e->st->cancel)
+            return lm_error_set(&e->err, LM_ERR_CANCELLED, "stopped while building indexes");
+        if (!lm_indexes_build(e->dst, c, e->st, &refused, &e->err))
+            return false;
+        e->indexes_refused += refused;
+        if (!lm_meta_mark_indexes_done(e->dst, e->job_id, c->ns, &e->err))
+            return false;
+        atomic_store(&cs->state, LM_COLL_INDEXED);
+    }
+    /* views last: their sources exist now */
+    for (size_t i = 0; i < e->cat.n; i++) {
+        if (lm_coll_is_view(&e->cat.items[i])) {
+            if (!create_on_target(e, &e->cat.items[i]))
+                return false;
+            atomic_store(&e->st->colls[i].state, LM_COLL_INDEXED);
+        }
+    }
+    return true;
+}
+
+/* ---- the whole job ---- */
+
+static bool run_phases(engine_t *e, bool *already_complete)
+{
+    lm_status_set_phase(e->st, LM_PHASE_VALIDATING);
+    if (!(e->src_pool =
+              open_side(e, &e->job->source, "source", e->src_hosts, sizeof e->src_hosts)) ||
+        !(e->dst_pool = open_side(e, &e->job->target, "target", e->dst_hosts, sizeof e->dst_hosts)))
+        return false;
+    e->src = mongoc_client_pool_pop(e->src_pool);
+    e->dst = mongoc_client_pool_pop(e->dst_pool);
+    if (!load_identity(e))
+        return false;
+    snprintf(e->st->job_id, sizeof e->st->job_id, "%s", e->job_id);
+    if (!lm_meta_load_job(e->dst, e->job_id, &e->meta, &e->err))
+        return false;
+    if (e->meta.exists && strcmp(e->meta.phase, "COMPLETE") == 0) {
+        *already_complete = true;
+        return true;
+    }
+    bool fresh = !e->meta.exists;
+    if (fresh && !pin_start(e))
+        return false;
+    if (!fresh) {
+        e->st->start_ts = e->meta.start_ts;
+        e->st->start_inc = e->meta.start_inc;
+        lm_log_info(NULL, "resuming job %s (phase %s) from the target's checkpoint", e->job_id,
+                    e->meta.phase);
+    }
+    if (!lm_catalog_load(e->src, e->job, &e->cat, &e->err))
+        return false;
+    lm_log_info(NULL, "%zu namespaces to copy from %s to %s", e->cat.n, e->src_hosts, e->dst_hosts);
+    if (fresh) {
+        if (!check_conflicts(e))
+            return false;
+        snprintf(e->meta.phase, sizeof e->meta.phase, "COPYING");
+        snprintf(e->meta.source, sizeof e->meta.source, "%s", e->src_hosts);
+        snprintf(e->meta.target, sizeof e->meta.target, "%s", e->dst_hosts);
+        if (!lm_meta_create_job(e->dst, e->job_id, &e->meta, &e->err))
+            return false;
+    }
+    if (!plan_all(e, fresh) || !build_tasks(e))
+        return false;
+    lm_status_set_phase(e->st, LM_PHASE_COPYING);
+    if (!copy_phase(e))
+        return false;
+    lm_status_set_phase(e->st, LM_PHASE_BUILDING_INDEXES);
+    if (!lm_meta_set_phase(e->dst, e->job_id, "BUILDING_INDEXES", &e->err) || !index_phase(e))
+        return false;
+    if (!lm_meta_set_phase(e->dst, e->job_id, "COMPLETE", &e->err))
+        return false;
+    lm_status_set_phase(e->st, LM_PHASE_COMPLETE);
+    return true;
+}
+
+static void print_summary(engine_t *e, lm_state_t state, bool already)
+{
+    char took[32];
+    lm_status_t *st = e->st;
+    lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
+    printf("\nlivemig copy %s: job %s, %s -> %s\n", lm_state_name(state), e->job_id, e->src_hosts,
+           e->dst_hosts);
+    if (already) {
+        printf("  this job was already complete; use a new --state-dir to copy again\n");
+        return;
+    }
+    size_t colls = 0, views = 0, resumed = 0;
+    for (size_t i = 0; i < st->n_colls; i++) {
+        st->colls[i].is_view ? views++ : colls++;
+        resumed += st->colls[i].resumed;
+    }
+    printf("  collections: %zu, views: %zu (finished by an earlier run: %zu)\n", colls, views,
+           resumed);
+    printf("  documents copied: %lld (%.1f MB) in %s; already on the target: %lld\n",
+           (long long)atomic_load(&st->docs), (double)atomic_load(&st->bytes) / 1e6, took,
+           (long long)atomic_load(&st->dup_keys));
+    if (e->indexes_refused)
+        printf("  indexes the target refused: %d (see the warnings)\n", e->indexes_refused);
+    if (e->options_missing)
+        printf("  collection options the target did not keep: %d (see the warnings)\n",
+               e->options_missing);
+    for (size_t i = 0; i < st->warnings.n; i++)
+        printf("  warning: %s\n", st->warnings.items[i]);
+    for (size_t i = 0; i < st->errors.n; i++)
+        printf("  error: %s\n", st->errors.items[i]);
+    if (state == LM_STATE_STOPPED)
+        printf("  stopped by a signal: run the same command again to resume\n");
+    fflush(stdout);
+}
+
+int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop)
+{
+    engine_t e;
+    lm_status_t st;
+    lm_status_http_t *http = NULL;
+    lm_progress_t *progress = NULL;
+    bool already = false;
+    int code = LM_EXIT_OK;
+
+    memset(&e, 0, sizeof e);
+    e.job = job;
+    e.st = &st;
+    e.stop = stop;
+    lm_error_init(&e.err);
+    lm_status_init(&st, "-");
+    lm_conn_global_init();
+    if (strcmp(job->status_addr, "0") != 0) {
+        http = lm_status_http_start(job->status_addr, &st, &e.err);
+        if (!http) {
+            fprintf(stderr, "livemig-agent: %s\n", e.err.message);
+            code = LM_EXIT_USAGE;
+            goto out;
+        }
+        char host[128];
+        int port;
+        lm_status_addr_parse(job->status_addr, host, sizeof host, &port, NULL);
+        lm_log_info(NULL, "status API on http://%s%s%s:%d/api/v1/status",
+                    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                    lm_status_http_port(http));
+    }
+    progress = lm_progress_start(&st);
+    lm_state_t state;
+    if (run_phases(&e, &already)) {
+        state = LM_STATE_COMPLETE;
+    } else if (e.err.code == LM_ERR_CANCELLED) {
+        state = st.cancel ? LM_STATE_CANCELLED : LM_STATE_STOPPED;
+        code = st.cancel ? LM_EXIT_CANCELLED : LM_EXIT_STOPPED;
+        lm_log_warn(NULL, "%s; progress is checkpointed on the target", e.err.message);
+    } else {
+        state = LM_STATE_FAILED;
+        code = LM_EXIT_FAILED;
+        lm_status_error(&st, "%s", e.err.message);
+    }
+    lm_status_set_state(&st, state);
+    lm_progress_stop(progress);
+    print_summary(&e, state, already);
+out:
+    lm_status_http_stop(http);
+    for (size_t i = 0; i < e.n_tasks; i++)
+        bson_destroy(e.tasks[i].filter);
+    free(e.tasks);
+    for (size_t i = 0; e.plans && i < e.cat.n; i++)
+        if (e.plans[i])
+            bson_destroy(e.plans[i]);
+    free(e.plans);
+    lm_catalog_cleanup(&e.cat);
+    if (e.src)
+        mongoc_client_pool_push(e.src_pool, e.src);
+    if (e.dst)
+        mongoc_client_pool_push(e.dst_pool, e.dst);
+    if (e.src_pool)
+        mongoc_client_pool_destroy(e.src_pool);
+    if (e.dst_pool)
+        mongoc_client_pool_destroy(e.dst_pool);
+    lm_status_cleanup(&st);
+    return code;
+}

@@ -1,0 +1,256 @@
+/* lm_job: see lm_job.h. */
+#include "lm_job.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_fs.h"
+#include "lm_ns.h"
+#include "lm_redact.h"
+
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define ENDPOINT_FIELDS(side)                                                                      \
+    {"uri",                                                                                        \
+     LM_CFG_STRING,                                                                                \
+     offsetof(lm_endpoint_t, uri),                                                                 \
+     NULL,                                                                                         \
+     0,                                                                                            \
+     0,                                                                                            \
+     LM_CFG_REQUIRED,                                                                              \
+     NULL,                                                                                         \
+     NULL,                                                                                         \
+     "mongodb:// URI of the " side " deployment (credentials may be left out of it)."},            \
+        {"tls_ca_file",                                                                            \
+         LM_CFG_STRING,                                                                            \
+         offsetof(lm_endpoint_t, tls_ca_file),                                                     \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         NULL,                                                                                     \
+         "PEM file of the CA that signed the " side "'s certificate; turns TLS on."},              \
+        {"user",                                                                                   \
+         LM_CFG_STRING,                                                                            \
+         offsetof(lm_endpoint_t, user),                                                            \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         NULL,                                                                                     \
+         "User name (authSource admin unless the URI says otherwise)."},                           \
+        {"password_file",                                                                          \
+         LM_CFG_STRING,                                                                            \
+         offsetof(lm_endpoint_t, password_file),                                                   \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         NULL,                                                                                     \
+         "File holding the password on one line, mode 0600."},                                     \
+        LM_CONFIG_END
+
+static const lm_config_field_t source_fields[] = {ENDPOINT_FIELDS("source")};
+static const lm_config_field_t target_fields[] = {ENDPOINT_FIELDS("target")};
+
+const lm_config_field_t lm_job_schema[] = {
+    {"source", LM_CFG_SECTION, offsetof(lm_job_t, source), NULL, 0, 0, 0, NULL, source_fields,
+     "The deployment to copy from."},
+    {"target", LM_CFG_SECTION, offsetof(lm_job_t, target), NULL, 0, 0, 0, NULL, target_fields,
+     "The deployment to copy to."},
+    {"include", LM_CFG_STRING_LIST, offsetof(lm_job_t, include), NULL, 0, 0, 0, NULL, NULL,
+     "Namespaces to copy (db.coll, db.* or a glob); empty: every user namespace."},
+    {"exclude", LM_CFG_STRING_LIST, offsetof(lm_job_t, exclude), NULL, 0, 0, 0, NULL, NULL,
+     "Namespaces never to copy."},
+    {"drop_target", LM_CFG_BOOL, offsetof(lm_job_t, drop_target), "false", 0, 0, 0, NULL, NULL,
+     "Drop namespaces that already exist on the target (otherwise the job refuses to start)."},
+    {"copy_only", LM_CFG_BOOL, offsetof(lm_job_t, copy_only), "false", 0, 0, 0, NULL, NULL,
+     "Stop after the copy and index phases (a staging copy)."},
+    {"copy_workers", LM_CFG_INT, offsetof(lm_job_t, copy_workers), "4", 1, 64, 0, NULL, NULL,
+     "Reader threads and writer threads each."},
+    {"buffer_mb", LM_CFG_INT, offsetof(lm_job_t, buffer_mb), "256", 16, 65536, 0, NULL, NULL,
+     "Memory for documents between readers and writers, in MB."},
+    {"split_docs", LM_CFG_INT, offsetof(lm_job_t, split_docs), "200000", 1000, 1000000000000LL, 0,
+     NULL, NULL, "Collections with more documents than this are copied as parallel _id ranges."},
+    {"connect_timeout", LM_CFG_DURATION, offsetof(lm_job_t, connect_timeout_ms), "10s", 500, 300000,
+     0, NULL, NULL, "How long to wait for a server to answer when connecting."},
+    {"state_dir", LM_CFG_STRING, offsetof(lm_job_t, state_dir), "./livemig-state", 0, 0, 0, NULL,
+     NULL, "Where the agent keeps the job's identity (the checkpoint lives on the target)."},
+    {"status_addr", LM_CFG_STRING, offsetof(lm_job_t, status_addr), "127.0.0.1:27190", 0, 0, 0,
+     NULL, NULL, "host:port of the status API; 0 disables it."},
+    {"log_format", LM_CFG_ENUM, offsetof(lm_job_t, log_format), "text", 0, 0, 0, log_formats, NULL,
+     "text or json (one object per line)."},
+    {"log_level", LM_CFG_ENUM, offsetof(lm_job_t, log_level), "info", 0, 0, 0, log_levels, NULL,
+     "debug, info, warn or error."},
+    LM_CONFIG_END,
+};
+
+/* Command-line flags and the job-file keys they set. */
+static const struct {
+    const char *flag;
+    const char *path;
+    bool boolean;
+} flags[] = {
+    {"--source", "source.uri", false},
+    {"--source-tls-ca-file", "source.tls_ca_file", false},
+    {"--source-user", "source.user", false},
+    {"--source-password-file", "source.password_file", false},
+    {"--target", "target.uri", false},
+    {"--target-tls-ca-file", "target.tls_ca_file", false},
+    {"--target-user", "target.user", false},
+    {"--target-password-file", "target.password_file", false},
+    {"--include", "include", false},
+    {"--exclude", "exclude", false},
+    {"--drop-target", "drop_target", true},
+    {"--copy-only", "copy_only", true},
+    {"--copy-workers", "copy_workers", false},
+    {"--buffer-mb", "buffer_mb", false},
+    {"--split-docs", "split_docs", false},
+    {"--connect-timeout", "connect_timeout", false},
+    {"--state-dir", "state_dir", false},
+    {"--status-addr", "status_addr", false},
+    {"--log-format", "log_format", false},
+    {"--log-level", "log_level", false},
+};
+
+void lm_job_usage(FILE *out)
+{
+    fputs("usage: livemig-agent migrate --source URI --target URI [options]\n"
+          "       livemig-agent migrate --job FILE [options]\n\n"
+          "Passwords: --source-password-file / --target-password-file (mode 0600), or the\n"
+          "environment variables LIVEMIG_SOURCE_PASSWORD / LIVEMIG_TARGET_PASSWORD.\n\n"
+          "options (each also a key of the job file):\n",
+          out);
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        fprintf(out, "  %-26s %s\n", flags[i].flag, flags[i].path);
+    fputs(
+        "  --job FILE                 YAML job file (see conf/job.yaml)\n"
+        "  --print-config             print the effective options (passwords redacted) and exit\n",
+        out);
+}
+
+static int find_flag(const char *arg, const char **value)
+{
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        size_t n = strlen(flags[i].flag);
+        if (strncmp(arg, flags[i].flag, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
+            *value = arg[n] == '=' ? arg + n + 1 : NULL;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error_t *err)
+{
+    const char *job_file = NULL;
+
+    *help = false;
+    memset(job, 0, sizeof *job);
+    if (!lm_config_load_defaults(lm_job_schema, job, err))
+        return false;
+    /* the job file first, wherever --job appears, so flags override it */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--job") == 0) {
+            if (i + 1 >= argc)
+                return lm_error_set(err, LM_ERR_INVALID, "--job needs a file name");
+            job_file = argv[++i];
+        } else if (strncmp(argv[i], "--job=", 6) == 0) {
+            job_file = argv[i] + 6;
+        }
+    }
+    if (job_file && !lm_config_load_file(lm_job_schema, job, job_file, err))
+        return false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = NULL;
+        if (strcmp(arg, "--job") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(arg, "--job=", 6) == 0 || strcmp(arg, "--print-config") == 0)
+            continue;
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            *help = true;
+            return true;
+        }
+        if (strstr(arg, "password") && !strstr(arg, "password-file"))
+            return lm_error_set(
+                err, LM_ERR_INVALID,
+                "%s: passwords are not taken on the command line (other users can see "
+                "it): use --source-password-file/--target-password-file or "
+                "LIVEMIG_SOURCE_PASSWORD/LIVEMIG_TARGET_PASSWORD",
+                arg);
+        int f = find_flag(arg, &value);
+        if (f < 0)
+            return lm_error_set(err, LM_ERR_INVALID,
+                                "unknown option '%s' (see livemig-agent migrate --help)", arg);
+        if (flags[f].boolean) {
+            if (value)
+                return lm_error_set(err, LM_ERR_INVALID, "%s takes no value", flags[f].flag);
+            value = "true";
+        } else if (!value) {
+            if (i + 1 >= argc)
+                return lm_error_set(err, LM_ERR_INVALID, "%s needs a value", flags[f].flag);
+            value = argv[++i];
+        }
+        if (!lm_config_set(lm_job_schema, job, flags[f].path, value, err)) {
+            lm_error_prefix(err, "%s", flags[f].flag);
+            return false;
+        }
+    }
+    return lm_config_check_required(lm_job_schema, job, job_file ? job_file : "command line", err);
+}
+
+/* The password of one side: its file, else its environment variable, else none. */
+static bool read_password(lm_endpoint_t *ep, const char *side, const char *env, lm_error_t *err)
+{
+    const char *from_env = getenv(env);
+    if (ep->password_file) {
+        if (!lm_fs_read_secret(ep->password_file, &ep->password, err)) {
+            lm_error_prefix(err, "%s password file", side);
+            return false;
+        }
+    } else if (from_env && *from_env) {
+        if (!(ep->password = strdup(from_env)))
+            return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    }
+    if (ep->password) {
+        lm_redact_register(ep->password);
+        if (!ep->user && !strchr(ep->uri, '@'))
+            return lm_error_set(
+                err, LM_ERR_INVALID,
+                "%s: a password was given but no user: add --%s-user or put the user in the URI",
+                side, side);
+    }
+    return true;
+}
+
+bool lm_job_finish(lm_job_t *job, lm_error_t *err)
+{
+    for (size_t i = 0; i < job->include.n; i++)
+        if (!lm_ns_pattern_valid(job->include.items[i], err))
+            return false;
+    for (size_t i = 0; i < job->exclude.n; i++)
+        if (!lm_ns_pattern_valid(job->exclude.items[i], err))
+            return false;
+    return read_password(&job->source, "source", "LIVEMIG_SOURCE_PASSWORD", err) &&
+           read_password(&job->target, "target", "LIVEMIG_TARGET_PASSWORD", err);
+}
+
+void lm_job_cleanup(lm_job_t *job)
+{
+    for (int side = 0; side < 2; side++) {
+        lm_endpoint_t *ep = side ? &job->target : &job->source;
+        if (ep->password) {
+            memset(ep->password, 0, strlen(ep->password));
+            free(ep->password);
+            ep->password = NULL;
+        }
+    }
+    lm_config_cleanup(lm_job_schema, job);
+}

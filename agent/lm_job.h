@@ -1,0 +1,55 @@
+/* lm_job: the options of one migration job, from a YAML job file (--job FILE) and/or
+ * command-line flags (flags win). One schema table drives both, --print-config and the
+ * sample in conf/. Passwords come from a 0600 file or an environment variable
+ * (LIVEMIG_SOURCE_PASSWORD / LIVEMIG_TARGET_PASSWORD), never from argv. */
+#ifndef LM_JOB_H
+#define LM_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lm_config.h"
+#include "lm_error.h"
+
+typedef struct {
+    char *uri;
+    char *tls_ca_file;
+    char *user;
+    char *password_file;
+    char *password; /* filled by lm_job_finish from the file or the environment; secret */
+} lm_endpoint_t;
+
+enum { LM_JOB_LOG_TEXT = 0, LM_JOB_LOG_JSON = 1 };
+
+typedef struct {
+    lm_endpoint_t source;
+    lm_endpoint_t target;
+    lm_strlist_t include;
+    lm_strlist_t exclude;
+    bool drop_target;
+    bool copy_only;
+    int64_t copy_workers;
+    int64_t buffer_mb;
+    int64_t split_docs; /* collections with more documents are split into _id ranges */
+    int64_t connect_timeout_ms;
+    char *state_dir;
+    char *status_addr; /* "host:port", or "0" to disable */
+    int log_format;
+    int log_level;
+} lm_job_t;
+
+extern const lm_config_field_t lm_job_schema[];
+
+/* Parses `livemig-agent migrate` arguments (argv[0] is "migrate"): --job FILE is loaded
+ * first, then every other flag overrides it. Unknown flags, missing values and bad values
+ * are errors naming the flag. On failure call lm_job_cleanup. `help` is set for -h. */
+bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error_t *err);
+
+/* Reads passwords, checks the combination of options (URIs present, patterns valid). */
+bool lm_job_finish(lm_job_t *job, lm_error_t *err);
+
+void lm_job_usage(FILE *out);
+void lm_job_cleanup(lm_job_t *job);
+
+#endif

@@ -1,0 +1,205 @@
+/* lm_meta: see lm_meta.h. */
+#include "lm_meta.h"
+
+#include <string.h>
+
+#include "lm_ns.h"
+
+#define META_COLL "checkpoints"
+
+static mongoc_collection_t *meta(mongoc_client_t *c)
+{
+    return mongoc_client_get_collection(c, LM_META_DB, META_COLL);
+}
+
+static bool fail(const char *what, const bson_error_t *e, lm_error_t *err)
+{
+    return lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                        "target: cannot %s the checkpoint in %s.%s: %s%s", what, LM_META_DB,
+                        META_COLL, e->message,
+                        e->code == 13 ? ": the target user needs readWrite on " LM_META_DB : "");
+}
+
+/* Replaces (or inserts) the document with this _id. */
+static bool put(mongoc_client_t *c, const char *id, bson_t *doc, lm_error_t *err)
+{
+    bson_error_t e;
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+    mongoc_collection_t *coll = meta(c);
+    BSON_APPEND_UTF8(doc, "_id", id);
+    bool ok = mongoc_collection_replace_one(coll, sel, doc, opts, NULL, &e);
+    if (!ok)
+        fail("write", &e, err);
+    mongoc_collection_destroy(coll);
+    bson_destroy(opts);
+    bson_destroy(sel);
+    return ok;
+}
+
+/* Finds one document by _id into *out (a copy, caller destroys) or NULL. */
+static bool get(mongoc_client_t *c, const char *id, bson_t **out, lm_error_t *err)
+{
+    bson_error_t e;
+    const bson_t *d;
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    mongoc_collection_t *coll = meta(c);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    *out = mongoc_cursor_next(cur, &d) ? bson_copy(d) : NULL;
+    bool ok = !mongoc_cursor_error(cur, &e);
+    if (!ok)
+        fail("read", &e, err);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(filter);
+    return ok;
+}
+
+static void copy_str(bson_t *d, const char *key, char *out, size_t outsz)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, d, key) && BSON_ITER_HOLDS_UTF8(&it))
+        bson_snprintf(out, outsz, "%s", bson_iter_utf8(&it, NULL));
+}
+
+bool lm_meta_load_job(mongoc_client_t *c, const char *job_id, lm_meta_job_t *job, lm_error_t *err)
+{
+    char id[128];
+    bson_t *d;
+    bson_iter_t it;
+    memset(job, 0, sizeof *job);
+    bson_snprintf(id, sizeof id, "job:%s", job_id);
+    if (!get(c, id, &d, err))
+        return false;
+    if (!d)
+        return true;
+    job->exists = true;
+    if (bson_iter_init_find(&it, d, "startOptime") && BSON_ITER_HOLDS_TIMESTAMP(&it))
+        bson_iter_timestamp(&it, &job->start_ts, &job->start_inc);
+    copy_str(d, "phase", job->phase, sizeof job->phase);
+    copy_str(d, "source", job->source, sizeof job->source);
+    copy_str(d, "target", job->target, sizeof job->target);
+    bson_destroy(d);
+    return true;
+}
+
+bool lm_meta_create_job(mongoc_client_t *c, const char *job_id, const lm_meta_job_t *job,
+                        lm_error_t *err)
+{
+    char id[128];
+    bson_snprintf(id, sizeof id, "job:%s", job_id);
+    bson_t *d =
+        BCON_NEW("kind", BCON_UTF8("job"), "job", BCON_UTF8(job_id), "startOptime",
+                 BCON_TIMESTAMP(job->start_ts, job->start_inc), "phase", BCON_UTF8(job->phase),
+                 "source", BCON_UTF8(job->source), "target", BCON_UTF8(job->target));
+    bson_append_now_utc(d, "created", -1);
+    bson_append_now_utc(d, "updated", -1);
+    bool ok = put(c, id, d, err);
+    bson_destroy(d);
+    return ok;
+}
+
+bool lm_meta_set_phase(mongoc_client_t *c, const char *job_id, const char *phase, lm_error_t *err)
+{
+    char id[128];
+    bson_error_t e;
+    bson_snprintf(id, sizeof id, "job:%s", job_id);
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t *upd = BCON_NEW("$set", "{", "phase", BCON_UTF8(phase), "}", "$currentDate", "{",
+                           "updated", BCON_BOOL(true), "}");
+    mongoc_collection_t *coll = meta(c);
+    bool ok = mongoc_collection_update_one(coll, sel, upd, NULL, NULL, &e);
+    if (!ok)
+        fail("update", &e, err);
+    mongoc_collection_destroy(coll);
+    bson_destroy(upd);
+    bson_destroy(sel);
+    return ok;
+}
+
+bool lm_meta_save_plan(mongoc_client_t *c, const char *job_id, const char *ns, const bson_t *ranges,
+                       lm_error_t *err)
+{
+    char id[LM_NS_MAX + 128];
+    bson_snprintf(id, sizeof id, "plan:%s:%s", job_id, ns);
+    bson_t *d = BCON_NEW("kind", BCON_UTF8("plan"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns));
+    BSON_APPEND_ARRAY(d, "ranges", ranges);
+    bool ok = put(c, id, d, err);
+    bson_destroy(d);
+    return ok;
+}
+
+bool lm_meta_load_plan(mongoc_client_t *c, const char *job_id, const char *ns, bson_t **ranges,
+                       lm_error_t *err)
+{
+    char id[LM_NS_MAX + 128];
+    bson_t *d;
+    bson_iter_t it;
+    *ranges = NULL;
+    bson_snprintf(id, sizeof id, "plan:%s:%s", job_id, ns);
+    if (!get(c, id, &d, err))
+        return false;
+    if (d && bson_iter_init_find(&it, d, "ranges") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_iter_array(&it, &len, &data);
+        *ranges = bson_new_from_data(data, len);
+    }
+    bson_destroy(d);
+    return true;
+}
+
+bool lm_meta_mark_range_done(mongoc_client_t *c, const char *job_id, const char *ns, int range,
+                             int64_t docs, lm_error_t *err)
+{
+    char id[LM_NS_MAX + 160];
+    bson_snprintf(id, sizeof id, "done:%s:%s:%d", job_id, ns, range);
+    bson_t *d = BCON_NEW("kind", BCON_UTF8("done"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns),
+                         "range", BCON_INT32(range), "docs", BCON_INT64(docs));
+    bool ok = put(c, id, d, err);
+    bson_destroy(d);
+    return ok;
+}
+
+bool lm_meta_mark_indexes_done(mongoc_client_t *c, const char *job_id, const char *ns,
+                               lm_error_t *err)
+{
+    char id[LM_NS_MAX + 128];
+    bson_snprintf(id, sizeof id, "idx:%s:%s", job_id, ns);
+    bson_t *d =
+        BCON_NEW("kind", BCON_UTF8("indexes"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns));
+    bool ok = put(c, id, d, err);
+    bson_destroy(d);
+    return ok;
+}
+
+bool lm_meta_each_done(mongoc_client_t *c, const char *job_id, lm_meta_done_fn fn, void *ud,
+                       lm_error_t *err)
+{
+    bson_error_t e;
+    const bson_t *d;
+    bson_iter_t it;
+    bson_t *filter = BCON_NEW("job", BCON_UTF8(job_id), "kind", "{", "$in", "[", BCON_UTF8("done"),
+                              BCON_UTF8("indexes"), "]", "}");
+    mongoc_collection_t *coll = meta(c);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    while (mongoc_cursor_next(cur, &d)) {
+        char ns[LM_NS_MAX] = "", kind[16] = "";
+        int range = -1;
+        int64_t docs = 0;
+        copy_str((bson_t *)d, "ns", ns, sizeof ns);
+        copy_str((bson_t *)d, "kind", kind, sizeof kind);
+        if (strcmp(kind, "done") == 0 && bson_iter_init_find(&it, d, "range"))
+            range = (int)bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, d, "docs"))
+            docs = bson_iter_as_int64(&it);
+        fn(ud, ns, range, docs);
+    }
+    bool ok = !mongoc_cursor_error(cur, &e);
+    if (!ok)
+        fail("read", &e, err);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(filter);
+    return ok;
+}

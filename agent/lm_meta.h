@@ -1,0 +1,53 @@
+/* lm_meta: the job's checkpoint, kept on the TARGET in LM_META_DB.checkpoints (a database
+ * the copy never touches), so a restarted agent resumes from the target's own record.
+ *
+ *   {_id: "job:<id>",            kind: "job", startOptime, phase, source, target, ...}
+ *   {_id: "plan:<id>:<ns>",      kind: "plan", job, ns, ranges: [filter, ...]}
+ *   {_id: "done:<id>:<ns>:<r>",  kind: "done", job, ns, range: r, docs}
+ *   {_id: "idx:<id>:<ns>",       kind: "indexes", job, ns}
+ *
+ * Plans are written once when the job starts; each finished range adds one small
+ * document, so progress is never rewritten as one large document. */
+#ifndef LM_META_H
+#define LM_META_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "lm_error.h"
+
+typedef struct {
+    bool exists;
+    uint32_t start_ts, start_inc;
+    char phase[32];
+    char source[256], target[256];
+} lm_meta_job_t;
+
+/* Reads the job document; exists=false when the target has none for this id. */
+bool lm_meta_load_job(mongoc_client_t *target, const char *job_id, lm_meta_job_t *job,
+                      lm_error_t *err);
+bool lm_meta_create_job(mongoc_client_t *target, const char *job_id, const lm_meta_job_t *job,
+                        lm_error_t *err);
+bool lm_meta_set_phase(mongoc_client_t *target, const char *job_id, const char *phase,
+                       lm_error_t *err);
+
+/* The plan of one collection: `ranges` is {"0": filter, "1": filter, ...}. */
+bool lm_meta_save_plan(mongoc_client_t *target, const char *job_id, const char *ns,
+                       const bson_t *ranges, lm_error_t *err);
+/* Loads it into *ranges (a new bson_t, caller destroys), or NULL when none was saved. */
+bool lm_meta_load_plan(mongoc_client_t *target, const char *job_id, const char *ns, bson_t **ranges,
+                       lm_error_t *err);
+
+bool lm_meta_mark_range_done(mongoc_client_t *target, const char *job_id, const char *ns, int range,
+                             int64_t docs, lm_error_t *err);
+bool lm_meta_mark_indexes_done(mongoc_client_t *target, const char *job_id, const char *ns,
+                               lm_error_t *err);
+
+/* Calls fn for every finished range (range >= 0) and finished index build (range -1). */
+typedef void (*lm_meta_done_fn)(void *ud, const char *ns, int range, int64_t docs);
+bool lm_meta_each_done(mongoc_client_t *target, const char *job_id, lm_meta_done_fn fn, void *ud,
+                       lm_error_t *err);
+
+#endif

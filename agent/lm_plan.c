@@ -1,0 +1,167 @@
+/* lm_plan: see lm_plan.h. */
+#include "lm_plan.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_log.h"
+
+typedef enum { K_NONE, K_OID, K_STRING, K_DATE, K_INT } kind_t;
+
+static const char *const kind_type_alias[] = {"", "objectId", "string", "date", "number"};
+
+static kind_t kind_of(const bson_value_t *v)
+{
+    switch (v->value_type) {
+    case BSON_TYPE_OID: return K_OID;
+    case BSON_TYPE_UTF8: return K_STRING;
+    case BSON_TYPE_DATE_TIME: return K_DATE;
+    case BSON_TYPE_INT32:
+    case BSON_TYPE_INT64: return K_INT;
+    default: return K_NONE;
+    }
+}
+
+static int64_t as_int(const bson_value_t *v)
+{
+    return v->value_type == BSON_TYPE_INT32 ? v->value.v_int32 : v->value.v_int64;
+}
+
+/* A total order within one kind, matching MongoDB's (strings: binary, no collation). */
+static int compare(const void *a, const void *b)
+{
+    const bson_value_t *x = a, *y = b;
+    switch (kind_of(x)) {
+    case K_OID: return memcmp(x->value.v_oid.bytes, y->value.v_oid.bytes, 12);
+    case K_STRING: {
+        uint32_t lx = x->value.v_utf8.len, ly = y->value.v_utf8.len;
+        int c = memcmp(x->value.v_utf8.str, y->value.v_utf8.str, lx < ly ? lx : ly);
+        return c ? c : (lx > ly) - (lx < ly);
+    }
+    case K_DATE:
+        return (x->value.v_datetime > y->value.v_datetime) -
+               (x->value.v_datetime < y->value.v_datetime);
+    case K_INT: return (as_int(x) > as_int(y)) - (as_int(x) < as_int(y));
+    default: return 0;
+    }
+}
+
+static void add_range(bson_t *ranges, int i, bson_t *filter)
+{
+    char key[16];
+    bson_snprintf(key, sizeof key, "%d", i);
+    BSON_APPEND_DOCUMENT(ranges, key, filter);
+    bson_destroy(filter);
+}
+
+static void single(bson_t *ranges)
+{
+    add_range(ranges, 0, bson_new());
+}
+
+/* Samples _ids; returns how many values of the dominant kind were kept in vals. */
+static size_t sample_ids(mongoc_client_t *src, const lm_coll_info_t *c, int size,
+                         bson_value_t *vals, kind_t *kind)
+{
+    bson_error_t e;
+    const bson_t *d;
+    bson_iter_t it;
+    size_t counts[5] = {0}, n = 0;
+    bson_value_t *all = calloc((size_t)size, sizeof *all);
+    mongoc_collection_t *coll = mongoc_client_get_collection(src, c->db, c->coll);
+    bson_t *pipeline = BCON_NEW("pipeline", "[", "{", "$sample", "{", "size", BCON_INT32(size), "}",
+                                "}", "{", "$project", "{", "_id", BCON_INT32(1), "}", "}", "]");
+    mongoc_cursor_t *cur =
+        mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+    while (all && n < (size_t)size && mongoc_cursor_next(cur, &d)) {
+        if (bson_iter_init_find(&it, d, "_id")) {
+            bson_value_copy(bson_iter_value(&it), &all[n]);
+            counts[kind_of(&all[n])]++;
+            n++;
+        }
+    }
+    if (mongoc_cursor_error(cur, &e)) {
+        lm_log_debug(NULL, "%s: no $sample (%s): copied as one range", c->ns, e.message);
+        for (size_t i = 0; i < n; i++)
+            bson_value_destroy(&all[i]);
+        n = 0;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(pipeline);
+    mongoc_collection_destroy(coll);
+    *kind = K_NONE;
+    for (int k = K_OID; k <= K_INT; k++)
+        if (counts[k] > counts[*kind])
+            *kind = (kind_t)k;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (*kind != K_NONE && kind_of(&all[i]) == *kind)
+            vals[kept++] = all[i];
+        else
+            bson_value_destroy(&all[i]);
+    }
+    free(all);
+    return kept;
+}
+
+static void append_value(bson_t *b, const char *key, const bson_value_t *v)
+{
+    bson_append_value(b, key, -1, v);
+}
+
+bool lm_plan_ranges(mongoc_client_t *src, const lm_coll_info_t *c, int64_t split_docs,
+                    bson_t *ranges, lm_error_t *err)
+{
+    bson_iter_t it;
+    (void)err;
+    bool capped = bson_iter_init_find(&it, c->options, "capped") && bson_iter_as_bool(&it);
+    if (c->est_docs <= split_docs || capped || c->has_collation ||
+        strcmp(c->type, "collection") != 0) {
+        single(ranges);
+        return true;
+    }
+    int64_t want = (c->est_docs + split_docs - 1) / split_docs;
+    int n_ranges = want > LM_PLAN_MAX_RANGES ? LM_PLAN_MAX_RANGES : (int)want;
+    int size = n_ranges * 16 > 1024 ? 1024 : n_ranges * 16;
+    bson_value_t *vals = calloc((size_t)size, sizeof *vals);
+    kind_t kind = K_NONE;
+    size_t n = vals ? sample_ids(src, c, size, vals, &kind) : 0;
+    qsort(vals, n, sizeof *vals, compare);
+    /* distinct, evenly spaced boundaries */
+    bson_value_t *bounds[LM_PLAN_MAX_RANGES];
+    int nb = 0;
+    for (int r = 1; r < n_ranges && n > 0; r++) {
+        bson_value_t *cand = &vals[(size_t)r * n / (size_t)n_ranges];
+        if (nb == 0 || compare(bounds[nb - 1], cand) < 0)
+            bounds[nb++] = cand;
+    }
+    if (nb == 0) {
+        single(ranges);
+    } else {
+        const char *alias = kind_type_alias[kind];
+        int r = 0;
+        for (int b = 0; b <= nb; b++) {
+            bson_t *f = bson_new(), id;
+            BSON_APPEND_DOCUMENT_BEGIN(f, "_id", &id);
+            if (b > 0)
+                append_value(&id, "$gte", bounds[b - 1]);
+            if (b < nb)
+                append_value(&id, "$lt", bounds[b]);
+            bson_append_document_end(f, &id);
+            add_range(ranges, r++, f);
+        }
+        /* every _id of another type (type bracketing keeps them out of the ranges above) */
+        add_range(ranges, r++,
+                  BCON_NEW("_id", "{", "$not", "{", "$type", BCON_UTF8(alias), "}", "}"));
+        /* NaN is a number no $lt/$gte matches; it equals itself in a query */
+        if (kind == K_INT)
+            add_range(ranges, r, BCON_NEW("_id", BCON_DOUBLE((double)NAN)));
+        lm_log_info(NULL, "%s: %d ranges over %s _ids, plus one for other _id types", c->ns, nb + 1,
+                    alias);
+    }
+    for (size_t i = 0; i < n; i++)
+        bson_value_destroy(&vals[i]);
+    free(vals);
+    return true;
+}

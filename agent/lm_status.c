@@ -1,0 +1,269 @@
+/* lm_status: see lm_status.h. */
+#include "lm_status.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_json.h"
+#include "lm_log.h"
+#include "lm_time.h"
+
+static const char *const state_names[] = {"RUNNING", "COMPLETE", "FAILED", "CANCELLED", "STOPPED"};
+static const char *const phase_names[] = {
+    "NEW", "VALIDATING", "COPYING", "BUILDING_INDEXES", "STREAMING", "CUTTING_OVER", "COMPLETE"};
+static const char *const coll_state_names[] = {"pending", "copying", "copied", "indexed", "failed"};
+
+const char *lm_state_name(lm_state_t s)
+{
+    return state_names[s];
+}
+
+const char *lm_phase_name(lm_phase_t p)
+{
+    return phase_names[p];
+}
+
+const char *lm_coll_state_name(lm_coll_state_t s)
+{
+    return coll_state_names[s];
+}
+
+void lm_status_init(lm_status_t *st, const char *job_id)
+{
+    memset(st, 0, sizeof *st);
+    pthread_mutex_init(&st->mu, NULL);
+    snprintf(st->job_id, sizeof st->job_id, "%s", job_id);
+    st->started_ms = lm_time_now_ms();
+}
+
+void lm_status_cleanup(lm_status_t *st)
+{
+    free(st->colls);
+    lm_strlist_cleanup(&st->warnings);
+    lm_strlist_cleanup(&st->errors);
+    pthread_mutex_destroy(&st->mu);
+}
+
+void lm_status_set_phase(lm_status_t *st, lm_phase_t phase)
+{
+    pthread_mutex_lock(&st->mu);
+    st->phase = phase;
+    pthread_mutex_unlock(&st->mu);
+    char fields[64];
+    snprintf(fields, sizeof fields, "job=%s phase=%s", st->job_id, phase_names[phase]);
+    lm_log_info(fields, "entering phase %s", phase_names[phase]);
+}
+
+void lm_status_set_state(lm_status_t *st, lm_state_t state)
+{
+    pthread_mutex_lock(&st->mu);
+    st->state = state;
+    if (state != LM_STATE_RUNNING)
+        st->finished_ms = lm_time_now_ms();
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_set_collections(lm_status_t *st, lm_coll_status_t *colls, size_t n)
+{
+    pthread_mutex_lock(&st->mu);
+    free(st->colls);
+    st->colls = colls;
+    st->n_colls = n;
+    pthread_mutex_unlock(&st->mu);
+}
+
+lm_coll_status_t *lm_status_find(lm_status_t *st, const char *ns)
+{
+    for (size_t i = 0; i < st->n_colls; i++)
+        if (strcmp(st->colls[i].ns, ns) == 0)
+            return &st->colls[i];
+    return NULL;
+}
+
+static void add_message(lm_status_t *st, lm_strlist_t *l, const char *msg)
+{
+    pthread_mutex_lock(&st->mu);
+    if (l->n < LM_STATUS_MAX_MESSAGES) {
+        char **items = realloc(l->items, (l->n + 1) * sizeof *items);
+        if (items) {
+            l->items = items;
+            if ((l->items[l->n] = strdup(msg)))
+                l->n++;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_warn(lm_status_t *st, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lm_log_warn(NULL, "%s", msg);
+    add_message(st, &st->warnings, msg);
+}
+
+void lm_status_error(lm_status_t *st, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lm_log_error(NULL, "%s", msg);
+    add_message(st, &st->errors, msg);
+}
+
+static void json_strlist(lm_json_writer_t *w, const char *key, const lm_strlist_t *l)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < l->n; i++)
+        lm_json_w_str(w, l->items[i]);
+    lm_json_w_array_close(w);
+}
+
+void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
+{
+    char ts[LM_TIME_ISO8601_LEN];
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    int64_t now = lm_time_now_ms();
+
+    pthread_mutex_lock(&st->mu);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "jobId");
+    lm_json_w_str(w, st->job_id);
+    lm_json_w_key(w, "state");
+    lm_json_w_str(w, state_names[st->state]);
+    lm_json_w_key(w, "phase");
+    lm_json_w_str(w, phase_names[st->phase]);
+    lm_time_format_iso8601(st->started_ms, ts, sizeof ts);
+    lm_json_w_key(w, "startedAt");
+    lm_json_w_str(w, ts);
+    lm_json_w_key(w, "elapsedSeconds");
+    lm_json_w_double(w,
+                     (double)((st->finished_ms ? st->finished_ms : now) - st->started_ms) / 1000.0);
+    lm_json_w_key(w, "startOptime");
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "t");
+    lm_json_w_int(w, st->start_ts);
+    lm_json_w_key(w, "i");
+    lm_json_w_int(w, st->start_inc);
+    lm_json_w_map_close(w);
+    lm_json_w_key(w, "counters");
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "documentsCopied");
+    lm_json_w_int(w, atomic_load(&st->docs));
+    lm_json_w_key(w, "bytesCopied");
+    lm_json_w_int(w, atomic_load(&st->bytes));
+    lm_json_w_key(w, "duplicateKeys");
+    lm_json_w_int(w, atomic_load(&st->dup_keys));
+    lm_json_w_map_close(w);
+    lm_json_w_key(w, "collections");
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < st->n_colls; i++) {
+        lm_coll_status_t *c = &st->colls[i];
+        lm_json_w_map_open(w);
+        lm_json_w_key(w, "ns");
+        lm_json_w_str(w, c->ns);
+        lm_json_w_key(w, "type");
+        lm_json_w_str(w, c->is_view ? "view" : "collection");
+        lm_json_w_key(w, "state");
+        lm_json_w_str(w, coll_state_names[atomic_load(&c->state)]);
+        lm_json_w_key(w, "documentsCopied");
+        lm_json_w_int(w, atomic_load(&c->docs));
+        lm_json_w_key(w, "documentsEstimated");
+        lm_json_w_int(w, c->est_docs);
+        lm_json_w_key(w, "bytesCopied");
+        lm_json_w_int(w, atomic_load(&c->bytes));
+        lm_json_w_key(w, "bytesEstimated");
+        lm_json_w_int(w, c->est_bytes);
+        lm_json_w_key(w, "duplicateKeys");
+        lm_json_w_int(w, atomic_load(&c->dup_keys));
+        lm_json_w_key(w, "rangesDone");
+        lm_json_w_int(w, atomic_load(&c->ranges_done));
+        lm_json_w_key(w, "rangesTotal");
+        lm_json_w_int(w, c->ranges_total);
+        lm_json_w_key(w, "resumed");
+        lm_json_w_bool(w, c->resumed);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    json_strlist(w, "warnings", &st->warnings);
+    json_strlist(w, "errors", &st->errors);
+    lm_json_w_map_close(w);
+    pthread_mutex_unlock(&st->mu);
+
+    size_t len;
+    const char *doc = lm_json_writer_result(w, &len, NULL);
+    if (doc)
+        lm_strbuf_append_n(out, doc, len);
+    lm_json_writer_destroy(w);
+}
+
+/* Prometheus label values escape backslash, quote and newline. */
+static void label(lm_strbuf_t *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            lm_strbuf_append_n(out, "\\", 1);
+        if (*v == '\n')
+            lm_strbuf_append(out, "\\n");
+        else
+            lm_strbuf_append_n(out, v, 1);
+    }
+}
+
+void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
+{
+    pthread_mutex_lock(&st->mu);
+    lm_strbuf_append(
+        out, "# HELP livemig_phase 1 for the phase the job is in.\n# TYPE livemig_phase gauge\n");
+    for (int p = 0; p <= LM_PHASE_COMPLETE; p++)
+        lm_strbuf_appendf(out, "livemig_phase{phase=\"%s\"} %d\n", phase_names[p],
+                          st->phase == (lm_phase_t)p);
+    lm_strbuf_append(
+        out, "# HELP livemig_state 1 for the state the job is in.\n# TYPE livemig_state gauge\n");
+    for (int s = 0; s <= LM_STATE_STOPPED; s++)
+        lm_strbuf_appendf(out, "livemig_state{state=\"%s\"} %d\n", state_names[s],
+                          st->state == (lm_state_t)s);
+    lm_strbuf_appendf(
+        out,
+        "# HELP livemig_copy_documents_total Documents written to the target by the copy.\n"
+        "# TYPE livemig_copy_documents_total counter\nlivemig_copy_documents_total %lld\n"
+        "# HELP livemig_copy_bytes_total BSON bytes written to the target by the copy.\n"
+        "# TYPE livemig_copy_bytes_total counter\nlivemig_copy_bytes_total %lld\n"
+        "# HELP livemig_copy_duplicate_keys_total Documents already on the target.\n"
+        "# TYPE livemig_copy_duplicate_keys_total counter\nlivemig_copy_duplicate_keys_total "
+        "%lld\n",
+        (long long)atomic_load(&st->docs), (long long)atomic_load(&st->bytes),
+        (long long)atomic_load(&st->dup_keys));
+    lm_strbuf_append(out,
+                     "# HELP livemig_collection_documents_copied Documents copied per collection.\n"
+                     "# TYPE livemig_collection_documents_copied gauge\n");
+    for (size_t i = 0; i < st->n_colls; i++) {
+        lm_strbuf_append(out, "livemig_collection_documents_copied{ns=\"");
+        label(out, st->colls[i].ns);
+        lm_strbuf_appendf(out, "\"} %lld\n", (long long)atomic_load(&st->colls[i].docs));
+    }
+    lm_strbuf_append(
+        out, "# HELP livemig_collection_documents_estimated Source documents per collection.\n"
+             "# TYPE livemig_collection_documents_estimated gauge\n");
+    for (size_t i = 0; i < st->n_colls; i++) {
+        lm_strbuf_append(out, "livemig_collection_documents_estimated{ns=\"");
+        label(out, st->colls[i].ns);
+        lm_strbuf_appendf(out, "\"} %" PRId64 "\n", st->colls[i].est_docs);
+    }
+    lm_strbuf_appendf(
+        out,
+        "# HELP livemig_errors Errors recorded.\n# TYPE livemig_errors gauge\nlivemig_errors %zu\n"
+        "# HELP livemig_warnings Warnings recorded.\n# TYPE livemig_warnings gauge\n"
+        "livemig_warnings %zu\n",
+        st->errors.n, st->warnings.n);
+    pthread_mutex_unlock(&st->mu);
+}

@@ -1,0 +1,97 @@
+/* lm_status: what a running job is doing, shared between the engine's threads, the status
+ * API, the progress display and the final summary. Counters are atomics bumped by writer
+ * threads; everything else changes under the mutex. Renders as JSON (GET /api/v1/status)
+ * and Prometheus text (GET /metrics). */
+#ifndef LM_STATUS_H
+#define LM_STATUS_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lm_config.h"
+#include "lm_ns.h"
+#include "lm_strbuf.h"
+
+typedef enum {
+    LM_STATE_RUNNING = 0,
+    LM_STATE_COMPLETE,
+    LM_STATE_FAILED,
+    LM_STATE_CANCELLED,
+    LM_STATE_STOPPED, /* interrupted by a signal; run again to resume */
+} lm_state_t;
+
+typedef enum {
+    LM_PHASE_NEW = 0,
+    LM_PHASE_VALIDATING,
+    LM_PHASE_COPYING,
+    LM_PHASE_BUILDING_INDEXES,
+    LM_PHASE_STREAMING,
+    LM_PHASE_CUTTING_OVER,
+    LM_PHASE_COMPLETE,
+} lm_phase_t;
+
+typedef enum {
+    LM_COLL_PENDING = 0,
+    LM_COLL_COPYING,
+    LM_COLL_COPIED,
+    LM_COLL_INDEXED,
+    LM_COLL_FAILED,
+} lm_coll_state_t;
+
+typedef struct {
+    char ns[LM_NS_MAX];
+    bool is_view;
+    int64_t est_docs;
+    int64_t est_bytes;
+    int ranges_total;
+    atomic_int ranges_done;
+    atomic_int state; /* lm_coll_state_t */
+    atomic_llong docs;
+    atomic_llong bytes;
+    atomic_llong dup_keys;
+    bool resumed; /* finished by an earlier run */
+} lm_coll_status_t;
+
+#define LM_STATUS_MAX_MESSAGES 200
+
+typedef struct {
+    pthread_mutex_t mu;
+    char job_id[64];
+    lm_state_t state;
+    lm_phase_t phase;
+    int64_t started_ms;
+    int64_t finished_ms;
+    uint32_t start_ts, start_inc; /* pinned source optime */
+    lm_coll_status_t *colls;      /* set once by the engine, then only counters change */
+    size_t n_colls;
+    lm_strlist_t warnings;
+    lm_strlist_t errors;
+    atomic_llong docs, bytes, dup_keys;
+    volatile sig_atomic_t cancel; /* set by POST /api/v1/cancel */
+} lm_status_t;
+
+void lm_status_init(lm_status_t *st, const char *job_id);
+void lm_status_cleanup(lm_status_t *st);
+
+void lm_status_set_phase(lm_status_t *st, lm_phase_t phase);
+void lm_status_set_state(lm_status_t *st, lm_state_t state);
+/* Takes ownership of colls (freed by lm_status_cleanup). */
+void lm_status_set_collections(lm_status_t *st, lm_coll_status_t *colls, size_t n);
+lm_coll_status_t *lm_status_find(lm_status_t *st, const char *ns);
+
+/* Records a warning or error (logged too), at most LM_STATUS_MAX_MESSAGES each. */
+void lm_status_warn(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lm_status_error(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+const char *lm_state_name(lm_state_t s);
+const char *lm_phase_name(lm_phase_t p);
+const char *lm_coll_state_name(lm_coll_state_t s);
+
+/* Appends the status as JSON / Prometheus text. */
+void lm_status_json(lm_status_t *st, lm_strbuf_t *out);
+void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out);
+
+#endif

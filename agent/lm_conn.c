@@ -138,6 +138,11 @@ void lm_conn_describe_error(const lm_conn_opts_t *o, const bson_error_t *e, lm_e
             err, LM_ERR_NET,
             "%s %s: connection refused: check the host and port, and that the server is running", s,
             hosts);
+    } else if (contains(m, "Failed to connect")) {
+        lm_error_set(
+            err, LM_ERR_NET,
+            "%s %s: cannot connect: check the host and port, and that the server is running", s,
+            hosts);
     } else if (contains(m, "timeout") || contains(m, "timed out") || contains(m, "Timed out")) {
         lm_error_set(
             err, LM_ERR_TIMEOUT,

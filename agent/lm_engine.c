@@ -491,6 +491,13 @@ static void print_summary(engine_t *e, lm_state_t state, bool already)
     char took[32];
     lm_status_t *st = e->st;
     lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
+    if (!e->job_id[0]) { /* it never got as far as a job */
+        printf("\nlivemig copy %s before it started\n", lm_state_name(state));
+        for (size_t i = 0; i < st->errors.n; i++)
+            printf("  error: %s\n", st->errors.items[i]);
+        fflush(stdout);
+        return;
+    }
     printf("\nlivemig copy %s: job %s, %s -> %s\n", lm_state_name(state), e->job_id, e->src_hosts,
            e->dst_hosts);
     if (already) {

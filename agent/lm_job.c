@@ -179,11 +179,13 @@ bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error
             return true;
         }
         if (strstr(arg, "password") && !strstr(arg, "password-file"))
+            /* worded so the flag name is not followed by ':' (the redactor would mask what follows)
+             */
             return lm_error_set(
                 err, LM_ERR_INVALID,
-                "%s: passwords are not taken on the command line (other users can see "
-                "it): use --source-password-file/--target-password-file or "
-                "LIVEMIG_SOURCE_PASSWORD/LIVEMIG_TARGET_PASSWORD",
+                "passwords are not taken on the command line, where other users can read "
+                "them, so %s is refused: use --source-password-file/--target-password-file "
+                "or LIVEMIG_SOURCE_PASSWORD/LIVEMIG_TARGET_PASSWORD",
                 arg);
         int f = find_flag(arg, &value);
         if (f < 0)

@@ -172,7 +172,8 @@ bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error
             i++;
             continue;
         }
-        if (strncmp(arg, "--job=", 6) == 0 || strcmp(arg, "--print-config") == 0)
+        if (strncmp(arg, "--job=", 6) == 0 || strcmp(arg, "--print-config") == 0 ||
+            strcmp(arg, "--sample-config") == 0)
             continue;
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             *help = true;

@@ -105,6 +105,10 @@ def seed_full(c, server):
         crm.names.insert_many([{"n": n} for n in ("\u00e9t\u00e9", "ete", "Ete")])
         r["documents"] += 3
     try_(r, "timeseries", lambda: an.create_collection("metrics", timeseries={"timeField": "t", "metaField": "m"}))
+    if "timeseries" in r["created"]:
+        an.metrics.insert_many([{"t": datetime.datetime(2026, 1, 1) + datetime.timedelta(seconds=i), "m": {"host": f"h{i % 3}"},
+                                 "cpu": i % 100} for i in range(100)])
+        r["documents"] += 100
     try_(r, "clusteredIndex", lambda: an.create_collection(
         "clustered", clusteredIndex={"key": {"_id": 1}, "unique": True}))
     if "clusteredIndex" in r["created"]:

@@ -465,3 +465,47 @@ Test(migrate, bad_arguments)
     cr_assert(strstr(log, "source.uri: required, but not set"), "%s", log);
     free(log);
 }
+
+Test(migrate, job_file_sample_and_errors)
+{
+    char sample_log[700], job_path[700], yaml[2048];
+    int rc;
+    /* conf/job.yaml is exactly what the schema prints */
+    snprintf(sample_log, sizeof sample_log, "%s/sample.yaml", dir);
+    char *sargv[] = {(char *)LM_AGENT_BIN, "migrate", "--sample-config", NULL};
+    cr_assert_eq(lm_test_run(sargv, sample_log, 10000), 0);
+    char *sample = lm_test_slurp(sample_log),
+         *committed = lm_test_slurp(LM_SOURCE_DIR "/conf/job.yaml");
+    cr_assert_str_eq(sample, committed,
+                     "conf/job.yaml is stale: run livemig-agent migrate --sample-config");
+    free(sample);
+    free(committed);
+
+    /* a job file with an unknown key: file:line:col */
+    lm_test_write(dir, "bad.yaml", "source:\n  uri: mongodb://h\n  pasword_file: /x\n", job_path,
+                  sizeof job_path);
+    const char *bad[] = {"--job", job_path, NULL};
+    char *log = run_failing(bad, &rc);
+    cr_assert_eq(rc, 2, "%s", log);
+    cr_assert(
+        strstr(log,
+               "bad.yaml:3:3: source.pasword_file: unknown key (did you mean 'password_file'?)"),
+        "%s", log);
+    free(log);
+
+    /* a real job from a file; a flag overrides the file's include */
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    seed(&src, "bulk --docs 1000 --collections 2");
+    snprintf(yaml, sizeof yaml,
+             "source:\n  uri: \"%s\"\ntarget:\n  uri: \"%s\"\ncopy_only: true\ninclude: "
+             "[nothing.*]\nlog_format: json\n",
+             src.uri, dst.uri);
+    lm_test_write(dir, "job.yaml", yaml, job_path, sizeof job_path);
+    const char *good[] = {"--job", job_path, "--include", "bulk.*", NULL};
+    log = run_failing(good, &rc);
+    cr_assert_eq(rc, 0, "%s", log);
+    cr_assert(strstr(log, "{\"ts\":\""), "--log-format json from the file is used:\n%s", log);
+    free(log);
+    cr_assert_eq(check("--include 'bulk.*'"), 0, "%s", check_log());
+}

@@ -164,7 +164,8 @@ Test(config, defaults_fill_what_is_not_given)
 
 Test(config, flags_may_supply_required_keys)
 {
-    cr_assert(lm_config_load_string(schema, &cfg, "agent.yaml", "tls: false\n", 11, &err), "%s", err.message);
+    cr_assert(lm_config_load_string(schema, &cfg, "agent.yaml", "tls: false\n", 11, &err), "%s",
+              err.message);
     cr_assert_not(lm_config_check_required(schema, &cfg, "agent.yaml", &err));
     cr_assert(lm_config_set(schema, &cfg, "url", "https://cp", &err));
     cr_assert(lm_config_check_required(schema, &cfg, "agent.yaml", &err), "%s", err.message);

@@ -141,14 +141,21 @@ def seed_full(c, server):
 def seed_bulk(c, a):
     r = {"created": [], "refused": [], "documents": 0}
     pad = "x" * max(0, a.doc_bytes - 60)
-    per = a.docs // a.collections
+    sizes = [a.docs // a.collections] * a.collections
+    sizes[-1] += a.docs % a.collections
+    if a.skew and a.collections > 1:  # the first collection holds `skew` of the documents
+        sizes = [int(a.docs * a.skew)] + [0] * (a.collections - 1)
+        rest = a.docs - sizes[0]
+        for i in range(1, a.collections):
+            sizes[i] = rest // (a.collections - 1) + (rest % (a.collections - 1) if i == a.collections - 1 else 0)
     for ci in range(a.collections):
         coll = c[a.db][f"c{ci:03d}"]
-        n = per + (a.docs % a.collections if ci == a.collections - 1 else 0)
+        n = sizes[ci]
         for start in range(0, n, 5000):
             coll.insert_many([{"_id": start + i, "n": Int64(start + i), "pad": pad} for i in range(min(5000, n - start))],
                              ordered=False)
-        coll.create_index("n")
+        if not a.no_index:
+            coll.create_index("n")
         r["documents"] += n
         r["created"].append(coll.full_name)
     return r
@@ -166,6 +173,8 @@ def main():
     b.add_argument("--collections", type=int, default=1)
     b.add_argument("--db", default="bulk")
     b.add_argument("--doc-bytes", type=int, default=200)
+    b.add_argument("--skew", type=float, default=0, help="share of the documents in the first collection")
+    b.add_argument("--no-index", action="store_true", help="no secondary index (benchmarks time the copy only)")
     a = ap.parse_args()
     kw = {"tls": True, "tlsCAFile": a.ca_file} if a.ca_file else {}
     c = MongoClient(a.uri, **kw)

@@ -7,6 +7,7 @@
  *
  * Signal handlers only set a flag; the engine checkpoints and exits. A second SIGINT or
  * SIGTERM ends the process at once. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,10 @@ static int cmd_migrate(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Batches are large and short-lived: a fixed mmap threshold hands them back to the
+     * system when freed, instead of glibc raising the threshold and keeping them in
+     * per-thread arenas (which held the RSS far above --buffer-mb). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     code = lm_engine_run(&job, &stop_flag);
 out:
     lm_job_cleanup(&job);

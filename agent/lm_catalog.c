@@ -64,18 +64,28 @@ static bool load_indexes(mongoc_collection_t *coll, lm_coll_info_t *c, lm_error_
     return ok;
 }
 
+/* Count and size from one collStats (a scan on some servers, so asked once); the count
+ * command only when collStats has no count. */
 static void estimate(mongoc_database_t *db, mongoc_collection_t *coll, lm_coll_info_t *c)
 {
     bson_t reply;
     bson_iter_t it;
-    int64_t n = mongoc_collection_estimated_document_count(coll, NULL, NULL, NULL, NULL);
-    c->est_docs = n > 0 ? n : 0;
+    bool have_count = false;
     bson_t *cmd = BCON_NEW("collStats", BCON_UTF8(c->coll));
-    if (mongoc_database_command_simple(db, cmd, NULL, &reply, NULL) &&
-        bson_iter_init_find(&it, &reply, "size") && BSON_ITER_HOLDS_NUMBER(&it))
-        c->est_bytes = bson_iter_as_int64(&it);
+    if (mongoc_database_command_simple(db, cmd, NULL, &reply, NULL)) {
+        if (bson_iter_init_find(&it, &reply, "size") && BSON_ITER_HOLDS_NUMBER(&it))
+            c->est_bytes = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, &reply, "count") && BSON_ITER_HOLDS_NUMBER(&it)) {
+            c->est_docs = bson_iter_as_int64(&it);
+            have_count = true;
+        }
+    }
     bson_destroy(&reply);
     bson_destroy(cmd);
+    if (!have_count) {
+        int64_t n = mongoc_collection_estimated_document_count(coll, NULL, NULL, NULL, NULL);
+        c->est_docs = n > 0 ? n : 0;
+    }
 }
 
 static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbname,

@@ -29,6 +29,7 @@ typedef struct {
     pthread_cond_t can_push, can_pop;
     batch_t *head, *tail;
     int64_t bytes_in_flight; /* queued + being written */
+    int64_t queue_bytes;     /* the part of the budget batches may hold in flight */
     int readers_left;
     size_t batch_bytes;
     atomic_bool failed;
@@ -66,7 +67,7 @@ static void push(pipe_t *p, batch_t *b)
 {
     pthread_mutex_lock(&p->mu);
     while (!atomic_load(&p->failed) && p->bytes_in_flight > 0 &&
-           p->bytes_in_flight + (int64_t)b->len > p->o->buffer_bytes)
+           p->bytes_in_flight + (int64_t)b->len > p->queue_bytes)
         pthread_cond_wait(&p->can_push, &p->mu);
     if (atomic_load(&p->failed)) {
         pthread_mutex_unlock(&p->mu);
@@ -341,9 +342,12 @@ bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks,
     p.tasks = tasks;
     p.n_tasks = n_tasks;
     p.readers_left = n;
-    /* batches small enough that every reader can fill one while the buffer is full */
-    int64_t per = o->buffer_bytes / (4 * n);
+    /* The memory budget covers everything that holds documents: the queue (half of it), the
+     * batch each reader fills, the command each writer sends (a copy of its batch) and each
+     * reader's cursor buffer (about one batch): 3 x n batches of buffer/(8n) = 3/8. */
+    int64_t per = o->buffer_bytes / (8 * n);
     p.batch_bytes = (size_t)(per < BATCH_MIN ? BATCH_MIN : per > BATCH_MAX ? BATCH_MAX : per);
+    p.queue_bytes = o->buffer_bytes / 2;
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.can_push, NULL);
     pthread_cond_init(&p.can_pop, NULL);

@@ -294,7 +294,7 @@ static bool plan_all(engine_t *e, bool fresh)
         if (!create_on_target(e, c))
             return false;
         e->plans[i] = bson_new();
-        if (!lm_plan_ranges(e->src, c, e->job->split_docs, e->plans[i], &e->err) ||
+        if (!lm_plan_ranges(e->src, c, e->job->split_docs, e->job->split, e->plans[i], &e->err) ||
             !lm_meta_save_plan(e->dst, e->job_id, c->ns, e->plans[i], &e->err))
             return false;
     }

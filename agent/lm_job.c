@@ -11,6 +11,7 @@
 
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const split_modes[] = {"auto", "always", "never", NULL};
 
 #define ENDPOINT_FIELDS(side)                                                                      \
     {"uri",                                                                                        \
@@ -77,6 +78,9 @@ const lm_config_field_t lm_job_schema[] = {
      "Memory for documents between readers and writers, in MB."},
     {"split_docs", LM_CFG_INT, offsetof(lm_job_t, split_docs), "200000", 1000, 1000000000000LL, 0,
      NULL, NULL, "Collections with more documents than this are copied as parallel _id ranges."},
+    {"split", LM_CFG_ENUM, offsetof(lm_job_t, split), "auto", 0, 0, 0, split_modes, NULL,
+     "Split large collections into _id ranges: auto (when the source plans an _id range as an\n"
+     "index scan), always, or never."},
     {"connect_timeout", LM_CFG_DURATION, offsetof(lm_job_t, connect_timeout_ms), "10s", 500, 300000,
      0, NULL, NULL, "How long to wait for a server to answer when connecting."},
     {"state_dir", LM_CFG_STRING, offsetof(lm_job_t, state_dir), "./livemig-state", 0, 0, 0, NULL,
@@ -111,6 +115,7 @@ static const struct {
     {"--copy-workers", "copy_workers", false},
     {"--buffer-mb", "buffer_mb", false},
     {"--split-docs", "split_docs", false},
+    {"--split", "split", false},
     {"--connect-timeout", "connect_timeout", false},
     {"--state-dir", "state_dir", false},
     {"--status-addr", "status_addr", false},

@@ -21,6 +21,7 @@ typedef struct {
 } lm_endpoint_t;
 
 enum { LM_JOB_LOG_TEXT = 0, LM_JOB_LOG_JSON = 1 };
+enum { LM_JOB_SPLIT_AUTO = 0, LM_JOB_SPLIT_ALWAYS = 1, LM_JOB_SPLIT_NEVER = 2 };
 
 typedef struct {
     lm_endpoint_t source;
@@ -32,6 +33,7 @@ typedef struct {
     int64_t copy_workers;
     int64_t buffer_mb;
     int64_t split_docs; /* collections with more documents are split into _id ranges */
+    int split;          /* LM_JOB_SPLIT_*: auto asks the source's query planner */
     int64_t connect_timeout_ms;
     char *state_dir;
     char *status_addr; /* "host:port", or "0" to disable */

@@ -105,19 +105,55 @@ static size_t sample_ids(mongoc_client_t *src, const lm_coll_info_t *c, int size
     return kept;
 }
 
+/* True when the server answers an _id range with an index scan. A server that plans it
+ * as a collection scan (SecantusDB does) would read the whole collection once per range,
+ * so splitting would multiply the work instead of sharing it. explain with queryPlanner
+ * verbosity only plans; it reads no documents. */
+static bool ranges_use_index(mongoc_client_t *src, const lm_coll_info_t *c)
+{
+    bson_t reply;
+    bson_iter_t it;
+    bool ixscan = false;
+    bson_t *cmd = BCON_NEW("explain", "{", "find", BCON_UTF8(c->coll), "filter", "{", "_id", "{",
+                           "$gte", BCON_INT32(0), "$lt", BCON_INT32(1), "}", "}", "}", "verbosity",
+                           BCON_UTF8("queryPlanner"));
+    if (mongoc_client_command_simple(src, c->db, cmd, NULL, &reply, NULL) &&
+        bson_iter_init(&it, &reply) &&
+        bson_iter_find_descendant(&it, "queryPlanner.winningPlan", &it) &&
+        BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t plan;
+        bson_iter_document(&it, &len, &data);
+        if (bson_init_static(&plan, data, len)) {
+            char *json = bson_as_relaxed_extended_json(&plan, NULL);
+            ixscan = json && strstr(json, "IXSCAN") != NULL;
+            bson_free(json);
+        }
+    }
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    if (!ixscan)
+        lm_log_info(
+            NULL, "%s: the source scans the whole collection for an _id range: copied as one range",
+            c->ns);
+    return ixscan;
+}
+
 static void append_value(bson_t *b, const char *key, const bson_value_t *v)
 {
     bson_append_value(b, key, -1, v);
 }
 
 bool lm_plan_ranges(mongoc_client_t *src, const lm_coll_info_t *c, int64_t split_docs,
-                    bson_t *ranges, lm_error_t *err)
+                    int split_mode, bson_t *ranges, lm_error_t *err)
 {
     bson_iter_t it;
     (void)err;
     bool capped = bson_iter_init_find(&it, c->options, "capped") && bson_iter_as_bool(&it);
-    if (c->est_docs <= split_docs || capped || c->has_collation ||
-        strcmp(c->type, "collection") != 0) {
+    if (split_mode == LM_JOB_SPLIT_NEVER || c->est_docs <= split_docs || capped ||
+        c->has_collation || strcmp(c->type, "collection") != 0 ||
+        (split_mode == LM_JOB_SPLIT_AUTO && !ranges_use_index(src, c))) {
         single(ranges);
         return true;
     }

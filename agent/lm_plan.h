@@ -5,8 +5,10 @@
  * matches a string _id), so a split collection gets ranges over its dominant _id type
  * (ObjectId, string, date, or numbers) plus one more range for every _id of another type:
  * together they cover every document, whatever the mix of types. Boundaries come from a
- * $sample of _ids; where the server has no $sample, or the collection is capped (insertion
- * order matters), has a collation (string order differs) or is small, one range copies it. */
+ * $sample of _ids. One range copies a collection that is small, capped (insertion order
+ * matters) or has a collation (string order differs), and any collection on a server that
+ * has no $sample or plans an _id range as a collection scan (each range would then read
+ * the whole collection). */
 #ifndef LM_PLAN_H
 #define LM_PLAN_H
 
@@ -17,11 +19,13 @@
 
 #include "lm_catalog.h"
 #include "lm_error.h"
+#include "lm_job.h"
 
 #define LM_PLAN_MAX_RANGES 64
 
-/* Fills `ranges` (initialised by the caller) with {"0": filter, "1": filter, ...}. */
+/* Fills `ranges` (initialised by the caller) with {"0": filter, "1": filter, ...}.
+ * split_mode is LM_JOB_SPLIT_AUTO, _ALWAYS or _NEVER. */
 bool lm_plan_ranges(mongoc_client_t *src, const lm_coll_info_t *c, int64_t split_docs,
-                    bson_t *ranges, lm_error_t *err);
+                    int split_mode, bson_t *ranges, lm_error_t *err);
 
 #endif

@@ -36,16 +36,19 @@ static const char *arg(int argc, char **argv, const char *name, const char *def)
 
 static double cpu_seconds(const struct rusage *ru)
 {
-    return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 + (double)ru->ru_stime.tv_sec +
-           (double)ru->ru_stime.tv_usec / 1e6;
+    return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+           (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
 }
 
-static void report(const char *what, int64_t docs, int64_t bytes, double secs, const struct rusage *ru)
+static void report(const char *what, int64_t docs, int64_t bytes, double secs,
+                   const struct rusage *ru)
 {
-    printf("{\"what\":\"%s\",\"docs\":%" PRId64 ",\"bytes\":%" PRId64 ",\"seconds\":%.2f,\"docs_per_s\":%.0f,"
+    printf("{\"what\":\"%s\",\"docs\":%" PRId64 ",\"bytes\":%" PRId64
+           ",\"seconds\":%.2f,\"docs_per_s\":%.0f,"
            "\"mb_per_s\":%.2f,\"cpu_s\":%.2f,\"max_rss_mb\":%.1f}\n",
-           what, docs, bytes, secs, secs > 0 ? (double)docs / secs : 0, secs > 0 ? (double)bytes / 1e6 / secs : 0,
-           cpu_seconds(ru), (double)ru->ru_maxrss / 1024.0);
+           what, docs, bytes, secs, secs > 0 ? (double)docs / secs : 0,
+           secs > 0 ? (double)bytes / 1e6 / secs : 0, cpu_seconds(ru),
+           (double)ru->ru_maxrss / 1024.0);
     fflush(stdout);
 }
 
@@ -61,8 +64,8 @@ static void *insert_slice(void *p)
     slice_t *s = p;
     mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->coll);
-    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false), "bypassDocumentValidation", BCON_BOOL(true), "validate",
-                            BCON_BOOL(false));
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false), "bypassDocumentValidation",
+                            BCON_BOOL(true), "validate", BCON_BOOL(false));
     bson_error_t e;
     for (size_t i = s->from; i < s->to; i += 1000) {
         size_t n = s->to - i < 1000 ? s->to - i : 1000;
@@ -92,7 +95,8 @@ static int ceiling(int argc, char **argv)
     bson_t **docs = malloc((size_t)n * sizeof *docs);
     int64_t bytes = 0;
     for (int64_t i = 0; i < n; i++) {
-        docs[i] = BCON_NEW("_id", BCON_INT32((int32_t)i), "n", BCON_INT64(i), "pad", BCON_UTF8(pad));
+        docs[i] =
+            BCON_NEW("_id", BCON_INT32((int32_t)i), "n", BCON_INT64(i), "pad", BCON_UTF8(pad));
         bytes += docs[i]->len;
     }
     mongoc_uri_t *uri = mongoc_uri_new(arg(argc, argv, "--target", ""));
@@ -101,7 +105,8 @@ static int ceiling(int argc, char **argv)
     pthread_t *th = calloc((size_t)threads, sizeof *th);
     int64_t t0 = lm_time_mono_ms();
     for (int t = 0; t < threads; t++) {
-        sl[t] = (slice_t){pool, db, coll, docs, (size_t)(n * t / threads), (size_t)(n * (t + 1) / threads)};
+        sl[t] = (slice_t){
+            pool, db, coll, docs, (size_t)(n * t / threads), (size_t)(n * (t + 1) / threads)};
         pthread_create(&th[t], NULL, insert_slice, &sl[t]);
     }
     for (int t = 0; t < threads; t++)
@@ -123,7 +128,8 @@ static int naive(int argc, char **argv)
     snprintf(coll, sizeof coll, "%s", dot + 1);
     mongoc_client_t *s = mongoc_client_new(arg(argc, argv, "--source", ""));
     mongoc_client_t *t = mongoc_client_new(arg(argc, argv, "--target", ""));
-    mongoc_collection_t *sc = mongoc_client_get_collection(s, db, coll), *tc = mongoc_client_get_collection(t, db, coll);
+    mongoc_collection_t *sc = mongoc_client_get_collection(s, db, coll),
+                        *tc = mongoc_client_get_collection(t, db, coll);
     bson_t filter = BSON_INITIALIZER;
     bson_t *opts = limit ? BCON_NEW("limit", BCON_INT64(limit)) : NULL;
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(sc, &filter, opts, NULL);

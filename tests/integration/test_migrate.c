@@ -100,6 +100,14 @@ Test(migrate, full_dataset_byte_exact)
     cr_assert_eq(check(NULL), 0, "%s", check_log());
     cr_assert(strstr(check_log(), ": 0 differences"));
     free(log);
+    /* the pinned start is in the checkpoint on the target, and the job ended COMPLETE */
+    cr_assert_eq(
+        lm_test_sh(
+            "'%s' -c \"from pymongo import MongoClient as M; import sys; "
+            "j = M('%s')['__livemig'].checkpoints.find_one({'kind': 'job'}); "
+            "sys.exit(0 if j and j['startOptime'].time > 0 and j['phase'] == 'COMPLETE' else 1)\"",
+            PY, dst.uri),
+        0, "no job checkpoint with a start optime on the target");
 }
 
 Test(migrate, refused_indexes_are_reported_by_name)
@@ -508,4 +516,37 @@ Test(migrate, job_file_sample_and_errors)
     cr_assert(strstr(log, "{\"ts\":\""), "--log-format json from the file is used:\n%s", log);
     free(log);
     cr_assert_eq(check("--include 'bulk.*'"), 0, "%s", check_log());
+}
+
+/* Forced _id ranges over a collection holding every kind of _id: the ranges of the dominant
+ * type plus the ranges for other types and NaN must together cover every document. */
+Test(migrate, forced_ranges_cover_every_id_type)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    cr_assert_eq(
+        lm_test_sh(
+            "'%s' -c \"from pymongo import MongoClient as M; from bson import ObjectId, Int64, "
+            "Decimal128, MinKey, MaxKey; c=M('%s').mix.ids; "
+            "c.insert_many([{'_id': i} for i in range(5000)]); "
+            "c.insert_many([{'_id': Int64(10**12 + i)} for i in range(100)]); "
+            "c.insert_many([{'_id': i + 0.5} for i in range(100)]); "
+            "c.insert_many([{'_id': 's%%d' %% i} for i in range(50)]); "
+            "c.insert_many([{'_id': ObjectId()} for i in range(50)]); "
+            "c.insert_many([{'_id': {'a': i}} for i in range(20)]); "
+            "c.insert_many([{'_id': float('nan')}, {'_id': float('-inf')}, {'_id': float('inf')}, "
+            "{'_id': Decimal128('2.25')}, {'_id': MinKey()}, {'_id': MaxKey()}, {'_id': None}, "
+            "{'_id': True}, {'_id': -7}])\"",
+            PY, src.uri),
+        0);
+    const char *extra[] = {"--split", "always", "--split-docs", "1000", "--copy-workers",
+                           "3",       NULL};
+    int rc = run_agent(extra);
+    char *log = lm_test_slurp(log_path);
+    cr_assert_eq(rc, 0, "%s", log);
+    cr_assert(strstr(log, "mix.ids: ") &&
+                  strstr(log, " ranges over number _ids, plus one for other _id types"),
+              "%s", log);
+    cr_assert_eq(check(NULL), 0, "%s", check_log());
+    free(log);
 }

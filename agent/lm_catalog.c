@@ -64,28 +64,12 @@ static bool load_indexes(mongoc_collection_t *coll, lm_coll_info_t *c, lm_error_
     return ok;
 }
 
-/* Count and size from one collStats (a scan on some servers, so asked once); the count
- * command only when collStats has no count. */
-static void estimate(mongoc_database_t *db, mongoc_collection_t *coll, lm_coll_info_t *c)
+void lm_catalog_estimate(mongoc_client_t *src, lm_coll_info_t *c)
 {
-    bson_t reply;
-    bson_iter_t it;
-    bool have_count = false;
-    bson_t *cmd = BCON_NEW("collStats", BCON_UTF8(c->coll));
-    if (mongoc_database_command_simple(db, cmd, NULL, &reply, NULL)) {
-        if (bson_iter_init_find(&it, &reply, "size") && BSON_ITER_HOLDS_NUMBER(&it))
-            c->est_bytes = bson_iter_as_int64(&it);
-        if (bson_iter_init_find(&it, &reply, "count") && BSON_ITER_HOLDS_NUMBER(&it)) {
-            c->est_docs = bson_iter_as_int64(&it);
-            have_count = true;
-        }
-    }
-    bson_destroy(&reply);
-    bson_destroy(cmd);
-    if (!have_count) {
-        int64_t n = mongoc_collection_estimated_document_count(coll, NULL, NULL, NULL, NULL);
-        c->est_docs = n > 0 ? n : 0;
-    }
+    mongoc_collection_t *coll = mongoc_client_get_collection(src, c->db, c->coll);
+    int64_t n = mongoc_collection_estimated_document_count(coll, NULL, NULL, NULL, NULL);
+    mongoc_collection_destroy(coll);
+    c->est_docs = n > 0 ? n : 0;
 }
 
 static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbname,
@@ -115,6 +99,7 @@ static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbnam
         memset(c, 0, sizeof *c);
         c->options = bson_new();
         c->indexes = bson_new();
+        c->est_docs = -1;
         cat->n++;
         bson_snprintf(c->db, sizeof c->db, "%s", dbname);
         bson_snprintf(c->coll, sizeof c->coll, "%s", name);
@@ -138,7 +123,6 @@ static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbnam
             continue;
         mongoc_collection_t *coll = mongoc_database_get_collection(db, name);
         ok = load_indexes(coll, c, err);
-        estimate(db, coll, c);
         mongoc_collection_destroy(coll);
     }
     if (ok && mongoc_cursor_error(cur, &e)) {
@@ -152,14 +136,12 @@ static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbnam
     return ok;
 }
 
-/* Collections before views (views are created after their sources), largest first. */
-static int by_kind_then_size(const void *a, const void *b)
+/* Collections before views (views are created after their sources), then by name. */
+static int by_kind_then_name(const void *a, const void *b)
 {
     const lm_coll_info_t *x = a, *y = b;
     if (lm_coll_is_view(x) != lm_coll_is_view(y))
         return lm_coll_is_view(x) ? 1 : -1;
-    if (x->est_bytes != y->est_bytes)
-        return x->est_bytes > y->est_bytes ? -1 : 1;
     return strcmp(x->ns, y->ns);
 }
 
@@ -181,7 +163,7 @@ bool lm_catalog_load(mongoc_client_t *src, const lm_job_t *job, lm_catalog_t *ca
             ok = load_db(src, job, names[i], cat, &cap, err);
     bson_strfreev(names);
     if (ok && cat->n)
-        qsort(cat->items, cat->n, sizeof cat->items[0], by_kind_then_size);
+        qsort(cat->items, cat->n, sizeof cat->items[0], by_kind_then_name);
     return ok;
 }
 

@@ -18,11 +18,10 @@ typedef struct {
     char db[128];
     char coll[LM_NS_MAX];
     char ns[LM_NS_MAX];
-    char type[16];   /* "collection", "view" or "timeseries" */
-    bson_t *options; /* listCollections "options" (owned; bson_t must not move, hence pointers) */
-    bson_t *indexes; /* {"0": spec, "1": spec, ...} every index but _id_ (owned) */
-    int64_t est_docs;
-    int64_t est_bytes;
+    char type[16];    /* "collection", "view" or "timeseries" */
+    bson_t *options;  /* listCollections "options" (owned; bson_t must not move, hence pointers) */
+    bson_t *indexes;  /* {"0": spec, "1": spec, ...} every index but _id_ (owned) */
+    int64_t est_docs; /* -1 until lm_catalog_estimate ran */
     bool has_collation;
 } lm_coll_info_t;
 
@@ -31,11 +30,20 @@ typedef struct {
     size_t n;
 } lm_catalog_t;
 
-/* Reads the catalog of the source. `side` names it in errors. */
+/* Reads the catalog of the source: names, types, options, index specs. The document
+ * count is left unknown (-1): on some servers it costs a scan of the collection, so the
+ * engine asks for it only where planning needs it, and otherwise alongside the copy. */
 bool lm_catalog_load(mongoc_client_t *source, const lm_job_t *job, lm_catalog_t *cat,
                      lm_error_t *err);
 void lm_catalog_cleanup(lm_catalog_t *cat);
 
 bool lm_coll_is_view(const lm_coll_info_t *c);
+
+/* Fills est_docs from the server's document count (metadata on mongod; some servers
+ * count by scanning, which is why it is asked for only when needed). Bytes are not
+ * asked for: collStats and dbStats scan the whole collection on such servers, so the
+ * status derives them from the average size of the documents copied so far. Safe to call
+ * from another thread with its own client. */
+void lm_catalog_estimate(mongoc_client_t *src, lm_coll_info_t *c);
 
 #endif

@@ -284,7 +284,7 @@ static bool plan_all(engine_t *e, bool fresh)
     if (!e->plans)
         return lm_error_set(&e->err, LM_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < e->cat.n; i++) {
-        const lm_coll_info_t *c = &e->cat.items[i];
+        lm_coll_info_t *c = &e->cat.items[i];
         if (lm_coll_is_view(c))
             continue;
         if (!fresh && !lm_meta_load_plan(e->dst, e->job_id, c->ns, &e->plans[i], &e->err))
@@ -332,8 +332,7 @@ static bool build_tasks(engine_t *e)
         const lm_coll_info_t *c = &e->cat.items[i];
         snprintf(cs[i].ns, sizeof cs[i].ns, "%s", c->ns);
         cs[i].is_view = lm_coll_is_view(c);
-        cs[i].est_docs = c->est_docs;
-        cs[i].est_bytes = c->est_bytes;
+        atomic_store(&cs[i].est_docs, c->est_docs);
         bson_iter_t it;
         if (!e->plans[i] || !bson_iter_init(&it, e->plans[i]))
             continue;
@@ -347,7 +346,7 @@ static bool build_tasks(engine_t *e)
             snprintf(t->ns, sizeof t->ns, "%s", c->ns);
             t->range = (int)strtol(bson_iter_key(&it), NULL, 10);
             t->filter = bson_new_from_data(data, len);
-            t->est_doc_bytes = c->est_docs > 0 ? c->est_bytes / c->est_docs : 0;
+            t->est_doc_bytes = 0; /* unknown before the copy: the first batches size themselves */
             cs[i].ranges_total++;
         }
     }
@@ -371,6 +370,26 @@ static bool build_tasks(engine_t *e)
             atomic_store(&c->state, LM_COLL_COPIED);
     }
     return true;
+}
+
+/* Estimates what planning did not need, while the copy runs: on servers where collStats
+ * scans the collection this would otherwise delay the start of the copy. */
+static void *estimator_main(void *arg)
+{
+    engine_t *e = arg;
+    mongoc_client_t *c = mongoc_client_pool_pop(e->src_pool);
+    for (size_t i = 0; i < e->cat.n && !(e->stop && *e->stop) && !e->st->cancel; i++) {
+        lm_coll_info_t *ci = &e->cat.items[i];
+        if (lm_coll_is_view(ci)) {
+            atomic_store(&e->st->colls[i].est_docs, 0);
+            continue;
+        }
+        if (ci->est_docs < 0)
+            lm_catalog_estimate(c, ci);
+        atomic_store(&e->st->colls[i].est_docs, ci->est_docs);
+    }
+    mongoc_client_pool_push(e->src_pool, c);
+    return NULL;
 }
 
 /* Called from writer threads when a range is fully written. */
@@ -475,7 +494,12 @@ static bool run_phases(engine_t *e, bool *already_complete)
     if (!plan_all(e, fresh) || !build_tasks(e))
         return false;
     lm_status_set_phase(e->st, LM_PHASE_COPYING);
-    if (!copy_phase(e))
+    pthread_t estimator;
+    bool estimating = pthread_create(&estimator, NULL, estimator_main, e) == 0;
+    bool copied = copy_phase(e);
+    if (estimating)
+        pthread_join(estimator, NULL);
+    if (!copied)
         return false;
     lm_status_set_phase(e->st, LM_PHASE_BUILDING_INDEXES);
     if (!lm_meta_set_phase(e->dst, e->job_id, "BUILDING_INDEXES", &e->err) || !index_phase(e))

@@ -145,15 +145,22 @@ static void append_value(bson_t *b, const char *key, const bson_value_t *v)
     bson_append_value(b, key, -1, v);
 }
 
-bool lm_plan_ranges(mongoc_client_t *src, const lm_coll_info_t *c, int64_t split_docs,
-                    int split_mode, bson_t *ranges, lm_error_t *err)
+bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs, int split_mode,
+                    bson_t *ranges, lm_error_t *err)
 {
     bson_iter_t it;
     (void)err;
     bool capped = bson_iter_init_find(&it, c->options, "capped") && bson_iter_as_bool(&it);
-    if (split_mode == LM_JOB_SPLIT_NEVER || c->est_docs <= split_docs || capped ||
-        c->has_collation || strcmp(c->type, "collection") != 0 ||
+    /* cheapest reasons first: the count may cost a scan of the collection */
+    if (split_mode == LM_JOB_SPLIT_NEVER || capped || c->has_collation ||
+        strcmp(c->type, "collection") != 0 ||
         (split_mode == LM_JOB_SPLIT_AUTO && !ranges_use_index(src, c))) {
+        single(ranges);
+        return true;
+    }
+    if (c->est_docs < 0)
+        lm_catalog_estimate(src, c);
+    if (c->est_docs <= split_docs) {
         single(ranges);
         return true;
     }

@@ -24,8 +24,9 @@
 #define LM_PLAN_MAX_RANGES 64
 
 /* Fills `ranges` (initialised by the caller) with {"0": filter, "1": filter, ...}.
- * split_mode is LM_JOB_SPLIT_AUTO, _ALWAYS or _NEVER. */
-bool lm_plan_ranges(mongoc_client_t *src, const lm_coll_info_t *c, int64_t split_docs,
-                    int split_mode, bson_t *ranges, lm_error_t *err);
+ * split_mode is LM_JOB_SPLIT_AUTO, _ALWAYS or _NEVER. Fetches c's size estimate when the
+ * decision needs it. */
+bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs, int split_mode,
+                    bson_t *ranges, lm_error_t *err);
 
 #endif

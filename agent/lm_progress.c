@@ -18,13 +18,21 @@ struct lm_progress {
     int drawn; /* lines of the live display on screen */
 };
 
-static void totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes)
+/* Sums the estimates; false while some collection is not estimated yet. */
+static bool totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes)
 {
+    bool known = true;
     *est_docs = *est_bytes = 0;
     for (size_t i = 0; i < st->n_colls; i++) {
-        *est_docs += st->colls[i].est_docs;
-        *est_bytes += st->colls[i].est_bytes;
+        long long d = atomic_load(&st->colls[i].est_docs), b = lm_coll_est_bytes(st, &st->colls[i]);
+        if (d < 0 || b < 0) {
+            known = false;
+            continue;
+        }
+        *est_docs += d;
+        *est_bytes += b;
     }
+    return known;
 }
 
 /* "12.3% 1.2M/10M docs, 45.6 MB/s, ETA 1m20s" */
@@ -32,7 +40,11 @@ static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t b
 {
     int64_t est_docs, est_bytes, docs = atomic_load(&st->docs), bytes = atomic_load(&st->bytes);
     char eta[32] = "?";
-    totals(st, &est_docs, &est_bytes);
+    if (!totals(st, &est_docs, &est_bytes)) {
+        snprintf(buf, bufsz, "%s: %lld docs, %.1f MB copied, %.1f MB/s (estimating the total)",
+                 lm_phase_name(st->phase), (long long)docs, (double)bytes / 1e6, rate_bytes / 1e6);
+        return;
+    }
     if (rate_bytes > 0 && est_bytes > bytes)
         lm_time_format_duration((int64_t)((double)(est_bytes - bytes) / rate_bytes * 1000.0), eta,
                                 sizeof eta);
@@ -60,7 +72,7 @@ static void draw(struct lm_progress *p, double rate)
         if (atomic_load(&c->state) != LM_COLL_COPYING)
             continue;
         fprintf(stderr, "\033[2K  %-40.40s %10lld/%-10lld docs  ranges %d/%d\n", c->ns,
-                (long long)atomic_load(&c->docs), (long long)c->est_docs,
+                (long long)atomic_load(&c->docs), (long long)atomic_load(&c->est_docs),
                 atomic_load(&c->ranges_done), c->ranges_total);
         rows++;
     }

@@ -83,6 +83,23 @@ lm_coll_status_t *lm_status_find(lm_status_t *st, const char *ns)
     return NULL;
 }
 
+int64_t lm_coll_est_bytes(lm_status_t *st, lm_coll_status_t *c)
+{
+    long long est = atomic_load(&c->est_docs), docs = atomic_load(&c->docs),
+              bytes = atomic_load(&c->bytes);
+    if (est < 0)
+        return -1;
+    if (est == 0 || c->is_view)
+        return 0;
+    if (docs <= 0) { /* not started: the average of everything copied so far */
+        docs = atomic_load(&st->docs);
+        bytes = atomic_load(&st->bytes);
+    }
+    if (docs <= 0)
+        return -1;
+    return (int64_t)((double)est * ((double)bytes / (double)docs));
+}
+
 static void add_message(lm_status_t *st, lm_strlist_t *l, const char *msg)
 {
     pthread_mutex_lock(&st->mu);
@@ -178,11 +195,17 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
         lm_json_w_key(w, "documentsCopied");
         lm_json_w_int(w, atomic_load(&c->docs));
         lm_json_w_key(w, "documentsEstimated");
-        lm_json_w_int(w, c->est_docs);
+        if (atomic_load(&c->est_docs) >= 0)
+            lm_json_w_int(w, atomic_load(&c->est_docs));
+        else
+            lm_json_w_null(w);
         lm_json_w_key(w, "bytesCopied");
         lm_json_w_int(w, atomic_load(&c->bytes));
         lm_json_w_key(w, "bytesEstimated");
-        lm_json_w_int(w, c->est_bytes);
+        if (lm_coll_est_bytes(st, c) >= 0)
+            lm_json_w_int(w, lm_coll_est_bytes(st, c));
+        else
+            lm_json_w_null(w);
         lm_json_w_key(w, "duplicateKeys");
         lm_json_w_int(w, atomic_load(&c->dup_keys));
         lm_json_w_key(w, "rangesDone");
@@ -255,9 +278,12 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
         out, "# HELP livemig_collection_documents_estimated Source documents per collection.\n"
              "# TYPE livemig_collection_documents_estimated gauge\n");
     for (size_t i = 0; i < st->n_colls; i++) {
+        long long est = atomic_load(&st->colls[i].est_docs);
+        if (est < 0)
+            continue; /* not estimated yet */
         lm_strbuf_append(out, "livemig_collection_documents_estimated{ns=\"");
         label(out, st->colls[i].ns);
-        lm_strbuf_appendf(out, "\"} %" PRId64 "\n", st->colls[i].est_docs);
+        lm_strbuf_appendf(out, "\"} %lld\n", est);
     }
     lm_strbuf_appendf(
         out,

@@ -44,8 +44,7 @@ typedef enum {
 typedef struct {
     char ns[LM_NS_MAX];
     bool is_view;
-    int64_t est_docs;
-    int64_t est_bytes;
+    atomic_llong est_docs; /* -1 while unknown (estimated alongside the copy) */
     int ranges_total;
     atomic_int ranges_done;
     atomic_int state; /* lm_coll_state_t */
@@ -81,6 +80,11 @@ void lm_status_set_state(lm_status_t *st, lm_state_t state);
 /* Takes ownership of colls (freed by lm_status_cleanup). */
 void lm_status_set_collections(lm_status_t *st, lm_coll_status_t *colls, size_t n);
 lm_coll_status_t *lm_status_find(lm_status_t *st, const char *ns);
+
+/* Estimated BSON bytes of a collection: its document count times the average size of the
+ * documents copied from it so far (of all documents copied, before it starts); -1 while
+ * that is unknown. */
+int64_t lm_coll_est_bytes(lm_status_t *st, lm_coll_status_t *c);
 
 /* Records a warning or error (logged too), at most LM_STATUS_MAX_MESSAGES each. */
 void lm_status_warn(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

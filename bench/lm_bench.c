@@ -1,9 +1,11 @@
 /* lm_bench: helpers for bench/copy (never run by the tests).
  *
- *   lm_bench ceiling --target URI --ns db.coll --docs N --doc-bytes B --threads T
- *       the write ceiling CEIL_W: N documents shaped like scripts/lm_seed.py's bulk set are
- *       built in memory first, then T threads send them as unordered bulk inserts of 1000;
- *       only the inserts are timed.
+ *   lm_bench ceiling --target URI --db D --docs N --doc-bytes B --threads T
+ *                    [--collections C] [--skew S]
+ *       the write ceiling CEIL_W: N documents shaped like scripts/lm_seed.py's bulk set,
+ *       spread over the same C collections (D.c000, ...; the first holding S of them when
+ *       --skew is given), are built in memory first, then T threads send them as unordered
+ *       bulk inserts of 1000, one collection at a time; only the inserts are timed.
  *   lm_bench naive --source URI --target URI --ns db.coll [--limit N]
  *       a naive copy: one thread, find -> insert_one per document.
  *   lm_bench run --report FILE -- COMMAND...
@@ -52,63 +54,85 @@ static void report(const char *what, int64_t docs, int64_t bytes, double secs,
     fflush(stdout);
 }
 
+/* The work: collection k holds docs [start[k], start[k+1]); threads take collections in
+ * turn, as the copy's readers do. */
 typedef struct {
     mongoc_client_pool_t *pool;
-    const char *db, *coll;
+    const char *db;
     bson_t **docs;
-    size_t from, to;
-} slice_t;
+    int64_t *start;
+    int n_colls;
+    int next; /* under mu */
+    pthread_mutex_t mu;
+} work_t;
 
-static void *insert_slice(void *p)
+static void *insert_worker(void *p)
 {
-    slice_t *s = p;
-    mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
-    mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->coll);
+    work_t *w = p;
+    mongoc_client_t *c = mongoc_client_pool_pop(w->pool);
     bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false), "bypassDocumentValidation",
                             BCON_BOOL(true), "validate", BCON_BOOL(false));
     bson_error_t e;
-    for (size_t i = s->from; i < s->to; i += 1000) {
-        size_t n = s->to - i < 1000 ? s->to - i : 1000;
-        if (!mongoc_collection_insert_many(coll, (const bson_t **)&s->docs[i], n, opts, NULL, &e))
-            fprintf(stderr, "insert: %s\n", e.message);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int k = w->next < w->n_colls ? w->next++ : -1;
+        pthread_mutex_unlock(&w->mu);
+        if (k < 0)
+            break;
+        char name[32];
+        snprintf(name, sizeof name, "c%03d", k);
+        mongoc_collection_t *coll = mongoc_client_get_collection(c, w->db, name);
+        for (int64_t i = w->start[k]; i < w->start[k + 1]; i += 1000) {
+            int64_t n = w->start[k + 1] - i < 1000 ? w->start[k + 1] - i : 1000;
+            if (!mongoc_collection_insert_many(coll, (const bson_t **)&w->docs[i], (size_t)n, opts,
+                                               NULL, &e))
+                fprintf(stderr, "insert: %s\n", e.message);
+        }
+        mongoc_collection_destroy(coll);
     }
     bson_destroy(opts);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(s->pool, c);
+    mongoc_client_pool_push(w->pool, c);
     return NULL;
 }
 
 static int ceiling(int argc, char **argv)
 {
-    char db[128], coll[256];
-    const char *ns = arg(argc, argv, "--ns", "ceil.w");
+    const char *db = arg(argc, argv, "--db", "ceil");
     int64_t n = strtoll(arg(argc, argv, "--docs", "100000"), NULL, 10);
     int64_t size = strtoll(arg(argc, argv, "--doc-bytes", "1000"), NULL, 10);
     int threads = (int)strtol(arg(argc, argv, "--threads", "4"), NULL, 10);
-    const char *dot = strchr(ns, '.');
-    snprintf(db, sizeof db, "%.*s", (int)(dot - ns), ns);
-    snprintf(coll, sizeof coll, "%s", dot + 1);
+    int colls = (int)strtol(arg(argc, argv, "--collections", "1"), NULL, 10);
+    double skew = strtod(arg(argc, argv, "--skew", "0"), NULL);
     size_t padlen = size > 60 ? (size_t)size - 60 : 0;
     char *pad = malloc(padlen + 1);
     memset(pad, 'x', padlen);
     pad[padlen] = '\0';
     bson_t **docs = malloc((size_t)n * sizeof *docs);
     int64_t bytes = 0;
-    for (int64_t i = 0; i < n; i++) {
-        docs[i] =
-            BCON_NEW("_id", BCON_INT32((int32_t)i), "n", BCON_INT64(i), "pad", BCON_UTF8(pad));
-        bytes += docs[i]->len;
+    /* the same split over collections as scripts/lm_seed.py bulk, the same _ids and shape */
+    int64_t *start = calloc((size_t)colls + 1, sizeof *start);
+    for (int k = 0; k < colls; k++) {
+        int64_t sz = n / colls + (k == colls - 1 ? n % colls : 0);
+        if (skew > 0 && colls > 1) {
+            int64_t first = (int64_t)((double)n * skew), rest = n - first;
+            sz = k == 0 ? first : rest / (colls - 1) + (k == colls - 1 ? rest % (colls - 1) : 0);
+        }
+        start[k + 1] = start[k] + sz;
+        for (int64_t i = start[k]; i < start[k + 1]; i++) {
+            int64_t id = i - start[k];
+            docs[i] = BCON_NEW("_id", BCON_INT32((int32_t)id), "n", BCON_INT64(id), "pad",
+                               BCON_UTF8(pad));
+            bytes += docs[i]->len;
+        }
     }
     mongoc_uri_t *uri = mongoc_uri_new(arg(argc, argv, "--target", ""));
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
-    slice_t *sl = calloc((size_t)threads, sizeof *sl);
+    work_t w = {.pool = pool, .db = db, .docs = docs, .start = start, .n_colls = colls};
+    pthread_mutex_init(&w.mu, NULL);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
     int64_t t0 = lm_time_mono_ms();
-    for (int t = 0; t < threads; t++) {
-        sl[t] = (slice_t){
-            pool, db, coll, docs, (size_t)(n * t / threads), (size_t)(n * (t + 1) / threads)};
-        pthread_create(&th[t], NULL, insert_slice, &sl[t]);
-    }
+    for (int t = 0; t < threads; t++)
+        pthread_create(&th[t], NULL, insert_worker, &w);
     for (int t = 0; t < threads; t++)
         pthread_join(th[t], NULL);
     double secs = (double)(lm_time_mono_ms() - t0) / 1000.0;

@@ -134,7 +134,7 @@ static bool ranges_use_index(mongoc_client_t *src, const lm_coll_info_t *c)
     bson_destroy(&reply);
     bson_destroy(cmd);
     if (!ixscan)
-        lm_log_info(
+        lm_log_debug(
             NULL, "%s: the source scans the whole collection for an _id range: copied as one range",
             c->ns);
     return ixscan;

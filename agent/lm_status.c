@@ -114,26 +114,32 @@ static void add_message(lm_status_t *st, lm_strlist_t *l, const char *msg)
     pthread_mutex_unlock(&st->mu);
 }
 
-void lm_status_warn(lm_status_t *st, const char *fmt, ...)
+/* Logs a message at `level` and keeps it in list (warnings or errors). */
+static void record(lm_status_t *st, lm_log_level_t level, lm_strlist_t *list, const char *fmt,
+                   va_list ap) __attribute__((format(printf, 4, 0)));
+static void record(lm_status_t *st, lm_log_level_t level, lm_strlist_t *list, const char *fmt,
+                   va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    lm_log_write(level, NULL, "%s", msg);
+    add_message(st, list, msg);
+}
+
+void lm_status_warn(lm_status_t *st, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    record(st, LM_LOG_WARN, &st->warnings, fmt, ap);
     va_end(ap);
-    lm_log_warn(NULL, "%s", msg);
-    add_message(st, &st->warnings, msg);
 }
 
 void lm_status_error(lm_status_t *st, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    record(st, LM_LOG_ERROR, &st->errors, fmt, ap);
     va_end(ap);
-    lm_log_error(NULL, "%s", msg);
-    add_message(st, &st->errors, msg);
 }
 
 static void json_strlist(lm_json_writer_t *w, const char *key, const lm_strlist_t *l)

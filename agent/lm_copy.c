@@ -10,6 +10,9 @@
 #define BATCH_MIN (256 * 1024)
 #define BATCH_MAX (4 * 1024 * 1024)
 #define BATCH_MAX_DOCS 10000
+/* Documents per cursor batch asked of the source: sizes are not known before the copy
+ * (they are not asked for, see lm_catalog_estimate), and the server caps a batch at 16 MB. */
+#define CURSOR_BATCH_DOCS 1000
 #define DUPLICATE_KEY 11000
 
 typedef struct batch {
@@ -130,13 +133,9 @@ static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *
 {
     bson_error_t e;
     const bson_t *doc;
-    int64_t per_batch = t->est_doc_bytes > 0 ? (int64_t)p->batch_bytes / t->est_doc_bytes : 1000;
-    if (per_batch < 16)
-        per_batch = 16;
-    if (per_batch > BATCH_MAX_DOCS)
-        per_batch = BATCH_MAX_DOCS;
     mongoc_collection_t *coll = mongoc_client_get_collection(src, t->db, t->coll);
-    bson_t *opts = BCON_NEW("batchSize", BCON_INT64(per_batch), "noCursorTimeout", BCON_BOOL(true));
+    bson_t *opts =
+        BCON_NEW("batchSize", BCON_INT64(CURSOR_BATCH_DOCS), "noCursorTimeout", BCON_BOOL(true));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, t->filter, opts, NULL);
     batch_t *b = NULL;
     bool ok = true;

@@ -25,7 +25,6 @@ typedef struct lm_copy_task {
     char ns[LM_NS_MAX];
     int range;
     bson_t *filter;           /* owned by the caller */
-    int64_t est_doc_bytes;    /* average document size, for the cursor batch size */
     lm_coll_status_t *status; /* counters of its collection */
     /* set by the pipeline */
     atomic_llong docs;

@@ -346,7 +346,6 @@ static bool build_tasks(engine_t *e)
             snprintf(t->ns, sizeof t->ns, "%s", c->ns);
             t->range = (int)strtol(bson_iter_key(&it), NULL, 10);
             t->filter = bson_new_from_data(data, len);
-            t->est_doc_bytes = 0; /* unknown before the copy: the first batches size themselves */
             cs[i].ranges_total++;
         }
     }

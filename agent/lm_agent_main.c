@@ -2,6 +2,7 @@
  *
  *   livemig-agent migrate --source URI --target URI [options]   run one copy job
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
+ *   livemig-agent cutover [--status-addr A]                     finish a streaming job
  *   livemig-agent cancel  [--status-addr A]                     stop it (checkpointed)
  *   livemig-agent --version
  *
@@ -33,6 +34,7 @@ static void usage(FILE *out)
 {
     fputs("usage: livemig-agent migrate --source URI --target URI [options]  (see migrate --help)\n"
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
+          "       livemig-agent cutover [--status-addr HOST:PORT]\n"
           "       livemig-agent cancel [--status-addr HOST:PORT]\n"
           "       livemig-agent --version\n",
           out);
@@ -78,12 +80,6 @@ static int cmd_migrate(int argc, char **argv)
     if (print) {
         lm_config_print(lm_job_schema, &job, stdout, false);
         code = LM_EXIT_OK;
-        goto out;
-    }
-    if (!job.copy_only) {
-        fprintf(stderr, "livemig-agent migrate: streaming the source's changes after the copy is "
-                        "not built yet: "
-                        "run with --copy-only for a staging copy\n");
         goto out;
     }
     lm_log_set_format(job.log_format == LM_JOB_LOG_JSON ? LM_LOG_JSON : LM_LOG_TEXT);
@@ -219,17 +215,23 @@ static int cmd_status(int argc, char **argv)
     return code;
 }
 
-static int cmd_cancel(int argc, char **argv)
+/* cancel and cutover: a POST to the running job's status API. */
+static int cmd_post(const char *name, const char *path, const char *done, int argc, char **argv)
 {
     lm_error_t err;
     lm_http_response_t resp;
     const char *addr = status_addr_arg(argc, argv, NULL, &err);
     memset(&resp, 0, sizeof resp);
-    bool ok = addr && call("POST", addr, "/api/v1/cancel", &resp, &err);
+    bool ok = addr && call("POST", addr, path, &resp, &err);
     if (ok)
-        printf("cancel requested: the job checkpoints and stops\n");
+        printf("%s\n", done);
+    else if (resp.status == 409)
+        fprintf(stderr,
+                "livemig-agent %s: the job is not streaming changes yet (cutover is "
+                "possible in phase STREAMING)\n",
+                name);
     else
-        fprintf(stderr, "livemig-agent cancel: %s\n", err.message);
+        fprintf(stderr, "livemig-agent %s: %s\n", name, err.message);
     lm_http_response_cleanup(&resp);
     return ok ? LM_EXIT_OK : LM_EXIT_FAILED;
 }
@@ -254,7 +256,13 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "cancel") == 0)
-        return cmd_cancel(argc - 1, argv + 1);
+        return cmd_post("cancel", "/api/v1/cancel",
+                        "cancel requested: the job checkpoints and stops", argc - 1, argv + 1);
+    if (strcmp(cmd, "cutover") == 0)
+        return cmd_post("cutover", "/api/v1/cutover",
+                        "cutover requested: stop writes to the source; the job applies what is "
+                        "left, then completes (watch `livemig-agent status`)",
+                        argc - 1, argv + 1);
     fprintf(stderr, "livemig-agent: unknown command '%s'\n", cmd);
     usage(stderr);
     return LM_EXIT_USAGE;

@@ -232,3 +232,15 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
     }
     return pool;
 }
+
+bool lm_conn_error_transient(const bson_error_t *e)
+{
+    static const uint32_t codes[] = {6,     7,     89,    91,    189,   262,  9001,
+                                     10107, 11600, 11602, 13435, 13436, 10058};
+    if (e->domain == MONGOC_ERROR_STREAM || e->domain == MONGOC_ERROR_SERVER_SELECTION)
+        return true;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (e->code == codes[i])
+            return true;
+    return false;
+}

@@ -38,6 +38,10 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *opts, lm_error_t *e
 /* Rewrites a libmongoc error from talking to this side as an operator-facing message. */
 void lm_conn_describe_error(const lm_conn_opts_t *opts, const bson_error_t *error, lm_error_t *err);
 
+/* True for errors that pass when the server comes back: connection refused or reset,
+ * server selection timeouts, "not primary", shutdown in progress. */
+bool lm_conn_error_transient(const bson_error_t *error);
+
 /* The "host:port[,host:port]" part of the URI for messages (no credentials). */
 void lm_conn_hosts(const mongoc_uri_t *uri, char *buf, size_t bufsz);
 

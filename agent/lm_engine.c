@@ -20,6 +20,7 @@
 #include "lm_plan.h"
 #include "lm_progress.h"
 #include "lm_status_http.h"
+#include "lm_stream.h"
 #include "lm_time.h"
 
 #define NAMESPACE_EXISTS 48
@@ -40,6 +41,7 @@ typedef struct {
     lm_error_t err;
     int indexes_refused;
     int options_missing;
+    bool streamed; /* the job streamed changes (not a copy-only job) */
 } engine_t;
 
 /* ---- identity ---- */
@@ -123,7 +125,10 @@ static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, con
     mongoc_uri_destroy(uri);
     mongoc_client_pool_t *pool = lm_conn_pool_new(&o, &e->err);
     if (pool)
-        mongoc_client_pool_max_size(pool, (uint32_t)(e->job->copy_workers + 4));
+        mongoc_client_pool_max_size(pool, (uint32_t)((e->job->copy_workers > e->job->apply_workers
+                                                          ? e->job->copy_workers
+                                                          : e->job->apply_workers) +
+                                                     6));
     return pool;
 }
 
@@ -133,27 +138,30 @@ static bool pin_start(engine_t *e)
 {
     bson_t reply;
     bson_iter_t it;
-    bson_t *cmd = BCON_NEW("hello", BCON_INT32(1));
     uint32_t t = 0, i = 0;
-    if (mongoc_client_command_simple(e->src, "admin", cmd, NULL, &reply, NULL) &&
-        bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, "lastWrite.opTime.ts", &it) &&
+    /* The newest oplog entry: a position the stream can resume from exactly (hello's
+     * lastWrite may name a time with no entry of its own). */
+    mongoc_collection_t *oplog = mongoc_client_get_collection(e->src, "local", "oplog.rs");
+    bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}", "limit", BCON_INT64(1),
+                            "projection", "{", "ts", BCON_INT32(1), "}");
+    bson_t filter = BSON_INITIALIZER;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, opts, NULL);
+    const bson_t *d;
+    if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "ts") &&
         BSON_ITER_HOLDS_TIMESTAMP(&it))
         bson_iter_timestamp(&it, &t, &i);
-    bson_destroy(&reply);
-    bson_destroy(cmd);
-    if (t == 0) { /* servers without lastWrite: the newest oplog entry */
-        mongoc_collection_t *oplog = mongoc_client_get_collection(e->src, "local", "oplog.rs");
-        bson_t *opts =
-            BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}", "limit", BCON_INT64(1));
-        bson_t filter = BSON_INITIALIZER;
-        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, opts, NULL);
-        const bson_t *d;
-        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "ts") &&
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_collection_destroy(oplog);
+    if (t == 0) { /* no readable oplog (change streams only): the latest write's time */
+        bson_t *cmd = BCON_NEW("hello", BCON_INT32(1));
+        if (mongoc_client_command_simple(e->src, "admin", cmd, NULL, &reply, NULL) &&
+            bson_iter_init(&it, &reply) &&
+            bson_iter_find_descendant(&it, "lastWrite.opTime.ts", &it) &&
             BSON_ITER_HOLDS_TIMESTAMP(&it))
             bson_iter_timestamp(&it, &t, &i);
-        mongoc_cursor_destroy(cur);
-        bson_destroy(opts);
-        mongoc_collection_destroy(oplog);
+        bson_destroy(&reply);
+        bson_destroy(cmd);
     }
     if (t == 0)
         lm_status_warn(
@@ -449,6 +457,37 @@ static bool index_phase(engine_t *e)
     return true;
 }
 
+/* ---- streaming ---- */
+
+/* Replays the source's changes from the checkpoint (or the pinned start) until cutover. */
+static bool stream_phase(engine_t *e)
+{
+    lm_stream_opts_t o = {.source = e->src_pool,
+                          .target = e->dst_pool,
+                          .job = e->job,
+                          .status = e->st,
+                          .stop = e->stop,
+                          .job_id = e->job_id,
+                          .from = {e->meta.start_ts, e->meta.start_inc},
+                          .capture = e->meta.capture};
+    e->streamed = true;
+    if (e->meta.has_applied) {
+        o.from = (lm_optime_t){e->meta.applied_t, e->meta.applied_i};
+        o.from_wall_ms = e->meta.applied_wall_ms;
+    } else {
+        if (o.from.t == 0)
+            lm_status_warn(e->st, "the source reported no optime when the copy started: every "
+                                  "change its oplog holds is replayed");
+        if (!lm_meta_save_position(e->dst, e->job_id, "STREAMING", o.from.t, o.from.i, 0, "",
+                                   &e->err))
+            return false;
+    }
+    if (!lm_stream_run(&o, &e->err))
+        return false;
+    lm_status_set_phase(e->st, LM_PHASE_COMPLETE);
+    return true;
+}
+
 /* ---- the whole job ---- */
 
 static bool run_phases(engine_t *e, bool *already_complete)
@@ -468,6 +507,16 @@ static bool run_phases(engine_t *e, bool *already_complete)
     if (e->meta.exists && strcmp(e->meta.phase, "COMPLETE") == 0) {
         *already_complete = true;
         return true;
+    }
+    if (e->meta.exists &&
+        (strcmp(e->meta.phase, "STREAMING") == 0 || strcmp(e->meta.phase, "CUTTING_OVER") == 0)) {
+        e->st->start_ts = e->meta.start_ts;
+        e->st->start_inc = e->meta.start_inc;
+        lm_log_info(NULL,
+                    "resuming job %s: the copy is done; streaming from the target's "
+                    "checkpoint",
+                    e->job_id);
+        return stream_phase(e);
     }
     bool fresh = !e->meta.exists;
     if (fresh && !pin_start(e))
@@ -503,6 +552,8 @@ static bool run_phases(engine_t *e, bool *already_complete)
     lm_status_set_phase(e->st, LM_PHASE_BUILDING_INDEXES);
     if (!lm_meta_set_phase(e->dst, e->job_id, "BUILDING_INDEXES", &e->err) || !index_phase(e))
         return false;
+    if (!e->job->copy_only)
+        return stream_phase(e);
     if (!lm_meta_set_phase(e->dst, e->job_id, "COMPLETE", &e->err))
         return false;
     lm_status_set_phase(e->st, LM_PHASE_COMPLETE);
@@ -521,8 +572,8 @@ static void print_summary(engine_t *e, lm_state_t state, bool already)
         fflush(stdout);
         return;
     }
-    printf("\nlivemig copy %s: job %s, %s -> %s\n", lm_state_name(state), e->job_id, e->src_hosts,
-           e->dst_hosts);
+    printf("\nlivemig %s %s: job %s, %s -> %s\n", e->streamed ? "migration" : "copy",
+           lm_state_name(state), e->job_id, e->src_hosts, e->dst_hosts);
     if (already) {
         printf("  this job was already complete; use a new --state-dir to copy again\n");
         return;
@@ -537,6 +588,22 @@ static void print_summary(engine_t *e, lm_state_t state, bool already)
     printf("  documents copied: %lld (%.1f MB) in %s; already on the target: %lld\n",
            (long long)atomic_load(&st->docs), (double)atomic_load(&st->bytes) / 1e6, took,
            (long long)atomic_load(&st->dup_keys));
+    if (e->streamed) {
+        lm_stream_status_t ss;
+        lm_status_get_stream(st, &ss);
+        printf("  changes applied: %lld (documents copied again from the source: %lld, DDL: "
+               "%lld), capture: %s\n",
+               (long long)atomic_load(&st->ops_applied), (long long)atomic_load(&st->ops_refetched),
+               (long long)atomic_load(&st->ddl_applied), ss.capture[0] ? ss.capture : "-");
+        if (state == LM_STATE_COMPLETE && ss.final_t)
+            printf("  cutover complete: the target holds every change up to Timestamp(%u, %u); "
+                   "writes that reach the source after it are NOT applied\n",
+                   ss.final_t, ss.final_i);
+        else if (ss.active)
+            printf("  applied through Timestamp(%u, %u) (checkpointed on the target; run the "
+                   "same command again to resume)\n",
+                   ss.applied_t, ss.applied_i);
+    }
     if (e->indexes_refused)
         printf("  indexes the target refused: %d (see the warnings)\n", e->indexes_refused);
     if (e->options_missing)

@@ -6,11 +6,11 @@
 #include "lm_log.h"
 
 /* The spec as createIndexes takes it: without "ns" (refused by newer servers) and "v"
- * (the target picks its own index version). */
+ * (the target picks its own index version), nor SecantusDB's internal "entryFormat". */
 static bson_t *clean_spec(const bson_t *spec)
 {
     bson_t *out = bson_new();
-    bson_copy_to_excluding_noinit(spec, out, "ns", "v", NULL);
+    bson_copy_to_excluding_noinit(spec, out, "ns", "v", "entryFormat", NULL);
     return out;
 }
 

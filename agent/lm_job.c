@@ -12,6 +12,7 @@
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const split_modes[] = {"auto", "always", "never", NULL};
+static const char *const capture_modes[] = {"auto", "oplog", "changestream", NULL};
 
 #define ENDPOINT_FIELDS(side)                                                                      \
     {"uri",                                                                                        \
@@ -71,7 +72,15 @@ const lm_config_field_t lm_job_schema[] = {
     {"drop_target", LM_CFG_BOOL, offsetof(lm_job_t, drop_target), "false", 0, 0, 0, NULL, NULL,
      "Drop namespaces that already exist on the target (otherwise the job refuses to start)."},
     {"copy_only", LM_CFG_BOOL, offsetof(lm_job_t, copy_only), "false", 0, 0, 0, NULL, NULL,
-     "Stop after the copy and index phases (a staging copy)."},
+     "Stop after the copy and index phases (a staging copy); otherwise stream the source's\n"
+     "changes until cutover."},
+    {"capture", LM_CFG_ENUM, offsetof(lm_job_t, capture), "auto", 0, 0, 0, capture_modes, NULL,
+     "How changes are read from the source: oplog (tail local.oplog.rs), changestream\n"
+     "(cluster-wide change stream) or auto (the oplog where it is readable)."},
+    {"apply_workers", LM_CFG_INT, offsetof(lm_job_t, apply_workers), "8", 1, 64, 0, NULL, NULL,
+     "Threads applying changes; each document's changes stay in order."},
+    {"cutover_lag", LM_CFG_DURATION, offsetof(lm_job_t, cutover_lag_ms), "10s", 0, 86400000, 0,
+     NULL, NULL, "readyForCutover when the lag is at most this."},
     {"copy_workers", LM_CFG_INT, offsetof(lm_job_t, copy_workers), "4", 1, 64, 0, NULL, NULL,
      "Reader threads and writer threads each."},
     {"buffer_mb", LM_CFG_INT, offsetof(lm_job_t, buffer_mb), "256", 16, 65536, 0, NULL, NULL,
@@ -112,6 +121,9 @@ static const struct {
     {"--exclude", "exclude", false},
     {"--drop-target", "drop_target", true},
     {"--copy-only", "copy_only", true},
+    {"--capture", "capture", false},
+    {"--apply-workers", "apply_workers", false},
+    {"--cutover-lag", "cutover_lag", false},
     {"--copy-workers", "copy_workers", false},
     {"--buffer-mb", "buffer_mb", false},
     {"--split-docs", "split_docs", false},

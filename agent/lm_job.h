@@ -21,6 +21,7 @@ typedef struct {
 } lm_endpoint_t;
 
 enum { LM_JOB_LOG_TEXT = 0, LM_JOB_LOG_JSON = 1 };
+enum { LM_JOB_CAPTURE_AUTO = 0, LM_JOB_CAPTURE_OPLOG = 1, LM_JOB_CAPTURE_CHANGESTREAM = 2 };
 enum { LM_JOB_SPLIT_AUTO = 0, LM_JOB_SPLIT_ALWAYS = 1, LM_JOB_SPLIT_NEVER = 2 };
 
 typedef struct {
@@ -30,6 +31,9 @@ typedef struct {
     lm_strlist_t exclude;
     bool drop_target;
     bool copy_only;
+    int capture; /* LM_JOB_CAPTURE_* */
+    int64_t apply_workers;
+    int64_t cutover_lag_ms;
     int64_t copy_workers;
     int64_t buffer_mb;
     int64_t split_docs; /* collections with more documents are split into _id ranges */

@@ -79,6 +79,13 @@ bool lm_meta_load_job(mongoc_client_t *c, const char *job_id, lm_meta_job_t *job
     copy_str(d, "phase", job->phase, sizeof job->phase);
     copy_str(d, "source", job->source, sizeof job->source);
     copy_str(d, "target", job->target, sizeof job->target);
+    copy_str(d, "capture", job->capture, sizeof job->capture);
+    if (bson_iter_init_find(&it, d, "applied") && BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+        bson_iter_timestamp(&it, &job->applied_t, &job->applied_i);
+        job->has_applied = true;
+    }
+    if (bson_iter_init_find(&it, d, "appliedWall") && BSON_ITER_HOLDS_DATE_TIME(&it))
+        job->applied_wall_ms = bson_iter_date_time(&it);
     bson_destroy(d);
     return true;
 }
@@ -99,14 +106,16 @@ bool lm_meta_create_job(mongoc_client_t *c, const char *job_id, const lm_meta_jo
     return ok;
 }
 
-bool lm_meta_set_phase(mongoc_client_t *c, const char *job_id, const char *phase, lm_error_t *err)
+/* $set of fields on the job document, and its update time. */
+static bool set_job(mongoc_client_t *c, const char *job_id, const bson_t *fields, lm_error_t *err)
 {
     char id[128];
     bson_error_t e;
     bson_snprintf(id, sizeof id, "job:%s", job_id);
     bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
-    bson_t *upd = BCON_NEW("$set", "{", "phase", BCON_UTF8(phase), "}", "$currentDate", "{",
-                           "updated", BCON_BOOL(true), "}");
+    bson_t *upd = bson_new();
+    BSON_APPEND_DOCUMENT(upd, "$set", fields);
+    BCON_APPEND(upd, "$currentDate", "{", "updated", BCON_BOOL(true), "}");
     mongoc_collection_t *coll = meta(c);
     bool ok = mongoc_collection_update_one(coll, sel, upd, NULL, NULL, &e);
     if (!ok)
@@ -114,6 +123,26 @@ bool lm_meta_set_phase(mongoc_client_t *c, const char *job_id, const char *phase
     mongoc_collection_destroy(coll);
     bson_destroy(upd);
     bson_destroy(sel);
+    return ok;
+}
+
+bool lm_meta_set_phase(mongoc_client_t *c, const char *job_id, const char *phase, lm_error_t *err)
+{
+    bson_t *f = BCON_NEW("phase", BCON_UTF8(phase));
+    bool ok = set_job(c, job_id, f, err);
+    bson_destroy(f);
+    return ok;
+}
+
+bool lm_meta_save_position(mongoc_client_t *c, const char *job_id, const char *phase, uint32_t t,
+                           uint32_t i, int64_t wall_ms, const char *capture, lm_error_t *err)
+{
+    bson_t *f = BCON_NEW("applied", BCON_TIMESTAMP(t, i), "capture", BCON_UTF8(capture));
+    BSON_APPEND_DATE_TIME(f, "appliedWall", wall_ms);
+    if (phase)
+        BSON_APPEND_UTF8(f, "phase", phase);
+    bool ok = set_job(c, job_id, f, err);
+    bson_destroy(f);
     return ok;
 }
 

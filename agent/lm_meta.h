@@ -1,7 +1,8 @@
 /* lm_meta: the job's checkpoint, kept on the TARGET in LM_META_DB.checkpoints (a database
  * the copy never touches), so a restarted agent resumes from the target's own record.
  *
- *   {_id: "job:<id>",            kind: "job", startOptime, phase, source, target, ...}
+ *   {_id: "job:<id>",            kind: "job", startOptime, phase, source, target,
+ *                                applied, appliedWall, capture, ...}
  *   {_id: "plan:<id>:<ns>",      kind: "plan", job, ns, ranges: [filter, ...]}
  *   {_id: "done:<id>:<ns>:<r>",  kind: "done", job, ns, range: r, docs}
  *   {_id: "idx:<id>:<ns>",       kind: "indexes", job, ns}
@@ -23,6 +24,10 @@ typedef struct {
     uint32_t start_ts, start_inc;
     char phase[32];
     char source[256], target[256];
+    bool has_applied; /* the stream's resume point: every change up to it is applied */
+    uint32_t applied_t, applied_i;
+    int64_t applied_wall_ms;
+    char capture[16];
 } lm_meta_job_t;
 
 /* Reads the job document; exists=false when the target has none for this id. */
@@ -32,6 +37,11 @@ bool lm_meta_create_job(mongoc_client_t *target, const char *job_id, const lm_me
                         lm_error_t *err);
 bool lm_meta_set_phase(mongoc_client_t *target, const char *job_id, const char *phase,
                        lm_error_t *err);
+
+/* Records the stream's resume point (and the phase, when not NULL). */
+bool lm_meta_save_position(mongoc_client_t *target, const char *job_id, const char *phase,
+                           uint32_t t, uint32_t i, int64_t wall_ms, const char *capture,
+                           lm_error_t *err);
 
 /* The plan of one collection: `ranges` is {"0": filter, "1": filter, ...}. */
 bool lm_meta_save_plan(mongoc_client_t *target, const char *job_id, const char *ns,

@@ -47,6 +47,75 @@ void lm_status_cleanup(lm_status_t *st)
     pthread_mutex_destroy(&st->mu);
 }
 
+void lm_status_set_stream(lm_status_t *st, const lm_stream_status_t *s)
+{
+    pthread_mutex_lock(&st->mu);
+    st->stream = *s;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_get_stream(lm_status_t *st, lm_stream_status_t *s)
+{
+    pthread_mutex_lock(&st->mu);
+    *s = st->stream;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void json_optime(lm_json_writer_t *w, const char *key, uint32_t t, uint32_t i)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "t");
+    lm_json_w_int(w, t);
+    lm_json_w_key(w, "i");
+    lm_json_w_int(w, i);
+    lm_json_w_map_close(w);
+}
+
+/* The Atlas-shaped fields (lagTimeSeconds, readyForCutover) and the stream's details. */
+static void json_stream(lm_status_t *st, lm_json_writer_t *w)
+{
+    const lm_stream_status_t *s = &st->stream;
+    char ts[LM_TIME_ISO8601_LEN];
+    lm_json_w_key(w, "lagTimeSeconds");
+    if (s->active)
+        lm_json_w_double(w, s->lag_seconds);
+    else
+        lm_json_w_null(w);
+    lm_json_w_key(w, "readyForCutover");
+    lm_json_w_bool(w, s->active && s->ready_for_cutover);
+    if (!s->active)
+        return;
+    lm_json_w_key(w, "stream");
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "capture");
+    lm_json_w_str(w, s->capture);
+    json_optime(w, "appliedOptime", s->applied_t, s->applied_i);
+    json_optime(w, "sourceOptime", s->source_t, s->source_i);
+    lm_json_w_key(w, "optimeGapSeconds");
+    lm_json_w_double(w, s->optime_gap_seconds);
+    lm_json_w_key(w, "opsApplied");
+    lm_json_w_int(w, atomic_load(&st->ops_applied));
+    lm_json_w_key(w, "opsRefetched");
+    lm_json_w_int(w, atomic_load(&st->ops_refetched));
+    lm_json_w_key(w, "ddlApplied");
+    lm_json_w_int(w, atomic_load(&st->ddl_applied));
+    lm_json_w_key(w, "opsPerSecond");
+    lm_json_w_double(w, s->ops_per_second);
+    lm_json_w_key(w, "applyLatencyMs");
+    lm_json_w_double(w, s->apply_latency_ms);
+    lm_json_w_key(w, "cutoverRequestedAt");
+    if (s->cutover_requested_ms) {
+        lm_time_format_iso8601(s->cutover_requested_ms, ts, sizeof ts);
+        lm_json_w_str(w, ts);
+    } else {
+        lm_json_w_null(w);
+    }
+    if (s->final_t)
+        json_optime(w, "finalOptime", s->final_t, s->final_i);
+    lm_json_w_map_close(w);
+}
+
 void lm_status_set_phase(lm_status_t *st, lm_phase_t phase)
 {
     pthread_mutex_lock(&st->mu);
@@ -223,6 +292,7 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
         lm_json_w_map_close(w);
     }
     lm_json_w_array_close(w);
+    json_stream(st, w);
     json_strlist(w, "warnings", &st->warnings);
     json_strlist(w, "errors", &st->errors);
     lm_json_w_map_close(w);
@@ -290,6 +360,30 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
         lm_strbuf_append(out, "livemig_collection_documents_estimated{ns=\"");
         label(out, st->colls[i].ns);
         lm_strbuf_appendf(out, "\"} %lld\n", est);
+    }
+    if (st->stream.active) {
+        const lm_stream_status_t *s = &st->stream;
+        lm_strbuf_appendf(
+            out,
+            "# HELP livemig_lag_seconds Latest source write minus last applied write.\n"
+            "# TYPE livemig_lag_seconds gauge\nlivemig_lag_seconds %.3f\n"
+            "# HELP livemig_ready_for_cutover 1 when the lag is within --cutover-lag.\n"
+            "# TYPE livemig_ready_for_cutover gauge\nlivemig_ready_for_cutover %d\n"
+            "# HELP livemig_optime_gap_seconds Source latest optime minus applied optime.\n"
+            "# TYPE livemig_optime_gap_seconds gauge\nlivemig_optime_gap_seconds %.3f\n"
+            "# HELP livemig_apply_ops_total Changes applied to the target.\n"
+            "# TYPE livemig_apply_ops_total counter\nlivemig_apply_ops_total %lld\n"
+            "# HELP livemig_apply_refetched_total Changes applied by copying the document.\n"
+            "# TYPE livemig_apply_refetched_total counter\nlivemig_apply_refetched_total %lld\n"
+            "# HELP livemig_apply_ddl_total DDL operations replayed.\n"
+            "# TYPE livemig_apply_ddl_total counter\nlivemig_apply_ddl_total %lld\n"
+            "# HELP livemig_apply_ops_per_second Changes applied per second (last second).\n"
+            "# TYPE livemig_apply_ops_per_second gauge\nlivemig_apply_ops_per_second %.1f\n"
+            "# HELP livemig_apply_latency_ms Queue-to-write latency of applied changes.\n"
+            "# TYPE livemig_apply_latency_ms gauge\nlivemig_apply_latency_ms %.1f\n",
+            s->lag_seconds, s->ready_for_cutover, s->optime_gap_seconds,
+            (long long)atomic_load(&st->ops_applied), (long long)atomic_load(&st->ops_refetched),
+            (long long)atomic_load(&st->ddl_applied), s->ops_per_second, s->apply_latency_ms);
     }
     lm_strbuf_appendf(
         out,

@@ -56,6 +56,23 @@ typedef struct {
 
 #define LM_STATUS_MAX_MESSAGES 200
 
+/* What the change stream reports (lm_stream fills it in once a second). */
+typedef struct {
+    bool active;
+    char capture[16];              /* "oplog" or "changestream" */
+    uint32_t applied_t, applied_i; /* every change up to here is on the target */
+    int64_t applied_wall_ms;
+    uint32_t source_t, source_i; /* the source's latest write */
+    int64_t source_wall_ms;
+    double lag_seconds; /* latest source write - last applied write; 0 when caught up */
+    bool ready_for_cutover;
+    double optime_gap_seconds; /* source latest optime - applied optime */
+    double ops_per_second;
+    double apply_latency_ms; /* queued -> written, averaged over the last second */
+    int64_t cutover_requested_ms;
+    uint32_t final_t, final_i; /* COMPLETE: writes after this were not applied */
+} lm_stream_status_t;
+
 typedef struct {
     pthread_mutex_t mu;
     char job_id[64];
@@ -69,13 +86,19 @@ typedef struct {
     lm_strlist_t warnings;
     lm_strlist_t errors;
     atomic_llong docs, bytes, dup_keys;
-    volatile sig_atomic_t cancel; /* set by POST /api/v1/cancel */
+    volatile sig_atomic_t cancel;  /* set by POST /api/v1/cancel */
+    volatile sig_atomic_t cutover; /* set by POST /api/v1/cutover */
+    /* streaming: counters bumped by the apply workers */
+    atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
+    lm_stream_status_t stream; /* under mu */
 } lm_status_t;
 
 void lm_status_init(lm_status_t *st, const char *job_id);
 void lm_status_cleanup(lm_status_t *st);
 
 void lm_status_set_phase(lm_status_t *st, lm_phase_t phase);
+void lm_status_set_stream(lm_status_t *st, const lm_stream_status_t *s);
+void lm_status_get_stream(lm_status_t *st, lm_stream_status_t *s);
 void lm_status_set_state(lm_status_t *st, lm_state_t state);
 /* Takes ownership of colls (freed by lm_status_cleanup). */
 void lm_status_set_collections(lm_status_t *st, lm_coll_status_t *colls, size_t n);

@@ -91,11 +91,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         lm_strbuf_append(&body, "{\"accepted\":true,\"detail\":\"the job checkpoints and stops\"}");
         return reply(c, MHD_HTTP_ACCEPTED, "application/json", &body);
     }
+    if (strcmp(url, "/api/v1/cutover") == 0 && post) {
+        lm_status_t *st = h->st;
+        pthread_mutex_lock(&st->mu);
+        bool streaming = st->phase == LM_PHASE_STREAMING || st->phase == LM_PHASE_CUTTING_OVER;
+        bool running = st->state == LM_STATE_RUNNING;
+        pthread_mutex_unlock(&st->mu);
+        if (!running || !streaming) {
+            lm_strbuf_append(&body, "{\"error\":\"not streaming\",\"detail\":\"cutover is "
+                                    "possible once the job streams changes (phase STREAMING)"
+                                    "\"}");
+            return reply(c, MHD_HTTP_CONFLICT, "application/json", &body);
+        }
+        if (!st->cutover)
+            lm_log_warn(NULL, "cutover requested through the status API");
+        st->cutover = 1;
+        lm_strbuf_append(&body, "{\"accepted\":true,\"detail\":\"stop writes to the source; "
+                                "the job applies what is left and completes\"}");
+        return reply(c, MHD_HTTP_ACCEPTED, "application/json", &body);
+    }
     bool known = strcmp(url, "/api/v1/status") == 0 || strcmp(url, "/metrics") == 0 ||
-                 strcmp(url, "/api/v1/cancel") == 0;
+                 strcmp(url, "/api/v1/cancel") == 0 || strcmp(url, "/api/v1/cutover") == 0;
     lm_strbuf_appendf(&body, "{\"error\":\"%s\",\"detail\":\"%s\"}",
                       known ? "method not allowed" : "not found",
-                      "GET /api/v1/status, GET /metrics, POST /api/v1/cancel");
+                      "GET /api/v1/status, GET /metrics, POST /api/v1/cancel, POST "
+                      "/api/v1/cutover");
     return reply(c, known ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND, "application/json",
                  &body);
 }

@@ -152,3 +152,16 @@ int64_t lm_time_backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms)
     int64_t span = ceiling - floor;
     return floor + (span > 0 ? (int64_t)(rand_r(&seed) % (span + 1)) : 0);
 }
+
+int lm_time_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(cond, mu, &ts);
+}

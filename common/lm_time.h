@@ -2,6 +2,7 @@
 #ifndef LM_TIME_H
 #define LM_TIME_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +31,9 @@ void lm_time_format_duration(int64_t ms, char *buf, size_t bufsz);
 /* Sleeps ms, waking every 50 ms to look at *cancel (may be NULL). Returns false when
  * cancelled before the time was up. */
 bool lm_time_sleep_ms(int64_t ms, const volatile sig_atomic_t *cancel);
+
+/* pthread_cond_timedwait for at most ms; returns its result (ETIMEDOUT on timeout). */
+int lm_time_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t ms);
 
 /* Delay before retry number `attempt` (0-based): a random value in
  * [base/2, min(cap, base * 2^attempt)] ("equal jitter"), so clients that failed together

@@ -1,0 +1,645 @@
+/* lm_apply: see lm_apply.h. */
+#include "lm_apply.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_catalog.h"
+#include "lm_conn.h"
+#include "lm_indexes.h"
+#include "lm_log.h"
+#include "lm_time.h"
+
+#define DUP_KEY 11000
+#define NS_NOT_FOUND 26
+#define INDEX_NOT_FOUND 27
+#define NS_EXISTS 48
+#define DUP_RETRY_MS 30000 /* a unique-key conflict that outlives this is real */
+
+typedef struct worker {
+    struct lm_apply *a;
+    pthread_t th;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t can_pop, can_push, idle;
+    lm_oplist_t q;
+    int64_t q_bytes;
+    bool busy;
+    lm_optime_t busy_prev;
+    int64_t busy_prev_wall;
+    mongoc_client_t *dst, *src;
+} worker_t;
+
+struct lm_apply {
+    lm_apply_opts_t o;
+    worker_t *w;
+    int n;
+    int64_t per_worker_bytes;
+    atomic_bool failed, stopping;
+    pthread_mutex_t err_mu;
+    lm_error_t err;
+};
+
+static int64_t op_bytes(const lm_op_t *op)
+{
+    return (int64_t)sizeof *op + (op->id ? op->id->len : 0) + (op->doc ? op->doc->len : 0);
+}
+
+int lm_apply_worker_of(const lm_op_t *op, int workers)
+{
+    uint64_t h = 1469598103934665603ull;
+    const uint8_t *parts[3] = {(const uint8_t *)op->db, (const uint8_t *)op->coll, NULL};
+    size_t lens[3] = {strlen(op->db), strlen(op->coll), 0};
+    if (op->id) {
+        parts[2] = bson_get_data(op->id);
+        lens[2] = op->id->len;
+    }
+    for (int p = 0; p < 3; p++) {
+        for (size_t i = 0; parts[p] && i < lens[p]; i++)
+            h = (h ^ parts[p][i]) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull; /* separator */
+    }
+    return workers > 0 ? (int)(h % (uint64_t)workers) : 0;
+}
+
+static bool stopping(struct lm_apply *a)
+{
+    return atomic_load(&a->stopping) || atomic_load(&a->failed) || (a->o.stop && *a->o.stop) ||
+           (a->o.status && a->o.status->cancel);
+}
+
+static void fail(struct lm_apply *a, const lm_error_t *err)
+{
+    pthread_mutex_lock(&a->err_mu);
+    if (!atomic_load(&a->failed)) {
+        a->err = *err;
+        atomic_store(&a->failed, true);
+    }
+    pthread_mutex_unlock(&a->err_mu);
+    for (int i = 0; i < a->n; i++) {
+        pthread_mutex_lock(&a->w[i].mu);
+        pthread_cond_broadcast(&a->w[i].can_push);
+        pthread_cond_broadcast(&a->w[i].idle);
+        pthread_cond_broadcast(&a->w[i].can_pop);
+        pthread_mutex_unlock(&a->w[i].mu);
+    }
+}
+
+bool lm_apply_failed(lm_apply_t *a, lm_error_t *err)
+{
+    if (!atomic_load(&a->failed))
+        return false;
+    pthread_mutex_lock(&a->err_mu);
+    if (err)
+        *err = a->err;
+    pthread_mutex_unlock(&a->err_mu);
+    return true;
+}
+
+static bool why_not(lm_apply_t *a, lm_error_t *err)
+{
+    if (lm_apply_failed(a, err))
+        return false;
+    return lm_error_set(err, LM_ERR_CANCELLED, "stopped while applying changes");
+}
+
+/* Sleeps ms unless the job stops; false when it does. */
+static bool pause_ms(struct lm_apply *a, int64_t ms)
+{
+    for (int64_t t = 0; t < ms; t += 50) {
+        if (stopping(a))
+            return false;
+        lm_time_sleep_ms(50, NULL);
+    }
+    return !stopping(a);
+}
+
+/* ---- applying ---- */
+
+static void count_applied(struct lm_apply *a, lm_op_t **ops, size_t n)
+{
+    lm_status_t *st = a->o.status;
+    int64_t now = lm_time_now_ms(), lat = 0;
+    for (size_t i = 0; i < n; i++)
+        lat += now - ops[i]->queued_ms;
+    atomic_fetch_add(&st->ops_applied, (long long)n);
+    atomic_fetch_add(&st->latency_sum_ms, lat);
+    atomic_fetch_add(&st->latency_n, (long long)n);
+}
+
+/* Copies the source's current document over the target's (or deletes it when the source
+ * has none): the answer for an update that cannot be replayed as such. */
+static bool refetch(worker_t *w, const lm_op_t *op, lm_error_t *err)
+{
+    struct lm_apply *a = w->a;
+    int64_t backoff = 100;
+    if (!w->src)
+        w->src = mongoc_client_pool_pop(a->o.source);
+    for (;;) {
+        bson_error_t e;
+        const bson_t *doc;
+        bool ok;
+        mongoc_collection_t *sc = mongoc_client_get_collection(w->src, op->db, op->coll);
+        mongoc_collection_t *dc = mongoc_client_get_collection(w->dst, op->db, op->coll);
+        bson_t *fopts = BCON_NEW("limit", BCON_INT64(1));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(sc, op->id, fopts, NULL);
+        bool found = mongoc_cursor_next(cur, &doc);
+        ok = !mongoc_cursor_error(cur, &e);
+        if (ok && found) {
+            bson_t *ropts = BCON_NEW("upsert", BCON_BOOL(true), "bypassDocumentValidation",
+                                     BCON_BOOL(true), "validate", BCON_BOOL(false));
+            ok = mongoc_collection_replace_one(dc, op->id, doc, ropts, NULL, &e);
+            bson_destroy(ropts);
+        } else if (ok) {
+            ok = mongoc_collection_delete_one(dc, op->id, NULL, NULL, &e);
+        }
+        mongoc_cursor_destroy(cur);
+        bson_destroy(fopts);
+        mongoc_collection_destroy(sc);
+        mongoc_collection_destroy(dc);
+        if (ok) {
+            atomic_fetch_add(&a->o.status->ops_refetched, 1);
+            return true;
+        }
+        if (!lm_conn_error_transient(&e))
+            return lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                                "%s.%s: cannot copy a changed document from the source to the "
+                                "target: %s",
+                                op->db, op->coll, e.message);
+        lm_log_warn(NULL, "%s.%s: %s; retrying in %lld ms", op->db, op->coll, e.message,
+                    (long long)backoff);
+        if (!pause_ms(a, backoff))
+            return why_not(a, err);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+}
+
+/* Adds op's writes to bulk; map[k] = op index for every write added. */
+static bool add_op(mongoc_bulk_operation_t *bulk, const lm_op_t *op, bson_t *upsert_opts,
+                   bson_t *plain_opts, bson_error_t *e)
+{
+    switch (op->kind) {
+    case LM_OP_INSERT:
+    case LM_OP_REPLACE:
+        return mongoc_bulk_operation_replace_one_with_opts(bulk, op->id, op->doc, upsert_opts, e);
+    case LM_OP_DELETE:
+        return mongoc_bulk_operation_remove_one_with_opts(bulk, op->id, NULL, e);
+    case LM_OP_UPDATE: {
+        bson_iter_t it;
+        if (!op->doc || !bson_iter_init(&it, op->doc))
+            return true;
+        while (bson_iter_next(&it)) {
+            const uint8_t *data;
+            uint32_t len;
+            bson_t spec;
+            bson_iter_document(&it, &len, &data);
+            if (!bson_init_static(&spec, data, len) ||
+                !mongoc_bulk_operation_update_one_with_opts(bulk, op->id, &spec, plain_opts, e))
+                return false;
+        }
+        return true;
+    }
+    default:
+        return true;
+    }
+}
+
+static int writes_of(const lm_op_t *op)
+{
+    if (op->kind == LM_OP_UPDATE)
+        return op->doc ? (int)bson_count_keys(op->doc) : 0;
+    return op->kind == LM_OP_REFETCH ? 0 : 1;
+}
+
+/* The index (into the bulk) and code of the first write error in a bulk reply. */
+static bool first_write_error(const bson_t *reply, uint32_t *index, uint32_t *code, char *msg,
+                              size_t msgsz)
+{
+    bson_iter_t it, arr, f;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !bson_iter_recurse(&it, &arr) ||
+        !bson_iter_next(&arr) || !bson_iter_recurse(&arr, &f))
+        return false;
+    *index = 0, *code = 0, msg[0] = 0;
+    while (bson_iter_next(&f)) {
+        if (strcmp(bson_iter_key(&f), "index") == 0)
+            *index = (uint32_t)bson_iter_as_int64(&f);
+        else if (strcmp(bson_iter_key(&f), "code") == 0)
+            *code = (uint32_t)bson_iter_as_int64(&f);
+        else if (strcmp(bson_iter_key(&f), "errmsg") == 0 && BSON_ITER_HOLDS_UTF8(&f))
+            bson_snprintf(msg, msgsz, "%s", bson_iter_utf8(&f, NULL));
+    }
+    return true;
+}
+
+/* Applies ops[0..n) (one collection) in order. */
+static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
+{
+    struct lm_apply *a = w->a;
+    size_t i = 0;
+    int64_t backoff = 100, dup_since = 0;
+    mongoc_collection_t *coll = mongoc_client_get_collection(w->dst, ops[0]->db, ops[0]->coll);
+    bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(true));
+    bson_t *upsert_opts = BCON_NEW("upsert", BCON_BOOL(true), "validate", BCON_BOOL(false));
+    bson_t *plain_opts = BCON_NEW("validate", BCON_BOOL(false));
+    size_t total = 1;
+    for (size_t j = 0; j < n; j++)
+        total += (size_t)writes_of(ops[j]);
+    size_t *map = malloc(sizeof *map * total);
+    bool ok = map != NULL;
+    if (!ok)
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+
+    while (ok && i < n) {
+        if (ops[i]->kind == LM_OP_REFETCH) {
+            ok = refetch(w, ops[i], err);
+            if (ok)
+                count_applied(a, ops + i, 1);
+            i++;
+            continue;
+        }
+        /* a bulk write of ops[i..end) */
+        size_t end = i, nw = 0;
+        bson_error_t e;
+        bson_t reply;
+        mongoc_bulk_operation_t *bulk =
+            mongoc_collection_create_bulk_operation_with_opts(coll, bulk_opts);
+        mongoc_bulk_operation_set_bypass_document_validation(bulk, true);
+        bool built = true;
+        while (end < n && ops[end]->kind != LM_OP_REFETCH) {
+            int k = writes_of(ops[end]);
+            if (!add_op(bulk, ops[end], upsert_opts, plain_opts, &e)) {
+                built = false;
+                break;
+            }
+            for (int j = 0; j < k; j++)
+                map[nw++] = end;
+            end++;
+        }
+        if (!built) {
+            /* libmongoc refused the op itself (a malformed update): the ops before it go
+             * as one bulk write, then the source's document replaces it */
+            mongoc_bulk_operation_destroy(bulk);
+            ops[end]->kind = LM_OP_REFETCH;
+            continue;
+        }
+        if (nw == 0) { /* only empty updates */
+            mongoc_bulk_operation_destroy(bulk);
+            count_applied(a, ops + i, end - i);
+            i = end;
+            continue;
+        }
+        uint32_t ret = mongoc_bulk_operation_execute(bulk, &reply, &e);
+        mongoc_bulk_operation_destroy(bulk);
+        if (ret) {
+            bson_destroy(&reply);
+            count_applied(a, ops + i, end - i);
+            i = end;
+            backoff = 100;
+            dup_since = 0;
+            continue;
+        }
+        uint32_t widx, code;
+        char msg[512];
+        bool has_we = first_write_error(&reply, &widx, &code, msg, sizeof msg);
+        bson_destroy(&reply);
+        if (!has_we) {
+            if (lm_conn_error_transient(&e)) {
+                lm_log_warn(NULL, "applying to %s.%s: %s; retrying in %lld ms", ops[i]->db,
+                            ops[i]->coll, e.message, (long long)backoff);
+                if (!pause_ms(a, backoff)) {
+                    ok = why_not(a, err);
+                    break;
+                }
+                backoff = backoff < 5000 ? backoff * 2 : 5000;
+                continue; /* everything is idempotent: the whole batch again */
+            }
+            ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                              "target refused changes to %s.%s: %s%s", ops[i]->db, ops[i]->coll,
+                              e.message,
+                              e.code == 13 ? ": the target user needs readWrite on every "
+                                             "migrated database"
+                                           : "");
+            break;
+        }
+        size_t bad = widx < nw ? map[widx] : i;
+        count_applied(a, ops + i, bad - i); /* ordered: everything before it was applied */
+        i = bad;
+        if (code == DUP_KEY) {
+            if (!dup_since)
+                dup_since = lm_time_now_ms();
+            if (lm_time_now_ms() - dup_since < DUP_RETRY_MS) {
+                if (!pause_ms(a, 50)) {
+                    ok = why_not(a, err);
+                    break;
+                }
+                continue;
+            }
+            ok = lm_error_set(err, LM_ERR_SERVER,
+                              "target refused a change to %s.%s for %d s: %s: a unique index on "
+                              "the target rejects what the source holds",
+                              ops[i]->db, ops[i]->coll, DUP_RETRY_MS / 1000, msg);
+            break;
+        }
+        if (ops[i]->kind == LM_OP_UPDATE) {
+            /* the update no longer fits the document (replayed over a newer copy) */
+            lm_log_debug(NULL, "%s.%s: update refused (%s): copying the document", ops[i]->db,
+                         ops[i]->coll, msg);
+            ops[i]->kind = LM_OP_REFETCH;
+            continue;
+        }
+        ok = lm_error_set(err, code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                          "target refused a %s on %s.%s: %s", lm_op_kind_name(ops[i]->kind),
+                          ops[i]->db, ops[i]->coll, msg);
+    }
+    free(map);
+    bson_destroy(plain_opts);
+    bson_destroy(upsert_opts);
+    bson_destroy(bulk_opts);
+    mongoc_collection_destroy(coll);
+    return ok;
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    struct lm_apply *a = w->a;
+    int max = a->o.batch_ops > 0 ? a->o.batch_ops : 1000;
+    lm_op_t **batch = calloc((size_t)max, sizeof *batch);
+    lm_error_t err;
+    lm_error_init(&err);
+    w->dst = mongoc_client_pool_pop(a->o.target);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->q.head && !stopping(a))
+            lm_time_cond_wait_ms(&w->can_pop, &w->mu, 200);
+        if (stopping(a) || !batch) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        size_t n = 0;
+        lm_op_t *first = w->q.head;
+        w->busy = true;
+        w->busy_prev = first->prev;
+        w->busy_prev_wall = first->prev_wall_ms;
+        while (w->q.head && n < (size_t)max && strcmp(w->q.head->db, first->db) == 0 &&
+               strcmp(w->q.head->coll, first->coll) == 0) {
+            lm_op_t *op = w->q.head;
+            w->q.head = op->next;
+            w->q.n--;
+            w->q_bytes -= op_bytes(op);
+            batch[n++] = op;
+        }
+        if (!w->q.head)
+            w->q.tail = NULL;
+        pthread_cond_broadcast(&w->can_push);
+        pthread_mutex_unlock(&w->mu);
+
+        bool ok = apply_batch(w, batch, n, &err);
+        for (size_t i = 0; i < n; i++)
+            lm_op_free(batch[i]);
+        pthread_mutex_lock(&w->mu);
+        w->busy = false;
+        pthread_cond_broadcast(&w->idle);
+        pthread_mutex_unlock(&w->mu);
+        if (!ok) {
+            if (err.code != LM_ERR_CANCELLED)
+                fail(a, &err);
+            break;
+        }
+    }
+    free(batch);
+    mongoc_client_pool_push(a->o.target, w->dst);
+    if (w->src)
+        mongoc_client_pool_push(a->o.source, w->src);
+    w->dst = w->src = NULL;
+    return NULL;
+}
+
+/* ---- the queue side ---- */
+
+lm_apply_t *lm_apply_start(const lm_apply_opts_t *o, lm_error_t *err)
+{
+    lm_apply_t *a = calloc(1, sizeof *a);
+    int n = o->workers > 0 ? o->workers : 1;
+    if (!a || !(a->w = calloc((size_t)n, sizeof *a->w))) {
+        free(a);
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    a->o = *o;
+    a->n = n;
+    a->per_worker_bytes = (o->buffer_bytes > 0 ? o->buffer_bytes : 64 << 20) / n;
+    pthread_mutex_init(&a->err_mu, NULL);
+    lm_error_init(&a->err);
+    for (int i = 0; i < n; i++) {
+        worker_t *w = &a->w[i];
+        w->a = a;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->can_pop, NULL);
+        pthread_cond_init(&w->can_push, NULL);
+        pthread_cond_init(&w->idle, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&a->w[i].th, NULL, worker_main, &a->w[i]) != 0) {
+            lm_error_set(err, LM_ERR_INTERNAL, "cannot start apply worker %d", i);
+            lm_apply_stop(a);
+            return NULL;
+        }
+        a->w[i].started = true;
+    }
+    return a;
+}
+
+bool lm_apply_push(lm_apply_t *a, lm_op_t *op, lm_error_t *err)
+{
+    worker_t *w = &a->w[lm_apply_worker_of(op, a->n)];
+    int64_t b = op_bytes(op);
+    op->queued_ms = lm_time_now_ms();
+    pthread_mutex_lock(&w->mu);
+    while (w->q.n > 0 && w->q_bytes + b > a->per_worker_bytes && !stopping(a))
+        lm_time_cond_wait_ms(&w->can_push, &w->mu, 200);
+    if (stopping(a)) {
+        pthread_mutex_unlock(&w->mu);
+        lm_op_free(op);
+        return why_not(a, err);
+    }
+    lm_oplist_append(&w->q, op);
+    w->q_bytes += b;
+    pthread_cond_signal(&w->can_pop);
+    pthread_mutex_unlock(&w->mu);
+    return true;
+}
+
+bool lm_apply_drain(lm_apply_t *a, lm_error_t *err)
+{
+    for (int i = 0; i < a->n; i++) {
+        worker_t *w = &a->w[i];
+        pthread_mutex_lock(&w->mu);
+        while ((w->q.head || w->busy) && !stopping(a))
+            lm_time_cond_wait_ms(&w->idle, &w->mu, 200);
+        pthread_mutex_unlock(&w->mu);
+        if (stopping(a))
+            return why_not(a, err);
+    }
+    return true;
+}
+
+bool lm_apply_pending(lm_apply_t *a, lm_optime_t *before, int64_t *wall_ms)
+{
+    bool any = false;
+    for (int i = 0; i < a->n; i++) {
+        worker_t *w = &a->w[i];
+        lm_optime_t p;
+        int64_t pw;
+        bool has = false;
+        pthread_mutex_lock(&w->mu);
+        if (w->busy) {
+            p = w->busy_prev, pw = w->busy_prev_wall, has = true;
+        } else if (w->q.head) {
+            p = w->q.head->prev, pw = w->q.head->prev_wall_ms, has = true;
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (has && (!any || lm_optime_cmp(p, *before) < 0)) {
+            *before = p;
+            *wall_ms = pw;
+            any = true;
+        }
+    }
+    return any;
+}
+
+void lm_apply_stop(lm_apply_t *a)
+{
+    if (!a)
+        return;
+    atomic_store(&a->stopping, true);
+    for (int i = 0; i < a->n; i++) {
+        pthread_mutex_lock(&a->w[i].mu);
+        pthread_cond_broadcast(&a->w[i].can_pop);
+        pthread_cond_broadcast(&a->w[i].can_push);
+        pthread_cond_broadcast(&a->w[i].idle);
+        pthread_mutex_unlock(&a->w[i].mu);
+    }
+    for (int i = 0; i < a->n; i++) {
+        worker_t *w = &a->w[i];
+        if (w->started)
+            pthread_join(w->th, NULL);
+        lm_oplist_clear(&w->q);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->can_pop);
+        pthread_cond_destroy(&w->can_push);
+        pthread_cond_destroy(&w->idle);
+    }
+    pthread_mutex_destroy(&a->err_mu);
+    free(a->w);
+    free(a);
+}
+
+/* ---- DDL ---- */
+
+static bool run_cmd(mongoc_client_t *target, const char *db, const bson_t *cmd, bson_error_t *e)
+{
+    bson_t reply;
+    bool ok = mongoc_client_write_command_with_opts(target, db, cmd, NULL, &reply, e);
+    bson_destroy(&reply);
+    return ok;
+}
+
+static bool drop_database(mongoc_client_t *target, const lm_op_t *op, const lm_strlist_t *include,
+                          const lm_strlist_t *exclude, lm_error_t *err)
+{
+    bson_error_t e;
+    mongoc_database_t *db = mongoc_client_get_database(target, op->db);
+    char **names = mongoc_database_get_collection_names_with_opts(db, NULL, &e);
+    bool ok = names != NULL;
+    if (!ok)
+        lm_error_set(err, LM_ERR_SERVER, "target: cannot list %s to replay dropDatabase: %s",
+                     op->db, e.message);
+    for (size_t i = 0; ok && names[i]; i++) {
+        if (!lm_ns_selected(include, exclude, op->db, names[i]))
+            continue;
+        bson_t *cmd = BCON_NEW("drop", BCON_UTF8(names[i]));
+        if (!run_cmd(target, op->db, cmd, &e) && e.code != NS_NOT_FOUND)
+            ok = lm_error_set(err, LM_ERR_SERVER, "target: cannot drop %s.%s: %s", op->db,
+                              names[i], e.message);
+        bson_destroy(cmd);
+    }
+    bson_strfreev(names);
+    mongoc_database_destroy(db);
+    return ok;
+}
+
+static bool create_indexes(mongoc_client_t *target, const lm_op_t *op, lm_status_t *st,
+                           lm_error_t *err)
+{
+    lm_coll_info_t c;
+    bson_iter_t it;
+    memset(&c, 0, sizeof c);
+    snprintf(c.db, sizeof c.db, "%s", op->db);
+    snprintf(c.coll, sizeof c.coll, "%s", op->coll);
+    snprintf(c.ns, sizeof c.ns, "%s.%s", op->db, op->coll);
+    snprintf(c.type, sizeof c.type, "collection");
+    c.indexes = bson_new();
+    if (bson_iter_init_find(&it, op->doc, "indexes") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        bson_iter_t ai;
+        uint32_t n = 0;
+        bson_iter_recurse(&it, &ai);
+        while (bson_iter_next(&ai)) {
+            bson_iter_t name;
+            char key[16];
+            const char *k;
+            if (!BSON_ITER_HOLDS_DOCUMENT(&ai) ||
+                (bson_iter_recurse(&ai, &name) && bson_iter_find(&name, "name") &&
+                 BSON_ITER_HOLDS_UTF8(&name) && strcmp(bson_iter_utf8(&name, NULL), "_id_") == 0))
+                continue;
+            bson_uint32_to_string(n++, &k, key, sizeof key);
+            bson_append_iter(c.indexes, k, -1, &ai);
+        }
+    }
+    int refused = 0;
+    bool ok = bson_empty(c.indexes) || lm_indexes_build(target, &c, st, &refused, err);
+    bson_destroy(c.indexes);
+    return ok;
+}
+
+bool lm_apply_ddl(mongoc_client_t *target, const lm_op_t *op, const lm_strlist_t *include,
+                  const lm_strlist_t *exclude, lm_status_t *st, lm_error_t *err)
+{
+    bson_error_t e;
+    bson_iter_t it;
+    bool ok = true;
+    if (op->kind == LM_OP_DROP_DATABASE) {
+        ok = drop_database(target, op, include, exclude, err);
+    } else if (op->kind == LM_OP_DDL && op->doc && bson_iter_init(&it, op->doc) &&
+               bson_iter_next(&it)) {
+        const char *cmd = bson_iter_key(&it);
+        if (strcmp(cmd, "createIndexes") == 0) {
+            ok = create_indexes(target, op, st, err);
+        } else if (!run_cmd(target, op->db, op->doc, &e)) {
+            bool harmless = (strcmp(cmd, "drop") == 0 && e.code == NS_NOT_FOUND) ||
+                            (strcmp(cmd, "create") == 0 && e.code == NS_EXISTS) ||
+                            (strcmp(cmd, "dropIndexes") == 0 &&
+                             (e.code == NS_NOT_FOUND || e.code == INDEX_NOT_FOUND));
+            if (e.code == 13)
+                ok = lm_error_set(err, LM_ERR_AUTH,
+                                  "target refused %s on %s.%s: %s: the target user needs "
+                                  "dbAdmin rights on every migrated database",
+                                  cmd, op->db, op->coll, e.message);
+            else if (harmless)
+                ; /* already as the source has it */
+            else if (strcmp(cmd, "collMod") == 0 || strcmp(cmd, "dropIndexes") == 0)
+                lm_status_warn(st, "%s.%s: the target refused %s: %s", op->db, op->coll, cmd,
+                               e.message);
+            else
+                ok = lm_error_set(err, LM_ERR_SERVER, "target refused %s on %s.%s: %s", cmd,
+                                  op->db, op->coll, e.message);
+        }
+        if (ok)
+            lm_log_info(NULL, "replayed %s on %s.%s", cmd, op->db, op->coll);
+    }
+    if (ok)
+        atomic_fetch_add(&st->ddl_applied, 1);
+    return ok;
+}

@@ -1,0 +1,729 @@
+/* lm_stream: see lm_stream.h. */
+#include "lm_stream.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lm_apply.h"
+#include "lm_conn.h"
+#include "lm_log.h"
+#include "lm_meta.h"
+#include "lm_time.h"
+
+#define AWAIT_MS 1000
+#define TICK_MS 200
+#define CHECKPOINT_MS 2000
+#define POLL_MS 1000
+#define WINDOW_CHECK_MS 30000
+#define STALL_MS 5000 /* a tick this late: the process was paused; check the window now */
+#define CAPPED_POSITION_LOST 136
+#define CHANGE_STREAM_FATAL 280
+#define CHANGE_STREAM_HISTORY_LOST 286
+
+#define WINDOW_MSG "oplog window exceeded: restart the migration from the beginning"
+
+typedef struct {
+    const lm_stream_opts_t *o;
+    const lm_job_t *job;
+    lm_status_t *st;
+    lm_apply_t *apply;
+    bool use_cs;
+    bool oplog_readable;
+    char capture[16];
+    mongoc_client_t *src, *dst; /* the reader's */
+
+    pthread_mutex_t mu; /* guards the reader's published position */
+    lm_optime_t read_pos;    /* last entry read and handed on */
+    int64_t read_wall;
+    lm_optime_t safe_pos;    /* read_pos, or before a transaction still held back */
+    int64_t safe_wall;
+    lm_optime_t write_read;  /* newest entry read that was not a no-op */
+    int64_t write_read_wall;
+    atomic_int idle_streak;  /* empty answers in a row from the cursor (see idle_empty) */
+
+    pthread_t mon;
+    bool mon_started;
+    atomic_bool mon_stop, done, failed;
+    lm_error_t mon_err;
+    lm_optime_t cutoff;
+} stream_t;
+
+static bool stopped(stream_t *s)
+{
+    return (s->o->stop && *s->o->stop) || s->st->cancel;
+}
+
+static int64_t time_of(lm_optime_t t, int64_t wall)
+{
+    return wall ? wall : (int64_t)t.t * 1000;
+}
+
+/* ---- reading the source's history ---- */
+
+/* The oldest or newest entry of local.oplog.rs; false when there is none or it cannot be
+ * read (e is set then). */
+static bool oplog_edge(mongoc_client_t *c, int dir, lm_optime_t *ts, int64_t *wall, bson_error_t *e)
+{
+    mongoc_collection_t *oplog = mongoc_client_get_collection(c, "local", "oplog.rs");
+    bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(dir), "}", "limit", BCON_INT64(1),
+                            "projection", "{", "ts", BCON_INT32(1), "wall", BCON_INT32(1), "}");
+    bson_t filter = BSON_INITIALIZER;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, opts, NULL);
+    const bson_t *d;
+    bson_iter_t it;
+    bool found = false;
+    memset(e, 0, sizeof *e);
+    if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "ts") &&
+        BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+        bson_iter_timestamp(&it, &ts->t, &ts->i);
+        *wall = bson_iter_init_find(&it, d, "wall") && BSON_ITER_HOLDS_DATE_TIME(&it)
+                    ? bson_iter_date_time(&it)
+                    : 0;
+        found = true;
+    }
+    mongoc_cursor_error(cur, e);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_collection_destroy(oplog);
+    return found;
+}
+
+/* The source's latest write: hello's lastWrite, else the newest oplog entry. */
+static bool source_latest(stream_t *s, mongoc_client_t *c, lm_optime_t *ts, int64_t *wall)
+{
+    bson_t reply;
+    bson_iter_t it;
+    bson_error_t e;
+    bool found = false;
+    bson_t *cmd = BCON_NEW("hello", BCON_INT32(1));
+    if (mongoc_client_command_simple(c, "admin", cmd, NULL, &reply, &e) &&
+        bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, "lastWrite.opTime.ts", &it) &&
+        BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+        bson_iter_timestamp(&it, &ts->t, &ts->i);
+        *wall = 0;
+        if (bson_iter_init(&it, &reply) &&
+            bson_iter_find_descendant(&it, "lastWrite.lastWriteDate", &it) &&
+            BSON_ITER_HOLDS_DATE_TIME(&it))
+            *wall = bson_iter_date_time(&it);
+        found = true;
+    }
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    if (!found && s->oplog_readable)
+        found = oplog_edge(c, -1, ts, wall, &e);
+    return found;
+}
+
+static bool window_error(lm_error_t *err, lm_optime_t need, lm_optime_t oldest)
+{
+    return lm_error_set(err, LM_ERR_INVALID,
+                        WINDOW_MSG " (the job needs the source's changes after Timestamp(%u, %u); "
+                                   "the oldest change the source still holds is at "
+                                   "Timestamp(%u, %u): give the source a larger oplog or run the "
+                                   "migration closer to it)",
+                        need.t, need.i, oldest.t, oldest.i);
+}
+
+/* The window check: the source must still hold `need`. */
+static bool check_window(stream_t *s, mongoc_client_t *c, lm_optime_t need, lm_error_t *err)
+{
+    lm_optime_t oldest;
+    int64_t wall;
+    bson_error_t e;
+    if (!s->oplog_readable || need.t == 0)
+        return true;
+    if (!oplog_edge(c, 1, &oldest, &wall, &e)) {
+        if (e.code) {
+            lm_log_warn(NULL, "cannot read the source's oldest oplog entry (%s): will try again",
+                        e.message);
+            return true;
+        }
+        oldest = (lm_optime_t){UINT32_MAX, UINT32_MAX}; /* empty: everything is gone */
+    }
+    if (lm_optime_cmp(oldest, need) > 0)
+        return window_error(err, need, oldest);
+    return true;
+}
+
+static void publish(stream_t *s, lm_optime_t ts, int64_t wall, bool noop,
+                    const lm_oplog_decoder_t *dec)
+{
+    lm_optime_t hold;
+    pthread_mutex_lock(&s->mu);
+    if (lm_optime_cmp(ts, s->read_pos) > 0) {
+        s->read_pos = ts;
+        s->read_wall = wall;
+    }
+    if (!noop && lm_optime_cmp(ts, s->write_read) > 0) {
+        s->write_read = ts;
+        s->write_read_wall = wall;
+    }
+    s->safe_pos = s->read_pos;
+    s->safe_wall = s->read_wall;
+    if (dec && lm_oplog_decoder_hold(dec, &hold) && lm_optime_cmp(hold, s->safe_pos) < 0) {
+        s->safe_pos = hold;
+        s->safe_wall = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Being caught up is read off the cursor, not off the source: an awaited answer that
+ * comes back empty means the reader has every entry written before that wait began.
+ * Two empty answers in a row are needed (a cursor's first batch may be empty for other
+ * reasons). hello's lastWrite cannot say it: SecantusDB advances it on every command.
+ *
+ * Change streams carry no no-ops, so their position moves on through idle time too: the
+ * source's clock (hello), read before a wait that came back empty, is a time every event
+ * before which has been seen. */
+typedef struct {
+    lm_optime_t h; /* the source's clock read before the current wait; t = 0: none */
+    int64_t h_wall;
+} idle_t;
+
+static void idle_reset(stream_t *s, idle_t *idle)
+{
+    idle->h.t = 0;
+    atomic_store(&s->idle_streak, 0);
+}
+
+static void idle_empty(stream_t *s, mongoc_client_t *poll, idle_t *idle, bool advance_read)
+{
+    atomic_fetch_add(&s->idle_streak, 1);
+    if (!advance_read)
+        return;
+    if (idle->h.t)
+        publish(s, idle->h, idle->h_wall, true, NULL);
+    if (!source_latest(s, poll, &idle->h, &idle->h_wall))
+        idle->h.t = 0;
+}
+
+/* The position every change up to which is on the target. */
+static lm_optime_t applied_position(stream_t *s, int64_t *wall)
+{
+    lm_optime_t a, p;
+    int64_t pw = 0;
+    pthread_mutex_lock(&s->mu); /* first the reader's position, then the queues */
+    a = s->safe_pos;
+    *wall = s->safe_wall;
+    pthread_mutex_unlock(&s->mu);
+    if (s->apply && lm_apply_pending(s->apply, &p, &pw) && lm_optime_cmp(p, a) < 0) {
+        a = p;
+        *wall = pw;
+    }
+    return a;
+}
+
+/* Hands the ops of one entry on: document ops to the appliers, DDL after a drain. */
+static bool dispatch(stream_t *s, lm_oplist_t *ops, lm_optime_t prev, int64_t prev_wall,
+                     lm_error_t *err)
+{
+    bool ok = true;
+    lm_op_t *op = ops->head;
+    memset(ops, 0, sizeof *ops);
+    while (op) {
+        lm_op_t *next = op->next;
+        op->next = NULL;
+        bool selected = op->kind == LM_OP_DROP_DATABASE
+                            ? lm_ns_db_selected(&s->job->include, op->db)
+                            : lm_ns_selected(&s->job->include, &s->job->exclude, op->db, op->coll);
+        if (!ok || !selected) {
+            lm_op_free(op);
+        } else if (op->kind == LM_OP_DDL || op->kind == LM_OP_DROP_DATABASE) {
+            ok = lm_apply_drain(s->apply, err) &&
+                 lm_apply_ddl(s->dst, op, &s->job->include, &s->job->exclude, s->st, err);
+            lm_op_free(op);
+        } else {
+            op->prev = prev;
+            op->prev_wall_ms = prev_wall;
+            ok = lm_apply_push(s->apply, op, err);
+        }
+        op = next;
+    }
+    return ok;
+}
+
+/* Why the reader must stop now (err set), or false to go on. */
+static bool must_stop(stream_t *s, lm_error_t *err)
+{
+    if (atomic_load(&s->failed)) {
+        *err = s->mon_err;
+        return true;
+    }
+    if (lm_apply_failed(s->apply, err))
+        return true;
+    if (stopped(s)) {
+        lm_error_set(err, LM_ERR_CANCELLED, "stopped while streaming changes");
+        return true;
+    }
+    return false;
+}
+
+static bool history_lost(const bson_error_t *e)
+{
+    return e->code == CAPPED_POSITION_LOST || e->code == CHANGE_STREAM_HISTORY_LOST ||
+           e->code == CHANGE_STREAM_FATAL;
+}
+
+/* Tails local.oplog.rs from the read position until done, stop or failure. */
+static bool read_oplog(stream_t *s, lm_error_t *err)
+{
+    lm_oplog_decoder_t dec;
+    int64_t backoff = 100;
+    bool ok = true;
+    idle_t idle = {{0, 0}, 0};
+    mongoc_client_t *poll = mongoc_client_pool_pop(s->o->source);
+    lm_oplog_decoder_init(&dec);
+    mongoc_collection_t *oplog = mongoc_client_get_collection(s->src, "local", "oplog.rs");
+    while (ok && !atomic_load(&s->done) && !must_stop(s, err)) {
+        lm_optime_t from;
+        int64_t from_wall;
+        pthread_mutex_lock(&s->mu);
+        from = s->read_pos;
+        from_wall = s->read_wall;
+        pthread_mutex_unlock(&s->mu);
+        /* A small first batch: FerretDB ends a tailable cursor whose first batch is short. */
+        bson_t *filter = from.t ? BCON_NEW("ts", "{", "$gte", BCON_TIMESTAMP(from.t, from.i), "}")
+                                : bson_new();
+        bson_t *opts = BCON_NEW("tailable", BCON_BOOL(true), "awaitData", BCON_BOOL(true),
+                                "batchSize", BCON_INT32(1));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, filter, opts, NULL);
+        mongoc_cursor_set_max_await_time_ms(cur, AWAIT_MS);
+        bson_destroy(filter);
+        bson_destroy(opts);
+        bool first = true, widened = false;
+        const bson_t *doc;
+        bson_error_t e;
+        for (;;) {
+            if (must_stop(s, err)) {
+                ok = false;
+                break;
+            }
+            if (atomic_load(&s->done))
+                break;
+            if (!mongoc_cursor_next(cur, &doc)) {
+                if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur))
+                    break;
+                idle_empty(s, poll, &idle, false); /* nothing new within the await time */
+                continue;
+            }
+            idle_reset(s, &idle);
+            if (!widened) {
+                mongoc_cursor_set_batch_size(cur, 1000);
+                widened = true;
+            }
+            lm_optime_t ts;
+            int64_t wall;
+            bool noop;
+            lm_oplist_t ops = {0};
+            bson_iter_t it;
+            if (!bson_iter_init_find(&it, doc, "ts") || !BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+                ok = lm_error_set(err, LM_ERR_INVALID, "an oplog entry without a 'ts' timestamp");
+                break;
+            }
+            bson_iter_timestamp(&it, &ts.t, &ts.i);
+            if (first && from.t && lm_optime_cmp(ts, from) > 0) {
+                /* the entry we resume from is gone: changes after it may be too */
+                ok = window_error(err, from, ts);
+                break;
+            }
+            first = false;
+            if (lm_optime_cmp(ts, from) <= 0 && from.t)
+                continue; /* applied before */
+            if (atomic_load(&s->done) && lm_optime_cmp(ts, s->cutoff) > 0)
+                break;
+            if (!lm_oplog_decode(&dec, doc, from, &ops, &ts, &wall, &noop, err) ||
+                !dispatch(s, &ops, from, from_wall, err)) {
+                lm_oplist_clear(&ops);
+                ok = false;
+                break;
+            }
+            publish(s, ts, wall, noop, &dec);
+            from = ts;
+            from_wall = wall;
+            backoff = 100;
+        }
+        bool failed_cursor = ok && mongoc_cursor_error(cur, &e);
+        mongoc_cursor_destroy(cur);
+        if (!ok || atomic_load(&s->done))
+            break;
+        if (must_stop(s, err)) {
+            ok = false;
+            break;
+        }
+        if (failed_cursor) {
+            if (history_lost(&e)) {
+                ok = lm_error_set(err, LM_ERR_INVALID, WINDOW_MSG " (the source says: %s)",
+                                  e.message);
+                break;
+            }
+            if (!lm_conn_error_transient(&e)) {
+                ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                                  "source: cannot read local.oplog.rs: %s%s", e.message,
+                                  e.code == 13 ? ": the source user needs read access to the "
+                                                 "local database (or use --capture changestream)"
+                                               : "");
+                break;
+            }
+            lm_log_warn(NULL, "source: reading the oplog failed (%s); reconnecting in %lld ms",
+                        e.message, (long long)backoff);
+            lm_time_sleep_ms(backoff, s->o->stop);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+        } else {
+            lm_log_debug(NULL, "the oplog cursor ended; opening it again");
+            lm_time_sleep_ms(100, s->o->stop); /* the cursor ended (FerretDB): open it again */
+        }
+    }
+    mongoc_collection_destroy(oplog);
+    mongoc_client_pool_push(s->o->source, poll);
+    lm_oplog_decoder_cleanup(&dec);
+    return ok && !must_stop(s, err);
+}
+
+/* Reads the cluster-wide change stream from the read position. */
+static bool read_change_stream(stream_t *s, lm_error_t *err)
+{
+    int64_t backoff = 100;
+    bson_t *token = NULL;
+    bool ok = true;
+    mongoc_client_t *poll = mongoc_client_pool_pop(s->o->source);
+    idle_t idle = {{0, 0}, 0};
+    while (ok && !atomic_load(&s->done) && !must_stop(s, err)) {
+        lm_optime_t from;
+        pthread_mutex_lock(&s->mu);
+        from = s->read_pos;
+        pthread_mutex_unlock(&s->mu);
+        bson_t pipeline = BSON_INITIALIZER;
+        bson_t *opts = BCON_NEW("showExpandedEvents", BCON_BOOL(true), "maxAwaitTimeMS",
+                                BCON_INT64(AWAIT_MS), "batchSize", BCON_INT32(1000));
+        if (token)
+            BSON_APPEND_DOCUMENT(opts, "resumeAfter", token);
+        else
+            BCON_APPEND(opts, "startAtOperationTime", BCON_TIMESTAMP(from.t, from.i));
+        mongoc_change_stream_t *cs = mongoc_client_watch(s->src, &pipeline, opts);
+        bson_destroy(opts);
+        const bson_t *ev, *edoc = NULL;
+        bson_error_t e;
+        for (;;) {
+            if (must_stop(s, err)) {
+                ok = false;
+                break;
+            }
+            if (atomic_load(&s->done))
+                break;
+            if (!mongoc_change_stream_next(cs, &ev)) {
+                if (mongoc_change_stream_error_document(cs, &e, &edoc))
+                    break;
+                /* change streams carry no no-ops: idle time moves the position on */
+                idle_empty(s, poll, &idle, true);
+                continue;
+            }
+            idle_reset(s, &idle);
+            lm_optime_t ts;
+            int64_t wall;
+            lm_oplist_t ops = {0};
+            lm_optime_t prev;
+            int64_t prev_wall;
+            pthread_mutex_lock(&s->mu);
+            prev = s->read_pos;
+            prev_wall = s->read_wall;
+            pthread_mutex_unlock(&s->mu);
+            if (!lm_event_decode(ev, &ops, &ts, &wall, err)) {
+                ok = false;
+                break;
+            }
+            if (atomic_load(&s->done) && lm_optime_cmp(ts, s->cutoff) > 0) {
+                lm_oplist_clear(&ops);
+                break;
+            }
+            /* events of one transaction share a clusterTime: the position before them is
+             * the one before that time, so a restart replays the whole transaction */
+            if (lm_optime_cmp(ts, prev) == 0 && prev.i > 0)
+                prev.i--;
+            if (!dispatch(s, &ops, prev, prev_wall, err)) {
+                lm_oplist_clear(&ops);
+                ok = false;
+                break;
+            }
+            publish(s, ts, wall, false, NULL);
+            const bson_t *t = mongoc_change_stream_get_resume_token(cs);
+            if (t) {
+                if (token)
+                    bson_destroy(token);
+                token = bson_copy(t);
+            }
+            backoff = 100;
+        }
+        bool failed_stream = ok && mongoc_change_stream_error_document(cs, &e, &edoc);
+        mongoc_change_stream_destroy(cs);
+        if (!ok || atomic_load(&s->done))
+            break;
+        if (failed_stream) {
+            if (history_lost(&e)) {
+                ok = lm_error_set(err, LM_ERR_INVALID,
+                                  "change stream resume point lost; " WINDOW_MSG
+                                  " (the source says: %s)",
+                                  e.message);
+                break;
+            }
+            if (!lm_conn_error_transient(&e)) {
+                ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                                  "source: the cluster-wide change stream failed: %s%s", e.message,
+                                  e.code == 13 ? ": the source user needs the changeStream and "
+                                                 "find privileges on every database"
+                                               : ": use --capture oplog if the source cannot "
+                                                 "open change streams");
+                break;
+            }
+            lm_log_warn(NULL, "source: the change stream failed (%s); reconnecting in %lld ms",
+                        e.message, (long long)backoff);
+            lm_time_sleep_ms(backoff, s->o->stop);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+        }
+    }
+    if (token)
+        bson_destroy(token);
+    mongoc_client_pool_push(s->o->source, poll);
+    return ok && !must_stop(s, err);
+}
+
+/* ---- the monitor ---- */
+
+static void monitor_fail(stream_t *s, const lm_error_t *err)
+{
+    if (!atomic_load(&s->failed)) {
+        s->mon_err = *err;
+        atomic_store(&s->failed, true);
+    }
+}
+
+static void *monitor_main(void *arg)
+{
+    stream_t *s = arg;
+    mongoc_client_t *src = mongoc_client_pool_pop(s->o->source);
+    mongoc_client_t *dst = mongoc_client_pool_pop(s->o->target);
+    lm_stream_status_t ss;
+    lm_error_t err;
+    int64_t last_tick = lm_time_mono_ms(), last_poll = 0, last_ckpt = lm_time_mono_ms(),
+            last_window = lm_time_mono_ms(), last_rate = lm_time_mono_ms();
+    long long last_ops = atomic_load(&s->st->ops_applied), last_lat = 0, last_lat_n = 0;
+    lm_optime_t latest = {0, 0}, ckpt = s->o->from, window_prev;
+    int64_t latest_wall = 0, caught_up_at = 0;
+    bool cutting_over = false;
+
+    lm_status_get_stream(s->st, &ss);
+    pthread_mutex_lock(&s->mu);
+    window_prev = s->read_pos;
+    pthread_mutex_unlock(&s->mu);
+    while (!atomic_load(&s->mon_stop)) {
+        lm_time_sleep_ms(TICK_MS, NULL);
+        int64_t now = lm_time_mono_ms();
+        bool stalled = now - last_tick > STALL_MS;
+        last_tick = now;
+        int64_t a_wall;
+        lm_optime_t a = applied_position(s, &a_wall);
+        lm_optime_t wr, pend;
+        int64_t wr_wall, pend_wall;
+        pthread_mutex_lock(&s->mu);
+        wr = s->write_read;
+        wr_wall = s->write_read_wall;
+        pthread_mutex_unlock(&s->mu);
+        bool pending = lm_apply_pending(s->apply, &pend, &pend_wall);
+        /* caught up: the cursor has nothing more and nothing waits to be applied */
+        bool caught_up = !pending && atomic_load(&s->idle_streak) >= 2;
+        int64_t wall_now = lm_time_now_ms();
+        if (caught_up)
+            caught_up_at = wall_now;
+
+        if (s->st->cutover && !cutting_over) {
+            cutting_over = true;
+            ss.cutover_requested_ms = wall_now;
+            lm_status_set_phase(s->st, LM_PHASE_CUTTING_OVER);
+            lm_log_info(NULL, "cutover: waiting for the source's writes to stop and the "
+                              "target to catch up");
+        }
+        if (lm_optime_cmp(wr, latest) > 0) {
+            latest = wr;
+            latest_wall = wr_wall;
+        }
+        /* during the cutover, the source's newest entry gives the exact gap (on some
+         * servers that query reads the whole oplog, so not all the time) */
+        if (cutting_over && s->oplog_readable && now - last_poll >= POLL_MS) {
+            lm_optime_t l;
+            int64_t lw;
+            bson_error_t e;
+            if (oplog_edge(src, -1, &l, &lw, &e) && lm_optime_cmp(l, latest) > 0)
+                latest = l, latest_wall = lw;
+            last_poll = now;
+        }
+        ss.active = true;
+        snprintf(ss.capture, sizeof ss.capture, "%s", s->capture);
+        ss.applied_t = a.t, ss.applied_i = a.i, ss.applied_wall_ms = a_wall;
+        ss.source_t = latest.t, ss.source_i = latest.i, ss.source_wall_ms = latest_wall;
+        /* Lag: the oldest write not applied yet is newer than both the applied position
+         * and the last moment the target was caught up. */
+        int64_t since = time_of(a, a_wall) > caught_up_at ? time_of(a, a_wall) : caught_up_at;
+        double lag = caught_up ? 0 : (double)(wall_now - since) / 1e3;
+        ss.lag_seconds = lag > 0 ? lag : 0;
+        ss.optime_gap_seconds = caught_up                        ? 0
+                                : lm_optime_cmp(latest, a) > 0 ? (double)(latest.t - a.t)
+                                                                 : ss.lag_seconds;
+        ss.ready_for_cutover = ss.lag_seconds * 1000 <= (double)s->job->cutover_lag_ms;
+        if (now - last_rate >= 1000) {
+            long long ops = atomic_load(&s->st->ops_applied);
+            long long lat = atomic_load(&s->st->latency_sum_ms),
+                      lat_n = atomic_load(&s->st->latency_n);
+            ss.ops_per_second = (double)(ops - last_ops) * 1000.0 / (double)(now - last_rate);
+            ss.apply_latency_ms =
+                lat_n > last_lat_n ? (double)(lat - last_lat) / (double)(lat_n - last_lat_n) : 0;
+            last_ops = ops, last_lat = lat, last_lat_n = lat_n, last_rate = now;
+        }
+        lm_status_set_stream(s->st, &ss);
+
+        /* no entry discarded before the reader got to it */
+        if (s->oplog_readable && (stalled || now - last_window >= WINDOW_CHECK_MS ||
+                                  (cutting_over && caught_up))) {
+            lm_optime_t reached;
+            pthread_mutex_lock(&s->mu);
+            reached = s->read_pos;
+            pthread_mutex_unlock(&s->mu);
+            if (!check_window(s, src, window_prev, &err)) {
+                monitor_fail(s, &err);
+                break;
+            }
+            window_prev = reached;
+            last_window = lm_time_mono_ms();
+        }
+        if (lm_optime_cmp(a, ckpt) != 0 && now - last_ckpt >= CHECKPOINT_MS) {
+            if (lm_meta_save_position(dst, s->o->job_id, NULL, a.t, a.i, a_wall, s->capture,
+                                      &err))
+                ckpt = a;
+            else
+                lm_log_warn(NULL, "%s; will try again", err.message);
+            last_ckpt = now;
+        }
+        if (cutting_over && caught_up && !atomic_load(&s->done)) {
+            s->cutoff = a;
+            atomic_store(&s->done, true);
+            lm_log_info(NULL, "cutover: the target holds every change up to Timestamp(%u, %u)",
+                        a.t, a.i);
+        }
+    }
+    mongoc_client_pool_push(s->o->source, src);
+    mongoc_client_pool_push(s->o->target, dst);
+    return NULL;
+}
+
+/* ---- choosing the capture mode ---- */
+
+static bool oplog_readable(mongoc_client_t *src, bson_error_t *e)
+{
+    lm_optime_t t;
+    int64_t w;
+    return oplog_edge(src, -1, &t, &w, e) || e->code == 0;
+}
+
+static bool choose_capture(stream_t *s, lm_error_t *err)
+{
+    bson_error_t e;
+    s->oplog_readable = oplog_readable(s->src, &e);
+    int mode = s->job->capture;
+    if (mode == LM_JOB_CAPTURE_AUTO && s->o->capture && s->o->capture[0])
+        mode = strcmp(s->o->capture, "changestream") == 0 ? LM_JOB_CAPTURE_CHANGESTREAM
+                                                           : LM_JOB_CAPTURE_OPLOG;
+    if (mode == LM_JOB_CAPTURE_OPLOG && !s->oplog_readable)
+        return lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                            "source: cannot read local.oplog.rs (%s): give the source user read "
+                            "access to the local database, or use --capture changestream",
+                            e.message);
+    if (mode == LM_JOB_CAPTURE_AUTO) {
+        mode = s->oplog_readable ? LM_JOB_CAPTURE_OPLOG : LM_JOB_CAPTURE_CHANGESTREAM;
+        lm_log_info(NULL, "capture: %s (auto: %s)", s->oplog_readable ? "oplog" : "changestream",
+                    s->oplog_readable ? "the source's local.oplog.rs is readable"
+                                      : "local.oplog.rs is not readable, so a change stream");
+    } else {
+        lm_log_info(NULL, "capture: %s", mode == LM_JOB_CAPTURE_OPLOG ? "oplog" : "changestream");
+    }
+    s->use_cs = mode == LM_JOB_CAPTURE_CHANGESTREAM;
+    snprintf(s->capture, sizeof s->capture, "%s", s->use_cs ? "changestream" : "oplog");
+    return true;
+}
+
+bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
+{
+    stream_t s;
+    bool ok;
+    memset(&s, 0, sizeof s);
+    s.o = o;
+    s.job = o->job;
+    s.st = o->status;
+    s.read_pos = s.safe_pos = o->from;
+    s.read_wall = s.safe_wall = o->from_wall_ms;
+    pthread_mutex_init(&s.mu, NULL);
+    lm_error_init(&s.mon_err);
+    s.src = mongoc_client_pool_pop(o->source);
+    s.dst = mongoc_client_pool_pop(o->target);
+
+    ok = choose_capture(&s, err) && check_window(&s, s.src, o->from, err);
+    if (ok) {
+        lm_apply_opts_t ao = {.source = o->source,
+                              .target = o->target,
+                              .workers = (int)s.job->apply_workers,
+                              .buffer_bytes = s.job->buffer_mb << 20,
+                              .status = s.st,
+                              .stop = o->stop};
+        s.apply = lm_apply_start(&ao, err);
+        ok = s.apply != NULL;
+    }
+    if (ok) {
+        lm_status_set_phase(s.st, LM_PHASE_STREAMING);
+        lm_log_info(NULL, "streaming the source's changes from Timestamp(%u, %u) with %lld apply "
+                          "workers",
+                    o->from.t, o->from.i, (long long)s.job->apply_workers);
+        s.mon_started = pthread_create(&s.mon, NULL, monitor_main, &s) == 0;
+        if (!s.mon_started)
+            ok = lm_error_set(err, LM_ERR_INTERNAL, "cannot start the stream monitor");
+    }
+    if (ok)
+        ok = s.use_cs ? read_change_stream(&s, err) : read_oplog(&s, err);
+    if (ok) /* cutover: every change up to the cutoff applied, nothing after it */
+        ok = lm_apply_drain(s.apply, err);
+    if (s.mon_started) {
+        atomic_store(&s.mon_stop, true);
+        pthread_join(s.mon, NULL);
+    }
+    if (ok && atomic_load(&s.failed)) { /* the final window check failed */
+        *err = s.mon_err;
+        ok = false;
+    }
+    int64_t wall = 0;
+    lm_optime_t a = applied_position(&s, &wall);
+    lm_apply_stop(s.apply);
+    s.apply = NULL;
+    if (s.capture[0] && a.t) {
+        lm_error_t cerr;
+        if (!lm_meta_save_position(s.dst, o->job_id, ok ? "COMPLETE" : NULL, a.t, a.i, wall,
+                                   s.capture, &cerr)) {
+            if (ok) {
+                *err = cerr;
+                ok = false;
+            } else {
+                lm_log_warn(NULL, "%s", cerr.message);
+            }
+        }
+    }
+    if (ok) {
+        lm_stream_status_t ss;
+        lm_status_get_stream(s.st, &ss);
+        ss.applied_t = ss.final_t = a.t;
+        ss.applied_i = ss.final_i = a.i;
+        ss.lag_seconds = 0;
+        ss.optime_gap_seconds = 0;
+        lm_status_set_stream(s.st, &ss);
+    }
+    mongoc_client_pool_push(o->source, s.src);
+    mongoc_client_pool_push(o->target, s.dst);
+    pthread_mutex_destroy(&s.mu);
+    return ok;
+}

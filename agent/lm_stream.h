@@ -1,0 +1,50 @@
+/* lm_stream: after the copy, replays every change made on the source since the pinned
+ * start and keeps the target in sync until cutover.
+ *
+ * Threads:
+ *   - the reader (the caller's thread) tails the oplog (tailable awaitData cursor on
+ *     local.oplog.rs) or a cluster-wide change stream, decodes each entry (lm_change),
+ *     drops what the job's filters exclude, hands document ops to lm_apply and runs DDL
+ *     itself once every earlier op is applied (a barrier);
+ *   - the monitor, once every 200 ms: works out the applied position (the entry before
+ *     the oldest op not yet applied, or the last entry read), stores it on the target at
+ *     least every 2 s, polls the source's latest write for the lag and the optime gap,
+ *     checks the source still holds the history the reader needs, and runs the cutover.
+ *
+ * Resume: the applied position is "everything up to here is on the target". A restart
+ * reads from it again (the entry itself is read and skipped) and requires the source to
+ * still hold it; when the source no longer does, the job fails with "oplog window
+ * exceeded: restart the migration from the beginning" instead of skipping changes.
+ * While running, every check asks that the oldest entry the source holds is not newer
+ * than the position the reader had reached at the previous check: the source discards
+ * its oldest entries first, so this proves no entry was discarded before it was read. */
+#ifndef LM_STREAM_H
+#define LM_STREAM_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include <mongoc/mongoc.h>
+
+#include "lm_change.h"
+#include "lm_error.h"
+#include "lm_job.h"
+#include "lm_status.h"
+
+typedef struct {
+    mongoc_client_pool_t *source, *target;
+    const lm_job_t *job;
+    lm_status_t *status;
+    volatile sig_atomic_t *stop;
+    const char *job_id;
+    lm_optime_t from; /* applied through (the pinned start for a new stream) */
+    int64_t from_wall_ms;
+    const char *capture; /* the mode a previous run used, or NULL */
+} lm_stream_opts_t;
+
+/* Streams until the cutover completes (true: final position in status->stream.final_*),
+ * or fails (err), or stops (err code LM_ERR_CANCELLED: *stop or status->cancel). The
+ * applied position is checkpointed on every way out. */
+bool lm_stream_run(const lm_stream_opts_t *opts, lm_error_t *err);
+
+#endif

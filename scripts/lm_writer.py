@@ -1,0 +1,173 @@
+"""livemig writer: a live application load on a source, for tests, the demo and bench/stream.
+
+    lm_writer.py --uri URI [--db wr] [--seconds N] [--ops N] [--rate OPS_PER_S]
+                 [--docs N] [--ddl] [--mix standard|bench] [--stop-file F] [--seed S]
+
+Every kind of change livemig must replay: inserts (single and bulk), $set/$unset/$inc,
+array updates ($push, $pop, $pull, $addToSet, positional $set, $push with $slice),
+$rename, whole-document replacements, deletes, upserts, update_many, and $inc counters in
+`<db>.counters` (applied twice they would differ from the source). With --ddl it also
+creates and drops collections and indexes while it runs. The bench mix is 50% insert /
+40% update / 10% delete over --docs documents in `<db>.bench`.
+
+Stops after --seconds or --ops, when --stop-file exists, or on SIGTERM. Rides out a
+restarted server (retries on connection errors). Prints one JSON summary line.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+from pymongo import MongoClient, UpdateOne
+from pymongo.errors import (AutoReconnect, BulkWriteError, ConnectionFailure, DuplicateKeyError,
+                            OperationFailure)
+
+stop = False
+
+
+def on_term(*_):
+    global stop
+    stop = True
+
+
+def standard_op(db, rng, state, ddl):
+    docs, counters = db.docs, db.counters
+    n = state["next_id"]
+    k = rng.randrange(max(n, 1))
+    r = rng.random()
+    if r < 0.16:
+        docs.insert_one({"_id": n, "n": 0, "tags": ["a"], "sub": {"x": n, "y": "s" * rng.randrange(40)},
+                         "arr": [1, 2, 3, 4]})
+        state["next_id"] = n + 1
+    elif r < 0.20:
+        docs.insert_many([{"_id": n + i, "n": i, "arr": [i]} for i in range(5)])
+        state["next_id"] = n + 5
+    elif r < 0.30:
+        docs.update_one({"_id": k}, {"$set": {"sub.y": "v%d" % rng.randrange(1000), "f%d" % rng.randrange(5): k}})
+    elif r < 0.34:
+        docs.update_one({"_id": k}, {"$unset": {"sub.x": "", "f1": ""}})
+    elif r < 0.42:
+        docs.update_one({"_id": k}, {"$inc": {"n": 1}})
+    elif r < 0.47:
+        docs.update_one({"_id": k}, {"$push": {"arr": rng.randrange(100)}})
+    elif r < 0.50:
+        docs.update_one({"_id": k}, {"$pop": {"arr": 1}})
+    elif r < 0.52:
+        docs.update_one({"_id": k}, {"$pull": {"arr": {"$lt": 3}}})
+    elif r < 0.54:
+        docs.update_one({"_id": k}, {"$addToSet": {"tags": "t%d" % rng.randrange(4)}})
+    elif r < 0.56:
+        docs.update_one({"_id": k, "arr.0": {"$exists": True}}, {"$set": {"arr.0": -1}})
+    elif r < 0.58:
+        docs.update_one({"_id": k}, {"$push": {"arr": {"$each": [7, 8, 9], "$slice": -3}}})
+    elif r < 0.60:
+        docs.update_one({"_id": k}, {"$rename": {"f2": "g2"}})
+    elif r < 0.66:
+        docs.replace_one({"_id": k}, {"replaced": True, "at": rng.randrange(10**6), "arr": [k]})
+    elif r < 0.74:
+        docs.delete_one({"_id": k})
+    elif r < 0.80:
+        docs.update_one({"_id": n + rng.randrange(1, 50)}, {"$set": {"upserted": True}, "$inc": {"n": 1}},
+                        upsert=True)
+    elif r < 0.82:
+        docs.update_many({"_id": {"$gte": k, "$lt": k + 5}}, {"$inc": {"many": 1}})
+    else:
+        counters.update_one({"_id": rng.randrange(10)}, {"$inc": {"c": 1}}, upsert=True)
+    if ddl and rng.random() < 0.01:
+        ddl_op(db, rng, state)
+
+
+def ddl_op(db, rng, state):
+    r = rng.random()
+    i = state.setdefault("ddl", 0)
+    if r < 0.4:
+        name = "ddl_%d" % i
+        db.create_collection(name)
+        db[name].insert_many([{"_id": j, "v": j} for j in range(3)])
+        db[name].create_index("v", name="v_1")
+        state["ddl"] = i + 1
+    elif r < 0.6 and i > 1:
+        db["ddl_%d" % rng.randrange(i - 1)].drop()
+    elif r < 0.8:
+        db.docs.create_index([("sub.y", 1)], name="sub_y")
+    else:
+        try:
+            db.docs.drop_index("sub_y")
+        except OperationFailure:
+            pass
+
+
+def bench_op(db, rng, state, docs):
+    coll = db.bench
+    r = rng.random()
+    if r < 0.5:
+        coll.insert_one({"_id": state["next_id"], "v": 0, "pad": "p" * 100})
+        state["next_id"] += 1
+    elif r < 0.9:
+        coll.update_one({"_id": rng.randrange(state["next_id"])}, {"$set": {"v": rng.randrange(10**6)}})
+    else:
+        coll.delete_one({"_id": rng.randrange(state["next_id"])})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--uri", required=True)
+    ap.add_argument("--db", default="wr")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--ops", type=int, default=0)
+    ap.add_argument("--rate", type=float, default=0, help="operations per second, 0: as fast as it can")
+    ap.add_argument("--docs", type=int, default=200, help="documents loaded before the load starts")
+    ap.add_argument("--ddl", action="store_true")
+    ap.add_argument("--mix", choices=("standard", "bench"), default="standard")
+    ap.add_argument("--stop-file")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-load", action="store_true", help="the documents are already there")
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, on_term)
+    rng = random.Random(a.seed)
+    client = MongoClient(a.uri, directConnection=True, serverSelectionTimeoutMS=30000)
+    db = client[a.db]
+    state = {"next_id": a.docs}
+    if not a.no_load:
+        coll = db.bench if a.mix == "bench" else db.docs
+        for start in range(0, a.docs, 1000):
+            coll.insert_many([{"_id": i, "n": 0, "arr": [1, 2], "pad": "p" * 100}
+                              for i in range(start, min(start + 1000, a.docs))])
+    if a.mix == "bench":
+        state["next_id"] = db.bench.find_one(sort=[("_id", -1)])["_id"] + 1 if a.no_load else a.docs
+    t0 = time.monotonic()
+    done = errors = retries = 0
+    while not stop:
+        now = time.monotonic()
+        if now - t0 >= a.seconds or (a.ops and done >= a.ops):
+            break
+        if a.stop_file and os.path.exists(a.stop_file):
+            break
+        if a.rate > 0:
+            due = t0 + done / a.rate
+            if due > now:
+                time.sleep(min(due - now, 0.05))
+                continue
+        try:
+            if a.mix == "bench":
+                bench_op(db, rng, state, a.docs)
+            else:
+                standard_op(db, rng, state, a.ddl)
+            done += 1
+        except (DuplicateKeyError, BulkWriteError):
+            done += 1
+            errors += 1
+        except (AutoReconnect, ConnectionFailure):
+            retries += 1
+            time.sleep(0.2)
+    print(json.dumps({"ops": done, "duplicateKeys": errors, "reconnects": retries,
+                      "seconds": round(time.monotonic() - t0, 2)}))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -184,8 +184,7 @@ static bool add_op(mongoc_bulk_operation_t *bulk, const lm_op_t *op, bson_t *ups
     case LM_OP_INSERT:
     case LM_OP_REPLACE:
         return mongoc_bulk_operation_replace_one_with_opts(bulk, op->id, op->doc, upsert_opts, e);
-    case LM_OP_DELETE:
-        return mongoc_bulk_operation_remove_one_with_opts(bulk, op->id, NULL, e);
+    case LM_OP_DELETE: return mongoc_bulk_operation_remove_one_with_opts(bulk, op->id, NULL, e);
     case LM_OP_UPDATE: {
         bson_iter_t it;
         if (!op->doc || !bson_iter_init(&it, op->doc))
@@ -201,8 +200,7 @@ static bool add_op(mongoc_bulk_operation_t *bulk, const lm_op_t *op, bson_t *ups
         }
         return true;
     }
-    default:
-        return true;
+    default: return true;
     }
 }
 
@@ -562,8 +560,8 @@ static bool drop_database(mongoc_client_t *target, const lm_op_t *op, const lm_s
             continue;
         bson_t *cmd = BCON_NEW("drop", BCON_UTF8(names[i]));
         if (!run_cmd(target, op->db, cmd, &e) && e.code != NS_NOT_FOUND)
-            ok = lm_error_set(err, LM_ERR_SERVER, "target: cannot drop %s.%s: %s", op->db,
-                              names[i], e.message);
+            ok = lm_error_set(err, LM_ERR_SERVER, "target: cannot drop %s.%s: %s", op->db, names[i],
+                              e.message);
         bson_destroy(cmd);
     }
     bson_strfreev(names);
@@ -633,8 +631,8 @@ bool lm_apply_ddl(mongoc_client_t *target, const lm_op_t *op, const lm_strlist_t
                 lm_status_warn(st, "%s.%s: the target refused %s: %s", op->db, op->coll, cmd,
                                e.message);
             else
-                ok = lm_error_set(err, LM_ERR_SERVER, "target refused %s on %s.%s: %s", cmd,
-                                  op->db, op->coll, e.message);
+                ok = lm_error_set(err, LM_ERR_SERVER, "target refused %s on %s.%s: %s", cmd, op->db,
+                                  op->coll, e.message);
         }
         if (ok)
             lm_log_info(NULL, "replayed %s on %s.%s", cmd, op->db, op->coll);

@@ -151,7 +151,8 @@ bool lm_catalog_load(mongoc_client_t *src, const lm_job_t *job, lm_catalog_t *ca
     size_t cap = 0;
     bool ok = true;
     memset(cat, 0, sizeof *cat);
-    bson_t *opts = BCON_NEW("nameOnly", BCON_BOOL(true));
+    /* libmongoc asks for nameOnly itself; a second one makes FerretDB drop the connection */
+    bson_t *opts = bson_new();
     char **names = mongoc_client_get_database_names_with_opts(src, opts, &e);
     bson_destroy(opts);
     if (!names) {

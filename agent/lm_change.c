@@ -57,7 +57,7 @@ void lm_oplist_clear(lm_oplist_t *l)
 
 const char *lm_op_kind_name(lm_op_kind_t k)
 {
-    static const char *names[] = {"insert", "replace", "update",       "refetch",
+    static const char *names[] = {"insert", "replace", "update",      "refetch",
                                   "delete", "ddl",     "dropDatabase"};
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
@@ -429,8 +429,8 @@ bool lm_oplog_decoder_hold(const lm_oplog_decoder_t *d, lm_optime_t *before)
 }
 
 /* The transaction an entry belongs to (by lsid and txnNumber); created when asked. */
-static lm_txn_t *txn_find(lm_oplog_decoder_t *d, const bson_t *entry, bool create,
-                          lm_optime_t prev, bool unlink)
+static lm_txn_t *txn_find(lm_oplog_decoder_t *d, const bson_t *entry, bool create, lm_optime_t prev,
+                          bool unlink)
 {
     bson_iter_t it;
     bson_t lsid;
@@ -866,28 +866,31 @@ bool lm_event_decode(const bson_t *ev, lm_oplist_t *out, lm_optime_t *ts, int64_
         if (ok)
             bson_append_iter(cmd, "indexes", -1, &it);
     } else if (strcmp(type, "dropIndexes") == 0) {
-        /* {indexes: [{name: ...}, ...]}: one dropIndexes with every name */
-        bson_t names, idx;
+        /* {indexes: [{name: ...}, ...]}: one dropIndexes per name (not every server takes
+         * a list) */
+        bson_t idx;
         bson_iter_t ii;
-        uint32_t n = 0;
-        BSON_APPEND_UTF8(cmd, "dropIndexes", coll);
+        bson_destroy(cmd);
+        cmd = NULL;
         ok = has_desc && bson_iter_init_find(&it, &sub, "indexes") && sub_doc(&it, &idx) &&
              bson_iter_init(&ii, &idx);
-        if (ok) {
-            bson_append_array_begin(cmd, "index", -1, &names);
-            while (ok && bson_iter_next(&ii)) {
-                bson_t spec;
-                char k[16];
-                const char *kp;
-                const char *name = sub_doc(&ii, &spec) ? get_str(&spec, "name") : NULL;
-                ok = name != NULL;
-                if (ok) {
-                    bson_uint32_to_string(n++, &kp, k, sizeof k);
-                    bson_append_utf8(&names, kp, -1, name, -1);
-                }
+        lm_oplist_t drops = {0};
+        while (ok && bson_iter_next(&ii)) {
+            bson_t spec;
+            const char *name = sub_doc(&ii, &spec) ? get_str(&spec, "name") : NULL;
+            lm_op_t *op = name ? op_new(LM_OP_DDL, db, coll, t, wall) : NULL;
+            ok = op != NULL;
+            if (ok) {
+                op->doc = BCON_NEW("dropIndexes", BCON_UTF8(coll), "index", BCON_UTF8(name));
+                lm_oplist_append(&drops, op);
             }
-            bson_append_array_end(cmd, &names);
         }
+        if (!ok) {
+            lm_oplist_clear(&drops);
+            return event_error(err, t, "a dropIndexes event without index names");
+        }
+        lm_oplist_concat(out, &drops);
+        return true;
     } else if (strcmp(type, "modify") == 0) {
         BSON_APPEND_UTF8(cmd, "collMod", coll);
         if (has_desc)

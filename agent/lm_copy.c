@@ -134,15 +134,34 @@ static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *
     bson_error_t e;
     const bson_t *doc;
     mongoc_collection_t *coll = mongoc_client_get_collection(src, t->db, t->coll);
-    bson_t *opts =
-        BCON_NEW("batchSize", BCON_INT64(CURSOR_BATCH_DOCS), "noCursorTimeout", BCON_BOOL(true));
+    /* noCursorTimeout keeps a slow range's cursor alive; FerretDB refuses the option, and
+     * then it is left out for the rest of the run */
+    static atomic_bool no_timeout_refused;
+    bson_t *opts = BCON_NEW("batchSize", BCON_INT64(CURSOR_BATCH_DOCS));
+    if (!atomic_load(&no_timeout_refused))
+        BSON_APPEND_BOOL(opts, "noCursorTimeout", true);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, t->filter, opts, NULL);
     batch_t *b = NULL;
-    bool ok = true;
+    bool ok = true, any = false;
 
     *complete = false;
     atomic_store(&t->status->state, LM_COLL_COPYING);
-    while (!stopping(p) && mongoc_cursor_next(cur, &doc)) {
+    for (;;) {
+        if (stopping(p))
+            break;
+        if (!mongoc_cursor_next(cur, &doc)) {
+            if (!any && !atomic_load(&no_timeout_refused) && mongoc_cursor_error(cur, &e) &&
+                strstr(e.message, "noCursorTimeout")) {
+                atomic_store(&no_timeout_refused, true);
+                mongoc_cursor_destroy(cur);
+                bson_reinit(opts);
+                BSON_APPEND_INT64(opts, "batchSize", CURSOR_BATCH_DOCS);
+                cur = mongoc_collection_find_with_opts(coll, t->filter, opts, NULL);
+                continue;
+            }
+            break;
+        }
+        any = true;
         if (!b && !(b = batch_new(t, p->batch_bytes))) {
             ok = lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
             break;

@@ -34,14 +34,14 @@ typedef struct {
     char capture[16];
     mongoc_client_t *src, *dst; /* the reader's */
 
-    pthread_mutex_t mu; /* guards the reader's published position */
-    lm_optime_t read_pos;    /* last entry read and handed on */
+    pthread_mutex_t mu;   /* guards the reader's published position */
+    lm_optime_t read_pos; /* last entry read and handed on */
     int64_t read_wall;
-    lm_optime_t safe_pos;    /* read_pos, or before a transaction still held back */
+    lm_optime_t safe_pos; /* read_pos, or before a transaction still held back */
     int64_t safe_wall;
-    lm_optime_t write_read;  /* newest entry read that was not a no-op */
+    lm_optime_t write_read; /* newest entry read that was not a no-op */
     int64_t write_read_wall;
-    atomic_int idle_streak;  /* empty answers in a row from the cursor (see idle_empty) */
+    atomic_int idle_streak; /* empty answers in a row from the cursor (see idle_empty) */
 
     pthread_t mon;
     bool mon_started;
@@ -284,8 +284,8 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
         from_wall = s->read_wall;
         pthread_mutex_unlock(&s->mu);
         /* A small first batch: FerretDB ends a tailable cursor whose first batch is short. */
-        bson_t *filter = from.t ? BCON_NEW("ts", "{", "$gte", BCON_TIMESTAMP(from.t, from.i), "}")
-                                : bson_new();
+        bson_t *filter =
+            from.t ? BCON_NEW("ts", "{", "$gte", BCON_TIMESTAMP(from.t, from.i), "}") : bson_new();
         bson_t *opts = BCON_NEW("tailable", BCON_BOOL(true), "awaitData", BCON_BOOL(true),
                                 "batchSize", BCON_INT32(1));
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, filter, opts, NULL);
@@ -394,16 +394,30 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
         pthread_mutex_lock(&s->mu);
         from = s->read_pos;
         pthread_mutex_unlock(&s->mu);
-        bson_t pipeline = BSON_INITIALIZER;
-        bson_t *opts = BCON_NEW("showExpandedEvents", BCON_BOOL(true), "maxAwaitTimeMS",
-                                BCON_INT64(AWAIT_MS), "batchSize", BCON_INT32(1000));
+        /* The $changeStream stage is written here, not by mongoc_client_watch: libmongoc
+         * 1.23 does not pass showExpandedEvents (the DDL events) to the server. */
+        bson_t stage, pipeline = BSON_INITIALIZER, arr, wrap;
+        bson_init(&stage);
+        BSON_APPEND_BOOL(&stage, "allChangesForCluster", true);
+        BSON_APPEND_BOOL(&stage, "showExpandedEvents", true);
         if (token)
-            BSON_APPEND_DOCUMENT(opts, "resumeAfter", token);
+            BSON_APPEND_DOCUMENT(&stage, "resumeAfter", token);
         else
-            BCON_APPEND(opts, "startAtOperationTime", BCON_TIMESTAMP(from.t, from.i));
-        mongoc_change_stream_t *cs = mongoc_client_watch(s->src, &pipeline, opts);
+            BSON_APPEND_TIMESTAMP(&stage, "startAtOperationTime", from.t, from.i);
+        BSON_APPEND_ARRAY_BEGIN(&pipeline, "pipeline", &arr);
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &wrap);
+        BSON_APPEND_DOCUMENT(&wrap, "$changeStream", &stage);
+        bson_append_document_end(&arr, &wrap);
+        bson_append_array_end(&pipeline, &arr);
+        bson_destroy(&stage);
+        bson_t *opts = BCON_NEW("batchSize", BCON_INT32(1000));
+        mongoc_database_t *admin = mongoc_client_get_database(s->src, "admin");
+        mongoc_cursor_t *cs = mongoc_database_aggregate(admin, &pipeline, opts, NULL);
+        mongoc_cursor_set_max_await_time_ms(cs, AWAIT_MS);
+        mongoc_database_destroy(admin);
         bson_destroy(opts);
-        const bson_t *ev, *edoc = NULL;
+        bson_destroy(&pipeline);
+        const bson_t *ev;
         bson_error_t e;
         for (;;) {
             if (must_stop(s, err)) {
@@ -412,8 +426,8 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
             }
             if (atomic_load(&s->done))
                 break;
-            if (!mongoc_change_stream_next(cs, &ev)) {
-                if (mongoc_change_stream_error_document(cs, &e, &edoc))
+            if (!mongoc_cursor_next(cs, &ev)) {
+                if (mongoc_cursor_error(cs, &e) || !mongoc_cursor_more(cs))
                     break;
                 /* change streams carry no no-ops: idle time moves the position on */
                 idle_empty(s, poll, &idle, true);
@@ -447,16 +461,19 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
                 break;
             }
             publish(s, ts, wall, false, NULL);
-            const bson_t *t = mongoc_change_stream_get_resume_token(cs);
-            if (t) {
+            bson_iter_t tok; /* the event's _id is its resume token */
+            if (bson_iter_init_find(&tok, ev, "_id") && BSON_ITER_HOLDS_DOCUMENT(&tok)) {
+                const uint8_t *data;
+                uint32_t len;
+                bson_iter_document(&tok, &len, &data);
                 if (token)
                     bson_destroy(token);
-                token = bson_copy(t);
+                token = bson_new_from_data(data, len);
             }
             backoff = 100;
         }
-        bool failed_stream = ok && mongoc_change_stream_error_document(cs, &e, &edoc);
-        mongoc_change_stream_destroy(cs);
+        bool failed_stream = ok && mongoc_cursor_error(cs, &e);
+        mongoc_cursor_destroy(cs);
         if (!ok || atomic_load(&s->done))
             break;
         if (failed_stream) {
@@ -566,9 +583,9 @@ static void *monitor_main(void *arg)
         int64_t since = time_of(a, a_wall) > caught_up_at ? time_of(a, a_wall) : caught_up_at;
         double lag = caught_up ? 0 : (double)(wall_now - since) / 1e3;
         ss.lag_seconds = lag > 0 ? lag : 0;
-        ss.optime_gap_seconds = caught_up                        ? 0
+        ss.optime_gap_seconds = caught_up                      ? 0
                                 : lm_optime_cmp(latest, a) > 0 ? (double)(latest.t - a.t)
-                                                                 : ss.lag_seconds;
+                                                               : ss.lag_seconds;
         ss.ready_for_cutover = ss.lag_seconds * 1000 <= (double)s->job->cutover_lag_ms;
         if (now - last_rate >= 1000) {
             long long ops = atomic_load(&s->st->ops_applied);
@@ -582,8 +599,8 @@ static void *monitor_main(void *arg)
         lm_status_set_stream(s->st, &ss);
 
         /* no entry discarded before the reader got to it */
-        if (s->oplog_readable && (stalled || now - last_window >= WINDOW_CHECK_MS ||
-                                  (cutting_over && caught_up))) {
+        if (s->oplog_readable &&
+            (stalled || now - last_window >= WINDOW_CHECK_MS || (cutting_over && caught_up))) {
             lm_optime_t reached;
             pthread_mutex_lock(&s->mu);
             reached = s->read_pos;
@@ -596,8 +613,7 @@ static void *monitor_main(void *arg)
             last_window = lm_time_mono_ms();
         }
         if (lm_optime_cmp(a, ckpt) != 0 && now - last_ckpt >= CHECKPOINT_MS) {
-            if (lm_meta_save_position(dst, s->o->job_id, NULL, a.t, a.i, a_wall, s->capture,
-                                      &err))
+            if (lm_meta_save_position(dst, s->o->job_id, NULL, a.t, a.i, a_wall, s->capture, &err))
                 ckpt = a;
             else
                 lm_log_warn(NULL, "%s; will try again", err.message);
@@ -606,8 +622,8 @@ static void *monitor_main(void *arg)
         if (cutting_over && caught_up && !atomic_load(&s->done)) {
             s->cutoff = a;
             atomic_store(&s->done, true);
-            lm_log_info(NULL, "cutover: the target holds every change up to Timestamp(%u, %u)",
-                        a.t, a.i);
+            lm_log_info(NULL, "cutover: the target holds every change up to Timestamp(%u, %u)", a.t,
+                        a.i);
         }
     }
     mongoc_client_pool_push(s->o->source, src);
@@ -631,7 +647,7 @@ static bool choose_capture(stream_t *s, lm_error_t *err)
     int mode = s->job->capture;
     if (mode == LM_JOB_CAPTURE_AUTO && s->o->capture && s->o->capture[0])
         mode = strcmp(s->o->capture, "changestream") == 0 ? LM_JOB_CAPTURE_CHANGESTREAM
-                                                           : LM_JOB_CAPTURE_OPLOG;
+                                                          : LM_JOB_CAPTURE_OPLOG;
     if (mode == LM_JOB_CAPTURE_OPLOG && !s->oplog_readable)
         return lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
                             "source: cannot read local.oplog.rs (%s): give the source user read "
@@ -678,8 +694,9 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     }
     if (ok) {
         lm_status_set_phase(s.st, LM_PHASE_STREAMING);
-        lm_log_info(NULL, "streaming the source's changes from Timestamp(%u, %u) with %lld apply "
-                          "workers",
+        lm_log_info(NULL,
+                    "streaming the source's changes from Timestamp(%u, %u) with %lld apply "
+                    "workers",
                     o->from.t, o->from.i, (long long)s.job->apply_workers);
         s.mon_started = pthread_create(&s.mon, NULL, monitor_main, &s) == 0;
         if (!s.mon_started)

@@ -1,0 +1,298 @@
+/* livemig-agent migrate (streaming) against real test-bed servers: a writer changes the
+ * source during the copy and the stream, the test cuts over through the CLI, and
+ * scripts/lm_check.py (pymongo) must find zero differences in every collection and index.
+ * The writer's $inc counters make any change applied twice show up as a difference. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lm_http.h"
+#include "lm_json.h"
+#include "lm_test_proc.h"
+#include "lm_test_util.h"
+#include "lm_testbed.h"
+#include "lm_time.h"
+
+#define PY LM_SOURCE_DIR "/.deps/venv/bin/python"
+#define WRITER LM_SOURCE_DIR "/scripts/lm_writer.py"
+#define CHECK LM_SOURCE_DIR "/scripts/lm_check.py"
+
+static lm_testbed_server_t src, dst;
+static char dir[512], log_path[600], state_dir[600], writer_log[600];
+static int port;
+
+static void setup(void)
+{
+    lm_test_mkdtemp(dir, sizeof dir);
+    snprintf(log_path, sizeof log_path, "%s/agent.log", dir);
+    snprintf(writer_log, sizeof writer_log, "%s/writer.log", dir);
+    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
+    memset(&src, 0, sizeof src);
+    memset(&dst, 0, sizeof dst);
+    port = lm_test_free_port();
+}
+
+static void teardown(void)
+{
+    lm_testbed_stop(&src);
+    lm_testbed_stop(&dst);
+    lm_test_rmtree(dir);
+}
+
+TestSuite(stream, .init = setup, .fini = teardown, .timeout = 300);
+
+static pid_t start_agent(const char *const *extra)
+{
+    char *argv[40], addr[64];
+    int n = 0;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    const char *base[] = {LM_AGENT_BIN,    "migrate", "--source",      src.uri,
+                          "--target",      dst.uri,   "--state-dir",   state_dir,
+                          "--status-addr", addr,      "--cutover-lag", "30s"};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+        argv[n++] = (char *)base[i];
+    for (int i = 0; extra && extra[i] && n < 39; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    return lm_test_spawn(argv, log_path);
+}
+
+/* The writer in the background: lm_writer.py --uri SRC + args (space-separated). */
+static pid_t start_writer(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "exec '%s' '%s' --uri '%s' %s", PY, WRITER, src.uri, args);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", cmd, NULL};
+    return lm_test_spawn(argv, writer_log);
+}
+
+/* GET /api/v1/status parsed, or NULL while the agent does not answer. */
+static lm_json_val_t *status(void)
+{
+    char url[128];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    lm_json_val_t *v = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
+    memset(&resp, 0, sizeof resp);
+    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200)
+        v = lm_json_parse(resp.body, resp.body_len, 0, 0, &err);
+    lm_http_response_cleanup(&resp);
+    return v;
+}
+
+static int64_t ops_applied(lm_json_val_t *v)
+{
+    lm_json_val_t *s = NULL;
+    int64_t n = -1;
+    lm_error_t err;
+    if (lm_json_get_obj(v, "stream", false, &s, &err) && s)
+        lm_json_get_int(s, "opsApplied", true, 0, INT64_MAX, &n, &err);
+    return n;
+}
+
+/* Waits until the agent streams with at least min_ops changes applied (and, when asked,
+ * reports readyForCutover). */
+static void wait_streaming(pid_t pid, int64_t min_ops, bool ready)
+{
+    int64_t until = lm_time_mono_ms() + 180000;
+    while (lm_time_mono_ms() < until) {
+        lm_json_val_t *v = status();
+        const char *phase = NULL;
+        bool is_ready = false;
+        lm_error_t err;
+        bool ok = v && lm_json_get_str(v, "phase", true, 0, &phase, &err) &&
+                  strcmp(phase, "STREAMING") == 0 && ops_applied(v) >= min_ops &&
+                  lm_json_get_bool(v, "readyForCutover", true, &is_ready, &err) &&
+                  (!ready || is_ready);
+        lm_json_free(v);
+        if (ok)
+            return;
+        cr_assert_eq(kill(pid, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(200, NULL);
+    }
+    cr_assert_fail("the agent never streamed %lld changes:\n%s", (long long)min_ops,
+                   lm_test_slurp(log_path));
+}
+
+static void cutover(void)
+{
+    cr_assert_eq(lm_test_sh("'%s' cutover --status-addr 127.0.0.1:%d >> '%s/cli.log' 2>&1",
+                            LM_AGENT_BIN, port, dir),
+                 0, "livemig-agent cutover failed");
+}
+
+static void expect_complete(pid_t agent)
+{
+    int rc = lm_test_wait(agent, 120000);
+    char *log = lm_test_slurp(log_path);
+    cr_assert_eq(rc, 0, "agent exit %d:\n%s", rc, log);
+    cr_assert(strstr(log, "livemig migration COMPLETE"), "%s", log);
+    cr_assert(strstr(log, "writes that reach the source after it are NOT applied"), "%s", log);
+    free(log);
+}
+
+static void expect_no_differences(void)
+{
+    int rc = lm_test_sh("'%s' '%s' --source '%s' --target '%s' > '%s/check.log' 2>&1", PY, CHECK,
+                        src.uri, dst.uri, dir);
+    char p[700];
+    snprintf(p, sizeof p, "%s/check.log", dir);
+    char *report = lm_test_slurp(p);
+    cr_assert_eq(rc, 0, "differences after cutover:\n%s\nagent log:\n%s", report,
+                 lm_test_slurp(log_path));
+    cr_assert(strstr(report, ": 0 differences"), "%s", report);
+    free(report);
+}
+
+static void writer_done(pid_t w)
+{
+    int rc = lm_test_wait(w, 120000);
+    cr_assert_eq(rc, 0, "writer failed:\n%s", lm_test_slurp(writer_log));
+}
+
+/* The whole live migration: writes during the copy and the stream, DDL while streaming. */
+static void live_migration(const char *kind, const char *writer_args, const char *const *extra)
+{
+    lm_testbed_start(kind, NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 3000 > /dev/null 2>&1", PY,
+                            WRITER, src.uri),
+                 0);
+    pid_t w = start_writer(writer_args);
+    pid_t a = start_agent(extra);
+    wait_streaming(a, 1, false);
+    writer_done(w);
+    wait_streaming(a, 1, true);
+    cutover();
+    expect_complete(a);
+    expect_no_differences();
+}
+
+Test(stream, oplog_capture_replays_every_change_kind)
+{
+    const char *extra[] = {"--capture", "oplog", NULL};
+    live_migration("secantus", "--no-load --docs 3000 --seconds 15 --ddl", extra);
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, "capture: oplog"), "%s", log);
+    cr_assert(strstr(log, "replayed createIndexes"), "no DDL was replayed:\n%s", log);
+    free(log);
+}
+
+Test(stream, change_stream_capture_replays_every_change_kind)
+{
+    const char *extra[] = {"--capture", "changestream", NULL};
+    live_migration("secantus", "--no-load --docs 3000 --seconds 15 --ddl --seed 2", extra);
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, "capture: changestream"), "%s", log);
+    cr_assert(strstr(log, "replayed create"), "no DDL was replayed:\n%s", log);
+    free(log);
+}
+
+Test(stream, ferretdb_source_auto_capture)
+{
+    /* FerretDB logs no DDL in its oplog: documents only (docs/testing.md) */
+    live_migration("ferretdb", "--no-load --docs 3000 --seconds 10 --seed 3", NULL);
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, "capture: oplog (auto"), "%s", log);
+    free(log);
+}
+
+Test(stream, kill9_mid_stream_resumes_without_double_applying)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    pid_t w = start_writer("--docs 2000 --seconds 25 --seed 4");
+    lm_time_sleep_ms(2000, NULL);
+    pid_t a = start_agent(NULL);
+    wait_streaming(a, 500, false);
+    kill(a, SIGKILL);
+    cr_assert_eq(lm_test_wait(a, 10000), 128 + SIGKILL);
+    lm_time_sleep_ms(1000, NULL);
+    a = start_agent(NULL);
+    wait_streaming(a, 1, false);
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, "streaming from the target's checkpoint"), "%s", log);
+    free(log);
+    writer_done(w);
+    wait_streaming(a, 1, true);
+    cutover();
+    expect_complete(a);
+    expect_no_differences();
+}
+
+Test(stream, source_restart_mid_stream_reconnects)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    pid_t w = start_writer("--docs 2000 --seconds 20 --seed 5");
+    lm_time_sleep_ms(2000, NULL);
+    pid_t a = start_agent(NULL);
+    wait_streaming(a, 200, false);
+    lm_testbed_restart(&src);
+    writer_done(w);
+    wait_streaming(a, 1, true);
+    cutover();
+    expect_complete(a);
+    expect_no_differences();
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, "reconnecting"), "the agent never saw the source go away:\n%s", log);
+    free(log);
+}
+
+Test(stream, paused_agent_past_the_oplog_window_fails_loudly)
+{
+    lm_testbed_start("secantus", "--oplog-max-entries 300", &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 100 > /dev/null 2>&1", PY,
+                            WRITER, src.uri),
+                 0);
+    pid_t a = start_agent(NULL);
+    wait_streaming(a, 0, false);
+    kill(a, SIGSTOP);
+    pid_t w = start_writer("--no-load --docs 100 --ops 2500 --seconds 120 --seed 6");
+    writer_done(w);
+    kill(a, SIGCONT);
+    int rc = lm_test_wait(a, 90000);
+    char *log = lm_test_slurp(log_path);
+    cr_assert_eq(rc, 1, "agent exit %d:\n%s", rc, log);
+    cr_assert(strstr(log, "oplog window exceeded: restart the migration from the beginning"), "%s",
+              log);
+    cr_assert(strstr(log, "livemig migration FAILED"), "%s", log);
+    free(log);
+}
+
+Test(stream, rename_on_the_source_fails_the_job)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 100 > /dev/null 2>&1", PY,
+                            WRITER, src.uri),
+                 0);
+    pid_t a = start_agent(NULL);
+    wait_streaming(a, 0, false);
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').wr.docs.rename('renamed')\"",
+                            PY, src.uri),
+                 0);
+    int rc = lm_test_wait(a, 60000);
+    char *log = lm_test_slurp(log_path);
+    cr_assert_eq(rc, 1, "agent exit %d:\n%s", rc, log);
+    cr_assert(strstr(log, "the source must not rename collections during a migration"), "%s", log);
+    free(log);
+}
+
+Test(stream, cutover_before_streaming_is_refused)
+{
+    /* nothing listens yet: the CLI says no agent answered */
+    cr_assert_neq(lm_test_sh("'%s' cutover --status-addr 127.0.0.1:%d > '%s/cli.log' 2>&1",
+                             LM_AGENT_BIN, port, dir),
+                  0);
+    char p[700];
+    snprintf(p, sizeof p, "%s/cli.log", dir);
+    cr_assert(strstr(lm_test_slurp(p), "no agent answered"));
+}

@@ -62,6 +62,23 @@ const char *lm_op_kind_name(lm_op_kind_t k)
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
+/* bson_copy_to_excluding_noinit without its abort: copies every field of src but the
+ * named ones (NULL: none) into dst; false when a field cannot be appended. */
+static bool copy_except(const bson_t *src, bson_t *dst, const char *skip1, const char *skip2)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, src))
+        return false;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if ((skip1 && strcmp(k, skip1) == 0) || (skip2 && strcmp(k, skip2) == 0))
+            continue;
+        if (!bson_append_iter(dst, k, -1, &it))
+            return false;
+    }
+    return true;
+}
+
 /* ---- update translation ---- */
 
 typedef struct {
@@ -250,11 +267,23 @@ static bool plain_path(const char *p, size_t len)
     return true;
 }
 
+/* The whole document is well-formed BSON (lengths, nesting): libbson aborts on some
+ * malformed input, and this is data from the network. */
+static bool well_formed(const bson_t *d)
+{
+    size_t off;
+    return bson_validate(d, BSON_VALIDATE_NONE, &off);
+}
+
 lm_op_kind_t lm_change_translate_description(const bson_t *desc, bson_t *specs)
 {
     upd_t u;
     bson_iter_t it, f;
     bson_t sub;
+    if (!well_formed(desc)) {
+        bson_reinit(specs);
+        return LM_OP_REFETCH;
+    }
     upd_init(&u, specs);
     if (bson_iter_init_find(&it, desc, "disambiguatedPaths") && sub_doc(&it, &sub) &&
         !bson_empty(&sub))
@@ -330,7 +359,7 @@ lm_op_kind_t lm_change_translate_update(const bson_t *body, bson_t *specs)
     upd_t u;
 
     bson_reinit(specs);
-    if (!bson_iter_init(&it, body))
+    if (!well_formed(body) || !bson_iter_init(&it, body))
         return LM_OP_REFETCH;
     if (!bson_iter_next(&it)) /* {}: a replacement by an empty document */
         return LM_OP_REPLACE;
@@ -553,7 +582,7 @@ static bool ddl_op(const char *db, const bson_t *o, lm_optime_t ts, int64_t wall
     bson_t *doc = bson_new();
     if (strcmp(cmd, "create") == 0) {
         BSON_APPEND_UTF8(doc, "create", coll);
-        bson_copy_to_excluding_noinit(o, doc, "create", "idIndex", NULL);
+        copy_except(o, doc, "create", "idIndex");
     } else if (strcmp(cmd, "createIndexes") == 0 || strcmp(cmd, "commitIndexBuild") == 0) {
         bson_t arr;
         BSON_APPEND_UTF8(doc, "createIndexes", coll);
@@ -562,7 +591,7 @@ static bool ddl_op(const char *db, const bson_t *o, lm_optime_t ts, int64_t wall
         } else { /* before 4.4: the one spec inline */
             bson_t spec;
             bson_init(&spec);
-            bson_copy_to_excluding_noinit(o, &spec, cmd, NULL);
+            copy_except(o, &spec, cmd, NULL);
             bson_append_array_begin(doc, "indexes", -1, &arr);
             bson_append_document(&arr, "0", 1, &spec);
             bson_append_array_end(doc, &arr);
@@ -712,7 +741,7 @@ static bool decode_entry(lm_oplog_decoder_t *d, const bson_t *e, lm_optime_t ts,
             bson_destroy(specs);
         if (op && kind == LM_OP_REPLACE) { /* the document keeps the _id it is stored under */
             bson_t *doc = bson_copy(op->id);
-            bson_copy_to_excluding_noinit(op->doc, doc, "_id", NULL);
+            copy_except(op->doc, doc, "_id", NULL);
             bson_destroy(op->doc);
             op->doc = doc;
         }
@@ -733,6 +762,8 @@ bool lm_oplog_decode(lm_oplog_decoder_t *d, const bson_t *entry, lm_optime_t pre
     bson_iter_t it;
     lm_optime_t t = {0, 0};
     int64_t wall = 0;
+    if (!well_formed(entry))
+        return lm_error_set(err, LM_ERR_INVALID, "an oplog entry that is not valid BSON");
     if (!bson_iter_init_find(&it, entry, "ts") || !BSON_ITER_HOLDS_TIMESTAMP(&it))
         return lm_error_set(err, LM_ERR_INVALID, "an oplog entry without a 'ts' timestamp");
     bson_iter_timestamp(&it, &t.t, &t.i);
@@ -766,6 +797,8 @@ bool lm_event_decode(const bson_t *ev, lm_oplist_t *out, lm_optime_t *ts, int64_
     bson_t nsd, key, sub;
     lm_optime_t t = {0, 0};
     int64_t wall = 0;
+    if (!well_formed(ev))
+        return lm_error_set(err, LM_ERR_INVALID, "a change event that is not valid BSON");
     const char *type = get_str(ev, "operationType");
 
     if (!bson_iter_init_find(&it, ev, "clusterTime") || !BSON_ITER_HOLDS_TIMESTAMP(&it))
@@ -833,7 +866,7 @@ bool lm_event_decode(const bson_t *ev, lm_oplist_t *out, lm_optime_t *ts, int64_
             }
             op->kind = type[0] == 'i' ? LM_OP_INSERT : LM_OP_REPLACE;
             op->doc = bson_copy(id);
-            bson_copy_to_excluding_noinit(&sub, op->doc, "_id", NULL);
+            copy_except(&sub, op->doc, "_id", NULL);
         } else if (type[0] == 'u') {
             if (!get_doc(ev, "updateDescription", &sub)) {
                 lm_op_free(op);
@@ -857,7 +890,7 @@ bool lm_event_decode(const bson_t *ev, lm_oplist_t *out, lm_optime_t *ts, int64_
     if (strcmp(type, "create") == 0) {
         BSON_APPEND_UTF8(cmd, "create", coll);
         if (has_desc)
-            bson_copy_to_excluding_noinit(&sub, cmd, "idIndex", NULL);
+            copy_except(&sub, cmd, "idIndex", NULL);
     } else if (strcmp(type, "drop") == 0) {
         BSON_APPEND_UTF8(cmd, "drop", coll);
     } else if (strcmp(type, "createIndexes") == 0) {

@@ -134,7 +134,7 @@ static void count_applied(struct lm_apply *a, lm_op_t **ops, size_t n)
 static bool refetch(worker_t *w, const lm_op_t *op, lm_error_t *err)
 {
     struct lm_apply *a = w->a;
-    int64_t backoff = 100;
+    unsigned attempt = 0;
     if (!w->src)
         w->src = mongoc_client_pool_pop(a->o.source);
     for (;;) {
@@ -168,11 +168,11 @@ static bool refetch(worker_t *w, const lm_op_t *op, lm_error_t *err)
                                 "%s.%s: cannot copy a changed document from the source to the "
                                 "target: %s",
                                 op->db, op->coll, e.message);
+        int64_t wait = lm_time_backoff_ms(attempt++, 100, 5000);
         lm_log_warn(NULL, "%s.%s: %s; retrying in %lld ms", op->db, op->coll, e.message,
-                    (long long)backoff);
-        if (!pause_ms(a, backoff))
+                    (long long)wait);
+        if (!pause_ms(a, wait))
             return why_not(a, err);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
     }
 }
 
@@ -236,7 +236,8 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
 {
     struct lm_apply *a = w->a;
     size_t i = 0;
-    int64_t backoff = 100, dup_since = 0;
+    int64_t dup_since = 0;
+    unsigned attempt = 0;
     mongoc_collection_t *coll = mongoc_client_get_collection(w->dst, ops[0]->db, ops[0]->coll);
     bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(true));
     bson_t *upsert_opts = BCON_NEW("upsert", BCON_BOOL(true), "validate", BCON_BOOL(false));
@@ -294,7 +295,7 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
             bson_destroy(&reply);
             count_applied(a, ops + i, end - i);
             i = end;
-            backoff = 100;
+            attempt = 0;
             dup_since = 0;
             continue;
         }
@@ -304,13 +305,13 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
         bson_destroy(&reply);
         if (!has_we) {
             if (lm_conn_error_transient(&e)) {
+                int64_t wait = lm_time_backoff_ms(attempt++, 100, 5000);
                 lm_log_warn(NULL, "applying to %s.%s: %s; retrying in %lld ms", ops[i]->db,
-                            ops[i]->coll, e.message, (long long)backoff);
-                if (!pause_ms(a, backoff)) {
+                            ops[i]->coll, e.message, (long long)wait);
+                if (!pause_ms(a, wait)) {
                     ok = why_not(a, err);
                     break;
                 }
-                backoff = backoff < 5000 ? backoff * 2 : 5000;
                 continue; /* everything is idempotent: the whole batch again */
             }
             ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,

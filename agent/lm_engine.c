@@ -138,21 +138,13 @@ static bool pin_start(engine_t *e)
 {
     bson_t reply;
     bson_iter_t it;
-    uint32_t t = 0, i = 0;
+    bson_error_t be;
+    lm_optime_t newest = {0, 0};
+    int64_t wall;
     /* The newest oplog entry: a position the stream can resume from exactly (hello's
      * lastWrite may name a time with no entry of its own). */
-    mongoc_collection_t *oplog = mongoc_client_get_collection(e->src, "local", "oplog.rs");
-    bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}", "limit", BCON_INT64(1),
-                            "projection", "{", "ts", BCON_INT32(1), "}");
-    bson_t filter = BSON_INITIALIZER;
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, opts, NULL);
-    const bson_t *d;
-    if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "ts") &&
-        BSON_ITER_HOLDS_TIMESTAMP(&it))
-        bson_iter_timestamp(&it, &t, &i);
-    mongoc_cursor_destroy(cur);
-    bson_destroy(opts);
-    mongoc_collection_destroy(oplog);
+    lm_stream_oplog_edge(e->src, -1, &newest, &wall, &be);
+    uint32_t t = newest.t, i = newest.i;
     if (t == 0) { /* no readable oplog (change streams only): the latest write's time */
         bson_t *cmd = BCON_NEW("hello", BCON_INT32(1));
         if (mongoc_client_command_simple(e->src, "admin", cmd, NULL, &reply, NULL) &&

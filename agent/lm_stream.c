@@ -62,9 +62,8 @@ static int64_t time_of(lm_optime_t t, int64_t wall)
 
 /* ---- reading the source's history ---- */
 
-/* The oldest or newest entry of local.oplog.rs; false when there is none or it cannot be
- * read (e is set then). */
-static bool oplog_edge(mongoc_client_t *c, int dir, lm_optime_t *ts, int64_t *wall, bson_error_t *e)
+bool lm_stream_oplog_edge(mongoc_client_t *c, int dir, lm_optime_t *ts, int64_t *wall,
+                          bson_error_t *e)
 {
     mongoc_collection_t *oplog = mongoc_client_get_collection(c, "local", "oplog.rs");
     bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(dir), "}", "limit", BCON_INT64(1),
@@ -112,7 +111,7 @@ static bool source_latest(stream_t *s, mongoc_client_t *c, lm_optime_t *ts, int6
     bson_destroy(&reply);
     bson_destroy(cmd);
     if (!found && s->oplog_readable)
-        found = oplog_edge(c, -1, ts, wall, &e);
+        found = lm_stream_oplog_edge(c, -1, ts, wall, &e);
     return found;
 }
 
@@ -134,7 +133,7 @@ static bool check_window(stream_t *s, mongoc_client_t *c, lm_optime_t need, lm_e
     bson_error_t e;
     if (!s->oplog_readable || need.t == 0)
         return true;
-    if (!oplog_edge(c, 1, &oldest, &wall, &e)) {
+    if (!lm_stream_oplog_edge(c, 1, &oldest, &wall, &e)) {
         if (e.code) {
             lm_log_warn(NULL, "cannot read the source's oldest oplog entry (%s): will try again",
                         e.message);
@@ -199,8 +198,9 @@ static void idle_empty(stream_t *s, mongoc_client_t *poll, idle_t *idle, bool ad
         idle->h.t = 0;
 }
 
-/* The position every change up to which is on the target. */
-static lm_optime_t applied_position(stream_t *s, int64_t *wall)
+/* The position every change up to which is on the target; *pending says whether any op
+ * is still queued or being written. */
+static lm_optime_t applied_position(stream_t *s, int64_t *wall, bool *pending)
 {
     lm_optime_t a, p;
     int64_t pw = 0;
@@ -208,7 +208,8 @@ static lm_optime_t applied_position(stream_t *s, int64_t *wall)
     a = s->safe_pos;
     *wall = s->safe_wall;
     pthread_mutex_unlock(&s->mu);
-    if (s->apply && lm_apply_pending(s->apply, &p, &pw) && lm_optime_cmp(p, a) < 0) {
+    *pending = s->apply && lm_apply_pending(s->apply, &p, &pw);
+    if (*pending && lm_optime_cmp(p, a) < 0) {
         a = p;
         *wall = pw;
     }
@@ -266,11 +267,32 @@ static bool history_lost(const bson_error_t *e)
            e->code == CHANGE_STREAM_FATAL;
 }
 
+/* After a cursor failed: true when it is worth opening again (having waited with backoff),
+ * false with err set when it is not. `what` names the cursor in messages; `lost` prefixes
+ * the window message; the hints follow a permission error and any other lasting error. */
+static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, const char *lost,
+                         const char *auth_hint, const char *other_hint, unsigned *attempt,
+                         lm_error_t *err)
+{
+    if (history_lost(e))
+        return lm_error_set(err, LM_ERR_INVALID, "%s" WINDOW_MSG " (the source says: %s)", lost,
+                            e->message);
+    if (!lm_conn_error_transient(e))
+        return lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+                            "source: %s failed: %s%s", what, e->message,
+                            e->code == 13 ? auth_hint : other_hint);
+    int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);
+    lm_log_warn(NULL, "source: %s failed (%s); reconnecting in %lld ms", what, e->message,
+                (long long)wait);
+    lm_time_sleep_ms(wait, s->o->stop);
+    return true;
+}
+
 /* Tails local.oplog.rs from the read position until done, stop or failure. */
 static bool read_oplog(stream_t *s, lm_error_t *err)
 {
     lm_oplog_decoder_t dec;
-    int64_t backoff = 100;
+    unsigned attempt = 0;
     bool ok = true;
     idle_t idle = {{0, 0}, 0};
     mongoc_client_t *poll = mongoc_client_pool_pop(s->o->source);
@@ -342,7 +364,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
             publish(s, ts, wall, noop, &dec);
             from = ts;
             from_wall = wall;
-            backoff = 100;
+            attempt = 0;
         }
         bool failed_cursor = ok && mongoc_cursor_error(cur, &e);
         mongoc_cursor_destroy(cur);
@@ -353,23 +375,10 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
             break;
         }
         if (failed_cursor) {
-            if (history_lost(&e)) {
-                ok = lm_error_set(err, LM_ERR_INVALID, WINDOW_MSG " (the source says: %s)",
-                                  e.message);
-                break;
-            }
-            if (!lm_conn_error_transient(&e)) {
-                ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                                  "source: cannot read local.oplog.rs: %s%s", e.message,
-                                  e.code == 13 ? ": the source user needs read access to the "
-                                                 "local database (or use --capture changestream)"
-                                               : "");
-                break;
-            }
-            lm_log_warn(NULL, "source: reading the oplog failed (%s); reconnecting in %lld ms",
-                        e.message, (long long)backoff);
-            lm_time_sleep_ms(backoff, s->o->stop);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            ok = retry_cursor(s, &e, "reading local.oplog.rs", "",
+                              ": the source user needs read access to the local database (or use "
+                              "--capture changestream)",
+                              "", &attempt, err);
         } else {
             lm_log_debug(NULL, "the oplog cursor ended; opening it again");
             lm_time_sleep_ms(100, s->o->stop); /* the cursor ended (FerretDB): open it again */
@@ -384,7 +393,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
 /* Reads the cluster-wide change stream from the read position. */
 static bool read_change_stream(stream_t *s, lm_error_t *err)
 {
-    int64_t backoff = 100;
+    unsigned attempt = 0;
     bson_t *token = NULL;
     bool ok = true;
     mongoc_client_t *poll = mongoc_client_pool_pop(s->o->source);
@@ -470,34 +479,18 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
                     bson_destroy(token);
                 token = bson_new_from_data(data, len);
             }
-            backoff = 100;
+            attempt = 0;
         }
         bool failed_stream = ok && mongoc_cursor_error(cs, &e);
         mongoc_cursor_destroy(cs);
         if (!ok || atomic_load(&s->done))
             break;
-        if (failed_stream) {
-            if (history_lost(&e)) {
-                ok = lm_error_set(err, LM_ERR_INVALID,
-                                  "change stream resume point lost; " WINDOW_MSG
-                                  " (the source says: %s)",
-                                  e.message);
-                break;
-            }
-            if (!lm_conn_error_transient(&e)) {
-                ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                                  "source: the cluster-wide change stream failed: %s%s", e.message,
-                                  e.code == 13 ? ": the source user needs the changeStream and "
-                                                 "find privileges on every database"
-                                               : ": use --capture oplog if the source cannot "
-                                                 "open change streams");
-                break;
-            }
-            lm_log_warn(NULL, "source: the change stream failed (%s); reconnecting in %lld ms",
-                        e.message, (long long)backoff);
-            lm_time_sleep_ms(backoff, s->o->stop);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
-        }
+        if (failed_stream)
+            ok = retry_cursor(
+                s, &e, "the cluster-wide change stream", "change stream resume point lost; ",
+                ": the source user needs the changeStream and find privileges on "
+                "every database",
+                ": use --capture oplog if the source cannot open change streams", &attempt, err);
     }
     if (token)
         bson_destroy(token);
@@ -539,14 +532,14 @@ static void *monitor_main(void *arg)
         bool stalled = now - last_tick > STALL_MS;
         last_tick = now;
         int64_t a_wall;
-        lm_optime_t a = applied_position(s, &a_wall);
-        lm_optime_t wr, pend;
-        int64_t wr_wall, pend_wall;
+        bool pending;
+        lm_optime_t a = applied_position(s, &a_wall, &pending);
+        lm_optime_t wr;
+        int64_t wr_wall;
         pthread_mutex_lock(&s->mu);
         wr = s->write_read;
         wr_wall = s->write_read_wall;
         pthread_mutex_unlock(&s->mu);
-        bool pending = lm_apply_pending(s->apply, &pend, &pend_wall);
         /* caught up: the cursor has nothing more and nothing waits to be applied */
         bool caught_up = !pending && atomic_load(&s->idle_streak) >= 2;
         int64_t wall_now = lm_time_now_ms();
@@ -570,7 +563,7 @@ static void *monitor_main(void *arg)
             lm_optime_t l;
             int64_t lw;
             bson_error_t e;
-            if (oplog_edge(src, -1, &l, &lw, &e) && lm_optime_cmp(l, latest) > 0)
+            if (lm_stream_oplog_edge(src, -1, &l, &lw, &e) && lm_optime_cmp(l, latest) > 0)
                 latest = l, latest_wall = lw;
             last_poll = now;
         }
@@ -637,7 +630,7 @@ static bool oplog_readable(mongoc_client_t *src, bson_error_t *e)
 {
     lm_optime_t t;
     int64_t w;
-    return oplog_edge(src, -1, &t, &w, e) || e->code == 0;
+    return lm_stream_oplog_edge(src, -1, &t, &w, e) || e->code == 0;
 }
 
 static bool choose_capture(stream_t *s, lm_error_t *err)
@@ -715,7 +708,8 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
         ok = false;
     }
     int64_t wall = 0;
-    lm_optime_t a = applied_position(&s, &wall);
+    bool pending;
+    lm_optime_t a = applied_position(&s, &wall, &pending);
     lm_apply_stop(s.apply);
     s.apply = NULL;
     if (s.capture[0] && a.t) {

@@ -42,6 +42,11 @@ typedef struct {
     const char *capture; /* the mode a previous run used, or NULL */
 } lm_stream_opts_t;
 
+/* The oldest (dir 1) or newest (dir -1) entry of the source's local.oplog.rs; false when
+ * there is none or it cannot be read (e->code set then). */
+bool lm_stream_oplog_edge(mongoc_client_t *c, int dir, lm_optime_t *ts, int64_t *wall,
+                          bson_error_t *e);
+
 /* Streams until the cutover completes (true: final position in status->stream.final_*),
  * or fails (err), or stops (err code LM_ERR_CANCELLED: *stop or status->cancel). The
  * applied position is checkpointed on every way out. */

@@ -69,6 +69,22 @@ static pid_t start_writer(const char *args)
     return lm_test_spawn(argv, writer_log);
 }
 
+/* Loads `docs` documents into the source before anything runs. */
+static void preload(int docs)
+{
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs %d > /dev/null 2>&1", PY,
+                            WRITER, src.uri, docs),
+                 0, "loading the source failed");
+}
+
+/* The agent's log says `needle`. */
+static void expect_log(const char *needle)
+{
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, needle), "the agent log lacks \"%s\":\n%s", needle, log);
+    free(log);
+}
+
 /* GET /api/v1/status parsed, or NULL while the agent does not answer. */
 static lm_json_val_t *status(void)
 {
@@ -160,9 +176,7 @@ static void live_migration(const char *kind, const char *writer_args, const char
 {
     lm_testbed_start(kind, NULL, &src);
     lm_testbed_start("secantus", NULL, &dst);
-    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 3000 > /dev/null 2>&1", PY,
-                            WRITER, src.uri),
-                 0);
+    preload(3000);
     pid_t w = start_writer(writer_args);
     pid_t a = start_agent(extra);
     wait_streaming(a, 1, false);
@@ -177,47 +191,58 @@ Test(stream, oplog_capture_replays_every_change_kind)
 {
     const char *extra[] = {"--capture", "oplog", NULL};
     live_migration("secantus", "--no-load --docs 3000 --seconds 15 --ddl", extra);
-    char *log = lm_test_slurp(log_path);
-    cr_assert(strstr(log, "capture: oplog"), "%s", log);
-    cr_assert(strstr(log, "replayed createIndexes"), "no DDL was replayed:\n%s", log);
-    free(log);
+    expect_log("capture: oplog");
+    expect_log("replayed createIndexes");
 }
 
 Test(stream, change_stream_capture_replays_every_change_kind)
 {
     const char *extra[] = {"--capture", "changestream", NULL};
     live_migration("secantus", "--no-load --docs 3000 --seconds 15 --ddl --seed 2", extra);
-    char *log = lm_test_slurp(log_path);
-    cr_assert(strstr(log, "capture: changestream"), "%s", log);
-    cr_assert(strstr(log, "replayed create"), "no DDL was replayed:\n%s", log);
-    free(log);
+    expect_log("capture: changestream");
+    expect_log("replayed create");
 }
 
 Test(stream, ferretdb_source_auto_capture)
 {
     /* FerretDB logs no DDL in its oplog: documents only (docs/testing.md) */
     live_migration("ferretdb", "--no-load --docs 3000 --seconds 10 --seed 3", NULL);
+    expect_log("capture: oplog (auto");
+}
+
+/* Two SecantusDB servers, a writer that loads the source and keeps writing, and (2 s
+ * into it) the agent. */
+static pid_t writer_then_agent(const char *writer_args, pid_t *agent)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    pid_t w = start_writer(writer_args);
+    lm_time_sleep_ms(2000, NULL);
+    *agent = start_agent(NULL);
+    return w;
+}
+
+/* The agent fails (exit 1) within timeout_ms and says `needle`. */
+static void expect_failure(pid_t agent, int timeout_ms, const char *needle)
+{
+    int rc = lm_test_wait(agent, timeout_ms);
     char *log = lm_test_slurp(log_path);
-    cr_assert(strstr(log, "capture: oplog (auto"), "%s", log);
+    cr_assert_eq(rc, 1, "agent exit %d:\n%s", rc, log);
     free(log);
+    expect_log(needle);
+    expect_log("livemig migration FAILED");
 }
 
 Test(stream, kill9_mid_stream_resumes_without_double_applying)
 {
-    lm_testbed_start("secantus", NULL, &src);
-    lm_testbed_start("secantus", NULL, &dst);
-    pid_t w = start_writer("--docs 2000 --seconds 25 --seed 4");
-    lm_time_sleep_ms(2000, NULL);
-    pid_t a = start_agent(NULL);
+    pid_t a, w = writer_then_agent("--docs 2000 --seconds 25 --seed 4", &a);
     wait_streaming(a, 500, false);
     kill(a, SIGKILL);
     cr_assert_eq(lm_test_wait(a, 10000), 128 + SIGKILL);
     lm_time_sleep_ms(1000, NULL);
     a = start_agent(NULL);
     wait_streaming(a, 1, false);
-    char *log = lm_test_slurp(log_path);
-    cr_assert(strstr(log, "streaming from the target's checkpoint"), "%s", log);
-    free(log);
+    expect_log("streaming from the target's checkpoint");
     writer_done(w);
     wait_streaming(a, 1, true);
     cutover();
@@ -227,11 +252,7 @@ Test(stream, kill9_mid_stream_resumes_without_double_applying)
 
 Test(stream, source_restart_mid_stream_reconnects)
 {
-    lm_testbed_start("secantus", NULL, &src);
-    lm_testbed_start("secantus", NULL, &dst);
-    pid_t w = start_writer("--docs 2000 --seconds 20 --seed 5");
-    lm_time_sleep_ms(2000, NULL);
-    pid_t a = start_agent(NULL);
+    pid_t a, w = writer_then_agent("--docs 2000 --seconds 20 --seed 5", &a);
     wait_streaming(a, 200, false);
     lm_testbed_restart(&src);
     writer_done(w);
@@ -239,51 +260,35 @@ Test(stream, source_restart_mid_stream_reconnects)
     cutover();
     expect_complete(a);
     expect_no_differences();
-    char *log = lm_test_slurp(log_path);
-    cr_assert(strstr(log, "reconnecting"), "the agent never saw the source go away:\n%s", log);
-    free(log);
+    expect_log("reconnecting"); /* it saw the source go away */
 }
 
 Test(stream, paused_agent_past_the_oplog_window_fails_loudly)
 {
     lm_testbed_start("secantus", "--oplog-max-entries 300", &src);
     lm_testbed_start("secantus", NULL, &dst);
-    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 100 > /dev/null 2>&1", PY,
-                            WRITER, src.uri),
-                 0);
+    preload(100);
     pid_t a = start_agent(NULL);
     wait_streaming(a, 0, false);
     kill(a, SIGSTOP);
     pid_t w = start_writer("--no-load --docs 100 --ops 2500 --seconds 120 --seed 6");
     writer_done(w);
     kill(a, SIGCONT);
-    int rc = lm_test_wait(a, 90000);
-    char *log = lm_test_slurp(log_path);
-    cr_assert_eq(rc, 1, "agent exit %d:\n%s", rc, log);
-    cr_assert(strstr(log, "oplog window exceeded: restart the migration from the beginning"), "%s",
-              log);
-    cr_assert(strstr(log, "livemig migration FAILED"), "%s", log);
-    free(log);
+    expect_failure(a, 90000, "oplog window exceeded: restart the migration from the beginning");
 }
 
 Test(stream, rename_on_the_source_fails_the_job)
 {
     lm_testbed_start("secantus", NULL, &src);
     lm_testbed_start("secantus", NULL, &dst);
-    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 100 > /dev/null 2>&1", PY,
-                            WRITER, src.uri),
-                 0);
+    preload(100);
     pid_t a = start_agent(NULL);
     wait_streaming(a, 0, false);
     cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
                             "M('%s').wr.docs.rename('renamed')\"",
                             PY, src.uri),
                  0);
-    int rc = lm_test_wait(a, 60000);
-    char *log = lm_test_slurp(log_path);
-    cr_assert_eq(rc, 1, "agent exit %d:\n%s", rc, log);
-    cr_assert(strstr(log, "the source must not rename collections during a migration"), "%s", log);
-    free(log);
+    expect_failure(a, 60000, "the source must not rename collections during a migration");
 }
 
 Test(stream, cutover_before_streaming_is_refused)

@@ -82,15 +82,6 @@ static int cmd_migrate(int argc, char **argv)
         code = LM_EXIT_OK;
         goto out;
     }
-    if (!job.copy_only && !getenv("LIVEMIG_EXPERIMENTAL_STREAMING")) {
-        /* test_stream still finds differences under load (docs/testing.md): until that
-         * is fixed, nobody streams a production migration by accident */
-        fprintf(stderr, "livemig-agent migrate: streaming after the copy is experimental in this "
-                        "build (under load it can miss changes; see docs/testing.md): run with "
-                        "--copy-only, or set LIVEMIG_EXPERIMENTAL_STREAMING=1 to try it on test "
-                        "data\n");
-        goto out;
-    }
     lm_log_set_format(job.log_format == LM_JOB_LOG_JSON ? LM_LOG_JSON : LM_LOG_TEXT);
     lm_log_set_level((lm_log_level_t)job.log_level);
     struct sigaction sa;

@@ -100,6 +100,8 @@ static void json_stream(lm_status_t *st, lm_json_writer_t *w)
     lm_json_w_int(w, atomic_load(&st->ops_refetched));
     lm_json_w_key(w, "ddlApplied");
     lm_json_w_int(w, atomic_load(&st->ddl_applied));
+    lm_json_w_key(w, "oplogRereads");
+    lm_json_w_int(w, atomic_load(&st->oplog_rereads));
     lm_json_w_key(w, "opsPerSecond");
     lm_json_w_double(w, s->ops_per_second);
     lm_json_w_key(w, "applyLatencyMs");
@@ -377,13 +379,17 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
             "# TYPE livemig_apply_refetched_total counter\nlivemig_apply_refetched_total %lld\n"
             "# HELP livemig_apply_ddl_total DDL operations replayed.\n"
             "# TYPE livemig_apply_ddl_total counter\nlivemig_apply_ddl_total %lld\n"
+            "# HELP livemig_oplog_rereads_total Oplog ranges read again after the source's "
+            "cursor skipped entries.\n"
+            "# TYPE livemig_oplog_rereads_total counter\nlivemig_oplog_rereads_total %lld\n"
             "# HELP livemig_apply_ops_per_second Changes applied per second (last second).\n"
             "# TYPE livemig_apply_ops_per_second gauge\nlivemig_apply_ops_per_second %.1f\n"
             "# HELP livemig_apply_latency_ms Queue-to-write latency of applied changes.\n"
             "# TYPE livemig_apply_latency_ms gauge\nlivemig_apply_latency_ms %.1f\n",
             s->lag_seconds, s->ready_for_cutover, s->optime_gap_seconds,
             (long long)atomic_load(&st->ops_applied), (long long)atomic_load(&st->ops_refetched),
-            (long long)atomic_load(&st->ddl_applied), s->ops_per_second, s->apply_latency_ms);
+            (long long)atomic_load(&st->ddl_applied), (long long)atomic_load(&st->oplog_rereads),
+            s->ops_per_second, s->apply_latency_ms);
     }
     lm_strbuf_appendf(
         out,

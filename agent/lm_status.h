@@ -90,7 +90,8 @@ typedef struct {
     volatile sig_atomic_t cutover; /* set by POST /api/v1/cutover */
     /* streaming: counters bumped by the apply workers */
     atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
-    lm_stream_status_t stream; /* under mu */
+    atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
+    lm_stream_status_t stream;  /* under mu */
 } lm_status_t;
 
 void lm_status_init(lm_status_t *st, const char *job_id);

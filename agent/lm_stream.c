@@ -16,6 +16,8 @@
 #define TICK_MS 200
 #define CHECKPOINT_MS 2000
 #define POLL_MS 1000
+#define CHECK_MS 2000 /* the continuity check's period (see cont_t) */
+#define STUCK_MS 3000 /* an idle cursor behind the oplog's end this long is replaced */
 #define WINDOW_CHECK_MS 30000
 #define STALL_MS 5000 /* a tick this late: the process was paused; check the window now */
 #define CAPPED_POSITION_LOST 136
@@ -42,6 +44,8 @@ typedef struct {
     lm_optime_t write_read; /* newest entry read that was not a no-op */
     int64_t write_read_wall;
     atomic_int idle_streak; /* empty answers in a row from the cursor (see idle_empty) */
+    lm_optime_t unchecked;  /* the checkpoint may not pass this (t = 0: free); see cont_t */
+    atomic_bool reopen;     /* the monitor asks the oplog reader for a new cursor */
 
     pthread_t mon;
     bool mon_started;
@@ -216,6 +220,22 @@ static lm_optime_t applied_position(stream_t *s, int64_t *wall, bool *pending)
     return a;
 }
 
+/* The position a checkpoint may record: the applied one, but not past entries whose
+ * continuity is not checked yet (see cont_t). */
+static lm_optime_t checkpoint_position(stream_t *s, int64_t *wall)
+{
+    bool pending;
+    lm_optime_t a = applied_position(s, wall, &pending), limit;
+    pthread_mutex_lock(&s->mu);
+    limit = s->unchecked;
+    pthread_mutex_unlock(&s->mu);
+    if (limit.t && lm_optime_cmp(limit, a) < 0) {
+        a = limit;
+        *wall = 0;
+    }
+    return a;
+}
+
 /* Hands the ops of one entry on: document ops to the appliers, DDL after a drain. */
 static bool dispatch(stream_t *s, lm_oplist_t *ops, lm_optime_t prev, int64_t prev_wall,
                      lm_error_t *err)
@@ -238,6 +258,9 @@ static bool dispatch(stream_t *s, lm_oplist_t *ops, lm_optime_t prev, int64_t pr
         } else {
             op->prev = prev;
             op->prev_wall_ms = prev_wall;
+            if (lm_log_enabled(LM_LOG_DEBUG))
+                lm_log_debug(NULL, "change at Timestamp(%u, %u): %s on %s.%s", op->ts.t, op->ts.i,
+                             lm_op_kind_name(op->kind), op->db, op->coll);
             ok = lm_apply_push(s->apply, op, err);
         }
         op = next;
@@ -288,6 +311,156 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
     return true;
 }
 
+/* ---- the oplog reader ----
+ *
+ * The continuity check. A tailable cursor is trusted to give every entry in order, but
+ * test-bed servers do not: SecantusDB 0.7 loses the entries written while its tailable
+ * find opens (it reads the matching entries, then the oplog's end a moment later), and
+ * FerretDB's cursor steps over entries now and then. So what the cursor gave is checked:
+ * the entries in (from, upto] are counted on the source with a plain query and compared
+ * with the number the cursor gave; when some are missing, the range is read again with a
+ * plain query and replayed in order (replaying is idempotent). The first check of a
+ * cursor covers up to the source's newest entry once the cursor answered; later ones, up
+ * to the reader's position, when the cursor goes idle or every CHECK_MS (longer when the
+ * count is slow: at most 5% of the time). A checkpoint never passes `from`. */
+typedef struct {
+    lm_optime_t from, upto; /* the next check covers (from, upto] */
+    bool first;             /* upto is the source's end as the cursor opened */
+    int64_t seen;           /* entries in (from, upto] the cursor gave */
+    int64_t due_ms;         /* the next periodic check */
+    int64_t cost_ms;        /* how long the last count took */
+} cont_t;
+
+/* Holds the checkpoint at `at`: entries after it are not checked yet (t = 0: none). */
+static void hold_checkpoint(stream_t *s, lm_optime_t at)
+{
+    pthread_mutex_lock(&s->mu);
+    s->unchecked = at;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A plain (not tailable) read of the entries with from <= ts <= upto, oldest first. */
+static mongoc_cursor_t *range_cursor(mongoc_collection_t *oplog, lm_optime_t from, lm_optime_t upto,
+                                     bool ts_only)
+{
+    bson_t *filter = BCON_NEW("ts", "{", "$gte", BCON_TIMESTAMP(from.t, from.i), "$lte",
+                              BCON_TIMESTAMP(upto.t, upto.i), "}");
+    bson_t *opts =
+        BCON_NEW("sort", "{", "$natural", BCON_INT32(1), "}", "batchSize", BCON_INT32(1000));
+    if (ts_only)
+        BCON_APPEND(opts, "projection", "{", "_id", BCON_INT32(0), "ts", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, filter, opts, NULL);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return cur;
+}
+
+static bool entry_ts(const bson_t *doc, lm_optime_t *ts, lm_error_t *err)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "ts") || !BSON_ITER_HOLDS_TIMESTAMP(&it))
+        return lm_error_set(err, LM_ERR_INVALID, "an oplog entry without a 'ts' timestamp");
+    bson_iter_timestamp(&it, &ts->t, &ts->i);
+    return true;
+}
+
+/* Decodes one entry after *pos, hands its ops on and publishes it; *pos moves to it. */
+static bool take_entry(stream_t *s, lm_oplog_decoder_t *dec, const bson_t *doc, lm_optime_t *pos,
+                       int64_t *pos_wall, lm_error_t *err)
+{
+    lm_optime_t ts;
+    int64_t wall;
+    bool noop;
+    lm_oplist_t ops = {0};
+    if (!lm_oplog_decode(dec, doc, *pos, &ops, &ts, &wall, &noop, err) ||
+        !dispatch(s, &ops, *pos, *pos_wall, err)) {
+        lm_oplist_clear(&ops);
+        return false;
+    }
+    publish(s, ts, wall, noop, dec);
+    *pos = ts;
+    *pos_wall = wall;
+    return true;
+}
+
+/* Reads (start, upto] again with a plain query and replays it from a fresh decoder. */
+static bool replay_range(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decoder_t *dec,
+                         lm_optime_t start, lm_optime_t upto, lm_optime_t *pos, int64_t *pos_wall,
+                         lm_error_t *err)
+{
+    lm_optime_t hold;
+    if (lm_oplog_decoder_hold(dec, &hold) && lm_optime_cmp(hold, start) < 0)
+        start = hold; /* a transaction still open began earlier: read it whole again */
+    hold_checkpoint(s, start);
+    lm_oplog_decoder_cleanup(dec);
+    lm_oplog_decoder_init(dec);
+    *pos = start;
+    *pos_wall = 0;
+    mongoc_cursor_t *cur = range_cursor(oplog, start, upto, false);
+    const bson_t *doc;
+    bson_error_t e;
+    bool ok = true, first = true;
+    while (ok && mongoc_cursor_next(cur, &doc)) {
+        lm_optime_t ts;
+        ok = entry_ts(doc, &ts, err);
+        if (ok && first && start.t && lm_optime_cmp(ts, start) > 0)
+            ok = window_error(err, start, ts);
+        first = false;
+        if (ok && lm_optime_cmp(ts, *pos) > 0)
+            ok = take_entry(s, dec, doc, pos, pos_wall, err);
+        if (ok && must_stop(s, err))
+            ok = false;
+    }
+    if (ok && mongoc_cursor_error(cur, &e))
+        ok = lm_error_set(err, LM_ERR_SERVER, "source: reading local.oplog.rs again failed: %s",
+                          e.message);
+    mongoc_cursor_destroy(cur);
+    return ok;
+}
+
+/* Runs the continuity check up to `upto` (see cont_t); replays the range when entries
+ * are missing. False with err set when the source cannot be read or the replay fails. */
+static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decoder_t *dec,
+                             cont_t *c, lm_optime_t *pos, int64_t *pos_wall, lm_error_t *err)
+{
+    int64_t n = 0, t0 = lm_time_mono_ms();
+    if (!c->first)
+        c->upto = *pos;
+    if (lm_optime_cmp(c->upto, c->from) > 0) {
+        mongoc_cursor_t *cur = range_cursor(oplog, c->from, c->upto, true);
+        const bson_t *doc;
+        bson_error_t e;
+        while (mongoc_cursor_next(cur, &doc)) {
+            lm_optime_t ts;
+            if (entry_ts(doc, &ts, err) && lm_optime_cmp(ts, c->from) > 0)
+                n++;
+        }
+        bool failed = mongoc_cursor_error(cur, &e);
+        mongoc_cursor_destroy(cur);
+        if (failed)
+            return lm_error_set(err, LM_ERR_SERVER, "source: counting oplog entries failed: %s",
+                                e.message);
+    }
+    int64_t now = lm_time_mono_ms();
+    c->cost_ms = now - t0;
+    c->due_ms = now + (CHECK_MS > 20 * c->cost_ms ? CHECK_MS : 20 * c->cost_ms);
+    if (n > c->seen) {
+        lm_log_warn(NULL,
+                    "the source's oplog cursor skipped %lld of %lld entries after Timestamp(%u, "
+                    "%u); reading them again",
+                    (long long)(n - c->seen), (long long)n, c->from.t, c->from.i);
+        atomic_fetch_add(&s->st->oplog_rereads, 1);
+        if (!replay_range(s, oplog, dec, c->from, c->upto, pos, pos_wall, err))
+            return false;
+    }
+    if (lm_optime_cmp(c->upto, c->from) > 0)
+        c->from = c->upto;
+    c->first = false;
+    c->seen = 0;
+    hold_checkpoint(s, c->from);
+    return true;
+}
+
 /* Tails local.oplog.rs from the read position until done, stop or failure. */
 static bool read_oplog(stream_t *s, lm_error_t *err)
 {
@@ -305,6 +478,8 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
         from = s->read_pos;
         from_wall = s->read_wall;
         pthread_mutex_unlock(&s->mu);
+        cont_t cont = {.from = from, .upto = from, .first = true};
+        hold_checkpoint(s, from);
         /* A small first batch: FerretDB ends a tailable cursor whose first batch is short. */
         bson_t *filter =
             from.t ? BCON_NEW("ts", "{", "$gte", BCON_TIMESTAMP(from.t, from.i), "}") : bson_new();
@@ -314,9 +489,10 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
         mongoc_cursor_set_max_await_time_ms(cur, AWAIT_MS);
         bson_destroy(filter);
         bson_destroy(opts);
-        bool first = true, widened = false;
+        bool first = true, widened = false, answered = false;
         const bson_t *doc;
         bson_error_t e;
+        memset(&e, 0, sizeof e);
         for (;;) {
             if (must_stop(s, err)) {
                 ok = false;
@@ -324,10 +500,35 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
             }
             if (atomic_load(&s->done))
                 break;
-            if (!mongoc_cursor_next(cur, &doc)) {
+            bool got = mongoc_cursor_next(cur, &doc);
+            if (!answered) { /* the find has answered: where the source's oplog ends now */
+                int64_t w;
+                answered = true;
+                if (mongoc_cursor_error(cur, &e))
+                    break;
+                if (!lm_stream_oplog_edge(poll, -1, &cont.upto, &w, &e)) {
+                    if (e.code)
+                        break;
+                    cont.upto = from;
+                }
+                cont.due_ms = lm_time_mono_ms() + CHECK_MS;
+                cont.first = lm_optime_cmp(cont.upto, from) > 0;
+            }
+            if (!got) {
                 if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur))
                     break;
-                idle_empty(s, poll, &idle, false); /* nothing new within the await time */
+                /* nothing new within the await time: the cursor has given all it will */
+                if (lm_optime_cmp(cont.first ? cont.upto : from, cont.from) > 0) {
+                    if (!(ok = check_continuity(s, oplog, &dec, &cont, &from, &from_wall, err)))
+                        break;
+                    continue;
+                }
+                if (atomic_exchange(&s->reopen, false)) {
+                    lm_log_info(NULL, "the source's oplog holds entries the cursor does not "
+                                      "return; opening it again");
+                    break;
+                }
+                idle_empty(s, poll, &idle, false);
                 continue;
             }
             idle_reset(s, &idle);
@@ -336,37 +537,33 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
                 widened = true;
             }
             lm_optime_t ts;
-            int64_t wall;
-            bool noop;
-            lm_oplist_t ops = {0};
-            bson_iter_t it;
-            if (!bson_iter_init_find(&it, doc, "ts") || !BSON_ITER_HOLDS_TIMESTAMP(&it)) {
-                ok = lm_error_set(err, LM_ERR_INVALID, "an oplog entry without a 'ts' timestamp");
+            if (!entry_ts(doc, &ts, err)) {
+                ok = false;
                 break;
             }
-            bson_iter_timestamp(&it, &ts.t, &ts.i);
             if (first && from.t && lm_optime_cmp(ts, from) > 0) {
                 /* the entry we resume from is gone: changes after it may be too */
                 ok = window_error(err, from, ts);
                 break;
             }
             first = false;
+            if (((cont.first && lm_optime_cmp(ts, cont.upto) > 0) ||
+                 (!cont.first && lm_time_mono_ms() >= cont.due_ms)) &&
+                !(ok = check_continuity(s, oplog, &dec, &cont, &from, &from_wall, err)))
+                break;
             if (lm_optime_cmp(ts, from) <= 0 && from.t)
                 continue; /* applied before */
             if (atomic_load(&s->done) && lm_optime_cmp(ts, s->cutoff) > 0)
                 break;
-            if (!lm_oplog_decode(&dec, doc, from, &ops, &ts, &wall, &noop, err) ||
-                !dispatch(s, &ops, from, from_wall, err)) {
-                lm_oplist_clear(&ops);
+            if (!cont.first || lm_optime_cmp(ts, cont.upto) <= 0)
+                cont.seen++;
+            if (!take_entry(s, &dec, doc, &from, &from_wall, err)) {
                 ok = false;
                 break;
             }
-            publish(s, ts, wall, noop, &dec);
-            from = ts;
-            from_wall = wall;
             attempt = 0;
         }
-        bool failed_cursor = ok && mongoc_cursor_error(cur, &e);
+        bool failed_cursor = ok && (e.code || mongoc_cursor_error(cur, &e));
         mongoc_cursor_destroy(cur);
         if (!ok || atomic_load(&s->done))
             break;
@@ -519,7 +716,8 @@ static void *monitor_main(void *arg)
             last_window = lm_time_mono_ms(), last_rate = lm_time_mono_ms();
     long long last_ops = atomic_load(&s->st->ops_applied), last_lat = 0, last_lat_n = 0;
     lm_optime_t latest = {0, 0}, ckpt = s->o->from, window_prev;
-    int64_t latest_wall = 0, caught_up_at = 0;
+    lm_optime_t edge = {0, 0}; /* the source's newest oplog entry, polled during the cutover */
+    int64_t latest_wall = 0, caught_up_at = 0, behind_since = 0;
     bool cutting_over = false;
 
     lm_status_get_stream(s->st, &ss);
@@ -563,9 +761,33 @@ static void *monitor_main(void *arg)
             lm_optime_t l;
             int64_t lw;
             bson_error_t e;
-            if (lm_stream_oplog_edge(src, -1, &l, &lw, &e) && lm_optime_cmp(l, latest) > 0)
-                latest = l, latest_wall = lw;
+            if (lm_stream_oplog_edge(src, -1, &l, &lw, &e)) {
+                edge = l;
+                if (lm_optime_cmp(l, latest) > 0)
+                    latest = l, latest_wall = lw;
+            }
             last_poll = now;
+        }
+        /* Tailing the oplog, the reader must also have reached the source's newest entry:
+         * a cursor can answer "nothing new" with entries waiting (FerretDB). One that does
+         * so for a while is replaced. */
+        bool at_edge = true;
+        if (cutting_over && !s->use_cs && s->oplog_readable) {
+            lm_optime_t r;
+            pthread_mutex_lock(&s->mu);
+            r = s->read_pos;
+            pthread_mutex_unlock(&s->mu);
+            at_edge = edge.t && lm_optime_cmp(r, edge) >= 0;
+            if (caught_up && !at_edge) {
+                if (!behind_since)
+                    behind_since = now;
+                else if (now - behind_since >= STUCK_MS) {
+                    atomic_store(&s->reopen, true);
+                    behind_since = 0;
+                }
+            } else {
+                behind_since = 0;
+            }
         }
         ss.active = true;
         snprintf(ss.capture, sizeof ss.capture, "%s", s->capture);
@@ -605,14 +827,16 @@ static void *monitor_main(void *arg)
             window_prev = reached;
             last_window = lm_time_mono_ms();
         }
-        if (lm_optime_cmp(a, ckpt) != 0 && now - last_ckpt >= CHECKPOINT_MS) {
-            if (lm_meta_save_position(dst, s->o->job_id, NULL, a.t, a.i, a_wall, s->capture, &err))
-                ckpt = a;
+        int64_t c_wall;
+        lm_optime_t c = checkpoint_position(s, &c_wall);
+        if (lm_optime_cmp(c, ckpt) != 0 && now - last_ckpt >= CHECKPOINT_MS) {
+            if (lm_meta_save_position(dst, s->o->job_id, NULL, c.t, c.i, c_wall, s->capture, &err))
+                ckpt = c;
             else
                 lm_log_warn(NULL, "%s; will try again", err.message);
             last_ckpt = now;
         }
-        if (cutting_over && caught_up && !atomic_load(&s->done)) {
+        if (cutting_over && caught_up && at_edge && !atomic_load(&s->done)) {
             s->cutoff = a;
             atomic_store(&s->done, true);
             lm_log_info(NULL, "cutover: the target holds every change up to Timestamp(%u, %u)", a.t,
@@ -708,8 +932,7 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
         ok = false;
     }
     int64_t wall = 0;
-    bool pending;
-    lm_optime_t a = applied_position(&s, &wall, &pending);
+    lm_optime_t a = checkpoint_position(&s, &wall);
     lm_apply_stop(s.apply);
     s.apply = NULL;
     if (s.capture[0] && a.t) {

@@ -85,11 +85,30 @@ def compare_docs(ns, s, t, diffs):
         if got is None:
             diffs.append(f"{ns}: document _id={doc['_id']!r} missing on the target")
         elif got != doc.raw:
-            diffs.append(f"{ns}: document _id={doc['_id']!r} differs")
-    for key in list(target)[:MAX_LISTED]:
-        diffs.append(f"{ns}: target has an extra document ({len(target)} in all)")
-        break
+            diffs.append(f"{ns}: document _id={doc['_id']!r} differs in {field_diff(doc.raw, got)}")
+    if target:
+        from bson import decode
+        ids = ", ".join(repr(decode(k)["_id"]) for k in list(target)[:MAX_LISTED])
+        diffs.append(f"{ns}: target has {len(target)} extra document(s): _id {ids}")
     return count
+
+
+def field_diff(src_raw, dst_raw):
+    """Names the top-level fields that differ (value, presence or order), not their values."""
+    from bson import decode
+    from bson.codec_options import CodecOptions
+    opts = CodecOptions(document_class=RawBSONDocument)
+    a, b = decode(src_raw, opts), decode(dst_raw, opts)
+    names = [k for k in a.keys() if k not in b.keys() or encode_one(a, k) != encode_one(b, k)]
+    names += ["+" + k for k in b.keys() if k not in a.keys()]
+    if not names:
+        return "field order: source %s, target %s" % (list(a.keys()), list(b.keys()))
+    return "fields " + ", ".join(names) + " (+ = only on the target)"
+
+
+def encode_one(doc, key):
+    from bson import encode
+    return encode({key: doc[key]})
 
 
 def _id_bytes(raw_doc):

@@ -1,4 +1,4 @@
-/* lm_bench: helpers for bench/copy (never run by the tests).
+/* lm_bench: helpers for bench/copy and bench/stream (never run by the tests).
  *
  *   lm_bench ceiling --target URI --db D --docs N --doc-bytes B --threads T
  *                    [--collections C] [--skew S]
@@ -8,6 +8,17 @@
  *       bulk inserts of 1000, one collection at a time; only the inserts are timed.
  *   lm_bench naive --source URI --target URI --ns db.coll [--limit N]
  *       a naive copy: one thread, find -> insert_one per document.
+ *   lm_bench load --uri URI --db D --docs N --rate R --seconds S [--threads T] [--first-id F]
+ *       bench/stream's live load on D.c000 (seeded with _id 0..N-1 by `ceiling`): R ops/s
+ *       in all, 50% inserts of new _ids, 40% $set of one field on a random _id, 10%
+ *       deletes of a random _id, paced on an absolute schedule by T threads (default 4).
+ *       New _ids start at F (default N). Reports the ops done, the rate held (it falls
+ *       short when the source is slower) and next_id, the --first-id of a following run.
+ *   lm_bench applyceil --target URI --db D --docs N --ops M [--threads T] [--batch B]
+ *       the apply ceiling: M ops of the same mix, built first, sent to D.c000 the way
+ *       livemig's appliers write them (insert = replace with upsert, update = update_one,
+ *       delete = delete_one) as ordered bulk writes of B (default 1000) by T threads
+ *       (default 8), each owning the _ids that hash to it. Only the writes are timed.
  *   lm_bench run --report FILE -- COMMAND...
  *       runs COMMAND and writes its wall time, CPU seconds and peak RSS to FILE (COMMAND
  *       keeps stdout and stderr).
@@ -173,6 +184,232 @@ static int naive(int argc, char **argv)
     return 0;
 }
 
+/* ---- bench/stream: the live load and the apply ceiling ---- */
+
+typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } mix_kind_t;
+
+/* The 50/40/10 mix: kind and _id of op k, given the next new _id. Deterministic per seed. */
+static mix_kind_t mix_op(uint64_t *seed, int64_t *next_id, int64_t *id, int64_t *value)
+{
+    *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t r = *seed >> 33;
+    *value = (int64_t)(r % 1000000);
+    int pick = (int)(r % 10);
+    if (pick < 5) {
+        *id = (*next_id)++;
+        return OP_INSERT;
+    }
+    *id = (int64_t)((r >> 4) % (uint64_t)*next_id);
+    return pick < 9 ? OP_UPDATE : OP_DELETE;
+}
+
+static bson_t *mix_doc(int64_t id, int64_t value)
+{
+    return BCON_NEW("_id", BCON_INT64(id), "n", BCON_INT64(value), "pad",
+                    BCON_UTF8("pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp"
+                              "pppppppppppppppppppppppppppppppppppppp"));
+}
+
+typedef struct {
+    mongoc_client_pool_t *pool;
+    const char *db;
+    double rate; /* this thread's ops per second */
+    int64_t until_ms;
+    pthread_mutex_t *mu;
+    int64_t *next_id; /* shared under mu */
+    uint64_t seed;
+    int64_t done, errors;
+} load_t;
+
+static void *load_worker(void *p)
+{
+    load_t *l = p;
+    mongoc_client_t *c = mongoc_client_pool_pop(l->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, l->db, "c000");
+    int64_t t0 = lm_time_mono_ms();
+    bson_error_t e;
+    for (int64_t k = 0;; k++) {
+        int64_t due = t0 + (int64_t)((double)k * 1000.0 / l->rate);
+        int64_t now = lm_time_mono_ms();
+        if (due >= l->until_ms || now >= l->until_ms)
+            break;
+        if (due > now)
+            lm_time_sleep_ms(due - now, NULL);
+        int64_t id, value;
+        pthread_mutex_lock(l->mu);
+        mix_kind_t kind = mix_op(&l->seed, l->next_id, &id, &value);
+        pthread_mutex_unlock(l->mu);
+        bson_t *sel = BCON_NEW("_id", BCON_INT64(id));
+        bool ok;
+        if (kind == OP_INSERT) {
+            bson_t *d = mix_doc(id, value);
+            ok = mongoc_collection_insert_one(coll, d, NULL, NULL, &e);
+            bson_destroy(d);
+        } else if (kind == OP_UPDATE) {
+            bson_t *u = BCON_NEW("$set", "{", "n", BCON_INT64(value), "}");
+            ok = mongoc_collection_update_one(coll, sel, u, NULL, NULL, &e);
+            bson_destroy(u);
+        } else {
+            ok = mongoc_collection_delete_one(coll, sel, NULL, NULL, &e);
+        }
+        bson_destroy(sel);
+        if (ok)
+            l->done++;
+        else if (l->errors++ < 3)
+            fprintf(stderr, "load: %s\n", e.message);
+    }
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(l->pool, c);
+    return NULL;
+}
+
+static int load(int argc, char **argv)
+{
+    const char *db = arg(argc, argv, "--db", "bench");
+    /* new _ids start at --first-id (default --docs): a later run must not reuse them */
+    int64_t next_id =
+        strtoll(arg(argc, argv, "--first-id", arg(argc, argv, "--docs", "100000")), NULL, 10);
+    double rate = strtod(arg(argc, argv, "--rate", "1000"), NULL);
+    double secs = strtod(arg(argc, argv, "--seconds", "60"), NULL);
+    int threads = (int)strtol(arg(argc, argv, "--threads", "4"), NULL, 10);
+    if (rate <= 0 || threads < 1 || secs <= 0)
+        return 2;
+    mongoc_uri_t *uri = mongoc_uri_new(arg(argc, argv, "--uri", ""));
+    mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
+    mongoc_client_pool_max_size(pool, (uint32_t)threads + 1);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    load_t *l = calloc((size_t)threads, sizeof *l);
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    int64_t t0 = lm_time_mono_ms();
+    for (int t = 0; t < threads; t++) {
+        l[t] = (load_t){.pool = pool,
+                        .db = db,
+                        .rate = rate / threads,
+                        .until_ms = t0 + (int64_t)(secs * 1000),
+                        .mu = &mu,
+                        .next_id = &next_id,
+                        .seed = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1)};
+        pthread_create(&th[t], NULL, load_worker, &l[t]);
+    }
+    int64_t done = 0, errors = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        done += l[t].done;
+        errors += l[t].errors;
+    }
+    double took = (double)(lm_time_mono_ms() - t0) / 1000.0;
+    printf("{\"what\":\"load\",\"rate\":%.0f,\"ops\":%" PRId64 ",\"errors\":%" PRId64
+           ",\"seconds\":%.2f,\"ops_per_s\":%.1f,\"next_id\":%" PRId64 "}\n",
+           rate, done, errors, took, (double)done / took, next_id);
+    mongoc_client_pool_destroy(pool);
+    mongoc_uri_destroy(uri);
+    return errors ? 1 : 0;
+}
+
+typedef struct {
+    mongoc_client_pool_t *pool;
+    const char *db;
+    int batch;
+    mix_kind_t *kind;
+    int64_t *id, *value;
+    int64_t n, mine, part, parts;
+} ceil_t;
+
+static void *ceil_worker(void *p)
+{
+    ceil_t *w = p;
+    mongoc_client_t *c = mongoc_client_pool_pop(w->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, w->db, "c000");
+    bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(true));
+    bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+    bson_error_t e;
+    mongoc_bulk_operation_t *bulk = NULL;
+    int in_bulk = 0;
+    for (int64_t k = 0; k <= w->n; k++) {
+        if (bulk && (k == w->n || in_bulk == w->batch)) {
+            bson_t reply;
+            if (!mongoc_bulk_operation_execute(bulk, &reply, &e))
+                fprintf(stderr, "applyceil: %s\n", e.message);
+            bson_destroy(&reply);
+            mongoc_bulk_operation_destroy(bulk);
+            bulk = NULL;
+            in_bulk = 0;
+        }
+        if (k == w->n)
+            break;
+        if (w->id[k] % w->parts != w->part)
+            continue;
+        if (!bulk)
+            bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bulk_opts);
+        bson_t *sel = BCON_NEW("_id", BCON_INT64(w->id[k]));
+        if (w->kind[k] == OP_INSERT) {
+            bson_t *d = mix_doc(w->id[k], w->value[k]);
+            mongoc_bulk_operation_replace_one_with_opts(bulk, sel, d, upsert, &e);
+            bson_destroy(d);
+        } else if (w->kind[k] == OP_UPDATE) {
+            bson_t *u = BCON_NEW("$set", "{", "n", BCON_INT64(w->value[k]), "}");
+            mongoc_bulk_operation_update_one_with_opts(bulk, sel, u, NULL, &e);
+            bson_destroy(u);
+        } else {
+            mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, &e);
+        }
+        bson_destroy(sel);
+        in_bulk++;
+        w->mine++;
+    }
+    bson_destroy(upsert);
+    bson_destroy(bulk_opts);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(w->pool, c);
+    return NULL;
+}
+
+static int applyceil(int argc, char **argv)
+{
+    const char *db = arg(argc, argv, "--db", "bench");
+    int64_t next_id = strtoll(arg(argc, argv, "--docs", "100000"), NULL, 10);
+    int64_t n = strtoll(arg(argc, argv, "--ops", "100000"), NULL, 10);
+    int threads = (int)strtol(arg(argc, argv, "--threads", "8"), NULL, 10);
+    int batch = (int)strtol(arg(argc, argv, "--batch", "1000"), NULL, 10);
+    if (n < 1 || threads < 1 || batch < 1)
+        return 2;
+    mix_kind_t *kind = malloc((size_t)n * sizeof *kind);
+    int64_t *id = malloc((size_t)n * sizeof *id), *value = malloc((size_t)n * sizeof *value);
+    uint64_t seed = 42;
+    for (int64_t k = 0; k < n; k++)
+        kind[k] = mix_op(&seed, &next_id, &id[k], &value[k]);
+    mongoc_uri_t *uri = mongoc_uri_new(arg(argc, argv, "--target", ""));
+    mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
+    mongoc_client_pool_max_size(pool, (uint32_t)threads + 1);
+    ceil_t *w = calloc((size_t)threads, sizeof *w);
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    int64_t t0 = lm_time_mono_ms();
+    for (int t = 0; t < threads; t++) {
+        w[t] = (ceil_t){.pool = pool,
+                        .db = db,
+                        .batch = batch,
+                        .kind = kind,
+                        .id = id,
+                        .value = value,
+                        .n = n,
+                        .part = t,
+                        .parts = threads};
+        pthread_create(&th[t], NULL, ceil_worker, &w[t]);
+    }
+    for (int t = 0; t < threads; t++)
+        pthread_join(th[t], NULL);
+    double took = (double)(lm_time_mono_ms() - t0) / 1000.0;
+    printf("{\"what\":\"applyceil\",\"ops\":%" PRId64 ",\"threads\":%d,\"batch\":%d,"
+           "\"seconds\":%.2f,\"ops_per_s\":%.1f}\n",
+           n, threads, batch, took, (double)n / took);
+    mongoc_client_pool_destroy(pool);
+    mongoc_uri_destroy(uri);
+    free(kind);
+    free(id);
+    free(value);
+    return 0;
+}
+
 static int run(int argc, char **argv)
 {
     int i = 1;
@@ -197,14 +434,17 @@ static int run(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: lm_bench ceiling|naive|run ... (see bench/lm_bench.c)\n");
+        fprintf(stderr,
+                "usage: lm_bench ceiling|naive|load|applyceil|run ... (see bench/lm_bench.c)\n");
         return 2;
     }
     mongoc_init();
-    int rc = strcmp(argv[1], "ceiling") == 0 ? ceiling(argc - 1, argv + 1)
-             : strcmp(argv[1], "naive") == 0 ? naive(argc - 1, argv + 1)
-             : strcmp(argv[1], "run") == 0   ? run(argc - 1, argv + 1)
-                                             : 2;
+    int rc = strcmp(argv[1], "ceiling") == 0     ? ceiling(argc - 1, argv + 1)
+             : strcmp(argv[1], "naive") == 0     ? naive(argc - 1, argv + 1)
+             : strcmp(argv[1], "run") == 0       ? run(argc - 1, argv + 1)
+             : strcmp(argv[1], "load") == 0      ? load(argc - 1, argv + 1)
+             : strcmp(argv[1], "applyceil") == 0 ? applyceil(argc - 1, argv + 1)
+                                                 : 2;
     mongoc_cleanup();
     return rc;
 }

@@ -1,0 +1,233 @@
+"""bench/stream: how much live write load livemig keeps up with, and how fast it drains.
+
+Run through bench/stream (which checks the build). Steps, all on 127.0.0.1:
+ 1. Two SecantusDB servers; the source gets D docs (default 100 000, ~200 B) in bench.c000.
+ 2. livemig-agent migrate (defaults: 8 apply workers, oplog capture) copies them and streams.
+ 3. Rising rates: `lm_bench load` runs the 50/40/10 insert/update/delete mix at R ops/s for
+    S seconds (default 60) while lagTimeSeconds is sampled from the status API every 250 ms.
+    The sustained rate is the highest R whose p99 lag stayed under 2 s (and that the source
+    itself took: the load reports the rate it held). Between rates the target drains.
+ 4. Half the sustained rate for S seconds: its p99 lag (target < 1 s).
+ 5. Drain: the agent is stopped (SIGSTOP) while the load runs S seconds at the sustained
+    rate, then resumed with the load off; drain rate = changes applied / time until the
+    applied position reaches the source's newest entry (as it was at the resume).
+ 6. The apply ceiling: `lm_bench applyceil`, the same number of ops of the same mix as raw
+    ordered bulk writes from 8 threads, on a fresh target seeded the same way.
+ 7. Cutover, then scripts/lm_check.py: the target must equal the source.
+Prints one JSON line per measurement and a markdown summary.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT = os.path.join(TOP, "build/agent/livemig-agent")
+BENCH = os.path.join(TOP, "build/bench/lm_bench")
+PY = os.path.join(TOP, ".deps/venv/bin/python")
+started = []
+
+
+def testbed_start():
+    out = subprocess.run([os.path.join(TOP, "scripts/testbed"), "start", "secantus", "--owner-pid",
+                          str(os.getpid()), "--max-seconds", "7200"], check=True, capture_output=True,
+                         text=True).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    started.append(env["LM_TB_DIR"])
+    return env["LM_TB_URI"], env["LM_TB_DIR"]
+
+
+def testbed_stop(d):
+    subprocess.run([os.path.join(TOP, "scripts/testbed"), "stop", d], capture_output=True)
+    if d in started:
+        started.remove(d)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=2) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def emit(rec):
+    print(json.dumps(rec), flush=True)
+    return rec
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def seed(uri, docs, threads=2):
+    subprocess.run([BENCH, "ceiling", "--target", uri, "--db", "bench", "--docs", str(docs),
+                    "--doc-bytes", "200", "--threads", str(threads)], check=True, capture_output=True)
+
+
+def run_load(src, docs, first_id, rate, seconds, port, agent):
+    """Runs the load while sampling lag; returns (load report, lag samples)."""
+    p = subprocess.Popen([BENCH, "load", "--uri", src, "--db", "bench", "--docs", str(docs),
+                          "--first-id", str(first_id), "--rate", str(rate), "--seconds", str(seconds)],
+                         stdout=subprocess.PIPE, text=True)
+    lags = []
+    while p.poll() is None:
+        s = status(port)
+        if s is not None:
+            lags.append(float(s.get("lagTimeSeconds") or 0))
+        if agent.poll() is not None:
+            sys.exit("bench/stream: the agent ended during the load")
+        time.sleep(0.25)
+    return json.loads(p.stdout.read()), lags
+
+
+def wait_caught_up(port, timeout=600):
+    """Waits until lag is 0; returns the seconds it took."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = status(port)
+        if s and s.get("phase") == "STREAMING" and s.get("lagTimeSeconds") == 0:
+            return time.time() - t0
+        time.sleep(0.1)
+    sys.exit("bench/stream: the target did not catch up within %d s" % timeout)
+
+
+def ops_applied(port):
+    s = status(port) or {}
+    return int(s.get("stream", {}).get("opsApplied", 0))
+
+
+def newest_entry(uri):
+    """The source's newest oplog entry as (t, i)."""
+    from pymongo import MongoClient
+    e = MongoClient(uri).local["oplog.rs"].find().sort("$natural", -1).limit(1).next()
+    return (e["ts"].time, e["ts"].inc)
+
+
+def applied_optime(port):
+    a = (status(port) or {}).get("stream", {}).get("appliedOptime") or {}
+    return (int(a.get("t", 0)), int(a.get("i", 0)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=100000)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--rates", default="250,500,1000,1500,2000,3000,4000")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="lm-bench-stream-")
+    agent = None
+    results = []
+    try:
+        src, _ = testbed_start()
+        dst, _ = testbed_start()
+        seed(src, a.docs)
+        port = free_port()
+        log = open(os.path.join(work, "agent.log"), "w")
+        agent = subprocess.Popen([AGENT, "migrate", "--source", src, "--target", dst, "--state-dir",
+                                  os.path.join(work, "state"), "--status-addr", f"127.0.0.1:{port}"],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        wait_caught_up(port)
+        first_id = a.docs
+        sustained = 0
+        for rate in [int(r) for r in a.rates.split(",")]:
+            load, lags = run_load(src, a.docs, first_id, rate, a.seconds, port, agent)
+            first_id = load["next_id"]
+            held = load["ops_per_s"] >= 0.95 * rate
+            rec = emit({"what": "rate", "rate": rate, "held_ops_per_s": load["ops_per_s"],
+                        "source_kept_up": held, "lag_p50": pct(lags, 50), "lag_p99": pct(lags, 99),
+                        "lag_max": max(lags) if lags else None, "samples": len(lags),
+                        "drain_after_s": round(wait_caught_up(port), 2)})
+            results.append(rec)
+            if not held or rec["lag_p99"] >= 2:
+                break
+            sustained = rate
+        if sustained == 0:
+            sys.exit("bench/stream: no rate was sustained")
+        half = sustained // 2
+        load, lags = run_load(src, a.docs, first_id, half, a.seconds, port, agent)
+        first_id = load["next_id"]
+        results.append(emit({"what": "half", "rate": half, "held_ops_per_s": load["ops_per_s"],
+                             "lag_p50": pct(lags, 50), "lag_p99": pct(lags, 99),
+                             "lag_max": max(lags) if lags else None}))
+        wait_caught_up(port)
+
+        # drain: stopped agent, load on; then load off, agent on
+        before = ops_applied(port)
+        agent.send_signal(signal.SIGSTOP)
+        p = subprocess.run([BENCH, "load", "--uri", src, "--db", "bench", "--docs", str(a.docs),
+                            "--first-id", str(first_id), "--rate", str(sustained), "--seconds",
+                            str(a.seconds)], capture_output=True, text=True, check=True)
+        load = json.loads(p.stdout)
+        newest = newest_entry(src)
+        agent.send_signal(signal.SIGCONT)
+        t0 = time.time()
+        while applied_optime(port) < newest:
+            if time.time() - t0 > 1200:
+                sys.exit("bench/stream: the backlog did not drain within 1200 s")
+            time.sleep(0.05)
+        took = time.time() - t0
+        applied = ops_applied(port) - before
+        wait_caught_up(port)
+        drain = emit({"what": "drain", "backlog_ops": load["ops"], "applied": applied,
+                      "seconds": round(took, 2), "ops_per_s": round(applied / took, 1)})
+        results.append(drain)
+
+        ceil_uri, ceil_dir = testbed_start()
+        seed(ceil_uri, a.docs)
+        p = subprocess.run([BENCH, "applyceil", "--target", ceil_uri, "--db", "bench", "--docs",
+                            str(a.docs), "--ops", str(load["ops"]), "--threads", "8"],
+                           capture_output=True, text=True, check=True)
+        ceiling = emit(json.loads(p.stdout))
+        testbed_stop(ceil_dir)
+        results.append(ceiling)
+
+        subprocess.run([AGENT, "cutover", "--status-addr", f"127.0.0.1:{port}"], check=True,
+                       capture_output=True)
+        rc = agent.wait(timeout=600)
+        check = subprocess.run([PY, os.path.join(TOP, "scripts/lm_check.py"), "--source", src,
+                                "--target", dst], capture_output=True, text=True)
+        results.append(emit({"what": "cutover", "agent_exit": rc, "check": check.stdout.strip()}))
+        agent = None
+
+        print("\n| measurement | figure |\n|---|---|")
+        for r in results:
+            if r["what"] == "rate":
+                print(f"| {r['rate']} ops/s offered (source held {r['held_ops_per_s']:.0f}) | lag p50 "
+                      f"{r['lag_p50']:.2f} s, p99 {r['lag_p99']:.2f} s, max {r['lag_max']:.2f} s |")
+        print(f"| sustained rate (p99 lag < 2 s for {a.seconds:.0f} s) | **{sustained} ops/s** |")
+        h = next(r for r in results if r["what"] == "half")
+        print(f"| half of it, {h['rate']} ops/s | lag p99 {h['lag_p99']:.2f} s (target < 1 s) |")
+        print(f"| drain after {a.seconds:.0f} s stopped | {drain['ops_per_s']:.0f} ops/s "
+              f"({drain['applied']} changes in {drain['seconds']:.1f} s) |")
+        print(f"| apply ceiling (lm_bench applyceil, 8 threads) | {ceiling['ops_per_s']:.0f} ops/s |")
+        print(f"| drain / ceiling | **{drain['ops_per_s'] / ceiling['ops_per_s']:.2f}** (target >= 0.7) |")
+        print(f"| after cutover | {results[-1]['check']} |")
+    finally:
+        if agent is not None:
+            agent.send_signal(signal.SIGCONT)
+            agent.kill()
+            agent.wait()
+        for d in list(started):
+            testbed_stop(d)
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()

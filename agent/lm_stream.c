@@ -16,8 +16,9 @@
 #define TICK_MS 200
 #define CHECKPOINT_MS 2000
 #define POLL_MS 1000
-#define CHECK_MS 2000 /* the continuity check's period (see cont_t) */
-#define STUCK_MS 3000 /* an idle cursor behind the oplog's end this long is replaced */
+#define CHECK_MS 2000       /* the continuity check's first period (see cont_t) */
+#define CHECK_MAX_MS 600000 /* ... doubling after each clean check up to this */
+#define STUCK_MS 3000       /* an idle cursor behind the oplog's end this long is replaced */
 #define WINDOW_CHECK_MS 30000
 #define STALL_MS 5000 /* a tick this late: the process was paused; check the window now */
 #define CAPPED_POSITION_LOST 136
@@ -43,9 +44,11 @@ typedef struct {
     int64_t safe_wall;
     lm_optime_t write_read; /* newest entry read that was not a no-op */
     int64_t write_read_wall;
-    atomic_int idle_streak; /* empty answers in a row from the cursor (see idle_empty) */
-    lm_optime_t unchecked;  /* the checkpoint may not pass this (t = 0: free); see cont_t */
-    atomic_bool reopen;     /* the monitor asks the oplog reader for a new cursor */
+    atomic_int idle_streak;  /* empty answers in a row from the cursor (see idle_empty) */
+    lm_optime_t unchecked;   /* the checkpoint may not pass this (t = 0: free); see cont_t */
+    atomic_bool reopen;      /* the monitor asks the oplog reader for a new cursor */
+    int64_t check_period_ms; /* the oplog reader's (see cont_t) */
+    atomic_bool first_check; /* a cursor's first continuity check is still to come */
 
     pthread_t mon;
     bool mon_started;
@@ -320,9 +323,12 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
  * the entries in (from, upto] are counted on the source with a plain query and compared
  * with the number the cursor gave; when some are missing, the range is read again with a
  * plain query and replayed in order (replaying is idempotent). The first check of a
- * cursor covers up to the source's newest entry once the cursor answered; later ones, up
- * to the reader's position, when the cursor goes idle or every CHECK_MS (longer when the
- * count is slow: at most 5% of the time). A checkpoint never passes `from`. */
+ * cursor covers up to the source's newest entry once the cursor answered; later ones cover
+ * up to the reader's position: periodically (after CHECK_MS, the period doubling after
+ * each clean check up to CHECK_MAX_MS and back to CHECK_MS after a short one; never more
+ * often than 20x the count's duration, as a count scans the whole oplog on some servers)
+ * and, during the cutover, whenever the cursor goes idle. A checkpoint never passes
+ * `from`, and the cutover does not end before everything read is checked. */
 typedef struct {
     lm_optime_t from, upto; /* the next check covers (from, upto] */
     bool first;             /* upto is the source's end as the cursor opened */
@@ -443,7 +449,12 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     }
     int64_t now = lm_time_mono_ms();
     c->cost_ms = now - t0;
-    c->due_ms = now + (CHECK_MS > 20 * c->cost_ms ? CHECK_MS : 20 * c->cost_ms);
+    if (n > c->seen)
+        s->check_period_ms = CHECK_MS;
+    else if (!c->first)
+        s->check_period_ms =
+            s->check_period_ms * 2 < CHECK_MAX_MS ? s->check_period_ms * 2 : CHECK_MAX_MS;
+    c->due_ms = now + (s->check_period_ms > 20 * c->cost_ms ? s->check_period_ms : 20 * c->cost_ms);
     if (n > c->seen) {
         lm_log_warn(NULL,
                     "the source's oplog cursor skipped %lld of %lld entries after Timestamp(%u, "
@@ -456,6 +467,7 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     if (lm_optime_cmp(c->upto, c->from) > 0)
         c->from = c->upto;
     c->first = false;
+    atomic_store(&s->first_check, false);
     c->seen = 0;
     hold_checkpoint(s, c->from);
     return true;
@@ -479,6 +491,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
         from_wall = s->read_wall;
         pthread_mutex_unlock(&s->mu);
         cont_t cont = {.from = from, .upto = from, .first = true};
+        atomic_store(&s->first_check, true);
         hold_checkpoint(s, from);
         /* A small first batch: FerretDB ends a tailable cursor whose first batch is short. */
         bson_t *filter =
@@ -511,14 +524,17 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
                         break;
                     cont.upto = from;
                 }
-                cont.due_ms = lm_time_mono_ms() + CHECK_MS;
+                cont.due_ms = lm_time_mono_ms() + s->check_period_ms;
                 cont.first = lm_optime_cmp(cont.upto, from) > 0;
+                atomic_store(&s->first_check, cont.first);
             }
             if (!got) {
                 if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur))
                     break;
                 /* nothing new within the await time: the cursor has given all it will */
-                if (lm_optime_cmp(cont.first ? cont.upto : from, cont.from) > 0) {
+                bool unchecked = lm_optime_cmp(cont.first ? cont.upto : from, cont.from) > 0;
+                if (unchecked &&
+                    (cont.first || s->st->cutover || lm_time_mono_ms() >= cont.due_ms)) {
                     if (!(ok = check_continuity(s, oplog, &dec, &cont, &from, &from_wall, err)))
                         break;
                     continue;
@@ -776,8 +792,10 @@ static void *monitor_main(void *arg)
             lm_optime_t r;
             pthread_mutex_lock(&s->mu);
             r = s->read_pos;
+            bool checked = !atomic_load(&s->first_check) &&
+                           (s->unchecked.t == 0 || lm_optime_cmp(s->unchecked, r) >= 0);
             pthread_mutex_unlock(&s->mu);
-            at_edge = edge.t && lm_optime_cmp(r, edge) >= 0;
+            at_edge = checked && edge.t && lm_optime_cmp(r, edge) >= 0;
             if (caught_up && !at_edge) {
                 if (!behind_since)
                     behind_since = now;
@@ -892,6 +910,7 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     s.job = o->job;
     s.st = o->status;
     s.read_pos = s.safe_pos = o->from;
+    s.check_period_ms = CHECK_MS;
     s.read_wall = s.safe_wall = o->from_wall_ms;
     pthread_mutex_init(&s.mu, NULL);
     lm_error_init(&s.mon_err);

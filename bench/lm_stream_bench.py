@@ -8,9 +8,10 @@ Run through bench/stream (which checks the build). Steps, all on 127.0.0.1:
     The sustained rate is the highest R whose p99 lag stayed under 2 s (and that the source
     itself took: the load reports the rate it held). Between rates the target drains.
  4. Half the sustained rate for S seconds: its p99 lag (target < 1 s).
- 5. Drain: the agent is stopped (SIGSTOP) while the load runs S seconds at the sustained
-    rate, then resumed with the load off; drain rate = changes applied / time until the
-    applied position reaches the source's newest entry (as it was at the resume).
+ 5. Drain: the agent is stopped (SIGTERM) while the load runs S seconds at the sustained
+    rate, then started again with the load off; it resumes from its checkpoint. Drain rate
+    = changes applied / time from STREAMING until the applied position reaches the
+    source's newest entry.
  6. The apply ceiling: `lm_bench applyceil`, the same number of ops of the same mix as raw
     ordered bulk writes from 8 threads, on a fresh target seeded the same way.
  7. Cutover, then scripts/lm_check.py: the target must equal the source.
@@ -81,10 +82,18 @@ def seed(uri, docs, threads=2):
                     "--doc-bytes", "200", "--threads", str(threads)], check=True, capture_output=True)
 
 
+LOAD_THREADS = 1
+
+
+def load_cmd(src, docs, first_id, rate, seconds):
+    return [BENCH, "load", "--uri", src, "--db", "bench", "--docs", str(docs), "--first-id",
+            str(first_id), "--rate", str(rate), "--seconds", str(seconds), "--threads",
+            str(LOAD_THREADS)]
+
+
 def run_load(src, docs, first_id, rate, seconds, port, agent):
     """Runs the load while sampling lag; returns (load report, lag samples)."""
-    p = subprocess.Popen([BENCH, "load", "--uri", src, "--db", "bench", "--docs", str(docs),
-                          "--first-id", str(first_id), "--rate", str(rate), "--seconds", str(seconds)],
+    p = subprocess.Popen(load_cmd(src, docs, first_id, rate, seconds),
                          stdout=subprocess.PIPE, text=True)
     lags = []
     while p.poll() is None:
@@ -130,7 +139,10 @@ def main():
     ap.add_argument("--docs", type=int, default=100000)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rates", default="250,500,1000,1500,2000,3000,4000")
+    ap.add_argument("--load-threads", type=int, default=2)
     a = ap.parse_args()
+    global LOAD_THREADS
+    LOAD_THREADS = a.load_threads
     work = tempfile.mkdtemp(prefix="lm-bench-stream-")
     agent = None
     results = []
@@ -140,9 +152,9 @@ def main():
         seed(src, a.docs)
         port = free_port()
         log = open(os.path.join(work, "agent.log"), "w")
-        agent = subprocess.Popen([AGENT, "migrate", "--source", src, "--target", dst, "--state-dir",
-                                  os.path.join(work, "state"), "--status-addr", f"127.0.0.1:{port}"],
-                                 stdout=log, stderr=subprocess.STDOUT)
+        argv = [AGENT, "migrate", "--source", src, "--target", dst, "--state-dir",
+                os.path.join(work, "state"), "--status-addr", f"127.0.0.1:{port}"]
+        agent = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         wait_caught_up(port)
         first_id = a.docs
         sustained = 0
@@ -168,22 +180,28 @@ def main():
                              "lag_max": max(lags) if lags else None}))
         wait_caught_up(port)
 
-        # drain: stopped agent, load on; then load off, agent on
-        before = ops_applied(port)
-        agent.send_signal(signal.SIGSTOP)
-        p = subprocess.run([BENCH, "load", "--uri", src, "--db", "bench", "--docs", str(a.docs),
-                            "--first-id", str(first_id), "--rate", str(sustained), "--seconds",
-                            str(a.seconds)], capture_output=True, text=True, check=True)
+        # drain: the agent stopped (SIGTERM: checkpoint, exit 3) while the load runs, then
+        # started again with the load off. (SIGSTOP would leave its cursor open, and a
+        # SecantusDB tailable cursor whose reader stalls stalls the server's writers too.)
+        agent.send_signal(signal.SIGTERM)
+        if agent.wait(timeout=60) != 3:
+            sys.exit("bench/stream: the agent did not stop cleanly on SIGTERM")
+        p = subprocess.run(load_cmd(src, a.docs, first_id, sustained, a.seconds),
+                           capture_output=True, text=True, check=True)
         load = json.loads(p.stdout)
         newest = newest_entry(src)
-        agent.send_signal(signal.SIGCONT)
+        agent = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        while (status(port) or {}).get("phase") != "STREAMING":
+            if agent.poll() is not None:
+                sys.exit("bench/stream: the agent did not resume")
+            time.sleep(0.02)
         t0 = time.time()
         while applied_optime(port) < newest:
             if time.time() - t0 > 1200:
                 sys.exit("bench/stream: the backlog did not drain within 1200 s")
             time.sleep(0.05)
         took = time.time() - t0
-        applied = ops_applied(port) - before
+        applied = ops_applied(port)
         wait_caught_up(port)
         drain = emit({"what": "drain", "backlog_ops": load["ops"], "applied": applied,
                       "seconds": round(took, 2), "ops_per_s": round(applied / took, 1)})

@@ -16,9 +16,10 @@
 #define TICK_MS 200
 #define CHECKPOINT_MS 2000
 #define POLL_MS 1000
-#define CHECK_MS 2000       /* the continuity check's first period (see cont_t) */
-#define CHECK_MAX_MS 600000 /* ... doubling after each clean check up to this */
-#define STUCK_MS 3000       /* an idle cursor behind the oplog's end this long is replaced */
+#define CHECK_MS 2000         /* the continuity check's first period (see cont_t) */
+#define CHECK_MAX_MS 600000   /* ... doubling after each clean check up to this */
+#define CHECK_COST_FACTOR 100 /* ... and at least 100x the last count's duration apart */
+#define STUCK_MS 3000         /* an idle cursor behind the oplog's end this long is replaced */
 #define WINDOW_CHECK_MS 30000
 #define STALL_MS 5000 /* a tick this late: the process was paused; check the window now */
 #define CAPPED_POSITION_LOST 136
@@ -325,8 +326,8 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
  * plain query and replayed in order (replaying is idempotent). The first check of a
  * cursor covers up to the source's newest entry once the cursor answered; later ones cover
  * up to the reader's position: periodically (after CHECK_MS, the period doubling after
- * each clean check up to CHECK_MAX_MS and back to CHECK_MS after a short one; never more
- * often than 20x the count's duration, as a count scans the whole oplog on some servers)
+ * each clean check up to CHECK_MAX_MS and back to CHECK_MS after a short one; at least
+ * 100x the last count's duration apart, as a count scans the whole oplog on SecantusDB)
  * and, during the cutover, whenever the cursor goes idle. A checkpoint never passes
  * `from`, and the cutover does not end before everything read is checked. */
 typedef struct {
@@ -432,7 +433,10 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     int64_t n = 0, t0 = lm_time_mono_ms();
     if (!c->first)
         c->upto = *pos;
-    if (lm_optime_cmp(c->upto, c->from) > 0) {
+    /* a cursor's first check runs its query even over an empty range: what it costs sets
+     * how often the later ones may run */
+    bool ran = c->first || lm_optime_cmp(c->upto, c->from) > 0;
+    if (ran) {
         mongoc_cursor_t *cur = range_cursor(oplog, c->from, c->upto, true);
         const bson_t *doc;
         bson_error_t e;
@@ -448,13 +452,20 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
                                 e.message);
     }
     int64_t now = lm_time_mono_ms();
-    c->cost_ms = now - t0;
+    if (ran)
+        c->cost_ms = now - t0;
+    lm_log_debug(NULL,
+                 "continuity check after Timestamp(%u, %u): %lld entries on the source, %lld "
+                 "read, %lld ms",
+                 c->from.t, c->from.i, (long long)n, (long long)c->seen, (long long)c->cost_ms);
     if (n > c->seen)
         s->check_period_ms = CHECK_MS;
-    else if (!c->first)
+    else if (ran && !c->first)
         s->check_period_ms =
             s->check_period_ms * 2 < CHECK_MAX_MS ? s->check_period_ms * 2 : CHECK_MAX_MS;
-    c->due_ms = now + (s->check_period_ms > 20 * c->cost_ms ? s->check_period_ms : 20 * c->cost_ms);
+    c->due_ms = now + (s->check_period_ms > CHECK_COST_FACTOR * c->cost_ms
+                           ? s->check_period_ms
+                           : CHECK_COST_FACTOR * c->cost_ms);
     if (n > c->seen) {
         lm_log_warn(NULL,
                     "the source's oplog cursor skipped %lld of %lld entries after Timestamp(%u, "
@@ -525,14 +536,12 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
                     cont.upto = from;
                 }
                 cont.due_ms = lm_time_mono_ms() + s->check_period_ms;
-                cont.first = lm_optime_cmp(cont.upto, from) > 0;
-                atomic_store(&s->first_check, cont.first);
             }
             if (!got) {
                 if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur))
                     break;
                 /* nothing new within the await time: the cursor has given all it will */
-                bool unchecked = lm_optime_cmp(cont.first ? cont.upto : from, cont.from) > 0;
+                bool unchecked = cont.first || lm_optime_cmp(from, cont.from) > 0;
                 if (unchecked &&
                     (cont.first || s->st->cutover || lm_time_mono_ms() >= cont.due_ms)) {
                     if (!(ok = check_continuity(s, oplog, &dec, &cont, &from, &from_wall, err)))
@@ -734,7 +743,8 @@ static void *monitor_main(void *arg)
     lm_optime_t latest = {0, 0}, ckpt = s->o->from, window_prev;
     lm_optime_t edge = {0, 0}; /* the source's newest oplog entry, polled during the cutover */
     int64_t latest_wall = 0, caught_up_at = 0, behind_since = 0;
-    bool cutting_over = false;
+    bool cutting_over = false, final_window = false;
+    int64_t window_cost = 0;
 
     lm_status_get_stream(s->st, &ss);
     pthread_mutex_lock(&s->mu);
@@ -831,19 +841,28 @@ static void *monitor_main(void *arg)
         }
         lm_status_set_stream(s->st, &ss);
 
-        /* no entry discarded before the reader got to it */
+        /* no entry discarded before the reader got to it: every 30 s (or 100x what the
+         * query costs: SecantusDB scans its whole oplog for it), after a pause, and once
+         * more when the cutover has caught up */
         if (s->oplog_readable &&
-            (stalled || now - last_window >= WINDOW_CHECK_MS || (cutting_over && caught_up))) {
+            (stalled ||
+             now - last_window >= (WINDOW_CHECK_MS > CHECK_COST_FACTOR * window_cost
+                                       ? WINDOW_CHECK_MS
+                                       : CHECK_COST_FACTOR * window_cost) ||
+             (cutting_over && caught_up && !final_window))) {
             lm_optime_t reached;
             pthread_mutex_lock(&s->mu);
             reached = s->read_pos;
             pthread_mutex_unlock(&s->mu);
+            int64_t t0 = lm_time_mono_ms();
             if (!check_window(s, src, window_prev, &err)) {
                 monitor_fail(s, &err);
                 break;
             }
+            final_window = cutting_over && caught_up;
             window_prev = reached;
             last_window = lm_time_mono_ms();
+            window_cost = last_window - t0;
         }
         int64_t c_wall;
         lm_optime_t c = checkpoint_position(s, &c_wall);

@@ -2,7 +2,8 @@
 
 Run through bench/stream (which checks the build). Steps, all on 127.0.0.1:
  1. Two SecantusDB servers; the source gets D docs (default 100 000, ~200 B) in bench.c000.
- 2. livemig-agent migrate (defaults: 8 apply workers, oplog capture) copies them and streams.
+ 2. livemig-agent migrate (defaults: 8 apply workers, oplog capture) copies them and streams;
+    15 s of warm-up (--warmup) let its first continuity checks pass.
  3. Rising rates: `lm_bench load` runs the 50/40/10 insert/update/delete mix at R ops/s for
     S seconds (default 60) while lagTimeSeconds is sampled from the status API every 250 ms.
     The sustained rate is the highest R whose p99 lag stayed under 2 s (and that the source
@@ -36,9 +37,10 @@ PY = os.path.join(TOP, ".deps/venv/bin/python")
 started = []
 
 
-def testbed_start():
+def testbed_start(*extra):
     out = subprocess.run([os.path.join(TOP, "scripts/testbed"), "start", "secantus", "--owner-pid",
-                          str(os.getpid()), "--max-seconds", "7200"], check=True, capture_output=True,
+                          str(os.getpid()), "--max-seconds", "7200", *extra], check=True,
+                         capture_output=True,
                          text=True).stdout
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     started.append(env["LM_TB_DIR"])
@@ -83,6 +85,7 @@ def seed(uri, docs, threads=2):
 
 
 LOAD_THREADS = 1
+LAG_LOG = None
 
 
 def load_cmd(src, docs, first_id, rate, seconds):
@@ -100,6 +103,8 @@ def run_load(src, docs, first_id, rate, seconds, port, agent):
         s = status(port)
         if s is not None:
             lags.append(float(s.get("lagTimeSeconds") or 0))
+            if LAG_LOG:
+                print(f"{time.strftime('%H:%M:%S')} lag {lags[-1]:.2f}", file=LAG_LOG, flush=True)
         if agent.poll() is not None:
             sys.exit("bench/stream: the agent ended during the load")
         time.sleep(0.25)
@@ -140,21 +145,34 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rates", default="250,500,1000,1500,2000,3000,4000")
     ap.add_argument("--load-threads", type=int, default=2)
+    ap.add_argument("--oplog-entries", type=int, default=2000000)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (agent log)")
+    ap.add_argument("--warmup", type=float, default=15)
     a = ap.parse_args()
-    global LOAD_THREADS
+    global LOAD_THREADS, LAG_LOG
     LOAD_THREADS = a.load_threads
     work = tempfile.mkdtemp(prefix="lm-bench-stream-")
+    if a.keep:
+        LAG_LOG = open(os.path.join(work, "lag.log"), "w")
     agent = None
     results = []
     try:
-        src, _ = testbed_start()
+        # the source's oplog holds the whole run: SecantusDB slows to a crawl once every
+        # write also trims a full oplog (its default cap is 100 000 entries)
+        src, _ = testbed_start("--oplog-max-entries", str(a.oplog_entries))
         dst, _ = testbed_start()
         seed(src, a.docs)
         port = free_port()
         log = open(os.path.join(work, "agent.log"), "w")
         argv = [AGENT, "migrate", "--source", src, "--target", dst, "--state-dir",
                 os.path.join(work, "state"), "--status-addr", f"127.0.0.1:{port}"]
+        if a.keep:
+            argv += ["--log-level", "debug"]
         agent = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        wait_caught_up(port)
+        # warm-up: the stream's first continuity checks (docs/DEVELOPERS.md) come in its
+        # first seconds; on SecantusDB each count stalls the server ~3 s per 100k entries
+        time.sleep(a.warmup)
         wait_caught_up(port)
         first_id = a.docs
         sustained = 0
@@ -244,7 +262,10 @@ def main():
             agent.wait()
         for d in list(started):
             testbed_stop(d)
-        subprocess.run(["rm", "-rf", work])
+        if a.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            subprocess.run(["rm", "-rf", work])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+/* livemig-controlplane internals: configuration, the SQLite store, secrets, the HTTPS
+ * server. See controlplane/README.md for the API and the choices behind it. */
+#ifndef LM_CP_H
+#define LM_CP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lm_config.h"
+#include "lm_error.h"
+#include "lm_strbuf.h"
+
+typedef struct {
+    char *listen;     /* host:port */
+    char *public_url; /* what link-tokens name; default https://<listen> */
+    struct {
+        char *cert_file, *key_file, *ca_file;
+    } tls;
+    char *db_path;
+    char *secrets_key_file; /* 64 hex digits: the AES-256-GCM key for stored passwords */
+    int64_t heartbeat_ms, poll_ms;
+    int64_t cutover_window_ms, extend_ms;
+    int64_t max_body;
+    int log_level, log_format;
+} lm_cp_config_t;
+
+extern const lm_config_field_t lm_cp_config_schema[];
+
+/* ---- secrets (lm_cp_crypto.c) ---- */
+
+/* n random bytes as lowercase hex into out (2n+1 bytes). */
+bool lm_cp_random_hex(char *out, size_t nbytes);
+/* SHA-256 of salt || secret, hex (65 bytes). */
+void lm_cp_hash_secret(const char *salt, const char *secret, char out[65]);
+/* Constant-time comparison of two NUL-terminated strings of equal length. */
+bool lm_cp_equal(const char *a, const char *b);
+/* SHA-256 (hex) of the first certificate in a PEM file, as DER: the link-token's pin. */
+bool lm_cp_cert_pin(const char *pem_file, char out[65], lm_error_t *err);
+/* AES-256-GCM with the key file's key: text <-> "v1:" + hex(iv || ciphertext || tag). */
+bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err);
+bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err);
+bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err);
+
+/* ---- the server (lm_cp_server.c) ---- */
+
+typedef struct lm_cp lm_cp_t;
+
+/* Opens the store (creating its schema), loads TLS material and starts listening. */
+lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err);
+/* The port it listens on (useful with port 0). */
+int lm_cp_port(const lm_cp_t *cp);
+/* Checks cutover windows; called every second by main. */
+void lm_cp_tick(lm_cp_t *cp);
+void lm_cp_stop(lm_cp_t *cp);
+/* The URL link-tokens carry, when the configuration left it to the listening address. */
+void lm_cp_set_public_url(lm_cp_t *cp, const char *url);
+
+/* Offline: creates an organization (when missing) and an Organization Owner API key in the
+ * store, printing the key's id and secret once. */
+bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *desc, lm_error_t *err);
+
+#endif

@@ -1,0 +1,807 @@
+/* The admin API, shaped like the Atlas Admin API v2 push live migration (paths, fields,
+ * statuses), plus projects, API keys, a clusters registry, list, cancel, extend and
+ * per-collection progress. Called with cp->mu held. See controlplane/README.md. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_cp_http.h"
+#include "lm_log.h"
+#include "lm_proto.h"
+
+#define STATUS_TERMINAL "('COMPLETE','FAILED','CANCELLED','EXPIRED')"
+
+static lm_json_writer_t *obj(void)
+{
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_map_open(w);
+    return w;
+}
+
+static bool done(resp_t *r, unsigned status, lm_json_writer_t *w)
+{
+    lm_json_w_map_close(w);
+    return cp_answer(r, status, w);
+}
+
+/* A new id: 24 hex digits, like an ObjectId. */
+static void new_id(char out[25])
+{
+    if (!lm_cp_random_hex(out, 12))
+        snprintf(out, 25, "%024llx", (unsigned long long)lm_time_now_ms());
+}
+
+/* A string member; `in` names the enclosing object in messages ("source"), or NULL. */
+static bool text_in(const char *in, const lm_json_val_t *v, const char *key, bool required,
+                    size_t max, const char **out, resp_t *r)
+{
+    lm_error_t err;
+    *out = NULL;
+    if (lm_json_get_str(v, key, required, max, out, &err) && (!required || (*out)[0]))
+        return true;
+    if (required && *out && !(*out)[0])
+        lm_error_set(&err, LM_ERR_INVALID, "field '%s': must not be empty", key);
+    if (in)
+        lm_error_prefix(&err, "%s", in);
+    return cp_bad_field(r, &err);
+}
+
+static bool text_field(const lm_json_val_t *v, const char *key, bool required, size_t max,
+                       const char **out, resp_t *r)
+{
+    return text_in(NULL, v, key, required, max, out, r);
+}
+
+static bool bool_in(const char *in, const lm_json_val_t *v, const char *key, bool *out, resp_t *r)
+{
+    lm_error_t err;
+    if (lm_json_get_bool(v, key, false, out, &err))
+        return true;
+    if (in)
+        lm_error_prefix(&err, "%s", in);
+    return cp_bad_field(r, &err);
+}
+
+static bool bool_field(const lm_json_val_t *v, const char *key, bool *out, resp_t *r)
+{
+    return bool_in(NULL, v, key, out, r);
+}
+
+/* ---- projects and API keys ---- */
+
+static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_t *r)
+{
+    lm_json_val_t *v = cp_body_json(q, r);
+    const char *name, *org;
+    bool ok = v && cp_need_owner(who, r) && text_field(v, "name", true, 64, &name, r) &&
+              text_field(v, "orgId", true, 64, &org, r) && cp_own_org(who, org, r);
+    if (ok && !cp_valid_id(name))
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
+    char id[25];
+    new_id(id);
+    if (ok && !lm_cp_exec(cp->db, "INSERT INTO projects(id, org_id, name, created) VALUES(?,?,?,?)",
+                          "sssi", id, org, name, lm_time_now_ms()))
+        ok = cp_fail(r, 409, "DUPLICATE_GROUP_NAME", "a project named %s exists already", name);
+    if (ok) {
+        lm_json_writer_t *w = obj();
+        cp_w_kv(w, "id", id);
+        cp_w_kv(w, "name", name);
+        cp_w_kv(w, "orgId", org);
+        done(r, 201, w);
+    }
+    lm_json_free(v);
+    return ok;
+}
+
+static bool list_groups(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+{
+    if (!cp_own_org(who, org, r))
+        return false;
+    sqlite3_stmt *st = lm_cp_q(
+        cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+    lm_json_writer_t *w = obj();
+    lm_json_w_key(w, "results");
+    lm_json_w_array_open(w);
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "id", lm_cp_col(st, 0));
+        cp_w_kv(w, "name", lm_cp_col(st, 1));
+        cp_w_kv(w, "orgId", org);
+        lm_json_w_map_close(w);
+        n++;
+    }
+    sqlite3_finalize(st);
+    lm_json_w_array_close(w);
+    lm_json_w_key(w, "totalCount");
+    lm_json_w_int(w, n);
+    return done(r, 200, w);
+}
+
+/* Writes a new API key for org into the store; its secret goes to secret[65]. */
+static bool insert_key(sqlite3 *db, const char *org, const char *role, const char *desc,
+                       char id[25], char secret[65])
+{
+    char salt[33], hash[65];
+    new_id(id);
+    if (!lm_cp_random_hex(secret, 32) || !lm_cp_random_hex(salt, 16))
+        return false;
+    lm_cp_hash_secret(salt, secret, hash);
+    return lm_cp_exec(db,
+                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created) "
+                      "VALUES(?,?,?,?,?,?,?)",
+                      "ssssssi", id, org, role, salt, hash, desc, lm_time_now_ms());
+}
+
+static bool create_api_key(lm_cp_t *cp, const caller_t *who, const char *org, const req_t *q,
+                           resp_t *r)
+{
+    lm_json_val_t *v = cp_body_json(q, r), *roles = NULL;
+    const char *desc = NULL, *role = NULL;
+    lm_error_t err;
+    bool ok = v && cp_need_owner(who, r) && cp_own_org(who, org, r) &&
+              text_field(v, "desc", false, 250, &desc, r);
+    if (ok && !lm_json_get_arr(v, "roles", true, 1, &roles, &err))
+        ok = cp_bad_field(r, &err);
+    if (ok && (lm_json_len(roles) != 1 || !(role = lm_json_string(lm_json_at(roles, 0))) ||
+               (strcmp(role, "ORG_OWNER") != 0 && strcmp(role, "ORG_MEMBER") != 0)))
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'roles': expected [\"ORG_OWNER\"] or [\"ORG_MEMBER\"]");
+    char id[25], secret[65];
+    if (ok && !insert_key(cp->db, org, role, desc, id, secret))
+        ok = cp_fail(r, 500, "INTERNAL", "cannot store the API key");
+    if (ok) {
+        lm_json_writer_t *w = obj();
+        cp_w_kv(w, "id", id);
+        cp_w_kv(w, "publicKey", id);
+        cp_w_kv(w, "privateKey", secret); /* shown once */
+        cp_w_kv(w, "desc", desc ? desc : "");
+        lm_json_w_key(w, "roles");
+        lm_json_w_array_open(w);
+        lm_json_w_str(w, role);
+        lm_json_w_array_close(w);
+        done(r, 201, w);
+        memset(secret, 0, sizeof secret);
+        lm_log_info(NULL, "API key %s (%s) created for organization %s", id, role, org);
+    }
+    lm_json_free(v);
+    return ok;
+}
+
+/* ---- the clusters registry ---- */
+
+static bool add_cluster(lm_cp_t *cp, const caller_t *who, const char *group, const req_t *q,
+                        resp_t *r)
+{
+    lm_json_val_t *v = cp_body_json(q, r);
+    const char *name, *uri, *ca = NULL, *user = NULL, *pw = NULL;
+    bool tls = false;
+    bool ok = v && cp_need_owner(who, r) && text_field(v, "name", true, 64, &name, r) &&
+              text_field(v, "connectionString", true, 2047, &uri, r) &&
+              text_field(v, "caFile", false, 1023, &ca, r) &&
+              text_field(v, "username", false, 128, &user, r) &&
+              text_field(v, "password", false, 1023, &pw, r) && bool_field(v, "tls", &tls, r);
+    if (ok && !cp_valid_id(name))
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
+    if (ok && strncmp(uri, "mongodb://", 10) != 0 && strncmp(uri, "mongodb+srv://", 14) != 0)
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'connectionString': expected a mongodb:// or mongodb+srv:// URI");
+    if (ok && strchr(uri, '@'))
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'connectionString': must not carry credentials: give 'username' and "
+                     "'password' instead (the password is stored encrypted)");
+    lm_strbuf_t sealed;
+    lm_strbuf_init(&sealed, 1u << 16);
+    lm_error_t err;
+    if (ok && pw && pw[0] && !lm_cp_seal(cp->secrets_key, pw, &sealed, &err))
+        ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    if (ok &&
+        !lm_cp_exec(cp->db,
+                    "INSERT INTO clusters(project_id, name, uri, tls, ca_file, username, password, "
+                    "created) VALUES(?,?,?,?,?,?,?,?)",
+                    "sssisssi", group, name, uri, (int64_t)tls, ca, user,
+                    sealed.len ? lm_strbuf_str(&sealed) : NULL, lm_time_now_ms()))
+        ok = cp_fail(r, 409, "DUPLICATE_CLUSTER_NAME", "project %s already has a cluster named %s",
+                     group, name);
+    lm_strbuf_cleanup(&sealed);
+    if (ok) {
+        lm_json_writer_t *w = obj();
+        cp_w_kv(w, "name", name);
+        cp_w_kv(w, "groupId", group);
+        cp_w_kv(w, "connectionString", uri);
+        done(r, 201, w);
+    }
+    lm_json_free(v);
+    return ok;
+}
+
+static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT name, uri, tls, ca_file, username FROM clusters WHERE "
+                               "project_id = ? ORDER BY name",
+                               "s", group);
+    lm_json_writer_t *w = obj();
+    lm_json_w_key(w, "results");
+    lm_json_w_array_open(w);
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "name", lm_cp_col(st, 0));
+        cp_w_kv(w, "groupId", group);
+        cp_w_kv(w, "connectionString", lm_cp_col(st, 1));
+        lm_json_w_key(w, "tls");
+        lm_json_w_bool(w, sqlite3_column_int(st, 2) != 0);
+        cp_w_kv(w, "caFile", lm_cp_col(st, 3));
+        cp_w_kv(w, "username", lm_cp_col(st, 4));
+        lm_json_w_map_close(w);
+        n++;
+    }
+    sqlite3_finalize(st);
+    lm_json_w_array_close(w);
+    lm_json_w_key(w, "totalCount");
+    lm_json_w_int(w, n);
+    return done(r, 200, w);
+}
+
+/* ---- link-tokens ---- */
+
+static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org, const req_t *q,
+                              resp_t *r)
+{
+    lm_json_val_t *v = cp_body_json(q, r), *ips = NULL;
+    lm_error_t err;
+    bool ok = v && cp_need_owner(who, r) && cp_own_org(who, org, r);
+    if (ok && !lm_json_get_arr(v, "accessListIps", false, 256, &ips, &err))
+        ok = cp_bad_field(r, &err);
+    lm_json_writer_t *acc = lm_json_writer_new(false);
+    lm_json_w_array_open(acc);
+    for (size_t i = 0; ok && ips && i < lm_json_len(ips); i++) {
+        const char *ip = lm_json_string(lm_json_at(ips, i));
+        unsigned char buf[16];
+        if (!ip || (inet_pton(AF_INET, ip, buf) != 1 && inet_pton(AF_INET6, ip, buf) != 1))
+            ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                         "field 'accessListIps[%zu]': expected an IPv4 or IPv6 address", i);
+        else
+            lm_json_w_str(acc, ip);
+    }
+    lm_json_w_array_close(acc);
+    size_t alen;
+    const char *access = ok ? lm_json_writer_result(acc, &alen, &err) : NULL;
+    sqlite3_stmt *st = NULL;
+    if (ok) {
+        st = lm_cp_q(cp->db, "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0", "s",
+                     org);
+        if (st && sqlite3_step(st) == SQLITE_ROW)
+            ok = cp_fail(r, 409, "LINK_TOKEN_ALREADY_EXISTS",
+                         "organization %s has a link-token already: delete it first (that "
+                         "unlinks its agents)",
+                         org);
+        sqlite3_finalize(st);
+    }
+    lm_proto_link_token_t t;
+    memset(&t, 0, sizeof t);
+    char salt[33], hash[65];
+    if (ok) {
+        snprintf(t.url, sizeof t.url, "%s", cp->public_url);
+        snprintf(t.org_id, sizeof t.org_id, "%s", org);
+        snprintf(t.ca_pin, sizeof t.ca_pin, "%s", cp->ca_pin);
+        ok = lm_cp_random_hex(t.token_id, 12) && lm_cp_random_hex(t.secret, 32) &&
+             lm_cp_random_hex(salt, 16);
+        if (!ok)
+            cp_fail(r, 500, "INTERNAL", "no randomness for a link-token");
+    }
+    if (ok) {
+        lm_cp_hash_secret(salt, t.secret, hash);
+        if (!lm_cp_exec(cp->db,
+                        "INSERT INTO link_tokens(id, org_id, salt, hash, access, created) "
+                        "VALUES(?,?,?,?,?,?)",
+                        "sssssi", t.token_id, org, salt, hash, access, lm_time_now_ms()))
+            ok = cp_fail(r, 500, "INTERNAL", "cannot store the link-token");
+    }
+    lm_strbuf_t tok;
+    lm_strbuf_init(&tok, 1u << 16);
+    if (ok && !lm_proto_link_token_encode(&t, &tok, &err))
+        ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    if (ok) {
+        lm_json_writer_t *w = obj();
+        cp_w_kv(w, "linkToken", lm_strbuf_str(&tok)); /* shown once */
+        done(r, 200, w);
+        lm_log_info(NULL, "link-token %s created for organization %s", t.token_id, org);
+    }
+    if (tok.data)
+        memset(tok.data, 0, tok.len);
+    lm_strbuf_cleanup(&tok);
+    lm_proto_link_token_clear(&t);
+    lm_json_writer_destroy(acc);
+    lm_json_free(v);
+    return ok;
+}
+
+static bool delete_link_token(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+{
+    if (!cp_need_owner(who, r) || !cp_own_org(who, org, r))
+        return false;
+    if (!lm_cp_exec(cp->db, "UPDATE link_tokens SET deleted = ? WHERE org_id = ? AND deleted = 0",
+                    "is", lm_time_now_ms(), org))
+        return cp_fail(r, 500, "INTERNAL", "cannot delete the link-token");
+    if (sqlite3_changes(cp->db) == 0)
+        return cp_fail(r, 404, "LINK_TOKEN_NOT_FOUND", "organization %s has no link-token", org);
+    pthread_cond_broadcast(&cp->changed); /* waiting polls answer "revoked" */
+    lm_log_info(NULL, "link-token of organization %s deleted: its agents are unlinked", org);
+    r->status = 204;
+    return true;
+}
+
+static bool available_projects(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+{
+    if (!cp_own_org(who, org, r))
+        return false;
+    sqlite3_stmt *st = lm_cp_q(
+        cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_array_open(w);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "id", lm_cp_col(st, 0));
+        cp_w_kv(w, "name", lm_cp_col(st, 1));
+        cp_w_kv(w, "orgId", org);
+        lm_json_w_key(w, "deployments");
+        lm_json_w_array_open(w);
+        sqlite3_stmt *cl = lm_cp_q(cp->db, "SELECT name FROM clusters WHERE project_id = ?", "s",
+                                   lm_cp_col(st, 0));
+        while (cl && sqlite3_step(cl) == SQLITE_ROW) {
+            lm_json_w_map_open(w);
+            cp_w_kv(w, "name", lm_cp_col(cl, 0));
+            lm_json_w_map_close(w);
+        }
+        sqlite3_finalize(cl);
+        lm_json_w_array_close(w);
+        lm_json_w_map_close(w);
+    }
+    sqlite3_finalize(st);
+    lm_json_w_array_close(w);
+    return cp_answer(r, 200, w);
+}
+
+/* ---- migrations and validations ---- */
+
+static bool cluster_exists(lm_cp_t *cp, const caller_t *who, const char *group, const char *name,
+                           const char *side, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT 1 FROM clusters c JOIN projects p ON p.id = c.project_id "
+                               "WHERE c.project_id = ? AND c.name = ? AND p.org_id = ?",
+                               "sss", group, name, who->org);
+    bool found = st && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!found)
+        return cp_fail(r, 400, "CLUSTER_NOT_FOUND",
+                       "%s: project %s has no cluster named %s: register it with `livemig "
+                       "clusters add`",
+                       side, group, name);
+    return true;
+}
+
+/* Parses and checks a live-migration request; writes the stored spec (no password) into
+ * spec and the source password into *password (owned by v). */
+static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm_json_val_t *v,
+                         lm_json_writer_t *spec, const char **password, const char **host,
+                         resp_t *r)
+{
+    lm_json_val_t *src = NULL, *dst = NULL, *hosts = NULL;
+    lm_error_t err;
+    const char *s_cluster, *s_group, *user = NULL, *ca = NULL, *d_cluster, *d_group = NULL,
+                                     *schema = NULL;
+    bool ssl = false, managed = false, drop = false;
+    if (!lm_json_get_obj(v, "source", true, &src, &err) ||
+        !lm_json_get_obj(v, "destination", true, &dst, &err) ||
+        !lm_json_get_arr(v, "migrationHosts", true, 16, &hosts, &err))
+        return cp_bad_field(r, &err);
+    if (lm_json_type(src) != LM_JSON_OBJECT || lm_json_type(dst) != LM_JSON_OBJECT)
+        return cp_fail(r, 400, "INVALID_ATTRIBUTE", "'source' and 'destination' must be objects");
+    if (!text_in("source", src, "clusterName", true, 64, &s_cluster, r) ||
+        !text_in("source", src, "groupId", true, 64, &s_group, r) ||
+        !text_in("source", src, "username", false, 128, &user, r) ||
+        !text_in("source", src, "password", false, 1023, password, r) ||
+        !text_in("source", src, "caCertificatePath", false, 1023, &ca, r) ||
+        !bool_in("source", src, "ssl", &ssl, r) ||
+        !bool_in("source", src, "managedAuthentication", &managed, r) ||
+        !text_in("destination", dst, "clusterName", true, 64, &d_cluster, r) ||
+        !text_in("destination", dst, "groupId", false, 64, &d_group, r) ||
+        !text_in("destination", dst, "hostnameSchemaType", false, 32, &schema, r) ||
+        !bool_field(v, "dropDestinationData", &drop, r))
+        return false;
+    if (!cp_valid_id(s_group) || !cp_valid_id(s_cluster) || !cp_valid_id(d_cluster) ||
+        (d_group && !cp_valid_id(d_group)))
+        return cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                       "cluster names and group ids use 1-64 letters, digits, '_', '-' or '.'");
+    if (!d_group)
+        d_group = group;
+    if (strcmp(d_group, group) != 0)
+        return cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                       "destination.groupId must be the project in the path (%s)", group);
+    if (lm_json_len(hosts) != 1 || !(*host = lm_json_string(lm_json_at(hosts, 0))) || !(*host)[0] ||
+        strlen(*host) > 64)
+        return cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                       "field 'migrationHosts': expected exactly one host name (a linked agent)");
+    if (!cp_own_group(cp, who, s_group, r) ||
+        !cluster_exists(cp, who, s_group, s_cluster, "source", r) ||
+        !cluster_exists(cp, who, group, d_cluster, "destination", r))
+        return false;
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT 1 FROM agents a JOIN link_tokens t ON t.id = a.token_id "
+                               "WHERE a.org_id = ? AND a.hostname = ? AND t.deleted = 0",
+                               "ss", who->org, *host);
+    bool linked = st && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!linked)
+        return cp_fail(r, 400, "MIGRATION_HOST_NOT_FOUND",
+                       "no agent on host %s is linked to this organization: link one with a "
+                       "link-token first",
+                       *host);
+    lm_json_w_map_open(spec);
+    lm_json_w_key(spec, "source");
+    lm_json_w_map_open(spec);
+    cp_w_kv(spec, "clusterName", s_cluster);
+    cp_w_kv(spec, "groupId", s_group);
+    lm_json_w_key(spec, "ssl");
+    lm_json_w_bool(spec, ssl);
+    cp_w_kv(spec, "caCertificatePath", ca ? ca : "");
+    cp_w_kv(spec, "username", user ? user : "");
+    lm_json_w_key(spec, "managedAuthentication");
+    lm_json_w_bool(spec, managed);
+    lm_json_w_map_close(spec);
+    lm_json_w_key(spec, "destination");
+    lm_json_w_map_open(spec);
+    cp_w_kv(spec, "clusterName", d_cluster);
+    cp_w_kv(spec, "groupId", d_group);
+    cp_w_kv(spec, "hostnameSchemaType", schema ? schema : "PUBLIC");
+    lm_json_w_map_close(spec);
+    lm_json_w_key(spec, "dropDestinationData");
+    lm_json_w_bool(spec, drop);
+    lm_json_w_map_close(spec);
+    return true;
+}
+
+/* The Atlas shape of a live migration (and our extra fields). */
+static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
+{
+    /* columns: id, status, ready, lag, host, phase, window_end, error, project_id, kind */
+    cp_w_kv(w, "_id", lm_cp_col(st, 0));
+    cp_w_kv(w, "groupId", lm_cp_col(st, 8));
+    bool validation = strcmp(lm_cp_col(st, 9), "validation") == 0;
+    const char *status = lm_cp_col(st, 1);
+    if (validation) { /* PENDING, SUCCESS or FAILED */
+        cp_w_kv(w, "status",
+                strcmp(status, "COMPLETE") == 0 ? "SUCCESS"
+                : strcmp(status, "FAILED") == 0 || strcmp(status, "EXPIRED") == 0 ||
+                        strcmp(status, "CANCELLED") == 0
+                    ? "FAILED"
+                    : "PENDING");
+        lm_json_w_key(w, "errorMessage");
+        if (lm_cp_col(st, 7)[0])
+            lm_json_w_str(w, lm_cp_col(st, 7));
+        else
+            lm_json_w_null(w);
+        return;
+    }
+    cp_w_kv(w, "status", status);
+    lm_json_w_key(w, "readyForCutover");
+    lm_json_w_bool(w, sqlite3_column_int(st, 2) != 0);
+    lm_json_w_key(w, "lagTimeSeconds");
+    if (sqlite3_column_type(st, 3) == SQLITE_NULL)
+        lm_json_w_null(w);
+    else
+        lm_json_w_int(w, (int64_t)(sqlite3_column_double(st, 3) + 0.5));
+    lm_json_w_key(w, "migrationHosts");
+    lm_json_w_array_open(w);
+    lm_json_w_str(w, lm_cp_col(st, 4));
+    lm_json_w_array_close(w);
+    cp_w_kv(w, "phase", lm_cp_col(st, 5)[0] ? lm_cp_col(st, 5) : "NEW");
+    lm_json_w_key(w, "cutoverWindowEndMs");
+    if (sqlite3_column_type(st, 6) == SQLITE_NULL)
+        lm_json_w_null(w);
+    else
+        lm_json_w_int(w, sqlite3_column_int64(st, 6));
+    lm_json_w_key(w, "errorMessage");
+    if (lm_cp_col(st, 7)[0])
+        lm_json_w_str(w, lm_cp_col(st, 7));
+    else
+        lm_json_w_null(w);
+}
+
+#define JOB_COLUMNS "id, status, ready, lag, host, phase, window_end, error, project_id, kind"
+
+static sqlite3_stmt *find_job(lm_cp_t *cp, const char *group, const char *id, const char *kind)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND id = ? "
+                               "AND kind = ?",
+                               "sss", group, id, kind);
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        return st;
+    sqlite3_finalize(st);
+    return NULL;
+}
+
+static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, const char *kind,
+                       const req_t *q, resp_t *r)
+{
+    lm_json_val_t *v = cp_body_json(q, r);
+    const char *password = NULL, *host = NULL;
+    lm_json_writer_t *spec = lm_json_writer_new(false);
+    bool ok =
+        v && cp_need_owner(who, r) && read_request(cp, who, group, v, spec, &password, &host, r);
+    size_t len;
+    lm_error_t err;
+    const char *spec_text = ok ? lm_json_writer_result(spec, &len, &err) : NULL;
+    if (ok && strcmp(kind, "migration") == 0) {
+        /* one live migration per destination cluster at a time */
+        lm_json_val_t *dst = lm_json_get(v, "destination");
+        const char *d_cluster = lm_json_string(lm_json_get(dst, "clusterName"));
+        sqlite3_stmt *st = lm_cp_q(cp->db,
+                                   "SELECT id FROM jobs WHERE kind = 'migration' AND project_id = "
+                                   "? AND json_extract(spec, '$.destination.clusterName') = ? "
+                                   "AND status NOT IN " STATUS_TERMINAL,
+                                   "ss", group, d_cluster);
+        if (st && sqlite3_step(st) == SQLITE_ROW)
+            ok = cp_fail(r, 409, "MIGRATION_ALREADY_RUNNING",
+                         "live migration %s already targets cluster %s: cut it over or cancel "
+                         "it first",
+                         lm_cp_col(st, 0), d_cluster);
+        sqlite3_finalize(st);
+    }
+    lm_strbuf_t sealed;
+    lm_strbuf_init(&sealed, 1u << 16);
+    if (ok && password && password[0] && !lm_cp_seal(cp->secrets_key, password, &sealed, &err))
+        ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    char id[25];
+    new_id(id);
+    int64_t now = lm_time_now_ms();
+    if (ok && !lm_cp_exec(cp->db,
+                          "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, "
+                          "src_password, status, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                          "ssssssssii", id, kind, who->org, group, host, spec_text,
+                          sealed.len ? lm_strbuf_str(&sealed) : NULL, "NEW", now, now))
+        ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
+    if (sealed.data)
+        memset(sealed.data, 0, sealed.len);
+    lm_strbuf_cleanup(&sealed);
+    if (ok) {
+        pthread_cond_broadcast(&cp->changed);
+        lm_log_info(NULL, "%s %s created for host %s", kind, id, host);
+        sqlite3_stmt *st = find_job(cp, group, id, kind);
+        lm_json_writer_t *w = obj();
+        if (st)
+            write_job(w, st);
+        sqlite3_finalize(st);
+        if (strcmp(kind, "validation") == 0) {
+            lm_json_val_t *src = lm_json_get(v, "source");
+            cp_w_kv(w, "sourceGroupId", lm_json_string(lm_json_get(src, "groupId")));
+        }
+        done(r, 200, w);
+    }
+    lm_json_writer_destroy(spec);
+    lm_json_free(v);
+    return ok;
+}
+
+static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
+{
+    sqlite3_stmt *st = find_job(cp, group, id, kind);
+    if (!st)
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no %s %s in project %s", kind, id, group);
+    lm_json_writer_t *w = obj();
+    write_job(w, st);
+    sqlite3_finalize(st);
+    if (strcmp(kind, "validation") == 0) {
+        /* the checks, as the agent reported them */
+        sqlite3_stmt *rep = lm_cp_q(
+            cp->db, "SELECT json_extract(report, '$.checks') FROM jobs WHERE id = ?", "s", id);
+        lm_json_w_key(w, "checks");
+        lm_error_t err;
+        lm_json_val_t *checks = NULL;
+        if (rep && sqlite3_step(rep) == SQLITE_ROW && lm_cp_col(rep, 0)[0])
+            checks = lm_json_parse(lm_cp_col(rep, 0), strlen(lm_cp_col(rep, 0)), 0, 0, &err);
+        lm_json_w_array_open(w);
+        for (size_t i = 0; checks && i < lm_json_len(checks); i++) {
+            lm_json_val_t *c = lm_json_at(checks, i);
+            lm_json_w_map_open(w);
+            cp_w_kv(w, "name", lm_json_string(lm_json_get(c, "name")));
+            cp_w_kv(w, "result", lm_json_string(lm_json_get(c, "result")));
+            cp_w_kv(w, "message", lm_json_string(lm_json_get(c, "message")));
+            lm_json_w_map_close(w);
+        }
+        lm_json_w_array_close(w);
+        lm_json_free(checks);
+        sqlite3_finalize(rep);
+    }
+    return done(r, 200, w);
+}
+
+static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND kind = "
+                               "'migration' ORDER BY created",
+                               "s", group);
+    lm_json_writer_t *w = obj();
+    lm_json_w_key(w, "results");
+    lm_json_w_array_open(w);
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_json_w_map_open(w);
+        write_job(w, st);
+        lm_json_w_map_close(w);
+        n++;
+    }
+    sqlite3_finalize(st);
+    lm_json_w_array_close(w);
+    lm_json_w_key(w, "totalCount");
+    lm_json_w_int(w, n);
+    return done(r, 200, w);
+}
+
+/* cutover / cancel / extend: a command for the agent, checked against the job's state. */
+static bool job_command(lm_cp_t *cp, const caller_t *who, const char *group, const char *id,
+                        const char *cmd, resp_t *r)
+{
+    if (!cp_need_owner(who, r))
+        return false;
+    sqlite3_stmt *st = find_job(cp, group, id, "migration");
+    if (!st)
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
+                       group);
+    char status[16];
+    snprintf(status, sizeof status, "%s", lm_cp_col(st, 1));
+    bool ready = sqlite3_column_int(st, 2) != 0;
+    bool has_window = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    int64_t window_end = sqlite3_column_int64(st, 6);
+    sqlite3_finalize(st);
+    bool terminal = strcmp(status, "COMPLETE") == 0 || strcmp(status, "FAILED") == 0 ||
+                    strcmp(status, "CANCELLED") == 0 || strcmp(status, "EXPIRED") == 0;
+    if (terminal)
+        return cp_fail(r, 409, "MIGRATION_NOT_ACTIVE", "live migration %s is %s already", id,
+                       status);
+    int64_t deadline = 0;
+    if (strcmp(cmd, "cutover") == 0 && !ready)
+        return cp_fail(r, 409, "MIGRATION_NOT_READY_FOR_CUTOVER",
+                       "live migration %s is not ready for cutover yet (readyForCutover is "
+                       "false): wait until the lag is within the cutover lag",
+                       id);
+    if (strcmp(cmd, "extend") == 0) {
+        if (!has_window)
+            return cp_fail(r, 409, "CUTOVER_WINDOW_NOT_OPEN",
+                           "live migration %s has no cutover window yet: it opens at the first "
+                           "readyForCutover",
+                           id);
+        deadline = window_end + cp->cfg->extend_ms;
+        lm_cp_exec(cp->db, "UPDATE jobs SET window_end = ?, updated = ? WHERE id = ?", "iis",
+                   deadline, lm_time_now_ms(), id);
+    }
+    if (strcmp(cmd, "cancel") == 0)
+        lm_cp_exec(cp->db, "UPDATE jobs SET status = 'CANCELLED', updated = ? WHERE id = ?", "is",
+                   lm_time_now_ms(), id);
+    if (!lm_cp_exec(cp->db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
+                    "ssii", id, cmd, deadline, lm_time_now_ms()))
+        return cp_fail(r, 500, "INTERNAL", "cannot store the %s command", cmd);
+    pthread_cond_broadcast(&cp->changed);
+    lm_log_info(NULL, "live migration %s: %s requested", id, cmd);
+    if (strcmp(cmd, "extend") == 0) {
+        lm_json_writer_t *w = obj();
+        lm_json_w_key(w, "cutoverWindowEndMs");
+        lm_json_w_int(w, deadline);
+        return done(r, 200, w);
+    }
+    r->status = 202;
+    return true;
+}
+
+static bool job_progress(lm_cp_t *cp, const char *group, const char *id, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT report FROM jobs WHERE project_id = ? AND id = ? AND kind "
+                               "= 'migration'",
+                               "ss", group, id);
+    if (!st || sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
+                       group);
+    }
+    const char *report = lm_cp_col(st, 0);
+    lm_strbuf_append(&r->body, report[0] ? report : "{}");
+    sqlite3_finalize(st);
+    r->status = 200;
+    return true;
+}
+
+/* ---- routing ---- */
+
+void cp_admin_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
+                    const req_t *q, resp_t *r)
+{
+    caller_t who;
+    if (!cp_auth_admin(cp, c, &who, r))
+        return;
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
+         put = strcmp(method, "PUT") == 0, del = strcmp(method, "DELETE") == 0;
+    const char *id3 = p->n > 4 ? p->part[4] : "";
+    /* every id in the path is checked before it reaches SQL or a message */
+    for (int i = 3; i < p->n; i++)
+        if (!cp_valid_id(p->part[i])) {
+            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource");
+            return;
+        }
+    if (cp_match(p, "api/atlas/v2/groups") && post)
+        create_group(cp, &who, q, r);
+    else if (cp_match(p, "api/atlas/v2/orgs/*/groups") && get)
+        list_groups(cp, &who, id3, r);
+    else if (cp_match(p, "api/atlas/v2/orgs/*/apiKeys") && post)
+        create_api_key(cp, &who, id3, q, r);
+    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/linkTokens") && post)
+        create_link_token(cp, &who, id3, q, r);
+    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/linkTokens") && del)
+        delete_link_token(cp, &who, id3, r);
+    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/availableProjects") && get)
+        available_projects(cp, &who, id3, r);
+    else if (p->n >= 5 && strcmp(p->part[3], "groups") == 0) {
+        if (!cp_own_group(cp, &who, id3, r))
+            return;
+        const char *id = p->n > 6 ? p->part[6] : "";
+        const char *vid = p->n > 7 ? p->part[7] : "";
+        if (cp_match(p, "api/atlas/v2/groups/*/clusters") && post)
+            add_cluster(cp, &who, id3, q, r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/clusters") && get)
+            list_clusters(cp, id3, r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/validate") && post)
+            create_job(cp, &who, id3, "validation", q, r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/validate/*") && get)
+            get_job(cp, id3, vid, "validation", r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations") && post)
+            create_job(cp, &who, id3, "migration", q, r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations") && get)
+            list_jobs(cp, id3, r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*") && get)
+            get_job(cp, id3, id, "migration", r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/cutover") && put)
+            job_command(cp, &who, id3, id, "cutover", r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/cancel") && post)
+            job_command(cp, &who, id3, id, "cancel", r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/extend") && post)
+            job_command(cp, &who, id3, id, "extend", r);
+        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/progress") && get)
+            job_progress(cp, id3, id, r);
+        else
+            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
+    } else {
+        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
+    }
+}
+
+/* ---- offline bootstrap ---- */
+
+bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *desc, lm_error_t *err)
+{
+    sqlite3 *db;
+    if (!cp_valid_id(org))
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "--org: use 1-64 letters, digits, '_', '-' or '.'");
+    if (!lm_cp_store_open(cfg->db_path, &db, err))
+        return false;
+    char id[25], secret[65];
+    bool ok = lm_cp_exec(db, "INSERT OR IGNORE INTO orgs(id, created) VALUES(?, ?)", "si", org,
+                         lm_time_now_ms()) &&
+              insert_key(db, org, "ORG_OWNER", desc, id, secret);
+    sqlite3_close(db);
+    if (!ok)
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot write the API key", cfg->db_path);
+    printf("organization: %s\npublic key:   %s\nprivate key:  %s\n"
+           "(the private key is shown this once; keep it in a file readable only by you)\n",
+           org, id, secret);
+    memset(secret, 0, sizeof secret);
+    return true;
+}

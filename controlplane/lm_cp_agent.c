@@ -1,0 +1,404 @@
+/* The agent API (proto/ messages over HTTPS): register, heartbeat, long-poll assignments,
+ * status reports. Every call carries the link-token credential; an agent whose link-token
+ * was deleted is told so (401 LINK_TOKEN_REVOKED). Takes cp->mu itself: a poll waits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_cp_http.h"
+#include "lm_log.h"
+#include "lm_proto.h"
+
+typedef struct {
+    char org[80], token[80], agent_id[80], host[80];
+} agent_t;
+
+static bool proto_fail(resp_t *r, const lm_error_t *err)
+{
+    return cp_fail(r, 400, "INVALID_MESSAGE", "%s", err->message);
+}
+
+/* The agent named by the X-Livemig-Agent header, registered under this link-token. */
+static bool known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
+{
+    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Livemig-Agent");
+    if (!id || !cp_valid_id(id))
+        return cp_fail(r, 400, "INVALID_MESSAGE",
+                       "the X-Livemig-Agent header (agent id) is "
+                       "missing: register first");
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND "
+                               "token_id = ?",
+                               "sss", id, a->org, a->token);
+    bool found = st && sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        snprintf(a->agent_id, sizeof a->agent_id, "%s", id);
+        snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 0));
+    }
+    sqlite3_finalize(st);
+    if (!found)
+        return cp_fail(r, 401, "AGENT_NOT_REGISTERED",
+                       "agent %s is not registered with this link-token: register again", id);
+    return true;
+}
+
+static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
+{
+    lm_proto_register_req_t m;
+    lm_error_t err;
+    const char *b = lm_strbuf_str(&q->body);
+    if (!lm_proto_register_req_decode(b, strlen(b), &m, &err))
+        return proto_fail(r, &err);
+    if (!cp_valid_id(m.hostname))
+        return cp_fail(r, 400, "INVALID_MESSAGE",
+                       "register request: field 'hostname': use letters, digits, '_', '-', '.'");
+    /* the same host linking again keeps its agent id */
+    sqlite3_stmt *st = lm_cp_q(cp->db, "SELECT id FROM agents WHERE org_id = ? AND hostname = ?",
+                               "ss", a->org, m.hostname);
+    char id[80] = "";
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        snprintf(id, sizeof id, "%s", lm_cp_col(st, 0));
+    sqlite3_finalize(st);
+    int64_t now = lm_time_now_ms();
+    bool ok;
+    if (id[0]) {
+        ok = lm_cp_exec(cp->db,
+                        "UPDATE agents SET token_id = ?, version = ?, os = ?, last_seen = ? WHERE "
+                        "id = ?",
+                        "sssis", a->token, m.agent_version, m.os, now, id);
+    } else {
+        char fresh[25];
+        if (!lm_cp_random_hex(fresh, 12))
+            return cp_fail(r, 500, "INTERNAL", "no randomness for an agent id");
+        snprintf(id, sizeof id, "ag_%s", fresh);
+        ok = lm_cp_exec(cp->db,
+                        "INSERT INTO agents(id, org_id, token_id, hostname, version, os, "
+                        "registered, last_seen) VALUES(?,?,?,?,?,?,?,?)",
+                        "ssssssii", id, a->org, a->token, m.hostname, m.agent_version, m.os, now,
+                        now);
+    }
+    if (!ok)
+        return cp_fail(r, 500, "INTERNAL", "cannot store the agent");
+    lm_log_info(NULL, "agent %s on %s (livemig %s) registered in organization %s", id, m.hostname,
+                m.agent_version, a->org);
+    lm_proto_register_resp_t resp = {.heartbeat_seconds = cp->cfg->heartbeat_ms / 1000,
+                                     .poll_seconds = cp->cfg->poll_ms / 1000};
+    if (resp.heartbeat_seconds < 1)
+        resp.heartbeat_seconds = 1;
+    if (resp.poll_seconds < 1)
+        resp.poll_seconds = 1;
+    snprintf(resp.agent_id, sizeof resp.agent_id, "%s", id);
+    snprintf(resp.org_id, sizeof resp.org_id, "%s", a->org);
+    r->status = 200;
+    return lm_proto_register_resp_encode(&resp, &r->body, &err) ||
+           cp_fail(r, 500, "INTERNAL", "%s", err.message);
+}
+
+static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
+{
+    lm_proto_heartbeat_t m;
+    lm_error_t err;
+    const char *b = lm_strbuf_str(&q->body);
+    if (!lm_proto_heartbeat_decode(b, strlen(b), &m, &err))
+        return proto_fail(r, &err);
+    if (strcmp(m.agent_id, a->agent_id) != 0)
+        return cp_fail(r, 400, "INVALID_MESSAGE",
+                       "heartbeat: field 'agentId' differs from the X-Livemig-Agent header");
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < m.n_running; i++)
+        lm_json_w_str(w, m.running[i]);
+    lm_json_w_array_close(w);
+    size_t len;
+    const char *running = lm_json_writer_result(w, &len, &err);
+    lm_cp_exec(
+        cp->db,
+        "UPDATE agents SET last_seen = ?, uptime = ?, free_bytes = ?, running = ?, version = "
+        "? WHERE id = ?",
+        "iiisss", lm_time_now_ms(), m.uptime_seconds, m.state_dir_free_bytes, running,
+        m.agent_version, a->agent_id);
+    lm_json_writer_destroy(w);
+    lm_strbuf_append(&r->body, "{\"v\":1}");
+    r->status = 200;
+    return true;
+}
+
+/* Fills an endpoint from the clusters registry (and the job's source credentials). */
+static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, const char *user,
+                          const char *sealed_pw, lm_proto_endpoint_t *e, lm_error_t *err)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT uri, tls, ca_file, username, password FROM clusters WHERE "
+                               "project_id = ? AND name = ?",
+                               "ss", group, cluster);
+    if (!st || sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return lm_error_set(err, LM_ERR_NOT_FOUND, "cluster %s of project %s is gone", cluster,
+                            group);
+    }
+    snprintf(e->uri, sizeof e->uri, "%s", lm_cp_col(st, 0));
+    e->tls = sqlite3_column_int(st, 1) != 0;
+    snprintf(e->ca_file, sizeof e->ca_file, "%s", lm_cp_col(st, 2));
+    const char *u = user && user[0] ? user : lm_cp_col(st, 3);
+    const char *pw = sealed_pw ? sealed_pw : lm_cp_col(st, 4);
+    snprintf(e->username, sizeof e->username, "%s", u);
+    bool ok = true;
+    if (pw[0]) {
+        lm_strbuf_t plain;
+        lm_strbuf_init(&plain, sizeof e->password - 1);
+        ok = lm_cp_open(cp->secrets_key, pw, &plain, err);
+        if (ok)
+            snprintf(e->password, sizeof e->password, "%s", lm_strbuf_str(&plain));
+        if (plain.data)
+            memset(plain.data, 0, plain.len);
+        lm_strbuf_cleanup(&plain);
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+/* The job as the agent needs it: endpoints with credentials, options. */
+static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error_t *err)
+{
+    /* columns: id, kind, project_id, spec, src_password */
+    snprintf(j->job_id, sizeof j->job_id, "%s", lm_cp_col(st, 0));
+    j->kind = strcmp(lm_cp_col(st, 1), "validation") == 0 ? LM_PROTO_JOB_VALIDATION
+                                                          : LM_PROTO_JOB_MIGRATION;
+    const char *spec_text = lm_cp_col(st, 3);
+    lm_json_val_t *spec = lm_json_parse(spec_text, strlen(spec_text), 0, 0, err);
+    if (!spec)
+        return false;
+    lm_json_val_t *src = lm_json_get(spec, "source"), *dst = lm_json_get(spec, "destination");
+    const char *s_group = lm_json_string(lm_json_get(src, "groupId"));
+    const char *s_cluster = lm_json_string(lm_json_get(src, "clusterName"));
+    const char *d_group = lm_json_string(lm_json_get(dst, "groupId"));
+    const char *d_cluster = lm_json_string(lm_json_get(dst, "clusterName"));
+    const char *user = lm_json_string(lm_json_get(src, "username"));
+    const char *ca = lm_json_string(lm_json_get(src, "caCertificatePath"));
+    bool ok = s_group && s_cluster && d_group && d_cluster &&
+              fill_endpoint(cp, s_group, s_cluster, user,
+                            sqlite3_column_type(st, 4) == SQLITE_NULL ? "" : lm_cp_col(st, 4),
+                            &j->source, err) &&
+              fill_endpoint(cp, d_group, d_cluster, NULL, NULL, &j->target, err);
+    if (ok && ca && ca[0])
+        snprintf(j->source.ca_file, sizeof j->source.ca_file, "%s", ca);
+    bool ssl = false;
+    lm_error_t ignored;
+    if (ok && lm_json_get_bool(src, "ssl", false, &ssl, &ignored) && ssl)
+        j->source.tls = true;
+    lm_json_get_bool(spec, "dropDestinationData", false, &j->drop_target, &ignored);
+    snprintf(j->capture, sizeof j->capture, "auto");
+    lm_json_free(spec);
+    return ok;
+}
+
+static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
+{
+    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+    int64_t wait_ms = cp->cfg->poll_ms;
+    if (w) {
+        char *end;
+        long v = strtol(w, &end, 10);
+        if (*end || v < 0 || v > 120)
+            return cp_fail(r, 400, "INVALID_ATTRIBUTE", "wait: seconds from 0 to 120");
+        if (v * 1000 < wait_ms)
+            wait_ms = v * 1000;
+    }
+    int64_t until = lm_time_mono_ms() + wait_ms;
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    lm_error_t err;
+    if (!m)
+        return cp_fail(r, 500, "INTERNAL", "out of memory");
+    bool ok = true;
+    for (;;) {
+        /* jobs for this host not handed out yet, or not acknowledged by a heartbeat */
+        sqlite3_stmt *st = lm_cp_q(
+            cp->db,
+            "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? AND host "
+            "= ? AND status NOT IN ('COMPLETE','FAILED','CANCELLED','EXPIRED') AND (delivered IS "
+            "NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
+            "ssii", a->org, a->host, lm_time_now_ms() - 2 * cp->cfg->heartbeat_ms,
+            (int64_t)LM_PROTO_MAX_JOBS);
+        while (ok && st && sqlite3_step(st) == SQLITE_ROW && m->n_jobs < LM_PROTO_MAX_JOBS) {
+            if (build_job(cp, st, &m->jobs[m->n_jobs], &err))
+                m->n_jobs++;
+            else
+                lm_log_warn(NULL, "job %s cannot be handed out: %s", lm_cp_col(st, 0), err.message);
+        }
+        sqlite3_finalize(st);
+        st = lm_cp_q(cp->db,
+                     "SELECT c.seq, c.job_id, c.kind, c.deadline FROM commands c JOIN jobs j ON "
+                     "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND c.delivered = 0 ORDER "
+                     "BY c.seq LIMIT ?",
+                     "ssi", a->org, a->host, (int64_t)LM_PROTO_MAX_COMMANDS);
+        while (st && sqlite3_step(st) == SQLITE_ROW && m->n_commands < LM_PROTO_MAX_COMMANDS) {
+            lm_proto_command_t *cmd = &m->commands[m->n_commands++];
+            snprintf(cmd->job_id, sizeof cmd->job_id, "%s", lm_cp_col(st, 1));
+            const char *k = lm_cp_col(st, 2);
+            cmd->kind = strcmp(k, "cutover") == 0  ? LM_PROTO_CMD_CUTOVER
+                        : strcmp(k, "cancel") == 0 ? LM_PROTO_CMD_CANCEL
+                        : strcmp(k, "extend") == 0 ? LM_PROTO_CMD_EXTEND
+                                                   : LM_PROTO_CMD_EXPIRE;
+            cmd->deadline_ms = sqlite3_column_int64(st, 3);
+            lm_cp_exec(cp->db, "UPDATE commands SET delivered = ? WHERE seq = ?", "ii",
+                       lm_time_now_ms(), sqlite3_column_int64(st, 0));
+        }
+        sqlite3_finalize(st);
+        if (m->n_jobs || m->n_commands || lm_time_mono_ms() >= until)
+            break;
+        /* the link-token may have been deleted while waiting */
+        st = lm_cp_q(cp->db, "SELECT deleted FROM link_tokens WHERE id = ?", "s", a->token);
+        bool revoked = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
+        sqlite3_finalize(st);
+        if (revoked) {
+            ok = cp_fail(r, 401, "LINK_TOKEN_REVOKED",
+                         "the link-token this agent was linked with has been deleted");
+            break;
+        }
+        lm_time_cond_wait_ms(&cp->changed, &cp->mu, until - lm_time_mono_ms());
+    }
+    for (size_t i = 0; ok && i < m->n_jobs; i++)
+        lm_cp_exec(cp->db, "UPDATE jobs SET delivered = ?, agent_id = NULL WHERE id = ?", "is",
+                   lm_time_now_ms(), m->jobs[i].job_id);
+    if (ok) {
+        r->status = 200;
+        ok = lm_proto_assignments_encode(m, &r->body, &err) ||
+             cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    }
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    return ok;
+}
+
+#define UPDATE_JOB                                                                                 \
+    "UPDATE jobs SET status = ?, phase = ?, ready = ?, lag = ?, gap = ?, report = ?, error = ?, "  \
+    "agent_id = ?, updated = ?, ready_since = CASE WHEN ? THEN ? ELSE ready_since END, "           \
+    "window_end = CASE WHEN ? THEN ? ELSE window_end END WHERE id = ?"
+
+static const char *status_of(const lm_proto_status_t *m)
+{
+    if (strcmp(m->state, "RUNNING") == 0)
+        return "WORKING";
+    return m->state; /* COMPLETE, FAILED, CANCELLED, EXPIRED */
+}
+
+static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
+{
+    lm_proto_status_t m;
+    lm_error_t err;
+    const char *b = lm_strbuf_str(&q->body);
+    if (!lm_proto_status_decode(b, strlen(b), &m, &err)) {
+        lm_proto_status_cleanup(&m);
+        return proto_fail(r, &err);
+    }
+    bool ok = true;
+    if (strcmp(m.agent_id, a->agent_id) != 0)
+        ok = cp_fail(r, 400, "INVALID_MESSAGE",
+                     "status report: field 'agentId' differs from the X-Livemig-Agent header");
+    sqlite3_stmt *st = ok ? lm_cp_q(cp->db,
+                                    "SELECT status, ready_since, window_end FROM jobs WHERE id = ? "
+                                    "AND org_id = ? AND host = ?",
+                                    "sss", m.job_id, a->org, a->host)
+                          : NULL;
+    if (ok && (!st || sqlite3_step(st) != SQLITE_ROW))
+        ok = cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no job %s for host %s", m.job_id, a->host);
+    char old[16] = "";
+    bool windowed = false;
+    if (ok) {
+        snprintf(old, sizeof old, "%s", lm_cp_col(st, 0));
+        windowed = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    }
+    sqlite3_finalize(st);
+    const char *status = status_of(&m);
+    bool was_terminal = strcmp(old, "COMPLETE") == 0 || strcmp(old, "FAILED") == 0 ||
+                        strcmp(old, "CANCELLED") == 0 || strcmp(old, "EXPIRED") == 0;
+    if (ok && was_terminal && strcmp(status, "WORKING") == 0)
+        status = old; /* a late report does not reopen a finished job */
+    char error[1100] = "";
+    for (size_t i = 0; i < m.n_errors && !error[0]; i++)
+        snprintf(error, sizeof error, "%s", m.errors[i]);
+    for (size_t i = 0; i < m.n_checks && !error[0]; i++)
+        if (m.checks[i].result == LM_PROTO_CHECK_FAIL)
+            snprintf(error, sizeof error, "%s: %s", m.checks[i].name, m.checks[i].message);
+    int64_t now = lm_time_now_ms();
+    if (ok) {
+        /* the cutover window opens at the first readyForCutover */
+        int64_t open = m.ready_for_cutover && !windowed && m.kind == LM_PROTO_JOB_MIGRATION;
+        char types[32];
+        snprintf(types, sizeof types, "ssi%cdsssiiiiis", m.has_lag ? 'd' : 'n');
+        if (m.has_lag)
+            ok = lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase,
+                            (int64_t)m.ready_for_cutover, m.lag_seconds, m.optime_gap_seconds, b,
+                            error[0] ? error : NULL, a->agent_id, now, open, now, open,
+                            now + cp->cfg->cutover_window_ms, m.job_id);
+        else
+            ok =
+                lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase, (int64_t)m.ready_for_cutover,
+                           m.optime_gap_seconds, b, error[0] ? error : NULL, a->agent_id, now, open,
+                           now, open, now + cp->cfg->cutover_window_ms, m.job_id);
+        if (!ok)
+            cp_fail(r, 500, "INTERNAL", "cannot store the status report");
+        else if (open)
+            lm_log_info(NULL, "live migration %s is ready for cutover: the cutover window is open",
+                        m.job_id);
+    }
+    lm_proto_status_cleanup(&m);
+    if (!ok)
+        return false;
+    lm_strbuf_append(&r->body, "{\"v\":1}");
+    r->status = 200;
+    return true;
+}
+
+void cp_agent_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
+                    const req_t *q, resp_t *r)
+{
+    agent_t a;
+    memset(&a, 0, sizeof a);
+    pthread_mutex_lock(&cp->mu);
+    bool post = strcmp(method, "POST") == 0;
+    if (!cp_auth_agent(cp, c, a.org, a.token, r)) {
+        /* refused */
+    } else if (cp_match(p, "api/agent/v1/register") && post) {
+        do_register(cp, &a, q, r);
+    } else if (!known_agent(cp, c, &a, r)) {
+        /* refused */
+    } else if (cp_match(p, "api/agent/v1/heartbeat") && post) {
+        do_heartbeat(cp, &a, q, r);
+    } else if (cp_match(p, "api/agent/v1/assignments") && strcmp(method, "GET") == 0) {
+        do_poll(cp, c, &a, r);
+    } else if (cp_match(p, "api/agent/v1/status") && post) {
+        do_status(cp, &a, q, r);
+    } else {
+        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such agent API resource (or method)");
+    }
+    pthread_mutex_unlock(&cp->mu);
+}
+
+void lm_cp_tick(lm_cp_t *cp)
+{
+    pthread_mutex_lock(&cp->mu);
+    int64_t now = lm_time_now_ms();
+    sqlite3_stmt *st = lm_cp_q(cp->db,
+                               "SELECT id FROM jobs WHERE kind = 'migration' AND window_end < ? "
+                               "AND status NOT IN ('COMPLETE','FAILED','CANCELLED','EXPIRED')",
+                               "i", now);
+    char ids[64][80];
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW && n < 64)
+        snprintf(ids[n++], sizeof ids[0], "%s", lm_cp_col(st, 0));
+    sqlite3_finalize(st);
+    for (int i = 0; i < n; i++) {
+        lm_cp_exec(cp->db, "UPDATE jobs SET status = 'EXPIRED', updated = ? WHERE id = ?", "is",
+                   now, ids[i]);
+        lm_cp_exec(cp->db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
+                   "ssii", ids[i], "expire", (int64_t)0, now);
+        lm_log_warn(NULL,
+                    "live migration %s: the cutover window closed before a cutover; it is "
+                    "EXPIRED and its agent stops syncing",
+                    ids[i]);
+    }
+    if (n)
+        pthread_cond_broadcast(&cp->changed);
+    pthread_mutex_unlock(&cp->mu);
+}

@@ -1,0 +1,169 @@
+/* Secrets for the control plane: random ids, salted hashes, the CA pin, AES-256-GCM. */
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_cp.h"
+#include "lm_fs.h"
+
+static void to_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int unhex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static bool from_hex(const char *s, uint8_t *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+bool lm_cp_random_hex(char *out, size_t nbytes)
+{
+    uint8_t buf[64];
+    if (nbytes > sizeof buf || RAND_bytes(buf, (int)nbytes) != 1)
+        return false;
+    to_hex(buf, nbytes, out);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return true;
+}
+
+void lm_cp_hash_secret(const char *salt, const char *secret, char out[65])
+{
+    uint8_t md[32];
+    unsigned len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, salt, strlen(salt));
+    EVP_DigestUpdate(ctx, secret, strlen(secret));
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    to_hex(md, 32, out);
+}
+
+bool lm_cp_equal(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
+}
+
+bool lm_cp_cert_pin(const char *pem_file, char out[65], lm_error_t *err)
+{
+    FILE *f = fopen(pem_file, "r");
+    if (!f)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the CA certificate", pem_file);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!x)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: not a PEM certificate", pem_file);
+    uint8_t md[32];
+    unsigned len = 0;
+    bool ok = X509_digest(x, EVP_sha256(), md, &len) == 1 && len == 32;
+    X509_free(x);
+    if (!ok)
+        return lm_error_set(err, LM_ERR_INTERNAL, "%s: cannot hash the certificate", pem_file);
+    to_hex(md, 32, out);
+    return true;
+}
+
+bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err)
+{
+    char buf[256];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the secrets key file", path);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    bool ok = from_hex(buf, key, 32);
+    OPENSSL_cleanse(buf, sizeof buf);
+    if (!ok)
+        return lm_error_set(err, LM_ERR_CONFIG,
+                            "%s: expected 64 lowercase hex digits (make one with `openssl rand "
+                            "-hex 32 > FILE; chmod 600 FILE`)",
+                            path);
+    return true;
+}
+
+bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err)
+{
+    size_t n = strlen(plain);
+    uint8_t iv[12], tag[16];
+    uint8_t *buf = malloc(12 + n + 16);
+    char *hex = malloc(2 * (12 + n + 16) + 1);
+    int len = 0, fin = 0;
+    bool ok = buf && hex && RAND_bytes(iv, sizeof iv) == 1;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    ok = ok && ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+         EVP_EncryptUpdate(ctx, buf + 12, &len, (const uint8_t *)plain, (int)n) == 1 &&
+         EVP_EncryptFinal_ex(ctx, buf + 12 + len, &fin) == 1 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    if (ok) {
+        memcpy(buf, iv, 12);
+        memcpy(buf + 12 + n, tag, 16);
+        to_hex(buf, 12 + n + 16, hex);
+        lm_strbuf_append(out, "v1:");
+        lm_strbuf_append(out, hex);
+    } else {
+        lm_error_set(err, LM_ERR_INTERNAL, "cannot encrypt a stored secret");
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (buf)
+        OPENSSL_cleanse(buf, 12 + n + 16);
+    free(buf);
+    free(hex);
+    return ok;
+}
+
+bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err)
+{
+    if (strncmp(sealed, "v1:", 3) != 0 || strlen(sealed + 3) % 2 || strlen(sealed + 3) < 56)
+        return lm_error_set(err, LM_ERR_INTERNAL, "a stored secret is damaged");
+    size_t total = strlen(sealed + 3) / 2, n = total - 28;
+    uint8_t *buf = malloc(total), *plain = malloc(n + 1);
+    int len = 0, fin = 0;
+    bool ok = buf && plain && from_hex(sealed + 3, buf, total);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    ok = ok && ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
+         EVP_DecryptUpdate(ctx, plain, &len, buf + 12, (int)n) == 1 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, buf + 12 + n) == 1 &&
+         EVP_DecryptFinal_ex(ctx, plain + len, &fin) == 1;
+    if (ok) {
+        plain[n] = '\0';
+        lm_strbuf_append(out, (const char *)plain);
+    } else {
+        lm_error_set(err, LM_ERR_INTERNAL,
+                     "a stored secret does not decrypt: is secrets_key_file the key it was "
+                     "stored with?");
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (plain)
+        OPENSSL_cleanse(plain, n + 1);
+    free(buf);
+    free(plain);
+    return ok;
+}

@@ -1,0 +1,478 @@
+/* livemig-controlplane: the HTTPS server, its routes, authentication and the cutover
+ * window. Thread per connection (libmicrohttpd), so an agent's long poll simply waits on a
+ * condition variable; one SQLite connection under one mutex. See controlplane/README.md. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "lm_cp_http.h"
+#include "lm_fs.h"
+#include "lm_json.h"
+#include "lm_log.h"
+#include "lm_proto.h"
+#include "lm_time.h"
+
+/* ---- answers ---- */
+
+static const char *reason_of(unsigned status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+bool cp_fail(resp_t *r, unsigned status, const char *code, const char *fmt, ...)
+{
+    char detail[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "error");
+    lm_json_w_int(w, status);
+    lm_json_w_key(w, "errorCode");
+    lm_json_w_str(w, code);
+    lm_json_w_key(w, "detail");
+    lm_json_w_str(w, detail);
+    lm_json_w_key(w, "reason");
+    lm_json_w_str(w, reason_of(status));
+    lm_json_w_map_close(w);
+    size_t len;
+    lm_error_t err;
+    const char *s = lm_json_writer_result(w, &len, &err);
+    lm_strbuf_cleanup(&r->body);
+    lm_strbuf_init(&r->body, 1u << 20);
+    if (s)
+        lm_strbuf_append_n(&r->body, s, len);
+    lm_json_writer_destroy(w);
+    r->status = status;
+    return false;
+}
+
+/* Ends w (its top-level object must be open) into r with status. */
+bool cp_answer(resp_t *r, unsigned status, lm_json_writer_t *w)
+{
+    size_t len;
+    lm_error_t err;
+    const char *s = lm_json_writer_result(w, &len, &err);
+    if (!s) {
+        lm_json_writer_destroy(w);
+        return cp_fail(r, 500, "INTERNAL", "cannot write the answer: %s", err.message);
+    }
+    lm_strbuf_append_n(&r->body, s, len);
+    lm_json_writer_destroy(w);
+    r->status = status;
+    return true;
+}
+
+void cp_w_kv(lm_json_writer_t *w, const char *k, const char *v)
+{
+    lm_json_w_key(w, k);
+    lm_json_w_str(w, v);
+}
+
+/* ---- request bodies ---- */
+
+lm_json_val_t *cp_body_json(const req_t *q, resp_t *r)
+{
+    lm_error_t err;
+    const char *b = lm_strbuf_str(&q->body);
+    lm_json_val_t *v = lm_json_parse(b, strlen(b), 1u << 20, 16, &err);
+    if (!v) {
+        cp_fail(r, 400, "MALFORMED_REQUEST_BODY", "the request body is not valid JSON: %s",
+                err.message);
+        return NULL;
+    }
+    if (lm_json_type(v) != LM_JSON_OBJECT) {
+        lm_json_free(v);
+        cp_fail(r, 400, "MALFORMED_REQUEST_BODY", "the request body must be a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+/* A JSON field error as a 400 answer. */
+bool cp_bad_field(resp_t *r, const lm_error_t *err)
+{
+    return cp_fail(r, 400, "INVALID_ATTRIBUTE", "%s", err->message);
+}
+
+/* ---- authentication ---- */
+
+static int b64val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Standard base64 (Basic auth) into out (NUL-terminated); false when malformed. */
+static bool b64_decode(const char *in, char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *in && *in != '='; in++) {
+        int v = b64val(*in);
+        if (v < 0)
+            return false;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= cap)
+                return false;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Admin API: "Authorization: Basic base64(publicKey:privateKey)". */
+bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t *r)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    char plain[256];
+    if (!h || strncmp(h, "Basic ", 6) != 0)
+        return cp_fail(
+            r, 401, "NOT_AUTHENTICATED",
+            "an API key is required: send it as HTTP Basic auth (public key as the user, "
+            "private key as the password)");
+    char *colon;
+    if (strlen(h + 6) > 300 || !b64_decode(h + 6, plain, sizeof plain) ||
+        !(colon = strchr(plain, ':')))
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
+    *colon = '\0';
+    bool ok = false;
+    sqlite3_stmt *st =
+        lm_cp_q(cp->db, "SELECT org_id, role, salt, hash FROM api_keys WHERE id = ?", "s", plain);
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        char hash[65];
+        lm_cp_hash_secret(lm_cp_col(st, 2), colon + 1, hash);
+        if (lm_cp_equal(hash, lm_cp_col(st, 3))) {
+            ok = true;
+            snprintf(who->key_id, sizeof who->key_id, "%s", plain);
+            snprintf(who->org, sizeof who->org, "%s", lm_cp_col(st, 0));
+            who->owner = strcmp(lm_cp_col(st, 1), "ORG_OWNER") == 0;
+        }
+    }
+    sqlite3_finalize(st);
+    memset(plain, 0, sizeof plain);
+    if (!ok)
+        return cp_fail(r, 401, "NOT_AUTHENTICATED",
+                       "the API key is unknown or its secret is wrong");
+    return true;
+}
+
+bool cp_need_owner(const caller_t *who, resp_t *r)
+{
+    if (!who->owner)
+        return cp_fail(r, 403, "USER_UNAUTHORIZED",
+                       "this API key has the Organization Member role, which can only read: use an "
+                       "Organization Owner key");
+    return true;
+}
+
+bool cp_own_org(const caller_t *who, const char *org, resp_t *r)
+{
+    if (strcmp(who->org, org) != 0)
+        return cp_fail(r, 403, "USER_UNAUTHORIZED",
+                       "this API key belongs to another organization than %s", org);
+    return true;
+}
+
+/* The project `group` exists in the caller's organization. */
+bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_q(cp->db, "SELECT org_id FROM projects WHERE id = ?", "s", group);
+    bool found = st && sqlite3_step(st) == SQLITE_ROW && strcmp(lm_cp_col(st, 0), who->org) == 0;
+    sqlite3_finalize(st);
+    if (!found)
+        return cp_fail(r, 404, "GROUP_NOT_FOUND", "no project %s in this API key's organization",
+                       group);
+    return true;
+}
+
+/* Agent API: "Authorization: Bearer <tokenId>:<secret>" of a live link-token, from an
+ * address on its access list. *org and *token get the token's. */
+bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token, resp_t *r)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    char cred[200];
+    char *colon;
+    if (!h || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) >= sizeof cred)
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "an agent credential is required");
+    snprintf(cred, sizeof cred, "%s", h + 7);
+    if (!(colon = strchr(cred, ':')))
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is malformed");
+    *colon = '\0';
+    sqlite3_stmt *st =
+        lm_cp_q(cp->db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?",
+                "s", cred);
+    bool found = st && sqlite3_step(st) == SQLITE_ROW, ok = false, revoked = false;
+    char access[4096] = "";
+    if (found) {
+        char hash[65];
+        lm_cp_hash_secret(lm_cp_col(st, 1), colon + 1, hash);
+        ok = lm_cp_equal(hash, lm_cp_col(st, 2));
+        revoked = sqlite3_column_int64(st, 4) != 0;
+        snprintf(org, 80, "%s", lm_cp_col(st, 0));
+        snprintf(access, sizeof access, "%s", lm_cp_col(st, 3));
+        snprintf(token, 80, "%s", cred);
+    }
+    sqlite3_finalize(st);
+    memset(cred, 0, sizeof cred);
+    if (!ok)
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is unknown");
+    if (revoked)
+        return cp_fail(r, 401, "LINK_TOKEN_REVOKED",
+                       "the link-token this agent was linked with has been deleted: link it again "
+                       "with a new one");
+    /* the access list: a JSON array of addresses; empty means any */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+    }
+    lm_error_t err;
+    lm_json_val_t *list = lm_json_parse(access, strlen(access), 0, 0, &err);
+    bool allowed = !list || lm_json_len(list) == 0;
+    for (size_t i = 0; list && i < lm_json_len(list) && !allowed; i++) {
+        const char *a = lm_json_string(lm_json_at(list, i));
+        allowed = a && strcmp(a, ip) == 0;
+    }
+    lm_json_free(list);
+    if (!allowed)
+        return cp_fail(r, 403, "IP_ADDRESS_NOT_ON_ACCESS_LIST",
+                       "this agent's address %s is not on the link-token's access list", ip);
+    return true;
+}
+
+/* ---- path matching ---- */
+
+static bool split_path(const char *url, path_t *p)
+{
+    if (strlen(url) >= sizeof p->buf)
+        return false;
+    snprintf(p->buf, sizeof p->buf, "%s", url);
+    p->n = 0;
+    for (char *s = strtok(p->buf, "/"); s; s = strtok(NULL, "/")) {
+        if (p->n == MAX_PARTS)
+            return false;
+        p->part[p->n++] = s;
+    }
+    return true;
+}
+
+/* p matches pattern ("api/atlas/v2/orgs/ * /liveMigrations/linkTokens", * = any part). */
+bool cp_match(const path_t *p, const char *pattern)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", pattern);
+    int i = 0;
+    char *save = NULL;
+    for (char *s = strtok_r(buf, "/", &save); s; s = strtok_r(NULL, "/", &save), i++)
+        if (i >= p->n || (strcmp(s, "*") != 0 && strcmp(s, p->part[i]) != 0))
+            return false;
+    return i == p->n;
+}
+
+bool cp_valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-' || *s == '.'))
+            return false;
+    return true;
+}
+
+/* ---- the daemon ---- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+    lm_cp_t *cp = cls;
+    (void)version;
+    req_t *q = *con_cls;
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q)
+            return MHD_NO;
+        lm_strbuf_init(&q->body, (size_t)cp->cfg->max_body);
+        *con_cls = q;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (q->body.len + *upload_size > (size_t)cp->cfg->max_body)
+            q->too_large = true;
+        else
+            lm_strbuf_append_n(&q->body, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    resp_t r = {.status = 200};
+    lm_strbuf_init(&r.body, 1u << 22);
+    path_t p;
+    if (q->too_large)
+        cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
+                (long long)cp->cfg->max_body);
+    else if (!split_path(url, &p))
+        cp_fail(&r, 404, "RESOURCE_NOT_FOUND", "no such resource");
+    else if (p.n >= 3 && strcmp(p.part[0], "api") == 0 && strcmp(p.part[1], "agent") == 0)
+        cp_agent_route(cp, c, method, &p, q, &r); /* locks cp->mu itself: it long-polls */
+    else if (p.n >= 3 && strcmp(p.part[0], "api") == 0 && strcmp(p.part[1], "atlas") == 0) {
+        pthread_mutex_lock(&cp->mu);
+        cp_admin_route(cp, c, method, &p, q, &r);
+        pthread_mutex_unlock(&cp->mu);
+    } else
+        cp_fail(&r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
+                strlen(url) < 200 ? url : "(too long)");
+    if (r.status >= 500)
+        lm_log_error(NULL, "%s %s: %u %s", method, p.n ? p.part[p.n - 1] : "/", r.status,
+                     lm_strbuf_str(&r.body));
+    size_t len = r.body.len;
+    char *data = lm_strbuf_steal(&r.body);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, r.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)c, (void)toe;
+    req_t *q = *con_cls;
+    if (q) {
+        if (q->body.data)
+            memset(q->body.data, 0, q->body.len); /* bodies carry passwords */
+        lm_strbuf_cleanup(&q->body);
+        free(q);
+    }
+    *con_cls = NULL;
+}
+
+static char *slurp(const char *path, lm_error_t *err)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (!lm_fs_read_file(path, 1u << 20, &data, &len, err))
+        return NULL;
+    return data;
+}
+
+lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
+{
+    lm_cp_t *cp = calloc(1, sizeof *cp);
+    if (!cp) {
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    cp->cfg = cfg;
+    snprintf(cp->public_url, sizeof cp->public_url, "%s", cfg->public_url ? cfg->public_url : "");
+    pthread_mutex_init(&cp->mu, NULL);
+    pthread_cond_init(&cp->changed, NULL);
+    char host[256];
+    int port = 0;
+    const char *colon = strrchr(cfg->listen, ':');
+    bool ok = colon && (size_t)(colon - cfg->listen) < sizeof host &&
+              sscanf(colon + 1, "%d", &port) == 1 && port >= 0 && port < 65536;
+    if (!ok)
+        lm_error_set(err, LM_ERR_CONFIG, "listen: expected host:port, got \"%s\"", cfg->listen);
+    else
+        snprintf(host, sizeof host, "%.*s", (int)(colon - cfg->listen), cfg->listen);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (ok && inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        ok = lm_error_set(err, LM_ERR_CONFIG, "listen: %s is not an IPv4 address", host);
+    ok = ok && (cp->cert = slurp(cfg->tls.cert_file, err)) &&
+         (cp->key = slurp(cfg->tls.key_file, err)) &&
+         lm_cp_cert_pin(cfg->tls.ca_file, cp->ca_pin, err) &&
+         lm_cp_load_key(cfg->secrets_key_file, cp->secrets_key, err) &&
+         lm_cp_store_open(cfg->db_path, &cp->db, err);
+    if (ok) {
+        cp->d =
+            MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                 MHD_USE_TLS | MHD_USE_ERROR_LOG,
+                             0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr,
+                             MHD_OPTION_HTTPS_MEM_CERT, cp->cert, MHD_OPTION_HTTPS_MEM_KEY, cp->key,
+                             MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, cp, MHD_OPTION_END);
+        if (!cp->d)
+            ok = lm_error_set(err, LM_ERR_NET,
+                              "cannot listen on %s with TLS (address in use, or the certificate "
+                              "and key do not match)",
+                              cfg->listen);
+    }
+    if (ok) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(cp->d, MHD_DAEMON_INFO_BIND_PORT);
+        cp->port = di ? di->port : port;
+        return cp;
+    }
+    lm_cp_stop(cp);
+    return NULL;
+}
+
+void lm_cp_set_public_url(lm_cp_t *cp, const char *url)
+{
+    pthread_mutex_lock(&cp->mu);
+    snprintf(cp->public_url, sizeof cp->public_url, "%s", url);
+    pthread_mutex_unlock(&cp->mu);
+}
+
+int lm_cp_port(const lm_cp_t *cp)
+{
+    return cp->port;
+}
+
+void lm_cp_stop(lm_cp_t *cp)
+{
+    if (!cp)
+        return;
+    if (cp->d) {
+        pthread_mutex_lock(&cp->mu);
+        pthread_cond_broadcast(&cp->changed);
+        pthread_mutex_unlock(&cp->mu);
+        MHD_stop_daemon(cp->d);
+    }
+    if (cp->db)
+        sqlite3_close(cp->db);
+    free(cp->cert);
+    if (cp->key) {
+        memset(cp->key, 0, strlen(cp->key));
+        free(cp->key);
+    }
+    memset(cp->secrets_key, 0, sizeof cp->secrets_key);
+    pthread_cond_destroy(&cp->changed);
+    pthread_mutex_destroy(&cp->mu);
+    free(cp);
+}

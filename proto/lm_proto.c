@@ -1,0 +1,677 @@
+/* lm_proto: see lm_proto.h. */
+#include "lm_proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_json.h"
+
+#define TOKEN_PREFIX "lmlt1."
+
+static const char *const job_kinds[] = {"validation", "migration", NULL};
+static const char *const cmd_kinds[] = {"cutover", "cancel", "extend", "expire", "revoked", NULL};
+static const char *const check_results[] = {"PASS", "WARN", "FAIL", "INFO", NULL};
+static const char *const captures[] = {"auto", "oplog", "changestream", NULL};
+static const char *const states[] = {"RUNNING", "COMPLETE", "FAILED", "CANCELLED", "EXPIRED", NULL};
+
+const char *lm_proto_job_kind_name(lm_proto_job_kind_t k)
+{
+    return k <= LM_PROTO_JOB_MIGRATION ? job_kinds[k] : "?";
+}
+
+const char *lm_proto_cmd_kind_name(lm_proto_cmd_kind_t k)
+{
+    return k <= LM_PROTO_CMD_REVOKED ? cmd_kinds[k] : "?";
+}
+
+const char *lm_proto_check_result_name(lm_proto_check_result_t r)
+{
+    return r <= LM_PROTO_CHECK_INFO ? check_results[r] : "?";
+}
+
+/* ---- decoding helpers ---- */
+
+/* Parses a message and checks its version. */
+static lm_json_val_t *open_msg(const char *buf, size_t len, const char *what, lm_error_t *err)
+{
+    lm_json_val_t *v = lm_json_parse(buf, len, LM_PROTO_MAX_BYTES, 16, err);
+    int64_t ver = 0;
+    if (!v) {
+        lm_error_prefix(err, "%s", what);
+        return NULL;
+    }
+    if (lm_json_type(v) != LM_JSON_OBJECT) {
+        lm_error_set(err, LM_ERR_INVALID, "%s: expected a JSON object", what);
+    } else if (lm_json_get_int(v, "v", true, 1, INT32_MAX, &ver, err)) {
+        if (ver <= LM_PROTO_VERSION)
+            return v;
+        lm_error_set(err, LM_ERR_INVALID,
+                     "%s: protocol version %lld is newer than this build speaks (%d): upgrade "
+                     "livemig",
+                     what, (long long)ver, LM_PROTO_VERSION);
+    } else {
+        lm_error_prefix(err, "%s", what);
+    }
+    lm_json_free(v);
+    return NULL;
+}
+
+/* A string member copied into buf[size] (longer is refused). Absent and not required: "". */
+static bool get_text(const lm_json_val_t *obj, const char *key, bool required, char *buf,
+                     size_t size, lm_error_t *err)
+{
+    const char *s = NULL;
+    if (!lm_json_get_str(obj, key, required, size - 1, &s, err))
+        return false;
+    if (required && !s[0])
+        return lm_error_set(err, LM_ERR_INVALID, "field '%s': must not be empty", key);
+    snprintf(buf, size, "%s", s ? s : "");
+    return true;
+}
+
+/* A string member that must be one of names[]; *out gets its index. */
+static bool get_enum(const lm_json_val_t *obj, const char *key, bool required,
+                     const char *const *names, int *out, lm_error_t *err)
+{
+    const char *s = NULL;
+    if (!lm_json_get_str(obj, key, required, 64, &s, err))
+        return false;
+    if (!s)
+        return true;
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return true;
+        }
+    }
+    char list[256] = "";
+    for (int i = 0; names[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+    return lm_error_set(err, LM_ERR_INVALID, "field '%s': expected one of %s", key, list);
+}
+
+/* Number (int or double) member. */
+static bool get_number(const lm_json_val_t *obj, const char *key, bool required, double *out,
+                       lm_error_t *err)
+{
+    return lm_json_get_double(obj, key, required, out, err);
+}
+
+/* An array of strings into an allocated [n][size] table. */
+static bool get_names(const lm_json_val_t *obj, const char *key, size_t size, size_t cap,
+                      char **table, size_t *n, lm_error_t *err)
+{
+    lm_json_val_t *arr = NULL;
+    *n = 0;
+    if (!lm_json_get_arr(obj, key, false, cap, &arr, err))
+        return false;
+    if (!arr || !lm_json_len(arr))
+        return true;
+    *table = calloc(lm_json_len(arr), size);
+    if (!*table)
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < lm_json_len(arr); i++) {
+        const char *s = lm_json_string(lm_json_at(arr, i));
+        if (!s)
+            return lm_error_set(err, LM_ERR_INVALID, "field '%s[%zu]': expected a string", key, i);
+        if (strlen(s) >= size)
+            return lm_error_set(err, LM_ERR_TOO_LARGE, "field '%s[%zu]': longer than %zu bytes",
+                                key, i, size - 1);
+        memcpy(*table + i * size, s, strlen(s) + 1);
+        (*n)++;
+    }
+    return true;
+}
+
+/* An optional object member, each item of an array member. */
+static bool get_items(const lm_json_val_t *obj, const char *key, size_t cap, lm_json_val_t **arr,
+                      lm_error_t *err)
+{
+    if (!lm_json_get_arr(obj, key, false, cap, arr, err))
+        return false;
+    for (size_t i = 0; *arr && i < lm_json_len(*arr); i++)
+        if (lm_json_type(lm_json_at(*arr, i)) != LM_JSON_OBJECT)
+            return lm_error_set(err, LM_ERR_INVALID, "field '%s[%zu]': expected an object", key, i);
+    return true;
+}
+
+/* Prefixes err with the item a failure was found in ("jobs[2]: field 'x': ..."). */
+static bool in_item(bool ok, lm_error_t *err, const char *key, size_t i)
+{
+    if (!ok)
+        lm_error_prefix(err, "%s[%zu]", key, i);
+    return ok;
+}
+
+/* ---- encoding helpers ---- */
+
+static lm_json_writer_t *begin(void)
+{
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "v");
+    lm_json_w_int(w, LM_PROTO_VERSION);
+    return w;
+}
+
+static void w_str(lm_json_writer_t *w, const char *key, const char *v)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_str(w, v);
+}
+
+static void w_int(lm_json_writer_t *w, const char *key, int64_t v)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_int(w, v);
+}
+
+static void w_bool(lm_json_writer_t *w, const char *key, bool v)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_bool(w, v);
+}
+
+static void w_names(lm_json_writer_t *w, const char *key, const char *table, size_t size, size_t n)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < n; i++)
+        lm_json_w_str(w, table + i * size);
+    lm_json_w_array_close(w);
+}
+
+static bool finish(lm_json_writer_t *w, lm_strbuf_t *out, lm_error_t *err)
+{
+    size_t len;
+    lm_json_w_map_close(w);
+    const char *s = lm_json_writer_result(w, &len, err);
+    bool ok = s != NULL;
+    if (ok && len > LM_PROTO_MAX_BYTES)
+        ok = lm_error_set(err, LM_ERR_TOO_LARGE, "message of %zu bytes: over the %u-byte cap", len,
+                          LM_PROTO_MAX_BYTES);
+    if (ok)
+        lm_strbuf_append_n(out, s, len);
+    lm_json_writer_destroy(w);
+    return ok;
+}
+
+/* ---- base64url without padding (the link-token) ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void b64url_encode(const unsigned char *in, size_t n, lm_strbuf_t *out)
+{
+    char quad[5] = {0};
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        size_t left = n - i;
+        if (left > 1)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (left > 2)
+            v |= in[i + 2];
+        quad[0] = b64[(v >> 18) & 63];
+        quad[1] = b64[(v >> 12) & 63];
+        quad[2] = b64[(v >> 6) & 63];
+        quad[3] = b64[v & 63];
+        lm_strbuf_append_n(out, quad, left > 2 ? 4 : left + 1);
+    }
+}
+
+/* Decodes into out[*n] (capacity cap); false on a character outside the alphabet. */
+static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *n)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    *n = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = in[i] ? strchr(b64, in[i]) : NULL;
+        if (!p)
+            return false;
+        acc = (acc << 6) | (uint32_t)(p - b64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (*n >= cap)
+                return false;
+            out[(*n)++] = (unsigned char)((acc >> bits) & 0xff);
+        }
+    }
+    return bits < 6; /* a lone trailing character carries no byte */
+}
+
+/* ---- link-token ---- */
+
+static bool is_hex64(const char *s)
+{
+    if (strlen(s) != 64)
+        return false;
+    for (; *s; s++)
+        if (!strchr("0123456789abcdef", *s))
+            return false;
+    return true;
+}
+
+bool lm_proto_link_token_encode(const lm_proto_link_token_t *t, lm_strbuf_t *out, lm_error_t *err)
+{
+    lm_strbuf_t json;
+    lm_strbuf_init(&json, LM_PROTO_MAX_BYTES);
+    lm_json_writer_t *w = begin();
+    w_str(w, "url", t->url);
+    w_str(w, "orgId", t->org_id);
+    w_str(w, "tokenId", t->token_id);
+    w_str(w, "secret", t->secret);
+    w_str(w, "caPin", t->ca_pin);
+    bool ok = finish(w, &json, err);
+    if (ok) {
+        lm_strbuf_append(out, TOKEN_PREFIX);
+        b64url_encode((const unsigned char *)lm_strbuf_str(&json), strlen(lm_strbuf_str(&json)),
+                      out);
+    }
+    if (json.data)
+        memset(json.data, 0, json.len);
+    lm_strbuf_cleanup(&json);
+    return ok;
+}
+
+bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_token_t *t,
+                                lm_error_t *err)
+{
+    static const char what[] = "link-token refused"; /* not "token:": lm_redact masks after it */
+    memset(t, 0, sizeof *t);
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+        len--; /* a token file's trailing newline */
+    size_t plen = strlen(TOKEN_PREFIX);
+    if (len < plen || memcmp(text, TOKEN_PREFIX, plen) != 0)
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "%s: not a livemig link-token (one starts with \"%s\"): copy the "
+                            "whole text that `livemig lm link create` printed",
+                            what, TOKEN_PREFIX);
+    unsigned char raw[4096];
+    size_t n;
+    if (len - plen > sizeof raw * 4 / 3 ||
+        !b64url_decode(text + plen, len - plen, raw, sizeof raw, &n))
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "%s: damaged (not base64url after \"%s\"): copy it again", what,
+                            TOKEN_PREFIX);
+    lm_json_val_t *v = open_msg((const char *)raw, n, what, err);
+    bool ok = v && get_text(v, "url", true, t->url, sizeof t->url, err) &&
+              get_text(v, "orgId", true, t->org_id, sizeof t->org_id, err) &&
+              get_text(v, "tokenId", true, t->token_id, sizeof t->token_id, err) &&
+              get_text(v, "secret", true, t->secret, sizeof t->secret, err) &&
+              get_text(v, "caPin", true, t->ca_pin, sizeof t->ca_pin, err);
+    if (ok && strncmp(t->url, "https://", 8) != 0)
+        ok = lm_error_set(err, LM_ERR_INVALID, "%s: field 'url': must be an https:// URL", what);
+    if (ok && !is_hex64(t->ca_pin))
+        ok = lm_error_set(err, LM_ERR_INVALID,
+                          "%s: field 'caPin': expected 64 lowercase hex digits (SHA-256)", what);
+    if (v && !ok && strncmp(err->message, what, strlen(what)) != 0)
+        lm_error_prefix(err, "%s", what);
+    memset(raw, 0, sizeof raw);
+    lm_json_free(v);
+    if (!ok)
+        lm_proto_link_token_clear(t);
+    return ok;
+}
+
+void lm_proto_link_token_clear(lm_proto_link_token_t *t)
+{
+    volatile unsigned char *p = (volatile unsigned char *)t;
+    for (size_t i = 0; i < sizeof *t; i++)
+        p[i] = 0;
+}
+
+/* ---- register ---- */
+
+bool lm_proto_register_req_encode(const lm_proto_register_req_t *m, lm_strbuf_t *out,
+                                  lm_error_t *err)
+{
+    lm_json_writer_t *w = begin();
+    w_str(w, "hostname", m->hostname);
+    w_str(w, "agentVersion", m->agent_version);
+    w_str(w, "os", m->os);
+    return finish(w, out, err);
+}
+
+bool lm_proto_register_req_decode(const char *buf, size_t len, lm_proto_register_req_t *m,
+                                  lm_error_t *err)
+{
+    memset(m, 0, sizeof *m);
+    lm_json_val_t *v = open_msg(buf, len, "register request", err);
+    bool ok = v && get_text(v, "hostname", true, m->hostname, sizeof m->hostname, err) &&
+              get_text(v, "agentVersion", true, m->agent_version, sizeof m->agent_version, err) &&
+              get_text(v, "os", false, m->os, sizeof m->os, err);
+    lm_json_free(v);
+    return ok;
+}
+
+bool lm_proto_register_resp_encode(const lm_proto_register_resp_t *m, lm_strbuf_t *out,
+                                   lm_error_t *err)
+{
+    lm_json_writer_t *w = begin();
+    w_str(w, "agentId", m->agent_id);
+    w_str(w, "orgId", m->org_id);
+    w_int(w, "heartbeatSeconds", m->heartbeat_seconds);
+    w_int(w, "pollSeconds", m->poll_seconds);
+    return finish(w, out, err);
+}
+
+bool lm_proto_register_resp_decode(const char *buf, size_t len, lm_proto_register_resp_t *m,
+                                   lm_error_t *err)
+{
+    memset(m, 0, sizeof *m);
+    lm_json_val_t *v = open_msg(buf, len, "register response", err);
+    bool ok = v && get_text(v, "agentId", true, m->agent_id, sizeof m->agent_id, err) &&
+              get_text(v, "orgId", true, m->org_id, sizeof m->org_id, err) &&
+              lm_json_get_int(v, "heartbeatSeconds", true, 1, 3600, &m->heartbeat_seconds, err) &&
+              lm_json_get_int(v, "pollSeconds", true, 1, 120, &m->poll_seconds, err);
+    lm_json_free(v);
+    return ok;
+}
+
+/* ---- heartbeat ---- */
+
+bool lm_proto_heartbeat_encode(const lm_proto_heartbeat_t *m, lm_strbuf_t *out, lm_error_t *err)
+{
+    lm_json_writer_t *w = begin();
+    w_str(w, "agentId", m->agent_id);
+    w_str(w, "hostname", m->hostname);
+    w_str(w, "agentVersion", m->agent_version);
+    w_int(w, "uptimeSeconds", m->uptime_seconds);
+    w_int(w, "stateDirFreeBytes", m->state_dir_free_bytes);
+    w_names(w, "runningJobs", m->running[0], sizeof m->running[0],
+            m->n_running < LM_PROTO_MAX_JOBS ? m->n_running : LM_PROTO_MAX_JOBS);
+    return finish(w, out, err);
+}
+
+bool lm_proto_heartbeat_decode(const char *buf, size_t len, lm_proto_heartbeat_t *m,
+                               lm_error_t *err)
+{
+    memset(m, 0, sizeof *m);
+    lm_json_val_t *v = open_msg(buf, len, "heartbeat", err);
+    char *running = NULL;
+    bool ok = v && get_text(v, "agentId", true, m->agent_id, sizeof m->agent_id, err) &&
+              get_text(v, "hostname", true, m->hostname, sizeof m->hostname, err) &&
+              get_text(v, "agentVersion", true, m->agent_version, sizeof m->agent_version, err) &&
+              lm_json_get_int(v, "uptimeSeconds", true, 0, INT64_MAX, &m->uptime_seconds, err) &&
+              lm_json_get_int(v, "stateDirFreeBytes", true, 0, INT64_MAX, &m->state_dir_free_bytes,
+                              err) &&
+              get_names(v, "runningJobs", sizeof m->running[0], LM_PROTO_MAX_JOBS, &running,
+                        &m->n_running, err);
+    if (ok && m->n_running)
+        memcpy(m->running, running, m->n_running * sizeof m->running[0]);
+    free(running);
+    lm_json_free(v);
+    return ok;
+}
+
+/* ---- assignments ---- */
+
+static void w_endpoint(lm_json_writer_t *w, const char *key, const lm_proto_endpoint_t *e)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_map_open(w);
+    w_str(w, "uri", e->uri);
+    if (e->ca_file[0])
+        w_str(w, "caFile", e->ca_file);
+    w_bool(w, "tls", e->tls);
+    if (e->username[0])
+        w_str(w, "username", e->username);
+    if (e->password[0])
+        w_str(w, "password", e->password);
+    lm_json_w_map_close(w);
+}
+
+static bool get_endpoint(const lm_json_val_t *obj, const char *key, lm_proto_endpoint_t *e,
+                         lm_error_t *err)
+{
+    lm_json_val_t *v = NULL;
+    bool ok = lm_json_get_obj(obj, key, true, &v, err) && lm_json_type(v) == LM_JSON_OBJECT;
+    if (!ok) {
+        if (v)
+            lm_error_set(err, LM_ERR_INVALID, "field '%s': expected an object", key);
+        return false;
+    }
+    ok = get_text(v, "uri", true, e->uri, sizeof e->uri, err) &&
+         get_text(v, "caFile", false, e->ca_file, sizeof e->ca_file, err) &&
+         lm_json_get_bool(v, "tls", false, &e->tls, err) &&
+         get_text(v, "username", false, e->username, sizeof e->username, err) &&
+         get_text(v, "password", false, e->password, sizeof e->password, err);
+    if (!ok)
+        lm_error_prefix(err, "%s", key);
+    if (ok && strncmp(e->uri, "mongodb://", 10) != 0 && strncmp(e->uri, "mongodb+srv://", 14) != 0)
+        ok = lm_error_set(err, LM_ERR_INVALID, "%s: field 'uri': expected a mongodb:// URI", key);
+    return ok;
+}
+
+bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *out, lm_error_t *err)
+{
+    lm_json_writer_t *w = begin();
+    lm_json_w_key(w, "jobs");
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < m->n_jobs && i < LM_PROTO_MAX_JOBS; i++) {
+        const lm_proto_job_t *j = &m->jobs[i];
+        lm_json_w_map_open(w);
+        w_str(w, "jobId", j->job_id);
+        w_str(w, "kind", lm_proto_job_kind_name(j->kind));
+        w_endpoint(w, "source", &j->source);
+        w_endpoint(w, "target", &j->target);
+        w_bool(w, "dropTarget", j->drop_target);
+        w_str(w, "capture", j->capture[0] ? j->capture : "auto");
+        w_int(w, "applyWorkers", j->apply_workers);
+        w_int(w, "cutoverLagSeconds", j->cutover_lag_seconds);
+        w_names(w, "include", j->include ? j->include[0] : NULL, sizeof j->include[0],
+                j->n_include);
+        w_names(w, "exclude", j->exclude ? j->exclude[0] : NULL, sizeof j->exclude[0],
+                j->n_exclude);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    lm_json_w_key(w, "commands");
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < m->n_commands && i < LM_PROTO_MAX_COMMANDS; i++) {
+        const lm_proto_command_t *c = &m->commands[i];
+        lm_json_w_map_open(w);
+        w_str(w, "command", lm_proto_cmd_kind_name(c->kind));
+        if (c->job_id[0])
+            w_str(w, "jobId", c->job_id);
+        if (c->kind == LM_PROTO_CMD_EXTEND)
+            w_int(w, "deadlineMs", c->deadline_ms);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    return finish(w, out, err);
+}
+
+static bool get_job(const lm_json_val_t *v, lm_proto_job_t *j, lm_error_t *err)
+{
+    int kind = 0, capture = 0;
+    if (!get_text(v, "jobId", true, j->job_id, sizeof j->job_id, err) ||
+        !get_enum(v, "kind", true, job_kinds, &kind, err) ||
+        !get_endpoint(v, "source", &j->source, err) ||
+        !get_endpoint(v, "target", &j->target, err) ||
+        !lm_json_get_bool(v, "dropTarget", false, &j->drop_target, err) ||
+        !get_enum(v, "capture", false, captures, &capture, err) ||
+        !lm_json_get_int(v, "applyWorkers", false, 0, 256, &j->apply_workers, err) ||
+        !lm_json_get_int(v, "cutoverLagSeconds", false, 0, 86400, &j->cutover_lag_seconds, err) ||
+        !get_names(v, "include", sizeof j->include[0], LM_PROTO_MAX_NAMES, (char **)&j->include,
+                   &j->n_include, err) ||
+        !get_names(v, "exclude", sizeof j->exclude[0], LM_PROTO_MAX_NAMES, (char **)&j->exclude,
+                   &j->n_exclude, err))
+        return false;
+    j->kind = (lm_proto_job_kind_t)kind;
+    snprintf(j->capture, sizeof j->capture, "%s", captures[capture]);
+    return true;
+}
+
+bool lm_proto_assignments_decode(const char *buf, size_t len, lm_proto_assignments_t *m,
+                                 lm_error_t *err)
+{
+    memset(m, 0, sizeof *m);
+    lm_json_val_t *v = open_msg(buf, len, "assignments", err), *jobs = NULL, *cmds = NULL;
+    bool ok = v && get_items(v, "jobs", LM_PROTO_MAX_JOBS, &jobs, err) &&
+              get_items(v, "commands", LM_PROTO_MAX_COMMANDS, &cmds, err);
+    for (size_t i = 0; ok && jobs && i < lm_json_len(jobs); i++) {
+        ok = in_item(get_job(lm_json_at(jobs, i), &m->jobs[i], err), err, "jobs", i);
+        m->n_jobs = i + 1; /* so that cleanup frees what this one allocated */
+    }
+    for (size_t i = 0; ok && cmds && i < lm_json_len(cmds); i++) {
+        lm_json_val_t *c = lm_json_at(cmds, i);
+        lm_proto_command_t *cmd = &m->commands[i];
+        int kind = 0;
+        ok = get_enum(c, "command", true, cmd_kinds, &kind, err);
+        cmd->kind = (lm_proto_cmd_kind_t)kind;
+        ok = ok && get_text(c, "jobId", kind != LM_PROTO_CMD_REVOKED, cmd->job_id,
+                            sizeof cmd->job_id, err);
+        ok = ok && lm_json_get_int(c, "deadlineMs", kind == LM_PROTO_CMD_EXTEND, 0, INT64_MAX,
+                                   &cmd->deadline_ms, err);
+        ok = in_item(ok, err, "commands", i);
+        m->n_commands = i + 1;
+    }
+    if (!ok && v)
+        lm_error_prefix(err, "assignments");
+    lm_json_free(v);
+    return ok;
+}
+
+void lm_proto_assignments_cleanup(lm_proto_assignments_t *m)
+{
+    for (size_t i = 0; i < m->n_jobs && i < LM_PROTO_MAX_JOBS; i++) {
+        free(m->jobs[i].include);
+        free(m->jobs[i].exclude);
+    }
+    volatile unsigned char *p = (volatile unsigned char *)m;
+    for (size_t i = 0; i < sizeof *m; i++)
+        p[i] = 0;
+}
+
+/* ---- status report ---- */
+
+bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_error_t *err)
+{
+    lm_json_writer_t *w = begin();
+    w_str(w, "agentId", m->agent_id);
+    w_str(w, "jobId", m->job_id);
+    w_str(w, "kind", lm_proto_job_kind_name(m->kind));
+    w_str(w, "phase", m->phase);
+    w_str(w, "state", m->state);
+    lm_json_w_key(w, "progress");
+    lm_json_w_map_open(w);
+    w_int(w, "docsCopied", m->docs_copied);
+    w_int(w, "docsTotal", m->docs_total);
+    w_int(w, "bytesCopied", m->bytes_copied);
+    w_int(w, "bytesTotal", m->bytes_total);
+    lm_json_w_map_close(w);
+    lm_json_w_key(w, "lagTimeSeconds");
+    if (m->has_lag)
+        lm_json_w_double(w, m->lag_seconds);
+    else
+        lm_json_w_null(w);
+    w_bool(w, "readyForCutover", m->ready_for_cutover);
+    lm_json_w_key(w, "optimeGapSeconds");
+    lm_json_w_double(w, m->optime_gap_seconds);
+    lm_json_w_key(w, "collections");
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < m->n_collections; i++) {
+        lm_json_w_map_open(w);
+        w_str(w, "ns", m->collections[i].ns);
+        w_int(w, "docsCopied", m->collections[i].docs_copied);
+        w_int(w, "docsTotal", m->collections[i].docs_total);
+        w_bool(w, "done", m->collections[i].done);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    lm_json_w_key(w, "checks");
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < m->n_checks; i++) {
+        lm_json_w_map_open(w);
+        w_str(w, "name", m->checks[i].name);
+        w_str(w, "result", lm_proto_check_result_name(m->checks[i].result));
+        w_str(w, "message", m->checks[i].message);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    w_names(w, "errors", m->errors ? m->errors[0] : NULL, sizeof m->errors[0], m->n_errors);
+    return finish(w, out, err);
+}
+
+bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, lm_error_t *err)
+{
+    memset(m, 0, sizeof *m);
+    lm_json_val_t *v = open_msg(buf, len, "status report", err), *prog = NULL, *colls = NULL,
+                  *checks = NULL, *lag;
+    int kind = 0, state = 0;
+    bool ok = v && get_text(v, "agentId", true, m->agent_id, sizeof m->agent_id, err) &&
+              get_text(v, "jobId", true, m->job_id, sizeof m->job_id, err) &&
+              get_enum(v, "kind", true, job_kinds, &kind, err) &&
+              get_text(v, "phase", true, m->phase, sizeof m->phase, err) &&
+              get_enum(v, "state", true, states, &state, err) &&
+              lm_json_get_obj(v, "progress", false, &prog, err) &&
+              lm_json_get_bool(v, "readyForCutover", false, &m->ready_for_cutover, err) &&
+              get_number(v, "optimeGapSeconds", false, &m->optime_gap_seconds, err) &&
+              get_items(v, "collections", LM_PROTO_MAX_NAMES, &colls, err) &&
+              get_items(v, "checks", LM_PROTO_MAX_NAMES, &checks, err) &&
+              get_names(v, "errors", sizeof m->errors[0], LM_PROTO_MAX_NAMES, (char **)&m->errors,
+                        &m->n_errors, err);
+    m->kind = (lm_proto_job_kind_t)kind;
+    if (ok)
+        snprintf(m->state, sizeof m->state, "%s", states[state]);
+    if (ok && prog) {
+        ok = lm_json_type(prog) == LM_JSON_OBJECT &&
+             lm_json_get_int(prog, "docsCopied", false, 0, INT64_MAX, &m->docs_copied, err) &&
+             lm_json_get_int(prog, "docsTotal", false, 0, INT64_MAX, &m->docs_total, err) &&
+             lm_json_get_int(prog, "bytesCopied", false, 0, INT64_MAX, &m->bytes_copied, err) &&
+             lm_json_get_int(prog, "bytesTotal", false, 0, INT64_MAX, &m->bytes_total, err);
+        if (!ok)
+            lm_error_prefix(err, "progress");
+    }
+    if (ok && (lag = lm_json_get(v, "lagTimeSeconds")) && lm_json_type(lag) != LM_JSON_NULL) {
+        ok = get_number(v, "lagTimeSeconds", true, &m->lag_seconds, err);
+        m->has_lag = ok;
+        if (ok && m->lag_seconds < 0)
+            ok = lm_error_set(err, LM_ERR_INVALID, "field 'lagTimeSeconds': must not be negative");
+    }
+    if (ok && colls && lm_json_len(colls)) {
+        m->collections = calloc(lm_json_len(colls), sizeof *m->collections);
+        ok = m->collections || lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        for (size_t i = 0; ok && i < lm_json_len(colls); i++) {
+            lm_json_val_t *c = lm_json_at(colls, i);
+            lm_proto_coll_progress_t *p = &m->collections[i];
+            ok = in_item(
+                get_text(c, "ns", true, p->ns, sizeof p->ns, err) &&
+                    lm_json_get_int(c, "docsCopied", false, 0, INT64_MAX, &p->docs_copied, err) &&
+                    lm_json_get_int(c, "docsTotal", false, 0, INT64_MAX, &p->docs_total, err) &&
+                    lm_json_get_bool(c, "done", false, &p->done, err),
+                err, "collections", i);
+            m->n_collections = i + 1;
+        }
+    }
+    if (ok && checks && lm_json_len(checks)) {
+        m->checks = calloc(lm_json_len(checks), sizeof *m->checks);
+        ok = m->checks || lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        for (size_t i = 0; ok && i < lm_json_len(checks); i++) {
+            lm_json_val_t *c = lm_json_at(checks, i);
+            lm_proto_check_t *k = &m->checks[i];
+            int r = 0;
+            ok = in_item(get_text(c, "name", true, k->name, sizeof k->name, err) &&
+                             get_enum(c, "result", true, check_results, &r, err) &&
+                             get_text(c, "message", false, k->message, sizeof k->message, err),
+                         err, "checks", i);
+            k->result = (lm_proto_check_result_t)r;
+            m->n_checks = i + 1;
+        }
+    }
+    if (!ok && v)
+        lm_error_prefix(err, "status report");
+    lm_json_free(v);
+    return ok;
+}
+
+void lm_proto_status_cleanup(lm_proto_status_t *m)
+{
+    free(m->collections);
+    free(m->checks);
+    free(m->errors);
+    memset(m, 0, sizeof *m);
+}

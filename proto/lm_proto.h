@@ -1,0 +1,179 @@
+/* lm_proto: the messages between agent and control plane (proto/README.md). Each has a C
+ * struct, an encoder to JSON and a decoder from untrusted bytes. Decoders ignore unknown
+ * fields, refuse a missing required field or a wrong type by name ("field 'jobId': ..."),
+ * refuse messages over LM_PROTO_MAX_BYTES, strings over their buffer and lists over their
+ * cap, and never crash (fuzzed: tests/fuzz/fuzz_proto_*.c). Every message carries "v", the
+ * protocol version; a newer one than LM_PROTO_VERSION is refused with "upgrade livemig".
+ * Structs holding secrets (link-token, job credentials) must never be logged; their
+ * *_clear functions wipe them. No I/O here. */
+#ifndef LM_PROTO_H
+#define LM_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lm_error.h"
+#include "lm_strbuf.h"
+
+#define LM_PROTO_VERSION 1
+#define LM_PROTO_MAX_BYTES (256u * 1024u) /* one message */
+#define LM_PROTO_ID_LEN 64                /* ids, names, versions */
+#define LM_PROTO_TEXT_LEN 1024            /* messages, paths */
+#define LM_PROTO_URI_LEN 2048             /* connection strings */
+#define LM_PROTO_MAX_JOBS 16
+#define LM_PROTO_MAX_COMMANDS 64
+#define LM_PROTO_MAX_NAMES 256 /* namespace patterns, collections, checks, errors */
+
+/* ---- link-token: "lmlt1." + base64url(JSON), shown once by the control plane ---- */
+
+typedef struct {
+    char url[LM_PROTO_TEXT_LEN]; /* the control plane, https://host:port */
+    char org_id[LM_PROTO_ID_LEN + 1];
+    char token_id[LM_PROTO_ID_LEN + 1]; /* names the link-token (revocation) */
+    char secret[LM_PROTO_ID_LEN + 1];   /* the agent credential: a secret */
+    char ca_pin[LM_PROTO_ID_LEN + 1];   /* SHA-256 of the control plane CA (DER), hex */
+} lm_proto_link_token_t;
+
+bool lm_proto_link_token_encode(const lm_proto_link_token_t *t, lm_strbuf_t *out, lm_error_t *err);
+bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_token_t *t,
+                                lm_error_t *err);
+void lm_proto_link_token_clear(lm_proto_link_token_t *t);
+
+/* ---- register: the agent introduces itself with the link-token's credential ---- */
+
+typedef struct {
+    char hostname[LM_PROTO_ID_LEN + 1];
+    char agent_version[LM_PROTO_ID_LEN + 1];
+    char os[LM_PROTO_ID_LEN + 1];
+} lm_proto_register_req_t;
+
+typedef struct {
+    char agent_id[LM_PROTO_ID_LEN + 1];
+    char org_id[LM_PROTO_ID_LEN + 1];
+    int64_t heartbeat_seconds; /* 1..3600 */
+    int64_t poll_seconds;      /* how long the control plane holds a poll: 1..120 */
+} lm_proto_register_resp_t;
+
+/* ---- heartbeat ---- */
+
+typedef struct {
+    char agent_id[LM_PROTO_ID_LEN + 1];
+    char hostname[LM_PROTO_ID_LEN + 1];
+    char agent_version[LM_PROTO_ID_LEN + 1];
+    int64_t uptime_seconds;
+    int64_t state_dir_free_bytes;
+    size_t n_running;
+    char running[LM_PROTO_MAX_JOBS][LM_PROTO_ID_LEN + 1]; /* job ids */
+} lm_proto_heartbeat_t;
+
+/* ---- assignments: the answer to a long poll ---- */
+
+typedef enum { LM_PROTO_JOB_VALIDATION, LM_PROTO_JOB_MIGRATION } lm_proto_job_kind_t;
+
+typedef struct {
+    char uri[LM_PROTO_URI_LEN];      /* mongodb:// without credentials */
+    char ca_file[LM_PROTO_TEXT_LEN]; /* "" = none */
+    bool tls;
+    char username[LM_PROTO_ID_LEN * 2 + 1];
+    char password[LM_PROTO_TEXT_LEN]; /* a secret; "" = none */
+} lm_proto_endpoint_t;
+
+typedef struct {
+    char job_id[LM_PROTO_ID_LEN + 1];
+    lm_proto_job_kind_t kind;
+    lm_proto_endpoint_t source, target;
+    bool drop_target;
+    char capture[16];            /* auto | oplog | changestream */
+    int64_t apply_workers;       /* 0 = the agent's default */
+    int64_t cutover_lag_seconds; /* 0 = the agent's default */
+    size_t n_include, n_exclude;
+    char (*include)[LM_PROTO_TEXT_LEN]; /* namespace patterns, allocated */
+    char (*exclude)[LM_PROTO_TEXT_LEN];
+} lm_proto_job_t;
+
+typedef enum {
+    LM_PROTO_CMD_CUTOVER,
+    LM_PROTO_CMD_CANCEL,
+    LM_PROTO_CMD_EXTEND, /* the cutover window now ends at deadline_ms */
+    LM_PROTO_CMD_EXPIRE, /* the window is over: stop syncing */
+    LM_PROTO_CMD_REVOKED /* the agent's link-token was deleted: stop asking */
+} lm_proto_cmd_kind_t;
+
+typedef struct {
+    char job_id[LM_PROTO_ID_LEN + 1]; /* "" for REVOKED */
+    lm_proto_cmd_kind_t kind;
+    int64_t deadline_ms; /* EXTEND: the new end of the cutover window (Unix ms) */
+} lm_proto_command_t;
+
+typedef struct {
+    size_t n_jobs, n_commands;
+    lm_proto_job_t jobs[LM_PROTO_MAX_JOBS];
+    lm_proto_command_t commands[LM_PROTO_MAX_COMMANDS];
+} lm_proto_assignments_t;
+
+/* ---- job status report ---- */
+
+typedef enum {
+    LM_PROTO_CHECK_PASS,
+    LM_PROTO_CHECK_WARN,
+    LM_PROTO_CHECK_FAIL,
+    LM_PROTO_CHECK_INFO
+} lm_proto_check_result_t;
+
+typedef struct {
+    char ns[LM_PROTO_TEXT_LEN];
+    int64_t docs_copied, docs_total;
+    bool done;
+} lm_proto_coll_progress_t;
+
+typedef struct {
+    char name[LM_PROTO_ID_LEN + 1];
+    lm_proto_check_result_t result;
+    char message[LM_PROTO_TEXT_LEN];
+} lm_proto_check_t;
+
+typedef struct {
+    char agent_id[LM_PROTO_ID_LEN + 1];
+    char job_id[LM_PROTO_ID_LEN + 1];
+    lm_proto_job_kind_t kind;
+    char phase[32]; /* the engine's phase name */
+    char state[16]; /* RUNNING | COMPLETE | FAILED | CANCELLED | EXPIRED */
+    int64_t docs_copied, docs_total, bytes_copied, bytes_total;
+    bool has_lag; /* lagTimeSeconds is null until streaming */
+    double lag_seconds;
+    bool ready_for_cutover;
+    double optime_gap_seconds;
+    size_t n_collections, n_checks, n_errors;
+    lm_proto_coll_progress_t *collections; /* allocated */
+    lm_proto_check_t *checks;              /* allocated */
+    char (*errors)[LM_PROTO_TEXT_LEN];     /* allocated */
+} lm_proto_status_t;
+
+/* Encoders append one JSON document to out; decoders fill a zeroed struct (free the
+ * allocated parts with the matching *_cleanup, also after a failed decode). */
+bool lm_proto_register_req_encode(const lm_proto_register_req_t *m, lm_strbuf_t *out,
+                                  lm_error_t *err);
+bool lm_proto_register_req_decode(const char *buf, size_t len, lm_proto_register_req_t *m,
+                                  lm_error_t *err);
+bool lm_proto_register_resp_encode(const lm_proto_register_resp_t *m, lm_strbuf_t *out,
+                                   lm_error_t *err);
+bool lm_proto_register_resp_decode(const char *buf, size_t len, lm_proto_register_resp_t *m,
+                                   lm_error_t *err);
+bool lm_proto_heartbeat_encode(const lm_proto_heartbeat_t *m, lm_strbuf_t *out, lm_error_t *err);
+bool lm_proto_heartbeat_decode(const char *buf, size_t len, lm_proto_heartbeat_t *m,
+                               lm_error_t *err);
+bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *out,
+                                 lm_error_t *err);
+bool lm_proto_assignments_decode(const char *buf, size_t len, lm_proto_assignments_t *m,
+                                 lm_error_t *err);
+void lm_proto_assignments_cleanup(lm_proto_assignments_t *m); /* also wipes the passwords */
+bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_error_t *err);
+bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, lm_error_t *err);
+void lm_proto_status_cleanup(lm_proto_status_t *m);
+
+const char *lm_proto_job_kind_name(lm_proto_job_kind_t k);
+const char *lm_proto_cmd_kind_name(lm_proto_cmd_kind_t k);
+const char *lm_proto_check_result_name(lm_proto_check_result_t r);
+
+#endif

@@ -1,0 +1,573 @@
+/* livemig-controlplane over real HTTPS (a throwaway CA), driven only through the `livemig`
+ * CLI and raw HTTPS requests; a scripted agent built on proto/ registers, heartbeats, polls
+ * and reports, so that status, lag, cutover and the cutover window are exercised. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lm_http.h"
+#include "lm_json.h"
+#include "lm_proto.h"
+#include "lm_test_proc.h"
+#include "lm_test_util.h"
+#include "lm_time.h"
+
+static char dir[512], certs[512], conf[700], cplog[700], keyfile[700];
+static char pub[80], url[128];
+static pid_t cp_pid;
+
+static void write_config(const char *window, const char *extend)
+{
+    char text[3000], path[700];
+    snprintf(path, sizeof path, "%s/secrets.key", dir);
+    cr_assert_eq(lm_test_sh("openssl rand -hex 32 > '%s' && chmod 600 '%s'", path, path), 0);
+    snprintf(text, sizeof text,
+             "listen: 127.0.0.1:0\n"
+             "tls:\n  cert_file: %s/server.pem\n  key_file: %s/server.key\n  ca_file: %s/ca.pem\n"
+             "db_path: %s/cp.db\nsecrets_key_file: %s\nheartbeat_interval: 1s\n"
+             "poll_timeout: 3s\ncutover_window: %s\nextend_by: %s\nmax_request_body: 64KiB\n",
+             certs, certs, certs, dir, path, window, extend);
+    lm_test_write(dir, "cp.yaml", text, conf, sizeof conf);
+}
+
+/* Starts the control plane; its port goes into url. public_url is left to its default,
+ * https://127.0.0.1:0, so link-tokens get the real port from a restart-proof rewrite. */
+static void start_cp(void)
+{
+    char *argv[] = {(char *)LM_CP_BIN, (char *)"--config", conf, NULL};
+    char *old = lm_test_slurp(cplog);
+    size_t skip = strlen(old); /* a restart appends: read only what this run writes */
+    free(old);
+    cp_pid = lm_test_spawn(argv, cplog);
+    int64_t until = lm_time_mono_ms() + 20000;
+    int port = 0;
+    while (!port && lm_time_mono_ms() < until) {
+        char *log = lm_test_slurp(cplog);
+        const char *p = strlen(log) > skip ? strstr(log + skip, "LISTENING port=") : NULL;
+        if (p)
+            port = atoi(p + strlen("LISTENING port="));
+        free(log);
+        if (!port)
+            lm_time_sleep_ms(50, NULL);
+    }
+    cr_assert(port > 0, "the control plane did not start:\n%s", lm_test_slurp(cplog));
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", port);
+}
+
+static void stop_cp(void)
+{
+    if (cp_pid > 0) {
+        kill(cp_pid, SIGTERM);
+        cr_assert_eq(lm_test_wait(cp_pid, 20000), 0, "%s", lm_test_slurp(cplog));
+        cp_pid = 0;
+    }
+}
+
+/* bootstrap: an org and its Owner key (public id into out, secret into a 0600 file). */
+static void bootstrap(const char *org, char *out, size_t outsz, char *file, size_t filesz)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/bootstrap-%s.out", dir, org);
+    cr_assert_eq(
+        lm_test_sh("'%s' --config '%s' bootstrap --org %s > '%s' 2>&1", LM_CP_BIN, conf, org, log),
+        0, "%s", lm_test_slurp(log));
+    char *text = lm_test_slurp(log);
+    char priv[80] = "";
+    const char *p = strstr(text, "public key:"), *q = strstr(text, "private key:");
+    cr_assert(p && q, "%s", text);
+    sscanf(p, "public key: %79s", out);
+    sscanf(q, "private key: %79s", priv);
+    (void)outsz;
+    snprintf(file, filesz, "%s/%s.key", dir, org);
+    FILE *f = fopen(file, "w");
+    fprintf(f, "%s\n", priv);
+    fclose(f);
+    chmod(file, 0600);
+    free(text);
+}
+
+static void setup(void)
+{
+    lm_test_mkdtemp(dir, sizeof dir);
+    lm_test_certs("controlplane", certs, sizeof certs);
+    snprintf(cplog, sizeof cplog, "%s/cp.log", dir);
+    cp_pid = 0;
+    write_config("120h", "24h");
+}
+
+static void teardown(void)
+{
+    if (cp_pid > 0) {
+        kill(cp_pid, SIGKILL);
+        lm_test_wait(cp_pid, 5000);
+    }
+    lm_test_rmtree(dir);
+}
+
+TestSuite(controlplane, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Runs the CLI with the owner key (or the given key); output into *out (caller frees). */
+static int cli_as(const char *pubkey, const char *file, char **out, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int cli_as(const char *pubkey, const char *file, char **out, const char *fmt, ...)
+{
+    char args[2000], log[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(log, sizeof log, "%s/cli.out", dir);
+    int rc = lm_test_sh("'%s' --url %s --caFile '%s/ca.pem' --publicKey %s --privateKeyFile '%s' "
+                        "%s > '%s' 2>&1 < /dev/null",
+                        LM_CLI_BIN, url, certs, pubkey, file, args, log);
+    *out = lm_test_slurp(log);
+    return rc;
+}
+
+#define CLI(out, ...) cli_as(pub, keyfile, out, __VA_ARGS__)
+
+/* A JSON answer of the CLI (-o json): member `key` as a string copied into buf. */
+static void json_field(const char *text, const char *key, char *buf, size_t size)
+{
+    lm_error_t err;
+    const char *start = strchr(text, '{'), *end = strrchr(text, '}');
+    cr_assert(start && end, "no JSON in: %s", text);
+    lm_json_val_t *v = lm_json_parse(start, (size_t)(end - start + 1), 0, 0, &err);
+    cr_assert(v, "%s: %s", err.message, text);
+    const char *s = lm_json_string(lm_json_get(v, key));
+    cr_assert(s, "no '%s' in %s", key, text);
+    snprintf(buf, size, "%s", s);
+    lm_json_free(v);
+}
+
+/* Raw HTTPS to the control plane; returns the status, body into *body (caller frees). */
+static long https(const char *method, const char *path, const char *auth, const char *agent,
+                  const char *body, char **out)
+{
+    char full[512], h1[600], h2[200];
+    snprintf(full, sizeof full, "%s%s", url, path);
+    const char *headers[4] = {NULL};
+    int n = 0;
+    if (auth) {
+        snprintf(h1, sizeof h1, "Authorization: %s", auth);
+        headers[n++] = h1;
+    }
+    if (agent) {
+        snprintf(h2, sizeof h2, "X-Livemig-Agent: %s", agent);
+        headers[n++] = h2;
+    }
+    char ca[600];
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    lm_http_opts_t o = {.ca_file = ca, .total_timeout_ms = 30000};
+    lm_http_response_t r;
+    lm_error_t err;
+    cr_assert(lm_http_request(&o, method, full, headers, body, body ? strlen(body) : 0, &r, &err),
+              "%s %s: %s", method, path, err.message);
+    long status = r.status;
+    if (out)
+        *out = strdup(r.body ? r.body : "");
+    lm_http_response_cleanup(&r);
+    return status;
+}
+
+/* ---- the scripted agent ---- */
+
+typedef struct {
+    char bearer[200];
+    char id[80];
+} agent_t;
+
+static void agent_link(agent_t *a, const char *token, const char *host)
+{
+    lm_proto_link_token_t t;
+    lm_error_t err;
+    cr_assert(lm_proto_link_token_decode(token, strlen(token), &t, &err), "%s", err.message);
+    cr_assert_eq(strlen(t.ca_pin), 64);
+    snprintf(a->bearer, sizeof a->bearer, "Bearer %s:%s", t.token_id, t.secret);
+    lm_proto_register_req_t rq = {.os = "Linux"};
+    snprintf(rq.hostname, sizeof rq.hostname, "%s", host);
+    snprintf(rq.agent_version, sizeof rq.agent_version, "0.1.0");
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_register_req_encode(&rq, &b, &err));
+    char *resp;
+    long st = https("POST", "/api/agent/v1/register", a->bearer, NULL, lm_strbuf_str(&b), &resp);
+    cr_assert_eq(st, 200, "%s", resp);
+    lm_proto_register_resp_t rs;
+    cr_assert(lm_proto_register_resp_decode(resp, strlen(resp), &rs, &err), "%s", err.message);
+    snprintf(a->id, sizeof a->id, "%s", rs.agent_id);
+    cr_assert_eq(rs.heartbeat_seconds, 1);
+    lm_strbuf_cleanup(&b);
+    free(resp);
+    lm_proto_link_token_clear(&t);
+}
+
+static long agent_heartbeat(agent_t *a, char **resp)
+{
+    lm_proto_heartbeat_t hb = {.uptime_seconds = 5, .state_dir_free_bytes = 1 << 30};
+    snprintf(hb.agent_id, sizeof hb.agent_id, "%s", a->id);
+    snprintf(hb.hostname, sizeof hb.hostname, "mig-host-1");
+    snprintf(hb.agent_version, sizeof hb.agent_version, "0.1.0");
+    lm_strbuf_t b;
+    lm_error_t err;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_heartbeat_encode(&hb, &b, &err));
+    long st = https("POST", "/api/agent/v1/heartbeat", a->bearer, a->id, lm_strbuf_str(&b), resp);
+    lm_strbuf_cleanup(&b);
+    return st;
+}
+
+/* Polls once (wait seconds); decodes into m (heap; caller cleans up and frees). */
+static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
+{
+    char path[100], *resp;
+    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d", wait);
+    long st = https("GET", path, a->bearer, a->id, NULL, &resp);
+    cr_assert_eq(st, 200, "%s", resp);
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    lm_error_t err;
+    cr_assert(lm_proto_assignments_decode(resp, strlen(resp), m, &err), "%s: %s", err.message,
+              resp);
+    free(resp);
+    return m;
+}
+
+static void agent_report(agent_t *a, const char *job, const char *state, bool ready, double lag)
+{
+    lm_proto_status_t s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.agent_id, sizeof s.agent_id, "%s", a->id);
+    snprintf(s.job_id, sizeof s.job_id, "%s", job);
+    s.kind = LM_PROTO_JOB_MIGRATION;
+    snprintf(s.phase, sizeof s.phase, "%s", strcmp(state, "RUNNING") ? "COMPLETE" : "STREAMING");
+    snprintf(s.state, sizeof s.state, "%s", state);
+    s.has_lag = true;
+    s.lag_seconds = lag;
+    s.ready_for_cutover = ready;
+    lm_strbuf_t b;
+    lm_error_t err;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_status_encode(&s, &b, &err));
+    char *resp;
+    long st = https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp);
+    cr_assert_eq(st, 200, "%s", resp);
+    lm_strbuf_cleanup(&b);
+    free(resp);
+}
+
+/* An org with a project, two registered clusters and a linked agent; returns the project id
+ * (into proj) and the live migration's id (into mig). */
+static void prepare(char *proj, size_t psz, agent_t *a, char *mig, size_t msz)
+{
+    char *out;
+    bootstrap("org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    start_cp();
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    json_field(out, "id", proj, psz);
+    free(out);
+    char pw[700];
+    snprintf(pw, sizeof pw, "%s/dst.pw", dir);
+    cr_assert_eq(lm_test_sh("printf 'target-secret' > '%s' && chmod 600 '%s'", pw, pw), 0);
+    cr_assert_eq(CLI(&out,
+                     "clusters add src --projectId %s --connectionString "
+                     "'mongodb://127.0.0.1:1/?replicaSet=rs0'",
+                     proj),
+                 0, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "clusters add dst --projectId %s --connectionString "
+                     "'mongodb://127.0.0.1:2/' --username admin --passwordFile '%s' --tls",
+                     proj, pw),
+                 0, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 127.0.0.1"), 0, "%s", out);
+    char token[4096];
+    snprintf(token, sizeof token, "%s", out);
+    token[strcspn(token, "\n")] = '\0';
+    free(out);
+    agent_link(a, token, "mig-host-1");
+    if (mig) {
+        cr_assert_eq(CLI(&out,
+                         "lm create --projectId %s --clusterName dst --migrationHost "
+                         "mig-host-1 --sourceClusterName src --sourceProjectId %s "
+                         "--sourceUsername reader --sourcePassword 's3cret-src' -o json",
+                         proj, proj),
+                     0, "%s", out);
+        json_field(out, "_id", mig, msz);
+        cr_assert(strstr(out, "\"NEW\""), "%s", out);
+        cr_assert_not(strstr(out, "s3cret-src"), "the password came back: %s", out);
+        free(out);
+    }
+}
+
+Test(controlplane, a_migration_from_link_to_cutover)
+{
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    char *resp;
+    cr_assert_eq(agent_heartbeat(&a, &resp), 200, "%s", resp);
+    free(resp);
+
+    /* the job reaches the agent with the credentials it needs */
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_str_eq(m->jobs[0].job_id, mig);
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src");
+    cr_assert_str_eq(m->jobs[0].source.username, "reader");
+    cr_assert_str_eq(m->jobs[0].target.password, "target-secret");
+    cr_assert(m->jobs[0].target.tls);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+
+    /* not ready: cutover is refused */
+    agent_report(&a, mig, "RUNNING", false, 42.4);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"WORKING\"") && strstr(out, "\"lagTimeSeconds\": 42"), "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0);
+    cr_assert(strstr(out, "not ready for cutover"), "%s", out);
+    free(out);
+
+    /* ready: the window opens; cutover goes to the agent as a command */
+    agent_report(&a, mig, "RUNNING", true, 1.0);
+    cr_assert_eq(CLI(&out, "lm list --projectId %s", proj), 0, "%s", out);
+    cr_assert(strstr(out, mig) && strstr(out, "true"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0, "%s", out);
+    free(out);
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_CUTOVER);
+    cr_assert_str_eq(m->commands[0].job_id, mig);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    agent_report(&a, mig, "COMPLETE", true, 0);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "COMPLETE"), "%s", out);
+    free(out);
+    /* the log never shows a secret */
+    char *log = lm_test_slurp(cplog);
+    cr_assert_not(strstr(log, "s3cret-src") || strstr(log, "target-secret"), "%s", log);
+    free(log);
+}
+
+Test(controlplane, auth_failures)
+{
+    char proj[80], *out, *body;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, NULL, 0);
+    char path[200];
+    snprintf(path, sizeof path, "/api/atlas/v2/groups/%s/liveMigrations", proj);
+    /* no key */
+    cr_assert_eq(https("GET", path, NULL, NULL, NULL, &body), 401);
+    cr_assert(strstr(body, "\"errorCode\":\"NOT_AUTHENTICATED\"") && strstr(body, "\"reason\""),
+              "%s", body);
+    free(body);
+    /* a wrong secret */
+    char wrong[700];
+    snprintf(wrong, sizeof wrong, "%s/wrong.key", dir);
+    cr_assert_eq(lm_test_sh("echo nope > '%s' && chmod 600 '%s'", wrong, wrong), 0);
+    cr_assert_neq(cli_as(pub, wrong, &out, "lm list --projectId %s", proj), 0);
+    cr_assert(strstr(out, "401"), "%s", out);
+    free(out);
+    /* a member reads but cannot write */
+    cr_assert_eq(CLI(&out, "apikeys create --orgId org1 --role ORG_MEMBER -o json"), 0, "%s", out);
+    char mpub[80], mpriv[80], mfile[700];
+    json_field(out, "publicKey", mpub, sizeof mpub);
+    json_field(out, "privateKey", mpriv, sizeof mpriv);
+    free(out);
+    snprintf(mfile, sizeof mfile, "%s/member.key", dir);
+    cr_assert_eq(lm_test_sh("echo %s > '%s' && chmod 600 '%s'", mpriv, mfile, mfile), 0);
+    cr_assert_eq(cli_as(mpub, mfile, &out, "lm list --projectId %s", proj), 0, "%s", out);
+    free(out);
+    cr_assert_neq(cli_as(mpub, mfile, &out,
+                         "clusters add x --projectId %s --connectionString "
+                         "mongodb://h/",
+                         proj),
+                  0);
+    cr_assert(strstr(out, "403") && strstr(out, "Organization Member"), "%s", out);
+    free(out);
+    /* a key of another organization sees nothing of this one */
+    char pub2[80], file2[700];
+    bootstrap("org2", pub2, sizeof pub2, file2, sizeof file2);
+    cr_assert_neq(cli_as(pub2, file2, &out, "lm list --projectId %s", proj), 0);
+    cr_assert(strstr(out, "404"), "%s", out);
+    free(out);
+    cr_assert_neq(cli_as(pub2, file2, &out, "lm link delete --orgId org1 --force"), 0);
+    cr_assert(strstr(out, "403"), "%s", out);
+    free(out);
+    /* a private key file others can read is refused before anything is sent */
+    cr_assert_eq(lm_test_sh("chmod 644 '%s'", mfile), 0);
+    cr_assert_neq(cli_as(mpub, mfile, &out, "lm list --projectId %s", proj), 0);
+    cr_assert(strstr(out, "chmod 600"), "%s", out);
+    free(out);
+}
+
+Test(controlplane, deleting_the_link_token_revokes_its_agents)
+{
+    char proj[80], *out, *resp;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, NULL, 0);
+    cr_assert_eq(agent_heartbeat(&a, &resp), 200, "%s", resp);
+    free(resp);
+    cr_assert_neq(CLI(&out, "lm link create --orgId org1"), 0, "a second token while one lives");
+    cr_assert(strstr(out, "409"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm link delete --orgId org1 --force"), 0, "%s", out);
+    free(out);
+    cr_assert_eq(agent_heartbeat(&a, &resp), 401);
+    cr_assert(strstr(resp, "LINK_TOKEN_REVOKED"), "%s", resp);
+    free(resp);
+    /* a new token can be made, and an agent outside its access list is refused */
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 10.9.8.7"), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    lm_proto_link_token_t t;
+    lm_error_t err;
+    cr_assert(lm_proto_link_token_decode(out, strlen(out), &t, &err), "%s", err.message);
+    char bearer[200];
+    snprintf(bearer, sizeof bearer, "Bearer %s:%s", t.token_id, t.secret);
+    cr_assert_eq(https("POST", "/api/agent/v1/register", bearer, NULL,
+                       "{\"v\":1,\"hostname\":\"h2\",\"agentVersion\":\"0.1.0\"}", &resp),
+                 403);
+    cr_assert(strstr(resp, "access list"), "%s", resp);
+    free(resp);
+    free(out);
+}
+
+Test(controlplane, restart_loses_nothing)
+{
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    stop_cp();
+    start_cp();
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"NEW\""), "%s", out);
+    free(out);
+    /* the stored password still decrypts, the agent's credential still works */
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* and nothing in the database file is a password in clear */
+    cr_assert_neq(lm_test_sh("grep -q s3cret-src '%s'/cp.db*", dir), 0);
+}
+
+Test(controlplane, the_cutover_window_expires)
+{
+    write_config("3s", "3s");
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    cr_assert_neq(CLI(&out, "lm extend %s --projectId %s", mig, proj), 0);
+    cr_assert(strstr(out, "no cutover window yet"), "%s", out);
+    free(out);
+    agent_report(&a, mig, "RUNNING", true, 0.5); /* the window opens: 3 s */
+    int64_t opened = lm_time_mono_ms();
+    cr_assert_eq(CLI(&out, "lm extend %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "cutoverWindowEndMs"), "%s", out); /* now 6 s */
+    free(out);
+    m = agent_poll(&a, 1);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_EXTEND);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    lm_time_sleep_ms(4000 - (lm_time_mono_ms() - opened), NULL);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "WORKING"), "extended, so not expired at 4 s: %s", out);
+    free(out);
+    int64_t until = lm_time_mono_ms() + 15000;
+    bool expired = false;
+    while (!expired && lm_time_mono_ms() < until) {
+        cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+        expired = strstr(out, "EXPIRED") != NULL;
+        free(out);
+        if (!expired)
+            lm_time_sleep_ms(300, NULL);
+    }
+    cr_assert(expired, "the migration never expired");
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_EXPIRE);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* a late report does not bring it back, and cutover is refused */
+    agent_report(&a, mig, "RUNNING", true, 0.5);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "EXPIRED"), "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0);
+    cr_assert(strstr(out, "EXPIRED already"), "%s", out);
+    free(out);
+}
+
+Test(controlplane, bad_requests_get_clear_errors_and_change_nothing)
+{
+    char proj[80], *body;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, NULL, 0);
+    char cred[200], auth[300];
+    char *key = lm_test_slurp(keyfile);
+    key[strcspn(key, "\n")] = '\0';
+    snprintf(cred, sizeof cred, "%s:%s", pub, key);
+    free(key);
+    /* Basic auth by hand */
+    char cmd[600], b64file[700];
+    snprintf(b64file, sizeof b64file, "%s/b64", dir);
+    snprintf(cmd, sizeof cmd, "printf '%%s' '%s' | base64 -w0 > '%s'", cred, b64file);
+    cr_assert_eq(lm_test_sh("%s", cmd), 0);
+    char *b64 = lm_test_slurp(b64file);
+    snprintf(auth, sizeof auth, "Basic %s", b64);
+    free(b64);
+    char path[200];
+    snprintf(path, sizeof path, "/api/atlas/v2/groups/%s/liveMigrations", proj);
+    const char *bad[] = {"{",
+                         "[]",
+                         "{\"source\": 5}",
+                         "{\"source\":{},\"destination\":{}}",
+                         "{\"source\":{\"clusterName\":\"src\",\"groupId\":\"nope\"},"
+                         "\"destination\":{\"clusterName\":\"dst\"},\"migrationHosts\":[\"x\"]}",
+                         "{\"source\":{\"clusterName\":\"src\",\"groupId\":\"x\"},\"destination\":"
+                         "{\"clusterName\":\"dst\"},\"migrationHosts\":[\"a\",\"b\"]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long st = https("POST", path, auth, NULL, bad[i], &body);
+        cr_assert(st == 400 || st == 404, "%s -> %ld %s", bad[i], st, body);
+        cr_assert(strstr(body, "\"detail\""), "%s", body);
+        free(body);
+    }
+    /* a body over the cap */
+    size_t n = 70 * 1024;
+    char *huge = malloc(n + 1);
+    memset(huge, 'x', n);
+    huge[n] = '\0';
+    cr_assert_eq(https("POST", path, auth, NULL, huge, &body), 413, "%s", body);
+    free(body);
+    free(huge);
+    /* a migration host that is not linked */
+    char good[600];
+    snprintf(good, sizeof good,
+             "{\"source\":{\"clusterName\":\"src\",\"groupId\":\"%s\"},\"destination\":"
+             "{\"clusterName\":\"dst\"},\"migrationHosts\":[\"unknown-host\"]}",
+             proj);
+    cr_assert_eq(https("POST", path, auth, NULL, good, &body), 400);
+    cr_assert(strstr(body, "no agent on host unknown-host"), "%s", body);
+    free(body);
+    /* nothing was written, and the server still answers */
+    cr_assert_eq(https("GET", path, auth, NULL, NULL, &body), 200);
+    cr_assert(strstr(body, "\"totalCount\":0"), "%s", body);
+    free(body);
+    /* malformed agent messages */
+    cr_assert_eq(https("POST", "/api/agent/v1/status", a.bearer, a.id, "{\"v\":9}", &body), 400);
+    cr_assert(strstr(body, "upgrade livemig"), "%s", body);
+    free(body);
+    cr_assert_eq(https("POST", "/api/agent/v1/heartbeat", a.bearer, a.id, "not json", &body), 400);
+    free(body);
+}

@@ -1,0 +1,54 @@
+"""The golden examples in proto/examples obey the JSON Schemas in proto/schemas, and each
+schema refuses its example with a required field taken out (so a schema cannot pass
+everything). Run by ctest as test_proto_schemas: proto_schemas.py PROTO_DIR"""
+import copy
+import json
+import os
+import sys
+
+import jsonschema
+
+PAIRS = {
+    "link_token.json": "link_token",
+    "register_request.json": "register_request",
+    "register_response.json": "register_response",
+    "heartbeat.json": "heartbeat",
+    "assignments.json": "assignments",
+    "status_migration.json": "status",
+    "status_validation.json": "status",
+}
+
+
+def main():
+    root = sys.argv[1]
+    failures = 0
+    for example, schema_name in PAIRS.items():
+        with open(os.path.join(root, "schemas", schema_name + ".schema.json")) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validator = jsonschema.Draft202012Validator(schema)
+        with open(os.path.join(root, "examples", example)) as f:
+            doc = json.load(f)
+        errors = list(validator.iter_errors(doc))
+        if errors:
+            failures += 1
+            print(f"{example}: {errors[0].message}")
+        for field in schema.get("required", []):
+            broken = copy.deepcopy(doc)
+            broken.pop(field, None)
+            if validator.is_valid(broken):
+                failures += 1
+                print(f"{schema_name}: accepts {example} without required field '{field}'")
+        # the assignments schema must refuse a job without a target
+        if schema_name == "assignments":
+            broken = copy.deepcopy(doc)
+            del broken["jobs"][0]["target"]
+            if validator.is_valid(broken):
+                failures += 1
+                print("assignments: accepts a job without 'target'")
+    print(f"{len(PAIRS)} examples checked, {failures} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+/* lm_proto: golden examples (proto/examples) decode and encode back byte for byte; bad
+ * messages are refused with the field named; unknown fields are ignored; caps hold. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_proto.h"
+#include "lm_test_proc.h"
+
+#define EXAMPLES LM_SOURCE_DIR "/proto/examples/"
+
+/* The golden example without its trailing newline. */
+static char *golden(const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, EXAMPLES "%s", file);
+    char *s = lm_test_slurp(path);
+    cr_assert(s, "cannot read %s", path);
+    size_t n = strlen(s);
+    while (n && s[n - 1] == '\n')
+        s[--n] = '\0';
+    return s;
+}
+
+static void expect_same(lm_strbuf_t *sb, const char *want)
+{
+    cr_assert_str_eq(lm_strbuf_str(sb), want);
+    lm_strbuf_cleanup(sb);
+}
+
+Test(proto, link_token_golden_round_trip)
+{
+    char *text = golden("link_token.txt");
+    lm_proto_link_token_t t;
+    lm_error_t err;
+    cr_assert(lm_proto_link_token_decode(text, strlen(text), &t, &err), "%s", err.message);
+    cr_assert_str_eq(t.url, "https://cp.example:8443");
+    cr_assert_str_eq(t.org_id, "org_1");
+    cr_assert_str_eq(t.token_id, "lt_3c9a");
+    cr_assert_str_eq(t.secret, "example-secret-not-real");
+    cr_assert_eq(strlen(t.ca_pin), 64);
+    lm_strbuf_t sb;
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_link_token_encode(&t, &sb, &err), "%s", err.message);
+    expect_same(&sb, text);
+    lm_proto_link_token_clear(&t);
+    cr_assert_eq(t.secret[0], 0);
+    free(text);
+}
+
+Test(proto, link_token_refusals_say_what_to_do)
+{
+    lm_proto_link_token_t t;
+    lm_error_t err;
+    const char *bad = "not-a-token";
+    cr_assert_not(lm_proto_link_token_decode(bad, strlen(bad), &t, &err));
+    cr_assert(strstr(err.message, "not a livemig link-token"), "%s", err.message);
+    bad = "lmlt1.@@@";
+    cr_assert_not(lm_proto_link_token_decode(bad, strlen(bad), &t, &err));
+    cr_assert(strstr(err.message, "damaged"), "%s", err.message);
+    /* a token cut short: the JSON inside does not parse */
+    char *text = golden("link_token.txt");
+    cr_assert_not(lm_proto_link_token_decode(text, strlen(text) - 20, &t, &err));
+    cr_assert(strstr(err.message, "link-token"), "%s", err.message);
+    cr_assert_eq(t.secret[0], 0, "a refused token leaves no secret behind");
+    free(text);
+    /* http:// is refused: the token must name an https control plane */
+    lm_proto_link_token_t in = {
+        .url = "http://cp.example", .org_id = "o", .token_id = "t", .secret = "s"};
+    memset(in.ca_pin, 'a', 64);
+    lm_strbuf_t sb;
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_link_token_encode(&in, &sb, &err));
+    cr_assert_not(
+        lm_proto_link_token_decode(lm_strbuf_str(&sb), strlen(lm_strbuf_str(&sb)), &t, &err));
+    cr_assert(strstr(err.message, "field 'url'"), "%s", err.message);
+    lm_strbuf_cleanup(&sb);
+}
+
+Test(proto, register_and_heartbeat_golden_round_trip)
+{
+    lm_error_t err;
+    lm_strbuf_t sb;
+    char *g = golden("register_request.json");
+    lm_proto_register_req_t rq;
+    cr_assert(lm_proto_register_req_decode(g, strlen(g), &rq, &err), "%s", err.message);
+    cr_assert_str_eq(rq.hostname, "mig-host-1");
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_register_req_encode(&rq, &sb, &err));
+    expect_same(&sb, g);
+    free(g);
+
+    g = golden("register_response.json");
+    lm_proto_register_resp_t rs;
+    cr_assert(lm_proto_register_resp_decode(g, strlen(g), &rs, &err), "%s", err.message);
+    cr_assert_eq(rs.poll_seconds, 30);
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_register_resp_encode(&rs, &sb, &err));
+    expect_same(&sb, g);
+    free(g);
+
+    g = golden("heartbeat.json");
+    lm_proto_heartbeat_t hb;
+    cr_assert(lm_proto_heartbeat_decode(g, strlen(g), &hb, &err), "%s", err.message);
+    cr_assert_eq(hb.state_dir_free_bytes, 52428800000LL);
+    cr_assert_eq(hb.n_running, 1);
+    cr_assert_str_eq(hb.running[0], "lm_6a1f");
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_heartbeat_encode(&hb, &sb, &err));
+    expect_same(&sb, g);
+    free(g);
+}
+
+Test(proto, assignments_golden_round_trip)
+{
+    lm_error_t err;
+    lm_strbuf_t sb;
+    char *g = golden("assignments.json");
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    cr_assert(lm_proto_assignments_decode(g, strlen(g), m, &err), "%s", err.message);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_eq(m->jobs[0].kind, LM_PROTO_JOB_MIGRATION);
+    cr_assert_str_eq(m->jobs[0].source.password, "example-password");
+    cr_assert(m->jobs[0].source.tls);
+    cr_assert_eq(m->jobs[0].n_include, 1);
+    cr_assert_str_eq(m->jobs[0].exclude[0], "shop.tmp_*");
+    cr_assert_eq(m->n_commands, 2);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_EXTEND);
+    cr_assert_eq(m->commands[0].deadline_ms, 1795400000000LL);
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_assignments_encode(m, &sb, &err));
+    expect_same(&sb, g);
+    lm_proto_assignments_cleanup(m);
+    cr_assert_eq(m->jobs[0].source.password[0], 0, "cleanup wipes the passwords");
+    free(m);
+    free(g);
+}
+
+Test(proto, status_golden_round_trip)
+{
+    const char *files[] = {"status_migration.json", "status_validation.json"};
+    for (size_t f = 0; f < 2; f++) {
+        lm_error_t err;
+        lm_strbuf_t sb;
+        char *g = golden(files[f]);
+        lm_proto_status_t st;
+        cr_assert(lm_proto_status_decode(g, strlen(g), &st, &err), "%s: %s", files[f], err.message);
+        if (f == 0) {
+            cr_assert(st.has_lag);
+            cr_assert_float_eq(st.lag_seconds, 1.5, 1e-9);
+            cr_assert_eq(st.n_collections, 1);
+            cr_assert(st.collections[0].done);
+        } else {
+            cr_assert_not(st.has_lag, "lagTimeSeconds null stays null");
+            cr_assert_eq(st.n_checks, 2);
+            cr_assert_eq(st.checks[1].result, LM_PROTO_CHECK_WARN);
+            cr_assert_eq(st.n_errors, 1);
+        }
+        lm_strbuf_init(&sb, 1u << 20);
+        cr_assert(lm_proto_status_encode(&st, &sb, &err));
+        expect_same(&sb, g);
+        lm_proto_status_cleanup(&st);
+        free(g);
+    }
+}
+
+/* decode(text) must fail with a message containing `needle`. */
+#define REFUSED(decode, type, text, needle)                                                        \
+    do {                                                                                           \
+        type *m_ = calloc(1, sizeof(type));                                                        \
+        lm_error_t e_;                                                                             \
+        const char *t_ = (text);                                                                   \
+        cr_assert_not(decode(t_, strlen(t_), m_, &e_), "accepted: %s", t_);                        \
+        cr_assert(strstr(e_.message, needle), "\"%s\" lacks \"%s\"", e_.message, needle);          \
+        free(m_);                                                                                  \
+    } while (0)
+
+Test(proto, missing_and_mistyped_fields_are_named)
+{
+    REFUSED(lm_proto_register_req_decode, lm_proto_register_req_t,
+            "{\"v\":1,\"agentVersion\":\"0.1.0\"}", "field 'hostname'");
+    REFUSED(lm_proto_register_req_decode, lm_proto_register_req_t,
+            "{\"v\":1,\"hostname\":7,\"agentVersion\":\"0.1.0\"}", "field 'hostname'");
+    REFUSED(lm_proto_register_resp_decode, lm_proto_register_resp_t,
+            "{\"v\":1,\"agentId\":\"a\",\"orgId\":\"o\",\"heartbeatSeconds\":0,\"pollSeconds\":5}",
+            "field 'heartbeatSeconds'");
+    REFUSED(lm_proto_heartbeat_decode, lm_proto_heartbeat_t,
+            "{\"v\":1,\"agentId\":\"a\",\"hostname\":\"h\",\"agentVersion\":\"1\","
+            "\"uptimeSeconds\":-1,\"stateDirFreeBytes\":1}",
+            "field 'uptimeSeconds'");
+    REFUSED(lm_proto_assignments_decode, lm_proto_assignments_t,
+            "{\"v\":1,\"jobs\":[{\"jobId\":\"j\",\"kind\":\"migration\",\"source\":{\"uri\":"
+            "\"mongodb://a\"}}]}",
+            "jobs[0]: field 'target'");
+    REFUSED(lm_proto_assignments_decode, lm_proto_assignments_t,
+            "{\"v\":1,\"jobs\":[{\"jobId\":\"j\",\"kind\":\"copy\",\"source\":{\"uri\":"
+            "\"mongodb://a\"},\"target\":{\"uri\":\"mongodb://b\"}}]}",
+            "field 'kind': expected one of validation, migration");
+    REFUSED(lm_proto_assignments_decode, lm_proto_assignments_t,
+            "{\"v\":1,\"jobs\":[{\"jobId\":\"j\",\"kind\":\"migration\",\"source\":{\"uri\":"
+            "\"http://a\"},\"target\":{\"uri\":\"mongodb://b\"}}]}",
+            "source: field 'uri': expected a mongodb:// URI");
+    REFUSED(lm_proto_assignments_decode, lm_proto_assignments_t,
+            "{\"v\":1,\"commands\":[{\"command\":\"extend\",\"jobId\":\"j\"}]}",
+            "commands[0]: field 'deadlineMs'");
+    REFUSED(
+        lm_proto_status_decode, lm_proto_status_t,
+        "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\",\"phase\":\"COPYING\","
+        "\"state\":\"RUNNING\",\"lagTimeSeconds\":-2}",
+        "field 'lagTimeSeconds'");
+    REFUSED(
+        lm_proto_status_decode, lm_proto_status_t,
+        "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\",\"phase\":\"COPYING\","
+        "\"state\":\"RUNNING\",\"checks\":[{\"name\":\"x\",\"result\":\"MAYBE\"}]}",
+        "checks[0]: field 'result'");
+    REFUSED(lm_proto_register_req_decode, lm_proto_register_req_t, "[1,2]", "a JSON object");
+    REFUSED(lm_proto_register_req_decode, lm_proto_register_req_t, "{\"v\":1,", "register request");
+}
+
+Test(proto, versions)
+{
+    REFUSED(lm_proto_heartbeat_decode, lm_proto_heartbeat_t,
+            "{\"agentId\":\"a\",\"hostname\":\"h\",\"agentVersion\":\"1\",\"uptimeSeconds\":1,"
+            "\"stateDirFreeBytes\":1}",
+            "field 'v'");
+    REFUSED(lm_proto_heartbeat_decode, lm_proto_heartbeat_t,
+            "{\"v\":2,\"agentId\":\"a\",\"hostname\":\"h\",\"agentVersion\":\"1\","
+            "\"uptimeSeconds\":1,\"stateDirFreeBytes\":1}",
+            "upgrade livemig");
+}
+
+Test(proto, unknown_fields_are_ignored)
+{
+    const char *t = "{\"v\":1,\"future\":{\"x\":[1,2]},\"hostname\":\"h\",\"agentVersion\":\"1\","
+                    "\"os\":\"linux\",\"extra\":null}";
+    lm_proto_register_req_t m;
+    lm_error_t err;
+    cr_assert(lm_proto_register_req_decode(t, strlen(t), &m, &err), "%s", err.message);
+    cr_assert_str_eq(m.os, "linux");
+}
+
+Test(proto, caps_hold)
+{
+    lm_error_t err;
+    /* a string longer than its field */
+    char big[300];
+    memset(big, 'h', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char msg[600];
+    snprintf(msg, sizeof msg, "{\"v\":1,\"hostname\":\"%s\",\"agentVersion\":\"1\"}", big);
+    REFUSED(lm_proto_register_req_decode, lm_proto_register_req_t, msg, "field 'hostname'");
+    /* more running jobs than the cap */
+    lm_strbuf_t sb;
+    lm_strbuf_init(&sb, 1u << 20);
+    lm_strbuf_append(&sb, "{\"v\":1,\"agentId\":\"a\",\"hostname\":\"h\",\"agentVersion\":\"1\","
+                          "\"uptimeSeconds\":1,\"stateDirFreeBytes\":1,\"runningJobs\":[");
+    for (int i = 0; i <= LM_PROTO_MAX_JOBS; i++)
+        lm_strbuf_appendf(&sb, "%s\"j%d\"", i ? "," : "", i);
+    lm_strbuf_append(&sb, "]}");
+    REFUSED(lm_proto_heartbeat_decode, lm_proto_heartbeat_t, lm_strbuf_str(&sb), "runningJobs");
+    lm_strbuf_cleanup(&sb);
+    /* a message over the byte cap */
+    size_t n = LM_PROTO_MAX_BYTES + 16;
+    char *huge = malloc(n + 1);
+    memset(huge, ' ', n);
+    memcpy(huge, "{\"v\":1}", 7);
+    huge[n] = '\0';
+    lm_proto_register_req_t m;
+    cr_assert_not(lm_proto_register_req_decode(huge, n, &m, &err));
+    free(huge);
+}

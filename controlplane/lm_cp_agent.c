@@ -317,9 +317,16 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     char error[1100] = "";
     for (size_t i = 0; i < m.n_errors && !error[0]; i++)
         snprintf(error, sizeof error, "%s", m.errors[i]);
-    for (size_t i = 0; i < m.n_checks && !error[0]; i++)
-        if (m.checks[i].result == LM_PROTO_CHECK_FAIL)
-            snprintf(error, sizeof error, "%s: %s", m.checks[i].name, m.checks[i].message);
+    bool failed_check = false;
+    for (size_t i = 0; i < m.n_checks; i++)
+        if (m.checks[i].result == LM_PROTO_CHECK_FAIL) {
+            if (!failed_check && !error[0])
+                snprintf(error, sizeof error, "%s: %s", m.checks[i].name, m.checks[i].message);
+            failed_check = true;
+        }
+    /* a validation that ran to the end with a failed check has FAILED */
+    if (ok && failed_check && m.kind == LM_PROTO_JOB_VALIDATION && strcmp(status, "COMPLETE") == 0)
+        status = "FAILED";
     int64_t now = lm_time_now_ms();
     if (ok) {
         /* the cutover window opens at the first readyForCutover */

@@ -355,6 +355,119 @@ Test(controlplane, a_migration_from_link_to_cutover)
     free(log);
 }
 
+Test(controlplane, a_validation_reports_its_checks)
+{
+    char proj[80], *out, vid[80];
+    agent_t a;
+    prepare(proj, sizeof proj, &a, NULL, 0);
+    cr_assert_eq(CLI(&out,
+                     "lm validation create --projectId %s --clusterName dst "
+                     "--migrationHost mig-host-1 --sourceClusterName src --sourceProjectId "
+                     "%s -o json",
+                     proj, proj),
+                 0, "%s", out);
+    json_field(out, "_id", vid, sizeof vid);
+    cr_assert(strstr(out, "\"PENDING\"") && strstr(out, "sourceGroupId"), "%s", out);
+    free(out);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_eq(m->jobs[0].kind, LM_PROTO_JOB_VALIDATION);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* the agent's report: one check fails */
+    lm_proto_status_t s;
+    memset(&s, 0, sizeof s);
+    lm_proto_check_t checks[2] = {
+        {.name = "source-replica-set", .result = LM_PROTO_CHECK_PASS, .message = "replica set rs0"},
+        {.name = "target-free-disk",
+         .result = LM_PROTO_CHECK_FAIL,
+         .message = "the target needs 40 GB more: grow its disk"}};
+    snprintf(s.agent_id, sizeof s.agent_id, "%s", a.id);
+    snprintf(s.job_id, sizeof s.job_id, "%s", vid);
+    s.kind = LM_PROTO_JOB_VALIDATION;
+    snprintf(s.phase, sizeof s.phase, "VALIDATING");
+    snprintf(s.state, sizeof s.state, "COMPLETE");
+    s.checks = checks;
+    s.n_checks = 2;
+    lm_strbuf_t b;
+    lm_error_t err;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_status_encode(&s, &b, &err));
+    char *resp;
+    cr_assert_eq(https("POST", "/api/agent/v1/status", a.bearer, a.id, lm_strbuf_str(&b), &resp),
+                 200, "%s", resp);
+    free(resp);
+    lm_strbuf_cleanup(&b);
+    cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s", vid, proj), 0, "%s", out);
+    cr_assert(strstr(out, "target-free-disk") && strstr(out, "FAIL") && strstr(out, "FAILED") &&
+                  strstr(out, "grow its disk"),
+              "%s", out);
+    free(out);
+}
+
+Test(controlplane, the_profile_file_and_every_read_endpoint)
+{
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    /* a profile in $HOME/.config/livemig/config.yaml instead of flags */
+    char cfgdir[700], profile[1500], log[700];
+    snprintf(cfgdir, sizeof cfgdir, "%s/home/.config/livemig", dir);
+    cr_assert_eq(lm_test_sh("mkdir -p '%s'", cfgdir), 0);
+    snprintf(profile, sizeof profile,
+             "url: %s\nca_file: %s/ca.pem\npublic_key: %s\nprivate_key_file: %s\n"
+             "org_id: org1\nproject_id: %s\n",
+             url, certs, pub, keyfile, proj);
+    char path[800];
+    lm_test_write(cfgdir, "config.yaml", profile, path, sizeof path);
+    snprintf(log, sizeof log, "%s/profile.out", dir);
+#define PROFILE_CLI(args)                                                                          \
+    lm_test_sh("HOME='%s/home' '%s' " args " > '%s' 2>&1 < /dev/null", dir, LM_CLI_BIN, log)
+    cr_assert_eq(PROFILE_CLI("lm availableProjects"), 0, "%s", lm_test_slurp(log));
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, proj) && strstr(out, "shop"), "%s", out);
+    free(out);
+    cr_assert_eq(PROFILE_CLI("projects list -o json"), 0, "%s", lm_test_slurp(log));
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, "\"totalCount\": 1"), "%s", out);
+    free(out);
+    cr_assert_eq(PROFILE_CLI("clusters list"), 0, "%s", lm_test_slurp(log));
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, "src") && strstr(out, "dst") && strstr(out, "admin"), "%s", out);
+    cr_assert_not(strstr(out, "target-secret"), "a password came back: %s", out);
+    free(out);
+    /* progress: the agent's last report; then cancel, which the agent hears about */
+    lm_proto_assignments_t *m = agent_poll(&a, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    agent_report(&a, mig, "RUNNING", false, 3);
+    char *body, ppath[200], auth[300], cred[200], *key = lm_test_slurp(keyfile);
+    key[strcspn(key, "\n")] = '\0';
+    snprintf(cred, sizeof cred, "%s:%s", pub, key);
+    free(key);
+    cr_assert_eq(lm_test_sh("printf '%%s' '%s' | base64 -w0 > '%s/b64'", cred, dir), 0);
+    snprintf(ppath, sizeof ppath, "%s/b64", dir);
+    char *b64 = lm_test_slurp(ppath);
+    snprintf(auth, sizeof auth, "Basic %s", b64);
+    free(b64);
+    snprintf(ppath, sizeof ppath, "/api/atlas/v2/groups/%s/liveMigrations/%s/progress", proj, mig);
+    cr_assert_eq(https("GET", ppath, auth, NULL, NULL, &body), 200, "%s", body);
+    cr_assert(strstr(body, "\"phase\":\"STREAMING\""), "%s", body);
+    free(body);
+    cr_assert_eq(lm_test_sh("HOME='%s/home' '%s' lm cancel %s --force > '%s' 2>&1 < /dev/null", dir,
+                            LM_CLI_BIN, mig, log),
+                 0, "%s", lm_test_slurp(log));
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_CANCEL);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "CANCELLED"), "%s", out);
+    free(out);
+#undef PROFILE_CLI
+}
+
 Test(controlplane, auth_failures)
 {
     char proj[80], *out, *body;

@@ -425,6 +425,27 @@ static bool replay_range(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decod
     return ok;
 }
 
+/* The source's entries in (from, upto]. */
+static bool count_range(mongoc_collection_t *oplog, lm_optime_t from, lm_optime_t upto, int64_t *n,
+                        lm_error_t *err)
+{
+    mongoc_cursor_t *cur = range_cursor(oplog, from, upto, true);
+    const bson_t *doc;
+    bson_error_t e;
+    *n = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        lm_optime_t ts;
+        if (entry_ts(doc, &ts, err) && lm_optime_cmp(ts, from) > 0)
+            (*n)++;
+    }
+    bool failed = mongoc_cursor_error(cur, &e);
+    mongoc_cursor_destroy(cur);
+    if (failed)
+        return lm_error_set(err, LM_ERR_SERVER, "source: counting oplog entries failed: %s",
+                            e.message);
+    return true;
+}
+
 /* Runs the continuity check up to `upto` (see cont_t); replays the range when entries
  * are missing. False with err set when the source cannot be read or the replay fails. */
 static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decoder_t *dec,
@@ -436,21 +457,8 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     /* a cursor's first check runs its query even over an empty range: what it costs sets
      * how often the later ones may run */
     bool ran = c->first || lm_optime_cmp(c->upto, c->from) > 0;
-    if (ran) {
-        mongoc_cursor_t *cur = range_cursor(oplog, c->from, c->upto, true);
-        const bson_t *doc;
-        bson_error_t e;
-        while (mongoc_cursor_next(cur, &doc)) {
-            lm_optime_t ts;
-            if (entry_ts(doc, &ts, err) && lm_optime_cmp(ts, c->from) > 0)
-                n++;
-        }
-        bool failed = mongoc_cursor_error(cur, &e);
-        mongoc_cursor_destroy(cur);
-        if (failed)
-            return lm_error_set(err, LM_ERR_SERVER, "source: counting oplog entries failed: %s",
-                                e.message);
-    }
+    if (ran && !count_range(oplog, c->from, c->upto, &n, err))
+        return false;
     int64_t now = lm_time_mono_ms();
     if (ran)
         c->cost_ms = now - t0;
@@ -488,6 +496,8 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
 static bool read_oplog(stream_t *s, lm_error_t *err)
 {
     lm_oplog_decoder_t dec;
+    cont_t cont = {.first = true};
+    lm_optime_t pos = {0, 0};
     unsigned attempt = 0;
     bool ok = true;
     idle_t idle = {{0, 0}, 0};
@@ -501,7 +511,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
         from = s->read_pos;
         from_wall = s->read_wall;
         pthread_mutex_unlock(&s->mu);
-        cont_t cont = {.from = from, .upto = from, .first = true};
+        cont = (cont_t){.from = from, .upto = from, .first = true};
         atomic_store(&s->first_check, true);
         hold_checkpoint(s, from);
         /* A small first batch: FerretDB ends a tailable cursor whose first batch is short. */
@@ -606,6 +616,17 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
             lm_time_sleep_ms(100, s->o->stop); /* the cursor ended (FerretDB): open it again */
         }
     }
+    /* Stopped (a signal, cancel): check what was read since the last check, so that the
+     * checkpoint can move up to it and a restart does not replay it. */
+    pthread_mutex_lock(&s->mu);
+    pos = s->read_pos;
+    pthread_mutex_unlock(&s->mu);
+    int64_t n;
+    lm_error_t cerr;
+    if (stopped(s) && !atomic_load(&s->failed) && cont.from.t &&
+        lm_optime_cmp(pos, cont.from) > 0 && count_range(oplog, cont.from, pos, &n, &cerr) &&
+        n == cont.seen)
+        hold_checkpoint(s, pos);
     mongoc_collection_destroy(oplog);
     mongoc_client_pool_push(s->o->source, poll);
     lm_oplog_decoder_cleanup(&dec);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -73,9 +75,18 @@ void lm_test_certs(const char *name, char *dir, size_t dirsz)
              build && *build ? build : "/tmp/lm-test-certs");
     snprintf(dir, dirsz, "%s/%s", parent, name);
     snprintf(probe, sizeof probe, "%s/client.key", dir);
-    if (stat(probe, &st) == 0 && time(NULL) - st.st_mtime < 86400)
-        return;
     mkdir(parent, 0700);
+    /* one maker at a time: two tests starting together must not each make a CA and
+     * replace the other's while it is in use */
+    char lock[700];
+    snprintf(lock, sizeof lock, "%s/.lock", parent);
+    int lfd = open(lock, O_CREAT | O_RDWR, 0600);
+    cr_assert(lfd >= 0, "cannot open %s", lock);
+    flock(lfd, LOCK_EX);
+    if (stat(probe, &st) == 0 && time(NULL) - st.st_mtime < 86400) {
+        close(lfd);
+        return;
+    }
     /* made aside and renamed, so tests running in parallel never see half a directory */
     snprintf(tmp, sizeof tmp, "%s/.%s.%ld", parent, name, (long)getpid());
     cr_assert_eq(lm_test_sh("rm -rf '%s' && '%s/scripts/mkcerts' '%s'", tmp, LM_SOURCE_DIR, tmp),
@@ -84,5 +95,6 @@ void lm_test_certs(const char *name, char *dir, size_t dirsz)
                "-rf '%s.old'",
                dir, dir, dir, dir, tmp, dir, dir);
     lm_test_sh("rm -rf '%s'", tmp);
+    close(lfd);
     cr_assert_eq(stat(probe, &st), 0, "certificates missing in %s", dir);
 }

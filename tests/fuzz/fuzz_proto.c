@@ -30,12 +30,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         free(b);                                                                                   \
     } while (0)
 
-static void no_cleanup(void *p)
+__attribute__((unused)) static void no_cleanup(void *p)
 {
     (void)p;
 }
 
-static bool token_decode(const char *s, size_t n, lm_proto_link_token_t *t, lm_error_t *err)
+__attribute__((unused)) static bool token_decode(const char *s, size_t n, lm_proto_link_token_t *t,
+                                                 lm_error_t *err)
 {
     return lm_proto_link_token_decode(s, n, t, err);
 }

@@ -22,7 +22,7 @@
 #include "lm_redact.h"
 #include "lm_strbuf.h"
 
-#define MAX_IPS 64
+#define MAX_FLAGS 600 /* --accessListIp may repeat up to the API's 256 */
 
 typedef struct {
     char *url, *ca_file, *public_key, *private_key_file, *org_id, *project_id;
@@ -47,8 +47,8 @@ static const lm_config_field_t profile_schema[] = {
 typedef struct {
     const char *words[8];
     int n_words;
-    const char *flag_name[48];
-    const char *flag_val[48];
+    const char *flag_name[MAX_FLAGS];
+    const char *flag_val[MAX_FLAGS];
     int n_flags;
     bool json;
 } args_t;
@@ -698,7 +698,7 @@ static bool parse_args(int argc, char **argv, args_t *a, profile_t *over)
                 }
                 val = argv[++i];
             }
-            if (a->n_flags == 48) {
+            if (a->n_flags == MAX_FLAGS) {
                 die("too many flags");
                 return false;
             }

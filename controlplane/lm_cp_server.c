@@ -228,25 +228,29 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token
         lm_cp_q(cp->db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?",
                 "s", cred);
     bool found = st && sqlite3_step(st) == SQLITE_ROW, ok = false, revoked = false;
-    char access[4096] = "";
+    char *access = NULL;
     if (found) {
         char hash[65];
         lm_cp_hash_secret(lm_cp_col(st, 1), colon + 1, hash);
         ok = lm_cp_equal(hash, lm_cp_col(st, 2));
         revoked = sqlite3_column_int64(st, 4) != 0;
         snprintf(org, 80, "%s", lm_cp_col(st, 0));
-        snprintf(access, sizeof access, "%s", lm_cp_col(st, 3));
+        access = strdup(lm_cp_col(st, 3));
         snprintf(token, 80, "%s", cred);
     }
     sqlite3_finalize(st);
     memset(cred, 0, sizeof cred);
-    if (!ok)
+    if (!ok || !access) {
+        free(access);
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is unknown");
-    if (revoked)
+    }
+    if (revoked) {
+        free(access);
         return cp_fail(r, 401, "LINK_TOKEN_REVOKED",
                        "the link-token this agent was linked with has been deleted: link it again "
                        "with a new one");
-    /* the access list: a JSON array of addresses; empty means any */
+    }
+    /* the access list: a JSON array of addresses; empty means any; unreadable means none */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char ip[INET6_ADDRSTRLEN] = "";
@@ -259,7 +263,8 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token
     }
     lm_error_t err;
     lm_json_val_t *list = lm_json_parse(access, strlen(access), 0, 0, &err);
-    bool allowed = !list || lm_json_len(list) == 0;
+    free(access);
+    bool allowed = list && lm_json_len(list) == 0;
     for (size_t i = 0; list && i < lm_json_len(list) && !allowed; i++) {
         const char *a = lm_json_string(lm_json_at(list, i));
         allowed = a && strcmp(a, ip) == 0;
@@ -339,7 +344,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     resp_t r = {.status = 200};
     lm_strbuf_init(&r.body, 1u << 22);
-    path_t p;
+    path_t p = {.n = 0};
     if (q->too_large)
         cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
                 (long long)cp->cfg->max_body);

@@ -116,7 +116,7 @@ static int cli_as(const char *pubkey, const char *file, char **out, const char *
     __attribute__((format(printf, 4, 5)));
 static int cli_as(const char *pubkey, const char *file, char **out, const char *fmt, ...)
 {
-    char args[2000], log[700];
+    char args[12000], log[700];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
@@ -549,6 +549,22 @@ Test(controlplane, deleting_the_link_token_revokes_its_agents)
                        "{\"v\":1,\"hostname\":\"h2\",\"agentVersion\":\"0.1.0\"}", &resp),
                  403);
     cr_assert(strstr(resp, "access list"), "%s", resp);
+    free(resp);
+    free(out);
+    /* a long access list (over 4 KiB of JSON) is enforced as well */
+    cr_assert_eq(CLI(&out, "lm link delete --orgId org1 --force"), 0, "%s", out);
+    free(out);
+    char args[11000] = "lm link create --orgId org1";
+    for (int i = 0; i < 250; i++)
+        snprintf(args + strlen(args), sizeof args - strlen(args),
+                 " --accessListIp 2001:db8:aaaa:bbbb::%x", i + 1);
+    cr_assert_eq(CLI(&out, "%s", args), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    cr_assert(lm_proto_link_token_decode(out, strlen(out), &t, &err), "%s", err.message);
+    snprintf(bearer, sizeof bearer, "Bearer %s:%s", t.token_id, t.secret);
+    cr_assert_eq(https("POST", "/api/agent/v1/register", bearer, NULL,
+                       "{\"v\":1,\"hostname\":\"h3\",\"agentVersion\":\"0.1.0\"}", &resp),
+                 403, "%s", resp);
     free(resp);
     free(out);
 }

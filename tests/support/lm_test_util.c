@@ -41,11 +41,13 @@ void lm_test_write(const char *dir, const char *name, const char *text, char *pa
 
 int lm_test_sh(const char *fmt, ...)
 {
-    char cmd[4096];
+    char cmd[16384];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
+    cr_assert(n >= 0 && (size_t)n < sizeof cmd, "lm_test_sh: command longer than %zu bytes",
+              sizeof cmd);
     int st = system(cmd);
     if (st == -1)
         return -1;

@@ -4,6 +4,7 @@
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
  *   livemig-agent cutover [--status-addr A]                     finish a streaming job
  *   livemig-agent cancel  [--status-addr A]                     stop it (checkpointed)
+ *   livemig-agent link --token-file F --state-dir D --ca-file F   link to a control plane
  *   livemig-agent --version
  *
  * Signal handlers only set a flag; the engine checkpoints and exits. A second SIGINT or
@@ -15,9 +16,11 @@
 #include <string.h>
 
 #include "lm_engine.h"
+#include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_job.h"
 #include "lm_json.h"
+#include "lm_link.h"
 #include "lm_log.h"
 
 #define DEFAULT_STATUS_ADDR "127.0.0.1:27190"
@@ -36,6 +39,8 @@ static void usage(FILE *out)
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
           "       livemig-agent cutover [--status-addr HOST:PORT]\n"
           "       livemig-agent cancel [--status-addr HOST:PORT]\n"
+          "       livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H]\n"
+          "                          [--relink]\n"
           "       livemig-agent --version\n",
           out);
 }
@@ -236,6 +241,65 @@ static int cmd_post(const char *name, const char *path, const char *done, int ar
     return ok ? LM_EXIT_OK : LM_EXIT_FAILED;
 }
 
+/* livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H] [--relink] */
+static int cmd_link(int argc, char **argv)
+{
+    const char *token_file = NULL, *state_dir = NULL, *ca_file = NULL, *hostname = NULL;
+    bool relink = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--relink") == 0)
+            relink = true;
+        else if (i + 1 < argc && strcmp(a, "--token-file") == 0)
+            token_file = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--state-dir") == 0)
+            state_dir = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--ca-file") == 0)
+            ca_file = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--hostname") == 0)
+            hostname = argv[++i];
+        else {
+            fprintf(stderr,
+                    "livemig-agent link: unknown or incomplete argument '%s'\n"
+                    "usage: livemig-agent link --token-file F --state-dir D --ca-file F "
+                    "[--hostname H] [--relink]\n",
+                    a);
+            return LM_EXIT_USAGE;
+        }
+    }
+    if (!token_file || !state_dir) {
+        fprintf(stderr, "livemig-agent link: --token-file and --state-dir are required\n");
+        return LM_EXIT_USAGE;
+    }
+    lm_error_t err;
+    char *token = NULL;
+    lm_identity_t id;
+    if (!lm_http_global_init(&err) || !lm_fs_read_secret(token_file, &token, &err)) {
+        fprintf(stderr, "livemig-agent link: %s\n", err.message);
+        return LM_EXIT_FAILED;
+    }
+    lm_link_opts_t o = {.token = token,
+                        .token_len = strlen(token),
+                        .ca_file = ca_file,
+                        .state_dir = state_dir,
+                        .hostname = hostname,
+                        .relink = relink};
+    bool ok = lm_link(&o, &id, &err);
+    memset(token, 0, strlen(token));
+    free(token);
+    if (!ok) {
+        fprintf(stderr, "livemig-agent link: %s\n", err.message);
+        lm_http_global_cleanup();
+        return LM_EXIT_FAILED;
+    }
+    printf("linked: agent %s on host %s, organization %s, control plane %s (identity in "
+           "%s/identity.json)\n",
+           id.agent_id, id.hostname, id.org_id, id.url, state_dir);
+    lm_identity_clear(&id);
+    lm_http_global_cleanup();
+    return LM_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -255,6 +319,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "link") == 0)
+        return cmd_link(argc - 1, argv + 1);
     if (strcmp(cmd, "cancel") == 0)
         return cmd_post("cancel", "/api/v1/cancel",
                         "cancel requested: the job checkpoints and stops", argc - 1, argv + 1);

@@ -5,6 +5,10 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
 
 #include "lm_log.h"
 #include "lm_time.h"
@@ -256,4 +260,28 @@ void lm_http_response_cleanup(lm_http_response_t *resp)
         return;
     free(resp->body);
     memset(resp, 0, sizeof *resp);
+}
+
+bool lm_http_ca_pin(const char *pem_file, char out[65], lm_error_t *err)
+{
+    static const char hex[] = "0123456789abcdef";
+    FILE *f = fopen(pem_file, "r");
+    if (!f)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the CA certificate", pem_file);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!x)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: not a PEM certificate", pem_file);
+    unsigned char md[32];
+    unsigned len = 0;
+    bool ok = X509_digest(x, EVP_sha256(), md, &len) == 1 && len == 32;
+    X509_free(x);
+    if (!ok)
+        return lm_error_set(err, LM_ERR_INTERNAL, "%s: cannot hash the certificate", pem_file);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+    return true;
 }

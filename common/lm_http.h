@@ -51,4 +51,8 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
 
 void lm_http_response_cleanup(lm_http_response_t *resp);
 
+/* The SHA-256 (lowercase hex) of the first certificate in a PEM file, over its DER: the
+ * CA pin a link-token carries. */
+bool lm_http_ca_pin(const char *pem_file, char out[65], lm_error_t *err);
+
 #endif

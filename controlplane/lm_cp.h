@@ -35,8 +35,6 @@ bool lm_cp_random_hex(char *out, size_t nbytes);
 void lm_cp_hash_secret(const char *salt, const char *secret, char out[65]);
 /* Constant-time comparison of two NUL-terminated strings of equal length. */
 bool lm_cp_equal(const char *a, const char *b);
-/* SHA-256 (hex) of the first certificate in a PEM file, as DER: the link-token's pin. */
-bool lm_cp_cert_pin(const char *pem_file, char out[65], lm_error_t *err);
 /* AES-256-GCM with the key file's key: text <-> "v1:" + hex(iv || ciphertext || tag). */
 bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err);
 bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err);

@@ -1,9 +1,7 @@
 /* Secrets for the control plane: random ids, salted hashes, the CA pin, AES-256-GCM. */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,25 +64,6 @@ bool lm_cp_equal(const char *a, const char *b)
 {
     size_t n = strlen(a);
     return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
-}
-
-bool lm_cp_cert_pin(const char *pem_file, char out[65], lm_error_t *err)
-{
-    FILE *f = fopen(pem_file, "r");
-    if (!f)
-        return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the CA certificate", pem_file);
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!x)
-        return lm_error_set(err, LM_ERR_CONFIG, "%s: not a PEM certificate", pem_file);
-    uint8_t md[32];
-    unsigned len = 0;
-    bool ok = X509_digest(x, EVP_sha256(), md, &len) == 1 && len == 32;
-    X509_free(x);
-    if (!ok)
-        return lm_error_set(err, LM_ERR_INTERNAL, "%s: cannot hash the certificate", pem_file);
-    to_hex(md, 32, out);
-    return true;
 }
 
 bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err)

@@ -147,7 +147,7 @@ int main(int argc, char **argv)
         uint8_t key[32];
         char pin[65];
         if (!lm_cp_load_key(cfg.secrets_key_file, key, &err) ||
-            !lm_cp_cert_pin(cfg.tls.ca_file, pin, &err)) {
+            !lm_http_ca_pin(cfg.tls.ca_file, pin, &err)) {
             fprintf(stderr, "livemig-controlplane: %s\n", err.message);
             goto out;
         }

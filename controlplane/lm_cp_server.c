@@ -11,6 +11,7 @@
 
 #include "lm_cp_http.h"
 #include "lm_fs.h"
+#include "lm_http.h"
 #include "lm_json.h"
 #include "lm_log.h"
 #include "lm_proto.h"
@@ -421,7 +422,7 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
         ok = lm_error_set(err, LM_ERR_CONFIG, "listen: %s is not an IPv4 address", host);
     ok = ok && (cp->cert = slurp(cfg->tls.cert_file, err)) &&
          (cp->key = slurp(cfg->tls.key_file, err)) &&
-         lm_cp_cert_pin(cfg->tls.ca_file, cp->ca_pin, err) &&
+         lm_http_ca_pin(cfg->tls.ca_file, cp->ca_pin, err) &&
          lm_cp_load_key(cfg->secrets_key_file, cp->secrets_key, err) &&
          lm_cp_store_open(cfg->db_path, &cp->db, err);
     if (ok) {

@@ -296,6 +296,11 @@ bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_toke
                             "%s: damaged (not base64url after \"%s\"): copy it again", what,
                             TOKEN_PREFIX);
     lm_json_val_t *v = open_msg((const char *)raw, n, what, err);
+    if (!v && !strstr(err->message, "upgrade livemig"))
+        lm_error_set(err, LM_ERR_INVALID,
+                     "%s: damaged (what it holds is not a link-token): copy the whole token "
+                     "again",
+                     what);
     bool ok = v && get_text(v, "url", true, t->url, sizeof t->url, err) &&
               get_text(v, "orgId", true, t->org_id, sizeof t->org_id, err) &&
               get_text(v, "tokenId", true, t->token_id, sizeof t->token_id, err) &&

@@ -702,3 +702,107 @@ Test(controlplane, bad_requests_get_clear_errors_and_change_nothing)
     cr_assert_eq(https("POST", "/api/agent/v1/heartbeat", a.bearer, a.id, "not json", &body), 400);
     free(body);
 }
+
+/* ---- the real agent's side of linking (issue 6, first part) ---- */
+
+static int agent_link_cmd(const char *token_file, const char *state, const char *ca,
+                          const char *extra, char **out)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/agent-link.out", dir);
+    int rc = lm_test_sh("'%s' link --token-file '%s' --state-dir '%s' --ca-file '%s' %s > '%s' "
+                        "2>&1",
+                        LM_AGENT_BIN, token_file, state, ca, extra, log);
+    *out = lm_test_slurp(log);
+    return rc;
+}
+
+/* `livemig lm link create` for org into a 0600 token file. */
+static void token_file_for(const char *pubkey, const char *file, const char *org, char *path,
+                           size_t size)
+{
+    char *out;
+    cr_assert_eq(cli_as(pubkey, file, &out, "lm link create --orgId %s", org), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    lm_test_write(dir, org, out, path, size);
+    chmod(path, 0600);
+    free(out);
+}
+
+Test(controlplane, livemig_agent_links_with_the_token)
+{
+    char proj[80], *out, token[800], state[700], ca[700];
+    bootstrap("org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    start_cp();
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    json_field(out, "id", proj, sizeof proj);
+    free(out);
+    snprintf(state, sizeof state, "%s/agent-state", dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    token_file_for(pub, keyfile, "org1", token, sizeof token);
+
+    /* a damaged token, a token file others can read, the wrong CA: clear refusals */
+    char bad[700];
+    lm_test_write(dir, "bad.token", "lmlt1.not-really", bad, sizeof bad);
+    chmod(bad, 0600);
+    cr_assert_eq(agent_link_cmd(bad, state, ca, "", &out), 1, "%s", out);
+    cr_assert(strstr(out, "damaged"), "%s", out);
+    free(out);
+    chmod(token, 0644);
+    cr_assert_eq(agent_link_cmd(token, state, ca, "", &out), 1, "%s", out);
+    cr_assert(strstr(out, "chmod 600"), "%s", out);
+    free(out);
+    chmod(token, 0600);
+    char other[700], other_ca[800];
+    snprintf(other, sizeof other, "%s/other-ca", dir);
+    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s'", LM_SOURCE_DIR, other), 0);
+    snprintf(other_ca, sizeof other_ca, "%s/ca.pem", other);
+    cr_assert_eq(agent_link_cmd(token, state, other_ca, "", &out), 1, "%s", out);
+    cr_assert(strstr(out, "is not the CA this link-token pins"), "%s", out);
+    free(out);
+
+    /* linked: the identity is private, and the host can be named in a migration */
+    cr_assert_eq(agent_link_cmd(token, state, ca, "--hostname agent-host-1", &out), 0, "%s", out);
+    cr_assert(strstr(out, "linked: agent ag_"), "%s", out);
+    cr_assert_not(strstr(out, "lmlt1."), "the token was printed: %s", out);
+    free(out);
+    char idpath[800];
+    snprintf(idpath, sizeof idpath, "%s/identity.json", state);
+    struct stat st;
+    cr_assert_eq(stat(idpath, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(
+        CLI(&out, "clusters add src --projectId %s --connectionString mongodb://h:1/", proj), 0,
+        "%s", out);
+    free(out);
+    cr_assert_eq(
+        CLI(&out, "clusters add dst --projectId %s --connectionString mongodb://h:2/", proj), 0,
+        "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "lm create --projectId %s --clusterName dst --migrationHost "
+                     "agent-host-1 --sourceClusterName src --sourceProjectId %s",
+                     proj, proj),
+                 0, "%s", out);
+    free(out);
+
+    /* another organization's token needs --relink */
+    char pub2[80], file2[700], token2[800];
+    bootstrap("org2", pub2, sizeof pub2, file2, sizeof file2);
+    token_file_for(pub2, file2, "org2", token2, sizeof token2);
+    cr_assert_eq(agent_link_cmd(token2, state, ca, "--hostname agent-host-1", &out), 1, "%s", out);
+    cr_assert(strstr(out, "needs --relink"), "%s", out);
+    free(out);
+
+    /* a deleted token: revoked */
+    cr_assert_eq(CLI(&out, "lm link delete --orgId org1 --force"), 0, "%s", out);
+    free(out);
+    cr_assert_eq(agent_link_cmd(token, state, ca, "--hostname agent-host-1", &out), 1, "%s", out);
+    cr_assert(strstr(out, "revoked"), "%s", out);
+    free(out);
+    /* and the relink to org2 works */
+    cr_assert_eq(agent_link_cmd(token2, state, ca, "--hostname agent-host-1 --relink", &out), 0,
+                 "%s", out);
+    cr_assert(strstr(out, "organization org2"), "%s", out);
+    free(out);
+}

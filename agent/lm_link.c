@@ -1,0 +1,211 @@
+/* lm_link: see lm_link.h. */
+#include "lm_link.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "lm_fs.h"
+#include "lm_http.h"
+#include "lm_json.h"
+#include "lm_log.h"
+#include "lm_proto.h"
+#include "lm_redact.h"
+
+#define IDENTITY "identity.json"
+
+void lm_identity_clear(lm_identity_t *id)
+{
+    volatile unsigned char *p = (volatile unsigned char *)id;
+    for (size_t i = 0; i < sizeof *id; i++)
+        p[i] = 0;
+}
+
+static void identity_path(const char *state_dir, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/" IDENTITY, state_dir);
+}
+
+static bool copy_str(const lm_json_val_t *v, const char *key, char *buf, size_t size,
+                     lm_error_t *err)
+{
+    const char *s = NULL;
+    if (!lm_json_get_str(v, key, true, size - 1, &s, err))
+        return false;
+    snprintf(buf, size, "%s", s);
+    return true;
+}
+
+bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
+{
+    char path[1200];
+    identity_path(state_dir, path, sizeof path);
+    memset(id, 0, sizeof *id);
+    char *text = NULL;
+    if (!lm_fs_read_secret(path, &text, err))
+        return false;
+    lm_json_val_t *v = lm_json_parse(text, strlen(text), 65536, 8, err);
+    bool ok = v && copy_str(v, "url", id->url, sizeof id->url, err) &&
+              copy_str(v, "orgId", id->org_id, sizeof id->org_id, err) &&
+              copy_str(v, "tokenId", id->token_id, sizeof id->token_id, err) &&
+              copy_str(v, "secret", id->secret, sizeof id->secret, err) &&
+              copy_str(v, "caPin", id->ca_pin, sizeof id->ca_pin, err) &&
+              copy_str(v, "agentId", id->agent_id, sizeof id->agent_id, err) &&
+              copy_str(v, "hostname", id->hostname, sizeof id->hostname, err) &&
+              lm_json_get_int(v, "heartbeatSeconds", true, 1, 3600, &id->heartbeat_seconds, err) &&
+              lm_json_get_int(v, "pollSeconds", true, 1, 120, &id->poll_seconds, err);
+    if (!ok)
+        lm_error_prefix(err, "%s", path);
+    else
+        lm_redact_register(id->secret);
+    lm_json_free(v);
+    memset(text, 0, strlen(text));
+    free(text);
+    return ok;
+}
+
+static bool identity_save(const char *state_dir, const lm_identity_t *id, lm_error_t *err)
+{
+    lm_json_writer_t *w = lm_json_writer_new(false); /* one line: read as a secret file */
+    lm_json_w_map_open(w);
+    const char *keys[] = {"url", "orgId", "tokenId", "secret", "caPin", "agentId", "hostname"};
+    const char *vals[] = {id->url, id->org_id, id->token_id,
+                          id->secret, id->ca_pin, id->agent_id, id->hostname};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        lm_json_w_key(w, keys[i]);
+        lm_json_w_str(w, vals[i]);
+    }
+    lm_json_w_key(w, "heartbeatSeconds");
+    lm_json_w_int(w, id->heartbeat_seconds);
+    lm_json_w_key(w, "pollSeconds");
+    lm_json_w_int(w, id->poll_seconds);
+    lm_json_w_map_close(w);
+    size_t len;
+    const char *s = lm_json_writer_result(w, &len, err);
+    char path[1200];
+    identity_path(state_dir, path, sizeof path);
+    bool ok = s && lm_fs_mkdir_p(state_dir, 0700, err) &&
+              lm_fs_write_atomic(path, s, len, 0600, err);
+    lm_json_writer_destroy(w);
+    return ok;
+}
+
+/* The control plane's error detail ("detail" of {error, errorCode, detail, reason}). */
+static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char *detail,
+                      size_t dsz)
+{
+    lm_error_t err;
+    code[0] = detail[0] = '\0';
+    lm_json_val_t *v = r->body ? lm_json_parse(r->body, r->body_len, 0, 0, &err) : NULL;
+    const char *c = v ? lm_json_string(lm_json_get(v, "errorCode")) : NULL;
+    const char *d = v ? lm_json_string(lm_json_get(v, "detail")) : NULL;
+    snprintf(code, csz, "%s", c ? c : "");
+    snprintf(detail, dsz, "%s", d ? d : "");
+    lm_json_free(v);
+}
+
+bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
+{
+    lm_proto_link_token_t t;
+    char pin[65];
+    memset(id, 0, sizeof *id);
+    if (!lm_proto_link_token_decode(o->token, o->token_len, &t, err))
+        return false;
+    lm_redact_register(t.secret);
+    bool ok = true;
+    if (!o->ca_file)
+        ok = lm_error_set(err, LM_ERR_CONFIG,
+                          "the control plane's CA file is needed (--ca-file or "
+                          "control_plane.ca_file): the operator of %s gives it out with the "
+                          "link-token",
+                          t.url);
+    else if (!lm_http_ca_pin(o->ca_file, pin, err))
+        ok = false;
+    else if (strcmp(pin, t.ca_pin) != 0)
+        ok = lm_error_set(err, LM_ERR_TLS,
+                          "%s is not the CA this link-token pins (its SHA-256 is %.12s..., the "
+                          "token's %.12s...): use the CA file of the control plane at %s",
+                          o->ca_file, pin, t.ca_pin, t.url);
+    /* linking to another organization must be asked for */
+    lm_identity_t old;
+    lm_error_t ignored;
+    if (ok && lm_identity_load(o->state_dir, &old, &ignored) && strcmp(old.org_id, t.org_id) != 0 &&
+        !o->relink)
+        ok = lm_error_set(err, LM_ERR_INVALID,
+                          "this agent is linked to organization %s; linking it to %s needs "
+                          "--relink (it then stops taking work from %s)",
+                          old.org_id, t.org_id, old.org_id);
+    lm_identity_clear(&old);
+
+    lm_proto_register_req_t rq;
+    memset(&rq, 0, sizeof rq);
+    struct utsname u;
+    if (o->hostname)
+        snprintf(rq.hostname, sizeof rq.hostname, "%s", o->hostname);
+    else if (gethostname(rq.hostname, sizeof rq.hostname - 1) != 0)
+        snprintf(rq.hostname, sizeof rq.hostname, "localhost");
+    snprintf(rq.agent_version, sizeof rq.agent_version, "%s", LM_VERSION);
+    if (uname(&u) == 0)
+        snprintf(rq.os, sizeof rq.os, "%s %s %s", u.sysname, u.release, u.machine);
+    lm_strbuf_t body, bearer;
+    lm_strbuf_init(&body, 1u << 16);
+    lm_strbuf_init(&bearer, 1024);
+    lm_http_response_t r;
+    memset(&r, 0, sizeof r);
+    char url[1200];
+    snprintf(url, sizeof url, "%s/api/agent/v1/register", t.url);
+    lm_strbuf_appendf(&bearer, "Authorization: Bearer %s:%s", t.token_id, t.secret);
+    const char *headers[] = {lm_strbuf_str(&bearer), "Content-Type: application/json", NULL};
+    lm_http_opts_t ho = {.ca_file = o->ca_file, .total_timeout_ms = 30000, .max_retries = 3};
+    ok = ok && lm_proto_register_req_encode(&rq, &body, err) &&
+         lm_http_request(&ho, "POST", url, headers, lm_strbuf_str(&body), body.len, &r, err);
+    if (ok && r.status != 200) {
+        char code[64], detail[600];
+        detail_of(&r, code, sizeof code, detail, sizeof detail);
+        if (strcmp(code, "LINK_TOKEN_REVOKED") == 0)
+            ok = lm_error_set(err, LM_ERR_AUTH,
+                              "the link-token was deleted on the control plane (revoked): ask "
+                              "for a new one");
+        else if (r.status == 401)
+            ok = lm_error_set(err, LM_ERR_AUTH,
+                              "the control plane at %s does not know this link-token: check that "
+                              "it is the whole token and the newest one",
+                              t.url);
+        else
+            ok = lm_error_set(err, r.status == 403 ? LM_ERR_AUTH : LM_ERR_HTTP,
+                              "the control plane refused to register this agent (HTTP %ld %s): %s",
+                              r.status, code, detail[0] ? detail : "no detail");
+    }
+    lm_proto_register_resp_t rs;
+    if (ok && !lm_proto_register_resp_decode(r.body ? r.body : "", r.body_len, &rs, err))
+        ok = false;
+    if (ok && strcmp(rs.org_id, t.org_id) != 0)
+        ok = lm_error_set(err, LM_ERR_INVALID,
+                          "the control plane registered this agent in organization %s, not the "
+                          "token's %s",
+                          rs.org_id, t.org_id);
+    if (ok) {
+        snprintf(id->url, sizeof id->url, "%s", t.url);
+        snprintf(id->org_id, sizeof id->org_id, "%s", t.org_id);
+        snprintf(id->token_id, sizeof id->token_id, "%s", t.token_id);
+        snprintf(id->secret, sizeof id->secret, "%s", t.secret);
+        snprintf(id->ca_pin, sizeof id->ca_pin, "%s", t.ca_pin);
+        snprintf(id->agent_id, sizeof id->agent_id, "%s", rs.agent_id);
+        snprintf(id->hostname, sizeof id->hostname, "%s", rq.hostname);
+        id->heartbeat_seconds = rs.heartbeat_seconds;
+        id->poll_seconds = rs.poll_seconds;
+        ok = identity_save(o->state_dir, id, err);
+    }
+    lm_http_response_cleanup(&r);
+    if (bearer.data)
+        memset(bearer.data, 0, bearer.len);
+    lm_strbuf_cleanup(&bearer);
+    lm_strbuf_cleanup(&body);
+    lm_proto_link_token_clear(&t);
+    if (!ok)
+        lm_identity_clear(id);
+    return ok;
+}

@@ -1,0 +1,43 @@
+/* lm_link: linking this agent to a control plane with a link-token, and the identity it
+ * keeps (state_dir/identity.json, mode 0600, written atomically). */
+#ifndef LM_LINK_H
+#define LM_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lm_error.h"
+
+typedef struct {
+    char url[1024];
+    char org_id[65];
+    char token_id[65];
+    char secret[65]; /* the agent credential: never logged */
+    char ca_pin[65];
+    char agent_id[80];
+    char hostname[65];
+    int64_t heartbeat_seconds, poll_seconds;
+} lm_identity_t;
+
+typedef struct {
+    const char *token; /* the link-token text (a token file's contents) */
+    size_t token_len;
+    const char *ca_file;   /* the control plane's CA; its SHA-256 must be the token's pin */
+    const char *state_dir; /* where identity.json goes */
+    const char *hostname;  /* NULL: this machine's */
+    bool relink;           /* allow linking to another organization than the stored one */
+} lm_link_opts_t;
+
+/* Decodes and checks the token, checks ca_file against its pin, registers with the
+ * control plane over TLS verified by ca_file, and stores the identity. Errors say what to
+ * do (malformed token, wrong CA, revoked token, address not on the access list, ...). */
+bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err);
+
+/* Reads state_dir/identity.json (refused when others can read it). */
+bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err);
+
+/* Wipes the secret. */
+void lm_identity_clear(lm_identity_t *id);
+
+#endif

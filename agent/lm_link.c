@@ -72,8 +72,8 @@ static bool identity_save(const char *state_dir, const lm_identity_t *id, lm_err
     lm_json_writer_t *w = lm_json_writer_new(false); /* one line: read as a secret file */
     lm_json_w_map_open(w);
     const char *keys[] = {"url", "orgId", "tokenId", "secret", "caPin", "agentId", "hostname"};
-    const char *vals[] = {id->url, id->org_id, id->token_id,
-                          id->secret, id->ca_pin, id->agent_id, id->hostname};
+    const char *vals[] = {id->url,    id->org_id,   id->token_id, id->secret,
+                          id->ca_pin, id->agent_id, id->hostname};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         lm_json_w_key(w, keys[i]);
         lm_json_w_str(w, vals[i]);
@@ -87,15 +87,14 @@ static bool identity_save(const char *state_dir, const lm_identity_t *id, lm_err
     const char *s = lm_json_writer_result(w, &len, err);
     char path[1200];
     identity_path(state_dir, path, sizeof path);
-    bool ok = s && lm_fs_mkdir_p(state_dir, 0700, err) &&
-              lm_fs_write_atomic(path, s, len, 0600, err);
+    bool ok =
+        s && lm_fs_mkdir_p(state_dir, 0700, err) && lm_fs_write_atomic(path, s, len, 0600, err);
     lm_json_writer_destroy(w);
     return ok;
 }
 
 /* The control plane's error detail ("detail" of {error, errorCode, detail, reason}). */
-static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char *detail,
-                      size_t dsz)
+static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char *detail, size_t dsz)
 {
     lm_error_t err;
     code[0] = detail[0] = '\0';

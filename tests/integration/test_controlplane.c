@@ -761,6 +761,33 @@ Test(controlplane, livemig_agent_links_with_the_token)
     cr_assert(strstr(out, "is not the CA this link-token pins"), "%s", out);
     free(out);
 
+    /* the daemon's configuration: checked, printed without the token */
+    char *tok = lm_test_slurp(token), yaml[6000], cfgpath[800], log[800];
+    tok[strcspn(tok, "\n")] = '\0';
+    snprintf(yaml, sizeof yaml,
+             "control_plane:\n  link_token: \"%s\"\n  ca_file: %s\nstate_dir: %s\n"
+             "hostname: agent-host-1\nlimits:\n  apply_workers: 4\n",
+             tok, ca, state);
+    lm_test_write(dir, "agent.yaml", yaml, cfgpath, sizeof cfgpath);
+    snprintf(log, sizeof log, "%s/agent-config.out", dir);
+    cr_assert_eq(
+        lm_test_sh("'%s' --config '%s' --check-config > '%s' 2>&1", LM_AGENT_BIN, cfgpath, log), 0,
+        "%s", lm_test_slurp(log));
+    cr_assert_eq(
+        lm_test_sh("'%s' --config '%s' --print-config > '%s' 2>&1", LM_AGENT_BIN, cfgpath, log), 0,
+        "%s", lm_test_slurp(log));
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, "apply_workers: 4") && strstr(out, "<redacted>"), "%s", out);
+    cr_assert_not(strstr(out, tok), "the link-token was printed: %s", out);
+    free(out);
+    free(tok);
+    lm_test_write(dir, "agent-bad.yaml", "control_plane:\n  ca_fil: x\n", cfgpath, sizeof cfgpath);
+    cr_assert_neq(
+        lm_test_sh("'%s' --config '%s' --check-config > '%s' 2>&1", LM_AGENT_BIN, cfgpath, log), 0);
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, "agent-bad.yaml:2:") && strstr(out, "ca_file"), "%s", out);
+    free(out);
+
     /* linked: the identity is private, and the host can be named in a migration */
     cr_assert_eq(agent_link_cmd(token, state, ca, "--hostname agent-host-1", &out), 0, "%s", out);
     cr_assert(strstr(out, "linked: agent ag_"), "%s", out);

@@ -106,6 +106,51 @@ static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char 
     lm_json_free(v);
 }
 
+/* One agent API call with the link-token credential (and the agent id once registered);
+ * the answer's body goes to *out (caller frees). Refusals become errors that say what to
+ * do; a deleted link-token is LM_ERR_AUTH "... revoked ...". */
+static bool agent_call(const char *base, const char *token_id, const char *secret,
+                       const char *agent_id, const char *ca_file, const char *method,
+                       const char *path, const char *body, int64_t timeout_ms, char **out,
+                       lm_error_t *err)
+{
+    lm_strbuf_t bearer, agent;
+    lm_strbuf_init(&bearer, 1024);
+    lm_strbuf_init(&agent, 256);
+    lm_strbuf_appendf(&bearer, "Authorization: Bearer %s:%s", token_id, secret);
+    lm_strbuf_appendf(&agent, "X-Livemig-Agent: %s", agent_id ? agent_id : "");
+    const char *headers[] = {lm_strbuf_str(&bearer), "Content-Type: application/json",
+                             agent_id ? lm_strbuf_str(&agent) : NULL, NULL};
+    char url[1400];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    lm_http_opts_t ho = {.ca_file = ca_file, .total_timeout_ms = timeout_ms, .max_retries = 3};
+    lm_http_response_t r;
+    bool ok = lm_http_request(&ho, method, url, headers, body, body ? strlen(body) : 0, &r, err);
+    if (ok && r.status != 200) {
+        char code[64], detail[600];
+        detail_of(&r, code, sizeof code, detail, sizeof detail);
+        if (strcmp(code, "LINK_TOKEN_REVOKED") == 0)
+            ok = lm_error_set(err, LM_ERR_AUTH,
+                              "the link-token was deleted on the control plane (revoked): ask "
+                              "for a new one and link again");
+        else if (strcmp(code, "NOT_AUTHENTICATED") == 0)
+            ok = lm_error_set(err, LM_ERR_AUTH,
+                              "the control plane at %s does not know this link-token: check that "
+                              "it is the whole token and the newest one",
+                              base);
+        else
+            ok = lm_error_set(err, r.status == 403 || r.status == 401 ? LM_ERR_AUTH : LM_ERR_HTTP,
+                              "the control plane refused %s %s (HTTP %ld %s): %s", method, path,
+                              r.status, code, detail[0] ? detail : "no detail");
+    }
+    *out = ok ? strdup(r.body ? r.body : "") : NULL;
+    lm_http_response_cleanup(&r);
+    memset(bearer.data, 0, bearer.len);
+    lm_strbuf_cleanup(&bearer);
+    lm_strbuf_cleanup(&agent);
+    return ok;
+}
+
 bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
 {
     lm_proto_link_token_t t;
@@ -149,37 +194,14 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
     snprintf(rq.agent_version, sizeof rq.agent_version, "%s", LM_VERSION);
     if (uname(&u) == 0)
         snprintf(rq.os, sizeof rq.os, "%s %s %s", u.sysname, u.release, u.machine);
-    lm_strbuf_t body, bearer;
+    lm_strbuf_t body;
     lm_strbuf_init(&body, 1u << 16);
-    lm_strbuf_init(&bearer, 1024);
-    lm_http_response_t r;
-    memset(&r, 0, sizeof r);
-    char url[1200];
-    snprintf(url, sizeof url, "%s/api/agent/v1/register", t.url);
-    lm_strbuf_appendf(&bearer, "Authorization: Bearer %s:%s", t.token_id, t.secret);
-    const char *headers[] = {lm_strbuf_str(&bearer), "Content-Type: application/json", NULL};
-    lm_http_opts_t ho = {.ca_file = o->ca_file, .total_timeout_ms = 30000, .max_retries = 3};
+    char *answer = NULL;
     ok = ok && lm_proto_register_req_encode(&rq, &body, err) &&
-         lm_http_request(&ho, "POST", url, headers, lm_strbuf_str(&body), body.len, &r, err);
-    if (ok && r.status != 200) {
-        char code[64], detail[600];
-        detail_of(&r, code, sizeof code, detail, sizeof detail);
-        if (strcmp(code, "LINK_TOKEN_REVOKED") == 0)
-            ok = lm_error_set(err, LM_ERR_AUTH,
-                              "the link-token was deleted on the control plane (revoked): ask "
-                              "for a new one");
-        else if (r.status == 401)
-            ok = lm_error_set(err, LM_ERR_AUTH,
-                              "the control plane at %s does not know this link-token: check that "
-                              "it is the whole token and the newest one",
-                              t.url);
-        else
-            ok = lm_error_set(err, r.status == 403 ? LM_ERR_AUTH : LM_ERR_HTTP,
-                              "the control plane refused to register this agent (HTTP %ld %s): %s",
-                              r.status, code, detail[0] ? detail : "no detail");
-    }
+         agent_call(t.url, t.token_id, t.secret, NULL, o->ca_file, "POST", "/api/agent/v1/register",
+                    lm_strbuf_str(&body), 30000, &answer, err);
     lm_proto_register_resp_t rs;
-    if (ok && !lm_proto_register_resp_decode(r.body ? r.body : "", r.body_len, &rs, err))
+    if (ok && !lm_proto_register_resp_decode(answer, strlen(answer), &rs, err))
         ok = false;
     if (ok && strcmp(rs.org_id, t.org_id) != 0)
         ok = lm_error_set(err, LM_ERR_INVALID,
@@ -198,13 +220,64 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
         id->poll_seconds = rs.poll_seconds;
         ok = identity_save(o->state_dir, id, err);
     }
-    lm_http_response_cleanup(&r);
-    if (bearer.data)
-        memset(bearer.data, 0, bearer.len);
-    lm_strbuf_cleanup(&bearer);
+    free(answer);
     lm_strbuf_cleanup(&body);
     lm_proto_link_token_clear(&t);
     if (!ok)
         lm_identity_clear(id);
     return ok;
+}
+
+/* ---- the agent API once linked ---- */
+
+static bool call_as(const lm_identity_t *id, const char *ca_file, const char *method,
+                    const char *path, const lm_strbuf_t *body, int64_t timeout_ms, char **out,
+                    lm_error_t *err)
+{
+    return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, method, path,
+                      body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
+}
+
+/* POSTs an encoded message (encoded false: the encoder failed, err says why). */
+static bool post(const lm_identity_t *id, const char *ca_file, const char *path, bool encoded,
+                 lm_strbuf_t *body, lm_error_t *err)
+{
+    char *out = NULL;
+    bool ok = encoded && call_as(id, ca_file, "POST", path, body, 30000, &out, err);
+    free(out);
+    lm_strbuf_cleanup(body);
+    return ok;
+}
+
+bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const lm_proto_heartbeat_t *hb,
+                       lm_error_t *err)
+{
+    lm_strbuf_t body;
+    lm_strbuf_init(&body, 1u << 16);
+    return post(id, ca_file, "/api/agent/v1/heartbeat", lm_proto_heartbeat_encode(hb, &body, err),
+                &body, err);
+}
+
+bool lm_link_poll(const lm_identity_t *id, const char *ca_file, int wait_seconds,
+                  lm_proto_assignments_t *m, lm_error_t *err)
+{
+    char path[64], *out = NULL;
+    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d", wait_seconds);
+    bool ok =
+        call_as(id, ca_file, "GET", path, NULL, (int64_t)(wait_seconds + 30) * 1000, &out, err) &&
+        lm_proto_assignments_decode(out, strlen(out), m, err);
+    if (out) {
+        memset(out, 0, strlen(out)); /* it carries passwords */
+        free(out);
+    }
+    return ok;
+}
+
+bool lm_link_report(const lm_identity_t *id, const char *ca_file, const lm_proto_status_t *st,
+                    lm_error_t *err)
+{
+    lm_strbuf_t body;
+    lm_strbuf_init(&body, 1u << 20);
+    return post(id, ca_file, "/api/agent/v1/status", lm_proto_status_encode(st, &body, err), &body,
+                err);
 }

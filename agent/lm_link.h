@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "lm_error.h"
+#include "lm_proto.h"
 
 typedef struct {
     char url[1024];
@@ -39,5 +40,15 @@ bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
 
 /* Wipes the secret. */
 void lm_identity_clear(lm_identity_t *id);
+
+/* The agent API as this identity (TLS verified by ca_file). A deleted link-token fails
+ * with LM_ERR_AUTH and a message saying "revoked". lm_link_poll waits up to wait_seconds
+ * for work; clean *m up with lm_proto_assignments_cleanup. */
+bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const lm_proto_heartbeat_t *hb,
+                       lm_error_t *err);
+bool lm_link_poll(const lm_identity_t *id, const char *ca_file, int wait_seconds,
+                  lm_proto_assignments_t *m, lm_error_t *err);
+bool lm_link_report(const lm_identity_t *id, const char *ca_file, const lm_proto_status_t *st,
+                    lm_error_t *err);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "lm_http.h"
 #include "lm_json.h"
+#include "lm_link.h"
 #include "lm_proto.h"
 #include "lm_test_proc.h"
 #include "lm_test_util.h"
@@ -813,6 +814,35 @@ Test(controlplane, livemig_agent_links_with_the_token)
                  0, "%s", out);
     free(out);
 
+    /* the agent's own client (lm_link_*) with the stored identity: poll, report, heartbeat */
+    lm_identity_t id;
+    lm_error_t err;
+    cr_assert(lm_identity_load(state, &id, &err), "%s", err.message);
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    cr_assert(lm_link_poll(&id, ca, 2, m, &err), "%s", err.message);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_eq(m->jobs[0].kind, LM_PROTO_JOB_MIGRATION);
+    char job[80];
+    snprintf(job, sizeof job, "%s", m->jobs[0].job_id);
+    lm_proto_assignments_cleanup(m);
+    lm_proto_status_t rep;
+    memset(&rep, 0, sizeof rep);
+    snprintf(rep.agent_id, sizeof rep.agent_id, "%s", id.agent_id);
+    snprintf(rep.job_id, sizeof rep.job_id, "%s", job);
+    rep.kind = LM_PROTO_JOB_MIGRATION;
+    snprintf(rep.phase, sizeof rep.phase, "COPYING");
+    snprintf(rep.state, sizeof rep.state, "RUNNING");
+    cr_assert(lm_link_report(&id, ca, &rep, &err), "%s", err.message);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", job, proj), 0, "%s", out);
+    cr_assert(strstr(out, "WORKING") && strstr(out, "COPYING"), "%s", out);
+    free(out);
+    lm_proto_heartbeat_t hb = {.uptime_seconds = 1, .n_running = 1};
+    snprintf(hb.agent_id, sizeof hb.agent_id, "%s", id.agent_id);
+    snprintf(hb.hostname, sizeof hb.hostname, "%s", id.hostname);
+    snprintf(hb.agent_version, sizeof hb.agent_version, "0.1.0");
+    snprintf(hb.running[0], sizeof hb.running[0], "%s", job);
+    cr_assert(lm_link_heartbeat(&id, ca, &hb, &err), "%s", err.message);
+
     /* another organization's token needs --relink */
     char pub2[80], file2[700], token2[800];
     bootstrap("org2", pub2, sizeof pub2, file2, sizeof file2);
@@ -827,6 +857,12 @@ Test(controlplane, livemig_agent_links_with_the_token)
     cr_assert_eq(agent_link_cmd(token, state, ca, "--hostname agent-host-1", &out), 1, "%s", out);
     cr_assert(strstr(out, "revoked"), "%s", out);
     free(out);
+    cr_assert_not(lm_link_heartbeat(&id, ca, &hb, &err));
+    cr_assert(err.code == LM_ERR_AUTH && strstr(err.message, "revoked"), "%s", err.message);
+    cr_assert_not(lm_link_poll(&id, ca, 1, m, &err));
+    cr_assert(strstr(err.message, "revoked"), "%s", err.message);
+    free(m);
+    lm_identity_clear(&id);
     /* and the relink to org2 works */
     cr_assert_eq(agent_link_cmd(token2, state, ca, "--hostname agent-host-1 --relink", &out), 0,
                  "%s", out);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_engine.h"
 #include "lm_fs.h"
 #include "lm_http.h"
@@ -287,7 +288,7 @@ static int cmd_link(int argc, char **argv)
                         .hostname = hostname,
                         .relink = relink};
     bool ok = lm_link(&o, &id, &err);
-    memset(token, 0, strlen(token));
+    lm_wipe(token, strlen(token));
     free(token);
     if (!ok) {
         fprintf(stderr, "livemig-agent link: %s\n", err.message);
@@ -333,7 +334,7 @@ static int cmd_config(int argc, char **argv)
             code = LM_EXIT_OK;
         }
         if (token) {
-            memset(token, 0, strlen(token));
+            lm_wipe(token, strlen(token));
             free(token);
         }
     }

@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_json.h"
@@ -19,9 +20,7 @@
 
 void lm_identity_clear(lm_identity_t *id)
 {
-    volatile unsigned char *p = (volatile unsigned char *)id;
-    for (size_t i = 0; i < sizeof *id; i++)
-        p[i] = 0;
+    lm_wipe(id, sizeof *id);
 }
 
 static void identity_path(const char *state_dir, char *buf, size_t size)
@@ -62,7 +61,7 @@ bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
     else
         lm_redact_register(id->secret);
     lm_json_free(v);
-    memset(text, 0, strlen(text));
+    lm_wipe(text, strlen(text));
     free(text);
     return ok;
 }
@@ -145,7 +144,7 @@ static bool agent_call(const char *base, const char *token_id, const char *secre
     }
     *out = ok ? strdup(r.body ? r.body : "") : NULL;
     lm_http_response_cleanup(&r);
-    memset(bearer.data, 0, bearer.len);
+    lm_wipe(bearer.data, bearer.len);
     lm_strbuf_cleanup(&bearer);
     lm_strbuf_cleanup(&agent);
     return ok;
@@ -267,7 +266,7 @@ bool lm_link_poll(const lm_identity_t *id, const char *ca_file, int wait_seconds
         call_as(id, ca_file, "GET", path, NULL, (int64_t)(wait_seconds + 30) * 1000, &out, err) &&
         lm_proto_assignments_decode(out, strlen(out), m, err);
     if (out) {
-        memset(out, 0, strlen(out)); /* it carries passwords */
+        lm_wipe(out, strlen(out)); /* it carries passwords */
         free(out);
     }
     return ok;

@@ -16,6 +16,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "lm_config.h"
+#include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_json.h"
@@ -113,24 +114,6 @@ static const char usage_text[] =
 
 /* ---- HTTP ---- */
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void b64(const char *in, lm_strbuf_t *out)
-{
-    size_t n = strlen(in);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)(unsigned char)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)in[i + 2];
-        char q[5] = {b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
-                     i + 1 < n ? b64chars[(v >> 6) & 63] : '=', i + 2 < n ? b64chars[v & 63] : '=',
-                     0};
-        lm_strbuf_append(out, q);
-    }
-}
-
 typedef struct {
     profile_t p;
     char *secret;
@@ -147,7 +130,7 @@ static lm_json_val_t *call(conn_t *c, const char *method, const char *path, cons
     lm_strbuf_init(&auth, 4096);
     lm_strbuf_appendf(&cred, "%s:%s", c->p.public_key, c->secret);
     lm_strbuf_append(&auth, "Authorization: Basic ");
-    b64(lm_strbuf_str(&cred), &auth);
+    lm_base64_encode(lm_strbuf_str(&cred), cred.len, false, &auth);
     const char *headers[] = {lm_strbuf_str(&auth), "Content-Type: application/json",
                              "Accept: application/json", NULL};
     lm_http_opts_t o = {.ca_file = c->p.ca_file, .total_timeout_ms = 60000, .max_retries = 2};
@@ -155,8 +138,8 @@ static lm_json_val_t *call(conn_t *c, const char *method, const char *path, cons
     lm_error_t err;
     lm_json_val_t *v = NULL;
     bool ok = lm_http_request(&o, method, url, headers, body, body ? strlen(body) : 0, &resp, &err);
-    memset(cred.data, 0, cred.len);
-    memset(auth.data, 0, auth.len);
+    lm_wipe(cred.data, cred.len);
+    lm_wipe(auth.data, auth.len);
     lm_strbuf_cleanup(&cred);
     lm_strbuf_cleanup(&auth);
     if (!ok) {
@@ -353,7 +336,7 @@ static char *prompt_secret(const char *prompt)
         return NULL;
     buf[strcspn(buf, "\r\n")] = '\0';
     char *s = strdup(buf);
-    memset(buf, 0, sizeof buf);
+    lm_wipe(buf, sizeof buf);
     lm_redact_register(s);
     return s;
 }
@@ -445,7 +428,7 @@ static char *migration_body(const args_t *a, const char *project)
     char *body = s ? strndup(s, len) : NULL;
     lm_json_writer_destroy(w);
     if (prompted) {
-        memset(prompted, 0, strlen(prompted));
+        lm_wipe(prompted, strlen(prompted));
         free(prompted);
     }
     return body;
@@ -523,7 +506,7 @@ static int run(conn_t *c, const args_t *a)
             return 1;
         snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate", proj);
         v = call(c, "POST", path, body, &st);
-        memset(body, 0, strlen(body));
+        lm_wipe(body, strlen(body));
         free(body);
         static const char *const cols[] = {"_id", "status", "errorMessage", NULL};
         return v ? show(a, v, cols) : 1;
@@ -550,7 +533,7 @@ static int run(conn_t *c, const args_t *a)
             return 1;
         snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);
         v = call(c, "POST", path, body, &st);
-        memset(body, 0, strlen(body));
+        lm_wipe(body, strlen(body));
         free(body);
         return v ? show(a, v, job_cols) : 1;
     }
@@ -618,7 +601,7 @@ static int run(conn_t *c, const args_t *a)
         v = body ? call(c, "POST", path, body, &st) : NULL;
         lm_json_writer_destroy(w);
         if (pw) {
-            memset(pw, 0, strlen(pw));
+            lm_wipe(pw, strlen(pw));
             free(pw);
         }
         static const char *const cols[] = {"name", "groupId", "connectionString", NULL};
@@ -779,7 +762,7 @@ int main(int argc, char **argv)
         lm_http_global_cleanup();
     }
     if (c.secret) {
-        memset(c.secret, 0, strlen(c.secret));
+        lm_wipe(c.secret, strlen(c.secret));
         free(c.secret);
     }
     lm_config_cleanup(profile_schema, &c.p);

@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 
+#include "lm_encode.h"
 #include "lm_log.h"
 #include "lm_time.h"
 
@@ -264,7 +265,6 @@ void lm_http_response_cleanup(lm_http_response_t *resp)
 
 bool lm_http_ca_pin(const char *pem_file, char out[65], lm_error_t *err)
 {
-    static const char hex[] = "0123456789abcdef";
     FILE *f = fopen(pem_file, "r");
     if (!f)
         return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the CA certificate", pem_file);
@@ -278,10 +278,6 @@ bool lm_http_ca_pin(const char *pem_file, char out[65], lm_error_t *err)
     X509_free(x);
     if (!ok)
         return lm_error_set(err, LM_ERR_INTERNAL, "%s: cannot hash the certificate", pem_file);
-    for (unsigned i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    lm_hex_encode(md, 32, out);
     return true;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_cp_http.h"
 #include "lm_log.h"
 #include "lm_proto.h"
@@ -163,7 +164,7 @@ static bool create_api_key(lm_cp_t *cp, const caller_t *who, const char *org, co
         lm_json_w_str(w, role);
         lm_json_w_array_close(w);
         done(r, 201, w);
-        memset(secret, 0, sizeof secret);
+        lm_wipe(secret, sizeof secret);
         lm_log_info(NULL, "API key %s (%s) created for organization %s", id, role, org);
     }
     lm_json_free(v);
@@ -313,7 +314,7 @@ static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
         lm_log_info(NULL, "link-token %s created for organization %s", t.token_id, org);
     }
     if (tok.data)
-        memset(tok.data, 0, tok.len);
+        lm_wipe(tok.data, tok.len);
     lm_strbuf_cleanup(&tok);
     lm_proto_link_token_clear(&t);
     lm_json_writer_destroy(acc);
@@ -569,7 +570,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
                           sealed.len ? lm_strbuf_str(&sealed) : NULL, "NEW", now, now))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
     if (sealed.data)
-        memset(sealed.data, 0, sealed.len);
+        lm_wipe(sealed.data, sealed.len);
     lm_strbuf_cleanup(&sealed);
     if (ok) {
         pthread_cond_broadcast(&cp->changed);
@@ -802,6 +803,6 @@ bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *des
     printf("organization: %s\npublic key:   %s\nprivate key:  %s\n"
            "(the private key is shown this once; keep it in a file readable only by you)\n",
            org, id, secret);
-    memset(secret, 0, sizeof secret);
+    lm_wipe(secret, sizeof secret);
     return true;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_cp_http.h"
 #include "lm_log.h"
 #include "lm_proto.h"
@@ -150,7 +151,7 @@ static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, c
         if (ok)
             snprintf(e->password, sizeof e->password, "%s", lm_strbuf_str(&plain));
         if (plain.data)
-            memset(plain.data, 0, plain.len);
+            lm_wipe(plain.data, plain.len);
         lm_strbuf_cleanup(&plain);
     }
     sqlite3_finalize(st);

@@ -7,17 +7,8 @@
 #include <string.h>
 
 #include "lm_cp.h"
+#include "lm_encode.h"
 #include "lm_fs.h"
-
-static void to_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 static int unhex(char c)
 {
@@ -42,7 +33,7 @@ bool lm_cp_random_hex(char *out, size_t nbytes)
     uint8_t buf[64];
     if (nbytes > sizeof buf || RAND_bytes(buf, (int)nbytes) != 1)
         return false;
-    to_hex(buf, nbytes, out);
+    lm_hex_encode(buf, nbytes, out);
     OPENSSL_cleanse(buf, sizeof buf);
     return true;
 }
@@ -57,7 +48,7 @@ void lm_cp_hash_secret(const char *salt, const char *secret, char out[65])
     EVP_DigestUpdate(ctx, secret, strlen(secret));
     EVP_DigestFinal_ex(ctx, md, &len);
     EVP_MD_CTX_free(ctx);
-    to_hex(md, 32, out);
+    lm_hex_encode(md, 32, out);
 }
 
 bool lm_cp_equal(const char *a, const char *b)
@@ -104,7 +95,7 @@ bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_e
     if (ok) {
         memcpy(buf, iv, 12);
         memcpy(buf + 12 + n, tag, 16);
-        to_hex(buf, 12 + n + 16, hex);
+        lm_hex_encode(buf, 12 + n + 16, hex);
         lm_strbuf_append(out, "v1:");
         lm_strbuf_append(out, hex);
     } else {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_cp.h"
 #include "lm_http.h"
 #include "lm_log.h"
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "livemig-controlplane: %s\n", err.message);
             goto out;
         }
-        memset(key, 0, sizeof key);
+        lm_wipe(key, sizeof key);
         printf("%s: OK\n", config);
         code = 0;
         goto out;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "lm_cp_http.h"
+#include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_json.h"
@@ -113,40 +114,6 @@ bool cp_bad_field(resp_t *r, const lm_error_t *err)
 
 /* ---- authentication ---- */
 
-static int b64val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Standard base64 (Basic auth) into out (NUL-terminated); false when malformed. */
-static bool b64_decode(const char *in, char *out, size_t cap)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0;
-    for (; *in && *in != '='; in++) {
-        int v = b64val(*in);
-        if (v < 0)
-            return false;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n + 1 >= cap)
-                return false;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[n] = '\0';
-    return true;
-}
-
 /* Admin API: "Authorization: Basic base64(publicKey:privateKey)". */
 bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t *r)
 {
@@ -158,8 +125,12 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
             "an API key is required: send it as HTTP Basic auth (public key as the user, "
             "private key as the password)");
     char *colon;
-    if (strlen(h + 6) > 300 || !b64_decode(h + 6, plain, sizeof plain) ||
-        !(colon = strchr(plain, ':')))
+    size_t n = 0;
+    bool decoded =
+        strlen(h + 6) <= 300 &&
+        lm_base64_decode(h + 6, strlen(h + 6), false, (unsigned char *)plain, sizeof plain - 1, &n);
+    plain[decoded ? n : 0] = '\0';
+    if (!decoded || !(colon = strchr(plain, ':')))
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
     *colon = '\0';
     bool ok = false;
@@ -176,7 +147,7 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
         }
     }
     sqlite3_finalize(st);
-    memset(plain, 0, sizeof plain);
+    lm_wipe(plain, sizeof plain);
     if (!ok)
         return cp_fail(r, 401, "NOT_AUTHENTICATED",
                        "the API key is unknown or its secret is wrong");
@@ -240,7 +211,7 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token
         snprintf(token, 80, "%s", cred);
     }
     sqlite3_finalize(st);
-    memset(cred, 0, sizeof cred);
+    lm_wipe(cred, sizeof cred);
     if (!ok || !access) {
         free(access);
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is unknown");
@@ -381,7 +352,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     req_t *q = *con_cls;
     if (q) {
         if (q->body.data)
-            memset(q->body.data, 0, q->body.len); /* bodies carry passwords */
+            lm_wipe(q->body.data, q->body.len); /* bodies carry passwords */
         lm_strbuf_cleanup(&q->body);
         free(q);
     }
@@ -474,10 +445,10 @@ void lm_cp_stop(lm_cp_t *cp)
         sqlite3_close(cp->db);
     free(cp->cert);
     if (cp->key) {
-        memset(cp->key, 0, strlen(cp->key));
+        lm_wipe(cp->key, strlen(cp->key));
         free(cp->key);
     }
-    memset(cp->secrets_key, 0, sizeof cp->secrets_key);
+    lm_wipe(cp->secrets_key, sizeof cp->secrets_key);
     pthread_cond_destroy(&cp->changed);
     pthread_mutex_destroy(&cp->mu);
     free(cp);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_json.h"
 
 #define TOKEN_PREFIX "lmlt1."
@@ -197,50 +198,6 @@ static bool finish(lm_json_writer_t *w, lm_strbuf_t *out, lm_error_t *err)
     return ok;
 }
 
-/* ---- base64url without padding (the link-token) ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64url_encode(const unsigned char *in, size_t n, lm_strbuf_t *out)
-{
-    char quad[5] = {0};
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t left = n - i;
-        if (left > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (left > 2)
-            v |= in[i + 2];
-        quad[0] = b64[(v >> 18) & 63];
-        quad[1] = b64[(v >> 12) & 63];
-        quad[2] = b64[(v >> 6) & 63];
-        quad[3] = b64[v & 63];
-        lm_strbuf_append_n(out, quad, left > 2 ? 4 : left + 1);
-    }
-}
-
-/* Decodes into out[*n] (capacity cap); false on a character outside the alphabet. */
-static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *n)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    *n = 0;
-    for (size_t i = 0; i < len; i++) {
-        const char *p = in[i] ? strchr(b64, in[i]) : NULL;
-        if (!p)
-            return false;
-        acc = (acc << 6) | (uint32_t)(p - b64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (*n >= cap)
-                return false;
-            out[(*n)++] = (unsigned char)((acc >> bits) & 0xff);
-        }
-    }
-    return bits < 6; /* a lone trailing character carries no byte */
-}
-
 /* ---- link-token ---- */
 
 static bool is_hex64(const char *s)
@@ -266,11 +223,10 @@ bool lm_proto_link_token_encode(const lm_proto_link_token_t *t, lm_strbuf_t *out
     bool ok = finish(w, &json, err);
     if (ok) {
         lm_strbuf_append(out, TOKEN_PREFIX);
-        b64url_encode((const unsigned char *)lm_strbuf_str(&json), strlen(lm_strbuf_str(&json)),
-                      out);
+        lm_base64_encode(lm_strbuf_str(&json), strlen(lm_strbuf_str(&json)), true, out);
     }
     if (json.data)
-        memset(json.data, 0, json.len);
+        lm_wipe(json.data, json.len);
     lm_strbuf_cleanup(&json);
     return ok;
 }
@@ -291,7 +247,7 @@ bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_toke
     unsigned char raw[4096];
     size_t n;
     if (len - plen > sizeof raw * 4 / 3 ||
-        !b64url_decode(text + plen, len - plen, raw, sizeof raw, &n))
+        !lm_base64_decode(text + plen, len - plen, true, raw, sizeof raw, &n))
         return lm_error_set(err, LM_ERR_INVALID,
                             "%s: damaged (not base64url after \"%s\"): copy it again", what,
                             TOKEN_PREFIX);
@@ -313,7 +269,7 @@ bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_toke
                           "%s: field 'caPin': expected 64 lowercase hex digits (SHA-256)", what);
     if (v && !ok && strncmp(err->message, what, strlen(what)) != 0)
         lm_error_prefix(err, "%s", what);
-    memset(raw, 0, sizeof raw);
+    lm_wipe(raw, sizeof raw);
     lm_json_free(v);
     if (!ok)
         lm_proto_link_token_clear(t);
@@ -322,9 +278,7 @@ bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_toke
 
 void lm_proto_link_token_clear(lm_proto_link_token_t *t)
 {
-    volatile unsigned char *p = (volatile unsigned char *)t;
-    for (size_t i = 0; i < sizeof *t; i++)
-        p[i] = 0;
+    lm_wipe(t, sizeof *t);
 }
 
 /* ---- register ---- */
@@ -546,9 +500,7 @@ void lm_proto_assignments_cleanup(lm_proto_assignments_t *m)
         free(m->jobs[i].include);
         free(m->jobs[i].exclude);
     }
-    volatile unsigned char *p = (volatile unsigned char *)m;
-    for (size_t i = 0; i < sizeof *m; i++)
-        p[i] = 0;
+    lm_wipe(m, sizeof *m);
 }
 
 /* ---- status report ---- */

@@ -26,6 +26,23 @@ static bool done(resp_t *r, unsigned status, lm_json_writer_t *w)
     return cp_answer(r, status, w);
 }
 
+/* The Atlas list shape: {"results": [...], "totalCount": n}. */
+static lm_json_writer_t *results_open(void)
+{
+    lm_json_writer_t *w = obj();
+    lm_json_w_key(w, "results");
+    lm_json_w_array_open(w);
+    return w;
+}
+
+static bool results_close(resp_t *r, lm_json_writer_t *w, int n)
+{
+    lm_json_w_array_close(w);
+    lm_json_w_key(w, "totalCount");
+    lm_json_w_int(w, n);
+    return done(r, 200, w);
+}
+
 /* A new id: 24 hex digits, like an ObjectId. */
 static void new_id(char out[25])
 {
@@ -102,9 +119,7 @@ static bool list_groups(lm_cp_t *cp, const caller_t *who, const char *org, resp_
         return false;
     sqlite3_stmt *st = lm_cp_q(
         cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
-    lm_json_writer_t *w = obj();
-    lm_json_w_key(w, "results");
-    lm_json_w_array_open(w);
+    lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
@@ -115,10 +130,7 @@ static bool list_groups(lm_cp_t *cp, const caller_t *who, const char *org, resp_
         n++;
     }
     sqlite3_finalize(st);
-    lm_json_w_array_close(w);
-    lm_json_w_key(w, "totalCount");
-    lm_json_w_int(w, n);
-    return done(r, 200, w);
+    return results_close(r, w, n);
 }
 
 /* Writes a new API key for org into the store; its secret goes to secret[65]. */
@@ -225,9 +237,7 @@ static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
                                "SELECT name, uri, tls, ca_file, username FROM clusters WHERE "
                                "project_id = ? ORDER BY name",
                                "s", group);
-    lm_json_writer_t *w = obj();
-    lm_json_w_key(w, "results");
-    lm_json_w_array_open(w);
+    lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
@@ -242,10 +252,7 @@ static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
         n++;
     }
     sqlite3_finalize(st);
-    lm_json_w_array_close(w);
-    lm_json_w_key(w, "totalCount");
-    lm_json_w_int(w, n);
-    return done(r, 200, w);
+    return results_close(r, w, n);
 }
 
 /* ---- link-tokens ---- */
@@ -630,9 +637,7 @@ static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
                                "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND kind = "
                                "'migration' ORDER BY created",
                                "s", group);
-    lm_json_writer_t *w = obj();
-    lm_json_w_key(w, "results");
-    lm_json_w_array_open(w);
+    lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
@@ -641,10 +646,7 @@ static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
         n++;
     }
     sqlite3_finalize(st);
-    lm_json_w_array_close(w);
-    lm_json_w_key(w, "totalCount");
-    lm_json_w_int(w, n);
-    return done(r, 200, w);
+    return results_close(r, w, n);
 }
 
 /* cutover / cancel / extend: a command for the agent, checked against the job's state. */

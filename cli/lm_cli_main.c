@@ -106,7 +106,7 @@ static const char usage_text[] =
     "        [--sourceCACertificatePath F] [--drop]\n"
     "  liveMigrations describe|cutover|cancel|extend ID --projectId P [--force]\n"
     "  liveMigrations list --projectId P\n"
-    "  clusters add NAME --projectId P --connectionString URI [--tls] [--caFile F]\n"
+    "  clusters add NAME --projectId P --connectionString URI [--tls] [--tlsCAFile F]\n"
     "        [--username U] [--passwordFile F]\n"
     "  clusters list --projectId P\n"
     "  projects create NAME --orgId O | projects list --orgId O\n"
@@ -271,6 +271,9 @@ static int show(const args_t *a, lm_json_val_t *v, const char *const *cols)
         table(arr, cols);
         lm_json_free(arr);
         lm_json_writer_destroy(w);
+        const char *msg = lm_json_string(lm_json_get(v, "errorMessage"));
+        if (msg && msg[0])
+            printf("\nerror: %s\n", msg);
     }
     lm_json_free(v);
     return 0;
@@ -581,9 +584,9 @@ static int run(conn_t *c, const args_t *a)
         lm_json_w_str(w, uri);
         lm_json_w_key(w, "tls");
         lm_json_w_bool(w, has(a, "tls"));
-        if (flag(a, "caFile")) {
+        if (flag(a, "tlsCAFile")) { /* --caFile is the control plane's CA */
             lm_json_w_key(w, "caFile");
-            lm_json_w_str(w, flag(a, "caFile"));
+            lm_json_w_str(w, flag(a, "tlsCAFile"));
         }
         if (flag(a, "username")) {
             lm_json_w_key(w, "username");

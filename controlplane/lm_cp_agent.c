@@ -95,6 +95,34 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
            cp_fail(r, 500, "INTERNAL", "%s", err.message);
 }
 
+/* Jobs of this host handed out more than a heartbeat ago that the agent no longer runs
+ * (it restarted) go out again with the next poll, their commands too: the agent asks for
+ * the credentials again instead of keeping them. running: the heartbeat's JSON list. */
+static void redeliver(lm_cp_t *cp, const agent_t *a, const char *running)
+{
+    sqlite3_stmt *st = lm_cp_q(
+        cp->db,
+        "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND status NOT IN "
+        "('COMPLETE','FAILED','CANCELLED','EXPIRED') AND delivered IS NOT NULL AND delivered < ? "
+        "AND id NOT IN (SELECT value FROM json_each(?))",
+        "ssis", a->org, a->host, lm_time_now_ms() - cp->cfg->heartbeat_ms, running);
+    char ids[LM_PROTO_MAX_JOBS][80];
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW && n < LM_PROTO_MAX_JOBS)
+        snprintf(ids[n++], sizeof ids[0], "%s", lm_cp_col(st, 0));
+    sqlite3_finalize(st);
+    for (int i = 0; i < n; i++) {
+        lm_cp_exec(cp->db, "UPDATE jobs SET delivered = NULL, agent_id = NULL WHERE id = ?", "s",
+                   ids[i]);
+        lm_cp_exec(cp->db, "UPDATE commands SET delivered = 0 WHERE job_id = ?", "s", ids[i]);
+        lm_log_info(NULL,
+                    "job %s: agent %s on %s no longer runs it (restarted?): handing it out again",
+                    ids[i], a->agent_id, a->host);
+    }
+    if (n)
+        pthread_cond_broadcast(&cp->changed);
+}
+
 static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 {
     lm_proto_heartbeat_t m;
@@ -118,6 +146,8 @@ static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
         "? WHERE id = ?",
         "iiisss", lm_time_now_ms(), m.uptime_seconds, m.state_dir_free_bytes, running,
         m.agent_version, a->agent_id);
+    if (running)
+        redeliver(cp, a, running);
     lm_json_writer_destroy(w);
     lm_strbuf_append(&r->body, "{\"v\":1}");
     r->status = 200;
@@ -178,7 +208,8 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     const char *ca = lm_json_string(lm_json_get(src, "caCertificatePath"));
     bool ok = s_group && s_cluster && d_group && d_cluster &&
               fill_endpoint(cp, s_group, s_cluster, user,
-                            sqlite3_column_type(st, 4) == SQLITE_NULL ? "" : lm_cp_col(st, 4),
+                            /* no password of the job's own: the registry's */
+                            sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : lm_cp_col(st, 4),
                             &j->source, err) &&
               fill_endpoint(cp, d_group, d_cluster, NULL, NULL, &j->target, err);
     if (ok && ca && ca[0])

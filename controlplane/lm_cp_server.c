@@ -334,6 +334,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r.status >= 500)
         lm_log_error(NULL, "%s %s: %u %s", method, p.n ? p.part[p.n - 1] : "/", r.status,
                      lm_strbuf_str(&r.body));
+    else /* the access log; paths carry ids, never secrets */
+        lm_log_debug(NULL, "%s %.200s: %u", method, url, r.status);
     size_t len = r.body.len;
     char *data = lm_strbuf_steal(&r.body);
     struct MHD_Response *resp = MHD_create_response_from_buffer(

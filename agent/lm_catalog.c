@@ -177,3 +177,17 @@ void lm_catalog_cleanup(lm_catalog_t *cat)
     free(cat->items);
     memset(cat, 0, sizeof *cat);
 }
+
+bool lm_catalog_target_has(mongoc_client_t *target, const lm_coll_info_t *c)
+{
+    mongoc_database_t *db = mongoc_client_get_database(target, c->db);
+    bson_t *opts =
+        BCON_NEW("filter", "{", "name", BCON_UTF8(c->coll), "}", "nameOnly", BCON_BOOL(true));
+    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(db, opts);
+    const bson_t *d;
+    bool has = mongoc_cursor_next(cur, &d);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_database_destroy(db);
+    return has;
+}

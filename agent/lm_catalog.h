@@ -39,6 +39,9 @@ void lm_catalog_cleanup(lm_catalog_t *cat);
 
 bool lm_coll_is_view(const lm_coll_info_t *c);
 
+/* True when the target already has a collection or view of c's name. */
+bool lm_catalog_target_has(mongoc_client_t *target, const lm_coll_info_t *c);
+
 /* Fills est_docs from the server's document count (metadata on mongod; some servers
  * count by scanning, which is why it is asked for only when needed). Bytes are not
  * asked for: collStats and dbStats scan the whole collection on such servers, so the

@@ -89,7 +89,9 @@ static bool load_identity(engine_t *e)
         e->err = rerr;
         return false;
     }
-    if (!random_id(e->job_id, sizeof e->job_id))
+    if (e->job->job_id[0])
+        snprintf(e->job_id, sizeof e->job_id, "%s", e->job->job_id);
+    else if (!random_id(e->job_id, sizeof e->job_id))
         return lm_error_set(&e->err, LM_ERR_IO, "cannot read /dev/urandom for a job id");
     lm_json_writer_t *w = lm_json_writer_new(true);
     lm_json_w_map_open(w);
@@ -171,20 +173,6 @@ static bool pin_start(engine_t *e)
 
 /* ---- target namespaces ---- */
 
-static bool target_has(engine_t *e, const lm_coll_info_t *c)
-{
-    mongoc_database_t *db = mongoc_client_get_database(e->dst, c->db);
-    bson_t *opts =
-        BCON_NEW("filter", "{", "name", BCON_UTF8(c->coll), "}", "nameOnly", BCON_BOOL(true));
-    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(db, opts);
-    const bson_t *d;
-    bool has = mongoc_cursor_next(cur, &d);
-    mongoc_cursor_destroy(cur);
-    bson_destroy(opts);
-    mongoc_database_destroy(db);
-    return has;
-}
-
 static bool check_conflicts(engine_t *e)
 {
     lm_strbuf_t list;
@@ -192,7 +180,7 @@ static bool check_conflicts(engine_t *e)
     lm_strbuf_init(&list, 4096);
     for (size_t i = 0; i < e->cat.n; i++) {
         const lm_coll_info_t *c = &e->cat.items[i];
-        if (!target_has(e, c))
+        if (!lm_catalog_target_has(e->dst, c))
             continue;
         if (e->job->drop_target) {
             bson_error_t be;
@@ -612,8 +600,16 @@ static void print_summary(engine_t *e, lm_state_t state, bool already)
 
 int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop)
 {
-    engine_t e;
     lm_status_t st;
+    lm_status_init(&st, "-");
+    int code = lm_engine_run_status(job, &st, stop);
+    lm_status_cleanup(&st);
+    return code;
+}
+
+int lm_engine_run_status(const lm_job_t *job, lm_status_t *st, volatile sig_atomic_t *stop)
+{
+    engine_t e;
     lm_status_http_t *http = NULL;
     lm_progress_t *progress = NULL;
     bool already = false;
@@ -621,15 +617,16 @@ int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop)
 
     memset(&e, 0, sizeof e);
     e.job = job;
-    e.st = &st;
+    e.st = st;
     e.stop = stop;
     lm_error_init(&e.err);
-    lm_status_init(&st, "-");
     lm_conn_global_init();
     if (strcmp(job->status_addr, "0") != 0) {
-        http = lm_status_http_start(job->status_addr, &st, &e.err);
+        http = lm_status_http_start(job->status_addr, st, &e.err);
         if (!http) {
             fprintf(stderr, "livemig-agent: %s\n", e.err.message);
+            lm_status_error(st, "%s", e.err.message);
+            lm_status_set_state(st, LM_STATE_FAILED);
             code = LM_EXIT_USAGE;
             goto out;
         }
@@ -640,20 +637,20 @@ int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop)
                     strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
                     lm_status_http_port(http));
     }
-    progress = lm_progress_start(&st);
+    progress = lm_progress_start(st);
     lm_state_t state;
     if (run_phases(&e, &already)) {
         state = LM_STATE_COMPLETE;
     } else if (e.err.code == LM_ERR_CANCELLED) {
-        state = st.cancel ? LM_STATE_CANCELLED : LM_STATE_STOPPED;
-        code = st.cancel ? LM_EXIT_CANCELLED : LM_EXIT_STOPPED;
+        state = st->cancel ? LM_STATE_CANCELLED : LM_STATE_STOPPED;
+        code = st->cancel ? LM_EXIT_CANCELLED : LM_EXIT_STOPPED;
         lm_log_warn(NULL, "%s; progress is checkpointed on the target", e.err.message);
     } else {
         state = LM_STATE_FAILED;
         code = LM_EXIT_FAILED;
-        lm_status_error(&st, "%s", e.err.message);
+        lm_status_error(st, "%s", e.err.message);
     }
-    lm_status_set_state(&st, state);
+    lm_status_set_state(st, state);
     lm_progress_stop(progress);
     print_summary(&e, state, already);
 out:
@@ -674,6 +671,5 @@ out:
         mongoc_client_pool_destroy(e.src_pool);
     if (e.dst_pool)
         mongoc_client_pool_destroy(e.dst_pool);
-    lm_status_cleanup(&st);
     return code;
 }

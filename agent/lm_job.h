@@ -43,6 +43,7 @@ typedef struct {
     char *status_addr; /* "host:port", or "0" to disable */
     int log_format;
     int log_level;
+    char job_id[65]; /* not a key: the control plane's id, which a new job takes; "" = random */
 } lm_job_t;
 
 extern const lm_config_field_t lm_job_schema[];

@@ -18,29 +18,12 @@ struct lm_progress {
     int drawn; /* lines of the live display on screen */
 };
 
-/* Sums the estimates; false while some collection is not estimated yet. */
-static bool totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes)
-{
-    bool known = true;
-    *est_docs = *est_bytes = 0;
-    for (size_t i = 0; i < st->n_colls; i++) {
-        long long d = atomic_load(&st->colls[i].est_docs), b = lm_coll_est_bytes(st, &st->colls[i]);
-        if (d < 0 || b < 0) {
-            known = false;
-            continue;
-        }
-        *est_docs += d;
-        *est_bytes += b;
-    }
-    return known;
-}
-
 /* "12.3% 1.2M/10M docs, 45.6 MB/s, ETA 1m20s" */
 static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t bufsz)
 {
     int64_t est_docs, est_bytes, docs = atomic_load(&st->docs), bytes = atomic_load(&st->bytes);
     char eta[32] = "?";
-    if (!totals(st, &est_docs, &est_bytes)) {
+    if (!lm_status_totals(st, &est_docs, &est_bytes)) {
         snprintf(buf, bufsz, "%s: %lld docs, %.1f MB copied, %.1f MB/s (estimating the total)",
                  lm_phase_name(st->phase), (long long)docs, (double)bytes / 1e6, rate_bytes / 1e6);
         return;

@@ -399,3 +399,19 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
         st->errors.n, st->warnings.n);
     pthread_mutex_unlock(&st->mu);
 }
+
+bool lm_status_totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes)
+{
+    bool known = true;
+    *est_docs = *est_bytes = 0;
+    for (size_t i = 0; i < st->n_colls; i++) {
+        long long d = atomic_load(&st->colls[i].est_docs), b = lm_coll_est_bytes(st, &st->colls[i]);
+        if (d < 0 || b < 0) {
+            known = false;
+            continue;
+        }
+        *est_docs += d;
+        *est_bytes += b;
+    }
+    return known;
+}

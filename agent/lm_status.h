@@ -110,6 +110,10 @@ lm_coll_status_t *lm_status_find(lm_status_t *st, const char *ns);
  * that is unknown. */
 int64_t lm_coll_est_bytes(lm_status_t *st, lm_coll_status_t *c);
 
+/* Sums the collections' estimated documents and bytes; false while some collection is
+ * not estimated yet (the sums then cover the known ones). */
+bool lm_status_totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes);
+
 /* Records a warning or error (logged too), at most LM_STATUS_MAX_MESSAGES each. */
 void lm_status_warn(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lm_status_error(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

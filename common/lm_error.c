@@ -62,6 +62,7 @@ const char *lm_error_code_name(lm_error_code_t code)
     case LM_ERR_CANCELLED: return "cancelled";
     case LM_ERR_SERVER: return "server";
     case LM_ERR_INTERNAL: return "internal";
+    case LM_ERR_REVOKED: return "revoked";
     }
     return "unknown";
 }

@@ -27,6 +27,7 @@ typedef enum {
     LM_ERR_CANCELLED, /* stopped on request (signal, cancel) */
     LM_ERR_SERVER,    /* a database server refused or failed an operation */
     LM_ERR_INTERNAL,
+    LM_ERR_REVOKED, /* a control plane revoked this agent's link-token */
 } lm_error_code_t;
 
 typedef struct {

@@ -5,6 +5,7 @@
  *   livemig-agent cutover [--status-addr A]                     finish a streaming job
  *   livemig-agent cancel  [--status-addr A]                     stop it (checkpointed)
  *   livemig-agent link --token-file F --state-dir D --ca-file F   link to a control plane
+ *   livemig-agent --config FILE                                   the daemon (lm_daemon.h)
  *   livemig-agent --version
  *
  * Signal handlers only set a flag; the engine checkpoints and exits. A second SIGINT or
@@ -22,17 +23,45 @@
 #include "lm_job.h"
 #include "lm_json.h"
 #include "lm_agent_config.h"
+#include "lm_daemon.h"
 #include "lm_link.h"
 #include "lm_log.h"
 
 #define DEFAULT_STATUS_ADDR "127.0.0.1:27190"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag, wake_flag;
 
 static void on_signal(int sig)
 {
     stop_flag = 1;
+    wake_flag = 1;
     signal(sig, SIG_DFL); /* a second signal ends the process */
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_flag = 1;
+    wake_flag = 1;
+}
+
+static void install_signals(bool hup)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (hup) {
+        sa.sa_handler = on_hup;
+        sigaction(SIGHUP, &sa, NULL);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* Batches are large and short-lived: a fixed mmap threshold hands them back to the
+     * system when freed, instead of glibc raising the threshold and keeping them in
+     * per-thread arenas (which held the RSS far above --buffer-mb). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 }
 
 static void usage(FILE *out)
@@ -43,6 +72,7 @@ static void usage(FILE *out)
           "       livemig-agent cancel [--status-addr HOST:PORT]\n"
           "       livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H]\n"
           "                          [--relink]\n"
+          "       livemig-agent --config FILE              run as a daemon of a control plane\n"
           "       livemig-agent --config FILE --check-config | --print-config\n"
           "       livemig-agent --sample-config | --version\n",
           out);
@@ -92,17 +122,7 @@ static int cmd_migrate(int argc, char **argv)
     }
     lm_log_set_format(job.log_format == LM_JOB_LOG_JSON ? LM_LOG_JSON : LM_LOG_TEXT);
     lm_log_set_level((lm_log_level_t)job.log_level);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    /* Batches are large and short-lived: a fixed mmap threshold hands them back to the
-     * system when freed, instead of glibc raising the threshold and keeping them in
-     * per-thread arenas (which held the RSS far above --buffer-mb). */
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    install_signals(false);
     code = lm_engine_run(&job, &stop_flag);
 out:
     lm_job_cleanup(&job);
@@ -303,14 +323,19 @@ static int cmd_link(int argc, char **argv)
     return LM_EXIT_OK;
 }
 
-/* livemig-agent --config F --check-config | --print-config. Serving (heartbeat, jobs) is
- * not written yet: issue 6. */
+/* livemig-agent --config F [--check-config | --print-config]: without an action, the
+ * daemon (lm_daemon). */
 static int cmd_config(int argc, char **argv)
 {
-    if (argc < 4 ||
+    if (argc == 3) {
+        lm_daemon_opts_t o = {
+            .config_path = argv[2], .stop = &stop_flag, .reload = &reload_flag, .wake = &wake_flag};
+        install_signals(true);
+        return lm_daemon_run(&o);
+    }
+    if (argc != 4 ||
         (strcmp(argv[3], "--check-config") != 0 && strcmp(argv[3], "--print-config") != 0)) {
-        fprintf(stderr, "usage: livemig-agent --config FILE --check-config | --print-config\n"
-                        "(running as a daemon of the control plane is not in this build yet)\n");
+        fprintf(stderr, "usage: livemig-agent --config FILE [--check-config | --print-config]\n");
         return LM_EXIT_USAGE;
     }
     lm_agent_config_t cfg;

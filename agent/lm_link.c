@@ -109,9 +109,9 @@ static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char 
  * the answer's body goes to *out (caller frees). Refusals become errors that say what to
  * do; a deleted link-token is LM_ERR_AUTH "... revoked ...". */
 static bool agent_call(const char *base, const char *token_id, const char *secret,
-                       const char *agent_id, const char *ca_file, const char *method,
-                       const char *path, const char *body, int64_t timeout_ms, char **out,
-                       lm_error_t *err)
+                       const char *agent_id, const char *ca_file,
+                       const volatile sig_atomic_t *cancel, const char *method, const char *path,
+                       const char *body, int64_t timeout_ms, char **out, lm_error_t *err)
 {
     lm_strbuf_t bearer, agent;
     lm_strbuf_init(&bearer, 1024);
@@ -122,14 +122,15 @@ static bool agent_call(const char *base, const char *token_id, const char *secre
                              agent_id ? lm_strbuf_str(&agent) : NULL, NULL};
     char url[1400];
     snprintf(url, sizeof url, "%s%s", base, path);
-    lm_http_opts_t ho = {.ca_file = ca_file, .total_timeout_ms = timeout_ms, .max_retries = 3};
+    lm_http_opts_t ho = {
+        .ca_file = ca_file, .total_timeout_ms = timeout_ms, .max_retries = 3, .cancel = cancel};
     lm_http_response_t r;
     bool ok = lm_http_request(&ho, method, url, headers, body, body ? strlen(body) : 0, &r, err);
     if (ok && r.status != 200) {
         char code[64], detail[600];
         detail_of(&r, code, sizeof code, detail, sizeof detail);
         if (strcmp(code, "LINK_TOKEN_REVOKED") == 0)
-            ok = lm_error_set(err, LM_ERR_AUTH,
+            ok = lm_error_set(err, LM_ERR_REVOKED,
                               "the link-token was deleted on the control plane (revoked): ask "
                               "for a new one and link again");
         else if (strcmp(code, "NOT_AUTHENTICATED") == 0)
@@ -197,8 +198,8 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
     lm_strbuf_init(&body, 1u << 16);
     char *answer = NULL;
     ok = ok && lm_proto_register_req_encode(&rq, &body, err) &&
-         agent_call(t.url, t.token_id, t.secret, NULL, o->ca_file, "POST", "/api/agent/v1/register",
-                    lm_strbuf_str(&body), 30000, &answer, err);
+         agent_call(o->url ? o->url : t.url, t.token_id, t.secret, NULL, o->ca_file, NULL, "POST",
+                    "/api/agent/v1/register", lm_strbuf_str(&body), 30000, &answer, err);
     lm_proto_register_resp_t rs;
     if (ok && !lm_proto_register_resp_decode(answer, strlen(answer), &rs, err))
         ok = false;
@@ -208,7 +209,7 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
                           "token's %s",
                           rs.org_id, t.org_id);
     if (ok) {
-        snprintf(id->url, sizeof id->url, "%s", t.url);
+        snprintf(id->url, sizeof id->url, "%s", o->url ? o->url : t.url);
         snprintf(id->org_id, sizeof id->org_id, "%s", t.org_id);
         snprintf(id->token_id, sizeof id->token_id, "%s", t.token_id);
         snprintf(id->secret, sizeof id->secret, "%s", t.secret);
@@ -229,42 +230,43 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
 
 /* ---- the agent API once linked ---- */
 
-static bool call_as(const lm_identity_t *id, const char *ca_file, const char *method,
-                    const char *path, const lm_strbuf_t *body, int64_t timeout_ms, char **out,
-                    lm_error_t *err)
+static bool call_as(const lm_identity_t *id, const char *ca_file,
+                    const volatile sig_atomic_t *cancel, const char *method, const char *path,
+                    const lm_strbuf_t *body, int64_t timeout_ms, char **out, lm_error_t *err)
 {
-    return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, method, path,
-                      body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
+    return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, cancel, method,
+                      path, body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
 }
 
 /* POSTs an encoded message (encoded false: the encoder failed, err says why). */
-static bool post(const lm_identity_t *id, const char *ca_file, const char *path, bool encoded,
-                 lm_strbuf_t *body, lm_error_t *err)
+static bool post(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
+                 const char *path, bool encoded, lm_strbuf_t *body, lm_error_t *err)
 {
     char *out = NULL;
-    bool ok = encoded && call_as(id, ca_file, "POST", path, body, 30000, &out, err);
+    bool ok = encoded && call_as(id, ca_file, cancel, "POST", path, body, 30000, &out, err);
     free(out);
     lm_strbuf_cleanup(body);
     return ok;
 }
 
-bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const lm_proto_heartbeat_t *hb,
+bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
+                       const volatile sig_atomic_t *cancel, const lm_proto_heartbeat_t *hb,
                        lm_error_t *err)
 {
     lm_strbuf_t body;
     lm_strbuf_init(&body, 1u << 16);
-    return post(id, ca_file, "/api/agent/v1/heartbeat", lm_proto_heartbeat_encode(hb, &body, err),
-                &body, err);
+    return post(id, ca_file, cancel, "/api/agent/v1/heartbeat",
+                lm_proto_heartbeat_encode(hb, &body, err), &body, err);
 }
 
-bool lm_link_poll(const lm_identity_t *id, const char *ca_file, int wait_seconds,
-                  lm_proto_assignments_t *m, lm_error_t *err)
+bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
+                  int wait_seconds, lm_proto_assignments_t *m, lm_error_t *err)
 {
     char path[64], *out = NULL;
     snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d", wait_seconds);
-    bool ok =
-        call_as(id, ca_file, "GET", path, NULL, (int64_t)(wait_seconds + 30) * 1000, &out, err) &&
-        lm_proto_assignments_decode(out, strlen(out), m, err);
+    bool ok = call_as(id, ca_file, cancel, "GET", path, NULL, (int64_t)(wait_seconds + 30) * 1000,
+                      &out, err) &&
+              lm_proto_assignments_decode(out, strlen(out), m, err);
     if (out) {
         lm_wipe(out, strlen(out)); /* it carries passwords */
         free(out);
@@ -272,11 +274,12 @@ bool lm_link_poll(const lm_identity_t *id, const char *ca_file, int wait_seconds
     return ok;
 }
 
-bool lm_link_report(const lm_identity_t *id, const char *ca_file, const lm_proto_status_t *st,
+bool lm_link_report(const lm_identity_t *id, const char *ca_file,
+                    const volatile sig_atomic_t *cancel, const lm_proto_status_t *st,
                     lm_error_t *err)
 {
     lm_strbuf_t body;
     lm_strbuf_init(&body, 1u << 20);
-    return post(id, ca_file, "/api/agent/v1/status", lm_proto_status_encode(st, &body, err), &body,
-                err);
+    return post(id, ca_file, cancel, "/api/agent/v1/status", lm_proto_status_encode(st, &body, err),
+                &body, err);
 }

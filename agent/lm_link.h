@@ -3,6 +3,7 @@
 #ifndef LM_LINK_H
 #define LM_LINK_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@ typedef struct {
     const char *ca_file;   /* the control plane's CA; its SHA-256 must be the token's pin */
     const char *state_dir; /* where identity.json goes */
     const char *hostname;  /* NULL: this machine's */
+    const char *url;       /* NULL: the token's; else the control plane's URL to use instead */
     bool relink;           /* allow linking to another organization than the stored one */
 } lm_link_opts_t;
 
@@ -42,13 +44,15 @@ bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
 void lm_identity_clear(lm_identity_t *id);
 
 /* The agent API as this identity (TLS verified by ca_file). A deleted link-token fails
- * with LM_ERR_AUTH and a message saying "revoked". lm_link_poll waits up to wait_seconds
- * for work; clean *m up with lm_proto_assignments_cleanup. */
-bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const lm_proto_heartbeat_t *hb,
+ * with LM_ERR_REVOKED. lm_link_poll waits up to wait_seconds for work; clean *m up with
+ * lm_proto_assignments_cleanup. *cancel (may be NULL) set by a signal ends a call early. */
+bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
+                       const volatile sig_atomic_t *cancel, const lm_proto_heartbeat_t *hb,
                        lm_error_t *err);
-bool lm_link_poll(const lm_identity_t *id, const char *ca_file, int wait_seconds,
-                  lm_proto_assignments_t *m, lm_error_t *err);
-bool lm_link_report(const lm_identity_t *id, const char *ca_file, const lm_proto_status_t *st,
+bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
+                  int wait_seconds, lm_proto_assignments_t *m, lm_error_t *err);
+bool lm_link_report(const lm_identity_t *id, const char *ca_file,
+                    const volatile sig_atomic_t *cancel, const lm_proto_status_t *st,
                     lm_error_t *err);
 
 #endif

@@ -1,0 +1,761 @@
+/* lm_daemon: see lm_daemon.h. */
+#include "lm_daemon.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_agent_config.h"
+#include "lm_encode.h"
+#include "lm_engine.h"
+#include "lm_fs.h"
+#include "lm_http.h"
+#include "lm_link.h"
+#include "lm_log.h"
+#include "lm_ns.h"
+#include "lm_redact.h"
+#include "lm_time.h"
+#include "lm_validate.h"
+
+#define REPORT_MS 3000       /* status reports of running jobs */
+#define BACKOFF_BASE_MS 1000 /* the control plane away: first retry after ~1 s */
+#define BACKOFF_MAX_MS 60000 /* ... growing to ~1 min */
+#define UNREACHABLE_LOG_MS 60000
+
+typedef struct daemon daemon_t;
+
+typedef struct djob {
+    struct djob *next;
+    daemon_t *d;
+    char id[LM_PROTO_ID_LEN + 1];
+    lm_proto_job_kind_t kind;
+    lm_job_t job; /* engine options; the passwords in it are wiped when the run ends */
+    lm_status_t st;
+    lm_checks_t checks;              /* validation results, written before `finished` */
+    char refusal[LM_PROTO_TEXT_LEN]; /* refused before it ran: the reason */
+    pthread_t thread;
+    bool started;
+    atomic_bool finished;
+    char final[16];             /* the state to report once finished; "" = stopped, resumes */
+    volatile sig_atomic_t stop; /* the daemon stops: checkpoint, not an end */
+    volatile sig_atomic_t expired;
+    bool final_sent;
+} djob_t;
+
+struct daemon {
+    const lm_daemon_opts_t *o;
+    pthread_mutex_t mu; /* jobs, cfg, id */
+    pthread_cond_t wake;
+    lm_agent_config_t cfg;
+    lm_identity_t id;
+    djob_t *jobs;
+    int64_t started_ms;
+    volatile sig_atomic_t quit; /* the sender ends */
+    atomic_bool revoked;
+};
+
+/* ---- configuration, identity ---- */
+
+static void apply_logging(const lm_agent_config_t *cfg)
+{
+    lm_log_set_level((lm_log_level_t)cfg->log_level);
+    lm_log_set_format(cfg->log_format == 1 ? LM_LOG_JSON : LM_LOG_TEXT);
+}
+
+/* The configured link-token (link_token or the file's contents), or NULL with *err set
+ * when none is configured (code NOT_FOUND) or the file cannot be read. */
+static char *configured_token(const lm_agent_config_t *cfg, lm_error_t *err)
+{
+    char *token = NULL;
+    if (cfg->cp.link_token)
+        token = strdup(cfg->cp.link_token);
+    else if (cfg->cp.link_token_file) {
+        if (!lm_fs_read_secret(cfg->cp.link_token_file, &token, err))
+            lm_error_prefix(err, "control_plane.link_token_file");
+        return token;
+    }
+    if (!token)
+        lm_error_set(err, LM_ERR_NOT_FOUND,
+                     "this agent is not linked to a control plane yet: put the link-token from "
+                     "`livemig lm link create` in control_plane.link_token_file (mode 0600), or "
+                     "run `livemig-agent link`");
+    return token;
+}
+
+static void free_token(char *token)
+{
+    if (token) {
+        lm_wipe(token, strlen(token));
+        free(token);
+    }
+}
+
+/* Errors a later try may not see: the control plane away or busy. */
+static bool transient(const lm_error_t *err)
+{
+    return err->code == LM_ERR_NET || err->code == LM_ERR_TIMEOUT ||
+           (err->code == LM_ERR_HTTP && strstr(err->message, "HTTP 5"));
+}
+
+/* Links with the configured token when there is no identity yet, or when the token is not
+ * the one the identity came from. Transient failures are retried until *stop. */
+static bool ensure_linked(daemon_t *d, lm_error_t *err)
+{
+    lm_identity_t id;
+    lm_error_t lerr;
+    bool have = lm_identity_load(d->cfg.state_dir, &id, &lerr);
+    if (!have && lerr.code != LM_ERR_NOT_FOUND) {
+        *err = lerr;
+        return false;
+    }
+    lm_error_t terr;
+    char *token = configured_token(&d->cfg, &terr);
+    if (!token && (!have || terr.code != LM_ERR_NOT_FOUND)) {
+        *err = terr;
+        lm_identity_clear(&id);
+        return false;
+    }
+    bool relink = !have;
+    if (token && have) {
+        lm_proto_link_token_t t;
+        if (!lm_proto_link_token_decode(token, strlen(token), &t, err)) {
+            lm_error_prefix(err, "the configured link-token");
+            free_token(token);
+            lm_identity_clear(&id);
+            return false;
+        }
+        relink = strcmp(t.token_id, id.token_id) != 0;
+        if (relink)
+            lm_log_info(NULL, "the configured link-token is not the one this agent was linked "
+                              "with: linking again");
+        lm_proto_link_token_clear(&t);
+    }
+    bool ok = true;
+    if (relink) {
+        lm_link_opts_t lo = {.token = token,
+                             .token_len = strlen(token),
+                             .ca_file = d->cfg.cp.ca_file,
+                             .state_dir = d->cfg.state_dir,
+                             .hostname = d->cfg.hostname,
+                             .url = d->cfg.cp.url};
+        for (unsigned attempt = 0;; attempt++) {
+            lm_identity_clear(&id);
+            if ((ok = lm_link(&lo, &id, err)))
+                break;
+            if (!transient(err) || *d->o->stop)
+                break;
+            int64_t wait = lm_time_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+            lm_log_warn(NULL, "linking failed: %s; trying again in %.0f s", err->message,
+                        (double)wait / 1000);
+            lm_time_sleep_ms(wait, d->o->stop);
+        }
+        if (ok)
+            lm_log_info(NULL, "linked: agent %s on %s, organization %s", id.agent_id, id.hostname,
+                        id.org_id);
+    }
+    free_token(token);
+    if (ok) {
+        if (d->cfg.cp.url) /* the configured URL wins over the one the token named */
+            snprintf(id.url, sizeof id.url, "%s", d->cfg.cp.url);
+        pthread_mutex_lock(&d->mu);
+        d->id = id;
+        pthread_mutex_unlock(&d->mu);
+        atomic_store(&d->revoked, false);
+    }
+    lm_identity_clear(&id);
+    return ok;
+}
+
+/* SIGHUP: the new config replaces the running one only when it is valid. */
+static void reload(daemon_t *d)
+{
+    lm_agent_config_t cfg;
+    lm_error_t err;
+    if (!lm_agent_config_load(d->o->config_path, &cfg, &err)) {
+        lm_log_error(NULL, "reload: %s; keeping the running configuration", err.message);
+        lm_agent_config_cleanup(&cfg);
+        return;
+    }
+    if (strcmp(cfg.state_dir, d->cfg.state_dir) != 0) {
+        lm_log_error(NULL,
+                     "reload: %s: state_dir changed (%s -> %s): that needs a restart; keeping "
+                     "the running configuration",
+                     d->o->config_path, d->cfg.state_dir, cfg.state_dir);
+        lm_agent_config_cleanup(&cfg);
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    lm_agent_config_t old = d->cfg;
+    d->cfg = cfg;
+    pthread_mutex_unlock(&d->mu);
+    lm_agent_config_cleanup(&old);
+    apply_logging(&d->cfg);
+    lm_log_info(NULL, "reloaded %s (limits apply to jobs that start from now on)",
+                d->o->config_path);
+    if (!ensure_linked(d, &err))
+        lm_log_error(NULL, "reload: %s", err.message);
+}
+
+/* ---- jobs ---- */
+
+static djob_t *find_job(daemon_t *d, const char *id)
+{
+    for (djob_t *j = d->jobs; j; j = j->next)
+        if (strcmp(j->id, id) == 0)
+            return j;
+    return NULL;
+}
+
+static bool set_key(lm_job_t *job, const char *key, const char *value, lm_error_t *err)
+{
+    return !value || !value[0] || lm_config_set(lm_job_schema, job, key, value, err);
+}
+
+static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
+                         const lm_proto_endpoint_t *pe, lm_error_t *err)
+{
+    char key[32];
+    lm_strbuf_t uri;
+    lm_strbuf_init(&uri, sizeof pe->uri + 16);
+    lm_strbuf_append(&uri, pe->uri);
+    if (pe->tls && !pe->ca_file[0] && !strstr(pe->uri, "tls=") && !strstr(pe->uri, "ssl="))
+        lm_strbuf_append(&uri, strchr(pe->uri, '?') ? "&tls=true" : "/?tls=true");
+    bool ok = true;
+    snprintf(key, sizeof key, "%s.uri", side);
+    ok = ok && set_key(job, key, lm_strbuf_str(&uri), err);
+    snprintf(key, sizeof key, "%s.tls_ca_file", side);
+    ok = ok && set_key(job, key, pe->ca_file, err);
+    snprintf(key, sizeof key, "%s.user", side);
+    ok = ok && set_key(job, key, pe->username, err);
+    lm_strbuf_cleanup(&uri);
+    if (ok && pe->password[0]) {
+        if (!(ep->password = strdup(pe->password)))
+            return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        lm_redact_register(ep->password);
+    }
+    return ok;
+}
+
+/* The engine's options from an assignment and the agent's config. */
+static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_error_t *err)
+{
+    char dir[1200], num[32];
+    memset(job, 0, sizeof *job);
+    if (!lm_config_load_defaults(lm_job_schema, job, err) ||
+        !set_endpoint(job, "source", &job->source, &pj->source, err) ||
+        !set_endpoint(job, "target", &job->target, &pj->target, err))
+        return false;
+    for (size_t i = 0; i < pj->n_include; i++)
+        if (!lm_ns_pattern_valid(pj->include[i], err) ||
+            !lm_config_set(lm_job_schema, job, "include", pj->include[i], err))
+            return false;
+    for (size_t i = 0; i < pj->n_exclude; i++)
+        if (!lm_ns_pattern_valid(pj->exclude[i], err) ||
+            !lm_config_set(lm_job_schema, job, "exclude", pj->exclude[i], err))
+            return false;
+    job->drop_target = pj->drop_target;
+    if (pj->capture[0] && !lm_config_set(lm_job_schema, job, "capture", pj->capture, err))
+        return false;
+    job->copy_workers = d->cfg.limits.copy_workers;
+    job->apply_workers = pj->apply_workers > 0 ? pj->apply_workers : d->cfg.limits.apply_workers;
+    job->buffer_mb = d->cfg.limits.buffer_mb;
+    if (pj->cutover_lag_seconds > 0)
+        job->cutover_lag_ms = pj->cutover_lag_seconds * 1000;
+    job->log_level = d->cfg.log_level;
+    job->log_format = d->cfg.log_format;
+    snprintf(job->job_id, sizeof job->job_id, "%s", pj->job_id);
+    snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
+    snprintf(num, sizeof num, "0");
+    return lm_config_set(lm_job_schema, job, "state_dir", dir, err) &&
+           lm_config_set(lm_job_schema, job, "status_addr",
+                         pj->kind == LM_PROTO_JOB_MIGRATION ? d->cfg.status_addr : num, err);
+}
+
+static void wipe_passwords(lm_job_t *job)
+{
+    for (int side = 0; side < 2; side++) {
+        lm_endpoint_t *ep = side ? &job->target : &job->source;
+        if (ep->password) {
+            lm_wipe(ep->password, strlen(ep->password));
+            free(ep->password);
+            ep->password = NULL;
+        }
+    }
+}
+
+static void *job_main(void *arg)
+{
+    djob_t *j = arg;
+    if (j->kind == LM_PROTO_JOB_VALIDATION) {
+        lm_log_info(NULL, "validation %s: running the checks", j->id);
+        lm_status_set_phase(&j->st, LM_PHASE_VALIDATING);
+        lm_validate(&j->job, j->d->cfg.state_dir, &j->checks);
+        snprintf(j->final, sizeof j->final, "COMPLETE");
+        lm_log_info(NULL, "validation %s: %s", j->id,
+                    lm_checks_failed(&j->checks) ? "a check FAILED" : "passed");
+    } else {
+        lm_log_info(NULL, "live migration %s: starting (state in %s)", j->id, j->job.state_dir);
+        int code = lm_engine_run_status(&j->job, &j->st, &j->stop);
+        const char *final = code == LM_EXIT_OK          ? "COMPLETE"
+                            : code == LM_EXIT_CANCELLED ? (j->expired ? "EXPIRED" : "CANCELLED")
+                            : code == LM_EXIT_STOPPED   ? ""
+                                                        : "FAILED";
+        snprintf(j->final, sizeof j->final, "%s", final);
+        lm_log_info(NULL, "live migration %s: %s", j->id,
+                    final[0] ? final : "stopped (checkpointed; resumes when the agent starts)");
+    }
+    wipe_passwords(&j->job);
+    atomic_store(&j->finished, true);
+    pthread_mutex_lock(&j->d->mu);
+    pthread_cond_broadcast(&j->d->wake);
+    pthread_mutex_unlock(&j->d->mu);
+    return NULL;
+}
+
+static void free_job(djob_t *j)
+{
+    if (j->started)
+        pthread_join(j->thread, NULL);
+    wipe_passwords(&j->job);
+    lm_job_cleanup(&j->job);
+    lm_status_cleanup(&j->st);
+    lm_checks_cleanup(&j->checks);
+    free(j);
+}
+
+/* A new assignment: start it, or refuse it (reported FAILED with the reason). */
+static void take_job(daemon_t *d, const lm_proto_job_t *pj)
+{
+    pthread_mutex_lock(&d->mu);
+    if (find_job(d, pj->job_id)) { /* handed out again while it runs: nothing to do */
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    djob_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        pthread_mutex_unlock(&d->mu);
+        lm_log_error(NULL, "out of memory for job %s", pj->job_id);
+        return;
+    }
+    j->d = d;
+    j->kind = pj->kind;
+    snprintf(j->id, sizeof j->id, "%s", pj->job_id);
+    lm_status_init(&j->st, pj->job_id);
+    const djob_t *busy = NULL;
+    for (djob_t *o = d->jobs; o && pj->kind == LM_PROTO_JOB_MIGRATION; o = o->next)
+        if (o->kind == LM_PROTO_JOB_MIGRATION && !o->refusal[0] && !atomic_load(&o->finished))
+            busy = o;
+    lm_error_t err;
+    if (busy)
+        snprintf(j->refusal, sizeof j->refusal,
+                 "agent %s on %s is running live migration %s and runs one migration at a time: "
+                 "cut that one over or cancel it first, or choose another migration host",
+                 d->id.agent_id, d->id.hostname, busy->id);
+    else if (!build_job(d, pj, &j->job, &err))
+        snprintf(j->refusal, sizeof j->refusal, "the job cannot run: %s", err.message);
+    if (!j->refusal[0] && pthread_create(&j->thread, NULL, job_main, j) != 0)
+        snprintf(j->refusal, sizeof j->refusal, "the agent cannot start a thread for it");
+    if (j->refusal[0]) {
+        wipe_passwords(&j->job);
+        snprintf(j->final, sizeof j->final, "FAILED");
+        atomic_store(&j->finished, true);
+        lm_log_error(NULL, "%s %s refused: %s", lm_proto_job_kind_name(pj->kind), pj->job_id,
+                     j->refusal);
+    } else {
+        j->started = true;
+    }
+    j->next = d->jobs;
+    d->jobs = j;
+    pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void take_command(daemon_t *d, const lm_proto_command_t *c)
+{
+    if (c->kind == LM_PROTO_CMD_REVOKED) {
+        atomic_store(&d->revoked, true);
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    djob_t *j = find_job(d, c->job_id);
+    if (!j || atomic_load(&j->finished)) {
+        pthread_mutex_unlock(&d->mu);
+        lm_log_debug(NULL, "%s for job %s, which this agent does not run: ignored",
+                     lm_proto_cmd_kind_name(c->kind), c->job_id);
+        return;
+    }
+    switch (c->kind) {
+    case LM_PROTO_CMD_CUTOVER:
+        if (!j->st.cutover)
+            lm_log_info(NULL,
+                        "live migration %s: cutover requested: applying what is left, "
+                        "then completing",
+                        j->id);
+        j->st.cutover = 1;
+        break;
+    case LM_PROTO_CMD_CANCEL:
+        lm_log_warn(NULL, "live migration %s: cancelled by the control plane", j->id);
+        j->st.cancel = 1;
+        break;
+    case LM_PROTO_CMD_EXPIRE:
+        lm_log_warn(NULL,
+                    "live migration %s: the cutover window closed: syncing stops (what was "
+                    "applied stays on the target)",
+                    j->id);
+        j->expired = 1;
+        j->st.cancel = 1;
+        break;
+    case LM_PROTO_CMD_EXTEND: {
+        char when[LM_TIME_ISO8601_LEN];
+        lm_time_format_iso8601(c->deadline_ms, when, sizeof when);
+        lm_log_info(NULL, "live migration %s: the cutover window now ends at %s", j->id, when);
+        break;
+    }
+    case LM_PROTO_CMD_REVOKED: break;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* ---- reports ---- */
+
+static void fill_migration(djob_t *j, lm_proto_status_t *m)
+{
+    lm_status_t *st = &j->st;
+    pthread_mutex_lock(&st->mu);
+    snprintf(m->phase, sizeof m->phase, "%s", lm_phase_name(st->phase));
+    size_t n_errors = st->errors.n < LM_PROTO_MAX_NAMES ? st->errors.n : LM_PROTO_MAX_NAMES;
+    m->errors = n_errors ? calloc(n_errors, sizeof *m->errors) : NULL;
+    for (size_t i = 0; m->errors && i < n_errors; i++)
+        snprintf(m->errors[i], sizeof m->errors[i], "%s", st->errors.items[i]);
+    m->n_errors = m->errors ? n_errors : 0;
+    size_t n = st->n_colls < LM_PROTO_MAX_NAMES ? st->n_colls : LM_PROTO_MAX_NAMES;
+    m->collections = n ? calloc(n, sizeof *m->collections) : NULL;
+    for (size_t i = 0; m->collections && i < n; i++) {
+        lm_coll_status_t *c = &st->colls[i];
+        lm_proto_coll_progress_t *p = &m->collections[i];
+        snprintf(p->ns, sizeof p->ns, "%s", c->ns);
+        p->docs_copied = atomic_load(&c->docs);
+        long long est = atomic_load(&c->est_docs);
+        p->docs_total = est > p->docs_copied ? est : p->docs_copied;
+        int state = atomic_load(&c->state);
+        p->done = state == LM_COLL_COPIED || state == LM_COLL_INDEXED;
+    }
+    m->n_collections = m->collections ? n : 0;
+    pthread_mutex_unlock(&st->mu);
+    m->docs_copied = atomic_load(&st->docs);
+    m->bytes_copied = atomic_load(&st->bytes);
+    int64_t docs_total, bytes_total;
+    lm_status_totals(st, &docs_total, &bytes_total);
+    m->docs_total = docs_total > m->docs_copied ? docs_total : m->docs_copied;
+    m->bytes_total = bytes_total > m->bytes_copied ? bytes_total : m->bytes_copied;
+    lm_stream_status_t ss;
+    lm_status_get_stream(st, &ss);
+    m->has_lag = ss.active;
+    m->lag_seconds = ss.lag_seconds;
+    m->ready_for_cutover = ss.active && ss.ready_for_cutover;
+    m->optime_gap_seconds = ss.optime_gap_seconds;
+}
+
+/* The job's status as the control plane wants it. */
+static void build_report(daemon_t *d, djob_t *j, lm_proto_status_t *m)
+{
+    bool finished = atomic_load(&j->finished);
+    memset(m, 0, sizeof *m);
+    snprintf(m->agent_id, sizeof m->agent_id, "%s", d->id.agent_id);
+    snprintf(m->job_id, sizeof m->job_id, "%s", j->id);
+    m->kind = j->kind;
+    snprintf(m->state, sizeof m->state, "%s", finished && j->final[0] ? j->final : "RUNNING");
+    if (j->refusal[0]) {
+        snprintf(m->phase, sizeof m->phase, "NEW");
+        m->errors = calloc(1, sizeof *m->errors);
+        if (m->errors) {
+            snprintf(m->errors[0], sizeof m->errors[0], "%s", j->refusal);
+            m->n_errors = 1;
+        }
+    } else if (j->kind == LM_PROTO_JOB_VALIDATION) {
+        snprintf(m->phase, sizeof m->phase, "%s", finished ? "COMPLETE" : "VALIDATING");
+        size_t n = finished ? j->checks.n : 0;
+        m->checks = n ? calloc(n, sizeof *m->checks) : NULL;
+        if (m->checks) {
+            memcpy(m->checks, j->checks.items, n * sizeof *m->checks);
+            m->n_checks = n;
+        }
+    } else {
+        fill_migration(j, m);
+    }
+}
+
+typedef struct {
+    int failures;
+    int64_t next_ms;   /* no call before this (backoff) */
+    int64_t logged_ms; /* when "unreachable" was last logged */
+} backoff_t;
+
+/* After a call: count failures, wait longer after each, log the outage now and then. */
+static void after_call(daemon_t *d, backoff_t *b, bool ok, const lm_error_t *err, const char *what)
+{
+    int64_t now = lm_time_mono_ms();
+    if (ok) {
+        if (b->failures)
+            lm_log_info(NULL, "the control plane answers again (%s)", what);
+        b->failures = 0;
+        b->next_ms = 0;
+        return;
+    }
+    if (err->code == LM_ERR_REVOKED) {
+        if (!atomic_exchange(&d->revoked, true))
+            lm_log_error(NULL,
+                         "%s; this agent stops asking for work and stops its jobs "
+                         "(checkpointed): put a new link-token in control_plane.link_token_file "
+                         "and reload (SIGHUP) or restart",
+                         err->message);
+        return;
+    }
+    int64_t wait = lm_time_backoff_ms((unsigned)b->failures, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+    b->failures++;
+    b->next_ms = now + wait;
+    if (b->failures == 1 || now - b->logged_ms >= UNREACHABLE_LOG_MS) {
+        lm_log_warn(NULL, "%s failed: %s; jobs go on, retrying in %.0f s", what, err->message,
+                    (double)wait / 1000);
+        b->logged_ms = now;
+    }
+}
+
+static void send_heartbeat(daemon_t *d, const lm_identity_t *id, const char *ca, backoff_t *b)
+{
+    lm_proto_heartbeat_t hb;
+    memset(&hb, 0, sizeof hb);
+    snprintf(hb.agent_id, sizeof hb.agent_id, "%s", id->agent_id);
+    snprintf(hb.hostname, sizeof hb.hostname, "%s", id->hostname);
+    snprintf(hb.agent_version, sizeof hb.agent_version, "%s", LM_VERSION);
+    hb.uptime_seconds = (lm_time_mono_ms() - d->started_ms) / 1000;
+    uint64_t free_bytes = 0;
+    lm_error_t err;
+    if (lm_fs_free_bytes(d->cfg.state_dir, &free_bytes, &err))
+        hb.state_dir_free_bytes = (int64_t)free_bytes;
+    pthread_mutex_lock(&d->mu);
+    for (djob_t *j = d->jobs; j && hb.n_running < LM_PROTO_MAX_JOBS; j = j->next)
+        snprintf(hb.running[hb.n_running++], sizeof hb.running[0], "%s", j->id);
+    pthread_mutex_unlock(&d->mu);
+    bool ok = lm_link_heartbeat(id, ca, &d->quit, &hb, &err);
+    after_call(d, b, ok, &err, "heartbeat");
+}
+
+/* Reports every job; a finished job whose last report landed is dropped. */
+static void send_reports(daemon_t *d, const lm_identity_t *id, const char *ca, backoff_t *b)
+{
+    djob_t *list[LM_PROTO_MAX_JOBS * 4];
+    size_t n = 0;
+    pthread_mutex_lock(&d->mu);
+    for (djob_t *j = d->jobs; j && n < sizeof list / sizeof list[0]; j = j->next)
+        list[n++] = j;
+    pthread_mutex_unlock(&d->mu);
+    for (size_t i = 0; i < n && !d->quit && b->failures == 0; i++) {
+        djob_t *j = list[i];
+        bool finished = atomic_load(&j->finished);
+        if (finished && !j->final[0])
+            continue; /* stopped by the daemon: it resumes, nothing final to say */
+        lm_proto_status_t m;
+        lm_error_t err;
+        build_report(d, j, &m);
+        bool ok = lm_link_report(id, ca, &d->quit, &m, &err);
+        lm_proto_status_cleanup(&m);
+        if (!ok && err.code == LM_ERR_HTTP && strstr(err.message, "HTTP 404")) {
+            lm_log_warn(NULL, "job %s: the control plane no longer knows it: dropping its reports",
+                        j->id);
+            ok = finished; /* nothing more to tell about it */
+            if (!finished)
+                j->st.cancel = 1;
+            err.code = LM_ERR_NONE;
+        }
+        after_call(d, b, ok || err.code == LM_ERR_NONE, &err, "status report");
+        if (ok && finished)
+            j->final_sent = true;
+    }
+    /* drop the jobs whose end the control plane knows, and those stopped (revocation): not
+     * running any more, they are handed out again when the agent may work again */
+    pthread_mutex_lock(&d->mu);
+    for (djob_t **p = &d->jobs; *p;) {
+        djob_t *j = *p;
+        if (j->final_sent || (atomic_load(&j->finished) && !j->final[0])) {
+            *p = j->next;
+            pthread_mutex_unlock(&d->mu);
+            free_job(j);
+            pthread_mutex_lock(&d->mu);
+        } else {
+            p = &j->next;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void *sender_main(void *arg)
+{
+    daemon_t *d = arg;
+    backoff_t b;
+    memset(&b, 0, sizeof b);
+    int64_t next_heartbeat = 0, next_report = 0;
+    while (!d->quit) {
+        int64_t now = lm_time_mono_ms();
+        if (!atomic_load(&d->revoked) && now >= b.next_ms) {
+            pthread_mutex_lock(&d->mu);
+            lm_identity_t id = d->id;
+            char *ca = d->cfg.cp.ca_file ? strdup(d->cfg.cp.ca_file) : NULL;
+            int64_t hb_ms = d->cfg.heartbeat_ms;
+            pthread_mutex_unlock(&d->mu);
+            if (id.heartbeat_seconds > 0 && id.heartbeat_seconds * 1000 < hb_ms)
+                hb_ms = id.heartbeat_seconds * 1000;
+            if (now >= next_heartbeat) {
+                send_heartbeat(d, &id, ca, &b);
+                if (b.failures == 0)
+                    next_heartbeat = now + hb_ms;
+            }
+            if (b.failures == 0 && now >= next_report) {
+                send_reports(d, &id, ca, &b);
+                next_report = now + REPORT_MS;
+            }
+            free(ca);
+            lm_identity_clear(&id);
+        }
+        int64_t until = next_report < next_heartbeat ? next_report : next_heartbeat;
+        if (b.next_ms > until)
+            until = b.next_ms;
+        pthread_mutex_lock(&d->mu);
+        int64_t wait = until - lm_time_mono_ms();
+        if (!d->quit && wait > 0)
+            lm_time_cond_wait_ms(&d->wake, &d->mu, wait > 1000 ? 1000 : wait);
+        /* a job that just finished is reported at once */
+        for (djob_t *j = d->jobs; j; j = j->next)
+            if (atomic_load(&j->finished) && j->final[0] && !j->final_sent)
+                next_report = 0;
+        pthread_mutex_unlock(&d->mu);
+    }
+    return NULL;
+}
+
+/* ---- the main loop ---- */
+
+static void stop_jobs(daemon_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    for (djob_t *j = d->jobs; j; j = j->next)
+        j->stop = 1;
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void poll_once(daemon_t *d, backoff_t *b)
+{
+    pthread_mutex_lock(&d->mu);
+    lm_identity_t id = d->id;
+    char *ca = d->cfg.cp.ca_file ? strdup(d->cfg.cp.ca_file) : NULL;
+    int wait = (int)(d->cfg.poll_ms / 1000);
+    pthread_mutex_unlock(&d->mu);
+    if (id.poll_seconds > 0 && id.poll_seconds < wait)
+        wait = (int)id.poll_seconds;
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    lm_error_t err;
+    bool ok = m && lm_link_poll(&id, ca, d->o->wake, wait, m, &err);
+    if (!m)
+        lm_error_set(&err, LM_ERR_INTERNAL, "out of memory");
+    if (ok) {
+        for (size_t i = 0; i < m->n_jobs; i++)
+            take_job(d, &m->jobs[i]);
+        for (size_t i = 0; i < m->n_commands; i++)
+            take_command(d, &m->commands[i]);
+    }
+    if (ok || err.code != LM_ERR_CANCELLED)
+        after_call(d, b, ok, &err, "asking the control plane for work");
+    if (m) {
+        lm_proto_assignments_cleanup(m);
+        free(m);
+    }
+    free(ca);
+    lm_identity_clear(&id);
+}
+
+int lm_daemon_run(const lm_daemon_opts_t *o)
+{
+    daemon_t d;
+    lm_error_t err;
+    memset(&d, 0, sizeof d);
+    d.o = o;
+    d.started_ms = lm_time_mono_ms();
+    if (!lm_agent_config_load(o->config_path, &d.cfg, &err)) {
+        fprintf(stderr, "livemig-agent: %s\n", err.message);
+        lm_agent_config_cleanup(&d.cfg);
+        return LM_EXIT_USAGE;
+    }
+    apply_logging(&d.cfg);
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.wake, NULL);
+    int code = LM_EXIT_OK;
+    pthread_t sender;
+    bool sending = false;
+    if (!lm_http_global_init(&err) || !ensure_linked(&d, &err)) {
+        lm_log_error(NULL, "%s", err.message);
+        code = LM_EXIT_FAILED;
+        goto out;
+    }
+    lm_log_info(NULL, "livemig-agent %s: agent %s on %s, control plane %s; state in %s", LM_VERSION,
+                d.id.agent_id, d.id.hostname, d.id.url, d.cfg.state_dir);
+    sending = pthread_create(&sender, NULL, sender_main, &d) == 0;
+    if (!sending) {
+        lm_log_error(NULL, "cannot start the sender thread");
+        code = LM_EXIT_FAILED;
+        goto out;
+    }
+    backoff_t b;
+    memset(&b, 0, sizeof b);
+    bool stopped_for_revocation = false;
+    while (!*o->stop) {
+        *o->wake = 0;
+        if (*o->reload) {
+            *o->reload = 0;
+            reload(&d);
+        }
+        if (atomic_load(&d.revoked)) {
+            if (!stopped_for_revocation)
+                stop_jobs(&d);
+            stopped_for_revocation = true;
+            lm_time_sleep_ms(1000, o->wake);
+            continue;
+        }
+        stopped_for_revocation = false;
+        int64_t wait = b.next_ms - lm_time_mono_ms();
+        if (wait > 0) {
+            lm_time_sleep_ms(wait, o->wake);
+            continue;
+        }
+        poll_once(&d, &b);
+    }
+    lm_log_info(NULL, "stopping: jobs checkpoint first");
+    stop_jobs(&d);
+out:
+    pthread_mutex_lock(&d.mu);
+    djob_t *jobs = d.jobs;
+    d.jobs = NULL;
+    pthread_mutex_unlock(&d.mu);
+    for (djob_t *j = jobs; j; j = j->next)
+        if (j->started)
+            pthread_join(j->thread, NULL), j->started = false;
+    d.quit = 1;
+    pthread_mutex_lock(&d.mu);
+    pthread_cond_broadcast(&d.wake);
+    pthread_mutex_unlock(&d.mu);
+    if (sending)
+        pthread_join(sender, NULL);
+    while (jobs) {
+        djob_t *next = jobs->next;
+        free_job(jobs);
+        jobs = next;
+    }
+    lm_identity_clear(&d.id);
+    lm_agent_config_cleanup(&d.cfg);
+    pthread_cond_destroy(&d.wake);
+    pthread_mutex_destroy(&d.mu);
+    lm_http_global_cleanup();
+    lm_log_info(NULL, "stopped");
+    return code;
+}

@@ -1,0 +1,37 @@
+/* lm_daemon: `livemig-agent --config FILE`, the agent as a daemon of a control plane
+ * (foreground, for systemd).
+ *
+ * On start it loads its identity from the state dir, or links with the configured
+ * link-token (a new token there links again). Then three kinds of thread:
+ *   - the main thread long-polls the control plane for assignments: new jobs start, and
+ *     commands (cutover, cancel, extend, expire) act on running ones;
+ *   - the sender heartbeats (host, version, uptime, free disk of the state dir, the jobs it
+ *     runs) and reports each job's status every few seconds; a finished job's last report
+ *     is sent until it lands;
+ *   - one thread per job: a validation (lm_validate) or a migration (lm_engine). One
+ *     migration at a time: a second one is refused with a reason the control plane shows.
+ * The control plane being away never stops a job: calls are retried with backoff and
+ * jitter, and the latest status goes out when it is back. Credentials live in memory
+ * only; after a restart the control plane hands a running job out again (with them) and
+ * the engine resumes from the target's checkpoint.
+ *
+ * A deleted link-token (revoked) stops the jobs (checkpointed) and the asking; a new
+ * link-token in the config and SIGHUP link again. SIGTERM/SIGINT: jobs checkpoint, then
+ * exit. SIGHUP: reload the config; an invalid one is logged (file:line) and the running
+ * one kept. */
+#ifndef LM_DAEMON_H
+#define LM_DAEMON_H
+
+#include <signal.h>
+
+typedef struct {
+    const char *config_path;
+    volatile sig_atomic_t *stop;   /* SIGTERM, SIGINT */
+    volatile sig_atomic_t *reload; /* SIGHUP */
+    volatile sig_atomic_t *wake;   /* set by every signal: ends a poll early */
+} lm_daemon_opts_t;
+
+/* Runs until *stop; returns a livemig-agent exit code (LM_EXIT_*). */
+int lm_daemon_run(const lm_daemon_opts_t *o);
+
+#endif

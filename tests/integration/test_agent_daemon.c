@@ -1,0 +1,366 @@
+/* The agent as a daemon of the control plane, end to end, acting like a user: two
+ * test-bed servers, livemig-controlplane over real HTTPS, `livemig-agent --config` linked
+ * with a link-token, and nothing but the `livemig` CLI to drive it. A writer runs on the
+ * source; the control plane and the agent are killed and restarted mid-migration; the
+ * cutover ends in COMPLETE and scripts/lm_check.py finds zero differences. Also: the
+ * cutover window expiring (EXPIRED, syncing stopped), a second migration refused, a SIGHUP
+ * with a broken config, and a deleted link-token (revoked, the agent stops asking). */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lm_json.h"
+#include "lm_test_cp.h"
+#include "lm_test_proc.h"
+#include "lm_test_util.h"
+#include "lm_testbed.h"
+#include "lm_time.h"
+
+#define PY LM_SOURCE_DIR "/.deps/venv/bin/python"
+#define WRITER LM_SOURCE_DIR "/scripts/lm_writer.py"
+#define CHECK LM_SOURCE_DIR "/scripts/lm_check.py"
+
+static char dir[512], pub[80], keyfile[700], proj[80];
+static char agent_conf[700], agent_log[700], state_dir[700], writer_log[700], src_auth_uri[800];
+static lm_test_cp_t cp;
+static lm_testbed_server_t src, dst;
+static pid_t agent_pid, writer_pid;
+
+static void setup(void)
+{
+    lm_test_mkdtemp(dir, sizeof dir);
+    memset(&src, 0, sizeof src);
+    memset(&dst, 0, sizeof dst);
+    agent_pid = writer_pid = 0;
+    snprintf(agent_log, sizeof agent_log, "%s/agent.log", dir);
+    snprintf(writer_log, sizeof writer_log, "%s/writer.log", dir);
+    snprintf(state_dir, sizeof state_dir, "%s/agent-state", dir);
+}
+
+static void stop_pid(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGKILL);
+        lm_test_wait(*pid, 5000);
+        *pid = 0;
+    }
+}
+
+static void teardown(void)
+{
+    stop_pid(&writer_pid);
+    stop_pid(&agent_pid);
+    lm_test_cp_kill(&cp);
+    lm_testbed_stop(&src);
+    lm_testbed_stop(&dst);
+    lm_test_rmtree(dir);
+}
+
+TestSuite(agent_daemon, .init = setup, .fini = teardown, .timeout = 600);
+
+#define CLI(out, ...) lm_test_cp_cli(&cp, pub, keyfile, out, __VA_ARGS__)
+
+static void start_agent(void)
+{
+    char *argv[] = {(char *)LM_AGENT_BIN, (char *)"--config", agent_conf, NULL};
+    agent_pid = lm_test_spawn(argv, agent_log);
+}
+
+/* Waits until the agent's log holds `needle` `times` times (counting from the start). */
+static void wait_log(const char *needle, int times, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *log = lm_test_slurp(agent_log);
+        int n = 0;
+        for (const char *p = strstr(log, needle); p; p = strstr(p + 1, needle))
+            n++;
+        free(log);
+        if (n >= times)
+            return;
+        cr_assert(lm_time_mono_ms() < until, "the agent never logged \"%s\" (%d times):\n%s",
+                  needle, times, lm_test_slurp(agent_log));
+        lm_time_sleep_ms(200, NULL);
+    }
+}
+
+/* The whole set-up a user does, with the CLI only; the agent runs linked at the end. */
+static void prepare(const char *cp_extra)
+{
+    char *out, boot_pub[80], boot_key[700];
+    lm_testbed_start("secantus-auth", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    lm_testbed_uri_with_auth(&src, src_auth_uri, sizeof src_auth_uri);
+    lm_test_cp_init(&cp, dir, cp_extra);
+    lm_test_cp_bootstrap(&cp, "org1", boot_pub, sizeof boot_pub, boot_key, sizeof boot_key);
+    lm_test_cp_start(&cp);
+    /* an API key of the operator's own */
+    cr_assert_eq(lm_test_cp_cli(&cp, boot_pub, boot_key, &out,
+                                "apikeys create --orgId org1 --role ORG_OWNER -o json"),
+                 0, "%s", out);
+    char priv[80];
+    lm_test_json_field(out, "publicKey", pub, sizeof pub);
+    lm_test_json_field(out, "privateKey", priv, sizeof priv);
+    free(out);
+    snprintf(keyfile, sizeof keyfile, "%s/operator.key", dir);
+    cr_assert_eq(lm_test_sh("echo %s > '%s' && chmod 600 '%s'", priv, keyfile, keyfile), 0);
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    lm_test_json_field(out, "id", proj, sizeof proj);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "clusters add src --projectId %s --connectionString '%s' --username %s "
+                     "--passwordFile '%s'",
+                     proj, src.uri, src.user, src.password_file),
+                 0, "%s", out);
+    free(out);
+    cr_assert_eq(
+        CLI(&out, "clusters add dst --projectId %s --connectionString '%s'", proj, dst.uri), 0,
+        "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 127.0.0.1"), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    char token[700];
+    lm_test_write(dir, "link.token", out, token, sizeof token);
+    chmod(token, 0600);
+    free(out);
+    char text[3000];
+    snprintf(text, sizeof text,
+             "control_plane:\n  link_token_file: %s\n  ca_file: %s\n"
+             "state_dir: %s\nhostname: mig-host-1\nheartbeat_interval: 1s\npoll_timeout: 3s\n"
+             "status_addr: 127.0.0.1:%d\nlog_level: info\n",
+             token, cp.ca, state_dir, lm_test_free_port());
+    lm_test_write(dir, "agent.yaml", text, agent_conf, sizeof agent_conf);
+    start_agent();
+    wait_log("linked: agent", 1, 30000);
+}
+
+/* `livemig lm describe` as JSON; the status into status, lag (-1: null), ready. */
+static void describe(const char *mig, char *status, size_t size, int64_t *lag, bool *ready,
+                     char **text)
+{
+    char *out;
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    lm_error_t err;
+    const char *start = strchr(out, '{');
+    cr_assert(start, "%s", out);
+    lm_json_val_t *v = lm_json_parse(start, strlen(start), 0, 0, &err);
+    cr_assert(v, "%s: %s", err.message, out);
+    const char *s = lm_json_string(lm_json_get(v, "status"));
+    snprintf(status, size, "%s", s ? s : "?");
+    *lag = -1;
+    lm_json_get_int(v, "lagTimeSeconds", false, 0, INT64_MAX, lag, &err);
+    *ready = false;
+    lm_json_get_bool(v, "readyForCutover", false, ready, &err);
+    lm_json_free(v);
+    if (text)
+        *text = out;
+    else
+        free(out);
+}
+
+/* Waits for a live migration's status (and, with need_ready, readyForCutover). */
+static void wait_status(const char *mig, const char *want, bool need_ready, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    char status[32];
+    int64_t lag;
+    bool ready;
+    for (;;) {
+        char *text;
+        describe(mig, status, sizeof status, &lag, &ready, &text);
+        bool ok = strcmp(status, want) == 0 && (!need_ready || (ready && lag >= 0));
+        if (!ok && lm_time_mono_ms() >= until)
+            cr_assert_fail("live migration %s never became %s%s; last answer:\n%s\nagent:\n%s", mig,
+                           want, need_ready ? " and ready" : "", text, lm_test_slurp(agent_log));
+        free(text);
+        if (ok)
+            return;
+        lm_time_sleep_ms(500, NULL);
+    }
+}
+
+static void create_migration(const char *target, char *mig, size_t size)
+{
+    char *out;
+    cr_assert_eq(CLI(&out,
+                     "lm create --projectId %s --clusterName %s --migrationHost mig-host-1 "
+                     "--sourceClusterName src --sourceProjectId %s -o json",
+                     proj, target, proj),
+                 0, "%s", out);
+    lm_test_json_field(out, "_id", mig, size);
+    free(out);
+}
+
+static void start_writer(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "exec '%s' '%s' --uri '%s' %s", PY, WRITER, src_auth_uri, args);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", cmd, NULL};
+    writer_pid = lm_test_spawn(argv, writer_log);
+}
+
+/* Waits for a validation to end; its status must be `want`. */
+static void wait_validation(const char *vid, const char *want)
+{
+    int64_t until = lm_time_mono_ms() + 120000;
+    for (;;) {
+        char *out, status[32];
+        cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s -o json", vid, proj), 0,
+                     "%s", out);
+        lm_test_json_field(out, "status", status, sizeof status);
+        if (strcmp(status, "PENDING") != 0) {
+            cr_assert_str_eq(status, want, "%s\nagent:\n%s", out, lm_test_slurp(agent_log));
+            free(out);
+            return;
+        }
+        free(out);
+        cr_assert(lm_time_mono_ms() < until, "the validation never ended:\n%s",
+                  lm_test_slurp(agent_log));
+        lm_time_sleep_ms(500, NULL);
+    }
+}
+
+Test(agent_daemon, a_user_migrates_with_the_cli_through_restarts)
+{
+    char *out, vid[80], mig[80];
+    prepare("cutover_window: 1h\n");
+    /* the source holds data before anything starts */
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 3000 > /dev/null 2>&1", PY,
+                            WRITER, src_auth_uri),
+                 0);
+    /* a validation passes */
+    cr_assert_eq(CLI(&out,
+                     "lm validation create --projectId %s --clusterName dst --migrationHost "
+                     "mig-host-1 --sourceClusterName src --sourceProjectId %s -o json",
+                     proj, proj),
+                 0, "%s", out);
+    lm_test_json_field(out, "_id", vid, sizeof vid);
+    free(out);
+    wait_validation(vid, "SUCCESS");
+    cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s", vid, proj), 0, "%s", out);
+    cr_assert(strstr(out, "source-replica-set") && strstr(out, "change-history") &&
+                  strstr(out, "namespaces") && !strstr(out, "FAIL"),
+              "%s", out);
+    free(out);
+
+    /* the migration: NEW, then WORKING with a lag and readyForCutover */
+    create_migration("dst", mig, sizeof mig);
+    char status[32];
+    int64_t lag;
+    bool ready;
+    describe(mig, status, sizeof status, &lag, &ready, NULL);
+    cr_assert(strcmp(status, "NEW") == 0 || strcmp(status, "WORKING") == 0, "%s", status);
+    start_writer("--no-load --docs 3000 --seconds 300 --rate 40 --ddl");
+    wait_status(mig, "WORKING", true, 240000);
+
+    /* the control plane goes away and comes back: the agent keeps syncing meanwhile */
+    lm_test_cp_kill(&cp);
+    wait_log("jobs go on, retrying", 1, 20000);
+    lm_time_sleep_ms(3000, NULL);
+    cr_assert_eq(kill(agent_pid, 0), 0, "the agent ended:\n%s", lm_test_slurp(agent_log));
+    lm_test_cp_start(&cp);
+    wait_log("the control plane answers again", 1, 60000);
+    wait_status(mig, "WORKING", true, 60000);
+
+    /* the agent killed outright and started again: it resumes from the target's checkpoint,
+     * with the credentials the control plane hands out again */
+    kill(agent_pid, SIGKILL);
+    lm_test_wait(agent_pid, 5000);
+    agent_pid = 0;
+    start_agent();
+    wait_log("resuming job", 1, 60000);
+    wait_status(mig, "WORKING", true, 120000);
+
+    /* the writer stops; the cutover completes */
+    kill(writer_pid, SIGTERM);
+    lm_test_wait(writer_pid, 20000);
+    writer_pid = 0;
+    cr_assert_eq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0, "%s", out);
+    free(out);
+    wait_status(mig, "COMPLETE", false, 180000);
+    char done[200];
+    snprintf(done, sizeof done, "live migration %s: COMPLETE", mig);
+    wait_log(done, 1, 10000);
+    int rc = lm_test_sh("'%s' '%s' --source '%s' --target '%s' > '%s/check.log' 2>&1", PY, CHECK,
+                        src_auth_uri, dst.uri, dir);
+    char p[700];
+    snprintf(p, sizeof p, "%s/check.log", dir);
+    cr_assert_eq(rc, 0, "the checker found differences:\n%s", lm_test_slurp(p));
+    cr_assert(strstr(lm_test_slurp(p), " 0 differences"), "%s", lm_test_slurp(p));
+
+    /* no secret in the agent's log or state */
+    char *pw = lm_test_slurp(src.password_file);
+    pw[strcspn(pw, "\n")] = '\0';
+    cr_assert(strlen(pw) > 0);
+    cr_assert_null(strstr(lm_test_slurp(agent_log), pw));
+    cr_assert_neq(lm_test_sh("grep -rqF '%s' '%s'", pw, state_dir), 0,
+                  "the source password is in the agent's state dir");
+    free(pw);
+    /* SIGTERM: a clean exit */
+    kill(agent_pid, SIGTERM);
+    cr_assert_eq(lm_test_wait(agent_pid, 30000), 0, "%s", lm_test_slurp(agent_log));
+    agent_pid = 0;
+}
+
+Test(agent_daemon, window_expiry_refusal_reload_and_revocation)
+{
+    char *out, mig[80], second[80];
+    prepare("cutover_window: 20s\nextend_by: 2s\nlog_level: debug\n");
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' --seconds 0 --docs 200 > /dev/null 2>&1", PY,
+                            WRITER, src_auth_uri),
+                 0);
+    create_migration("dst", mig, sizeof mig);
+    wait_status(mig, "WORKING", true, 240000);
+    /* a second migration on the same host is refused, with the reason shown (to another
+     * cluster name: the control plane itself refuses two migrations to one cluster) */
+    cr_assert_eq(
+        CLI(&out, "clusters add dst2 --projectId %s --connectionString '%s'", proj, dst.uri), 0,
+        "%s", out);
+    free(out);
+    create_migration("dst2", second, sizeof second);
+    wait_status(second, "FAILED", false, 30000);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", second, proj), 0, "%s", out);
+    cr_assert(strstr(out, "one migration at a time") && strstr(out, mig), "%s", out);
+    free(out);
+    /* a broken config on SIGHUP is logged with its line and the running one kept */
+    char bad[700];
+    lm_test_write(dir, "agent.yaml", "state_dir: [oops\n", bad, sizeof bad);
+    kill(agent_pid, SIGHUP);
+    wait_log("keeping the running configuration", 1, 10000);
+    wait_log("agent.yaml:", 1, 1000);
+    /* nobody cuts over: the window closes, the migration is EXPIRED, syncing stops */
+    wait_status(mig, "EXPIRED", false, 60000);
+    wait_log("the cutover window closed", 1, 30000);
+    char expired[200];
+    snprintf(expired, sizeof expired, "live migration %s: EXPIRED", mig);
+    wait_log(expired, 1, 60000);
+    cr_assert_eq(kill(agent_pid, 0), 0, "the agent ended:\n%s", lm_test_slurp(agent_log));
+    /* the link-token deleted: the agent says so once and stops asking */
+    cr_assert_eq(CLI(&out, "lm link delete --orgId org1 --force"), 0, "%s", out);
+    free(out);
+    wait_log("revoked", 1, 30000);
+    /* the control plane's access log: agent calls before, none after a short while */
+    cr_assert(strstr(lm_test_slurp(cp.log), "/api/agent/v1/assignments"), "%s",
+              lm_test_slurp(cp.log));
+    lm_time_sleep_ms(4000, NULL);
+    char *log1 = lm_test_slurp(cp.log);
+    lm_time_sleep_ms(6000, NULL);
+    char *log2 = lm_test_slurp(cp.log);
+    cr_assert_null(strstr(log2 + strlen(log1), "/api/agent/"), "the agent kept calling:\n%s",
+                   log2 + strlen(log1));
+    free(log1);
+    free(log2);
+    char *alog = lm_test_slurp(agent_log);
+    int n = 0;
+    for (const char *p = strstr(alog, "stops asking for work"); p;
+         p = strstr(p + 1, "stops asking for work"))
+        n++;
+    cr_assert_eq(n, 1, "%s", alog);
+    free(alog);
+    kill(agent_pid, SIGTERM);
+    cr_assert_eq(lm_test_wait(agent_pid, 30000), 0, "%s", lm_test_slurp(agent_log));
+    agent_pid = 0;
+}

@@ -694,8 +694,10 @@ int lm_daemon_run(const lm_daemon_opts_t *o)
     pthread_t sender;
     bool sending = false;
     if (!lm_http_global_init(&err) || !ensure_linked(&d, &err)) {
+        /* not linked, a damaged or revoked token, the wrong CA: the operator has to act, so
+         * a usage code (systemd does not restart on it: RestartPreventExitStatus=2) */
         lm_log_error(NULL, "%s", err.message);
-        code = LM_EXIT_FAILED;
+        code = LM_EXIT_USAGE;
         goto out;
     }
     lm_log_info(NULL, "livemig-agent %s: agent %s on %s, control plane %s; state in %s", LM_VERSION,

@@ -44,7 +44,7 @@ const lm_config_field_t lm_cp_config_schema[] = {
     {"tls", LM_CFG_SECTION, offsetof(lm_cp_config_t, tls), NULL, 0, 0, 0, NULL, tls_fields,
      "TLS: the control plane serves HTTPS only."},
     {"db_path", LM_CFG_STRING, offsetof(lm_cp_config_t, db_path),
-     "/var/lib/livemig/controlplane.db", 0, 0, 0, NULL, NULL,
+     "/var/lib/livemig-controlplane/controlplane.db", 0, 0, 0, NULL, NULL,
      "The SQLite database (WAL) holding all state."},
     {"secrets_key_file", LM_CFG_STRING, offsetof(lm_cp_config_t, secrets_key_file), NULL, 0, 0,
      LM_CFG_REQUIRED, NULL, NULL,
@@ -133,10 +133,12 @@ int main(int argc, char **argv)
     if (!lm_config_load_file(lm_cp_config_schema, &cfg, config, &err) ||
         !lm_config_check_required(lm_cp_config_schema, &cfg, config, &err)) {
         fprintf(stderr, "livemig-controlplane: %s\n", err.message);
+        code = 2; /* the configuration: systemd does not restart on it */
         goto out;
     }
     if (cfg.public_url && strncmp(cfg.public_url, "https://", 8) != 0) {
         fprintf(stderr, "livemig-controlplane: %s: public_url: must start with https://\n", config);
+        code = 2;
         goto out;
     }
     if (print) {

@@ -300,6 +300,18 @@ static bool load_value(load_ctx_t *c, const lm_config_field_t *f, void *base, ya
     lm_error_t sub;
 
     if (f->type == LM_CFG_SECTION) {
+        if (v->type == YAML_SCALAR_NODE && is_null_scalar(v)) {
+            /* "section:" with every key under it commented out, as in the samples */
+            size_t n = 0;
+            for (const lm_config_field_t *g = f->section; g->key; g++)
+                n++;
+            bool *none = calloc(n + 1, sizeof *none);
+            bool ok = none && fill_defaults(f->section, field_ptr(base, f), none, path, c->err);
+            if (!none)
+                lm_error_set(c->err, LM_ERR_INTERNAL, "out of memory");
+            free(none);
+            return ok;
+        }
         if (v->type != YAML_MAPPING_NODE)
             return fail_at(c, v, path, "expected a mapping of keys under '%s'", f->key);
         return load_mapping(c, f->section, field_ptr(base, f), v, path);

@@ -244,3 +244,15 @@ Test(config, second_document_refused)
 {
     expect_error("url: a\n---\nurl: b\n", "agent.yaml: holds more than one YAML document");
 }
+
+Test(config, a_section_with_every_key_commented_out_takes_its_defaults)
+{
+    /* as in the samples in conf/: "limits:" with nothing under it */
+    cr_assert(load("url: https://cp\nlimits:\n  # copy_workers: 4\n"), "%s", err.message);
+    cr_assert_eq(cfg.limits.copy_workers, 4);
+    cr_assert_eq(cfg.limits.buffer_bytes, 256LL << 20);
+    lm_config_cleanup(schema, &cfg);
+    memset(&cfg, 0, sizeof cfg);
+    expect_error("url: https://cp\nlimits: 5\n",
+                 "agent.yaml:2:9: limits: expected a mapping of keys under 'limits'");
+}

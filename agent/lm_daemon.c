@@ -54,6 +54,7 @@ struct daemon {
     int64_t started_ms;
     volatile sig_atomic_t quit; /* the sender ends */
     atomic_bool revoked;
+    int64_t acked; /* the highest command seq received (main thread only) */
 };
 
 /* ---- configuration, identity ---- */
@@ -396,14 +397,16 @@ static void take_command(daemon_t *d, const lm_proto_command_t *c)
         j->st.cutover = 1;
         break;
     case LM_PROTO_CMD_CANCEL:
-        lm_log_warn(NULL, "live migration %s: cancelled by the control plane", j->id);
+        if (!j->st.cancel)
+            lm_log_warn(NULL, "live migration %s: cancelled by the control plane", j->id);
         j->st.cancel = 1;
         break;
     case LM_PROTO_CMD_EXPIRE:
-        lm_log_warn(NULL,
-                    "live migration %s: the cutover window closed: syncing stops (what was "
-                    "applied stays on the target)",
-                    j->id);
+        if (!j->expired)
+            lm_log_warn(NULL,
+                        "live migration %s: the cutover window closed: syncing stops (what was "
+                        "applied stays on the target)",
+                        j->id);
         j->expired = 1;
         j->st.cancel = 1;
         break;
@@ -656,14 +659,17 @@ static void poll_once(daemon_t *d, backoff_t *b)
         wait = (int)id.poll_seconds;
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
     lm_error_t err;
-    bool ok = m && lm_link_poll(&id, ca, d->o->wake, wait, m, &err);
+    bool ok = m && lm_link_poll(&id, ca, d->o->wake, wait, d->acked, m, &err);
     if (!m)
         lm_error_set(&err, LM_ERR_INTERNAL, "out of memory");
     if (ok) {
         for (size_t i = 0; i < m->n_jobs; i++)
             take_job(d, &m->jobs[i]);
-        for (size_t i = 0; i < m->n_commands; i++)
-            take_command(d, &m->commands[i]);
+        for (size_t i = 0; i < m->n_commands; i++) {
+            take_command(d, &m->commands[i]); /* idempotent: a command may come twice */
+            if (m->commands[i].seq > d->acked)
+                d->acked = m->commands[i].seq;
+        }
     }
     if (ok || err.code != LM_ERR_CANCELLED)
         after_call(d, b, ok, &err, "asking the control plane for work");

@@ -260,10 +260,11 @@ bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
 }
 
 bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
-                  int wait_seconds, lm_proto_assignments_t *m, lm_error_t *err)
+                  int wait_seconds, int64_t ack, lm_proto_assignments_t *m, lm_error_t *err)
 {
-    char path[64], *out = NULL;
-    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d", wait_seconds);
+    char path[96], *out = NULL;
+    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d&ack=%lld", wait_seconds,
+             (long long)ack);
     bool ok = call_as(id, ca_file, cancel, "GET", path, NULL, (int64_t)(wait_seconds + 30) * 1000,
                       &out, err) &&
               lm_proto_assignments_decode(out, strlen(out), m, err);

@@ -44,13 +44,15 @@ bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
 void lm_identity_clear(lm_identity_t *id);
 
 /* The agent API as this identity (TLS verified by ca_file). A deleted link-token fails
- * with LM_ERR_REVOKED. lm_link_poll waits up to wait_seconds for work; clean *m up with
+ * with LM_ERR_REVOKED. lm_link_poll waits up to wait_seconds for work and acknowledges the
+ * commands up to seq `ack` (the highest seq received so far; unacknowledged commands come
+ * again, so acting on one must be idempotent); clean *m up with
  * lm_proto_assignments_cleanup. *cancel (may be NULL) set by a signal ends a call early. */
 bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
                        const volatile sig_atomic_t *cancel, const lm_proto_heartbeat_t *hb,
                        lm_error_t *err);
 bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
-                  int wait_seconds, lm_proto_assignments_t *m, lm_error_t *err);
+                  int wait_seconds, int64_t ack, lm_proto_assignments_t *m, lm_error_t *err);
 bool lm_link_report(const lm_identity_t *id, const char *ca_file,
                     const volatile sig_atomic_t *cancel, const lm_proto_status_t *st,
                     lm_error_t *err);

@@ -236,6 +236,20 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         if (v * 1000 < wait_ms)
             wait_ms = v * 1000;
     }
+    /* ?ack=SEQ: the agent has every command up to SEQ; until then they are sent again (a
+     * poll whose agent died before reading the answer loses nothing) */
+    const char *ack_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ack");
+    if (ack_s) {
+        char *end;
+        long long ack = strtoll(ack_s, &end, 10);
+        if (*end || ack < 0)
+            return cp_fail(r, 400, "INVALID_ATTRIBUTE", "ack: the highest command seq received");
+        if (ack > 0)
+            lm_cp_exec(cp->db,
+                       "UPDATE commands SET delivered = ? WHERE seq <= ? AND delivered = 0 AND "
+                       "job_id IN (SELECT id FROM jobs WHERE org_id = ? AND host = ?)",
+                       "iiss", lm_time_now_ms(), (int64_t)ack, a->org, a->host);
+    }
     int64_t until = lm_time_mono_ms() + wait_ms;
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
     lm_error_t err;
@@ -272,8 +286,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
                         : strcmp(k, "extend") == 0 ? LM_PROTO_CMD_EXTEND
                                                    : LM_PROTO_CMD_EXPIRE;
             cmd->deadline_ms = sqlite3_column_int64(st, 3);
-            lm_cp_exec(cp->db, "UPDATE commands SET delivered = ? WHERE seq = ?", "ii",
-                       lm_time_now_ms(), sqlite3_column_int64(st, 0));
+            cmd->seq = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
         if (m->n_jobs || m->n_commands || lm_time_mono_ms() >= until)
@@ -300,6 +313,46 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
     lm_proto_assignments_cleanup(m);
     free(m);
     return ok;
+}
+
+/* The check only the control plane can make for a validation: no live migration is
+ * running to the same destination cluster. Added to the agent's results. */
+static void target_in_use(lm_cp_t *cp, lm_proto_status_t *m)
+{
+    sqlite3_stmt *st = lm_cp_q(
+        cp->db,
+        "SELECT m.id, json_extract(v.spec, '$.destination.clusterName') FROM jobs v JOIN jobs m ON "
+        "m.kind = 'migration' AND m.project_id = json_extract(v.spec, '$.destination.groupId') "
+        "AND json_extract(m.spec, '$.destination.clusterName') = json_extract(v.spec, "
+        "'$.destination.clusterName') AND m.status NOT IN ('COMPLETE','FAILED','CANCELLED',"
+        "'EXPIRED') WHERE v.id = ?",
+        "s", m->job_id);
+    char busy[80] = "", cluster[200] = "";
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(busy, sizeof busy, "%s", lm_cp_col(st, 0));
+        snprintf(cluster, sizeof cluster, "%s", lm_cp_col(st, 1));
+    }
+    sqlite3_finalize(st);
+    if (m->n_checks >= LM_PROTO_MAX_NAMES)
+        return;
+    lm_proto_check_t *more = realloc(m->checks, (m->n_checks + 1) * sizeof *more);
+    if (!more)
+        return;
+    m->checks = more;
+    lm_proto_check_t *c = &m->checks[m->n_checks++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "target-in-use");
+    if (busy[0]) {
+        c->result = LM_PROTO_CHECK_FAIL;
+        snprintf(c->message, sizeof c->message,
+                 "live migration %s is running to cluster %s: cut it over or cancel it before "
+                 "migrating to that cluster again",
+                 busy, cluster);
+    } else {
+        c->result = LM_PROTO_CHECK_PASS;
+        snprintf(c->message, sizeof c->message,
+                 "no live migration is running to the destination cluster");
+    }
 }
 
 #define UPDATE_JOB                                                                                 \
@@ -345,7 +398,15 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     bool was_terminal = strcmp(old, "COMPLETE") == 0 || strcmp(old, "FAILED") == 0 ||
                         strcmp(old, "CANCELLED") == 0 || strcmp(old, "EXPIRED") == 0;
     if (ok && was_terminal && strcmp(status, "WORKING") == 0)
-        status = old; /* a late report does not reopen a finished job */
+        status = old;   /* a late report does not reopen a finished job */
+    lm_strbuf_t stored; /* the report as stored: the agent's, plus the control plane's checks */
+    lm_strbuf_init(&stored, LM_PROTO_MAX_BYTES * 2);
+    if (ok && m.kind == LM_PROTO_JOB_VALIDATION && strcmp(m.state, "RUNNING") != 0)
+        target_in_use(cp, &m);
+    if (ok && !lm_proto_status_encode(&m, &stored, &err))
+        ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    if (ok)
+        b = lm_strbuf_str(&stored);
     char error[1100] = "";
     for (size_t i = 0; i < m.n_errors && !error[0]; i++)
         snprintf(error, sizeof error, "%s", m.errors[i]);
@@ -382,6 +443,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                         m.job_id);
     }
     lm_proto_status_cleanup(&m);
+    lm_strbuf_cleanup(&stored);
     if (!ok)
         return false;
     lm_strbuf_append(&r->body, "{\"v\":1}");

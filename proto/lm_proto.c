@@ -437,6 +437,8 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
             w_str(w, "jobId", c->job_id);
         if (c->kind == LM_PROTO_CMD_EXTEND)
             w_int(w, "deadlineMs", c->deadline_ms);
+        if (c->seq > 0)
+            w_int(w, "seq", c->seq);
         lm_json_w_map_close(w);
     }
     lm_json_w_array_close(w);
@@ -485,6 +487,7 @@ bool lm_proto_assignments_decode(const char *buf, size_t len, lm_proto_assignmen
                             sizeof cmd->job_id, err);
         ok = ok && lm_json_get_int(c, "deadlineMs", kind == LM_PROTO_CMD_EXTEND, 0, INT64_MAX,
                                    &cmd->deadline_ms, err);
+        ok = ok && lm_json_get_int(c, "seq", false, 0, INT64_MAX, &cmd->seq, err);
         ok = in_item(ok, err, "commands", i);
         m->n_commands = i + 1;
     }

@@ -104,6 +104,7 @@ typedef struct {
     char job_id[LM_PROTO_ID_LEN + 1]; /* "" for REVOKED */
     lm_proto_cmd_kind_t kind;
     int64_t deadline_ms; /* EXTEND: the new end of the cutover window (Unix ms) */
+    int64_t seq; /* increasing; a command comes again until a poll acknowledges it (?ack=SEQ) */
 } lm_proto_command_t;
 
 typedef struct {

@@ -72,12 +72,14 @@ static long https(const char *method, const char *path, const char *auth, const 
 typedef struct {
     char bearer[200];
     char id[80];
+    int64_t ack; /* the highest command seq polled: acknowledged by the next poll */
 } agent_t;
 
 static void agent_link(agent_t *a, const char *token, const char *host)
 {
     lm_proto_link_token_t t;
     lm_error_t err;
+    memset(a, 0, sizeof *a);
     cr_assert(lm_proto_link_token_decode(token, strlen(token), &t, &err), "%s", err.message);
     cr_assert_eq(strlen(t.ca_pin), 64);
     snprintf(a->bearer, sizeof a->bearer, "Bearer %s:%s", t.token_id, t.secret);
@@ -118,13 +120,17 @@ static long agent_heartbeat(agent_t *a, char **resp)
 static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
 {
     char path[100], *resp;
-    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d", wait);
+    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d&ack=%lld", wait,
+             (long long)a->ack);
     long st = https("GET", path, a->bearer, a->id, NULL, &resp);
     cr_assert_eq(st, 200, "%s", resp);
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
     lm_error_t err;
     cr_assert(lm_proto_assignments_decode(resp, strlen(resp), m, &err), "%s: %s", err.message,
               resp);
+    for (size_t i = 0; i < m->n_commands; i++)
+        if (m->commands[i].seq > a->ack)
+            a->ack = m->commands[i].seq;
     free(resp);
     return m;
 }
@@ -237,6 +243,19 @@ Test(controlplane, a_migration_from_link_to_cutover)
     cr_assert_eq(m->n_commands, 1);
     cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_CUTOVER);
     cr_assert_str_eq(m->commands[0].job_id, mig);
+    int64_t seq = m->commands[0].seq;
+    cr_assert_gt(seq, 0);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* an agent that died before reading that answer acknowledged nothing: it comes again */
+    a.ack = 0;
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_commands, 1, "an unacknowledged command was not sent again");
+    cr_assert_eq(m->commands[0].seq, seq);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    m = agent_poll(&a, 1); /* acknowledges seq: nothing more */
+    cr_assert_eq(m->n_commands, 0);
     lm_proto_assignments_cleanup(m);
     free(m);
     agent_report(&a, mig, "COMPLETE", true, 0);
@@ -247,6 +266,29 @@ Test(controlplane, a_migration_from_link_to_cutover)
     char *log = lm_test_slurp(cp.log);
     cr_assert_not(strstr(log, "s3cret-src") || strstr(log, "target-secret"), "%s", log);
     free(log);
+}
+
+/* The scripted agent reports a validation as finished with these checks. */
+static void report_validation(agent_t *a, const char *vid, lm_proto_check_t *checks, size_t n)
+{
+    lm_proto_status_t s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.agent_id, sizeof s.agent_id, "%s", a->id);
+    snprintf(s.job_id, sizeof s.job_id, "%s", vid);
+    s.kind = LM_PROTO_JOB_VALIDATION;
+    snprintf(s.phase, sizeof s.phase, "VALIDATING");
+    snprintf(s.state, sizeof s.state, "COMPLETE");
+    s.checks = checks;
+    s.n_checks = n;
+    lm_strbuf_t b;
+    lm_error_t err;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_status_encode(&s, &b, &err));
+    char *resp;
+    cr_assert_eq(https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp),
+                 200, "%s", resp);
+    free(resp);
+    lm_strbuf_cleanup(&b);
 }
 
 Test(controlplane, a_validation_reports_its_checks)
@@ -269,33 +311,39 @@ Test(controlplane, a_validation_reports_its_checks)
     lm_proto_assignments_cleanup(m);
     free(m);
     /* the agent's report: one check fails */
-    lm_proto_status_t s;
-    memset(&s, 0, sizeof s);
     lm_proto_check_t checks[2] = {
         {.name = "source-replica-set", .result = LM_PROTO_CHECK_PASS, .message = "replica set rs0"},
         {.name = "target-free-disk",
          .result = LM_PROTO_CHECK_FAIL,
          .message = "the target needs 40 GB more: grow its disk"}};
-    snprintf(s.agent_id, sizeof s.agent_id, "%s", a.id);
-    snprintf(s.job_id, sizeof s.job_id, "%s", vid);
-    s.kind = LM_PROTO_JOB_VALIDATION;
-    snprintf(s.phase, sizeof s.phase, "VALIDATING");
-    snprintf(s.state, sizeof s.state, "COMPLETE");
-    s.checks = checks;
-    s.n_checks = 2;
-    lm_strbuf_t b;
-    lm_error_t err;
-    lm_strbuf_init(&b, 1u << 16);
-    cr_assert(lm_proto_status_encode(&s, &b, &err));
-    char *resp;
-    cr_assert_eq(https("POST", "/api/agent/v1/status", a.bearer, a.id, lm_strbuf_str(&b), &resp),
-                 200, "%s", resp);
-    free(resp);
-    lm_strbuf_cleanup(&b);
+    report_validation(&a, vid, checks, 2);
     cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s", vid, proj), 0, "%s", out);
     cr_assert(strstr(out, "target-free-disk") && strstr(out, "FAIL") && strstr(out, "FAILED") &&
                   strstr(out, "grow its disk"),
               "%s", out);
+    cr_assert(strstr(out, "target-in-use") && strstr(out, "PASS"), "%s", out);
+    free(out);
+}
+
+Test(controlplane, a_validation_fails_while_a_migration_runs_to_its_target)
+{
+    char proj[80], mig[80], *out, vid[80];
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig); /* a migration to dst, not finished */
+    cr_assert_eq(CLI(&out,
+                     "lm validation create --projectId %s --clusterName dst "
+                     "--migrationHost mig-host-1 --sourceClusterName src --sourceProjectId "
+                     "%s -o json",
+                     proj, proj),
+                 0, "%s", out);
+    lm_test_json_field(out, "_id", vid, sizeof vid);
+    free(out);
+    lm_proto_check_t checks[1] = {{.name = "source-replica-set",
+                                   .result = LM_PROTO_CHECK_PASS,
+                                   .message = "replica set rs0"}};
+    report_validation(&a, vid, checks, 1);
+    cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s", vid, proj), 0, "%s", out);
+    cr_assert(strstr(out, "FAILED") && strstr(out, "target-in-use") && strstr(out, mig), "%s", out);
     free(out);
 }
 
@@ -712,7 +760,7 @@ Test(controlplane, livemig_agent_links_with_the_token)
     lm_error_t err;
     cr_assert(lm_identity_load(state, &id, &err), "%s", err.message);
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
-    cr_assert(lm_link_poll(&id, ca, NULL, 2, m, &err), "%s", err.message);
+    cr_assert(lm_link_poll(&id, ca, NULL, 2, 0, m, &err), "%s", err.message);
     cr_assert_eq(m->n_jobs, 1);
     cr_assert_eq(m->jobs[0].kind, LM_PROTO_JOB_MIGRATION);
     char job[80];
@@ -752,7 +800,7 @@ Test(controlplane, livemig_agent_links_with_the_token)
     free(out);
     cr_assert_not(lm_link_heartbeat(&id, ca, NULL, &hb, &err));
     cr_assert(err.code == LM_ERR_REVOKED && strstr(err.message, "revoked"), "%s", err.message);
-    cr_assert_not(lm_link_poll(&id, ca, NULL, 1, m, &err));
+    cr_assert_not(lm_link_poll(&id, ca, NULL, 1, 0, m, &err));
     cr_assert(strstr(err.message, "revoked"), "%s", err.message);
     free(m);
     lm_identity_clear(&id);

@@ -1,6 +1,7 @@
 /* livemig-agent: the agent's command line.
  *
  *   livemig-agent migrate --source URI --target URI [options]   run one copy job
+ *   livemig-agent validate --source URI --target URI [-o json]  the checks before a migration
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
  *   livemig-agent cutover [--status-addr A]                     finish a streaming job
  *   livemig-agent cancel  [--status-addr A]                     stop it (checkpointed)
@@ -25,6 +26,7 @@
 #include "lm_agent_config.h"
 #include "lm_daemon.h"
 #include "lm_link.h"
+#include "lm_validate.h"
 #include "lm_log.h"
 
 #define DEFAULT_STATUS_ADDR "127.0.0.1:27190"
@@ -67,6 +69,7 @@ static void install_signals(bool hup)
 static void usage(FILE *out)
 {
     fputs("usage: livemig-agent migrate --source URI --target URI [options]  (see migrate --help)\n"
+          "       livemig-agent validate --source URI --target URI [options] [-o json]\n"
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
           "       livemig-agent cutover [--status-addr HOST:PORT]\n"
           "       livemig-agent cancel [--status-addr HOST:PORT]\n"
@@ -126,6 +129,81 @@ static int cmd_migrate(int argc, char **argv)
     code = lm_engine_run(&job, &stop_flag);
 out:
     lm_job_cleanup(&job);
+    return code;
+}
+
+/* livemig-agent validate --source URI --target URI [migrate's flags] [-o json]: the checks
+ * before a migration, printed as a table (or JSON). Exit 0 when nothing FAILed, 1 when
+ * something did, 2 on usage errors. */
+static int cmd_validate(int argc, char **argv)
+{
+    bool json = false, help = false;
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    int n = 0;
+    for (int i = 0; args && i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0)
+            json = true, i++;
+        else
+            args[n++] = argv[i];
+    }
+    lm_job_t job;
+    lm_error_t err;
+    int code = LM_EXIT_USAGE;
+    memset(&job, 0, sizeof job);
+    if (!args || !lm_job_from_args(&job, n, args, &help, &err) ||
+        (!help && !lm_job_finish(&job, &err))) {
+        fprintf(stderr, "livemig-agent validate: %s\n", args ? err.message : "out of memory");
+        goto out;
+    }
+    if (help) {
+        fputs("usage: livemig-agent validate --source URI --target URI [-o json] [the connection, "
+              "filter and capture flags of migrate]\n",
+              stdout);
+        code = LM_EXIT_OK;
+        goto out;
+    }
+    lm_log_set_level((lm_log_level_t)job.log_level);
+    lm_checks_t checks;
+    memset(&checks, 0, sizeof checks);
+    lm_validate(&job, job.state_dir, &checks);
+    bool failed = lm_checks_failed(&checks);
+    if (json) {
+        lm_json_writer_t *w = lm_json_writer_new(true);
+        lm_json_w_map_open(w);
+        lm_json_w_key(w, "result");
+        lm_json_w_str(w, failed ? "FAIL" : "PASS");
+        lm_json_w_key(w, "checks");
+        lm_json_w_array_open(w);
+        for (size_t i = 0; i < checks.n; i++) {
+            lm_json_w_map_open(w);
+            lm_json_w_key(w, "name");
+            lm_json_w_str(w, checks.items[i].name);
+            lm_json_w_key(w, "result");
+            lm_json_w_str(w, lm_proto_check_result_name(checks.items[i].result));
+            lm_json_w_key(w, "message");
+            lm_json_w_str(w, checks.items[i].message);
+            lm_json_w_map_close(w);
+        }
+        lm_json_w_array_close(w);
+        lm_json_w_map_close(w);
+        size_t len;
+        const char *doc = lm_json_writer_result(w, &len, &err);
+        printf("%s\n", doc ? doc : "{}");
+        lm_json_writer_destroy(w);
+    } else {
+        printf("%-20s %-6s %s\n", "CHECK", "RESULT", "MESSAGE");
+        for (size_t i = 0; i < checks.n; i++)
+            printf("%-20s %-6s %s\n", checks.items[i].name,
+                   lm_proto_check_result_name(checks.items[i].result), checks.items[i].message);
+        printf("\n%s\n", failed ? "validation FAILED: fix what the FAIL lines say, then validate "
+                                  "again"
+                                : "validation passed (read the WARN and INFO lines)");
+    }
+    lm_checks_cleanup(&checks);
+    code = failed ? LM_EXIT_FAILED : LM_EXIT_OK;
+out:
+    lm_job_cleanup(&job);
+    free(args);
     return code;
 }
 
@@ -403,6 +481,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_validate(argc - 1, argv + 1);
     if (strcmp(cmd, "link") == 0)
         return cmd_link(argc - 1, argv + 1);
     if (strcmp(cmd, "cancel") == 0)

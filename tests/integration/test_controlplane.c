@@ -135,6 +135,20 @@ static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
     return m;
 }
 
+/* The scripted agent sends a status report; the control plane must take it. */
+static void post_report(agent_t *a, const lm_proto_status_t *s)
+{
+    lm_strbuf_t b;
+    lm_error_t err;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_status_encode(s, &b, &err), "%s", err.message);
+    char *resp;
+    long st = https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp);
+    cr_assert_eq(st, 200, "%s", resp);
+    lm_strbuf_cleanup(&b);
+    free(resp);
+}
+
 static void agent_report(agent_t *a, const char *job, const char *state, bool ready, double lag)
 {
     lm_proto_status_t s;
@@ -147,15 +161,7 @@ static void agent_report(agent_t *a, const char *job, const char *state, bool re
     s.has_lag = true;
     s.lag_seconds = lag;
     s.ready_for_cutover = ready;
-    lm_strbuf_t b;
-    lm_error_t err;
-    lm_strbuf_init(&b, 1u << 16);
-    cr_assert(lm_proto_status_encode(&s, &b, &err));
-    char *resp;
-    long st = https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp);
-    cr_assert_eq(st, 200, "%s", resp);
-    lm_strbuf_cleanup(&b);
-    free(resp);
+    post_report(a, &s);
 }
 
 /* An org with a project, two registered clusters and a linked agent; returns the project id
@@ -280,15 +286,7 @@ static void report_validation(agent_t *a, const char *vid, lm_proto_check_t *che
     snprintf(s.state, sizeof s.state, "COMPLETE");
     s.checks = checks;
     s.n_checks = n;
-    lm_strbuf_t b;
-    lm_error_t err;
-    lm_strbuf_init(&b, 1u << 16);
-    cr_assert(lm_proto_status_encode(&s, &b, &err));
-    char *resp;
-    cr_assert_eq(https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp),
-                 200, "%s", resp);
-    free(resp);
-    lm_strbuf_cleanup(&b);
+    post_report(a, &s);
 }
 
 Test(controlplane, a_validation_reports_its_checks)

@@ -289,18 +289,27 @@ static void report_validation(agent_t *a, const char *vid, lm_proto_check_t *che
     post_report(a, &s);
 }
 
-Test(controlplane, a_validation_reports_its_checks)
+/* `livemig lm validation create` from src to dst for mig-host-1; its id into vid; the
+ * CLI's answer is returned (caller frees). */
+static char *create_validation(const char *proj, char *vid, size_t size)
 {
-    char proj[80], *out, vid[80];
-    agent_t a;
-    prepare(proj, sizeof proj, &a, NULL, 0);
+    char *out;
     cr_assert_eq(CLI(&out,
                      "lm validation create --projectId %s --clusterName dst "
                      "--migrationHost mig-host-1 --sourceClusterName src --sourceProjectId "
                      "%s -o json",
                      proj, proj),
                  0, "%s", out);
-    lm_test_json_field(out, "_id", vid, sizeof vid);
+    lm_test_json_field(out, "_id", vid, size);
+    return out;
+}
+
+Test(controlplane, a_validation_reports_its_checks)
+{
+    char proj[80], *out, vid[80];
+    agent_t a;
+    prepare(proj, sizeof proj, &a, NULL, 0);
+    out = create_validation(proj, vid, sizeof vid);
     cr_assert(strstr(out, "\"PENDING\"") && strstr(out, "sourceGroupId"), "%s", out);
     free(out);
     lm_proto_assignments_t *m = agent_poll(&a, 2);
@@ -328,13 +337,7 @@ Test(controlplane, a_validation_fails_while_a_migration_runs_to_its_target)
     char proj[80], mig[80], *out, vid[80];
     agent_t a;
     prepare(proj, sizeof proj, &a, mig, sizeof mig); /* a migration to dst, not finished */
-    cr_assert_eq(CLI(&out,
-                     "lm validation create --projectId %s --clusterName dst "
-                     "--migrationHost mig-host-1 --sourceClusterName src --sourceProjectId "
-                     "%s -o json",
-                     proj, proj),
-                 0, "%s", out);
-    lm_test_json_field(out, "_id", vid, sizeof vid);
+    out = create_validation(proj, vid, sizeof vid);
     free(out);
     lm_proto_check_t checks[1] = {{.name = "source-replica-set",
                                    .result = LM_PROTO_CHECK_PASS,

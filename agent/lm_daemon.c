@@ -48,7 +48,8 @@ struct daemon {
     const lm_daemon_opts_t *o;
     pthread_mutex_t mu; /* jobs, cfg, id */
     pthread_cond_t wake;
-    lm_agent_config_t cfg;
+    lm_agent_config_t cfg; /* replaced by a reload: other threads read it under mu */
+    char state_dir[1024];  /* cfg.state_dir, fixed for the process (a reload cannot move it) */
     lm_identity_t id;
     djob_t *jobs;
     int64_t started_ms;
@@ -292,7 +293,7 @@ static void *job_main(void *arg)
     if (j->kind == LM_PROTO_JOB_VALIDATION) {
         lm_log_info(NULL, "validation %s: running the checks", j->id);
         lm_status_set_phase(&j->st, LM_PHASE_VALIDATING);
-        lm_validate(&j->job, j->d->cfg.state_dir, &j->checks);
+        lm_validate(&j->job, j->d->state_dir, &j->checks);
         snprintf(j->final, sizeof j->final, "COMPLETE");
         lm_log_info(NULL, "validation %s: %s", j->id,
                     lm_checks_failed(&j->checks) ? "a check FAILED" : "passed");
@@ -536,7 +537,7 @@ static void send_heartbeat(daemon_t *d, const lm_identity_t *id, const char *ca,
     hb.uptime_seconds = (lm_time_mono_ms() - d->started_ms) / 1000;
     uint64_t free_bytes = 0;
     lm_error_t err;
-    if (lm_fs_free_bytes(d->cfg.state_dir, &free_bytes, &err))
+    if (lm_fs_free_bytes(d->state_dir, &free_bytes, &err))
         hb.state_dir_free_bytes = (int64_t)free_bytes;
     pthread_mutex_lock(&d->mu);
     for (djob_t *j = d->jobs; j && hb.n_running < LM_PROTO_MAX_JOBS; j = j->next)
@@ -694,6 +695,7 @@ int lm_daemon_run(const lm_daemon_opts_t *o)
         return LM_EXIT_USAGE;
     }
     apply_logging(&d.cfg);
+    snprintf(d.state_dir, sizeof d.state_dir, "%s", d.cfg.state_dir);
     pthread_mutex_init(&d.mu, NULL);
     pthread_cond_init(&d.wake, NULL);
     int code = LM_EXIT_OK;

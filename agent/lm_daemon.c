@@ -578,8 +578,12 @@ static void send_reports(daemon_t *d, const lm_identity_t *id, const char *ca, b
         if (ok && finished)
             j->final_sent = true;
     }
-    /* drop the jobs whose end the control plane knows, and those stopped (revocation): not
-     * running any more, they are handed out again when the agent may work again */
+}
+
+/* Drops the jobs whose end the control plane knows, and those stopped (revocation): not
+ * running any more, they are handed out again when the agent may work again. */
+static void drop_finished(daemon_t *d)
+{
     pthread_mutex_lock(&d->mu);
     for (djob_t **p = &d->jobs; *p;) {
         djob_t *j = *p;
@@ -630,6 +634,9 @@ static void *sender_main(void *arg)
         int64_t wait = until - lm_time_mono_ms();
         if (!d->quit && wait > 0)
             lm_time_cond_wait_ms(&d->wake, &d->mu, wait > 1000 ? 1000 : wait);
+        pthread_mutex_unlock(&d->mu);
+        drop_finished(d);
+        pthread_mutex_lock(&d->mu);
         /* a job that just finished is reported at once */
         for (djob_t *j = d->jobs; j; j = j->next)
             if (atomic_load(&j->finished) && j->final[0] && !j->final_sent)

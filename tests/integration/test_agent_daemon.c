@@ -4,7 +4,8 @@
  * source; the control plane and the agent are killed and restarted mid-migration; the
  * cutover ends in COMPLETE and scripts/lm_check.py finds zero differences. Also: the
  * cutover window expiring (EXPIRED, syncing stopped), a second migration refused, a SIGHUP
- * with a broken config, and a deleted link-token (revoked, the agent stops asking). */
+ * with a broken config, a deleted link-token (revoked, the agent stops asking) and a new one
+ * with SIGHUP (linked again). */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 
 static char dir[512], pub[80], keyfile[700], proj[80];
 static char agent_conf[700], agent_log[700], state_dir[700], writer_log[700], src_auth_uri[800];
+static char agent_yaml[3000], token_path[700];
 static lm_test_cp_t cp;
 static lm_testbed_server_t src, dst;
 static pid_t agent_pid, writer_pid;
@@ -122,17 +124,15 @@ static void prepare(const char *cp_extra)
     free(out);
     cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 127.0.0.1"), 0, "%s", out);
     out[strcspn(out, "\n")] = '\0';
-    char token[700];
-    lm_test_write(dir, "link.token", out, token, sizeof token);
-    chmod(token, 0600);
+    lm_test_write(dir, "link.token", out, token_path, sizeof token_path);
+    chmod(token_path, 0600);
     free(out);
-    char text[3000];
-    snprintf(text, sizeof text,
+    snprintf(agent_yaml, sizeof agent_yaml,
              "control_plane:\n  link_token_file: %s\n  ca_file: %s\n"
              "state_dir: %s\nhostname: mig-host-1\nheartbeat_interval: 1s\npoll_timeout: 3s\n"
              "status_addr: 127.0.0.1:%d\nlog_level: info\n",
-             token, cp.ca, state_dir, lm_test_free_port());
-    lm_test_write(dir, "agent.yaml", text, agent_conf, sizeof agent_conf);
+             token_path, cp.ca, state_dir, lm_test_free_port());
+    lm_test_write(dir, "agent.yaml", agent_yaml, agent_conf, sizeof agent_conf);
     start_agent();
     wait_log("linked: agent", 1, 30000);
 }
@@ -360,6 +360,22 @@ Test(agent_daemon, window_expiry_refusal_reload_and_revocation)
         n++;
     cr_assert_eq(n, 1, "%s", alog);
     free(alog);
+    /* a new link-token in the (repaired) config and SIGHUP: linked again, asking again */
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 127.0.0.1"), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    lm_test_write(dir, "link.token", out, token_path, sizeof token_path);
+    chmod(token_path, 0600);
+    free(out);
+    lm_test_write(dir, "agent.yaml", agent_yaml, agent_conf, sizeof agent_conf);
+    char *before = lm_test_slurp(cp.log);
+    kill(agent_pid, SIGHUP);
+    wait_log("linked: agent", 2, 30000);
+    lm_time_sleep_ms(5000, NULL);
+    char *after = lm_test_slurp(cp.log);
+    cr_assert(strstr(after + strlen(before), "/api/agent/v1/assignments"),
+              "the relinked agent does not ask for work:\n%s", after + strlen(before));
+    free(before);
+    free(after);
     kill(agent_pid, SIGTERM);
     cr_assert_eq(lm_test_wait(agent_pid, 30000), 0, "%s", lm_test_slurp(agent_log));
     agent_pid = 0;

@@ -2,16 +2,15 @@
 #include "lm_engine.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lm_catalog.h"
 #include "lm_conn.h"
 #include "lm_copy.h"
+#include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_indexes.h"
 #include "lm_json.h"
@@ -46,18 +45,6 @@ typedef struct {
 
 /* ---- identity ---- */
 
-static bool random_id(char *out, size_t outsz)
-{
-    unsigned char b[12];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    bool ok = fd >= 0 && read(fd, b, sizeof b) == (ssize_t)sizeof b;
-    if (fd >= 0)
-        close(fd);
-    for (size_t i = 0; ok && i < sizeof b; i++)
-        snprintf(out + 2 * i, outsz - 2 * i, "%02x", b[i]);
-    return ok;
-}
-
 /* Reads or creates <state_dir>/job.json; refuses a state dir that belongs to another pair. */
 static bool load_identity(engine_t *e)
 {
@@ -91,8 +78,8 @@ static bool load_identity(engine_t *e)
     }
     if (e->job->job_id[0])
         snprintf(e->job_id, sizeof e->job_id, "%s", e->job->job_id);
-    else if (!random_id(e->job_id, sizeof e->job_id))
-        return lm_error_set(&e->err, LM_ERR_IO, "cannot read /dev/urandom for a job id");
+    else if (!lm_random_hex(e->job_id, 12))
+        return lm_error_set(&e->err, LM_ERR_IO, "no randomness for a job id");
     lm_json_writer_t *w = lm_json_writer_new(true);
     lm_json_w_map_open(w);
     lm_json_w_key(w, "jobId");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "lm_catalog.h"
+#include "lm_encode.h"
 #include "lm_conn.h"
 #include "lm_fs.h"
 #include "lm_ns.h"
@@ -448,8 +449,9 @@ static void indexes(const side_t *src, const side_t *dst, const lm_catalog_t *ca
     size_t n_haystack = 0, n_refused = 0, n_kinds = 0;
     char(*kinds)[512] = calloc(100, sizeof *kinds);
     char scratch[64], hex[17];
-    snprintf(hex, sizeof hex, "%016llx",
-             (unsigned long long)lm_time_now_ms() ^ (unsigned long long)getpid());
+    if (!lm_random_hex(hex, 8))
+        snprintf(hex, sizeof hex, "%016llx",
+                 (unsigned long long)lm_time_now_ms() ^ (unsigned long long)getpid());
     snprintf(scratch, sizeof scratch, "livemig_validate_%s", hex);
     mongoc_database_t *sdb = mongoc_client_get_database(dst->client, scratch);
     for (size_t i = 0; kinds && i < cat->n; i++) {

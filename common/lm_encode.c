@@ -4,6 +4,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 static const char std_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char url_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -66,4 +69,14 @@ void lm_wipe(void *p, size_t n)
     volatile unsigned char *v = p;
     while (n--)
         *v++ = 0;
+}
+
+bool lm_random_hex(char *out, size_t nbytes)
+{
+    uint8_t buf[64];
+    if (nbytes > sizeof buf || RAND_bytes(buf, (int)nbytes) != 1)
+        return false;
+    lm_hex_encode(buf, nbytes, out);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return true;
 }

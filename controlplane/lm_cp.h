@@ -29,8 +29,6 @@ extern const lm_config_field_t lm_cp_config_schema[];
 
 /* ---- secrets (lm_cp_crypto.c) ---- */
 
-/* n random bytes as lowercase hex into out (2n+1 bytes). */
-bool lm_cp_random_hex(char *out, size_t nbytes);
 /* SHA-256 of salt || secret, hex (65 bytes). */
 void lm_cp_hash_secret(const char *salt, const char *secret, char out[65]);
 /* Constant-time comparison of two NUL-terminated strings of equal length. */

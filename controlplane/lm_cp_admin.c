@@ -46,7 +46,7 @@ static bool results_close(resp_t *r, lm_json_writer_t *w, int n)
 /* A new id: 24 hex digits, like an ObjectId. */
 static void new_id(char out[25])
 {
-    if (!lm_cp_random_hex(out, 12))
+    if (!lm_random_hex(out, 12))
         snprintf(out, 25, "%024llx", (unsigned long long)lm_time_now_ms());
 }
 
@@ -139,7 +139,7 @@ static bool insert_key(sqlite3 *db, const char *org, const char *role, const cha
 {
     char salt[33], hash[65];
     new_id(id);
-    if (!lm_cp_random_hex(secret, 32) || !lm_cp_random_hex(salt, 16))
+    if (!lm_random_hex(secret, 32) || !lm_random_hex(salt, 16))
         return false;
     lm_cp_hash_secret(salt, secret, hash);
     return lm_cp_exec(db,
@@ -297,8 +297,8 @@ static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
         snprintf(t.url, sizeof t.url, "%s", cp->public_url);
         snprintf(t.org_id, sizeof t.org_id, "%s", org);
         snprintf(t.ca_pin, sizeof t.ca_pin, "%s", cp->ca_pin);
-        ok = lm_cp_random_hex(t.token_id, 12) && lm_cp_random_hex(t.secret, 32) &&
-             lm_cp_random_hex(salt, 16);
+        ok =
+            lm_random_hex(t.token_id, 12) && lm_random_hex(t.secret, 32) && lm_random_hex(salt, 16);
         if (!ok)
             cp_fail(r, 500, "INTERNAL", "no randomness for a link-token");
     }

@@ -69,7 +69,7 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                         "sssis", a->token, m.agent_version, m.os, now, id);
     } else {
         char fresh[25];
-        if (!lm_cp_random_hex(fresh, 12))
+        if (!lm_random_hex(fresh, 12))
             return cp_fail(r, 500, "INTERNAL", "no randomness for an agent id");
         snprintf(id, sizeof id, "ag_%s", fresh);
         ok = lm_cp_exec(cp->db,

@@ -1,4 +1,5 @@
-/* Secrets for the control plane: random ids, salted hashes, the CA pin, AES-256-GCM. */
+/* Secrets for the control plane: salted hashes, the CA pin, AES-256-GCM (random ids:
+ * lm_random_hex in common). */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -25,16 +26,6 @@ static bool from_hex(const char *s, uint8_t *out, size_t n)
             return false;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
-    return true;
-}
-
-bool lm_cp_random_hex(char *out, size_t nbytes)
-{
-    uint8_t buf[64];
-    if (nbytes > sizeof buf || RAND_bytes(buf, (int)nbytes) != 1)
-        return false;
-    lm_hex_encode(buf, nbytes, out);
-    OPENSSL_cleanse(buf, sizeof buf);
     return true;
 }
 

@@ -51,3 +51,15 @@ Test(encode, hex_and_wipe)
     for (size_t i = 0; i < sizeof secret; i++)
         cr_assert_eq(secret[i], 0);
 }
+
+Test(encode, random_hex)
+{
+    char a[65], b[65];
+    cr_assert(lm_random_hex(a, 32));
+    cr_assert(lm_random_hex(b, 32));
+    cr_assert_eq(strlen(a), 64);
+    cr_assert_eq(strspn(a, "0123456789abcdef"), 64, "%s", a);
+    cr_assert_str_neq(a, b);
+    char big[200];
+    cr_assert_not(lm_random_hex(big, 65), "more than 64 bytes at once is refused");
+}

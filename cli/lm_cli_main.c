@@ -437,6 +437,20 @@ static char *migration_body(const args_t *a, const char *project)
     return body;
 }
 
+/* POSTs the live migration (or validation) the flags describe to path; the body holds the
+ * source password, so it is wiped. NULL when the flags or the call failed (said already). */
+static lm_json_val_t *post_migration(conn_t *c, const args_t *a, const char *proj, const char *path)
+{
+    long st;
+    char *body = migration_body(a, proj);
+    if (!body)
+        return NULL;
+    lm_json_val_t *v = call(c, "POST", path, body, &st);
+    lm_wipe(body, strlen(body));
+    free(body);
+    return v;
+}
+
 /* ---- commands ---- */
 
 static const char *const job_cols[] = {
@@ -503,16 +517,11 @@ static int run(conn_t *c, const args_t *a)
         static const char *const cols[] = {"id", "name", "orgId", NULL};
         return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, NULL, cols) : 1;
     }
+    /* show() prints errorMessage under the table */
+    static const char *const validation_cols[] = {"_id", "status", NULL};
     if (lm && strcmp(w1, "validation") == 0 && strcmp(w2, "create") == 0) {
-        char *body = migration_body(a, proj);
-        if (!body)
-            return 1;
         snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate", proj);
-        v = call(c, "POST", path, body, &st);
-        lm_wipe(body, strlen(body));
-        free(body);
-        static const char *const cols[] = {"_id", "status", "errorMessage", NULL};
-        return v ? show(a, v, cols) : 1;
+        return (v = post_migration(c, a, proj, path)) ? show(a, v, validation_cols) : 1;
     }
     if (lm && strcmp(w1, "validation") == 0 && strcmp(w2, "describe") == 0 && w3[0]) {
         snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate/%s", proj, w3);
@@ -521,24 +530,17 @@ static int run(conn_t *c, const args_t *a)
             return 1;
         if (a->json)
             return show(a, v, NULL);
-        static const char *const cols[] = {"_id", "status", "errorMessage", NULL};
         static const char *const ccols[] = {"name", "result", "message", NULL};
         lm_json_val_t *checks = lm_json_get(v, "checks");
         if (checks && lm_json_len(checks)) {
             table(checks, ccols);
             printf("\n");
         }
-        return show(a, v, cols);
+        return show(a, v, validation_cols);
     }
     if (lm && strcmp(w1, "create") == 0) {
-        char *body = migration_body(a, proj);
-        if (!body)
-            return 1;
         snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);
-        v = call(c, "POST", path, body, &st);
-        lm_wipe(body, strlen(body));
-        free(body);
-        return v ? show(a, v, job_cols) : 1;
+        return (v = post_migration(c, a, proj, path)) ? show(a, v, job_cols) : 1;
     }
     if (lm && strcmp(w1, "list") == 0) {
         snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);

@@ -62,6 +62,9 @@ typedef struct {
     bool replica_set;
     char set_name[128];
     char mechs[128]; /* the SASL mechanisms the server offers the user */
+    bool oplog;      /* local.oplog.rs read by change_history: its newest entry */
+    lm_optime_t newest;
+    int64_t newest_wall;
 } side_t;
 
 /* Runs a command (destroying it); reply is always initialised. */
@@ -173,7 +176,7 @@ static void replica_set(const side_t *s, lm_checks_t *out)
 }
 
 /* Whether the source's changes can be read the way the job will read them. */
-static void change_history(const lm_job_t *job, const side_t *src, lm_checks_t *out)
+static void change_history(const lm_job_t *job, side_t *src, lm_checks_t *out)
 {
     if (!src->client) {
         lm_checks_add(out, "change-history", LM_PROTO_CHECK_FAIL,
@@ -186,15 +189,14 @@ static void change_history(const lm_job_t *job, const side_t *src, lm_checks_t *
                       "streams): convert the source to a single-node replica set");
         return;
     }
-    lm_optime_t newest = {0, 0};
-    int64_t wall = 0;
     bson_error_t be;
     memset(&be, 0, sizeof be);
-    bool oplog = lm_stream_oplog_edge(src->client, -1, &newest, &wall, &be);
-    if (oplog && job->capture != LM_JOB_CAPTURE_CHANGESTREAM) {
+    /* kept for oplog_window: on some servers every oplog query scans the whole oplog */
+    src->oplog = lm_stream_oplog_edge(src->client, -1, &src->newest, &src->newest_wall, &be);
+    if (src->oplog && job->capture != LM_JOB_CAPTURE_CHANGESTREAM) {
         lm_checks_add(out, "change-history", LM_PROTO_CHECK_PASS,
-                      "local.oplog.rs is readable (newest entry Timestamp(%u, %u))", newest.t,
-                      newest.i);
+                      "local.oplog.rs is readable (newest entry Timestamp(%u, %u))", src->newest.t,
+                      src->newest.i);
         return;
     }
     if (job->capture == LM_JOB_CAPTURE_OPLOG) {
@@ -314,7 +316,7 @@ static void roles_of(mongoc_client_t *c, char *buf, size_t size, bool *authentic
 /* The source user must list every database and read every collection: the roles are
  * reported, and the reads themselves are tried (roles differ between servers; a read is
  * the truth). The oplog read is the change-history check's. */
-static void source_privileges(const lm_job_t *job, const side_t *src, lm_checks_t *out)
+static void source_privileges(const side_t *src, lm_checks_t *out)
 {
     if (!src->client) {
         lm_checks_add(out, "source-privileges", LM_PROTO_CHECK_FAIL,
@@ -366,7 +368,6 @@ static void source_privileges(const lm_job_t *job, const side_t *src, lm_checks_
         }
     }
     bson_strfreev(dbs);
-    (void)job;
     if (n_refused)
         lm_checks_add(out, "source-privileges", LM_PROTO_CHECK_FAIL,
                       "the source user cannot read %zu database(s): %s (%s): grant it "
@@ -629,12 +630,11 @@ static void duration(double ms, char *buf, size_t size)
 static void oplog_window(const lm_job_t *job, const side_t *src, const lm_catalog_t *cat,
                          int64_t bytes, lm_checks_t *out)
 {
-    lm_optime_t oldest, newest;
-    int64_t oldest_wall = 0, newest_wall = 0;
+    lm_optime_t oldest, newest = src->newest;
+    int64_t oldest_wall = 0, newest_wall = src->newest_wall;
     bson_error_t e;
-    if (job->capture == LM_JOB_CAPTURE_CHANGESTREAM ||
-        !lm_stream_oplog_edge(src->client, 1, &oldest, &oldest_wall, &e) ||
-        !lm_stream_oplog_edge(src->client, -1, &newest, &newest_wall, &e)) {
+    if (job->capture == LM_JOB_CAPTURE_CHANGESTREAM || !src->oplog ||
+        !lm_stream_oplog_edge(src->client, 1, &oldest, &oldest_wall, &e)) {
         lm_checks_add(out, "oplog-window", LM_PROTO_CHECK_WARN,
                       "the source's oplog cannot be read, so its window could not be checked: "
                       "make sure the change history the change stream reads covers the copy");
@@ -729,7 +729,7 @@ void lm_validate(const lm_job_t *job, const char *host_state_dir, lm_checks_t *o
     lm_conn_global_init();
     reach(job, &job->source, &src, out);
     reach(job, &job->target, &dst, out);
-    source_privileges(job, &src, out);
+    source_privileges(&src, out);
     replica_set(&src, out);
     replica_set(&dst, out);
     change_history(job, &src, out);

@@ -243,7 +243,7 @@ static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
 /* The engine's options from an assignment and the agent's config. */
 static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_error_t *err)
 {
-    char dir[1200], num[32];
+    char dir[1200];
     memset(job, 0, sizeof *job);
     if (!lm_config_load_defaults(lm_job_schema, job, err) ||
         !set_endpoint(job, "source", &job->source, &pj->source, err) ||
@@ -269,22 +269,9 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
     job->log_format = d->cfg.log_format;
     snprintf(job->job_id, sizeof job->job_id, "%s", pj->job_id);
     snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
-    snprintf(num, sizeof num, "0");
     return lm_config_set(lm_job_schema, job, "state_dir", dir, err) &&
            lm_config_set(lm_job_schema, job, "status_addr",
-                         pj->kind == LM_PROTO_JOB_MIGRATION ? d->cfg.status_addr : num, err);
-}
-
-static void wipe_passwords(lm_job_t *job)
-{
-    for (int side = 0; side < 2; side++) {
-        lm_endpoint_t *ep = side ? &job->target : &job->source;
-        if (ep->password) {
-            lm_wipe(ep->password, strlen(ep->password));
-            free(ep->password);
-            ep->password = NULL;
-        }
-    }
+                         pj->kind == LM_PROTO_JOB_MIGRATION ? d->cfg.status_addr : "0", err);
 }
 
 static void *job_main(void *arg)
@@ -308,7 +295,7 @@ static void *job_main(void *arg)
         lm_log_info(NULL, "live migration %s: %s", j->id,
                     final[0] ? final : "stopped (checkpointed; resumes when the agent starts)");
     }
-    wipe_passwords(&j->job);
+    lm_job_wipe_passwords(&j->job);
     atomic_store(&j->finished, true);
     pthread_mutex_lock(&j->d->mu);
     pthread_cond_broadcast(&j->d->wake);
@@ -320,7 +307,7 @@ static void free_job(djob_t *j)
 {
     if (j->started)
         pthread_join(j->thread, NULL);
-    wipe_passwords(&j->job);
+    lm_job_wipe_passwords(&j->job);
     lm_job_cleanup(&j->job);
     lm_status_cleanup(&j->st);
     lm_checks_cleanup(&j->checks);
@@ -360,7 +347,7 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
     if (!j->refusal[0] && pthread_create(&j->thread, NULL, job_main, j) != 0)
         snprintf(j->refusal, sizeof j->refusal, "the agent cannot start a thread for it");
     if (j->refusal[0]) {
-        wipe_passwords(&j->job);
+        lm_job_wipe_passwords(&j->job);
         snprintf(j->final, sizeof j->final, "FAILED");
         atomic_store(&j->finished, true);
         lm_log_error(NULL, "%s %s refused: %s", lm_proto_job_kind_name(pj->kind), pj->job_id,

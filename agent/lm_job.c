@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_ns.h"
 #include "lm_redact.h"
@@ -262,15 +263,20 @@ bool lm_job_finish(lm_job_t *job, lm_error_t *err)
            read_password(&job->target, "target", "LIVEMIG_TARGET_PASSWORD", err);
 }
 
-void lm_job_cleanup(lm_job_t *job)
+void lm_job_wipe_passwords(lm_job_t *job)
 {
     for (int side = 0; side < 2; side++) {
         lm_endpoint_t *ep = side ? &job->target : &job->source;
         if (ep->password) {
-            memset(ep->password, 0, strlen(ep->password));
+            lm_wipe(ep->password, strlen(ep->password));
             free(ep->password);
             ep->password = NULL;
         }
     }
+}
+
+void lm_job_cleanup(lm_job_t *job)
+{
+    lm_job_wipe_passwords(job);
     lm_config_cleanup(lm_job_schema, job);
 }

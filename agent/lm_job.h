@@ -57,6 +57,8 @@ bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error
 bool lm_job_finish(lm_job_t *job, lm_error_t *err);
 
 void lm_job_usage(FILE *out);
+/* Wipes and frees the passwords (the rest stays): once a run no longer needs them. */
+void lm_job_wipe_passwords(lm_job_t *job);
 void lm_job_cleanup(lm_job_t *job);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lm_log.h"
+#include "lm_mongo_error.h"
 #include "lm_redact.h"
 
 #define DEFAULT_CONNECT_MS 10000
@@ -79,10 +80,6 @@ mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *o, lm_error_t *err)
                      berr.message);
         return NULL;
     }
-    if (o->password)
-        lm_redact_register(o->password);
-    if (mongoc_uri_get_password(uri))
-        lm_redact_register(mongoc_uri_get_password(uri));
     if ((o->username && !mongoc_uri_set_username(uri, o->username)) ||
         (o->password && !mongoc_uri_set_password(uri, o->password))) {
         lm_error_set(err, LM_ERR_INVALID, "%s: user name or password is not valid UTF-8",
@@ -152,16 +149,18 @@ void lm_conn_describe_error(const lm_conn_opts_t *o, const bson_error_t *e, lm_e
     } else if (contains(m, "resolve") || contains(m, "getaddrinfo")) {
         lm_error_set(err, LM_ERR_NET, "%s %s: cannot resolve the host name: check the URI", s,
                      hosts);
-    } else if (e->code == 13 && contains(m, "requires authentication")) {
+    } else if (lm_mongo_unauthorized(e->code) && contains(m, "requires authentication")) {
         lm_error_set(
             err, LM_ERR_AUTH,
             "%s %s: the server requires authentication: give a user (in the URI or --%s-user) "
             "and --%s-password-file",
             s, hosts, s, s);
     } else if (e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_WRITE_CONCERN) {
-        lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                     "%s %s: server refused (code %u): %s%s", s, hosts, e->code, m,
-                     e->code == 13 ? ": the user lacks a privilege for this operation" : "");
+        lm_error_set(err, lm_mongo_error_class(e->code), "%s %s: server refused (code %u): %s%s", s,
+                     hosts, e->code, m,
+                     lm_mongo_unauthorized(e->code)
+                         ? ": the user lacks a privilege for this operation"
+                         : "");
     } else {
         lm_error_set(err, LM_ERR_NET, "%s %s: %s", s, hosts, m);
     }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mongoc/mongoc.h>
+
 #include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_ns.h"
@@ -227,6 +229,23 @@ bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error
     return lm_config_check_required(lm_job_schema, job, job_file ? job_file : "command line", err);
 }
 
+bool lm_endpoint_hold_secrets(lm_endpoint_t *ep)
+{
+    bool ok = true;
+    if (ep->password)
+        ok = lm_redact_register(ep->password);
+    if (!ep->uri_password && ep->uri) {
+        mongoc_uri_t *uri = mongoc_uri_new_with_error(ep->uri, NULL);
+        const char *pw = uri ? mongoc_uri_get_password(uri) : NULL;
+        if (pw && *pw) {
+            ep->uri_password = strdup(pw);
+            ok = ep->uri_password && lm_redact_register(ep->uri_password) && ok;
+        }
+        mongoc_uri_destroy(uri);
+    }
+    return ok;
+}
+
 /* The password of one side: its file, else its environment variable, else none. */
 static bool read_password(lm_endpoint_t *ep, const char *side, const char *env, lm_error_t *err)
 {
@@ -240,8 +259,9 @@ static bool read_password(lm_endpoint_t *ep, const char *side, const char *env, 
         if (!(ep->password = strdup(from_env)))
             return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
     }
+    if (!lm_endpoint_hold_secrets(ep))
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
     if (ep->password) {
-        lm_redact_register(ep->password);
         if (!ep->user && !strchr(ep->uri, '@'))
             return lm_error_set(
                 err, LM_ERR_INVALID,
@@ -268,9 +288,16 @@ void lm_job_wipe_passwords(lm_job_t *job)
     for (int side = 0; side < 2; side++) {
         lm_endpoint_t *ep = side ? &job->target : &job->source;
         if (ep->password) {
+            lm_redact_forget(ep->password);
             lm_wipe(ep->password, strlen(ep->password));
             free(ep->password);
             ep->password = NULL;
+        }
+        if (ep->uri_password) {
+            lm_redact_forget(ep->uri_password);
+            lm_wipe(ep->uri_password, strlen(ep->uri_password));
+            free(ep->uri_password);
+            ep->uri_password = NULL;
         }
     }
 }

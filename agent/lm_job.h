@@ -18,6 +18,7 @@ typedef struct {
     char *user;
     char *password_file;
     char *password; /* filled by lm_job_finish from the file or the environment; secret */
+    char *uri_password; /* the URI's own password (user-info), if any; secret */
 } lm_endpoint_t;
 
 enum { LM_JOB_LOG_TEXT = 0, LM_JOB_LOG_JSON = 1 };
@@ -57,7 +58,13 @@ bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error
 bool lm_job_finish(lm_job_t *job, lm_error_t *err);
 
 void lm_job_usage(FILE *out);
-/* Wipes and frees the passwords (the rest stays): once a run no longer needs them. */
+/* Registers the endpoint's secrets with lm_redact (its password and the URI's own
+ * password, kept in uri_password): they are masked in every log line and message until
+ * lm_job_wipe_passwords forgets them. False only when out of memory. */
+bool lm_endpoint_hold_secrets(lm_endpoint_t *ep);
+
+/* Wipes and frees the passwords (the rest stays) and forgets them in lm_redact: once a run
+ * no longer needs them. */
 void lm_job_wipe_passwords(lm_job_t *job);
 void lm_job_cleanup(lm_job_t *job);
 

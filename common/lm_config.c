@@ -11,6 +11,7 @@
 
 #include <yaml.h>
 
+#include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_redact.h"
 #include "lm_time.h"
@@ -161,10 +162,12 @@ static bool set_scalar(const lm_config_field_t *f, void *base, const char *text,
         char *copy = strdup(text);
         if (!copy)
             return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        if (f->flags & LM_CFG_SECRET) {
+            lm_redact_forget(*(char **)p);
+            lm_redact_register(copy);
+        }
         free(*(char **)p);
         *(char **)p = copy;
-        if (f->flags & LM_CFG_SECRET)
-            lm_redact_register(copy);
         return true;
     }
     case LM_CFG_INT:
@@ -656,11 +659,16 @@ void lm_config_cleanup(const lm_config_field_t *schema, void *cfg)
         void *p = field_ptr(cfg, f);
         if (f->type == LM_CFG_STRING) {
             char **s = p;
-            if (*s && (f->flags & LM_CFG_SECRET))
-                memset(*s, 0, strlen(*s));
+            if (*s && (f->flags & LM_CFG_SECRET)) {
+                lm_redact_forget(*s);
+                lm_wipe(*s, strlen(*s));
+            }
             free(*s);
             *s = NULL;
         } else if (f->type == LM_CFG_STRING_LIST) {
+            lm_strlist_t *l = p;
+            for (size_t i = 0; (f->flags & LM_CFG_SECRET) && i < l->n; i++)
+                lm_redact_forget(l->items[i]);
             lm_strlist_cleanup(p);
         } else if (f->type == LM_CFG_SECTION) {
             lm_config_cleanup(f->section, p);

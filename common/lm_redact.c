@@ -9,16 +9,24 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lm_encode.h"
 #include "lm_strbuf.h"
 
-#define MAX_SECRETS 128
 #define MIN_SECRET_LEN 4
 /* Redacted text never grows past this; longer input is cut (logs have their own caps). */
 #define MAX_OUT (1u << 20)
 
+/* The registered secrets, each with the number of holders that registered it. The table
+ * grows by doubling; an entry whose last holder forgets it is wiped and removed. */
+typedef struct {
+    char *text;
+    size_t len;
+    unsigned holders;
+} secret_t;
+
 static pthread_mutex_t secrets_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *secrets[MAX_SECRETS];
-static size_t n_secrets;
+static secret_t *secrets;
+static size_t n_secrets, cap_secrets;
 
 static const char *const sensitive_keys[] = {
     "password",      "passwd",      "pwd",        "secret",     "token",
@@ -26,31 +34,75 @@ static const char *const sensitive_keys[] = {
     "authorization", "credentials", "credential", NULL,
 };
 
-void lm_redact_register(const char *secret)
+static void wipe_free(char *text, size_t len)
+{
+    lm_wipe(text, len);
+    free(text);
+}
+
+bool lm_redact_register(const char *secret)
+{
+    if (!secret || strlen(secret) < MIN_SECRET_LEN)
+        return true;
+    bool ok = true;
+    pthread_mutex_lock(&secrets_mu);
+    size_t i = 0;
+    while (i < n_secrets && strcmp(secrets[i].text, secret) != 0)
+        i++;
+    if (i < n_secrets) {
+        secrets[i].holders++;
+    } else {
+        if (n_secrets == cap_secrets) {
+            size_t ncap = cap_secrets ? cap_secrets * 2 : 32;
+            secret_t *grown = realloc(secrets, ncap * sizeof *grown);
+            if (grown) {
+                secrets = grown;
+                cap_secrets = ncap;
+            }
+        }
+        char *copy = n_secrets < cap_secrets ? strdup(secret) : NULL;
+        if (copy)
+            secrets[n_secrets++] = (secret_t){copy, strlen(copy), 1};
+        else
+            ok = false;
+    }
+    pthread_mutex_unlock(&secrets_mu);
+    return ok;
+}
+
+void lm_redact_forget(const char *secret)
 {
     if (!secret || strlen(secret) < MIN_SECRET_LEN)
         return;
     pthread_mutex_lock(&secrets_mu);
-    bool known = false;
-    for (size_t i = 0; i < n_secrets && !known; i++)
-        known = strcmp(secrets[i], secret) == 0;
-    if (!known && n_secrets < MAX_SECRETS) {
-        char *copy = strdup(secret);
-        if (copy)
-            secrets[n_secrets++] = copy;
+    for (size_t i = 0; i < n_secrets; i++) {
+        if (strcmp(secrets[i].text, secret) != 0)
+            continue;
+        if (--secrets[i].holders == 0) {
+            wipe_free(secrets[i].text, secrets[i].len);
+            secrets[i] = secrets[--n_secrets];
+        }
+        break;
     }
     pthread_mutex_unlock(&secrets_mu);
+}
+
+size_t lm_redact_count(void)
+{
+    pthread_mutex_lock(&secrets_mu);
+    size_t n = n_secrets;
+    pthread_mutex_unlock(&secrets_mu);
+    return n;
 }
 
 void lm_redact_forget_all(void)
 {
     pthread_mutex_lock(&secrets_mu);
-    for (size_t i = 0; i < n_secrets; i++) {
-        memset(secrets[i], 0, strlen(secrets[i]));
-        free(secrets[i]);
-        secrets[i] = NULL;
-    }
-    n_secrets = 0;
+    for (size_t i = 0; i < n_secrets; i++)
+        wipe_free(secrets[i].text, secrets[i].len);
+    free(secrets);
+    secrets = NULL;
+    n_secrets = cap_secrets = 0;
     pthread_mutex_unlock(&secrets_mu);
 }
 
@@ -62,8 +114,8 @@ static void mask_literals(const char *in, lm_strbuf_t *out)
     while (*p) {
         size_t best = 0;
         for (size_t i = 0; i < n_secrets; i++) {
-            size_t n = strlen(secrets[i]);
-            if (n > best && strncmp(p, secrets[i], n) == 0)
+            size_t n = secrets[i].len;
+            if (n > best && strncmp(p, secrets[i].text, n) == 0)
                 best = n;
         }
         if (best) {

@@ -9,14 +9,25 @@
 #ifndef LM_REDACT_H
 #define LM_REDACT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define LM_REDACT_MASK "****"
 
 /* Remembers a literal secret (copied; shorter than 4 bytes is ignored since masking it
- * would garble ordinary text). At most 128 are kept; later ones still go in, the oldest
- * registered first-come stay. */
-void lm_redact_register(const char *secret);
+ * would garble ordinary text). The table grows as needed: every registered secret is masked
+ * until it is forgotten. Registering the same secret again counts a second holder; it is
+ * masked until every holder has forgotten it. Returns false only when out of memory (the
+ * caller must then not print text that may hold the secret). */
+bool lm_redact_register(const char *secret);
+
+/* Drops one holder of a secret registered before (a job that ended forgets its passwords,
+ * so a long-running daemon keeps only the secrets still in use). The copy is wiped when its
+ * last holder forgets it. Unknown or short secrets are ignored. */
+void lm_redact_forget(const char *secret);
+
+/* How many distinct secrets are registered (tests, diagnostics). */
+size_t lm_redact_count(void);
 
 /* Forgets every registered secret (tests). */
 void lm_redact_forget_all(void);

@@ -1,5 +1,6 @@
 /* lm_redact: secrets never survive into text meant for logs or errors. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,4 +83,44 @@ Test(redact, dup_returns_copy)
     r = lm_redact_dup(NULL);
     cr_assert_str_eq(r, "");
     free(r);
+}
+
+/* A long-running daemon registers the passwords of every job it runs: the table has no
+ * fixed size (the 130th secret came out in clear when it held 128). */
+Test(redact, two_hundred_secrets_all_masked)
+{
+    char secret[64], text[128], want[128];
+    for (int i = 0; i < 200; i++) {
+        snprintf(secret, sizeof secret, "pw-%03d-%08x", i, (unsigned)(i * 2654435761u));
+        cr_assert(lm_redact_register(secret));
+    }
+    cr_assert_eq(lm_redact_count(), 200);
+    for (int i = 0; i < 200; i++) {
+        snprintf(secret, sizeof secret, "pw-%03d-%08x", i, (unsigned)(i * 2654435761u));
+        snprintf(text, sizeof text, "auth failed with %s here", secret);
+        snprintf(want, sizeof want, "auth failed with **** here");
+        check(text, want);
+    }
+    lm_redact_forget_all();
+    cr_assert_eq(lm_redact_count(), 0);
+}
+
+/* A job's passwords are forgotten when it ends; a secret two jobs share stays masked until
+ * both have ended. */
+Test(redact, forget_drops_one_holder)
+{
+    lm_redact_register("shared-Pw-1");
+    lm_redact_register("shared-Pw-1");
+    lm_redact_register("only-Pw-2");
+    cr_assert_eq(lm_redact_count(), 2);
+    lm_redact_forget("only-Pw-2");
+    check("only-Pw-2", "only-Pw-2");
+    lm_redact_forget("shared-Pw-1");
+    check("x shared-Pw-1 x", "x **** x");
+    lm_redact_forget("shared-Pw-1");
+    check("x shared-Pw-1 x", "x shared-Pw-1 x");
+    cr_assert_eq(lm_redact_count(), 0);
+    lm_redact_forget("never-registered"); /* ignored */
+    lm_redact_forget(NULL);
+    cr_assert_eq(lm_redact_count(), 0);
 }

@@ -12,22 +12,44 @@ void lm_error_init(lm_error_t *err)
     if (!err)
         return;
     err->code = LM_ERR_NONE;
+    err->http_status = 0;
     err->message[0] = '\0';
+}
+
+static void set_v(lm_error_t *err, lm_error_code_t code, int status, const char *fmt, va_list ap)
+{
+    char raw[LM_ERROR_MSG_MAX];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    err->code = code;
+    err->http_status = status;
+    lm_redact_buf(raw, err->message, sizeof err->message);
 }
 
 bool lm_error_set(lm_error_t *err, lm_error_code_t code, const char *fmt, ...)
 {
-    char raw[LM_ERROR_MSG_MAX];
     va_list ap;
-
     if (!err)
         return false;
     va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
+    set_v(err, code, 0, fmt, ap);
     va_end(ap);
-    err->code = code;
-    lm_redact_buf(raw, err->message, sizeof err->message);
     return false;
+}
+
+bool lm_error_set_http(lm_error_t *err, lm_error_code_t code, int status, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err)
+        return false;
+    va_start(ap, fmt);
+    set_v(err, code, status, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+bool lm_error_http_5xx(const lm_error_t *err)
+{
+    return err && err->http_status >= 500 && err->http_status <= 599;
 }
 
 void lm_error_prefix(lm_error_t *err, const char *fmt, ...)

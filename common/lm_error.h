@@ -32,16 +32,26 @@ typedef enum {
 
 typedef struct {
     lm_error_code_t code;
+    int http_status; /* the HTTP status behind an error from an HTTP peer; 0 otherwise */
     char message[LM_ERROR_MSG_MAX];
 } lm_error_t;
 
 /* Clears err (code NONE, empty message). */
 void lm_error_init(lm_error_t *err);
 
-/* Sets code and a printf-style message (redacted, truncated to fit). Always returns false
- * so callers can write `return lm_error_set(err, ...);`. */
+/* Sets code and a printf-style message (redacted, truncated to fit) and clears http_status.
+ * Always returns false so callers can write `return lm_error_set(err, ...);`. Decisions read
+ * code and http_status, never the message text. */
 bool lm_error_set(lm_error_t *err, lm_error_code_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The same for an HTTP peer's error answer: code LM_ERR_HTTP (or the code given) with the
+ * status kept in http_status. */
+bool lm_error_set_http(lm_error_t *err, lm_error_code_t code, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* True when err is an HTTP peer's 5xx answer (the peer may answer later). */
+bool lm_error_http_5xx(const lm_error_t *err);
 
 /* Puts "<prefix>: " in front of the existing message, e.g. the file or side it concerns. */
 void lm_error_prefix(lm_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

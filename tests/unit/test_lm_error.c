@@ -52,3 +52,19 @@ Test(error, code_names)
     cr_assert_str_eq(lm_error_code_name(LM_ERR_TLS), "tls");
     cr_assert_str_eq(lm_error_code_name(LM_ERR_TOO_LARGE), "too_large");
 }
+
+/* Decisions read the HTTP status, not the message text. */
+Test(error, http_status_kept_and_cleared)
+{
+    lm_error_t e;
+    lm_error_init(&e);
+    cr_assert_eq(e.http_status, 0);
+    lm_error_set_http(&e, LM_ERR_HTTP, 503, "the control plane refused it (busy)");
+    cr_assert_eq(e.http_status, 503);
+    cr_assert(lm_error_http_5xx(&e));
+    lm_error_set_http(&e, LM_ERR_HTTP, 404, "HTTP 5 in the text is not a 5xx");
+    cr_assert_not(lm_error_http_5xx(&e));
+    lm_error_set(&e, LM_ERR_NET, "connection refused");
+    cr_assert_eq(e.http_status, 0, "a later error must not keep an old status");
+    cr_assert_not(lm_error_http_5xx(NULL));
+}

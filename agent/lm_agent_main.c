@@ -13,6 +13,7 @@
  * SIGTERM ends the process at once. */
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@
 
 #define DEFAULT_STATUS_ADDR "127.0.0.1:27190"
 
-static volatile sig_atomic_t stop_flag, reload_flag, wake_flag;
+static atomic_bool stop_flag, reload_flag, wake_flag;
 
 static void on_signal(int sig)
 {
@@ -242,7 +243,8 @@ static bool call(const char *method, const char *addr, const char *path, lm_http
         return false;
     }
     if (resp->status / 100 != 2)
-        return lm_error_set(err, LM_ERR_HTTP, "%s: HTTP %ld", url, resp->status);
+        return lm_error_set_http(err, LM_ERR_HTTP, (int)resp->status, "%s: HTTP %ld", url,
+                                 resp->status);
     return true;
 }
 

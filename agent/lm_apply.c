@@ -10,12 +10,9 @@
 #include "lm_conn.h"
 #include "lm_indexes.h"
 #include "lm_log.h"
+#include "lm_mongo_error.h"
 #include "lm_time.h"
 
-#define DUP_KEY 11000
-#define NS_NOT_FOUND 26
-#define INDEX_NOT_FOUND 27
-#define NS_EXISTS 48
 #define DUP_RETRY_MS 30000 /* a unique-key conflict that outlives this is real */
 
 typedef struct worker {
@@ -164,7 +161,7 @@ static bool refetch(worker_t *w, const lm_op_t *op, lm_error_t *err)
             return true;
         }
         if (!lm_conn_error_transient(&e))
-            return lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+            return lm_error_set(err, lm_mongo_error_class(e.code),
                                 "%s.%s: cannot copy a changed document from the source to the "
                                 "target: %s",
                                 op->db, op->coll, e.message);
@@ -314,18 +311,18 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
                 }
                 continue; /* everything is idempotent: the whole batch again */
             }
-            ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                              "target refused changes to %s.%s: %s%s", ops[i]->db, ops[i]->coll,
-                              e.message,
-                              e.code == 13 ? ": the target user needs readWrite on every "
-                                             "migrated database"
-                                           : "");
+            ok = lm_error_set(
+                err, lm_mongo_error_class(e.code), "target refused changes to %s.%s: %s%s",
+                ops[i]->db, ops[i]->coll, e.message,
+                lm_mongo_unauthorized(e.code) ? ": the target user needs readWrite on every "
+                                                "migrated database"
+                                              : "");
             break;
         }
         size_t bad = widx < nw ? map[widx] : i;
         count_applied(a, ops + i, bad - i); /* ordered: everything before it was applied */
         i = bad;
-        if (code == DUP_KEY) {
+        if (lm_mongo_duplicate_key(code)) {
             if (!dup_since)
                 dup_since = lm_time_now_ms();
             if (lm_time_now_ms() - dup_since < DUP_RETRY_MS) {
@@ -348,9 +345,8 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
             ops[i]->kind = LM_OP_REFETCH;
             continue;
         }
-        ok = lm_error_set(err, code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                          "target refused a %s on %s.%s: %s", lm_op_kind_name(ops[i]->kind),
-                          ops[i]->db, ops[i]->coll, msg);
+        ok = lm_error_set(err, lm_mongo_error_class(code), "target refused a %s on %s.%s: %s",
+                          lm_op_kind_name(ops[i]->kind), ops[i]->db, ops[i]->coll, msg);
     }
     free(map);
     bson_destroy(plain_opts);
@@ -560,7 +556,7 @@ static bool drop_database(mongoc_client_t *target, const lm_op_t *op, const lm_s
         if (!lm_ns_selected(include, exclude, op->db, names[i]))
             continue;
         bson_t *cmd = BCON_NEW("drop", BCON_UTF8(names[i]));
-        if (!run_cmd(target, op->db, cmd, &e) && e.code != NS_NOT_FOUND)
+        if (!run_cmd(target, op->db, cmd, &e) && !lm_mongo_namespace_not_found(e.code))
             ok = lm_error_set(err, LM_ERR_SERVER, "target: cannot drop %s.%s: %s", op->db, names[i],
                               e.message);
         bson_destroy(cmd);
@@ -617,11 +613,12 @@ bool lm_apply_ddl(mongoc_client_t *target, const lm_op_t *op, const lm_strlist_t
         if (strcmp(cmd, "createIndexes") == 0) {
             ok = create_indexes(target, op, st, err);
         } else if (!run_cmd(target, op->db, op->doc, &e)) {
-            bool harmless = (strcmp(cmd, "drop") == 0 && e.code == NS_NOT_FOUND) ||
-                            (strcmp(cmd, "create") == 0 && e.code == NS_EXISTS) ||
-                            (strcmp(cmd, "dropIndexes") == 0 &&
-                             (e.code == NS_NOT_FOUND || e.code == INDEX_NOT_FOUND));
-            if (e.code == 13)
+            bool harmless =
+                (strcmp(cmd, "drop") == 0 && lm_mongo_namespace_not_found(e.code)) ||
+                (strcmp(cmd, "create") == 0 && lm_mongo_namespace_exists(e.code)) ||
+                (strcmp(cmd, "dropIndexes") == 0 &&
+                 (lm_mongo_namespace_not_found(e.code) || lm_mongo_index_not_found(e.code)));
+            if (lm_mongo_unauthorized(e.code))
                 ok = lm_error_set(err, LM_ERR_AUTH,
                                   "target refused %s on %s.%s: %s: the target user needs "
                                   "dbAdmin rights on every migrated database",

@@ -21,6 +21,7 @@
 #define LM_APPLY_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,7 +40,7 @@ typedef struct {
     int64_t buffer_bytes; /* ops queued, at most (all workers together) */
     int batch_ops;        /* ops per bulk write, at most; 0: 1000 */
     lm_status_t *status;
-    const volatile sig_atomic_t *stop;
+    const atomic_bool *stop;
 } lm_apply_opts_t;
 
 lm_apply_t *lm_apply_start(const lm_apply_opts_t *opts, lm_error_t *err);

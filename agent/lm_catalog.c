@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lm_log.h"
+#include "lm_mongo_error.h"
 
 #define MAX_COLLECTIONS 100000
 
@@ -31,9 +32,8 @@ static bool grow(lm_catalog_t *cat, size_t *cap, lm_error_t *err)
 
 static void describe(const char *what, const bson_error_t *e, lm_error_t *err)
 {
-    lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER, "source: %s failed: %s%s", what,
-                 e->message,
-                 e->code == 13
+    lm_error_set(err, lm_mongo_error_class(e->code), "source: %s failed: %s%s", what, e->message,
+                 lm_mongo_unauthorized(e->code)
                      ? ": the source user needs read access to every database (readAnyDatabase)"
                      : "");
 }

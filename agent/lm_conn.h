@@ -8,11 +8,20 @@
 #define LM_CONN_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <mongoc/mongoc.h>
 
 #include "lm_error.h"
+
+/* What one deployment was found to refuse, learnt while talking to it. Each side of each
+ * job has its own record, so a quirk of one server (FerretDB refuses noCursorTimeout)
+ * never changes how another server is read, in a daemon that runs many jobs. Fields are
+ * atomics: the copy's reader threads share the record. */
+typedef struct {
+    atomic_bool no_cursor_timeout_refused;
+} lm_conn_caps_t;
 
 typedef struct {
     const char *side;           /* "source" or "target": used in messages and flag names */

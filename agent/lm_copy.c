@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lm_log.h"
+#include "lm_mongo_error.h"
 #include "lm_time.h"
 
 #define BATCH_MIN (256 * 1024)
@@ -13,7 +14,6 @@
 /* Documents per cursor batch asked of the source: sizes are not known before the copy
  * (they are not asked for, see lm_catalog_estimate), and the server caps a batch at 16 MB. */
 #define CURSOR_BATCH_DOCS 1000
-#define DUPLICATE_KEY 11000
 
 typedef struct batch {
     struct batch *next;
@@ -36,7 +36,9 @@ typedef struct {
     int readers_left;
     size_t batch_bytes;
     atomic_bool failed;
-    lm_error_t err; /* first failure, under mu */
+    lm_error_t err;       /* first failure, under mu */
+    lm_conn_caps_t *caps; /* the source's: opts->source_caps or own_caps */
+    lm_conn_caps_t own_caps;
 } pipe_t;
 
 static bool stopping(pipe_t *p)
@@ -135,10 +137,10 @@ static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *
     const bson_t *doc;
     mongoc_collection_t *coll = mongoc_client_get_collection(src, t->db, t->coll);
     /* noCursorTimeout keeps a slow range's cursor alive; FerretDB refuses the option, and
-     * then it is left out for the rest of the run */
-    static atomic_bool no_timeout_refused;
+     * then it is left out for the rest of the job on that source (p->caps) */
+    atomic_bool *no_timeout_refused = &p->caps->no_cursor_timeout_refused;
     bson_t *opts = BCON_NEW("batchSize", BCON_INT64(CURSOR_BATCH_DOCS));
-    if (!atomic_load(&no_timeout_refused))
+    if (!atomic_load(no_timeout_refused))
         BSON_APPEND_BOOL(opts, "noCursorTimeout", true);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, t->filter, opts, NULL);
     batch_t *b = NULL;
@@ -150,9 +152,9 @@ static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *
         if (stopping(p))
             break;
         if (!mongoc_cursor_next(cur, &doc)) {
-            if (!any && !atomic_load(&no_timeout_refused) && mongoc_cursor_error(cur, &e) &&
+            if (!any && !atomic_load(no_timeout_refused) && mongoc_cursor_error(cur, &e) &&
                 strstr(e.message, "noCursorTimeout")) {
-                atomic_store(&no_timeout_refused, true);
+                atomic_store(no_timeout_refused, true);
                 mongoc_cursor_destroy(cur);
                 bson_reinit(opts);
                 BSON_APPEND_INT64(opts, "batchSize", CURSOR_BATCH_DOCS);
@@ -176,8 +178,8 @@ static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *
         }
     }
     if (ok && mongoc_cursor_error(cur, &e))
-        ok = lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                          "source: reading %s failed: %s", t->ns, e.message);
+        ok = lm_error_set(err, lm_mongo_error_class(e.code), "source: reading %s failed: %s", t->ns,
+                          e.message);
     else if (ok && !stopping(p))
         *complete = true;
     if (b) {
@@ -238,7 +240,7 @@ static bool only_duplicates(const bson_t *reply, int64_t *dups, char *first, siz
         if (!bson_iter_recurse(&errs, &one))
             continue;
         int code = bson_iter_find(&one, "code") ? (int)bson_iter_as_int64(&one) : 0;
-        if (code == DUPLICATE_KEY) {
+        if (lm_mongo_duplicate_key(code)) {
             (*dups)++;
         } else if (ok) {
             ok = false;
@@ -282,10 +284,12 @@ static bool write_batch(mongoc_client_t *dst, batch_t *b, lm_status_t *st, lm_er
     if (!mongoc_collection_insert_many(coll, ptrs, b->ndocs, opts, &reply, &e)) {
         char first[512] = "";
         if (!only_duplicates(&reply, &dups, first, sizeof first))
-            ok = lm_error_set(
-                err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                "target refused writes to %s: %s%s", t->ns, first[0] ? first : e.message,
-                e.code == 13 ? ": the target user needs readWrite on every copied database" : "");
+            ok =
+                lm_error_set(err, lm_mongo_error_class(e.code), "target refused writes to %s: %s%s",
+                             t->ns, first[0] ? first : e.message,
+                             lm_mongo_unauthorized(e.code)
+                                 ? ": the target user needs readWrite on every copied database"
+                                 : "");
     }
     if (ok) {
         int64_t written = (int64_t)b->ndocs - dups;
@@ -343,6 +347,11 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static int spawn_pthread(pthread_t *thread, void *(*main)(void *), void *arg)
+{
+    return pthread_create(thread, NULL, main, arg);
+}
+
 bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks, lm_error_t *err)
 {
     pipe_t p;
@@ -370,13 +379,31 @@ bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks,
     pthread_cond_init(&p.can_push, NULL);
     pthread_cond_init(&p.can_pop, NULL);
     lm_error_init(&p.err);
-    for (int i = 0; i < n; i++) {
-        pthread_create(&writers[i], NULL, writer_main, &p);
-        pthread_create(&readers[i], NULL, reader_main, &p);
+    p.caps = o->source_caps ? o->source_caps : &p.own_caps;
+    lm_copy_spawn_fn spawn = o->spawn ? o->spawn : spawn_pthread;
+    int n_writers = 0, n_readers = 0, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if ((rc = spawn(&writers[n_writers], writer_main, &p)) == 0)
+            n_writers++;
+        if (rc == 0 && (rc = spawn(&readers[n_readers], reader_main, &p)) == 0)
+            n_readers++;
     }
-    for (int i = 0; i < n; i++)
+    if (rc != 0) {
+        /* Stop the threads that did start: readers that never ran are not waited for. */
+        lm_error_t e;
+        lm_error_init(&e);
+        lm_error_set(&e, LM_ERR_INTERNAL,
+                     "cannot start the copy's threads (%d of %d readers, %d of %d writers "
+                     "started): %s: lower copy_workers or raise the process's thread limit",
+                     n_readers, n, n_writers, n, strerror(rc));
+        pthread_mutex_lock(&p.mu);
+        p.readers_left -= n - n_readers;
+        pthread_mutex_unlock(&p.mu);
+        fail(&p, &e);
+    }
+    for (int i = 0; i < n_readers; i++)
         pthread_join(readers[i], NULL);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n_writers; i++)
         pthread_join(writers[i], NULL);
     /* nothing may be left queued, but a failure can leave batches behind */
     for (batch_t *b = p.head, *next; b; b = next) {

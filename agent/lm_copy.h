@@ -11,11 +11,13 @@
 #define LM_COPY_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <mongoc/mongoc.h>
 
+#include "lm_conn.h"
 #include "lm_error.h"
 #include "lm_status.h"
 
@@ -35,19 +37,25 @@ typedef struct lm_copy_task {
 
 typedef void (*lm_copy_done_fn)(void *ud, lm_copy_task_t *task);
 
+/* Starts a thread like pthread_create (0 or an errno value); tests inject failures. */
+typedef int (*lm_copy_spawn_fn)(pthread_t *thread, void *(*main)(void *), void *arg);
+
 typedef struct {
     mongoc_client_pool_t *source;
     mongoc_client_pool_t *target;
-    int workers;          /* readers and writers each */
-    int64_t buffer_bytes; /* documents in flight, at most */
+    lm_conn_caps_t *source_caps; /* what the source refused so far; updated by the readers */
+    int workers;                 /* readers and writers each */
+    int64_t buffer_bytes;        /* documents in flight, at most */
     lm_status_t *status;
-    const volatile sig_atomic_t *stop; /* signals: stop reading, finish nothing new */
-    lm_copy_done_fn on_task_done;      /* called from a writer thread */
+    const atomic_bool *stop;      /* signals: stop reading, finish nothing new */
+    lm_copy_done_fn on_task_done; /* called from a writer thread */
     void *ud;
+    lm_copy_spawn_fn spawn; /* NULL: pthread_create */
 } lm_copy_opts_t;
 
 /* Copies every task not already marked done. Returns false with err when a read or write failed for
- * good, or with LM_ERR_CANCELLED when *stop or status->cancel was set (unfinished tasks stay
+ * good or its threads could not all be started (those that did are stopped and joined), or
+ * with LM_ERR_CANCELLED when *stop or status->cancel was set (unfinished tasks stay
  * undone). */
 bool lm_copy_run(const lm_copy_opts_t *opts, lm_copy_task_t *tasks, size_t n_tasks,
                  lm_error_t *err);

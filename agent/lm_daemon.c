@@ -38,9 +38,9 @@ typedef struct djob {
     pthread_t thread;
     bool started;
     atomic_bool finished;
-    char final[16];             /* the state to report once finished; "" = stopped, resumes */
-    volatile sig_atomic_t stop; /* the daemon stops: checkpoint, not an end */
-    volatile sig_atomic_t expired;
+    char final[16];   /* the state to report once finished; "" = stopped, resumes */
+    atomic_bool stop; /* the daemon stops: checkpoint, not an end */
+    atomic_bool expired;
     bool final_sent;
 } djob_t;
 
@@ -53,7 +53,7 @@ struct daemon {
     lm_identity_t id;
     djob_t *jobs;
     int64_t started_ms;
-    volatile sig_atomic_t quit; /* the sender ends */
+    atomic_bool quit; /* the sender ends */
     atomic_bool revoked;
     int64_t acked; /* the highest command seq received (main thread only) */
 };
@@ -98,7 +98,7 @@ static void free_token(char *token)
 static bool transient(const lm_error_t *err)
 {
     return err->code == LM_ERR_NET || err->code == LM_ERR_TIMEOUT ||
-           (err->code == LM_ERR_HTTP && strstr(err->message, "HTTP 5"));
+           (err->code == LM_ERR_HTTP && lm_error_http_5xx(err));
 }
 
 /* Links with the configured token when there is no identity yet, or when the token is not
@@ -235,8 +235,9 @@ static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
     if (ok && pe->password[0]) {
         if (!(ep->password = strdup(pe->password)))
             return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
-        lm_redact_register(ep->password);
     }
+    if (ok && !lm_endpoint_hold_secrets(ep))
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
     return ok;
 }
 
@@ -553,7 +554,7 @@ static void send_reports(daemon_t *d, const lm_identity_t *id, const char *ca, b
         build_report(d, j, &m);
         bool ok = lm_link_report(id, ca, &d->quit, &m, &err);
         lm_proto_status_cleanup(&m);
-        if (!ok && err.code == LM_ERR_HTTP && strstr(err.message, "HTTP 404")) {
+        if (!ok && err.code == LM_ERR_HTTP && err.http_status == 404) {
             lm_log_warn(NULL, "job %s: the control plane no longer knows it: dropping its reports",
                         j->id);
             ok = finished; /* nothing more to tell about it */

@@ -23,12 +23,13 @@
 #define LM_DAEMON_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 typedef struct {
     const char *config_path;
-    volatile sig_atomic_t *stop;   /* SIGTERM, SIGINT */
-    volatile sig_atomic_t *reload; /* SIGHUP */
-    volatile sig_atomic_t *wake;   /* set by every signal: ends a poll early */
+    atomic_bool *stop;   /* SIGTERM, SIGINT */
+    atomic_bool *reload; /* SIGHUP */
+    atomic_bool *wake;   /* set by every signal: ends a poll early */
 } lm_daemon_opts_t;
 
 /* Runs until *stop; returns a livemig-agent exit code (LM_EXIT_*). */

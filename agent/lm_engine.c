@@ -16,20 +16,20 @@
 #include "lm_json.h"
 #include "lm_log.h"
 #include "lm_meta.h"
+#include "lm_mongo_error.h"
 #include "lm_plan.h"
 #include "lm_progress.h"
 #include "lm_status_http.h"
 #include "lm_stream.h"
 #include "lm_time.h"
 
-#define NAMESPACE_EXISTS 48
-
 typedef struct {
     const lm_job_t *job;
     lm_status_t *st;
-    volatile sig_atomic_t *stop;
+    atomic_bool *stop;
     mongoc_client_pool_t *src_pool, *dst_pool;
     mongoc_client_t *src, *dst; /* for the engine's own commands */
+    lm_conn_caps_t src_caps;    /* what this job's source refused */
     char job_id[64];
     char src_hosts[256], dst_hosts[256];
     lm_catalog_t cat;
@@ -236,13 +236,13 @@ static bool create_on_target(engine_t *e, const lm_coll_info_t *c)
     bool ok = mongoc_client_write_command_with_opts(e->dst, c->db, cmd, NULL, &reply, &be);
     bson_destroy(&reply);
     bson_destroy(cmd);
-    if (!ok && be.code != NAMESPACE_EXISTS) {
+    if (!ok && !lm_mongo_namespace_exists(be.code)) {
         if (lm_coll_is_view(c)) {
             lm_status_warn(e->st, "view %s was not created: the target refused it: %s", c->ns,
                            be.message);
             return true;
         }
-        return lm_error_set(&e->err, be.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+        return lm_error_set(&e->err, lm_mongo_error_class(be.code),
                             "target refused to create %s with the source's options: %s", c->ns,
                             be.message);
     }
@@ -387,6 +387,7 @@ static bool copy_phase(engine_t *e)
 {
     lm_copy_opts_t o = {.source = e->src_pool,
                         .target = e->dst_pool,
+                        .source_caps = &e->src_caps,
                         .workers = (int)e->job->copy_workers,
                         .buffer_bytes = e->job->buffer_mb << 20,
                         .status = e->st,
@@ -585,7 +586,7 @@ static void print_summary(engine_t *e, lm_state_t state, bool already)
     fflush(stdout);
 }
 
-int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop)
+int lm_engine_run(const lm_job_t *job, atomic_bool *stop)
 {
     lm_status_t st;
     lm_status_init(&st, "-");
@@ -594,7 +595,7 @@ int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop)
     return code;
 }
 
-int lm_engine_run_status(const lm_job_t *job, lm_status_t *st, volatile sig_atomic_t *stop)
+int lm_engine_run_status(const lm_job_t *job, lm_status_t *st, atomic_bool *stop)
 {
     engine_t e;
     lm_status_http_t *http = NULL;

@@ -13,6 +13,7 @@
 #define LM_ENGINE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "lm_job.h"
 #include "lm_status.h"
@@ -27,10 +28,10 @@ enum {
 };
 
 /* Runs the job to its end; *stop is set by signal handlers. Returns an exit code. */
-int lm_engine_run(const lm_job_t *job, volatile sig_atomic_t *stop);
+int lm_engine_run(const lm_job_t *job, atomic_bool *stop);
 
 /* The same with the caller's status (lm_status_init'ed; the caller cleans it up): the
  * agent daemon reads it for its reports and sets its cancel and cutover flags. */
-int lm_engine_run_status(const lm_job_t *job, lm_status_t *st, volatile sig_atomic_t *stop);
+int lm_engine_run_status(const lm_job_t *job, lm_status_t *st, atomic_bool *stop);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lm_log.h"
+#include "lm_mongo_error.h"
 
 /* The spec as createIndexes takes it: without "ns" (refused by newer servers) and "v"
  * (the target picks its own index version), nor SecantusDB's internal "entryFormat". */
@@ -59,7 +60,7 @@ bool lm_indexes_build(mongoc_client_t *target, const lm_coll_info_t *c, lm_statu
         lm_log_info(NULL, "%s: built %u indexes", c->ns, n);
         goto out;
     }
-    if (e.code == 13) {
+    if (lm_mongo_unauthorized(e.code)) {
         ok = lm_error_set(err, LM_ERR_AUTH,
                           "target refused createIndexes on %s: %s: the target user needs the "
                           "createIndex privilege",

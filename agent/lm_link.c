@@ -109,9 +109,9 @@ static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char 
  * the answer's body goes to *out (caller frees). Refusals become errors that say what to
  * do; a deleted link-token is LM_ERR_AUTH "... revoked ...". */
 static bool agent_call(const char *base, const char *token_id, const char *secret,
-                       const char *agent_id, const char *ca_file,
-                       const volatile sig_atomic_t *cancel, const char *method, const char *path,
-                       const char *body, int64_t timeout_ms, char **out, lm_error_t *err)
+                       const char *agent_id, const char *ca_file, const atomic_bool *cancel,
+                       const char *method, const char *path, const char *body, int64_t timeout_ms,
+                       char **out, lm_error_t *err)
 {
     lm_strbuf_t bearer, agent;
     lm_strbuf_init(&bearer, 1024);
@@ -139,9 +139,10 @@ static bool agent_call(const char *base, const char *token_id, const char *secre
                               "it is the whole token and the newest one",
                               base);
         else
-            ok = lm_error_set(err, r.status == 403 || r.status == 401 ? LM_ERR_AUTH : LM_ERR_HTTP,
-                              "the control plane refused %s %s (HTTP %ld %s): %s", method, path,
-                              r.status, code, detail[0] ? detail : "no detail");
+            ok = lm_error_set_http(
+                err, r.status == 403 || r.status == 401 ? LM_ERR_AUTH : LM_ERR_HTTP, (int)r.status,
+                "the control plane refused %s %s (HTTP %ld %s): %s", method, path, r.status, code,
+                detail[0] ? detail : "no detail");
     }
     *out = ok ? strdup(r.body ? r.body : "") : NULL;
     lm_http_response_cleanup(&r);
@@ -230,16 +231,16 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
 
 /* ---- the agent API once linked ---- */
 
-static bool call_as(const lm_identity_t *id, const char *ca_file,
-                    const volatile sig_atomic_t *cancel, const char *method, const char *path,
-                    const lm_strbuf_t *body, int64_t timeout_ms, char **out, lm_error_t *err)
+static bool call_as(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
+                    const char *method, const char *path, const lm_strbuf_t *body,
+                    int64_t timeout_ms, char **out, lm_error_t *err)
 {
     return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, cancel, method,
                       path, body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
 }
 
 /* POSTs an encoded message (encoded false: the encoder failed, err says why). */
-static bool post(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
+static bool post(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
                  const char *path, bool encoded, lm_strbuf_t *body, lm_error_t *err)
 {
     char *out = NULL;
@@ -249,9 +250,8 @@ static bool post(const lm_identity_t *id, const char *ca_file, const volatile si
     return ok;
 }
 
-bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
-                       const volatile sig_atomic_t *cancel, const lm_proto_heartbeat_t *hb,
-                       lm_error_t *err)
+bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
+                       const lm_proto_heartbeat_t *hb, lm_error_t *err)
 {
     lm_strbuf_t body;
     lm_strbuf_init(&body, 1u << 16);
@@ -259,7 +259,7 @@ bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
                 lm_proto_heartbeat_encode(hb, &body, err), &body, err);
 }
 
-bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
+bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
                   int wait_seconds, int64_t ack, lm_proto_assignments_t *m, lm_error_t *err)
 {
     char path[96], *out = NULL;
@@ -275,9 +275,8 @@ bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile s
     return ok;
 }
 
-bool lm_link_report(const lm_identity_t *id, const char *ca_file,
-                    const volatile sig_atomic_t *cancel, const lm_proto_status_t *st,
-                    lm_error_t *err)
+bool lm_link_report(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
+                    const lm_proto_status_t *st, lm_error_t *err)
 {
     lm_strbuf_t body;
     lm_strbuf_init(&body, 1u << 20);

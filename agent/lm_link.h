@@ -4,6 +4,7 @@
 #define LM_LINK_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,13 +49,11 @@ void lm_identity_clear(lm_identity_t *id);
  * commands up to seq `ack` (the highest seq received so far; unacknowledged commands come
  * again, so acting on one must be idempotent); clean *m up with
  * lm_proto_assignments_cleanup. *cancel (may be NULL) set by a signal ends a call early. */
-bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file,
-                       const volatile sig_atomic_t *cancel, const lm_proto_heartbeat_t *hb,
-                       lm_error_t *err);
-bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const volatile sig_atomic_t *cancel,
+bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
+                       const lm_proto_heartbeat_t *hb, lm_error_t *err);
+bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
                   int wait_seconds, int64_t ack, lm_proto_assignments_t *m, lm_error_t *err);
-bool lm_link_report(const lm_identity_t *id, const char *ca_file,
-                    const volatile sig_atomic_t *cancel, const lm_proto_status_t *st,
-                    lm_error_t *err);
+bool lm_link_report(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
+                    const lm_proto_status_t *st, lm_error_t *err);
 
 #endif

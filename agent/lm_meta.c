@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "lm_mongo_error.h"
 #include "lm_ns.h"
 
 #define META_COLL "checkpoints"
@@ -14,10 +15,10 @@ static mongoc_collection_t *meta(mongoc_client_t *c)
 
 static bool fail(const char *what, const bson_error_t *e, lm_error_t *err)
 {
-    return lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                        "target: cannot %s the checkpoint in %s.%s: %s%s", what, LM_META_DB,
-                        META_COLL, e->message,
-                        e->code == 13 ? ": the target user needs readWrite on " LM_META_DB : "");
+    return lm_error_set(
+        err, lm_mongo_error_class(e->code), "target: cannot %s the checkpoint in %s.%s: %s%s", what,
+        LM_META_DB, META_COLL, e->message,
+        lm_mongo_unauthorized(e->code) ? ": the target user needs readWrite on " LM_META_DB : "");
 }
 
 /* Replaces (or inserts) the document with this _id. */

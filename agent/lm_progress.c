@@ -1,6 +1,7 @@
 /* lm_progress: see lm_progress.h. */
 #include "lm_progress.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -13,7 +14,7 @@
 struct lm_progress {
     lm_status_t *st;
     pthread_t thread;
-    volatile sig_atomic_t stop;
+    atomic_bool stop;
     bool tty;
     int drawn; /* lines of the live display on screen */
 };

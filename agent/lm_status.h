@@ -86,8 +86,8 @@ typedef struct {
     lm_strlist_t warnings;
     lm_strlist_t errors;
     atomic_llong docs, bytes, dup_keys;
-    volatile sig_atomic_t cancel;  /* set by POST /api/v1/cancel */
-    volatile sig_atomic_t cutover; /* set by POST /api/v1/cutover */
+    atomic_bool cancel;  /* set by POST /api/v1/cancel */
+    atomic_bool cutover; /* set by POST /api/v1/cutover */
     /* streaming: counters bumped by the apply workers */
     atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */

@@ -10,6 +10,7 @@
 #include "lm_conn.h"
 #include "lm_log.h"
 #include "lm_meta.h"
+#include "lm_mongo_error.h"
 #include "lm_time.h"
 
 #define AWAIT_MS 1000
@@ -22,9 +23,6 @@
 #define STUCK_MS 3000         /* an idle cursor behind the oplog's end this long is replaced */
 #define WINDOW_CHECK_MS 30000
 #define STALL_MS 5000 /* a tick this late: the process was paused; check the window now */
-#define CAPPED_POSITION_LOST 136
-#define CHANGE_STREAM_FATAL 280
-#define CHANGE_STREAM_HISTORY_LOST 286
 
 #define WINDOW_MSG "oplog window exceeded: restart the migration from the beginning"
 
@@ -290,8 +288,7 @@ static bool must_stop(stream_t *s, lm_error_t *err)
 
 static bool history_lost(const bson_error_t *e)
 {
-    return e->code == CAPPED_POSITION_LOST || e->code == CHANGE_STREAM_HISTORY_LOST ||
-           e->code == CHANGE_STREAM_FATAL;
+    return lm_mongo_history_lost(e->code);
 }
 
 /* After a cursor failed: true when it is worth opening again (having waited with backoff),
@@ -305,9 +302,8 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
         return lm_error_set(err, LM_ERR_INVALID, "%s" WINDOW_MSG " (the source says: %s)", lost,
                             e->message);
     if (!lm_conn_error_transient(e))
-        return lm_error_set(err, e->code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
-                            "source: %s failed: %s%s", what, e->message,
-                            e->code == 13 ? auth_hint : other_hint);
+        return lm_error_set(err, lm_mongo_error_class(e->code), "source: %s failed: %s%s", what,
+                            e->message, lm_mongo_unauthorized(e->code) ? auth_hint : other_hint);
     int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);
     lm_log_warn(NULL, "source: %s failed (%s); reconnecting in %lld ms", what, e->message,
                 (long long)wait);
@@ -924,7 +920,7 @@ static bool choose_capture(stream_t *s, lm_error_t *err)
         mode = strcmp(s->o->capture, "changestream") == 0 ? LM_JOB_CAPTURE_CHANGESTREAM
                                                           : LM_JOB_CAPTURE_OPLOG;
     if (mode == LM_JOB_CAPTURE_OPLOG && !s->oplog_readable)
-        return lm_error_set(err, e.code == 13 ? LM_ERR_AUTH : LM_ERR_SERVER,
+        return lm_error_set(err, lm_mongo_error_class(e.code),
                             "source: cannot read local.oplog.rs (%s): give the source user read "
                             "access to the local database, or use --capture changestream",
                             e.message);

@@ -22,6 +22,7 @@
 #define LM_STREAM_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include <mongoc/mongoc.h>
@@ -35,7 +36,7 @@ typedef struct {
     mongoc_client_pool_t *source, *target;
     const lm_job_t *job;
     lm_status_t *status;
-    volatile sig_atomic_t *stop;
+    atomic_bool *stop;
     const char *job_id;
     lm_optime_t from; /* applied through (the pinned start for a new stream) */
     int64_t from_wall_ms;

@@ -10,6 +10,7 @@
 #define LM_HTTP_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,17 +18,17 @@
 #include "lm_error.h"
 
 typedef struct {
-    const char *ca_file;                 /* PEM bundle to trust; NULL: system store */
-    const char *client_cert_file;        /* PEM client certificate, or NULL */
-    const char *client_key_file;         /* its key (may be the same file) */
-    const char *pinned_pubkey;           /* "sha256//BASE64" of the server key, or NULL */
-    int64_t connect_timeout_ms;          /* 0: 10 s */
-    int64_t total_timeout_ms;            /* 0: 60 s */
-    unsigned max_retries;                /* retries after the first attempt */
-    int64_t backoff_base_ms;             /* 0: 200 ms */
-    int64_t backoff_max_ms;              /* 0: 30 s */
-    size_t max_response_bytes;           /* 0: 4 MiB */
-    const volatile sig_atomic_t *cancel; /* set to stop waiting (signals); may be NULL */
+    const char *ca_file;          /* PEM bundle to trust; NULL: system store */
+    const char *client_cert_file; /* PEM client certificate, or NULL */
+    const char *client_key_file;  /* its key (may be the same file) */
+    const char *pinned_pubkey;    /* "sha256//BASE64" of the server key, or NULL */
+    int64_t connect_timeout_ms;   /* 0: 10 s */
+    int64_t total_timeout_ms;     /* 0: 60 s */
+    unsigned max_retries;         /* retries after the first attempt */
+    int64_t backoff_base_ms;      /* 0: 200 ms */
+    int64_t backoff_max_ms;       /* 0: 30 s */
+    size_t max_response_bytes;    /* 0: 4 MiB */
+    const atomic_bool *cancel;    /* set to stop waiting (signals); may be NULL */
 } lm_http_opts_t;
 
 typedef struct {

@@ -119,7 +119,7 @@ void lm_time_format_duration(int64_t ms, char *buf, size_t bufsz)
     }
 }
 
-bool lm_time_sleep_ms(int64_t ms, const volatile sig_atomic_t *cancel)
+bool lm_time_sleep_ms(int64_t ms, const atomic_bool *cancel)
 {
     int64_t until = lm_time_mono_ms() + ms;
     for (;;) {

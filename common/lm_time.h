@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +31,7 @@ void lm_time_format_duration(int64_t ms, char *buf, size_t bufsz);
 
 /* Sleeps ms, waking every 50 ms to look at *cancel (may be NULL). Returns false when
  * cancelled before the time was up. */
-bool lm_time_sleep_ms(int64_t ms, const volatile sig_atomic_t *cancel);
+bool lm_time_sleep_ms(int64_t ms, const atomic_bool *cancel);
 
 /* pthread_cond_timedwait for at most ms; returns its result (ETIMEDOUT on timeout). */
 int lm_time_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t ms);

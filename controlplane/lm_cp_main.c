@@ -7,6 +7,7 @@
  *   livemig-controlplane --version
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,7 +69,7 @@ const lm_config_field_t lm_cp_config_schema[] = {
      NULL, "text or json (one object per line)."},
     LM_CONFIG_END};
 
-static volatile sig_atomic_t stop_flag;
+static atomic_bool stop_flag;
 
 static void on_signal(int sig)
 {

@@ -1,6 +1,7 @@
 /* lm_http against a real HTTPS server started by the test with a throwaway CA. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +194,7 @@ Test(http, nothing_listening_is_retried_then_reported)
 Test(http, cancel_stops_retrying)
 {
     char u[128];
-    volatile sig_atomic_t cancel = 1;
+    atomic_bool cancel = 1;
     lm_http_opts_t o = {.max_retries = 50, .backoff_base_ms = 1000, .cancel = &cancel};
     snprintf(u, sizeof u, "https://127.0.0.1:%d/x", lm_test_free_port());
     int64_t t0 = lm_time_mono_ms();

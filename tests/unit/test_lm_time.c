@@ -1,5 +1,6 @@
 /* lm_time: durations, formatting, backoff bounds, cancellable sleep. */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "lm_time.h"
@@ -76,7 +77,7 @@ Test(time, backoff_is_jittered)
 
 Test(time, sleep_cancelled)
 {
-    volatile sig_atomic_t cancel = 1;
+    atomic_bool cancel = 1;
     int64_t t0 = lm_time_mono_ms();
     cr_assert_not(lm_time_sleep_ms(5000, &cancel));
     cr_assert_lt(lm_time_mono_ms() - t0, 1000);

@@ -20,6 +20,7 @@
 
 #include "lm_encode.h"
 #include "lm_engine.h"
+#include "lm_run.h"
 #include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_job.h"
@@ -127,7 +128,10 @@ static int cmd_migrate(int argc, char **argv)
     lm_log_set_format(job.log_format == LM_JOB_LOG_JSON ? LM_LOG_JSON : LM_LOG_TEXT);
     lm_log_set_level((lm_log_level_t)job.log_level);
     install_signals(false);
-    code = lm_engine_run(&job, &stop_flag);
+    lm_status_t st;
+    lm_status_init(&st, "-");
+    code = lm_run_job(&job, &st, &stop_flag);
+    lm_status_cleanup(&st);
 out:
     lm_job_cleanup(&job);
     return code;

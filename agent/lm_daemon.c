@@ -10,6 +10,7 @@
 #include "lm_agent_config.h"
 #include "lm_encode.h"
 #include "lm_engine.h"
+#include "lm_run.h"
 #include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_link.h"
@@ -287,7 +288,7 @@ static void *job_main(void *arg)
                     lm_checks_failed(&j->checks) ? "a check FAILED" : "passed");
     } else {
         lm_log_info(NULL, "live migration %s: starting (state in %s)", j->id, j->job.state_dir);
-        int code = lm_engine_run_status(&j->job, &j->st, &j->stop);
+        int code = lm_run_job(&j->job, &j->st, &j->stop);
         const char *final = code == LM_EXIT_OK          ? "COMPLETE"
                             : code == LM_EXIT_CANCELLED ? (j->expired ? "EXPIRED" : "CANCELLED")
                             : code == LM_EXIT_STOPPED   ? ""

@@ -18,18 +18,17 @@
 #include "lm_meta.h"
 #include "lm_mongo_error.h"
 #include "lm_plan.h"
-#include "lm_progress.h"
-#include "lm_status_http.h"
 #include "lm_stream.h"
 #include "lm_time.h"
 
-typedef struct {
-    const lm_job_t *job;
-    lm_status_t *st;
-    atomic_bool *stop;
-    mongoc_client_pool_t *src_pool, *dst_pool;
-    mongoc_client_t *src, *dst; /* for the engine's own commands */
-    lm_conn_caps_t src_caps;    /* what this job's source refused */
+struct lm_engine {
+    lm_engine_opts_t o;
+    const lm_job_t *job; /* o.job */
+    lm_status_t *st;     /* o.status */
+    const atomic_bool *stop;
+    mongoc_client_pool_t *src_pool, *dst_pool; /* o.source / o.target, or the engine's own */
+    mongoc_client_t *src, *dst;                /* for the engine's own commands */
+    lm_conn_caps_t src_caps;                   /* what this job's source refused */
     char job_id[64];
     char src_hosts[256], dst_hosts[256];
     lm_catalog_t cat;
@@ -41,7 +40,10 @@ typedef struct {
     int indexes_refused;
     int options_missing;
     bool streamed; /* the job streamed changes (not a copy-only job) */
-} engine_t;
+    bool prepared, already_complete, resume_streaming;
+};
+
+typedef struct lm_engine engine_t;
 
 /* ---- identity ---- */
 
@@ -50,6 +52,13 @@ static bool load_identity(engine_t *e)
 {
     char path[1024], *text = NULL;
     lm_error_t rerr;
+    if (e->o.checkpoint_key) { /* the caller owns the identity */
+        if (!*e->o.checkpoint_key || strlen(e->o.checkpoint_key) >= sizeof e->job_id)
+            return lm_error_set(&e->err, LM_ERR_INVALID, "checkpoint key must be 1-%zu bytes",
+                                sizeof e->job_id - 1);
+        snprintf(e->job_id, sizeof e->job_id, "%s", e->o.checkpoint_key);
+        return true;
+    }
     snprintf(path, sizeof path, "%s/job.json", e->job->state_dir);
     if (!lm_fs_mkdir_p(e->job->state_dir, 0700, &e->err))
         return false;
@@ -98,8 +107,9 @@ static bool load_identity(engine_t *e)
 
 /* ---- connecting ---- */
 
+/* The side's pool: the caller's (given) or a new one; hosts gets its host list. */
 static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, const char *side,
-                                       char *hosts, size_t hostsz)
+                                       char *hosts, size_t hostsz, mongoc_client_pool_t *given)
 {
     lm_conn_opts_t o = {.side = side,
                         .uri = ep->uri,
@@ -112,6 +122,8 @@ static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, con
         return NULL;
     lm_conn_hosts(uri, hosts, hostsz);
     mongoc_uri_destroy(uri);
+    if (given)
+        return given;
     mongoc_client_pool_t *pool = lm_conn_pool_new(&o, &e->err);
     if (pool)
         mongoc_client_pool_max_size(pool, (uint32_t)((e->job->copy_workers > e->job->apply_workers
@@ -152,8 +164,7 @@ static bool pin_start(engine_t *e)
             e->src_hosts);
     e->meta.start_ts = t;
     e->meta.start_inc = i;
-    e->st->start_ts = t;
-    e->st->start_inc = i;
+    lm_status_set_start(e->st, t, i);
     lm_log_info(NULL, "pinned the source's start at Timestamp(%u, %u)", t, i);
     return true;
 }
@@ -437,7 +448,9 @@ static bool stream_phase(engine_t *e)
                           .stop = e->stop,
                           .job_id = e->job_id,
                           .from = {e->meta.start_ts, e->meta.start_inc},
-                          .capture = e->meta.capture};
+                          .capture = e->meta.capture,
+                          .cutover_gate = e->o.cutover_gate,
+                          .gate_ud = e->o.gate_ud};
     e->streamed = true;
     if (e->meta.has_applied) {
         o.from = (lm_optime_t){e->meta.applied_t, e->meta.applied_i};
@@ -456,42 +469,44 @@ static bool stream_phase(engine_t *e)
     return true;
 }
 
-/* ---- the whole job ---- */
+/* ---- the phases ---- */
 
-static bool run_phases(engine_t *e, bool *already_complete)
+bool lm_engine_prepare(engine_t *e)
 {
+    if (e->prepared)
+        return true;
     lm_status_set_phase(e->st, LM_PHASE_VALIDATING);
-    if (!(e->src_pool =
-              open_side(e, &e->job->source, "source", e->src_hosts, sizeof e->src_hosts)) ||
-        !(e->dst_pool = open_side(e, &e->job->target, "target", e->dst_hosts, sizeof e->dst_hosts)))
+    if (!(e->src_pool = open_side(e, &e->job->source, "source", e->src_hosts, sizeof e->src_hosts,
+                                  e->o.source)) ||
+        !(e->dst_pool = open_side(e, &e->job->target, "target", e->dst_hosts, sizeof e->dst_hosts,
+                                  e->o.target)))
         return false;
     e->src = mongoc_client_pool_pop(e->src_pool);
     e->dst = mongoc_client_pool_pop(e->dst_pool);
     if (!load_identity(e))
         return false;
-    snprintf(e->st->job_id, sizeof e->st->job_id, "%s", e->job_id);
+    lm_status_set_job_id(e->st, e->job_id);
     if (!lm_meta_load_job(e->dst, e->job_id, &e->meta, &e->err))
         return false;
     if (e->meta.exists && strcmp(e->meta.phase, "COMPLETE") == 0) {
-        *already_complete = true;
+        e->already_complete = e->prepared = true;
         return true;
     }
     if (e->meta.exists &&
         (strcmp(e->meta.phase, "STREAMING") == 0 || strcmp(e->meta.phase, "CUTTING_OVER") == 0)) {
-        e->st->start_ts = e->meta.start_ts;
-        e->st->start_inc = e->meta.start_inc;
+        lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
         lm_log_info(NULL,
                     "resuming job %s: the copy is done; streaming from the target's "
                     "checkpoint",
                     e->job_id);
-        return stream_phase(e);
+        e->resume_streaming = e->prepared = true;
+        return true;
     }
     bool fresh = !e->meta.exists;
     if (fresh && !pin_start(e))
         return false;
     if (!fresh) {
-        e->st->start_ts = e->meta.start_ts;
-        e->st->start_inc = e->meta.start_inc;
+        lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
         lm_log_info(NULL, "resuming job %s (phase %s) from the target's checkpoint", e->job_id,
                     e->meta.phase);
     }
@@ -509,155 +524,149 @@ static bool run_phases(engine_t *e, bool *already_complete)
     }
     if (!plan_all(e, fresh) || !build_tasks(e))
         return false;
+    e->prepared = true;
+    return true;
+}
+
+bool lm_engine_resumes_streaming(const engine_t *e)
+{
+    return e->resume_streaming;
+}
+
+bool lm_engine_already_complete(const engine_t *e)
+{
+    return e->already_complete;
+}
+
+bool lm_engine_copy(engine_t *e)
+{
+    if (!e->prepared)
+        return lm_error_set(&e->err, LM_ERR_INTERNAL, "lm_engine_copy before lm_engine_prepare");
     lm_status_set_phase(e->st, LM_PHASE_COPYING);
     pthread_t estimator;
     bool estimating = pthread_create(&estimator, NULL, estimator_main, e) == 0;
     bool copied = copy_phase(e);
     if (estimating)
         pthread_join(estimator, NULL);
-    if (!copied)
-        return false;
+    return copied;
+}
+
+bool lm_engine_build_indexes(engine_t *e)
+{
     lm_status_set_phase(e->st, LM_PHASE_BUILDING_INDEXES);
-    if (!lm_meta_set_phase(e->dst, e->job_id, "BUILDING_INDEXES", &e->err) || !index_phase(e))
-        return false;
-    if (!e->job->copy_only)
-        return stream_phase(e);
+    return lm_meta_set_phase(e->dst, e->job_id, "BUILDING_INDEXES", &e->err) && index_phase(e);
+}
+
+bool lm_engine_finish_copy(engine_t *e)
+{
     if (!lm_meta_set_phase(e->dst, e->job_id, "COMPLETE", &e->err))
         return false;
     lm_status_set_phase(e->st, LM_PHASE_COMPLETE);
     return true;
 }
 
-static void print_summary(engine_t *e, lm_state_t state, bool already)
+bool lm_engine_stream(engine_t *e)
 {
-    char took[32];
-    lm_status_t *st = e->st;
-    lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
-    if (!e->job_id[0]) { /* it never got as far as a job */
-        printf("\nlivemig copy %s before it started\n", lm_state_name(state));
-        for (size_t i = 0; i < st->errors.n; i++)
-            printf("  error: %s\n", st->errors.items[i]);
-        fflush(stdout);
-        return;
-    }
-    printf("\nlivemig %s %s: job %s, %s -> %s\n", e->streamed ? "migration" : "copy",
-           lm_state_name(state), e->job_id, e->src_hosts, e->dst_hosts);
-    if (already) {
-        printf("  this job was already complete; use a new --state-dir to copy again\n");
-        return;
-    }
-    size_t colls = 0, views = 0, resumed = 0;
-    for (size_t i = 0; i < st->n_colls; i++) {
-        st->colls[i].is_view ? views++ : colls++;
-        resumed += st->colls[i].resumed;
-    }
-    printf("  collections: %zu, views: %zu (finished by an earlier run: %zu)\n", colls, views,
-           resumed);
-    printf("  documents copied: %lld (%.1f MB) in %s; already on the target: %lld\n",
-           (long long)atomic_load(&st->docs), (double)atomic_load(&st->bytes) / 1e6, took,
-           (long long)atomic_load(&st->dup_keys));
-    if (e->streamed) {
-        lm_stream_status_t ss;
-        lm_status_get_stream(st, &ss);
-        printf("  changes applied: %lld (documents copied again from the source: %lld, DDL: "
-               "%lld), capture: %s\n",
-               (long long)atomic_load(&st->ops_applied), (long long)atomic_load(&st->ops_refetched),
-               (long long)atomic_load(&st->ddl_applied), ss.capture[0] ? ss.capture : "-");
-        if (state == LM_STATE_COMPLETE && ss.final_t)
-            printf("  cutover complete: the target holds every change up to Timestamp(%u, %u); "
-                   "writes that reach the source after it are NOT applied\n",
-                   ss.final_t, ss.final_i);
-        else if (ss.active)
-            printf("  applied through Timestamp(%u, %u) (checkpointed on the target; run the "
-                   "same command again to resume)\n",
-                   ss.applied_t, ss.applied_i);
-    }
-    if (e->indexes_refused)
-        printf("  indexes the target refused: %d (see the warnings)\n", e->indexes_refused);
-    if (e->options_missing)
-        printf("  collection options the target did not keep: %d (see the warnings)\n",
-               e->options_missing);
-    for (size_t i = 0; i < st->warnings.n; i++)
-        printf("  warning: %s\n", st->warnings.items[i]);
-    for (size_t i = 0; i < st->errors.n; i++)
-        printf("  error: %s\n", st->errors.items[i]);
-    if (state == LM_STATE_STOPPED)
-        printf("  stopped by a signal: run the same command again to resume\n");
-    fflush(stdout);
+    if (!e->prepared)
+        return lm_error_set(&e->err, LM_ERR_INTERNAL, "lm_engine_stream before lm_engine_prepare");
+    return stream_phase(e);
 }
 
-int lm_engine_run(const lm_job_t *job, atomic_bool *stop)
+static bool run_phases(engine_t *e)
 {
-    lm_status_t st;
-    lm_status_init(&st, "-");
-    int code = lm_engine_run_status(job, &st, stop);
-    lm_status_cleanup(&st);
-    return code;
+    if (!lm_engine_prepare(e))
+        return false;
+    if (e->already_complete)
+        return true;
+    if (e->resume_streaming)
+        return lm_engine_stream(e);
+    if (!lm_engine_copy(e) || !lm_engine_build_indexes(e))
+        return false;
+    return e->job->copy_only ? lm_engine_finish_copy(e) : lm_engine_stream(e);
 }
 
-int lm_engine_run_status(const lm_job_t *job, lm_status_t *st, atomic_bool *stop)
+lm_engine_outcome_t lm_engine_run(engine_t *e)
 {
-    engine_t e;
-    lm_status_http_t *http = NULL;
-    lm_progress_t *progress = NULL;
-    bool already = false;
-    int code = LM_EXIT_OK;
-
-    memset(&e, 0, sizeof e);
-    e.job = job;
-    e.st = st;
-    e.stop = stop;
-    lm_error_init(&e.err);
-    lm_conn_global_init();
-    if (strcmp(job->status_addr, "0") != 0) {
-        http = lm_status_http_start(job->status_addr, st, &e.err);
-        if (!http) {
-            fprintf(stderr, "livemig-agent: %s\n", e.err.message);
-            lm_status_error(st, "%s", e.err.message);
-            lm_status_set_state(st, LM_STATE_FAILED);
-            code = LM_EXIT_USAGE;
-            goto out;
-        }
-        char host[128];
-        int port;
-        lm_status_addr_parse(job->status_addr, host, sizeof host, &port, NULL);
-        lm_log_info(NULL, "status API on http://%s%s%s:%d/api/v1/status",
-                    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-                    lm_status_http_port(http));
-    }
-    progress = lm_progress_start(st);
+    lm_engine_outcome_t out;
     lm_state_t state;
-    if (run_phases(&e, &already)) {
+    if (run_phases(e)) {
+        out = e->already_complete ? LM_ENGINE_ALREADY_COMPLETE : LM_ENGINE_COMPLETE;
         state = LM_STATE_COMPLETE;
-    } else if (e.err.code == LM_ERR_CANCELLED) {
-        state = st->cancel ? LM_STATE_CANCELLED : LM_STATE_STOPPED;
-        code = st->cancel ? LM_EXIT_CANCELLED : LM_EXIT_STOPPED;
-        lm_log_warn(NULL, "%s; progress is checkpointed on the target", e.err.message);
+    } else if (e->err.code == LM_ERR_CANCELLED) {
+        bool cancelled = atomic_load(&e->st->cancel);
+        out = cancelled ? LM_ENGINE_CANCELLED : LM_ENGINE_STOPPED;
+        state = cancelled ? LM_STATE_CANCELLED : LM_STATE_STOPPED;
+        lm_log_warn(NULL, "%s; progress is checkpointed on the target", e->err.message);
     } else {
+        out = LM_ENGINE_FAILED;
         state = LM_STATE_FAILED;
-        code = LM_EXIT_FAILED;
-        lm_status_error(st, "%s", e.err.message);
+        lm_status_error(e->st, "%s", e->err.message);
     }
-    lm_status_set_state(st, state);
-    lm_progress_stop(progress);
-    print_summary(&e, state, already);
-out:
-    lm_status_http_stop(http);
-    for (size_t i = 0; i < e.n_tasks; i++)
-        bson_destroy(e.tasks[i].filter);
-    free(e.tasks);
-    for (size_t i = 0; e.plans && i < e.cat.n; i++)
-        if (e.plans[i])
-            bson_destroy(e.plans[i]);
-    free(e.plans);
-    lm_catalog_cleanup(&e.cat);
-    if (e.src)
-        mongoc_client_pool_push(e.src_pool, e.src);
-    if (e.dst)
-        mongoc_client_pool_push(e.dst_pool, e.dst);
-    if (e.src_pool)
-        mongoc_client_pool_destroy(e.src_pool);
-    if (e.dst_pool)
-        mongoc_client_pool_destroy(e.dst_pool);
-    return code;
+    lm_status_set_state(e->st, state);
+    return out;
+}
+
+int lm_engine_exit_code(lm_engine_outcome_t outcome)
+{
+    switch (outcome) {
+    case LM_ENGINE_COMPLETE:
+    case LM_ENGINE_ALREADY_COMPLETE: return LM_EXIT_OK;
+    case LM_ENGINE_STOPPED: return LM_EXIT_STOPPED;
+    case LM_ENGINE_CANCELLED: return LM_EXIT_CANCELLED;
+    case LM_ENGINE_FAILED: break;
+    }
+    return LM_EXIT_FAILED;
+}
+
+const lm_error_t *lm_engine_error(const engine_t *e)
+{
+    return &e->err;
+}
+
+void lm_engine_summary(const engine_t *e, lm_engine_summary_t *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->job_id, sizeof out->job_id, "%s", e->job_id);
+    snprintf(out->source, sizeof out->source, "%s", e->src_hosts);
+    snprintf(out->target, sizeof out->target, "%s", e->dst_hosts);
+    out->streamed = e->streamed;
+    out->indexes_refused = e->indexes_refused;
+    out->options_missing = e->options_missing;
+}
+
+lm_engine_t *lm_engine_new(const lm_engine_opts_t *opts)
+{
+    engine_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->o = *opts;
+    e->job = opts->job;
+    e->st = opts->status;
+    e->stop = opts->stop;
+    lm_error_init(&e->err);
+    lm_conn_global_init();
+    return e;
+}
+
+void lm_engine_destroy(engine_t *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n_tasks; i++)
+        bson_destroy(e->tasks[i].filter);
+    free(e->tasks);
+    for (size_t i = 0; e->plans && i < e->cat.n; i++)
+        if (e->plans[i])
+            bson_destroy(e->plans[i]);
+    free(e->plans);
+    lm_catalog_cleanup(&e->cat);
+    if (e->src)
+        mongoc_client_pool_push(e->src_pool, e->src);
+    if (e->dst)
+        mongoc_client_pool_push(e->dst_pool, e->dst);
+    if (e->src_pool && e->src_pool != e->o.source)
+        mongoc_client_pool_destroy(e->src_pool);
+    if (e->dst_pool && e->dst_pool != e->o.target)
+        mongoc_client_pool_destroy(e->dst_pool);
+    free(e);
 }

@@ -26,7 +26,8 @@ static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t b
     char eta[32] = "?";
     if (!lm_status_totals(st, &est_docs, &est_bytes)) {
         snprintf(buf, bufsz, "%s: %lld docs, %.1f MB copied, %.1f MB/s (estimating the total)",
-                 lm_phase_name(st->phase), (long long)docs, (double)bytes / 1e6, rate_bytes / 1e6);
+                 lm_phase_name(lm_status_get_phase(st)), (long long)docs, (double)bytes / 1e6,
+                 rate_bytes / 1e6);
         return;
     }
     if (rate_bytes > 0 && est_bytes > bytes)
@@ -36,7 +37,7 @@ static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t b
         snprintf(eta, sizeof eta, "-");
     double pct = est_bytes > 0 ? 100.0 * (double)bytes / (double)est_bytes : 0;
     snprintf(buf, bufsz, "%s: %.1f%% %lld/%lld docs, %.1f/%.1f MB, %.1f MB/s, ETA %s",
-             lm_phase_name(st->phase), pct > 100 ? 100.0 : pct, (long long)docs,
+             lm_phase_name(lm_status_get_phase(st)), pct > 100 ? 100.0 : pct, (long long)docs,
              (long long)est_docs, (double)bytes / 1e6, (double)est_bytes / 1e6, rate_bytes / 1e6,
              eta);
 }
@@ -83,7 +84,7 @@ static void *progress_main(void *arg)
         rate = rate == 0 ? inst : 0.7 * rate + 0.3 * inst; /* smoothed, for a steadier ETA */
         last_t = now;
         last_bytes = bytes;
-        if (p->st->phase != LM_PHASE_COPYING)
+        if (lm_status_get_phase(p->st) != LM_PHASE_COPYING)
             continue;
         if (p->tty) {
             draw(p, rate);

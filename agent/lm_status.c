@@ -47,6 +47,37 @@ void lm_status_cleanup(lm_status_t *st)
     pthread_mutex_destroy(&st->mu);
 }
 
+void lm_status_set_job_id(lm_status_t *st, const char *job_id)
+{
+    pthread_mutex_lock(&st->mu);
+    snprintf(st->job_id, sizeof st->job_id, "%s", job_id);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_set_start(lm_status_t *st, uint32_t t, uint32_t i)
+{
+    pthread_mutex_lock(&st->mu);
+    st->start_ts = t;
+    st->start_inc = i;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_get_start(lm_status_t *st, uint32_t *t, uint32_t *i)
+{
+    pthread_mutex_lock(&st->mu);
+    *t = st->start_ts;
+    *i = st->start_inc;
+    pthread_mutex_unlock(&st->mu);
+}
+
+lm_phase_t lm_status_get_phase(lm_status_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    lm_phase_t p = st->phase;
+    pthread_mutex_unlock(&st->mu);
+    return p;
+}
+
 void lm_status_set_stream(lm_status_t *st, const lm_stream_status_t *s)
 {
     pthread_mutex_lock(&st->mu);

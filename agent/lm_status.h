@@ -1,7 +1,15 @@
 /* lm_status: what a running job is doing, shared between the engine's threads, the status
- * API, the progress display and the final summary. Counters are atomics bumped by writer
- * threads; everything else changes under the mutex. Renders as JSON (GET /api/v1/status)
- * and Prometheus text (GET /metrics). */
+ * API, the progress display and the final summary.
+ *
+ * Who owns what (the one rule for every field):
+ *  - counters (atomic_*) are bumped by the copy's writers and the apply workers and read
+ *    by anyone, lock-free; so are the flags cancel and cutover (set by the status API or
+ *    the daemon, read by the engine);
+ *  - every other field is written and read under mu, through the functions below (the
+ *    engine sets job id, start optime, phase, state, collections, stream; the readers are
+ *    lm_status_json / lm_status_metrics / lm_status_get_*), except colls[i]'s fixed parts
+ *    (ns, is_view, ranges_total), set once before lm_status_set_collections publishes them. Renders
+ * as JSON (GET /api/v1/status) and Prometheus text (GET /metrics). */
 #ifndef LM_STATUS_H
 #define LM_STATUS_H
 
@@ -98,6 +106,11 @@ void lm_status_init(lm_status_t *st, const char *job_id);
 void lm_status_cleanup(lm_status_t *st);
 
 void lm_status_set_phase(lm_status_t *st, lm_phase_t phase);
+void lm_status_set_job_id(lm_status_t *st, const char *job_id);
+/* The pinned source optime the copy started from. */
+void lm_status_set_start(lm_status_t *st, uint32_t t, uint32_t i);
+void lm_status_get_start(lm_status_t *st, uint32_t *t, uint32_t *i);
+lm_phase_t lm_status_get_phase(lm_status_t *st);
 void lm_status_set_stream(lm_status_t *st, const lm_stream_status_t *s);
 void lm_status_get_stream(lm_status_t *st, lm_stream_status_t *s);
 void lm_status_set_state(lm_status_t *st, lm_state_t state);

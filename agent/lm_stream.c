@@ -58,7 +58,12 @@ typedef struct {
 
 static bool stopped(stream_t *s)
 {
-    return (s->o->stop && *s->o->stop) || s->st->cancel;
+    return (s->o->stop && atomic_load(s->o->stop)) || atomic_load(&s->st->cancel);
+}
+
+static bool cutover_requested(stream_t *s)
+{
+    return s->o->cutover_gate ? s->o->cutover_gate(s->o->gate_ud) : atomic_load(&s->st->cutover);
 }
 
 static int64_t time_of(lm_optime_t t, int64_t wall)
@@ -549,7 +554,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
                 /* nothing new within the await time: the cursor has given all it will */
                 bool unchecked = cont.first || lm_optime_cmp(from, cont.from) > 0;
                 if (unchecked &&
-                    (cont.first || s->st->cutover || lm_time_mono_ms() >= cont.due_ms)) {
+                    (cont.first || cutover_requested(s) || lm_time_mono_ms() >= cont.due_ms)) {
                     if (!(ok = check_continuity(s, oplog, &dec, &cont, &from, &from_wall, err)))
                         break;
                     continue;
@@ -787,7 +792,7 @@ static void *monitor_main(void *arg)
         if (caught_up)
             caught_up_at = wall_now;
 
-        if (s->st->cutover && !cutting_over) {
+        if (cutover_requested(s) && !cutting_over) {
             cutting_over = true;
             ss.cutover_requested_ms = wall_now;
             lm_status_set_phase(s->st, LM_PHASE_CUTTING_OVER);

@@ -36,8 +36,12 @@ typedef struct {
     mongoc_client_pool_t *source, *target;
     const lm_job_t *job;
     lm_status_t *status;
-    atomic_bool *stop;
+    const atomic_bool *stop;
     const char *job_id;
+    /* The cutover gate: true once the stream should cut over (drain to the source's newest
+     * position and end). NULL: status->cutover (the status API and the daemon set it). */
+    bool (*cutover_gate)(void *ud);
+    void *gate_ud;
     lm_optime_t from; /* applied through (the pinned start for a new stream) */
     int64_t from_wall_ms;
     const char *capture; /* the mode a previous run used, or NULL */

@@ -1,0 +1,117 @@
+/* lm_run: see lm_run.h.
+ *
+ * Threads: the caller's thread runs the engine; lm_status_http serves the status from its
+ * own threads and lm_progress draws from its own, both reading the status sink only
+ * through lm_status's rules (lm_status.h). Both are stopped before the summary prints. */
+#include "lm_run.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lm_engine.h"
+#include "lm_log.h"
+#include "lm_progress.h"
+#include "lm_status_http.h"
+#include "lm_time.h"
+
+static void print_summary(const lm_engine_summary_t *sum, lm_status_t *st, lm_state_t state,
+                          bool already)
+{
+    char took[32];
+    lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
+    pthread_mutex_lock(&st->mu); /* warnings, errors and collections */
+    if (!sum->job_id[0]) {       /* it never got as far as a job */
+        printf("\nlivemig copy %s before it started\n", lm_state_name(state));
+        for (size_t i = 0; i < st->errors.n; i++)
+            printf("  error: %s\n", st->errors.items[i]);
+        goto out;
+    }
+    printf("\nlivemig %s %s: job %s, %s -> %s\n", sum->streamed ? "migration" : "copy",
+           lm_state_name(state), sum->job_id, sum->source, sum->target);
+    if (already) {
+        printf("  this job was already complete; use a new --state-dir to copy again\n");
+        goto out;
+    }
+    size_t colls = 0, views = 0, resumed = 0;
+    for (size_t i = 0; i < st->n_colls; i++) {
+        st->colls[i].is_view ? views++ : colls++;
+        resumed += st->colls[i].resumed;
+    }
+    printf("  collections: %zu, views: %zu (finished by an earlier run: %zu)\n", colls, views,
+           resumed);
+    printf("  documents copied: %lld (%.1f MB) in %s; already on the target: %lld\n",
+           (long long)atomic_load(&st->docs), (double)atomic_load(&st->bytes) / 1e6, took,
+           (long long)atomic_load(&st->dup_keys));
+    if (sum->streamed) {
+        lm_stream_status_t ss = st->stream;
+        printf("  changes applied: %lld (documents copied again from the source: %lld, DDL: "
+               "%lld), capture: %s\n",
+               (long long)atomic_load(&st->ops_applied), (long long)atomic_load(&st->ops_refetched),
+               (long long)atomic_load(&st->ddl_applied), ss.capture[0] ? ss.capture : "-");
+        if (state == LM_STATE_COMPLETE && ss.final_t)
+            printf("  cutover complete: the target holds every change up to Timestamp(%u, %u); "
+                   "writes that reach the source after it are NOT applied\n",
+                   ss.final_t, ss.final_i);
+        else if (ss.active)
+            printf("  applied through Timestamp(%u, %u) (checkpointed on the target; run the "
+                   "same command again to resume)\n",
+                   ss.applied_t, ss.applied_i);
+    }
+    if (sum->indexes_refused)
+        printf("  indexes the target refused: %d (see the warnings)\n", sum->indexes_refused);
+    if (sum->options_missing)
+        printf("  collection options the target did not keep: %d (see the warnings)\n",
+               sum->options_missing);
+    for (size_t i = 0; i < st->warnings.n; i++)
+        printf("  warning: %s\n", st->warnings.items[i]);
+    for (size_t i = 0; i < st->errors.n; i++)
+        printf("  error: %s\n", st->errors.items[i]);
+    if (state == LM_STATE_STOPPED)
+        printf("  stopped by a signal: run the same command again to resume\n");
+out:
+    pthread_mutex_unlock(&st->mu);
+    fflush(stdout);
+}
+
+int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
+{
+    lm_error_t err;
+    lm_status_http_t *http = NULL;
+    lm_error_init(&err);
+    if (strcmp(job->status_addr, "0") != 0) {
+        http = lm_status_http_start(job->status_addr, st, &err);
+        if (!http) {
+            fprintf(stderr, "livemig-agent: %s\n", err.message);
+            lm_status_error(st, "%s", err.message);
+            lm_status_set_state(st, LM_STATE_FAILED);
+            return LM_EXIT_USAGE;
+        }
+        char host[128];
+        int port;
+        lm_status_addr_parse(job->status_addr, host, sizeof host, &port, NULL);
+        lm_log_info(NULL, "status API on http://%s%s%s:%d/api/v1/status",
+                    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                    lm_status_http_port(http));
+    }
+    lm_engine_opts_t o = {.job = job, .status = st, .stop = stop};
+    lm_engine_t *e = lm_engine_new(&o);
+    if (!e) {
+        lm_status_http_stop(http);
+        fprintf(stderr, "livemig-agent: out of memory\n");
+        return LM_EXIT_FAILED;
+    }
+    lm_progress_t *progress = lm_progress_start(st);
+    lm_engine_outcome_t outcome = lm_engine_run(e);
+    lm_progress_stop(progress);
+    lm_status_http_stop(http);
+    lm_engine_summary_t sum;
+    lm_engine_summary(e, &sum);
+    lm_state_t state = outcome == LM_ENGINE_ALREADY_COMPLETE ? LM_STATE_COMPLETE
+                       : outcome == LM_ENGINE_COMPLETE       ? LM_STATE_COMPLETE
+                       : outcome == LM_ENGINE_CANCELLED      ? LM_STATE_CANCELLED
+                       : outcome == LM_ENGINE_STOPPED        ? LM_STATE_STOPPED
+                                                             : LM_STATE_FAILED;
+    print_summary(&sum, st, state, outcome == LM_ENGINE_ALREADY_COMPLETE);
+    lm_engine_destroy(e);
+    return lm_engine_exit_code(outcome);
+}

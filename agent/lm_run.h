@@ -1,0 +1,19 @@
+/* lm_run: the agent's presentation of one engine run, for `livemig-agent migrate` and the
+ * daemon's migration jobs. It wraps the engine library (lm_engine) with what a person or
+ * a service manager sees: the status HTTP API (job->status_addr, "0" for none), the
+ * progress display (lm_progress), and the summary printed at the end. The engine itself
+ * prints nothing and serves nothing. */
+#ifndef LM_RUN_H
+#define LM_RUN_H
+
+#include <stdatomic.h>
+
+#include "lm_job.h"
+#include "lm_status.h"
+
+/* Runs the job to its end with the caller's status (lm_status_init'ed; the caller cleans it
+ * up and may set its cancel and cutover flags from other threads). *stop is set by signal
+ * handlers or the daemon. Returns an exit code (LM_EXIT_*, lm_engine.h). */
+int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop);
+
+#endif

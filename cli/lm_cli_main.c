@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
+#include "lm_cli_cmd.h"
 #include "lm_config.h"
 #include "lm_encode.h"
 #include "lm_fs.h"
@@ -22,8 +23,6 @@
 #include "lm_json.h"
 #include "lm_redact.h"
 #include "lm_strbuf.h"
-
-#define MAX_FLAGS 600 /* --accessListIp may repeat up to the API's 256 */
 
 typedef struct {
     char *url, *ca_file, *public_key, *private_key_file, *org_id, *project_id;
@@ -44,38 +43,21 @@ static const lm_config_field_t profile_schema[] = {
      "Default --projectId."},
     LM_CONFIG_END};
 
-/* The parsed command line: positional words and --flag values. */
-typedef struct {
-    const char *words[8];
-    int n_words;
-    const char *flag_name[MAX_FLAGS];
-    const char *flag_val[MAX_FLAGS];
-    int n_flags;
-    bool json;
-} args_t;
-
-static const char *flag(const args_t *a, const char *name)
+/* The value of the last --name given ("true" for a switch), or NULL. */
+static const char *flag(const lm_cli_args_t *a, const char *name)
 {
-    for (int i = a->n_flags - 1; i >= 0; i--)
-        if (strcmp(a->flag_name[i], name) == 0)
-            return a->flag_val[i];
-    return NULL;
+    return lm_cli_flag(a, name);
 }
 
-static bool has(const args_t *a, const char *name)
+static bool has(const lm_cli_args_t *a, const char *name)
 {
-    return flag(a, name) != NULL;
+    return lm_cli_flag(a, name) != NULL;
 }
 
-/* Flags that take no value. */
-static bool is_switch(const char *name)
+/* -o json: print the API's answer instead of a table. */
+static bool want_json(const lm_cli_args_t *a)
 {
-    static const char *const sw[] = {
-        "sourceSsl", "drop", "force", "tls", "json", "managedAuthentication", NULL};
-    for (int i = 0; sw[i]; i++)
-        if (strcmp(name, sw[i]) == 0)
-            return true;
-    return false;
+    return has(a, "output");
 }
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -91,36 +73,15 @@ static int die(const char *fmt, ...)
     return 1;
 }
 
-static const char usage_text[] =
-    "usage: livemig [--url URL] [--caFile F] [--publicKey K] [--privateKeyFile F] [-o json]\n"
-    "               COMMAND\n"
-    "commands (liveMigrations may be written lm):\n"
-    "  liveMigrations link create --orgId O [--accessListIp IP]...\n"
-    "  liveMigrations link delete --orgId O\n"
-    "  liveMigrations availableProjects --orgId O\n"
-    "  liveMigrations validation create  (the create flags)\n"
-    "  liveMigrations validation describe ID --projectId P\n"
-    "  liveMigrations create --projectId P --clusterName DEST --migrationHost HOST\n"
-    "        --sourceClusterName SRC --sourceProjectId SP [--sourceUsername U]\n"
-    "        [--sourcePassword PW (prompted when missing)] [--sourceSsl]\n"
-    "        [--sourceCACertificatePath F] [--drop]\n"
-    "  liveMigrations describe|cutover|cancel|extend ID --projectId P [--force]\n"
-    "  liveMigrations list --projectId P\n"
-    "  clusters add NAME --projectId P --connectionString URI [--tls] [--tlsCAFile F]\n"
-    "        [--username U] [--passwordFile F]\n"
-    "  clusters list --projectId P\n"
-    "  projects create NAME --orgId O | projects list --orgId O\n"
-    "  apikeys create --orgId O --role ORG_OWNER|ORG_MEMBER [--desc TEXT]\n";
-
 /* ---- HTTP ---- */
 
-typedef struct {
+struct lm_cli_conn {
     profile_t p;
     char *secret;
-} conn_t;
+};
 
 /* One admin API call; returns the parsed answer (NULL with a message printed on error). */
-static lm_json_val_t *call(conn_t *c, const char *method, const char *path, const char *body,
+static lm_json_val_t *call(lm_cli_conn_t *c, const char *method, const char *path, const char *body,
                            long *status)
 {
     char url[2048];
@@ -254,9 +215,9 @@ static void table(const lm_json_val_t *rows, const char *const *cols)
 }
 
 /* One object as a one-row table, or JSON. */
-static int show(const args_t *a, lm_json_val_t *v, const char *const *cols)
+static int show(const lm_cli_args_t *a, lm_json_val_t *v, const char *const *cols)
 {
-    if (a->json) {
+    if (want_json(a)) {
         print_json(v);
     } else {
         lm_error_t err;
@@ -279,9 +240,10 @@ static int show(const args_t *a, lm_json_val_t *v, const char *const *cols)
     return 0;
 }
 
-static int show_list(const args_t *a, lm_json_val_t *v, const char *key, const char *const *cols)
+static int show_list(const lm_cli_args_t *a, lm_json_val_t *v, const char *key,
+                     const char *const *cols)
 {
-    if (a->json)
+    if (want_json(a))
         print_json(v);
     else
         table(key ? lm_json_get(v, key) : v, cols);
@@ -344,7 +306,7 @@ static char *prompt_secret(const char *prompt)
     return s;
 }
 
-static bool confirm(const args_t *a, const char *what)
+static bool confirm(const lm_cli_args_t *a, const char *what)
 {
     if (has(a, "force"))
         return true;
@@ -365,7 +327,7 @@ static bool confirm(const args_t *a, const char *what)
 
 /* ---- request bodies ---- */
 
-static char *migration_body(const args_t *a, const char *project)
+static char *migration_body(const lm_cli_args_t *a, const char *project)
 {
     const char *dest = flag(a, "clusterName"), *host = flag(a, "migrationHost"),
                *src = flag(a, "sourceClusterName"), *src_proj = flag(a, "sourceProjectId"),
@@ -439,7 +401,8 @@ static char *migration_body(const args_t *a, const char *project)
 
 /* POSTs the live migration (or validation) the flags describe to path; the body holds the
  * source password, so it is wiped. NULL when the flags or the call failed (said already). */
-static lm_json_val_t *post_migration(conn_t *c, const args_t *a, const char *proj, const char *path)
+static lm_json_val_t *post_migration(lm_cli_conn_t *c, const lm_cli_args_t *a, const char *proj,
+                                     const char *path)
 {
     long st;
     char *body = migration_body(a, proj);
@@ -451,320 +414,659 @@ static lm_json_val_t *post_migration(conn_t *c, const args_t *a, const char *pro
     return v;
 }
 
-/* ---- commands ---- */
+/* ---- commands (each runs after the connection profile is complete) ---- */
 
 static const char *const job_cols[] = {
     "_id", "status", "phase", "readyForCutover", "lagTimeSeconds", "migrationHosts", NULL};
+/* show() prints errorMessage under the table */
+static const char *const validation_cols[] = {"_id", "status", NULL};
+static const char *const project_cols[] = {"id", "name", "orgId", NULL};
 
-static int run(conn_t *c, const args_t *a)
+/* The organization: --orgId, else the profile's; NULL (said) when neither. */
+static const char *need_org(const lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
-    const char *w0 = a->n_words > 0 ? a->words[0] : "", *w1 = a->n_words > 1 ? a->words[1] : "",
-               *w2 = a->n_words > 2 ? a->words[2] : "", *w3 = a->n_words > 3 ? a->words[3] : "";
     const char *org = flag(a, "orgId") ? flag(a, "orgId") : c->p.org_id;
+    if (!org)
+        die("--orgId is required (or org_id in the profile)");
+    return org;
+}
+
+/* The project: --projectId, else the profile's; NULL (said) when neither. */
+static const char *need_project(const lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
     const char *proj = flag(a, "projectId") ? flag(a, "projectId") : c->p.project_id;
+    if (!proj)
+        die("--projectId is required (or project_id in the profile)");
+    return proj;
+}
+
+static int cmd_link_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    char path[1024];
+    long st = 0;
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, 1u << 16);
+    lm_strbuf_append(&b, "{\"accessListIps\":[");
+    int n = 0;
+    for (int i = 0; i < a->n_flags; i++)
+        if (strcmp(a->flag_name[i], "accessListIp") == 0) {
+            lm_strbuf_append(&b, n++ ? "," : "");
+            lm_json_escape(&b, a->flag_val[i]);
+        }
+    lm_strbuf_append(&b, "]}");
+    snprintf(path, sizeof path, "/orgs/%s/liveMigrations/linkTokens", org);
+    lm_json_val_t *v = call(c, "POST", path, lm_strbuf_str(&b), &st);
+    lm_strbuf_cleanup(&b);
+    if (!v)
+        return 1;
+    const char *tok = lm_json_string(lm_json_get(v, "linkToken"));
+    if (want_json(a))
+        print_json(v);
+    else
+        printf("%s\n", tok ? tok : "");
+    fflush(stdout);
+    fprintf(stderr, "livemig: this link-token is shown once: give it to the agent "
+                    "(`livemig-agent link --token-file F`) and keep it secret\n");
+    lm_json_free(v);
+    return 0;
+}
+
+static int cmd_link_delete(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    if (!confirm(a, "delete the link-token and unlink its agents"))
+        return 1;
+    char path[1024];
+    long st = 0;
+    snprintf(path, sizeof path, "/orgs/%s/liveMigrations/linkTokens", org);
+    lm_json_val_t *v = call(c, "DELETE", path, NULL, &st);
+    if (!v)
+        return 1;
+    lm_json_free(v);
+    printf("link-token deleted: its agents are unlinked\n");
+    return 0;
+}
+
+static int cmd_available_projects(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
     char path[1024];
     long st = 0;
     lm_json_val_t *v;
-    bool lm = strcmp(w0, "liveMigrations") == 0 || strcmp(w0, "lm") == 0;
-    bool needs_org = (lm && (strcmp(w1, "link") == 0 || strcmp(w1, "availableProjects") == 0)) ||
-                     strcmp(w0, "apikeys") == 0 ||
-                     (strcmp(w0, "projects") == 0 && strcmp(w1, "list") == 0);
-    if (needs_org && !org)
-        return die("--orgId is required (or org_id in the profile)");
-    if (!needs_org && strcmp(w0, "projects") != 0 && !proj)
-        return die("--projectId is required (or project_id in the profile)");
-
-    if (lm && strcmp(w1, "link") == 0 && strcmp(w2, "create") == 0) {
-        lm_strbuf_t b;
-        lm_strbuf_init(&b, 1u << 16);
-        lm_strbuf_append(&b, "{\"accessListIps\":[");
-        int n = 0;
-        for (int i = 0; i < a->n_flags; i++)
-            if (strcmp(a->flag_name[i], "accessListIp") == 0) {
-                lm_strbuf_append(&b, n++ ? "," : "");
-                lm_json_escape(&b, a->flag_val[i]);
-            }
-        lm_strbuf_append(&b, "]}");
-        snprintf(path, sizeof path, "/orgs/%s/liveMigrations/linkTokens", org);
-        v = call(c, "POST", path, lm_strbuf_str(&b), &st);
-        lm_strbuf_cleanup(&b);
-        if (!v)
-            return 1;
-        const char *tok = lm_json_string(lm_json_get(v, "linkToken"));
-        if (a->json)
-            print_json(v);
-        else
-            printf("%s\n", tok ? tok : "");
-        fflush(stdout);
-        fprintf(stderr, "livemig: this link-token is shown once: give it to the agent "
-                        "(`livemig-agent link --token-file F`) and keep it secret\n");
-        lm_json_free(v);
-        return 0;
-    }
-    if (lm && strcmp(w1, "link") == 0 && strcmp(w2, "delete") == 0) {
-        if (!confirm(a, "delete the link-token and unlink its agents"))
-            return 1;
-        snprintf(path, sizeof path, "/orgs/%s/liveMigrations/linkTokens", org);
-        v = call(c, "DELETE", path, NULL, &st);
-        if (!v)
-            return 1;
-        lm_json_free(v);
-        printf("link-token deleted: its agents are unlinked\n");
-        return 0;
-    }
-    if (lm && strcmp(w1, "availableProjects") == 0) {
-        snprintf(path, sizeof path, "/orgs/%s/liveMigrations/availableProjects", org);
-        static const char *const cols[] = {"id", "name", "orgId", NULL};
-        return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, NULL, cols) : 1;
-    }
-    /* show() prints errorMessage under the table */
-    static const char *const validation_cols[] = {"_id", "status", NULL};
-    if (lm && strcmp(w1, "validation") == 0 && strcmp(w2, "create") == 0) {
-        snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate", proj);
-        return (v = post_migration(c, a, proj, path)) ? show(a, v, validation_cols) : 1;
-    }
-    if (lm && strcmp(w1, "validation") == 0 && strcmp(w2, "describe") == 0 && w3[0]) {
-        snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate/%s", proj, w3);
-        v = call(c, "GET", path, NULL, &st);
-        if (!v)
-            return 1;
-        if (a->json)
-            return show(a, v, NULL);
-        static const char *const ccols[] = {"name", "result", "message", NULL};
-        lm_json_val_t *checks = lm_json_get(v, "checks");
-        if (checks && lm_json_len(checks)) {
-            table(checks, ccols);
-            printf("\n");
-        }
-        return show(a, v, validation_cols);
-    }
-    if (lm && strcmp(w1, "create") == 0) {
-        snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);
-        return (v = post_migration(c, a, proj, path)) ? show(a, v, job_cols) : 1;
-    }
-    if (lm && strcmp(w1, "list") == 0) {
-        snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);
-        return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", job_cols) : 1;
-    }
-    if (lm && w2[0] &&
-        (strcmp(w1, "describe") == 0 || strcmp(w1, "cutover") == 0 || strcmp(w1, "cancel") == 0 ||
-         strcmp(w1, "extend") == 0)) {
-        if (strcmp(w1, "describe") == 0) {
-            snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s", proj, w2);
-            return (v = call(c, "GET", path, NULL, &st)) ? show(a, v, job_cols) : 1;
-        }
-        char what[160];
-        snprintf(what, sizeof what, "%s live migration %s", w1, w2);
-        if (strcmp(w1, "extend") != 0 && !confirm(a, what))
-            return 1;
-        snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s/%s", proj, w2, w1);
-        v = call(c, strcmp(w1, "cutover") == 0 ? "PUT" : "POST", path, NULL, &st);
-        if (!v)
-            return 1;
-        if (a->json || strcmp(w1, "extend") == 0) {
-            static const char *const cols[] = {"cutoverWindowEndMs", NULL};
-            return show(a, v, cols);
-        }
-        lm_json_free(v);
-        printf("%s of live migration %s requested\n", w1, w2);
-        return 0;
-    }
-    if (strcmp(w0, "clusters") == 0 && strcmp(w1, "add") == 0 && w2[0]) {
-        const char *uri = flag(a, "connectionString");
-        if (!uri)
-            return die("--connectionString is required");
-        char *pw = flag(a, "passwordFile")
-                       ? read_secret_file(flag(a, "passwordFile"), "the password file")
-                       : NULL;
-        if (flag(a, "passwordFile") && !pw)
-            return 1;
-        lm_json_writer_t *w = lm_json_writer_new(false);
-        lm_json_w_map_open(w);
-        lm_json_w_key(w, "name");
-        lm_json_w_str(w, w2);
-        lm_json_w_key(w, "connectionString");
-        lm_json_w_str(w, uri);
-        lm_json_w_key(w, "tls");
-        lm_json_w_bool(w, has(a, "tls"));
-        if (flag(a, "tlsCAFile")) { /* --caFile is the control plane's CA */
-            lm_json_w_key(w, "caFile");
-            lm_json_w_str(w, flag(a, "tlsCAFile"));
-        }
-        if (flag(a, "username")) {
-            lm_json_w_key(w, "username");
-            lm_json_w_str(w, flag(a, "username"));
-        }
-        if (pw) {
-            lm_json_w_key(w, "password");
-            lm_json_w_str(w, pw);
-        }
-        lm_json_w_map_close(w);
-        size_t len;
-        lm_error_t err;
-        const char *body = lm_json_writer_result(w, &len, &err);
-        snprintf(path, sizeof path, "/groups/%s/clusters", proj);
-        v = body ? call(c, "POST", path, body, &st) : NULL;
-        lm_json_writer_destroy(w);
-        if (pw) {
-            lm_wipe(pw, strlen(pw));
-            free(pw);
-        }
-        static const char *const cols[] = {"name", "groupId", "connectionString", NULL};
-        return v ? show(a, v, cols) : 1;
-    }
-    if (strcmp(w0, "clusters") == 0 && strcmp(w1, "list") == 0) {
-        snprintf(path, sizeof path, "/groups/%s/clusters", proj);
-        static const char *const cols[] = {"name",   "connectionString", "tls",
-                                           "caFile", "username",         NULL};
-        return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", cols) : 1;
-    }
-    if (strcmp(w0, "projects") == 0 && strcmp(w1, "create") == 0 && w2[0]) {
-        if (!org)
-            return die("--orgId is required (or org_id in the profile)");
-        lm_strbuf_t b;
-        lm_strbuf_init(&b, 4096);
-        lm_strbuf_append(&b, "{\"name\":");
-        lm_json_escape(&b, w2);
-        lm_strbuf_append(&b, ",\"orgId\":");
-        lm_json_escape(&b, org);
-        lm_strbuf_append(&b, "}");
-        v = call(c, "POST", "/groups", lm_strbuf_str(&b), &st);
-        lm_strbuf_cleanup(&b);
-        static const char *const cols[] = {"id", "name", "orgId", NULL};
-        return v ? show(a, v, cols) : 1;
-    }
-    if (strcmp(w0, "projects") == 0 && strcmp(w1, "list") == 0) {
-        snprintf(path, sizeof path, "/orgs/%s/groups", org);
-        static const char *const cols[] = {"id", "name", "orgId", NULL};
-        return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", cols) : 1;
-    }
-    if (strcmp(w0, "apikeys") == 0 && strcmp(w1, "create") == 0) {
-        const char *role = flag(a, "role");
-        if (!role)
-            return die("--role ORG_OWNER or ORG_MEMBER is required");
-        lm_strbuf_t b;
-        lm_strbuf_init(&b, 4096);
-        lm_strbuf_append(&b, "{\"desc\":");
-        lm_json_escape(&b, flag(a, "desc") ? flag(a, "desc") : "");
-        lm_strbuf_append(&b, ",\"roles\":[");
-        lm_json_escape(&b, role);
-        lm_strbuf_append(&b, "]}");
-        snprintf(path, sizeof path, "/orgs/%s/apiKeys", org);
-        v = call(c, "POST", path, lm_strbuf_str(&b), &st);
-        lm_strbuf_cleanup(&b);
-        if (!v)
-            return 1;
-        static const char *const cols[] = {"publicKey", "privateKey", "roles", NULL};
-        show(a, v, cols);
-        fflush(stdout);
-        fprintf(stderr, "livemig: the private key is shown once: store it in a file only you "
-                        "can read\n");
-        return 0;
-    }
-    fprintf(stderr, "livemig: unknown command\n%s", usage_text);
-    return 2;
+    snprintf(path, sizeof path, "/orgs/%s/liveMigrations/availableProjects", org);
+    return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, NULL, project_cols) : 1;
 }
 
-static bool parse_args(int argc, char **argv, args_t *a, profile_t *over)
+static int cmd_validation_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
-    memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (strcmp(s, "-o") == 0 && i + 1 < argc) {
-            if (strcmp(argv[++i], "json") != 0) {
-                die("-o: only json is supported");
-                return false;
-            }
-            a->json = true;
-        } else if (strncmp(s, "--", 2) == 0) {
-            const char *name = s + 2;
-            const char *val = "true";
-            if (!is_switch(name)) {
-                if (i + 1 >= argc) {
-                    die("--%s needs a value", name);
-                    return false;
-                }
-                val = argv[++i];
-            }
-            if (a->n_flags == MAX_FLAGS) {
-                die("too many flags");
-                return false;
-            }
-            a->flag_name[a->n_flags] = name;
-            a->flag_val[a->n_flags++] = val;
-            if (strcmp(name, "url") == 0)
-                over->url = (char *)val;
-            else if (strcmp(name, "caFile") == 0 && i > 0)
-                over->ca_file = (char *)val;
-            else if (strcmp(name, "publicKey") == 0)
-                over->public_key = (char *)val;
-            else if (strcmp(name, "privateKeyFile") == 0)
-                over->private_key_file = (char *)val;
-        } else if (a->n_words < 8) {
-            a->words[a->n_words++] = s;
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    char path[1024];
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate", proj);
+    return (v = post_migration(c, a, proj, path)) ? show(a, v, validation_cols) : 1;
+}
+
+static int cmd_validation_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    char path[1024];
+    long st = 0;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations/validate/%s", proj, a->operand);
+    lm_json_val_t *v = call(c, "GET", path, NULL, &st);
+    if (!v)
+        return 1;
+    if (want_json(a))
+        return show(a, v, NULL);
+    static const char *const ccols[] = {"name", "result", "message", NULL};
+    lm_json_val_t *checks = lm_json_get(v, "checks");
+    if (checks && lm_json_len(checks)) {
+        table(checks, ccols);
+        printf("\n");
+    }
+    return show(a, v, validation_cols);
+}
+
+static int cmd_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    char path[1024];
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);
+    return (v = post_migration(c, a, proj, path)) ? show(a, v, job_cols) : 1;
+}
+
+static int cmd_list(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    char path[1024];
+    long st = 0;
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations", proj);
+    return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", job_cols) : 1;
+}
+
+static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    char path[1024];
+    long st = 0;
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s", proj, a->operand);
+    return (v = call(c, "GET", path, NULL, &st)) ? show(a, v, job_cols) : 1;
+}
+
+/* cutover, cancel or extend (the command's last word): cutover and cancel ask first. */
+static int cmd_job_action(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    const char *verb = a->cmd->path[1], *id = a->operand;
+    bool extend = strcmp(verb, "extend") == 0;
+    char path[1024], what[160];
+    long st = 0;
+    snprintf(what, sizeof what, "%s live migration %s", verb, id);
+    if (!extend && !confirm(a, what))
+        return 1;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s/%s", proj, id, verb);
+    lm_json_val_t *v = call(c, strcmp(verb, "cutover") == 0 ? "PUT" : "POST", path, NULL, &st);
+    if (!v)
+        return 1;
+    if (want_json(a) || extend) {
+        static const char *const cols[] = {"cutoverWindowEndMs", NULL};
+        return show(a, v, cols);
+    }
+    lm_json_free(v);
+    printf("%s of live migration %s requested\n", verb, id);
+    return 0;
+}
+
+static int cmd_clusters_add(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    const char *uri = flag(a, "connectionString");
+    if (!uri)
+        return die("--connectionString is required");
+    char *pw = flag(a, "passwordFile")
+                   ? read_secret_file(flag(a, "passwordFile"), "the password file")
+                   : NULL;
+    if (flag(a, "passwordFile") && !pw)
+        return 1;
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "name");
+    lm_json_w_str(w, a->operand);
+    lm_json_w_key(w, "connectionString");
+    lm_json_w_str(w, uri);
+    lm_json_w_key(w, "tls");
+    lm_json_w_bool(w, has(a, "tls"));
+    if (flag(a, "tlsCAFile")) { /* --caFile is the control plane's CA */
+        lm_json_w_key(w, "caFile");
+        lm_json_w_str(w, flag(a, "tlsCAFile"));
+    }
+    if (flag(a, "username")) {
+        lm_json_w_key(w, "username");
+        lm_json_w_str(w, flag(a, "username"));
+    }
+    if (pw) {
+        lm_json_w_key(w, "password");
+        lm_json_w_str(w, pw);
+    }
+    lm_json_w_map_close(w);
+    size_t len;
+    lm_error_t err;
+    char path[1024];
+    long st = 0;
+    const char *body = lm_json_writer_result(w, &len, &err);
+    snprintf(path, sizeof path, "/groups/%s/clusters", proj);
+    lm_json_val_t *v = body ? call(c, "POST", path, body, &st) : NULL;
+    lm_json_writer_destroy(w);
+    if (pw) {
+        lm_wipe(pw, strlen(pw));
+        free(pw);
+    }
+    static const char *const cols[] = {"name", "groupId", "connectionString", NULL};
+    return v ? show(a, v, cols) : 1;
+}
+
+static int cmd_clusters_list(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    char path[1024];
+    long st = 0;
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/groups/%s/clusters", proj);
+    static const char *const cols[] = {"name",   "connectionString", "tls",
+                                       "caFile", "username",         NULL};
+    return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", cols) : 1;
+}
+
+static int cmd_projects_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    long st = 0;
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, 4096);
+    lm_strbuf_append(&b, "{\"name\":");
+    lm_json_escape(&b, a->operand);
+    lm_strbuf_append(&b, ",\"orgId\":");
+    lm_json_escape(&b, org);
+    lm_strbuf_append(&b, "}");
+    lm_json_val_t *v = call(c, "POST", "/groups", lm_strbuf_str(&b), &st);
+    lm_strbuf_cleanup(&b);
+    return v ? show(a, v, project_cols) : 1;
+}
+
+static int cmd_projects_list(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    char path[1024];
+    long st = 0;
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/orgs/%s/groups", org);
+    return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", project_cols) : 1;
+}
+
+static int cmd_apikeys_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    const char *role = flag(a, "role");
+    if (!role)
+        return die("--role ORG_OWNER or ORG_MEMBER is required");
+    char path[1024];
+    long st = 0;
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, 4096);
+    lm_strbuf_append(&b, "{\"desc\":");
+    lm_json_escape(&b, flag(a, "desc") ? flag(a, "desc") : "");
+    lm_strbuf_append(&b, ",\"roles\":[");
+    lm_json_escape(&b, role);
+    lm_strbuf_append(&b, "]}");
+    snprintf(path, sizeof path, "/orgs/%s/apiKeys", org);
+    lm_json_val_t *v = call(c, "POST", path, lm_strbuf_str(&b), &st);
+    lm_strbuf_cleanup(&b);
+    if (!v)
+        return 1;
+    static const char *const cols[] = {"publicKey", "privateKey", "roles", NULL};
+    show(a, v, cols);
+    fflush(stdout);
+    fprintf(stderr, "livemig: the private key is shown once: store it in a file only you "
+                    "can read\n");
+    return 0;
+}
+
+/* ---- the table: every flag, then every command (parsing and help both read it) ---- */
+
+static const lm_cli_flag_t cli_flags[] = {
+    /* global */
+    {"url", 0, "URL",
+     "The control plane, https://host:port (default: LIVEMIG_URL, or url in "
+     "the profile).",
+     false},
+    {"caFile", 0, "F",
+     "CA bundle that signed the control plane's certificate (default: "
+     "LIVEMIG_CA_FILE, ca_file in the profile, or the system store).",
+     false},
+    {"publicKey", 0, "K",
+     "API key: the public part (default: LIVEMIG_PUBLIC_KEY, or public_key "
+     "in the profile).",
+     false},
+    {"privateKeyFile", 0, "F",
+     "File holding the API key's private part, readable by its owner "
+     "only (default: LIVEMIG_PRIVATE_KEY_FILE, or private_key_file in "
+     "the profile).",
+     false},
+    {"output", 'o', "json", "Print the API's answer as JSON instead of a table.", false},
+    {"help", 'h', NULL, "Show this help and exit.", false},
+    {"json", 0, NULL, "Accepted and ignored (-o json prints JSON).", true},
+    /* where */
+    {"orgId", 0, "O", "The organization (default: LIVEMIG_ORG_ID, or org_id in the profile).",
+     false},
+    {"projectId", 0, "P",
+     "The project (default: LIVEMIG_PROJECT_ID, or project_id in the "
+     "profile).",
+     false},
+    {"force", 0, NULL, "Do not ask for confirmation on the terminal (needed without one).", false},
+    /* link-tokens and API keys */
+    {"accessListIp", 0, "IP",
+     "An address agents may link and call from; repeat for more "
+     "(none: any address).",
+     false},
+    {"role", 0, "ORG_OWNER|ORG_MEMBER",
+     "The key's role: ORG_OWNER may change everything, "
+     "ORG_MEMBER only read.",
+     false},
+    {"desc", 0, "TEXT", "A description of the key.", false},
+    /* live migrations and validations */
+    {"clusterName", 0, "DEST",
+     "The destination cluster, as registered in the project with "
+     "`clusters add`.",
+     false},
+    {"migrationHost", 0, "HOST", "The host name of the linked agent that runs it.", false},
+    {"sourceClusterName", 0, "SRC", "The source cluster, as registered in --sourceProjectId.",
+     false},
+    {"sourceProjectId", 0, "SP", "The project the source cluster is registered in.", false},
+    {"sourceUsername", 0, "U",
+     "The user the agent reads the source as (default: the one "
+     "registered with the cluster).",
+     false},
+    {"sourcePassword", 0, "PW",
+     "That user's password; asked for on the terminal, without echo, "
+     "when --sourceUsername is given without it.",
+     false},
+    {"sourceSsl", 0, NULL, "Connect to the source with TLS.", false},
+    {"sourceCACertificatePath", 0, "F",
+     "CA file, on the agent's host, that signed the "
+     "source's certificate.",
+     false},
+    {"managedAuthentication", 0, NULL,
+     "Atlas's managedAuthentication: recorded with the "
+     "migration; the agent does not use it.",
+     false},
+    {"drop", 0, NULL,
+     "Drop the destination's collections that the source also has before "
+     "copying (otherwise they are refused).",
+     false},
+    /* the clusters registry */
+    {"connectionString", 0, "URI", "The cluster's mongodb:// URI, without a password.", false},
+    {"tls", 0, NULL, "Connect to the cluster with TLS.", false},
+    {"tlsCAFile", 0, "F",
+     "CA file, on the agent's host, that signed the cluster's certificate "
+     "(--caFile is the control plane's).",
+     false},
+    {"username", 0, "U", "The user the agent connects as.", false},
+    {"passwordFile", 0, "F", "File holding that user's password, readable by its owner only.",
+     false},
+    {NULL, 0, NULL, NULL, false}};
+
+static const lm_cli_flag_use_t global_flags[] = {
+    {"url", 0},    {"caFile", 0}, {"publicKey", 0}, {"privateKeyFile", 0},
+    {"output", 0}, {"help", 0},   {"json", 0},      {NULL, 0}};
+
+#define REQ LM_CLI_REQUIRED
+static const lm_cli_flag_use_t org_flags[] = {{"orgId", REQ}, {NULL, 0}};
+static const lm_cli_flag_use_t project_flags[] = {{"projectId", REQ}, {NULL, 0}};
+static const lm_cli_flag_use_t confirm_flags[] = {{"projectId", REQ}, {"force", 0}, {NULL, 0}};
+static const lm_cli_flag_use_t link_create_flags[] = {
+    {"orgId", REQ}, {"accessListIp", LM_CLI_REPEATED}, {NULL, 0}};
+static const lm_cli_flag_use_t link_delete_flags[] = {{"orgId", REQ}, {"force", 0}, {NULL, 0}};
+static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
+                                                    {"clusterName", REQ},
+                                                    {"migrationHost", REQ},
+                                                    {"sourceClusterName", REQ},
+                                                    {"sourceProjectId", REQ},
+                                                    {"sourceUsername", 0},
+                                                    {"sourcePassword", 0},
+                                                    {"sourceSsl", 0},
+                                                    {"sourceCACertificatePath", 0},
+                                                    {"managedAuthentication", 0},
+                                                    {"drop", 0},
+                                                    {NULL, 0}};
+static const lm_cli_flag_use_t clusters_add_flags[] = {
+    {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0}, {"tlsCAFile", 0},
+    {"username", 0},    {"passwordFile", 0},       {NULL, 0}};
+static const lm_cli_flag_use_t apikeys_flags[] = {
+    {"orgId", REQ}, {"role", REQ}, {"desc", 0}, {NULL, 0}};
+#undef REQ
+
+#define LM "liveMigrations"
+static const lm_cli_cmd_t cli_cmds[] = {
+    {{LM},
+     "lm",
+     NULL,
+     NULL,
+     "Live migrations: link agents, validate, migrate, cut over.",
+     NULL,
+     NULL},
+    {{LM, "link"},
+     NULL,
+     NULL,
+     NULL,
+     "The organization's link-token, which links agents.",
+     NULL,
+     NULL},
+    {{LM, "link", "create"},
+     NULL,
+     NULL,
+     link_create_flags,
+     "Create the organization's link-token and print it (once).",
+     "Give it to the agent (`livemig-agent link --token-file F`) and keep it secret; an\n"
+     "organization has one at a time.",
+     cmd_link_create},
+    {{LM, "link", "delete"},
+     NULL,
+     NULL,
+     link_delete_flags,
+     "Delete the link-token: every agent linked with it is unlinked.",
+     "Asks for confirmation on the terminal unless --force is given.",
+     cmd_link_delete},
+    {{LM, "availableProjects"},
+     NULL,
+     NULL,
+     org_flags,
+     "List the organization's projects a live migration can use.",
+     NULL,
+     cmd_available_projects},
+    {{LM, "validation"},
+     NULL,
+     NULL,
+     NULL,
+     "Validations: the checks a live migration would make, run by its agent.",
+     NULL,
+     NULL},
+    {{LM, "validation", "create"},
+     NULL,
+     NULL,
+     migration_flags,
+     "Validate a live migration: the agent checks the source and the destination.",
+     "Takes the flags of `liveMigrations create`; nothing is copied.",
+     cmd_validation_create},
+    {{LM, "validation", "describe"},
+     NULL,
+     "ID",
+     project_flags,
+     "Show a validation and each of its checks (PASS, WARN or FAIL).",
+     NULL,
+     cmd_validation_describe},
+    {{LM, "create"},
+     NULL,
+     NULL,
+     migration_flags,
+     "Start a live migration from a source cluster to a destination cluster.",
+     "Both clusters are registered with `clusters add`; the agent on --migrationHost copies\n"
+     "and then streams changes until the cutover.",
+     cmd_create},
+    {{LM, "describe"},
+     NULL,
+     "ID",
+     project_flags,
+     "Show a live migration: status, phase, lag, whether it is ready for the cutover.",
+     NULL,
+     cmd_describe},
+    {{LM, "cutover"},
+     NULL,
+     "ID",
+     confirm_flags,
+     "Cut over: the migration finishes once the destination has every change.",
+     "Stop writes to the source first. Asks for confirmation on the terminal unless --force\n"
+     "is given.",
+     cmd_job_action},
+    {{LM, "cancel"},
+     NULL,
+     "ID",
+     confirm_flags,
+     "Cancel a live migration.",
+     "Asks for confirmation on the terminal unless --force is given.",
+     cmd_job_action},
+    {{LM, "extend"},
+     NULL,
+     "ID",
+     project_flags,
+     "Extend a live migration's cutover window.",
+     NULL,
+     cmd_job_action},
+    {{LM, "list"},
+     NULL,
+     NULL,
+     project_flags,
+     "List the project's live migrations.",
+     NULL,
+     cmd_list},
+    {{"clusters"},
+     NULL,
+     NULL,
+     NULL,
+     "The clusters registry: the clusters a project migrates.",
+     NULL,
+     NULL},
+    {{"clusters", "add"},
+     NULL,
+     "NAME",
+     clusters_add_flags,
+     "Register a cluster under NAME: how its agent connects to it.",
+     "The password is read from --passwordFile, stored encrypted and never shown again.",
+     cmd_clusters_add},
+    {{"clusters", "list"},
+     NULL,
+     NULL,
+     project_flags,
+     "List the project's clusters.",
+     NULL,
+     cmd_clusters_list},
+    {{"projects"}, NULL, NULL, NULL, "Projects (Atlas: groups) of an organization.", NULL, NULL},
+    {{"projects", "create"},
+     NULL,
+     "NAME",
+     org_flags,
+     "Create a project named NAME.",
+     NULL,
+     cmd_projects_create},
+    {{"projects", "list"},
+     NULL,
+     NULL,
+     org_flags,
+     "List the organization's projects.",
+     NULL,
+     cmd_projects_list},
+    {{"apikeys"}, NULL, NULL, NULL, "The organization's API keys.", NULL, NULL},
+    {{"apikeys", "create"},
+     NULL,
+     NULL,
+     apikeys_flags,
+     "Create an API key and print its private key (once).",
+     "Store the private key in a file only you can read: give it as --privateKeyFile.",
+     cmd_apikeys_create},
+    {{NULL}, NULL, NULL, NULL, NULL, NULL, NULL}};
+#undef LM
+
+static const lm_cli_t cli = {
+    "livemig",
+    "livemig: the command-line client of the livemig control plane's admin API, shaped like\n"
+    "`atlas liveMigrations`. The connection profile comes from the global flags, else the\n"
+    "LIVEMIG_* environment, else ~/.config/livemig/config.yaml.",
+    cli_flags, global_flags, cli_cmds};
+
+/* ---- main ---- */
+
+/* The profile: the file, then the environment, then the flags. 0, or the exit code after
+ * saying what is missing. */
+static int load_profile(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    lm_error_t err;
+    char path[1024];
+    const char *home = getenv("HOME");
+    snprintf(path, sizeof path, "%s/.config/livemig/config.yaml", home ? home : "");
+    if (home && access(path, R_OK) == 0 && !lm_config_load_file(profile_schema, &c->p, path, &err))
+        return die("%s", err.message);
+    struct {
+        const char *env, *flag;
+        char **field;
+    } srcs[] = {{"LIVEMIG_URL", "url", &c->p.url},
+                {"LIVEMIG_CA_FILE", "caFile", &c->p.ca_file},
+                {"LIVEMIG_PUBLIC_KEY", "publicKey", &c->p.public_key},
+                {"LIVEMIG_PRIVATE_KEY_FILE", "privateKeyFile", &c->p.private_key_file},
+                {"LIVEMIG_ORG_ID", NULL, &c->p.org_id},
+                {"LIVEMIG_PROJECT_ID", NULL, &c->p.project_id}};
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
+        const char *v = srcs[i].flag ? flag(a, srcs[i].flag) : NULL;
+        if (!v)
+            v = getenv(srcs[i].env);
+        if (v) {
+            free(*srcs[i].field);
+            *srcs[i].field = strdup(v);
         }
     }
-    return true;
+    if (!c->p.url || strncmp(c->p.url, "https://", 8) != 0)
+        return die("the control plane's https:// URL is needed: --url, LIVEMIG_URL or url in %s",
+                   path);
+    if (!c->p.public_key || !c->p.private_key_file)
+        return die("an API key is needed: --publicKey and --privateKeyFile (or LIVEMIG_PUBLIC_KEY "
+                   "and LIVEMIG_PRIVATE_KEY_FILE, or the profile)");
+    if (!(c->secret = read_secret_file(c->p.private_key_file, "the API private key file")))
+        return 1;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        lm_cli_print_help(&cli, NULL, stderr);
+        return 2;
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("livemig %s\n", LM_VERSION);
         return 0;
     }
-    args_t a;
-    profile_t over = {0};
-    conn_t c;
-    memset(&c, 0, sizeof c);
-    if (!parse_args(argc, argv, &a, &over))
-        return 2;
-    /* the profile file, then the environment, then flags */
-    lm_error_t err;
-    char path[1024];
-    const char *home = getenv("HOME");
-    snprintf(path, sizeof path, "%s/.config/livemig/config.yaml", home ? home : "");
-    if (home && access(path, R_OK) == 0 && !lm_config_load_file(profile_schema, &c.p, path, &err))
-        return die("%s", err.message);
-    struct {
-        const char *env;
-        char **field;
-    } envs[] = {{"LIVEMIG_URL", &c.p.url},
-                {"LIVEMIG_CA_FILE", &c.p.ca_file},
-                {"LIVEMIG_PUBLIC_KEY", &c.p.public_key},
-                {"LIVEMIG_PRIVATE_KEY_FILE", &c.p.private_key_file},
-                {"LIVEMIG_ORG_ID", &c.p.org_id},
-                {"LIVEMIG_PROJECT_ID", &c.p.project_id}};
-    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++)
-        if (getenv(envs[i].env)) {
-            free(*envs[i].field);
-            *envs[i].field = strdup(getenv(envs[i].env));
-        }
-    char **fields[] = {&c.p.url, &c.p.ca_file, &c.p.public_key, &c.p.private_key_file};
-    char *vals[] = {over.url, over.ca_file, over.public_key, over.private_key_file};
-    for (int i = 0; i < 4; i++)
-        if (vals[i]) {
-            free(*fields[i]);
-            *fields[i] = strdup(vals[i]);
-        }
+    if (argc == 2 && strcmp(argv[1], "__commands") == 0) { /* for tests */
+        lm_cli_print_commands(&cli, stdout);
+        return 0;
+    }
+    lm_cli_args_t a;
     int rc;
-    if (!c.p.url || strncmp(c.p.url, "https://", 8) != 0)
-        rc = die("the control plane's https:// URL is needed: --url, LIVEMIG_URL or url in %s",
-                 path);
-    else if (!c.p.public_key || !c.p.private_key_file)
-        rc = die("an API key is needed: --publicKey and --privateKeyFile (or LIVEMIG_PUBLIC_KEY "
-                 "and LIVEMIG_PRIVATE_KEY_FILE, or the profile)");
-    else if (!(c.secret = read_secret_file(c.p.private_key_file, "the API private key file")))
-        rc = 1;
-    else if (!lm_http_global_init(&err))
-        rc = die("%s", err.message);
-    else {
-        rc = run(&c, &a);
-        lm_http_global_cleanup();
+    if (!lm_cli_parse(&cli, argc, argv, &a, &rc))
+        return rc;
+    if (has(&a, "output") && strcmp(flag(&a, "output"), "json") != 0) {
+        die("-o: only json is supported");
+        return 2;
+    }
+    lm_cli_conn_t c;
+    lm_error_t err;
+    memset(&c, 0, sizeof c);
+    rc = load_profile(&c, &a);
+    if (rc == 0) {
+        if (!lm_http_global_init(&err)) {
+            rc = die("%s", err.message);
+        } else {
+            rc = a.cmd->run(&c, &a);
+            lm_http_global_cleanup();
+        }
     }
     if (c.secret) {
         lm_wipe(c.secret, strlen(c.secret));

@@ -26,10 +26,13 @@ static inline double lm_lag_seconds(bool caught_up, int64_t applied_ms, int64_t 
     return lag > 0 ? lag : 0;
 }
 
-/* readyForCutover: the lag is at most the job's cutover_lag. */
+/* readyForCutover: the lag is at most the job's cutover_lag. Compared in seconds, the
+ * unit lm_lag_seconds divided into: multiplying the lag back into ms can land a hair above
+ * the integer it came from (2.007 * 1000 = 2007.0000000000002), which made a lag of
+ * exactly cutover_lag "not ready". */
 static inline bool lm_lag_ready(double lag_seconds, int64_t cutover_lag_ms)
 {
-    return lag_seconds * 1000 <= (double)cutover_lag_ms;
+    return lag_seconds <= (double)cutover_lag_ms / 1e3;
 }
 
 #endif

@@ -76,3 +76,16 @@ Test(ready, from_the_computed_lag)
     cr_assert_not(lm_lag_ready(lag, 1999));
     cr_assert(lm_lag_ready(lm_lag_seconds(true, 0, 0, T0), 0));
 }
+
+Test(ready, exactly_at_a_millisecond_threshold)
+{
+    /* cutover_lag can be given in ms ("2007ms"); a lag of exactly that many ms is within
+     * it, although 2.007 * 1000 is 2007.0000000000002 in doubles */
+    for (int64_t ms = 0; ms <= 100000; ms++) {
+        double lag = lm_lag_seconds(false, T0 - ms, 0, T0);
+        cr_assert(lm_lag_ready(lag, ms), "lag %lld ms, cutover_lag %lld ms", (long long)ms,
+                  (long long)ms);
+        cr_assert_not(lm_lag_ready(lag, ms - 1), "lag %lld ms, cutover_lag %lld ms", (long long)ms,
+                      (long long)(ms - 1));
+    }
+}

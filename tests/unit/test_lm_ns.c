@@ -168,10 +168,11 @@ Test(ns, database_listing_decision)
     cr_assert_not(lm_ns_db_selected(&narrow, "shop2"));
     cr_assert_not(lm_ns_db_selected(&narrow, "cream"));
     cr_assert_not(lm_ns_db_selected(&narrow, "blog"));
-    /* the database part is everything before the first dot */
+    /* a literal pattern: its database is everything before the first dot */
     lm_strlist_t dotted = LIST("shop.a.b");
     cr_assert(lm_ns_db_selected(&dotted, "shop"));
-    cr_assert_not(lm_ns_db_selected(&dotted, "shop.a"));
+    cr_assert_not(lm_ns_db_selected(&dotted, "sho"));
+    cr_assert_not(lm_ns_db_selected(&dotted, "shopa"));
 }
 
 Test(ns, split_at_the_first_dot)
@@ -215,4 +216,31 @@ Test(ns, very_long_namespaces)
     coll[249] = 'x';
     cr_assert(sel(LIST("d*.c*x"), none, db, coll));
     cr_assert_not(sel(none, LIST("*x"), db, coll));
+}
+
+/* The catalog lists a database's collections only when lm_ns_db_selected says so, and the
+ * stream applies changes to whatever lm_ns_selected selects: a namespace the second takes
+ * must be in a database the first takes, or the copy skips a collection whose later
+ * changes the stream then applies. */
+Test(ns, a_selected_namespace_is_in_a_listed_database)
+{
+    const char *patterns[] = {"a*b.c", "*.users", "shop.*",   "s*p.x",
+                              "a?b.c", "a*.b.c",  "[ab]*z.q", "x*y*.z"};
+    const char *nss[][2] = {{"a", "xb.c"}, {"ab", "c"},     {"a", "b.c"},   {"shop", "users"},
+                            {"s", "p.x"},  {"sp", "x"},     {"a", "x.b.c"}, {"b", "z.q"},
+                            {"x", "y.z"},  {"xy", "w.y.z"}, {"axb", "c"}};
+    for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++) {
+        lm_strlist_t inc = {(char *[]){(char *)patterns[i]}, 1};
+        for (size_t j = 0; j < sizeof nss / sizeof *nss; j++)
+            if (lm_ns_selected(&inc, &none, nss[j][0], nss[j][1]))
+                cr_expect(lm_ns_db_selected(&inc, nss[j][0]),
+                          "include %s selects %s.%s but database %s is not listed", patterns[i],
+                          nss[j][0], nss[j][1], nss[j][0]);
+    }
+    /* and a database no namespace of which can match stays unlisted */
+    lm_strlist_t inc = LIST("a*b.c");
+    cr_assert(lm_ns_db_selected(&inc, "a"));
+    cr_assert(lm_ns_db_selected(&inc, "axb"));
+    cr_assert_not(lm_ns_db_selected(&inc, "b"));
+    cr_assert_not(lm_ns_db_selected(&inc, "xa"));
 }

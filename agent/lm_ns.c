@@ -44,19 +44,32 @@ bool lm_ns_selected(const lm_strlist_t *include, const lm_strlist_t *exclude, co
     return !matches_any(exclude, ns);
 }
 
+/* True when glob p can match some namespace of db. A glob's wildcards cross dots ("a*b.c"
+ * matches "a.xb.c"), so p's part before its first dot is not enough: p can match "db." and
+ * more exactly when some prefix of p matches "db." (the rest of a glob matches some string).
+ * Prefixes cut inside a [...] or after a backslash can only add a database listed in vain. */
+static bool could_match_db(const char *p, const char *db)
+{
+    char text[LM_NS_MAX + 2], prefix[LM_NS_MAX];
+    size_t n = strlen(p);
+    snprintf(text, sizeof text, "%s.", db);
+    for (size_t k = 0; k <= n && k < sizeof prefix; k++) {
+        snprintf(prefix, sizeof prefix, "%.*s", (int)k, p);
+        if (fnmatch(prefix, text, 0) == 0)
+            return true;
+    }
+    return false;
+}
+
 bool lm_ns_db_selected(const lm_strlist_t *include, const char *db)
 {
     if (lm_ns_db_is_internal(db))
         return false;
     if (include->n == 0)
         return true;
-    for (size_t i = 0; i < include->n; i++) {
-        const char *p = include->items[i], *dot = strchr(p, '.');
-        char dbpat[LM_NS_MAX];
-        snprintf(dbpat, sizeof dbpat, "%.*s", (int)(dot ? dot - p : (long)strlen(p)), p);
-        if (fnmatch(dbpat, db, 0) == 0)
+    for (size_t i = 0; i < include->n; i++)
+        if (could_match_db(include->items[i], db))
             return true;
-    }
     return false;
 }
 

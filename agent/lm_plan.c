@@ -60,49 +60,36 @@ static void single(bson_t *ranges)
     add_range(ranges, 0, bson_new());
 }
 
-/* Samples _ids; returns how many values of the dominant kind were kept in vals. */
-static size_t sample_ids(mongoc_client_t *src, const lm_coll_info_t *c, int size,
-                         bson_value_t *vals, kind_t *kind)
+/* Samples up to `size` _ids of c into sample ({"0": _id, "1": _id, ...}); leaves it empty
+ * when the server has no $sample. */
+static void sample_ids(mongoc_client_t *src, const lm_coll_info_t *c, int size, bson_t *sample)
 {
     bson_error_t e;
     const bson_t *d;
     bson_iter_t it;
-    size_t counts[5] = {0}, n = 0;
-    bson_value_t *all = calloc((size_t)size, sizeof *all);
+    uint32_t n = 0;
     mongoc_collection_t *coll = mongoc_client_get_collection(src, c->db, c->coll);
     bson_t *pipeline = BCON_NEW("pipeline", "[", "{", "$sample", "{", "size", BCON_INT32(size), "}",
                                 "}", "{", "$project", "{", "_id", BCON_INT32(1), "}", "}", "]");
     mongoc_cursor_t *cur =
         mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
-    while (all && n < (size_t)size && mongoc_cursor_next(cur, &d)) {
+    while (n < (uint32_t)size && mongoc_cursor_next(cur, &d)) {
         if (bson_iter_init_find(&it, d, "_id")) {
-            bson_value_copy(bson_iter_value(&it), &all[n]);
-            counts[kind_of(&all[n])]++;
+            char buf[16];
+            const char *key;
+            size_t klen = bson_uint32_to_string(n, &key, buf, sizeof buf);
+            if (!bson_append_value(sample, key, (int)klen, bson_iter_value(&it)))
+                break; /* the sample would pass BSON's size limit: split on what we have */
             n++;
         }
     }
     if (mongoc_cursor_error(cur, &e)) {
         lm_log_debug(NULL, "%s: no $sample (%s): copied as one range", c->ns, e.message);
-        for (size_t i = 0; i < n; i++)
-            bson_value_destroy(&all[i]);
-        n = 0;
+        bson_reinit(sample);
     }
     mongoc_cursor_destroy(cur);
     bson_destroy(pipeline);
     mongoc_collection_destroy(coll);
-    *kind = K_NONE;
-    for (int k = K_OID; k <= K_INT; k++)
-        if (counts[k] > counts[*kind])
-            *kind = (kind_t)k;
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (*kind != K_NONE && kind_of(&all[i]) == *kind)
-            vals[kept++] = all[i];
-        else
-            bson_value_destroy(&all[i]);
-    }
-    free(all);
-    return kept;
 }
 
 /* True when the server answers an _id range with an index scan. A server that plans it
@@ -145,6 +132,62 @@ static void append_value(bson_t *b, const char *key, const bson_value_t *v)
     bson_append_value(b, key, -1, v);
 }
 
+int lm_plan_split(const bson_t *sample, int n_ranges, bson_t *ranges, const char **type)
+{
+    bson_iter_t it;
+    size_t counts[5] = {0}, n = 0;
+    kind_t kind = K_NONE;
+    *type = NULL;
+    if (n_ranges > LM_PLAN_MAX_RANGES)
+        n_ranges = LM_PLAN_MAX_RANGES;
+    if (n_ranges < 2 || !bson_iter_init(&it, sample))
+        return 0;
+    while (bson_iter_next(&it))
+        counts[kind_of(bson_iter_value(&it))]++;
+    for (int k = K_OID; k <= K_INT; k++)
+        if (counts[k] > counts[kind])
+            kind = (kind_t)k;
+    if (kind == K_NONE)
+        return 0;
+    /* shallow copies: strings point into sample, which outlives them */
+    bson_value_t *vals = calloc(counts[kind], sizeof *vals);
+    if (!vals)
+        return 0;
+    bson_iter_init(&it, sample);
+    while (bson_iter_next(&it))
+        if (kind_of(bson_iter_value(&it)) == kind)
+            vals[n++] = *bson_iter_value(&it);
+    qsort(vals, n, sizeof *vals, compare);
+    /* distinct, evenly spaced boundaries */
+    bson_value_t *bounds[LM_PLAN_MAX_RANGES];
+    int nb = 0;
+    for (int r = 1; r < n_ranges; r++) {
+        bson_value_t *cand = &vals[(size_t)r * n / (size_t)n_ranges];
+        if (nb == 0 || compare(bounds[nb - 1], cand) < 0)
+            bounds[nb++] = cand;
+    }
+    const char *alias = kind_type_alias[kind];
+    int r = 0;
+    for (int b = 0; b <= nb; b++) {
+        bson_t *f = bson_new(), id;
+        BSON_APPEND_DOCUMENT_BEGIN(f, "_id", &id);
+        if (b > 0)
+            append_value(&id, "$gte", bounds[b - 1]);
+        if (b < nb)
+            append_value(&id, "$lt", bounds[b]);
+        bson_append_document_end(f, &id);
+        add_range(ranges, r++, f);
+    }
+    /* every _id of another type (type bracketing keeps them out of the ranges above) */
+    add_range(ranges, r++, BCON_NEW("_id", "{", "$not", "{", "$type", BCON_UTF8(alias), "}", "}"));
+    /* NaN is a number no $lt/$gte matches; it equals itself in a query */
+    if (kind == K_INT)
+        add_range(ranges, r, BCON_NEW("_id", BCON_DOUBLE((double)NAN)));
+    free(vals);
+    *type = alias;
+    return nb + 1;
+}
+
 bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs, int split_mode,
                     bson_t *ranges, lm_error_t *err)
 {
@@ -167,44 +210,15 @@ bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs,
     int64_t want = (c->est_docs + split_docs - 1) / split_docs;
     int n_ranges = want > LM_PLAN_MAX_RANGES ? LM_PLAN_MAX_RANGES : (int)want;
     int size = n_ranges * 16 > 1024 ? 1024 : n_ranges * 16;
-    bson_value_t *vals = calloc((size_t)size, sizeof *vals);
-    kind_t kind = K_NONE;
-    size_t n = vals ? sample_ids(src, c, size, vals, &kind) : 0;
-    qsort(vals, n, sizeof *vals, compare);
-    /* distinct, evenly spaced boundaries */
-    bson_value_t *bounds[LM_PLAN_MAX_RANGES];
-    int nb = 0;
-    for (int r = 1; r < n_ranges && n > 0; r++) {
-        bson_value_t *cand = &vals[(size_t)r * n / (size_t)n_ranges];
-        if (nb == 0 || compare(bounds[nb - 1], cand) < 0)
-            bounds[nb++] = cand;
-    }
-    if (nb == 0) {
+    bson_t sample = BSON_INITIALIZER;
+    const char *type;
+    sample_ids(src, c, size, &sample);
+    int n = lm_plan_split(&sample, n_ranges, ranges, &type);
+    if (n == 0)
         single(ranges);
-    } else {
-        const char *alias = kind_type_alias[kind];
-        int r = 0;
-        for (int b = 0; b <= nb; b++) {
-            bson_t *f = bson_new(), id;
-            BSON_APPEND_DOCUMENT_BEGIN(f, "_id", &id);
-            if (b > 0)
-                append_value(&id, "$gte", bounds[b - 1]);
-            if (b < nb)
-                append_value(&id, "$lt", bounds[b]);
-            bson_append_document_end(f, &id);
-            add_range(ranges, r++, f);
-        }
-        /* every _id of another type (type bracketing keeps them out of the ranges above) */
-        add_range(ranges, r++,
-                  BCON_NEW("_id", "{", "$not", "{", "$type", BCON_UTF8(alias), "}", "}"));
-        /* NaN is a number no $lt/$gte matches; it equals itself in a query */
-        if (kind == K_INT)
-            add_range(ranges, r, BCON_NEW("_id", BCON_DOUBLE((double)NAN)));
-        lm_log_info(NULL, "%s: %d ranges over %s _ids, plus one for other _id types", c->ns, nb + 1,
-                    alias);
-    }
-    for (size_t i = 0; i < n; i++)
-        bson_value_destroy(&vals[i]);
-    free(vals);
+    else
+        lm_log_info(NULL, "%s: %d ranges over %s _ids, plus one for other _id types", c->ns, n,
+                    type);
+    bson_destroy(&sample);
     return true;
 }

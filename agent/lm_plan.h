@@ -29,4 +29,15 @@
 bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs, int split_mode,
                     bson_t *ranges, lm_error_t *err);
 
+/* The pure part of the plan: appends to `ranges` (from key "0" on) the filters that split
+ * a collection into at most n_ranges (capped at LM_PLAN_MAX_RANGES) ranges, from `sample`,
+ * a document whose values are _ids sampled from the collection (keys are ignored): ranges
+ * over the most frequent _id type between distinct, evenly spaced boundaries, then one for
+ * every _id of another type and, for numbers, one for NaN. Returns how many ranges cover
+ * the dominant type, and *type its $type alias ("objectId", "string", "date" or "number");
+ * 0 and *type NULL, with nothing appended, when the sample cannot split the collection:
+ * n_ranges < 2, no _ids, or more _ids of types ranges do not cover (doubles, documents,
+ * binary, ...) than of any one type they do. Nothing to free but `ranges`. */
+int lm_plan_split(const bson_t *sample, int n_ranges, bson_t *ranges, const char **type);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "lm_apply.h"
 #include "lm_conn.h"
+#include "lm_lag.h"
 #include "lm_log.h"
 #include "lm_meta.h"
 #include "lm_mongo_error.h"
@@ -845,13 +846,11 @@ static void *monitor_main(void *arg)
         ss.source_t = latest.t, ss.source_i = latest.i, ss.source_wall_ms = latest_wall;
         /* Lag: the oldest write not applied yet is newer than both the applied position
          * and the last moment the target was caught up. */
-        int64_t since = time_of(a, a_wall) > caught_up_at ? time_of(a, a_wall) : caught_up_at;
-        double lag = caught_up ? 0 : (double)(wall_now - since) / 1e3;
-        ss.lag_seconds = lag > 0 ? lag : 0;
+        ss.lag_seconds = lm_lag_seconds(caught_up, time_of(a, a_wall), caught_up_at, wall_now);
         ss.optime_gap_seconds = caught_up                      ? 0
                                 : lm_optime_cmp(latest, a) > 0 ? (double)(latest.t - a.t)
                                                                : ss.lag_seconds;
-        ss.ready_for_cutover = ss.lag_seconds * 1000 <= (double)s->job->cutover_lag_ms;
+        ss.ready_for_cutover = lm_lag_ready(ss.lag_seconds, s->job->cutover_lag_ms);
         if (now - last_rate >= 1000) {
             long long ops = atomic_load(&s->st->ops_applied);
             long long lat = atomic_load(&s->st->latency_sum_ms),

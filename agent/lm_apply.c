@@ -1,4 +1,17 @@
-/* lm_apply: see lm_apply.h. */
+/* lm_apply: see lm_apply.h.
+ *
+ * Threads and what they own:
+ *  - the stream's thread (the producer) pushes ops, drains, asks for the pending position
+ *    and stops the pool;
+ *  - each worker owns its client and its batch; its queue, q_bytes, busy and busy_prev*
+ *    are shared with the producer under the worker's mu;
+ *  - a->stopping and a->failed are atomics, set by lm_apply_stop / fail and then broadcast
+ *    under every worker's mu, so a waiter either sees the flag before it waits or is woken.
+ * Every wait is a plain condition-variable wait on a predicate the other side signals: a
+ * worker waits for work (can_pop) or the stop; the producer waits for room (can_push) or
+ * for a worker to go idle (idle). The job's external stop and cancel flags are noticed
+ * between batches: a worker that sees them leaves its loop and wakes the producer on its
+ * way out, and the stream's thread, which polls them, stops the pool. */
 #include "lm_apply.h"
 
 #include <pthread.h>
@@ -24,6 +37,7 @@ typedef struct worker {
     lm_oplist_t q;
     int64_t q_bytes;
     bool busy;
+    bool exited; /* the worker left its loop (stop or failure) */
     lm_optime_t busy_prev;
     int64_t busy_prev_wall;
     mongoc_client_t *dst, *src;
@@ -367,8 +381,8 @@ static void *worker_main(void *arg)
     w->dst = mongoc_client_pool_pop(a->o.target);
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->q.head && !stopping(a))
-            lm_time_cond_wait_ms(&w->can_pop, &w->mu, 200);
+        while (!w->q.head && !atomic_load(&a->stopping) && !atomic_load(&a->failed))
+            pthread_cond_wait(&w->can_pop, &w->mu);
         if (stopping(a) || !batch) {
             pthread_mutex_unlock(&w->mu);
             break;
@@ -405,6 +419,13 @@ static void *worker_main(void *arg)
         }
     }
     free(batch);
+    /* the producer may wait for room or for this worker to go idle: it re-checks now */
+    pthread_mutex_lock(&w->mu);
+    w->busy = false;
+    w->exited = true;
+    pthread_cond_broadcast(&w->can_push);
+    pthread_cond_broadcast(&w->idle);
+    pthread_mutex_unlock(&w->mu);
     mongoc_client_pool_push(a->o.target, w->dst);
     if (w->src)
         mongoc_client_pool_push(a->o.source, w->src);
@@ -453,8 +474,13 @@ bool lm_apply_push(lm_apply_t *a, lm_op_t *op, lm_error_t *err)
     int64_t b = op_bytes(op);
     op->queued_ms = lm_time_now_ms();
     pthread_mutex_lock(&w->mu);
-    while (w->q.n > 0 && w->q_bytes + b > a->per_worker_bytes && !stopping(a))
-        lm_time_cond_wait_ms(&w->can_push, &w->mu, 200);
+    while (w->q.n > 0 && w->q_bytes + b > a->per_worker_bytes && !stopping(a) && !w->exited)
+        pthread_cond_wait(&w->can_push, &w->mu);
+    if (w->exited && !stopping(a)) { /* it could not allocate its batch */
+        pthread_mutex_unlock(&w->mu);
+        lm_op_free(op);
+        return lm_error_set(err, LM_ERR_INTERNAL, "an apply worker ended (out of memory)");
+    }
     if (stopping(a)) {
         pthread_mutex_unlock(&w->mu);
         lm_op_free(op);
@@ -472,8 +498,8 @@ bool lm_apply_drain(lm_apply_t *a, lm_error_t *err)
     for (int i = 0; i < a->n; i++) {
         worker_t *w = &a->w[i];
         pthread_mutex_lock(&w->mu);
-        while ((w->q.head || w->busy) && !stopping(a))
-            lm_time_cond_wait_ms(&w->idle, &w->mu, 200);
+        while ((w->q.head || w->busy) && !stopping(a) && !w->exited)
+            pthread_cond_wait(&w->idle, &w->mu);
         pthread_mutex_unlock(&w->mu);
         if (stopping(a))
             return why_not(a, err);

@@ -283,16 +283,18 @@ static void *job_main(void *arg)
         lm_log_info(NULL, "validation %s: running the checks", j->id);
         lm_status_set_phase(&j->st, LM_PHASE_VALIDATING);
         lm_validate(&j->job, j->d->state_dir, &j->checks);
-        snprintf(j->final, sizeof j->final, "COMPLETE");
+        snprintf(j->final, sizeof j->final, "%s", lm_agent_state_name(LM_AGENT_COMPLETE));
         lm_log_info(NULL, "validation %s: %s", j->id,
                     lm_checks_failed(&j->checks) ? "a check FAILED" : "passed");
     } else {
         lm_log_info(NULL, "live migration %s: starting (state in %s)", j->id, j->job.state_dir);
         int code = lm_run_job(&j->job, &j->st, &j->stop);
-        const char *final = code == LM_EXIT_OK          ? "COMPLETE"
-                            : code == LM_EXIT_CANCELLED ? (j->expired ? "EXPIRED" : "CANCELLED")
-                            : code == LM_EXIT_STOPPED   ? ""
-                                                        : "FAILED";
+        lm_agent_state_t s =
+            code == LM_EXIT_OK ? LM_AGENT_COMPLETE
+            : code == LM_EXIT_CANCELLED
+                ? (atomic_load(&j->expired) ? LM_AGENT_EXPIRED : LM_AGENT_CANCELLED)
+                : LM_AGENT_FAILED;
+        const char *final = code == LM_EXIT_STOPPED ? "" : lm_agent_state_name(s);
         snprintf(j->final, sizeof j->final, "%s", final);
         lm_log_info(NULL, "live migration %s: %s", j->id,
                     final[0] ? final : "stopped (checkpointed; resumes when the agent starts)");
@@ -350,7 +352,7 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
         snprintf(j->refusal, sizeof j->refusal, "the agent cannot start a thread for it");
     if (j->refusal[0]) {
         lm_job_wipe_passwords(&j->job);
-        snprintf(j->final, sizeof j->final, "FAILED");
+        snprintf(j->final, sizeof j->final, "%s", lm_agent_state_name(LM_AGENT_FAILED));
         atomic_store(&j->finished, true);
         lm_log_error(NULL, "%s %s refused: %s", lm_proto_job_kind_name(pj->kind), pj->job_id,
                      j->refusal);
@@ -459,16 +461,18 @@ static void build_report(daemon_t *d, djob_t *j, lm_proto_status_t *m)
     snprintf(m->agent_id, sizeof m->agent_id, "%s", d->id.agent_id);
     snprintf(m->job_id, sizeof m->job_id, "%s", j->id);
     m->kind = j->kind;
-    snprintf(m->state, sizeof m->state, "%s", finished && j->final[0] ? j->final : "RUNNING");
+    snprintf(m->state, sizeof m->state, "%s",
+             finished && j->final[0] ? j->final : lm_agent_state_name(LM_AGENT_RUNNING));
     if (j->refusal[0]) {
-        snprintf(m->phase, sizeof m->phase, "NEW");
+        snprintf(m->phase, sizeof m->phase, "%s", lm_phase_name(LM_PHASE_NEW));
         m->errors = calloc(1, sizeof *m->errors);
         if (m->errors) {
             snprintf(m->errors[0], sizeof m->errors[0], "%s", j->refusal);
             m->n_errors = 1;
         }
     } else if (j->kind == LM_PROTO_JOB_VALIDATION) {
-        snprintf(m->phase, sizeof m->phase, "%s", finished ? "COMPLETE" : "VALIDATING");
+        snprintf(m->phase, sizeof m->phase, "%s",
+                 lm_phase_name(finished ? LM_PHASE_COMPLETE : LM_PHASE_VALIDATING));
         size_t n = finished ? j->checks.n : 0;
         m->checks = n ? calloc(n, sizeof *m->checks) : NULL;
         if (m->checks) {

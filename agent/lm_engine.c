@@ -459,8 +459,8 @@ static bool stream_phase(engine_t *e)
         if (o.from.t == 0)
             lm_status_warn(e->st, "the source reported no optime when the copy started: every "
                                   "change its oplog holds is replayed");
-        if (!lm_meta_save_position(e->dst, e->job_id, "STREAMING", o.from.t, o.from.i, 0, "",
-                                   &e->err))
+        if (!lm_meta_save_position(e->dst, e->job_id, lm_phase_name(LM_PHASE_STREAMING), o.from.t,
+                                   o.from.i, 0, "", &e->err))
             return false;
     }
     if (!lm_stream_run(&o, &e->err))
@@ -488,12 +488,18 @@ bool lm_engine_prepare(engine_t *e)
     lm_status_set_job_id(e->st, e->job_id);
     if (!lm_meta_load_job(e->dst, e->job_id, &e->meta, &e->err))
         return false;
-    if (e->meta.exists && strcmp(e->meta.phase, "COMPLETE") == 0) {
+    lm_phase_t saved = LM_PHASE_NEW;
+    if (e->meta.exists && !lm_phase_parse(e->meta.phase, &saved))
+        return lm_error_set(&e->err, LM_ERR_INVALID,
+                            "the checkpoint of job %s on the target names an unknown phase '%s': "
+                            "was it written by a newer livemig? Upgrade livemig or use a new "
+                            "--state-dir",
+                            e->job_id, e->meta.phase);
+    if (e->meta.exists && saved == LM_PHASE_COMPLETE) {
         e->already_complete = e->prepared = true;
         return true;
     }
-    if (e->meta.exists &&
-        (strcmp(e->meta.phase, "STREAMING") == 0 || strcmp(e->meta.phase, "CUTTING_OVER") == 0)) {
+    if (e->meta.exists && (saved == LM_PHASE_STREAMING || saved == LM_PHASE_CUTTING_OVER)) {
         lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
         lm_log_info(NULL,
                     "resuming job %s: the copy is done; streaming from the target's "
@@ -516,7 +522,7 @@ bool lm_engine_prepare(engine_t *e)
     if (fresh) {
         if (!check_conflicts(e))
             return false;
-        snprintf(e->meta.phase, sizeof e->meta.phase, "COPYING");
+        snprintf(e->meta.phase, sizeof e->meta.phase, "%s", lm_phase_name(LM_PHASE_COPYING));
         snprintf(e->meta.source, sizeof e->meta.source, "%s", e->src_hosts);
         snprintf(e->meta.target, sizeof e->meta.target, "%s", e->dst_hosts);
         if (!lm_meta_create_job(e->dst, e->job_id, &e->meta, &e->err))
@@ -554,12 +560,14 @@ bool lm_engine_copy(engine_t *e)
 bool lm_engine_build_indexes(engine_t *e)
 {
     lm_status_set_phase(e->st, LM_PHASE_BUILDING_INDEXES);
-    return lm_meta_set_phase(e->dst, e->job_id, "BUILDING_INDEXES", &e->err) && index_phase(e);
+    return lm_meta_set_phase(e->dst, e->job_id, lm_phase_name(LM_PHASE_BUILDING_INDEXES),
+                             &e->err) &&
+           index_phase(e);
 }
 
 bool lm_engine_finish_copy(engine_t *e)
 {
-    if (!lm_meta_set_phase(e->dst, e->job_id, "COMPLETE", &e->err))
+    if (!lm_meta_set_phase(e->dst, e->job_id, lm_phase_name(LM_PHASE_COMPLETE), &e->err))
         return false;
     lm_status_set_phase(e->st, LM_PHASE_COMPLETE);
     return true;

@@ -17,7 +17,7 @@ typedef struct {
     char *tls_ca_file;
     char *user;
     char *password_file;
-    char *password; /* filled by lm_job_finish from the file or the environment; secret */
+    char *password;     /* filled by lm_job_finish from the file or the environment; secret */
     char *uri_password; /* the URI's own password (user-info), if any; secret */
 } lm_endpoint_t;
 

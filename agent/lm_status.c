@@ -12,18 +12,11 @@
 #include "lm_time.h"
 
 static const char *const state_names[] = {"RUNNING", "COMPLETE", "FAILED", "CANCELLED", "STOPPED"};
-static const char *const phase_names[] = {
-    "NEW", "VALIDATING", "COPYING", "BUILDING_INDEXES", "STREAMING", "CUTTING_OVER", "COMPLETE"};
 static const char *const coll_state_names[] = {"pending", "copying", "copied", "indexed", "failed"};
 
 const char *lm_state_name(lm_state_t s)
 {
     return state_names[s];
-}
-
-const char *lm_phase_name(lm_phase_t p)
-{
-    return phase_names[p];
 }
 
 const char *lm_coll_state_name(lm_coll_state_t s)
@@ -155,8 +148,8 @@ void lm_status_set_phase(lm_status_t *st, lm_phase_t phase)
     st->phase = phase;
     pthread_mutex_unlock(&st->mu);
     char fields[64];
-    snprintf(fields, sizeof fields, "job=%s phase=%s", st->job_id, phase_names[phase]);
-    lm_log_info(fields, "entering phase %s", phase_names[phase]);
+    snprintf(fields, sizeof fields, "job=%s phase=%s", st->job_id, lm_phase_name(phase));
+    lm_log_info(fields, "entering phase %s", lm_phase_name(phase));
 }
 
 void lm_status_set_state(lm_status_t *st, lm_state_t state)
@@ -266,7 +259,7 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
     lm_json_w_key(w, "state");
     lm_json_w_str(w, state_names[st->state]);
     lm_json_w_key(w, "phase");
-    lm_json_w_str(w, phase_names[st->phase]);
+    lm_json_w_str(w, lm_phase_name(st->phase));
     lm_time_format_iso8601(st->started_ms, ts, sizeof ts);
     lm_json_w_key(w, "startedAt");
     lm_json_w_str(w, ts);
@@ -357,7 +350,7 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
     lm_strbuf_append(
         out, "# HELP livemig_phase 1 for the phase the job is in.\n# TYPE livemig_phase gauge\n");
     for (int p = 0; p <= LM_PHASE_COMPLETE; p++)
-        lm_strbuf_appendf(out, "livemig_phase{phase=\"%s\"} %d\n", phase_names[p],
+        lm_strbuf_appendf(out, "livemig_phase{phase=\"%s\"} %d\n", lm_phase_name((lm_phase_t)p),
                           st->phase == (lm_phase_t)p);
     lm_strbuf_append(
         out, "# HELP livemig_state 1 for the state the job is in.\n# TYPE livemig_state gauge\n");

@@ -21,6 +21,7 @@
 
 #include "lm_config.h"
 #include "lm_ns.h"
+#include "lm_states.h"
 #include "lm_strbuf.h"
 
 typedef enum {
@@ -30,16 +31,6 @@ typedef enum {
     LM_STATE_CANCELLED,
     LM_STATE_STOPPED, /* interrupted by a signal; run again to resume */
 } lm_state_t;
-
-typedef enum {
-    LM_PHASE_NEW = 0,
-    LM_PHASE_VALIDATING,
-    LM_PHASE_COPYING,
-    LM_PHASE_BUILDING_INDEXES,
-    LM_PHASE_STREAMING,
-    LM_PHASE_CUTTING_OVER,
-    LM_PHASE_COMPLETE,
-} lm_phase_t;
 
 typedef enum {
     LM_COLL_PENDING = 0,
@@ -132,7 +123,6 @@ void lm_status_warn(lm_status_t *st, const char *fmt, ...) __attribute__((format
 void lm_status_error(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 const char *lm_state_name(lm_state_t s);
-const char *lm_phase_name(lm_phase_t p);
 const char *lm_coll_state_name(lm_coll_state_t s);
 
 /* Appends the status as JSON / Prometheus text. */

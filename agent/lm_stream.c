@@ -996,8 +996,8 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     s.apply = NULL;
     if (s.capture[0] && a.t) {
         lm_error_t cerr;
-        if (!lm_meta_save_position(s.dst, o->job_id, ok ? "COMPLETE" : NULL, a.t, a.i, wall,
-                                   s.capture, &cerr)) {
+        if (!lm_meta_save_position(s.dst, o->job_id, ok ? lm_phase_name(LM_PHASE_COMPLETE) : NULL,
+                                   a.t, a.i, wall, s.capture, &cerr)) {
             if (ok) {
                 *err = cerr;
                 ok = false;

@@ -7,6 +7,7 @@
 
 #include "lm_encode.h"
 #include "lm_json.h"
+#include "lm_states.h"
 
 #define TOKEN_PREFIX "lmlt1."
 
@@ -14,7 +15,6 @@ static const char *const job_kinds[] = {"validation", "migration", NULL};
 static const char *const cmd_kinds[] = {"cutover", "cancel", "extend", "expire", "revoked", NULL};
 static const char *const check_results[] = {"PASS", "WARN", "FAIL", "INFO", NULL};
 static const char *const captures[] = {"auto", "oplog", "changestream", NULL};
-static const char *const states[] = {"RUNNING", "COMPLETE", "FAILED", "CANCELLED", "EXPIRED", NULL};
 
 const char *lm_proto_job_kind_name(lm_proto_job_kind_t k)
 {
@@ -566,7 +566,7 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
               get_text(v, "jobId", true, m->job_id, sizeof m->job_id, err) &&
               get_enum(v, "kind", true, job_kinds, &kind, err) &&
               get_text(v, "phase", true, m->phase, sizeof m->phase, err) &&
-              get_enum(v, "state", true, states, &state, err) &&
+              get_enum(v, "state", true, lm_agent_state_names, &state, err) &&
               lm_json_get_obj(v, "progress", false, &prog, err) &&
               lm_json_get_bool(v, "readyForCutover", false, &m->ready_for_cutover, err) &&
               get_number(v, "optimeGapSeconds", false, &m->optime_gap_seconds, err) &&
@@ -576,7 +576,7 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
                         &m->n_errors, err);
     m->kind = (lm_proto_job_kind_t)kind;
     if (ok)
-        snprintf(m->state, sizeof m->state, "%s", states[state]);
+        snprintf(m->state, sizeof m->state, "%s", lm_agent_state_name((lm_agent_state_t)state));
     if (ok && prog) {
         ok = lm_json_type(prog) == LM_JSON_OBJECT &&
              lm_json_get_int(prog, "docsCopied", false, 0, INT64_MAX, &m->docs_copied, err) &&

@@ -100,3 +100,9 @@ void lm_test_certs(const char *name, char *dir, size_t dirsz)
     close(lfd);
     cr_assert_eq(stat(probe, &st), 0, "certificates missing in %s", dir);
 }
+
+const char *lm_test_bin(const char *env, const char *built)
+{
+    const char *v = getenv(env);
+    return v && *v ? v : built;
+}

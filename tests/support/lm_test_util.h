@@ -19,4 +19,20 @@ void lm_test_certs(const char *name, char *dir, size_t dirsz);
 /* A free TCP port on 127.0.0.1 (bound and released; callers retry on a race). */
 int lm_test_free_port(void);
 
+/* The binaries under test: the build's own (compiled in as LM_*_BIN_BUILT), unless the
+ * environment names others. scripts/check runs the integration tests against the
+ * ThreadSanitizer build's agent, control plane and CLI that way: Criterion itself cannot
+ * run under ThreadSanitizer (its inheritable arena fails to map), so the test programs stay
+ * uninstrumented and the processes they start are the instrumented ones. */
+const char *lm_test_bin(const char *env, const char *built);
+#ifdef LM_AGENT_BIN_BUILT
+#define LM_AGENT_BIN lm_test_bin("LM_AGENT_BIN", LM_AGENT_BIN_BUILT)
+#endif
+#ifdef LM_CP_BIN_BUILT
+#define LM_CP_BIN lm_test_bin("LM_CP_BIN", LM_CP_BIN_BUILT)
+#endif
+#ifdef LM_CLI_BIN_BUILT
+#define LM_CLI_BIN lm_test_bin("LM_CLI_BIN", LM_CLI_BIN_BUILT)
+#endif
+
 #endif

@@ -1,6 +1,8 @@
 /* The admin API, shaped like the Atlas Admin API v2 push live migration (paths, fields,
  * statuses), plus projects, API keys, a clusters registry, list, cancel, extend and
- * per-collection progress. Called with cp->mu held. See controlplane/README.md. */
+ * per-collection progress. Its route table (at the end) says who may call what: the server
+ * has checked the API key, its role and the organization or project in the path before a
+ * handler runs, with cp->mu held. See controlplane/README.md. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,9 +94,9 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *name, *org;
-    bool ok = v && cp_need_owner(who, r) && text_field(v, "name", true, 64, &name, r) &&
+    bool ok = v && text_field(v, "name", true, 64, &name, r) &&
               text_field(v, "orgId", true, 64, &org, r) && cp_own_org(who, org, r);
-    if (ok && !cp_valid_id(name))
+    if (ok && !lm_cp_valid_id(name))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
     char id[25];
@@ -113,10 +115,8 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
     return ok;
 }
 
-static bool list_groups(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+static bool list_groups(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!cp_own_org(who, org, r))
-        return false;
     sqlite3_stmt *st = lm_cp_q(
         cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
     lm_json_writer_t *w = results_open();
@@ -148,14 +148,12 @@ static bool insert_key(sqlite3 *db, const char *org, const char *role, const cha
                       "ssssssi", id, org, role, salt, hash, desc, lm_time_now_ms());
 }
 
-static bool create_api_key(lm_cp_t *cp, const caller_t *who, const char *org, const req_t *q,
-                           resp_t *r)
+static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r), *roles = NULL;
     const char *desc = NULL, *role = NULL;
     lm_error_t err;
-    bool ok = v && cp_need_owner(who, r) && cp_own_org(who, org, r) &&
-              text_field(v, "desc", false, 250, &desc, r);
+    bool ok = v && text_field(v, "desc", false, 250, &desc, r);
     if (ok && !lm_json_get_arr(v, "roles", true, 1, &roles, &err))
         ok = cp_bad_field(r, &err);
     if (ok && (lm_json_len(roles) != 1 || !(role = lm_json_string(lm_json_at(roles, 0))) ||
@@ -185,18 +183,17 @@ static bool create_api_key(lm_cp_t *cp, const caller_t *who, const char *org, co
 
 /* ---- the clusters registry ---- */
 
-static bool add_cluster(lm_cp_t *cp, const caller_t *who, const char *group, const req_t *q,
-                        resp_t *r)
+static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *name, *uri, *ca = NULL, *user = NULL, *pw = NULL;
     bool tls = false;
-    bool ok = v && cp_need_owner(who, r) && text_field(v, "name", true, 64, &name, r) &&
+    bool ok = v && text_field(v, "name", true, 64, &name, r) &&
               text_field(v, "connectionString", true, 2047, &uri, r) &&
               text_field(v, "caFile", false, 1023, &ca, r) &&
               text_field(v, "username", false, 128, &user, r) &&
               text_field(v, "password", false, 1023, &pw, r) && bool_field(v, "tls", &tls, r);
-    if (ok && !cp_valid_id(name))
+    if (ok && !lm_cp_valid_id(name))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
     if (ok && strncmp(uri, "mongodb://", 10) != 0 && strncmp(uri, "mongodb+srv://", 14) != 0)
@@ -257,12 +254,11 @@ static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
 
 /* ---- link-tokens ---- */
 
-static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org, const req_t *q,
-                              resp_t *r)
+static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r), *ips = NULL;
     lm_error_t err;
-    bool ok = v && cp_need_owner(who, r) && cp_own_org(who, org, r);
+    bool ok = v != NULL;
     if (ok && !lm_json_get_arr(v, "accessListIps", false, 256, &ips, &err))
         ok = cp_bad_field(r, &err);
     lm_json_writer_t *acc = lm_json_writer_new(false);
@@ -329,10 +325,8 @@ static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
     return ok;
 }
 
-static bool delete_link_token(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+static bool delete_link_token(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!cp_need_owner(who, r) || !cp_own_org(who, org, r))
-        return false;
     if (!lm_cp_exec(cp->db, "UPDATE link_tokens SET deleted = ? WHERE org_id = ? AND deleted = 0",
                     "is", lm_time_now_ms(), org))
         return cp_fail(r, 500, "INTERNAL", "cannot delete the link-token");
@@ -344,10 +338,8 @@ static bool delete_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
     return true;
 }
 
-static bool available_projects(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!cp_own_org(who, org, r))
-        return false;
     sqlite3_stmt *st = lm_cp_q(
         cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
     lm_json_writer_t *w = lm_json_writer_new(false);
@@ -423,8 +415,8 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
         !text_in("destination", dst, "hostnameSchemaType", false, 32, &schema, r) ||
         !bool_field(v, "dropDestinationData", &drop, r))
         return false;
-    if (!cp_valid_id(s_group) || !cp_valid_id(s_cluster) || !cp_valid_id(d_cluster) ||
-        (d_group && !cp_valid_id(d_group)))
+    if (!lm_cp_valid_id(s_group) || !lm_cp_valid_id(s_cluster) || !lm_cp_valid_id(d_cluster) ||
+        (d_group && !lm_cp_valid_id(d_group)))
         return cp_fail(r, 400, "INVALID_ATTRIBUTE",
                        "cluster names and group ids use 1-64 letters, digits, '_', '-' or '.'");
     if (!d_group)
@@ -542,8 +534,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     lm_json_val_t *v = cp_body_json(q, r);
     const char *password = NULL, *host = NULL;
     lm_json_writer_t *spec = lm_json_writer_new(false);
-    bool ok =
-        v && cp_need_owner(who, r) && read_request(cp, who, group, v, spec, &password, &host, r);
+    bool ok = v && read_request(cp, who, group, v, spec, &password, &host, r);
     size_t len;
     lm_error_t err;
     const char *spec_text = ok ? lm_json_writer_result(spec, &len, &err) : NULL;
@@ -650,11 +641,8 @@ static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
 }
 
 /* cutover / cancel / extend: a command for the agent, checked against the job's state. */
-static bool job_command(lm_cp_t *cp, const caller_t *who, const char *group, const char *id,
-                        const char *cmd, resp_t *r)
+static bool job_command(lm_cp_t *cp, const char *group, const char *id, const char *cmd, resp_t *r)
 {
-    if (!cp_need_owner(who, r))
-        return false;
     sqlite3_stmt *st = find_job(cp, group, id, "migration");
     if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
@@ -722,75 +710,126 @@ static bool job_progress(lm_cp_t *cp, const char *group, const char *id, resp_t 
     return true;
 }
 
-/* ---- routing ---- */
+/* ---- routes ---- */
 
-void cp_admin_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
-                    const req_t *q, resp_t *r)
+static bool on_create_group(cp_call_t *k)
 {
-    caller_t who;
-    if (!cp_auth_admin(cp, c, &who, r))
-        return;
-    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
-         put = strcmp(method, "PUT") == 0, del = strcmp(method, "DELETE") == 0;
-    const char *id3 = p->n > 4 ? p->part[4] : "";
-    /* every id in the path is checked before it reaches SQL or a message */
-    for (int i = 3; i < p->n; i++)
-        if (!cp_valid_id(p->part[i])) {
-            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource");
-            return;
-        }
-    if (cp_match(p, "api/atlas/v2/groups") && post)
-        create_group(cp, &who, q, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/groups") && get)
-        list_groups(cp, &who, id3, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/apiKeys") && post)
-        create_api_key(cp, &who, id3, q, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/linkTokens") && post)
-        create_link_token(cp, &who, id3, q, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/linkTokens") && del)
-        delete_link_token(cp, &who, id3, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/availableProjects") && get)
-        available_projects(cp, &who, id3, r);
-    else if (p->n >= 5 && strcmp(p->part[3], "groups") == 0) {
-        if (!cp_own_group(cp, &who, id3, r))
-            return;
-        const char *id = p->n > 6 ? p->part[6] : "";
-        const char *vid = p->n > 7 ? p->part[7] : "";
-        if (cp_match(p, "api/atlas/v2/groups/*/clusters") && post)
-            add_cluster(cp, &who, id3, q, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/clusters") && get)
-            list_clusters(cp, id3, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/validate") && post)
-            create_job(cp, &who, id3, "validation", q, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/validate/*") && get)
-            get_job(cp, id3, vid, "validation", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations") && post)
-            create_job(cp, &who, id3, "migration", q, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations") && get)
-            list_jobs(cp, id3, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*") && get)
-            get_job(cp, id3, id, "migration", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/cutover") && put)
-            job_command(cp, &who, id3, id, "cutover", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/cancel") && post)
-            job_command(cp, &who, id3, id, "cancel", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/extend") && post)
-            job_command(cp, &who, id3, id, "extend", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/progress") && get)
-            job_progress(cp, id3, id, r);
-        else
-            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
-    } else {
-        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
-    }
+    return create_group(k->cp, &k->who, k->q, k->r);
 }
+
+static bool on_list_groups(cp_call_t *k)
+{
+    return list_groups(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_create_api_key(cp_call_t *k)
+{
+    return create_api_key(k->cp, cp_arg(k, "orgId"), k->q, k->r);
+}
+
+static bool on_create_link_token(cp_call_t *k)
+{
+    return create_link_token(k->cp, cp_arg(k, "orgId"), k->q, k->r);
+}
+
+static bool on_delete_link_token(cp_call_t *k)
+{
+    return delete_link_token(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_available_projects(cp_call_t *k)
+{
+    return available_projects(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_add_cluster(cp_call_t *k)
+{
+    return add_cluster(k->cp, cp_arg(k, "groupId"), k->q, k->r);
+}
+
+static bool on_list_clusters(cp_call_t *k)
+{
+    return list_clusters(k->cp, cp_arg(k, "groupId"), k->r);
+}
+
+static bool on_create_validation(cp_call_t *k)
+{
+    return create_job(k->cp, &k->who, cp_arg(k, "groupId"), "validation", k->q, k->r);
+}
+
+static bool on_get_validation(cp_call_t *k)
+{
+    return get_job(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "validation", k->r);
+}
+
+static bool on_create_migration(cp_call_t *k)
+{
+    return create_job(k->cp, &k->who, cp_arg(k, "groupId"), "migration", k->q, k->r);
+}
+
+static bool on_list_migrations(cp_call_t *k)
+{
+    return list_jobs(k->cp, cp_arg(k, "groupId"), k->r);
+}
+
+static bool on_get_migration(cp_call_t *k)
+{
+    return get_job(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "migration", k->r);
+}
+
+static bool on_cutover(cp_call_t *k)
+{
+    return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "cutover", k->r);
+}
+
+static bool on_cancel(cp_call_t *k)
+{
+    return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "cancel", k->r);
+}
+
+static bool on_extend(cp_call_t *k)
+{
+    return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "extend", k->r);
+}
+
+static bool on_progress(cp_call_t *k)
+{
+    return job_progress(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), k->r);
+}
+
+#define V2 "/api/atlas/v2"
+#define ORG V2 "/orgs/{orgId}"
+#define GROUP V2 "/groups/{groupId}"
+
+/* Owner routes write, member routes read. A {groupId} must be a project of the caller's
+ * organization (404 otherwise), an {orgId} the caller's organization (403). */
+const lm_cp_route_t lm_cp_admin_routes[] = {
+    {"POST", V2 "/groups", LM_CP_ROLE_OWNER, on_create_group},
+    {"GET", ORG "/groups", LM_CP_ROLE_MEMBER, on_list_groups},
+    {"POST", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_create_api_key},
+    {"POST", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_create_link_token},
+    {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
+    {"GET", ORG "/liveMigrations/availableProjects", LM_CP_ROLE_MEMBER, on_available_projects},
+    {"POST", GROUP "/clusters", LM_CP_ROLE_OWNER, on_add_cluster},
+    {"GET", GROUP "/clusters", LM_CP_ROLE_MEMBER, on_list_clusters},
+    {"POST", GROUP "/liveMigrations/validate", LM_CP_ROLE_OWNER, on_create_validation},
+    {"GET", GROUP "/liveMigrations/validate/{id}", LM_CP_ROLE_MEMBER, on_get_validation},
+    {"POST", GROUP "/liveMigrations", LM_CP_ROLE_OWNER, on_create_migration},
+    {"GET", GROUP "/liveMigrations", LM_CP_ROLE_MEMBER, on_list_migrations},
+    {"GET", GROUP "/liveMigrations/{id}", LM_CP_ROLE_MEMBER, on_get_migration},
+    {"PUT", GROUP "/liveMigrations/{id}/cutover", LM_CP_ROLE_OWNER, on_cutover},
+    {"POST", GROUP "/liveMigrations/{id}/cancel", LM_CP_ROLE_OWNER, on_cancel},
+    {"POST", GROUP "/liveMigrations/{id}/extend", LM_CP_ROLE_OWNER, on_extend},
+    {"GET", GROUP "/liveMigrations/{id}/progress", LM_CP_ROLE_MEMBER, on_progress},
+    {NULL, NULL, LM_CP_ROLE_MEMBER, NULL},
+};
 
 /* ---- offline bootstrap ---- */
 
 bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *desc, lm_error_t *err)
 {
     sqlite3 *db;
-    if (!cp_valid_id(org))
+    if (!lm_cp_valid_id(org))
         return lm_error_set(err, LM_ERR_INVALID,
                             "--org: use 1-64 letters, digits, '_', '-' or '.'");
     if (!lm_cp_store_open(cfg->db_path, &db, err))

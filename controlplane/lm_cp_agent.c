@@ -1,6 +1,7 @@
 /* The agent API (proto/ messages over HTTPS): register, heartbeat, long-poll assignments,
- * status reports. Every call carries the link-token credential; an agent whose link-token
- * was deleted is told so (401 LINK_TOKEN_REVOKED). Takes cp->mu itself: a poll waits. */
+ * status reports. Every call carries the link-token credential, checked by the server as
+ * the route table (at the end) says; an agent whose link-token was deleted is told so (401
+ * LINK_TOKEN_REVOKED). Handlers run with cp->mu held; a poll waits on cp->changed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,37 +11,9 @@
 #include "lm_log.h"
 #include "lm_proto.h"
 
-typedef struct {
-    char org[80], token[80], agent_id[80], host[80];
-} agent_t;
-
 static bool proto_fail(resp_t *r, const lm_error_t *err)
 {
     return cp_fail(r, 400, "INVALID_MESSAGE", "%s", err->message);
-}
-
-/* The agent named by the X-Livemig-Agent header, registered under this link-token. */
-static bool known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
-{
-    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Livemig-Agent");
-    if (!id || !cp_valid_id(id))
-        return cp_fail(r, 400, "INVALID_MESSAGE",
-                       "the X-Livemig-Agent header (agent id) is "
-                       "missing: register first");
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND "
-                               "token_id = ?",
-                               "sss", id, a->org, a->token);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW;
-    if (found) {
-        snprintf(a->agent_id, sizeof a->agent_id, "%s", id);
-        snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 0));
-    }
-    sqlite3_finalize(st);
-    if (!found)
-        return cp_fail(r, 401, "AGENT_NOT_REGISTERED",
-                       "agent %s is not registered with this link-token: register again", id);
-    return true;
 }
 
 static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
@@ -50,7 +23,7 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     const char *b = lm_strbuf_str(&q->body);
     if (!lm_proto_register_req_decode(b, strlen(b), &m, &err))
         return proto_fail(r, &err);
-    if (!cp_valid_id(m.hostname))
+    if (!lm_cp_valid_id(m.hostname))
         return cp_fail(r, 400, "INVALID_MESSAGE",
                        "register request: field 'hostname': use letters, digits, '_', '-', '.'");
     /* the same host linking again keeps its agent id */
@@ -451,30 +424,37 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     return true;
 }
 
-void cp_agent_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
-                    const req_t *q, resp_t *r)
+/* ---- routes ---- */
+
+static bool on_register(cp_call_t *k)
 {
-    agent_t a;
-    memset(&a, 0, sizeof a);
-    pthread_mutex_lock(&cp->mu);
-    bool post = strcmp(method, "POST") == 0;
-    if (!cp_auth_agent(cp, c, a.org, a.token, r)) {
-        /* refused */
-    } else if (cp_match(p, "api/agent/v1/register") && post) {
-        do_register(cp, &a, q, r);
-    } else if (!known_agent(cp, c, &a, r)) {
-        /* refused */
-    } else if (cp_match(p, "api/agent/v1/heartbeat") && post) {
-        do_heartbeat(cp, &a, q, r);
-    } else if (cp_match(p, "api/agent/v1/assignments") && strcmp(method, "GET") == 0) {
-        do_poll(cp, c, &a, r);
-    } else if (cp_match(p, "api/agent/v1/status") && post) {
-        do_status(cp, &a, q, r);
-    } else {
-        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such agent API resource (or method)");
-    }
-    pthread_mutex_unlock(&cp->mu);
+    return do_register(k->cp, &k->agent, k->q, k->r);
 }
+
+static bool on_heartbeat(cp_call_t *k)
+{
+    return do_heartbeat(k->cp, &k->agent, k->q, k->r);
+}
+
+static bool on_poll(cp_call_t *k)
+{
+    return do_poll(k->cp, k->c, &k->agent, k->r);
+}
+
+static bool on_status(cp_call_t *k)
+{
+    return do_status(k->cp, &k->agent, k->q, k->r);
+}
+
+/* Every call carries the link-token credential; all but register also the agent id it was
+ * given (the X-Livemig-Agent header). */
+const lm_cp_route_t lm_cp_agent_routes[] = {
+    {"POST", "/api/agent/v1/register", LM_CP_ROLE_AGENT, on_register},
+    {"POST", "/api/agent/v1/heartbeat", LM_CP_ROLE_LINKED_AGENT, on_heartbeat},
+    {"GET", "/api/agent/v1/assignments", LM_CP_ROLE_LINKED_AGENT, on_poll},
+    {"POST", "/api/agent/v1/status", LM_CP_ROLE_LINKED_AGENT, on_status},
+    {NULL, NULL, LM_CP_ROLE_AGENT, NULL},
+};
 
 void lm_cp_tick(lm_cp_t *cp)
 {

@@ -650,8 +650,8 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
     char status[16];
     snprintf(status, sizeof status, "%s", lm_cp_col(st, 1));
     bool ready = sqlite3_column_int(st, 2) != 0;
-    bool has_window = sqlite3_column_type(st, 6) != SQLITE_NULL;
-    int64_t window_end = sqlite3_column_int64(st, 6);
+    lm_cp_window_t window = {.set = sqlite3_column_type(st, 6) != SQLITE_NULL,
+                             .end_ms = sqlite3_column_int64(st, 6)};
     sqlite3_finalize(st);
     bool terminal = strcmp(status, "COMPLETE") == 0 || strcmp(status, "FAILED") == 0 ||
                     strcmp(status, "CANCELLED") == 0 || strcmp(status, "EXPIRED") == 0;
@@ -665,12 +665,12 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
                        "false): wait until the lag is within the cutover lag",
                        id);
     if (strcmp(cmd, "extend") == 0) {
-        if (!has_window)
+        if (!lm_cp_window_extend(&window, cp->cfg->extend_ms))
             return cp_fail(r, 409, "CUTOVER_WINDOW_NOT_OPEN",
                            "live migration %s has no cutover window yet: it opens at the first "
                            "readyForCutover",
                            id);
-        deadline = window_end + cp->cfg->extend_ms;
+        deadline = window.end_ms;
         lm_cp_exec(cp->db, "UPDATE jobs SET window_end = ?, updated = ? WHERE id = ?", "iis",
                    deadline, lm_time_now_ms(), id);
     }

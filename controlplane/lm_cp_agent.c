@@ -361,10 +361,11 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     if (ok && (!st || sqlite3_step(st) != SQLITE_ROW))
         ok = cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no job %s for host %s", m.job_id, a->host);
     char old[16] = "";
-    bool windowed = false;
+    lm_cp_window_t window = {.set = false};
     if (ok) {
         snprintf(old, sizeof old, "%s", lm_cp_col(st, 0));
-        windowed = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        window.set = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        window.end_ms = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
     const char *status = status_of(&m);
@@ -396,19 +397,20 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     int64_t now = lm_time_now_ms();
     if (ok) {
         /* the cutover window opens at the first readyForCutover */
-        int64_t open = m.ready_for_cutover && !windowed && m.kind == LM_PROTO_JOB_MIGRATION;
+        int64_t open = lm_cp_window_report(&window, m.kind == LM_PROTO_JOB_MIGRATION,
+                                           m.ready_for_cutover, now, cp->cfg->cutover_window_ms);
         char types[32];
         snprintf(types, sizeof types, "ssi%cdsssiiiiis", m.has_lag ? 'd' : 'n');
         if (m.has_lag)
-            ok = lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase,
-                            (int64_t)m.ready_for_cutover, m.lag_seconds, m.optime_gap_seconds, b,
-                            error[0] ? error : NULL, a->agent_id, now, open, now, open,
-                            now + cp->cfg->cutover_window_ms, m.job_id);
+            ok =
+                lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase, (int64_t)m.ready_for_cutover,
+                           m.lag_seconds, m.optime_gap_seconds, b, error[0] ? error : NULL,
+                           a->agent_id, now, open, now, open, window.end_ms, m.job_id);
         else
             ok =
                 lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase, (int64_t)m.ready_for_cutover,
                            m.optime_gap_seconds, b, error[0] ? error : NULL, a->agent_id, now, open,
-                           now, open, now + cp->cfg->cutover_window_ms, m.job_id);
+                           now, open, window.end_ms, m.job_id);
         if (!ok)
             cp_fail(r, 500, "INTERNAL", "cannot store the status report");
         else if (open)
@@ -455,6 +457,34 @@ const lm_cp_route_t lm_cp_agent_routes[] = {
     {"POST", "/api/agent/v1/status", LM_CP_ROLE_LINKED_AGENT, on_status},
     {NULL, NULL, LM_CP_ROLE_AGENT, NULL},
 };
+
+/* a + b, held at the int64 limits */
+static int64_t add_ms(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+bool lm_cp_window_report(lm_cp_window_t *w, bool migration, bool ready, int64_t now_ms,
+                         int64_t length_ms)
+{
+    if (!migration || !ready || w->set)
+        return false;
+    w->set = true;
+    w->end_ms = add_ms(now_ms, length_ms);
+    return true;
+}
+
+bool lm_cp_window_extend(lm_cp_window_t *w, int64_t by_ms)
+{
+    if (!w->set)
+        return false;
+    w->end_ms = add_ms(w->end_ms, by_ms);
+    return true;
+}
 
 void lm_cp_tick(lm_cp_t *cp)
 {

@@ -13,8 +13,6 @@
 #include "lm_log.h"
 #include "lm_proto.h"
 
-#define STATUS_TERMINAL "('COMPLETE','FAILED','CANCELLED','EXPIRED')"
-
 static lm_json_writer_t *obj(void)
 {
     lm_json_writer_t *w = lm_json_writer_new(false);
@@ -101,8 +99,7 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
     char id[25];
     new_id(id);
-    if (ok && !lm_cp_exec(cp->db, "INSERT INTO projects(id, org_id, name, created) VALUES(?,?,?,?)",
-                          "sssi", id, org, name, lm_time_now_ms()))
+    if (ok && !lm_cp_store_project_insert(cp->db, id, org, name, lm_time_now_ms()))
         ok = cp_fail(r, 409, "DUPLICATE_GROUP_NAME", "a project named %s exists already", name);
     if (ok) {
         lm_json_writer_t *w = obj();
@@ -117,8 +114,7 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
 
 static bool list_groups(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(
-        cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+    sqlite3_stmt *st = lm_cp_store_projects(cp->db, org);
     lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -142,10 +138,7 @@ static bool insert_key(sqlite3 *db, const char *org, const char *role, const cha
     if (!lm_random_hex(secret, 32) || !lm_random_hex(salt, 16))
         return false;
     lm_cp_hash_secret(salt, secret, hash);
-    return lm_cp_exec(db,
-                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created) "
-                      "VALUES(?,?,?,?,?,?,?)",
-                      "ssssssi", id, org, role, salt, hash, desc, lm_time_now_ms());
+    return lm_cp_store_api_key_insert(db, id, org, role, salt, hash, desc, lm_time_now_ms());
 }
 
 static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
@@ -209,11 +202,8 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
     if (ok && pw && pw[0] && !lm_cp_seal(cp->secrets_key, pw, &sealed, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
     if (ok &&
-        !lm_cp_exec(cp->db,
-                    "INSERT INTO clusters(project_id, name, uri, tls, ca_file, username, password, "
-                    "created) VALUES(?,?,?,?,?,?,?,?)",
-                    "sssisssi", group, name, uri, (int64_t)tls, ca, user,
-                    sealed.len ? lm_strbuf_str(&sealed) : NULL, lm_time_now_ms()))
+        !lm_cp_store_cluster_insert(cp->db, group, name, uri, tls, ca, user,
+                                    sealed.len ? lm_strbuf_str(&sealed) : NULL, lm_time_now_ms()))
         ok = cp_fail(r, 409, "DUPLICATE_CLUSTER_NAME", "project %s already has a cluster named %s",
                      group, name);
     lm_strbuf_cleanup(&sealed);
@@ -230,10 +220,7 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
 
 static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT name, uri, tls, ca_file, username FROM clusters WHERE "
-                               "project_id = ? ORDER BY name",
-                               "s", group);
+    sqlite3_stmt *st = lm_cp_store_clusters(cp->db, group);
     lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -275,17 +262,11 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
     lm_json_w_array_close(acc);
     size_t alen;
     const char *access = ok ? lm_json_writer_result(acc, &alen, &err) : NULL;
-    sqlite3_stmt *st = NULL;
-    if (ok) {
-        st = lm_cp_q(cp->db, "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0", "s",
+    if (ok && lm_cp_store_link_token_live(cp->db, org))
+        ok = cp_fail(r, 409, "LINK_TOKEN_ALREADY_EXISTS",
+                     "organization %s has a link-token already: delete it first (that unlinks "
+                     "its agents)",
                      org);
-        if (st && sqlite3_step(st) == SQLITE_ROW)
-            ok = cp_fail(r, 409, "LINK_TOKEN_ALREADY_EXISTS",
-                         "organization %s has a link-token already: delete it first (that "
-                         "unlinks its agents)",
-                         org);
-        sqlite3_finalize(st);
-    }
     lm_proto_link_token_t t;
     memset(&t, 0, sizeof t);
     char salt[33], hash[65];
@@ -300,10 +281,8 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
     }
     if (ok) {
         lm_cp_hash_secret(salt, t.secret, hash);
-        if (!lm_cp_exec(cp->db,
-                        "INSERT INTO link_tokens(id, org_id, salt, hash, access, created) "
-                        "VALUES(?,?,?,?,?,?)",
-                        "sssssi", t.token_id, org, salt, hash, access, lm_time_now_ms()))
+        if (!lm_cp_store_link_token_insert(cp->db, t.token_id, org, salt, hash, access,
+                                           lm_time_now_ms()))
             ok = cp_fail(r, 500, "INTERNAL", "cannot store the link-token");
     }
     lm_strbuf_t tok;
@@ -327,10 +306,10 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
 
 static bool delete_link_token(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!lm_cp_exec(cp->db, "UPDATE link_tokens SET deleted = ? WHERE org_id = ? AND deleted = 0",
-                    "is", lm_time_now_ms(), org))
+    int deleted = lm_cp_store_link_token_delete(cp->db, org, lm_time_now_ms());
+    if (deleted < 0)
         return cp_fail(r, 500, "INTERNAL", "cannot delete the link-token");
-    if (sqlite3_changes(cp->db) == 0)
+    if (deleted == 0)
         return cp_fail(r, 404, "LINK_TOKEN_NOT_FOUND", "organization %s has no link-token", org);
     pthread_cond_broadcast(&cp->changed); /* waiting polls answer "revoked" */
     lm_log_info(NULL, "link-token of organization %s deleted: its agents are unlinked", org);
@@ -340,8 +319,7 @@ static bool delete_link_token(lm_cp_t *cp, const char *org, resp_t *r)
 
 static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(
-        cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+    sqlite3_stmt *st = lm_cp_store_projects(cp->db, org);
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_array_open(w);
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -351,8 +329,7 @@ static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
         cp_w_kv(w, "orgId", org);
         lm_json_w_key(w, "deployments");
         lm_json_w_array_open(w);
-        sqlite3_stmt *cl = lm_cp_q(cp->db, "SELECT name FROM clusters WHERE project_id = ?", "s",
-                                   lm_cp_col(st, 0));
+        sqlite3_stmt *cl = lm_cp_store_cluster_names(cp->db, lm_cp_col(st, 0));
         while (cl && sqlite3_step(cl) == SQLITE_ROW) {
             lm_json_w_map_open(w);
             cp_w_kv(w, "name", lm_cp_col(cl, 0));
@@ -372,13 +349,7 @@ static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
 static bool cluster_exists(lm_cp_t *cp, const caller_t *who, const char *group, const char *name,
                            const char *side, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT 1 FROM clusters c JOIN projects p ON p.id = c.project_id "
-                               "WHERE c.project_id = ? AND c.name = ? AND p.org_id = ?",
-                               "sss", group, name, who->org);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (!found)
+    if (!lm_cp_store_cluster_in_org(cp->db, group, name, who->org))
         return cp_fail(r, 400, "CLUSTER_NOT_FOUND",
                        "%s: project %s has no cluster named %s: register it with `livemig "
                        "clusters add`",
@@ -432,13 +403,7 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
         !cluster_exists(cp, who, s_group, s_cluster, "source", r) ||
         !cluster_exists(cp, who, group, d_cluster, "destination", r))
         return false;
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT 1 FROM agents a JOIN link_tokens t ON t.id = a.token_id "
-                               "WHERE a.org_id = ? AND a.hostname = ? AND t.deleted = 0",
-                               "ss", who->org, *host);
-    bool linked = st && sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (!linked)
+    if (!lm_cp_store_host_linked(cp->db, who->org, *host))
         return cp_fail(r, 400, "MIGRATION_HOST_NOT_FOUND",
                        "no agent on host %s is linked to this organization: link one with a "
                        "link-token first",
@@ -514,20 +479,6 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
         lm_json_w_null(w);
 }
 
-#define JOB_COLUMNS "id, status, ready, lag, host, phase, window_end, error, project_id, kind"
-
-static sqlite3_stmt *find_job(lm_cp_t *cp, const char *group, const char *id, const char *kind)
-{
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND id = ? "
-                               "AND kind = ?",
-                               "sss", group, id, kind);
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        return st;
-    sqlite3_finalize(st);
-    return NULL;
-}
-
 static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, const char *kind,
                        const req_t *q, resp_t *r)
 {
@@ -542,12 +493,8 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
         /* one live migration per destination cluster at a time */
         lm_json_val_t *dst = lm_json_get(v, "destination");
         const char *d_cluster = lm_json_string(lm_json_get(dst, "clusterName"));
-        sqlite3_stmt *st = lm_cp_q(cp->db,
-                                   "SELECT id FROM jobs WHERE kind = 'migration' AND project_id = "
-                                   "? AND json_extract(spec, '$.destination.clusterName') = ? "
-                                   "AND status NOT IN " STATUS_TERMINAL,
-                                   "ss", group, d_cluster);
-        if (st && sqlite3_step(st) == SQLITE_ROW)
+        sqlite3_stmt *st = lm_cp_store_migration_to(cp->db, group, d_cluster);
+        if (st)
             ok = cp_fail(r, 409, "MIGRATION_ALREADY_RUNNING",
                          "live migration %s already targets cluster %s: cut it over or cancel "
                          "it first",
@@ -561,11 +508,8 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     char id[25];
     new_id(id);
     int64_t now = lm_time_now_ms();
-    if (ok && !lm_cp_exec(cp->db,
-                          "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, "
-                          "src_password, status, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                          "ssssssssii", id, kind, who->org, group, host, spec_text,
-                          sealed.len ? lm_strbuf_str(&sealed) : NULL, "NEW", now, now))
+    if (ok && !lm_cp_store_job_insert(cp->db, id, kind, who->org, group, host, spec_text,
+                                      sealed.len ? lm_strbuf_str(&sealed) : NULL, now))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
     if (sealed.data)
         lm_wipe(sealed.data, sealed.len);
@@ -573,7 +517,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     if (ok) {
         pthread_cond_broadcast(&cp->changed);
         lm_log_info(NULL, "%s %s created for host %s", kind, id, host);
-        sqlite3_stmt *st = find_job(cp, group, id, kind);
+        sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
         lm_json_writer_t *w = obj();
         if (st)
             write_job(w, st);
@@ -591,7 +535,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
 
 static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
 {
-    sqlite3_stmt *st = find_job(cp, group, id, kind);
+    sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
     if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no %s %s in project %s", kind, id, group);
     lm_json_writer_t *w = obj();
@@ -599,12 +543,11 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
     sqlite3_finalize(st);
     if (strcmp(kind, "validation") == 0) {
         /* the checks, as the agent reported them */
-        sqlite3_stmt *rep = lm_cp_q(
-            cp->db, "SELECT json_extract(report, '$.checks') FROM jobs WHERE id = ?", "s", id);
+        sqlite3_stmt *rep = lm_cp_store_job_checks(cp->db, id);
         lm_json_w_key(w, "checks");
         lm_error_t err;
         lm_json_val_t *checks = NULL;
-        if (rep && sqlite3_step(rep) == SQLITE_ROW && lm_cp_col(rep, 0)[0])
+        if (rep && lm_cp_col(rep, 0)[0])
             checks = lm_json_parse(lm_cp_col(rep, 0), strlen(lm_cp_col(rep, 0)), 0, 0, &err);
         lm_json_w_array_open(w);
         for (size_t i = 0; checks && i < lm_json_len(checks); i++) {
@@ -624,10 +567,7 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
 
 static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND kind = "
-                               "'migration' ORDER BY created",
-                               "s", group);
+    sqlite3_stmt *st = lm_cp_store_migrations(cp->db, group);
     lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -643,7 +583,7 @@ static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
 /* cutover / cancel / extend: a command for the agent, checked against the job's state. */
 static bool job_command(lm_cp_t *cp, const char *group, const char *id, const char *cmd, resp_t *r)
 {
-    sqlite3_stmt *st = find_job(cp, group, id, "migration");
+    sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, "migration");
     if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
                        group);
@@ -671,14 +611,11 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
                            "readyForCutover",
                            id);
         deadline = window.end_ms;
-        lm_cp_exec(cp->db, "UPDATE jobs SET window_end = ?, updated = ? WHERE id = ?", "iis",
-                   deadline, lm_time_now_ms(), id);
+        lm_cp_store_job_set_window(cp->db, id, deadline, lm_time_now_ms());
     }
     if (strcmp(cmd, "cancel") == 0)
-        lm_cp_exec(cp->db, "UPDATE jobs SET status = 'CANCELLED', updated = ? WHERE id = ?", "is",
-                   lm_time_now_ms(), id);
-    if (!lm_cp_exec(cp->db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
-                    "ssii", id, cmd, deadline, lm_time_now_ms()))
+        lm_cp_store_job_set_status(cp->db, id, "CANCELLED", lm_time_now_ms());
+    if (!lm_cp_store_command_insert(cp->db, id, cmd, deadline, lm_time_now_ms()))
         return cp_fail(r, 500, "INTERNAL", "cannot store the %s command", cmd);
     pthread_cond_broadcast(&cp->changed);
     lm_log_info(NULL, "live migration %s: %s requested", id, cmd);
@@ -694,15 +631,10 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
 
 static bool job_progress(lm_cp_t *cp, const char *group, const char *id, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT report FROM jobs WHERE project_id = ? AND id = ? AND kind "
-                               "= 'migration'",
-                               "ss", group, id);
-    if (!st || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+    sqlite3_stmt *st = lm_cp_store_migration_report(cp->db, group, id);
+    if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
                        group);
-    }
     const char *report = lm_cp_col(st, 0);
     lm_strbuf_append(&r->body, report[0] ? report : "{}");
     sqlite3_finalize(st);
@@ -835,8 +767,7 @@ bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *des
     if (!lm_cp_store_open(cfg->db_path, &db, err))
         return false;
     char id[25], secret[65];
-    bool ok = lm_cp_exec(db, "INSERT OR IGNORE INTO orgs(id, created) VALUES(?, ?)", "si", org,
-                         lm_time_now_ms()) &&
+    bool ok = lm_cp_store_org_ensure(db, org, lm_time_now_ms()) &&
               insert_key(db, org, "ORG_OWNER", desc, id, secret);
     sqlite3_close(db);
     if (!ok)

@@ -135,9 +135,8 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
     *colon = '\0';
     bool ok = false;
-    sqlite3_stmt *st =
-        lm_cp_q(cp->db, "SELECT org_id, role, salt, hash FROM api_keys WHERE id = ?", "s", plain);
-    if (st && sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_stmt *st = lm_cp_store_api_key(cp->db, plain);
+    if (st) {
         char hash[65];
         lm_cp_hash_secret(lm_cp_col(st, 2), colon + 1, hash);
         if (lm_cp_equal(hash, lm_cp_col(st, 3))) {
@@ -175,10 +174,7 @@ bool cp_own_org(const caller_t *who, const char *org, resp_t *r)
 /* The project `group` exists in the caller's organization. */
 bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db, "SELECT org_id FROM projects WHERE id = ?", "s", group);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW && strcmp(lm_cp_col(st, 0), who->org) == 0;
-    sqlite3_finalize(st);
-    if (!found)
+    if (!lm_cp_store_project_in_org(cp->db, group, who->org))
         return cp_fail(r, 404, "GROUP_NOT_FOUND", "no project %s in this API key's organization",
                        group);
     return true;
@@ -197,10 +193,8 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token
     if (!(colon = strchr(cred, ':')))
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is malformed");
     *colon = '\0';
-    sqlite3_stmt *st =
-        lm_cp_q(cp->db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?",
-                "s", cred);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW, ok = false, revoked = false;
+    sqlite3_stmt *st = lm_cp_store_link_token(cp->db, cred);
+    bool found = st != NULL, ok = false, revoked = false;
     char *access = NULL;
     if (found) {
         char hash[65];
@@ -257,11 +251,8 @@ bool cp_known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         return cp_fail(r, 400, "INVALID_MESSAGE",
                        "the X-Livemig-Agent header (agent id) is "
                        "missing: register first");
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND "
-                               "token_id = ?",
-                               "sss", id, a->org, a->token);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_stmt *st = lm_cp_store_agent(cp->db, id, a->org, a->token);
+    bool found = st != NULL;
     if (found) {
         snprintf(a->agent_id, sizeof a->agent_id, "%s", id);
         snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 0));

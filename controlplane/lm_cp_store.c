@@ -109,3 +109,207 @@ const char *lm_cp_col(sqlite3_stmt *st, int i)
     const unsigned char *s = sqlite3_column_text(st, i);
     return s ? (const char *)s : "";
 }
+
+/* ---- named statements ---- */
+
+/* st stepped onto its first row, or NULL (finalized) when it has none. */
+static sqlite3_stmt *first_row(sqlite3_stmt *st)
+{
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        return st;
+    sqlite3_finalize(st);
+    return NULL;
+}
+
+/* Whether st (consumed) has a row. */
+static bool has_row(sqlite3_stmt *st)
+{
+    sqlite3_stmt *row = first_row(st);
+    sqlite3_finalize(row);
+    return row != NULL;
+}
+
+bool lm_cp_store_org_ensure(sqlite3 *db, const char *org, int64_t now)
+{
+    return lm_cp_exec(db, "INSERT OR IGNORE INTO orgs(id, created) VALUES(?, ?)", "si", org, now);
+}
+
+bool lm_cp_store_project_insert(sqlite3 *db, const char *id, const char *org, const char *name,
+                                int64_t now)
+{
+    return lm_cp_exec(db, "INSERT INTO projects(id, org_id, name, created) VALUES(?,?,?,?)", "sssi",
+                      id, org, name, now);
+}
+
+bool lm_cp_store_project_in_org(sqlite3 *db, const char *group, const char *org)
+{
+    sqlite3_stmt *st =
+        first_row(lm_cp_q(db, "SELECT org_id FROM projects WHERE id = ?", "s", group));
+    bool found = st && strcmp(lm_cp_col(st, 0), org) == 0;
+    sqlite3_finalize(st);
+    return found;
+}
+
+sqlite3_stmt *lm_cp_store_projects(sqlite3 *db, const char *org)
+{
+    return lm_cp_q(db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+}
+
+bool lm_cp_store_api_key_insert(sqlite3 *db, const char *id, const char *org, const char *role,
+                                const char *salt, const char *hash, const char *desc, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created) "
+                      "VALUES(?,?,?,?,?,?,?)",
+                      "ssssssi", id, org, role, salt, hash, desc, now);
+}
+
+sqlite3_stmt *lm_cp_store_api_key(sqlite3 *db, const char *id)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT org_id, role, salt, hash FROM api_keys WHERE id = ?", "s", id));
+}
+
+bool lm_cp_store_cluster_insert(sqlite3 *db, const char *group, const char *name, const char *uri,
+                                bool tls, const char *ca_file, const char *username,
+                                const char *sealed_password, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO clusters(project_id, name, uri, tls, ca_file, username, "
+                      "password, created) VALUES(?,?,?,?,?,?,?,?)",
+                      "sssisssi", group, name, uri, (int64_t)tls, ca_file, username,
+                      sealed_password, now);
+}
+
+sqlite3_stmt *lm_cp_store_clusters(sqlite3 *db, const char *group)
+{
+    return lm_cp_q(db,
+                   "SELECT name, uri, tls, ca_file, username FROM clusters WHERE project_id = ? "
+                   "ORDER BY name",
+                   "s", group);
+}
+
+sqlite3_stmt *lm_cp_store_cluster_names(sqlite3 *db, const char *group)
+{
+    return lm_cp_q(db, "SELECT name FROM clusters WHERE project_id = ?", "s", group);
+}
+
+bool lm_cp_store_cluster_in_org(sqlite3 *db, const char *group, const char *name, const char *org)
+{
+    return has_row(lm_cp_q(db,
+                           "SELECT 1 FROM clusters c JOIN projects p ON p.id = c.project_id "
+                           "WHERE c.project_id = ? AND c.name = ? AND p.org_id = ?",
+                           "sss", group, name, org));
+}
+
+bool lm_cp_store_link_token_live(sqlite3 *db, const char *org)
+{
+    return has_row(
+        lm_cp_q(db, "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0", "s", org));
+}
+
+bool lm_cp_store_link_token_insert(sqlite3 *db, const char *id, const char *org, const char *salt,
+                                   const char *hash, const char *access, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO link_tokens(id, org_id, salt, hash, access, created) "
+                      "VALUES(?,?,?,?,?,?)",
+                      "sssssi", id, org, salt, hash, access, now);
+}
+
+int lm_cp_store_link_token_delete(sqlite3 *db, const char *org, int64_t now)
+{
+    if (!lm_cp_exec(db, "UPDATE link_tokens SET deleted = ? WHERE org_id = ? AND deleted = 0", "is",
+                    now, org))
+        return -1;
+    return sqlite3_changes(db) > 0 ? 1 : 0;
+}
+
+sqlite3_stmt *lm_cp_store_link_token(sqlite3 *db, const char *id)
+{
+    return first_row(lm_cp_q(
+        db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?", "s", id));
+}
+
+sqlite3_stmt *lm_cp_store_agent(sqlite3 *db, const char *id, const char *org, const char *token)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND token_id = ?",
+                "sss", id, org, token));
+}
+
+bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host)
+{
+    return has_row(lm_cp_q(db,
+                           "SELECT 1 FROM agents a JOIN link_tokens t ON t.id = a.token_id "
+                           "WHERE a.org_id = ? AND a.hostname = ? AND t.deleted = 0",
+                           "ss", org, host));
+}
+
+sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT " LM_CP_JOB_COLUMNS " FROM jobs WHERE project_id = ? AND "
+                             "id = ? AND kind = ?",
+                             "sss", group, id, kind));
+}
+
+sqlite3_stmt *lm_cp_store_migrations(sqlite3 *db, const char *group)
+{
+    return lm_cp_q(db,
+                   "SELECT " LM_CP_JOB_COLUMNS " FROM jobs WHERE project_id = ? AND kind = "
+                   "'migration' ORDER BY created",
+                   "s", group);
+}
+
+sqlite3_stmt *lm_cp_store_migration_to(sqlite3 *db, const char *group, const char *cluster)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT id FROM jobs WHERE kind = 'migration' AND project_id = ? AND "
+                             "json_extract(spec, '$.destination.clusterName') = ? AND status NOT "
+                             "IN " LM_CP_STATUS_TERMINAL,
+                             "ss", group, cluster));
+}
+
+bool lm_cp_store_job_insert(sqlite3 *db, const char *id, const char *kind, const char *org,
+                            const char *group, const char *host, const char *spec,
+                            const char *sealed_password, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, src_password, "
+                      "status, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                      "ssssssssii", id, kind, org, group, host, spec, sealed_password, "NEW", now,
+                      now);
+}
+
+sqlite3_stmt *lm_cp_store_job_checks(sqlite3 *db, const char *id)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT json_extract(report, '$.checks') FROM jobs WHERE id = ?", "s", id));
+}
+
+sqlite3_stmt *lm_cp_store_migration_report(sqlite3 *db, const char *group, const char *id)
+{
+    return first_row(lm_cp_q(
+        db, "SELECT report FROM jobs WHERE project_id = ? AND id = ? AND kind = 'migration'", "ss",
+        group, id));
+}
+
+bool lm_cp_store_job_set_window(sqlite3 *db, const char *id, int64_t window_end, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET window_end = ?, updated = ? WHERE id = ?", "iis",
+                      window_end, now, id);
+}
+
+bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET status = ?, updated = ? WHERE id = ?", "sis", status,
+                      now, id);
+}
+
+bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
+                                int64_t now)
+{
+    return lm_cp_exec(db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
+                      "ssii", job_id, kind, deadline, now);
+}

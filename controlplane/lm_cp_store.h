@@ -18,4 +18,78 @@ bool lm_cp_exec(sqlite3 *db, const char *sql, const char *types, ...);
 /* Column i as text, "" for NULL. */
 const char *lm_cp_col(sqlite3_stmt *st, int i);
 
+/* ---- named statements ----
+ * Every statement the handlers run, by name. Three shapes:
+ * - writes return false on failure (constraint, I/O);
+ * - a row function returns the statement stepped onto its one row (the columns listed),
+ *   or NULL when there is none; the caller finalizes it;
+ * - a list function returns the prepared statement (the columns listed) for the caller
+ *   to step and finalize; NULL when the SQL does not prepare.
+ * Times are epoch milliseconds. */
+
+/* The job states that end a job. */
+#define LM_CP_STATUS_TERMINAL "('COMPLETE','FAILED','CANCELLED','EXPIRED')"
+
+/* organizations, projects, API keys */
+bool lm_cp_store_org_ensure(sqlite3 *db, const char *org, int64_t now);
+bool lm_cp_store_project_insert(sqlite3 *db, const char *id, const char *org, const char *name,
+                                int64_t now);
+/* Whether project `group` exists and belongs to org. */
+bool lm_cp_store_project_in_org(sqlite3 *db, const char *group, const char *org);
+/* List: id, name of org's projects, oldest first. */
+sqlite3_stmt *lm_cp_store_projects(sqlite3 *db, const char *org);
+bool lm_cp_store_api_key_insert(sqlite3 *db, const char *id, const char *org, const char *role,
+                                const char *salt, const char *hash, const char *desc, int64_t now);
+/* Row: org_id, role, salt, hash. */
+sqlite3_stmt *lm_cp_store_api_key(sqlite3 *db, const char *id);
+
+/* the clusters registry */
+bool lm_cp_store_cluster_insert(sqlite3 *db, const char *group, const char *name, const char *uri,
+                                bool tls, const char *ca_file, const char *username,
+                                const char *sealed_password, int64_t now);
+/* List: name, uri, tls, ca_file, username, by name. */
+sqlite3_stmt *lm_cp_store_clusters(sqlite3 *db, const char *group);
+/* List: name (the availableProjects deployments). */
+sqlite3_stmt *lm_cp_store_cluster_names(sqlite3 *db, const char *group);
+/* Whether cluster `name` is registered in project `group` of org. */
+bool lm_cp_store_cluster_in_org(sqlite3 *db, const char *group, const char *name, const char *org);
+
+/* link-tokens */
+/* Whether org has a link-token that is not deleted. */
+bool lm_cp_store_link_token_live(sqlite3 *db, const char *org);
+bool lm_cp_store_link_token_insert(sqlite3 *db, const char *id, const char *org, const char *salt,
+                                   const char *hash, const char *access, int64_t now);
+/* Marks org's live link-token deleted at now: 1 when it had one, 0 when not, -1 on failure. */
+int lm_cp_store_link_token_delete(sqlite3 *db, const char *org, int64_t now);
+/* Row: org_id, salt, hash, access (a JSON array), deleted (0 or when). */
+sqlite3_stmt *lm_cp_store_link_token(sqlite3 *db, const char *id);
+
+/* agents */
+/* Row: hostname of agent id registered in org with link-token `token`. */
+sqlite3_stmt *lm_cp_store_agent(sqlite3 *db, const char *id, const char *org, const char *token);
+/* Whether an agent on host is linked to org by a link-token that is not deleted. */
+bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host);
+
+/* jobs (live migrations and validations) and their commands */
+/* The columns of a job as the admin API shows it. */
+#define LM_CP_JOB_COLUMNS "id, status, ready, lag, host, phase, window_end, error, project_id, kind"
+/* Row: LM_CP_JOB_COLUMNS of job id of `kind` in project `group`. */
+sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind);
+/* List: LM_CP_JOB_COLUMNS of the live migrations of project `group`, oldest first. */
+sqlite3_stmt *lm_cp_store_migrations(sqlite3 *db, const char *group);
+/* Row: id of a live migration of project `group` to cluster that has not ended. */
+sqlite3_stmt *lm_cp_store_migration_to(sqlite3 *db, const char *group, const char *cluster);
+bool lm_cp_store_job_insert(sqlite3 *db, const char *id, const char *kind, const char *org,
+                            const char *group, const char *host, const char *spec,
+                            const char *sealed_password, int64_t now);
+/* Row: the checks of job id's report (a JSON array), NULL or "" when it has none. */
+sqlite3_stmt *lm_cp_store_job_checks(sqlite3 *db, const char *id);
+/* Row: the report of live migration id of project `group` ("" before the first). */
+sqlite3_stmt *lm_cp_store_migration_report(sqlite3 *db, const char *group, const char *id);
+bool lm_cp_store_job_set_window(sqlite3 *db, const char *id, int64_t window_end, int64_t now);
+bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status, int64_t now);
+/* A command (cutover, cancel, extend, expire) for the agent that runs job_id. */
+bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
+                                int64_t now);
+
 #endif

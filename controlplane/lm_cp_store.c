@@ -313,3 +313,157 @@ bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kin
     return lm_cp_exec(db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
                       "ssii", job_id, kind, deadline, now);
 }
+
+sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname)
+{
+    return first_row(lm_cp_q(db, "SELECT id FROM agents WHERE org_id = ? AND hostname = ?", "ss",
+                             org, hostname));
+}
+
+bool lm_cp_store_agent_insert(sqlite3 *db, const char *id, const char *org, const char *token,
+                              const char *hostname, const char *version, const char *os,
+                              int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO agents(id, org_id, token_id, hostname, version, os, "
+                      "registered, last_seen) VALUES(?,?,?,?,?,?,?,?)",
+                      "ssssssii", id, org, token, hostname, version, os, now, now);
+}
+
+bool lm_cp_store_agent_relink(sqlite3 *db, const char *id, const char *token, const char *version,
+                              const char *os, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE agents SET token_id = ?, version = ?, os = ?, last_seen = ? WHERE "
+                      "id = ?",
+                      "sssis", token, version, os, now, id);
+}
+
+bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
+                                 int64_t free_bytes, const char *running, const char *version)
+{
+    return lm_cp_exec(db,
+                      "UPDATE agents SET last_seen = ?, uptime = ?, free_bytes = ?, running = ?, "
+                      "version = ? WHERE id = ?",
+                      "iiisss", now, uptime, free_bytes, running, version, id);
+}
+
+bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id)
+{
+    sqlite3_stmt *st =
+        first_row(lm_cp_q(db, "SELECT deleted FROM link_tokens WHERE id = ?", "s", id));
+    bool revoked = st && sqlite3_column_int64(st, 0) != 0;
+    sqlite3_finalize(st);
+    return revoked;
+}
+
+sqlite3_stmt *lm_cp_store_cluster(sqlite3 *db, const char *group, const char *name)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT uri, tls, ca_file, username, password FROM clusters WHERE "
+                             "project_id = ? AND name = ?",
+                             "ss", group, name));
+}
+
+sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *host, int64_t before,
+                                    const char *running)
+{
+    return lm_cp_q(
+        db,
+        "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL
+        " AND delivered IS NOT NULL AND delivered < ? AND id "
+        "NOT IN (SELECT value FROM json_each(?))",
+        "ssis", org, host, before, running);
+}
+
+bool lm_cp_store_job_undeliver(sqlite3 *db, const char *id)
+{
+    bool job =
+        lm_cp_exec(db, "UPDATE jobs SET delivered = NULL, agent_id = NULL WHERE id = ?", "s", id);
+    bool commands = lm_cp_exec(db, "UPDATE commands SET delivered = 0 WHERE job_id = ?", "s", id);
+    return job && commands;
+}
+
+sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const char *host,
+                                          int64_t before, int64_t limit)
+{
+    return lm_cp_q(db,
+                   "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? "
+                   "AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL " AND (delivered IS "
+                   "NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
+                   "ssii", org, host, before, limit);
+}
+
+bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET delivered = ?, agent_id = NULL WHERE id = ?", "is", now,
+                      id);
+}
+
+sqlite3_stmt *lm_cp_store_host_job(sqlite3 *db, const char *id, const char *org, const char *host)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT status, ready_since, window_end FROM jobs WHERE id = ? AND "
+                             "org_id = ? AND host = ?",
+                             "sss", id, org, host));
+}
+
+sqlite3_stmt *lm_cp_store_migration_into(sqlite3 *db, const char *validation_id)
+{
+    return first_row(lm_cp_q(
+        db,
+        "SELECT m.id, json_extract(v.spec, '$.destination.clusterName') FROM jobs v JOIN jobs m ON "
+        "m.kind = 'migration' AND m.project_id = json_extract(v.spec, '$.destination.groupId') "
+        "AND json_extract(m.spec, '$.destination.clusterName') = json_extract(v.spec, "
+        "'$.destination.clusterName') AND m.status NOT IN " LM_CP_STATUS_TERMINAL " WHERE v.id = ?",
+        "s", validation_id));
+}
+
+#define UPDATE_JOB                                                                                 \
+    "UPDATE jobs SET status = ?, phase = ?, ready = ?, lag = ?, gap = ?, report = ?, error = ?, "  \
+    "agent_id = ?, updated = ?, ready_since = CASE WHEN ? THEN ? ELSE ready_since END, "           \
+    "window_end = CASE WHEN ? THEN ? ELSE window_end END WHERE id = ?"
+
+bool lm_cp_store_job_report(sqlite3 *db, const char *id, const lm_cp_job_report_t *rep, int64_t now)
+{
+    int64_t ready = rep->ready, open = rep->open_window;
+    if (rep->has_lag)
+        return lm_cp_exec(db, UPDATE_JOB,
+                          "ssidd"
+                          "sssiiiiis",
+                          rep->status, rep->phase, ready, rep->lag, rep->gap, rep->report,
+                          rep->error, rep->agent_id, now, open, now, open, rep->window_end, id);
+    /* "n": lag is NULL (and takes no argument) */
+    return lm_cp_exec(db, UPDATE_JOB,
+                      "ssind"
+                      "sssiiiiis",
+                      rep->status, rep->phase, ready, rep->gap, rep->report, rep->error,
+                      rep->agent_id, now, open, now, open, rep->window_end, id);
+}
+
+sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now)
+{
+    return lm_cp_q(db,
+                   "SELECT id FROM jobs WHERE kind = 'migration' AND window_end < ? AND status "
+                   "NOT IN " LM_CP_STATUS_TERMINAL,
+                   "i", now);
+}
+
+bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, int64_t seq,
+                              int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE commands SET delivered = ? WHERE seq <= ? AND delivered = 0 AND "
+                      "job_id IN (SELECT id FROM jobs WHERE org_id = ? AND host = ?)",
+                      "iiss", now, seq, org, host);
+}
+
+sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
+                                           int64_t limit)
+{
+    return lm_cp_q(db,
+                   "SELECT c.seq, c.job_id, c.kind, c.deadline FROM commands c JOIN jobs j ON "
+                   "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND c.delivered = 0 ORDER "
+                   "BY c.seq LIMIT ?",
+                   "ssi", org, host, limit);
+}

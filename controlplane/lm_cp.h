@@ -38,6 +38,23 @@ bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_e
 bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err);
 bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err);
 
+/* ---- the cutover window (lm_cp_agent.c) ---- */
+
+/* A live migration's cutover window: not set until its first readyForCutover report, then
+ * open until end_ms (epoch ms), which `extend` moves. */
+typedef struct {
+    bool set;
+    int64_t end_ms;
+} lm_cp_window_t;
+
+/* The window after a status report at now_ms: a live migration's first report with
+ * readyForCutover opens it for length_ms; any other report leaves it. True when this
+ * report opened it. */
+bool lm_cp_window_report(lm_cp_window_t *w, bool migration, bool ready, int64_t now_ms,
+                         int64_t length_ms);
+/* Moves the end of an open window by by_ms; false (and nothing changed) before it opened. */
+bool lm_cp_window_extend(lm_cp_window_t *w, int64_t by_ms);
+
 /* ---- the server (lm_cp_server.c) ---- */
 
 typedef struct lm_cp lm_cp_t;

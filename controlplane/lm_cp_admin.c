@@ -1,6 +1,8 @@
 /* The admin API, shaped like the Atlas Admin API v2 push live migration (paths, fields,
  * statuses), plus projects, API keys, a clusters registry, list, cancel, extend and
- * per-collection progress. Called with cp->mu held. See controlplane/README.md. */
+ * per-collection progress. Its route table (at the end) says who may call what: the server
+ * has checked the API key, its role and the organization or project in the path before a
+ * handler runs, with cp->mu held. See controlplane/README.md. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +12,6 @@
 #include "lm_cp_http.h"
 #include "lm_log.h"
 #include "lm_proto.h"
-
-#define STATUS_TERMINAL "('COMPLETE','FAILED','CANCELLED','EXPIRED')"
 
 static lm_json_writer_t *obj(void)
 {
@@ -92,15 +92,14 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *name, *org;
-    bool ok = v && cp_need_owner(who, r) && text_field(v, "name", true, 64, &name, r) &&
+    bool ok = v && text_field(v, "name", true, 64, &name, r) &&
               text_field(v, "orgId", true, 64, &org, r) && cp_own_org(who, org, r);
-    if (ok && !cp_valid_id(name))
+    if (ok && !lm_cp_valid_id(name))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
     char id[25];
     new_id(id);
-    if (ok && !lm_cp_exec(cp->db, "INSERT INTO projects(id, org_id, name, created) VALUES(?,?,?,?)",
-                          "sssi", id, org, name, lm_time_now_ms()))
+    if (ok && !lm_cp_store_project_insert(cp->db, id, org, name, lm_time_now_ms()))
         ok = cp_fail(r, 409, "DUPLICATE_GROUP_NAME", "a project named %s exists already", name);
     if (ok) {
         lm_json_writer_t *w = obj();
@@ -113,12 +112,9 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
     return ok;
 }
 
-static bool list_groups(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+static bool list_groups(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!cp_own_org(who, org, r))
-        return false;
-    sqlite3_stmt *st = lm_cp_q(
-        cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+    sqlite3_stmt *st = lm_cp_store_projects(cp->db, org);
     lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -142,20 +138,15 @@ static bool insert_key(sqlite3 *db, const char *org, const char *role, const cha
     if (!lm_random_hex(secret, 32) || !lm_random_hex(salt, 16))
         return false;
     lm_cp_hash_secret(salt, secret, hash);
-    return lm_cp_exec(db,
-                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created) "
-                      "VALUES(?,?,?,?,?,?,?)",
-                      "ssssssi", id, org, role, salt, hash, desc, lm_time_now_ms());
+    return lm_cp_store_api_key_insert(db, id, org, role, salt, hash, desc, lm_time_now_ms());
 }
 
-static bool create_api_key(lm_cp_t *cp, const caller_t *who, const char *org, const req_t *q,
-                           resp_t *r)
+static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r), *roles = NULL;
     const char *desc = NULL, *role = NULL;
     lm_error_t err;
-    bool ok = v && cp_need_owner(who, r) && cp_own_org(who, org, r) &&
-              text_field(v, "desc", false, 250, &desc, r);
+    bool ok = v && text_field(v, "desc", false, 250, &desc, r);
     if (ok && !lm_json_get_arr(v, "roles", true, 1, &roles, &err))
         ok = cp_bad_field(r, &err);
     if (ok && (lm_json_len(roles) != 1 || !(role = lm_json_string(lm_json_at(roles, 0))) ||
@@ -185,18 +176,17 @@ static bool create_api_key(lm_cp_t *cp, const caller_t *who, const char *org, co
 
 /* ---- the clusters registry ---- */
 
-static bool add_cluster(lm_cp_t *cp, const caller_t *who, const char *group, const req_t *q,
-                        resp_t *r)
+static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *name, *uri, *ca = NULL, *user = NULL, *pw = NULL;
     bool tls = false;
-    bool ok = v && cp_need_owner(who, r) && text_field(v, "name", true, 64, &name, r) &&
+    bool ok = v && text_field(v, "name", true, 64, &name, r) &&
               text_field(v, "connectionString", true, 2047, &uri, r) &&
               text_field(v, "caFile", false, 1023, &ca, r) &&
               text_field(v, "username", false, 128, &user, r) &&
               text_field(v, "password", false, 1023, &pw, r) && bool_field(v, "tls", &tls, r);
-    if (ok && !cp_valid_id(name))
+    if (ok && !lm_cp_valid_id(name))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
     if (ok && strncmp(uri, "mongodb://", 10) != 0 && strncmp(uri, "mongodb+srv://", 14) != 0)
@@ -212,11 +202,8 @@ static bool add_cluster(lm_cp_t *cp, const caller_t *who, const char *group, con
     if (ok && pw && pw[0] && !lm_cp_seal(cp->secrets_key, pw, &sealed, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
     if (ok &&
-        !lm_cp_exec(cp->db,
-                    "INSERT INTO clusters(project_id, name, uri, tls, ca_file, username, password, "
-                    "created) VALUES(?,?,?,?,?,?,?,?)",
-                    "sssisssi", group, name, uri, (int64_t)tls, ca, user,
-                    sealed.len ? lm_strbuf_str(&sealed) : NULL, lm_time_now_ms()))
+        !lm_cp_store_cluster_insert(cp->db, group, name, uri, tls, ca, user,
+                                    sealed.len ? lm_strbuf_str(&sealed) : NULL, lm_time_now_ms()))
         ok = cp_fail(r, 409, "DUPLICATE_CLUSTER_NAME", "project %s already has a cluster named %s",
                      group, name);
     lm_strbuf_cleanup(&sealed);
@@ -233,10 +220,7 @@ static bool add_cluster(lm_cp_t *cp, const caller_t *who, const char *group, con
 
 static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT name, uri, tls, ca_file, username FROM clusters WHERE "
-                               "project_id = ? ORDER BY name",
-                               "s", group);
+    sqlite3_stmt *st = lm_cp_store_clusters(cp->db, group);
     lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -257,12 +241,11 @@ static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
 
 /* ---- link-tokens ---- */
 
-static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org, const req_t *q,
-                              resp_t *r)
+static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r), *ips = NULL;
     lm_error_t err;
-    bool ok = v && cp_need_owner(who, r) && cp_own_org(who, org, r);
+    bool ok = v != NULL;
     if (ok && !lm_json_get_arr(v, "accessListIps", false, 256, &ips, &err))
         ok = cp_bad_field(r, &err);
     lm_json_writer_t *acc = lm_json_writer_new(false);
@@ -279,17 +262,11 @@ static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
     lm_json_w_array_close(acc);
     size_t alen;
     const char *access = ok ? lm_json_writer_result(acc, &alen, &err) : NULL;
-    sqlite3_stmt *st = NULL;
-    if (ok) {
-        st = lm_cp_q(cp->db, "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0", "s",
+    if (ok && lm_cp_store_link_token_live(cp->db, org))
+        ok = cp_fail(r, 409, "LINK_TOKEN_ALREADY_EXISTS",
+                     "organization %s has a link-token already: delete it first (that unlinks "
+                     "its agents)",
                      org);
-        if (st && sqlite3_step(st) == SQLITE_ROW)
-            ok = cp_fail(r, 409, "LINK_TOKEN_ALREADY_EXISTS",
-                         "organization %s has a link-token already: delete it first (that "
-                         "unlinks its agents)",
-                         org);
-        sqlite3_finalize(st);
-    }
     lm_proto_link_token_t t;
     memset(&t, 0, sizeof t);
     char salt[33], hash[65];
@@ -304,10 +281,8 @@ static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
     }
     if (ok) {
         lm_cp_hash_secret(salt, t.secret, hash);
-        if (!lm_cp_exec(cp->db,
-                        "INSERT INTO link_tokens(id, org_id, salt, hash, access, created) "
-                        "VALUES(?,?,?,?,?,?)",
-                        "sssssi", t.token_id, org, salt, hash, access, lm_time_now_ms()))
+        if (!lm_cp_store_link_token_insert(cp->db, t.token_id, org, salt, hash, access,
+                                           lm_time_now_ms()))
             ok = cp_fail(r, 500, "INTERNAL", "cannot store the link-token");
     }
     lm_strbuf_t tok;
@@ -329,14 +304,12 @@ static bool create_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
     return ok;
 }
 
-static bool delete_link_token(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+static bool delete_link_token(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!cp_need_owner(who, r) || !cp_own_org(who, org, r))
-        return false;
-    if (!lm_cp_exec(cp->db, "UPDATE link_tokens SET deleted = ? WHERE org_id = ? AND deleted = 0",
-                    "is", lm_time_now_ms(), org))
+    int deleted = lm_cp_store_link_token_delete(cp->db, org, lm_time_now_ms());
+    if (deleted < 0)
         return cp_fail(r, 500, "INTERNAL", "cannot delete the link-token");
-    if (sqlite3_changes(cp->db) == 0)
+    if (deleted == 0)
         return cp_fail(r, 404, "LINK_TOKEN_NOT_FOUND", "organization %s has no link-token", org);
     pthread_cond_broadcast(&cp->changed); /* waiting polls answer "revoked" */
     lm_log_info(NULL, "link-token of organization %s deleted: its agents are unlinked", org);
@@ -344,12 +317,9 @@ static bool delete_link_token(lm_cp_t *cp, const caller_t *who, const char *org,
     return true;
 }
 
-static bool available_projects(lm_cp_t *cp, const caller_t *who, const char *org, resp_t *r)
+static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
 {
-    if (!cp_own_org(who, org, r))
-        return false;
-    sqlite3_stmt *st = lm_cp_q(
-        cp->db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+    sqlite3_stmt *st = lm_cp_store_projects(cp->db, org);
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_array_open(w);
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -359,8 +329,7 @@ static bool available_projects(lm_cp_t *cp, const caller_t *who, const char *org
         cp_w_kv(w, "orgId", org);
         lm_json_w_key(w, "deployments");
         lm_json_w_array_open(w);
-        sqlite3_stmt *cl = lm_cp_q(cp->db, "SELECT name FROM clusters WHERE project_id = ?", "s",
-                                   lm_cp_col(st, 0));
+        sqlite3_stmt *cl = lm_cp_store_cluster_names(cp->db, lm_cp_col(st, 0));
         while (cl && sqlite3_step(cl) == SQLITE_ROW) {
             lm_json_w_map_open(w);
             cp_w_kv(w, "name", lm_cp_col(cl, 0));
@@ -380,13 +349,7 @@ static bool available_projects(lm_cp_t *cp, const caller_t *who, const char *org
 static bool cluster_exists(lm_cp_t *cp, const caller_t *who, const char *group, const char *name,
                            const char *side, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT 1 FROM clusters c JOIN projects p ON p.id = c.project_id "
-                               "WHERE c.project_id = ? AND c.name = ? AND p.org_id = ?",
-                               "sss", group, name, who->org);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (!found)
+    if (!lm_cp_store_cluster_in_org(cp->db, group, name, who->org))
         return cp_fail(r, 400, "CLUSTER_NOT_FOUND",
                        "%s: project %s has no cluster named %s: register it with `livemig "
                        "clusters add`",
@@ -423,8 +386,8 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
         !text_in("destination", dst, "hostnameSchemaType", false, 32, &schema, r) ||
         !bool_field(v, "dropDestinationData", &drop, r))
         return false;
-    if (!cp_valid_id(s_group) || !cp_valid_id(s_cluster) || !cp_valid_id(d_cluster) ||
-        (d_group && !cp_valid_id(d_group)))
+    if (!lm_cp_valid_id(s_group) || !lm_cp_valid_id(s_cluster) || !lm_cp_valid_id(d_cluster) ||
+        (d_group && !lm_cp_valid_id(d_group)))
         return cp_fail(r, 400, "INVALID_ATTRIBUTE",
                        "cluster names and group ids use 1-64 letters, digits, '_', '-' or '.'");
     if (!d_group)
@@ -440,13 +403,7 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
         !cluster_exists(cp, who, s_group, s_cluster, "source", r) ||
         !cluster_exists(cp, who, group, d_cluster, "destination", r))
         return false;
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT 1 FROM agents a JOIN link_tokens t ON t.id = a.token_id "
-                               "WHERE a.org_id = ? AND a.hostname = ? AND t.deleted = 0",
-                               "ss", who->org, *host);
-    bool linked = st && sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (!linked)
+    if (!lm_cp_store_host_linked(cp->db, who->org, *host))
         return cp_fail(r, 400, "MIGRATION_HOST_NOT_FOUND",
                        "no agent on host %s is linked to this organization: link one with a "
                        "link-token first",
@@ -522,28 +479,13 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
         lm_json_w_null(w);
 }
 
-#define JOB_COLUMNS "id, status, ready, lag, host, phase, window_end, error, project_id, kind"
-
-static sqlite3_stmt *find_job(lm_cp_t *cp, const char *group, const char *id, const char *kind)
-{
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND id = ? "
-                               "AND kind = ?",
-                               "sss", group, id, kind);
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        return st;
-    sqlite3_finalize(st);
-    return NULL;
-}
-
 static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, const char *kind,
                        const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *password = NULL, *host = NULL;
     lm_json_writer_t *spec = lm_json_writer_new(false);
-    bool ok =
-        v && cp_need_owner(who, r) && read_request(cp, who, group, v, spec, &password, &host, r);
+    bool ok = v && read_request(cp, who, group, v, spec, &password, &host, r);
     size_t len;
     lm_error_t err;
     const char *spec_text = ok ? lm_json_writer_result(spec, &len, &err) : NULL;
@@ -551,12 +493,8 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
         /* one live migration per destination cluster at a time */
         lm_json_val_t *dst = lm_json_get(v, "destination");
         const char *d_cluster = lm_json_string(lm_json_get(dst, "clusterName"));
-        sqlite3_stmt *st = lm_cp_q(cp->db,
-                                   "SELECT id FROM jobs WHERE kind = 'migration' AND project_id = "
-                                   "? AND json_extract(spec, '$.destination.clusterName') = ? "
-                                   "AND status NOT IN " STATUS_TERMINAL,
-                                   "ss", group, d_cluster);
-        if (st && sqlite3_step(st) == SQLITE_ROW)
+        sqlite3_stmt *st = lm_cp_store_migration_to(cp->db, group, d_cluster);
+        if (st)
             ok = cp_fail(r, 409, "MIGRATION_ALREADY_RUNNING",
                          "live migration %s already targets cluster %s: cut it over or cancel "
                          "it first",
@@ -570,11 +508,8 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     char id[25];
     new_id(id);
     int64_t now = lm_time_now_ms();
-    if (ok && !lm_cp_exec(cp->db,
-                          "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, "
-                          "src_password, status, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                          "ssssssssii", id, kind, who->org, group, host, spec_text,
-                          sealed.len ? lm_strbuf_str(&sealed) : NULL, "NEW", now, now))
+    if (ok && !lm_cp_store_job_insert(cp->db, id, kind, who->org, group, host, spec_text,
+                                      sealed.len ? lm_strbuf_str(&sealed) : NULL, now))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
     if (sealed.data)
         lm_wipe(sealed.data, sealed.len);
@@ -582,7 +517,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     if (ok) {
         pthread_cond_broadcast(&cp->changed);
         lm_log_info(NULL, "%s %s created for host %s", kind, id, host);
-        sqlite3_stmt *st = find_job(cp, group, id, kind);
+        sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
         lm_json_writer_t *w = obj();
         if (st)
             write_job(w, st);
@@ -600,7 +535,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
 
 static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
 {
-    sqlite3_stmt *st = find_job(cp, group, id, kind);
+    sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
     if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no %s %s in project %s", kind, id, group);
     lm_json_writer_t *w = obj();
@@ -608,12 +543,11 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
     sqlite3_finalize(st);
     if (strcmp(kind, "validation") == 0) {
         /* the checks, as the agent reported them */
-        sqlite3_stmt *rep = lm_cp_q(
-            cp->db, "SELECT json_extract(report, '$.checks') FROM jobs WHERE id = ?", "s", id);
+        sqlite3_stmt *rep = lm_cp_store_job_checks(cp->db, id);
         lm_json_w_key(w, "checks");
         lm_error_t err;
         lm_json_val_t *checks = NULL;
-        if (rep && sqlite3_step(rep) == SQLITE_ROW && lm_cp_col(rep, 0)[0])
+        if (rep && lm_cp_col(rep, 0)[0])
             checks = lm_json_parse(lm_cp_col(rep, 0), strlen(lm_cp_col(rep, 0)), 0, 0, &err);
         lm_json_w_array_open(w);
         for (size_t i = 0; checks && i < lm_json_len(checks); i++) {
@@ -633,10 +567,7 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
 
 static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT " JOB_COLUMNS " FROM jobs WHERE project_id = ? AND kind = "
-                               "'migration' ORDER BY created",
-                               "s", group);
+    sqlite3_stmt *st = lm_cp_store_migrations(cp->db, group);
     lm_json_writer_t *w = results_open();
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -650,20 +581,17 @@ static bool list_jobs(lm_cp_t *cp, const char *group, resp_t *r)
 }
 
 /* cutover / cancel / extend: a command for the agent, checked against the job's state. */
-static bool job_command(lm_cp_t *cp, const caller_t *who, const char *group, const char *id,
-                        const char *cmd, resp_t *r)
+static bool job_command(lm_cp_t *cp, const char *group, const char *id, const char *cmd, resp_t *r)
 {
-    if (!cp_need_owner(who, r))
-        return false;
-    sqlite3_stmt *st = find_job(cp, group, id, "migration");
+    sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, "migration");
     if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
                        group);
     char status[16];
     snprintf(status, sizeof status, "%s", lm_cp_col(st, 1));
     bool ready = sqlite3_column_int(st, 2) != 0;
-    bool has_window = sqlite3_column_type(st, 6) != SQLITE_NULL;
-    int64_t window_end = sqlite3_column_int64(st, 6);
+    lm_cp_window_t window = {.set = sqlite3_column_type(st, 6) != SQLITE_NULL,
+                             .end_ms = sqlite3_column_int64(st, 6)};
     sqlite3_finalize(st);
     bool terminal = strcmp(status, "COMPLETE") == 0 || strcmp(status, "FAILED") == 0 ||
                     strcmp(status, "CANCELLED") == 0 || strcmp(status, "EXPIRED") == 0;
@@ -677,20 +605,17 @@ static bool job_command(lm_cp_t *cp, const caller_t *who, const char *group, con
                        "false): wait until the lag is within the cutover lag",
                        id);
     if (strcmp(cmd, "extend") == 0) {
-        if (!has_window)
+        if (!lm_cp_window_extend(&window, cp->cfg->extend_ms))
             return cp_fail(r, 409, "CUTOVER_WINDOW_NOT_OPEN",
                            "live migration %s has no cutover window yet: it opens at the first "
                            "readyForCutover",
                            id);
-        deadline = window_end + cp->cfg->extend_ms;
-        lm_cp_exec(cp->db, "UPDATE jobs SET window_end = ?, updated = ? WHERE id = ?", "iis",
-                   deadline, lm_time_now_ms(), id);
+        deadline = window.end_ms;
+        lm_cp_store_job_set_window(cp->db, id, deadline, lm_time_now_ms());
     }
     if (strcmp(cmd, "cancel") == 0)
-        lm_cp_exec(cp->db, "UPDATE jobs SET status = 'CANCELLED', updated = ? WHERE id = ?", "is",
-                   lm_time_now_ms(), id);
-    if (!lm_cp_exec(cp->db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
-                    "ssii", id, cmd, deadline, lm_time_now_ms()))
+        lm_cp_store_job_set_status(cp->db, id, "CANCELLED", lm_time_now_ms());
+    if (!lm_cp_store_command_insert(cp->db, id, cmd, deadline, lm_time_now_ms()))
         return cp_fail(r, 500, "INTERNAL", "cannot store the %s command", cmd);
     pthread_cond_broadcast(&cp->changed);
     lm_log_info(NULL, "live migration %s: %s requested", id, cmd);
@@ -706,15 +631,10 @@ static bool job_command(lm_cp_t *cp, const caller_t *who, const char *group, con
 
 static bool job_progress(lm_cp_t *cp, const char *group, const char *id, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT report FROM jobs WHERE project_id = ? AND id = ? AND kind "
-                               "= 'migration'",
-                               "ss", group, id);
-    if (!st || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+    sqlite3_stmt *st = lm_cp_store_migration_report(cp->db, group, id);
+    if (!st)
         return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
                        group);
-    }
     const char *report = lm_cp_col(st, 0);
     lm_strbuf_append(&r->body, report[0] ? report : "{}");
     sqlite3_finalize(st);
@@ -722,82 +642,132 @@ static bool job_progress(lm_cp_t *cp, const char *group, const char *id, resp_t 
     return true;
 }
 
-/* ---- routing ---- */
+/* ---- routes ---- */
 
-void cp_admin_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
-                    const req_t *q, resp_t *r)
+static bool on_create_group(cp_call_t *k)
 {
-    caller_t who;
-    if (!cp_auth_admin(cp, c, &who, r))
-        return;
-    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
-         put = strcmp(method, "PUT") == 0, del = strcmp(method, "DELETE") == 0;
-    const char *id3 = p->n > 4 ? p->part[4] : "";
-    /* every id in the path is checked before it reaches SQL or a message */
-    for (int i = 3; i < p->n; i++)
-        if (!cp_valid_id(p->part[i])) {
-            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource");
-            return;
-        }
-    if (cp_match(p, "api/atlas/v2/groups") && post)
-        create_group(cp, &who, q, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/groups") && get)
-        list_groups(cp, &who, id3, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/apiKeys") && post)
-        create_api_key(cp, &who, id3, q, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/linkTokens") && post)
-        create_link_token(cp, &who, id3, q, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/linkTokens") && del)
-        delete_link_token(cp, &who, id3, r);
-    else if (cp_match(p, "api/atlas/v2/orgs/*/liveMigrations/availableProjects") && get)
-        available_projects(cp, &who, id3, r);
-    else if (p->n >= 5 && strcmp(p->part[3], "groups") == 0) {
-        if (!cp_own_group(cp, &who, id3, r))
-            return;
-        const char *id = p->n > 6 ? p->part[6] : "";
-        const char *vid = p->n > 7 ? p->part[7] : "";
-        if (cp_match(p, "api/atlas/v2/groups/*/clusters") && post)
-            add_cluster(cp, &who, id3, q, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/clusters") && get)
-            list_clusters(cp, id3, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/validate") && post)
-            create_job(cp, &who, id3, "validation", q, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/validate/*") && get)
-            get_job(cp, id3, vid, "validation", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations") && post)
-            create_job(cp, &who, id3, "migration", q, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations") && get)
-            list_jobs(cp, id3, r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*") && get)
-            get_job(cp, id3, id, "migration", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/cutover") && put)
-            job_command(cp, &who, id3, id, "cutover", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/cancel") && post)
-            job_command(cp, &who, id3, id, "cancel", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/extend") && post)
-            job_command(cp, &who, id3, id, "extend", r);
-        else if (cp_match(p, "api/atlas/v2/groups/*/liveMigrations/*/progress") && get)
-            job_progress(cp, id3, id, r);
-        else
-            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
-    } else {
-        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
-    }
+    return create_group(k->cp, &k->who, k->q, k->r);
 }
+
+static bool on_list_groups(cp_call_t *k)
+{
+    return list_groups(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_create_api_key(cp_call_t *k)
+{
+    return create_api_key(k->cp, cp_arg(k, "orgId"), k->q, k->r);
+}
+
+static bool on_create_link_token(cp_call_t *k)
+{
+    return create_link_token(k->cp, cp_arg(k, "orgId"), k->q, k->r);
+}
+
+static bool on_delete_link_token(cp_call_t *k)
+{
+    return delete_link_token(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_available_projects(cp_call_t *k)
+{
+    return available_projects(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_add_cluster(cp_call_t *k)
+{
+    return add_cluster(k->cp, cp_arg(k, "groupId"), k->q, k->r);
+}
+
+static bool on_list_clusters(cp_call_t *k)
+{
+    return list_clusters(k->cp, cp_arg(k, "groupId"), k->r);
+}
+
+static bool on_create_validation(cp_call_t *k)
+{
+    return create_job(k->cp, &k->who, cp_arg(k, "groupId"), "validation", k->q, k->r);
+}
+
+static bool on_get_validation(cp_call_t *k)
+{
+    return get_job(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "validation", k->r);
+}
+
+static bool on_create_migration(cp_call_t *k)
+{
+    return create_job(k->cp, &k->who, cp_arg(k, "groupId"), "migration", k->q, k->r);
+}
+
+static bool on_list_migrations(cp_call_t *k)
+{
+    return list_jobs(k->cp, cp_arg(k, "groupId"), k->r);
+}
+
+static bool on_get_migration(cp_call_t *k)
+{
+    return get_job(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "migration", k->r);
+}
+
+static bool on_cutover(cp_call_t *k)
+{
+    return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "cutover", k->r);
+}
+
+static bool on_cancel(cp_call_t *k)
+{
+    return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "cancel", k->r);
+}
+
+static bool on_extend(cp_call_t *k)
+{
+    return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "extend", k->r);
+}
+
+static bool on_progress(cp_call_t *k)
+{
+    return job_progress(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), k->r);
+}
+
+#define V2 "/api/atlas/v2"
+#define ORG V2 "/orgs/{orgId}"
+#define GROUP V2 "/groups/{groupId}"
+
+/* Owner routes write, member routes read. A {groupId} must be a project of the caller's
+ * organization (404 otherwise), an {orgId} the caller's organization (403). */
+const lm_cp_route_t lm_cp_admin_routes[] = {
+    {"POST", V2 "/groups", LM_CP_ROLE_OWNER, on_create_group},
+    {"GET", ORG "/groups", LM_CP_ROLE_MEMBER, on_list_groups},
+    {"POST", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_create_api_key},
+    {"POST", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_create_link_token},
+    {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
+    {"GET", ORG "/liveMigrations/availableProjects", LM_CP_ROLE_MEMBER, on_available_projects},
+    {"POST", GROUP "/clusters", LM_CP_ROLE_OWNER, on_add_cluster},
+    {"GET", GROUP "/clusters", LM_CP_ROLE_MEMBER, on_list_clusters},
+    {"POST", GROUP "/liveMigrations/validate", LM_CP_ROLE_OWNER, on_create_validation},
+    {"GET", GROUP "/liveMigrations/validate/{id}", LM_CP_ROLE_MEMBER, on_get_validation},
+    {"POST", GROUP "/liveMigrations", LM_CP_ROLE_OWNER, on_create_migration},
+    {"GET", GROUP "/liveMigrations", LM_CP_ROLE_MEMBER, on_list_migrations},
+    {"GET", GROUP "/liveMigrations/{id}", LM_CP_ROLE_MEMBER, on_get_migration},
+    {"PUT", GROUP "/liveMigrations/{id}/cutover", LM_CP_ROLE_OWNER, on_cutover},
+    {"POST", GROUP "/liveMigrations/{id}/cancel", LM_CP_ROLE_OWNER, on_cancel},
+    {"POST", GROUP "/liveMigrations/{id}/extend", LM_CP_ROLE_OWNER, on_extend},
+    {"GET", GROUP "/liveMigrations/{id}/progress", LM_CP_ROLE_MEMBER, on_progress},
+    {NULL, NULL, LM_CP_ROLE_MEMBER, NULL},
+};
 
 /* ---- offline bootstrap ---- */
 
 bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *desc, lm_error_t *err)
 {
     sqlite3 *db;
-    if (!cp_valid_id(org))
+    if (!lm_cp_valid_id(org))
         return lm_error_set(err, LM_ERR_INVALID,
                             "--org: use 1-64 letters, digits, '_', '-' or '.'");
     if (!lm_cp_store_open(cfg->db_path, &db, err))
         return false;
     char id[25], secret[65];
-    bool ok = lm_cp_exec(db, "INSERT OR IGNORE INTO orgs(id, created) VALUES(?, ?)", "si", org,
-                         lm_time_now_ms()) &&
+    bool ok = lm_cp_store_org_ensure(db, org, lm_time_now_ms()) &&
               insert_key(db, org, "ORG_OWNER", desc, id, secret);
     sqlite3_close(db);
     if (!ok)

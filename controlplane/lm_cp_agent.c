@@ -1,6 +1,7 @@
 /* The agent API (proto/ messages over HTTPS): register, heartbeat, long-poll assignments,
- * status reports. Every call carries the link-token credential; an agent whose link-token
- * was deleted is told so (401 LINK_TOKEN_REVOKED). Takes cp->mu itself: a poll waits. */
+ * status reports. Every call carries the link-token credential, checked by the server as
+ * the route table (at the end) says; an agent whose link-token was deleted is told so (401
+ * LINK_TOKEN_REVOKED). Handlers run with cp->mu held; a poll waits on cp->changed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,37 +11,9 @@
 #include "lm_log.h"
 #include "lm_proto.h"
 
-typedef struct {
-    char org[80], token[80], agent_id[80], host[80];
-} agent_t;
-
 static bool proto_fail(resp_t *r, const lm_error_t *err)
 {
     return cp_fail(r, 400, "INVALID_MESSAGE", "%s", err->message);
-}
-
-/* The agent named by the X-Livemig-Agent header, registered under this link-token. */
-static bool known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
-{
-    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Livemig-Agent");
-    if (!id || !cp_valid_id(id))
-        return cp_fail(r, 400, "INVALID_MESSAGE",
-                       "the X-Livemig-Agent header (agent id) is "
-                       "missing: register first");
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND "
-                               "token_id = ?",
-                               "sss", id, a->org, a->token);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW;
-    if (found) {
-        snprintf(a->agent_id, sizeof a->agent_id, "%s", id);
-        snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 0));
-    }
-    sqlite3_finalize(st);
-    if (!found)
-        return cp_fail(r, 401, "AGENT_NOT_REGISTERED",
-                       "agent %s is not registered with this link-token: register again", id);
-    return true;
 }
 
 static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
@@ -50,33 +23,26 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     const char *b = lm_strbuf_str(&q->body);
     if (!lm_proto_register_req_decode(b, strlen(b), &m, &err))
         return proto_fail(r, &err);
-    if (!cp_valid_id(m.hostname))
+    if (!lm_cp_valid_id(m.hostname))
         return cp_fail(r, 400, "INVALID_MESSAGE",
                        "register request: field 'hostname': use letters, digits, '_', '-', '.'");
     /* the same host linking again keeps its agent id */
-    sqlite3_stmt *st = lm_cp_q(cp->db, "SELECT id FROM agents WHERE org_id = ? AND hostname = ?",
-                               "ss", a->org, m.hostname);
+    sqlite3_stmt *st = lm_cp_store_agent_of_host(cp->db, a->org, m.hostname);
     char id[80] = "";
-    if (st && sqlite3_step(st) == SQLITE_ROW)
+    if (st)
         snprintf(id, sizeof id, "%s", lm_cp_col(st, 0));
     sqlite3_finalize(st);
     int64_t now = lm_time_now_ms();
     bool ok;
     if (id[0]) {
-        ok = lm_cp_exec(cp->db,
-                        "UPDATE agents SET token_id = ?, version = ?, os = ?, last_seen = ? WHERE "
-                        "id = ?",
-                        "sssis", a->token, m.agent_version, m.os, now, id);
+        ok = lm_cp_store_agent_relink(cp->db, id, a->token, m.agent_version, m.os, now);
     } else {
         char fresh[25];
         if (!lm_random_hex(fresh, 12))
             return cp_fail(r, 500, "INTERNAL", "no randomness for an agent id");
         snprintf(id, sizeof id, "ag_%s", fresh);
-        ok = lm_cp_exec(cp->db,
-                        "INSERT INTO agents(id, org_id, token_id, hostname, version, os, "
-                        "registered, last_seen) VALUES(?,?,?,?,?,?,?,?)",
-                        "ssssssii", id, a->org, a->token, m.hostname, m.agent_version, m.os, now,
-                        now);
+        ok = lm_cp_store_agent_insert(cp->db, id, a->org, a->token, m.hostname, m.agent_version,
+                                      m.os, now);
     }
     if (!ok)
         return cp_fail(r, 500, "INTERNAL", "cannot store the agent");
@@ -100,21 +66,15 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
  * the credentials again instead of keeping them. running: the heartbeat's JSON list. */
 static void redeliver(lm_cp_t *cp, const agent_t *a, const char *running)
 {
-    sqlite3_stmt *st = lm_cp_q(
-        cp->db,
-        "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND status NOT IN "
-        "('COMPLETE','FAILED','CANCELLED','EXPIRED') AND delivered IS NOT NULL AND delivered < ? "
-        "AND id NOT IN (SELECT value FROM json_each(?))",
-        "ssis", a->org, a->host, lm_time_now_ms() - cp->cfg->heartbeat_ms, running);
+    sqlite3_stmt *st = lm_cp_store_jobs_lost(cp->db, a->org, a->host,
+                                             lm_time_now_ms() - cp->cfg->heartbeat_ms, running);
     char ids[LM_PROTO_MAX_JOBS][80];
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW && n < LM_PROTO_MAX_JOBS)
         snprintf(ids[n++], sizeof ids[0], "%s", lm_cp_col(st, 0));
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++) {
-        lm_cp_exec(cp->db, "UPDATE jobs SET delivered = NULL, agent_id = NULL WHERE id = ?", "s",
-                   ids[i]);
-        lm_cp_exec(cp->db, "UPDATE commands SET delivered = 0 WHERE job_id = ?", "s", ids[i]);
+        lm_cp_store_job_undeliver(cp->db, ids[i]);
         lm_log_info(NULL,
                     "job %s: agent %s on %s no longer runs it (restarted?): handing it out again",
                     ids[i], a->agent_id, a->host);
@@ -140,12 +100,8 @@ static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     lm_json_w_array_close(w);
     size_t len;
     const char *running = lm_json_writer_result(w, &len, &err);
-    lm_cp_exec(
-        cp->db,
-        "UPDATE agents SET last_seen = ?, uptime = ?, free_bytes = ?, running = ?, version = "
-        "? WHERE id = ?",
-        "iiisss", lm_time_now_ms(), m.uptime_seconds, m.state_dir_free_bytes, running,
-        m.agent_version, a->agent_id);
+    lm_cp_store_agent_heartbeat(cp->db, a->agent_id, lm_time_now_ms(), m.uptime_seconds,
+                                m.state_dir_free_bytes, running, m.agent_version);
     if (running)
         redeliver(cp, a, running);
     lm_json_writer_destroy(w);
@@ -158,15 +114,10 @@ static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, const char *user,
                           const char *sealed_pw, lm_proto_endpoint_t *e, lm_error_t *err)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT uri, tls, ca_file, username, password FROM clusters WHERE "
-                               "project_id = ? AND name = ?",
-                               "ss", group, cluster);
-    if (!st || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+    sqlite3_stmt *st = lm_cp_store_cluster(cp->db, group, cluster);
+    if (!st)
         return lm_error_set(err, LM_ERR_NOT_FOUND, "cluster %s of project %s is gone", cluster,
                             group);
-    }
     snprintf(e->uri, sizeof e->uri, "%s", lm_cp_col(st, 0));
     e->tls = sqlite3_column_int(st, 1) != 0;
     snprintf(e->ca_file, sizeof e->ca_file, "%s", lm_cp_col(st, 2));
@@ -245,10 +196,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         if (*end || ack < 0)
             return cp_fail(r, 400, "INVALID_ATTRIBUTE", "ack: the highest command seq received");
         if (ack > 0)
-            lm_cp_exec(cp->db,
-                       "UPDATE commands SET delivered = ? WHERE seq <= ? AND delivered = 0 AND "
-                       "job_id IN (SELECT id FROM jobs WHERE org_id = ? AND host = ?)",
-                       "iiss", lm_time_now_ms(), (int64_t)ack, a->org, a->host);
+            lm_cp_store_commands_ack(cp->db, a->org, a->host, (int64_t)ack, lm_time_now_ms());
     }
     int64_t until = lm_time_mono_ms() + wait_ms;
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
@@ -258,13 +206,9 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
     bool ok = true;
     for (;;) {
         /* jobs for this host not handed out yet, or not acknowledged by a heartbeat */
-        sqlite3_stmt *st = lm_cp_q(
-            cp->db,
-            "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? AND host "
-            "= ? AND status NOT IN ('COMPLETE','FAILED','CANCELLED','EXPIRED') AND (delivered IS "
-            "NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
-            "ssii", a->org, a->host, lm_time_now_ms() - 2 * cp->cfg->heartbeat_ms,
-            (int64_t)LM_PROTO_MAX_JOBS);
+        sqlite3_stmt *st = lm_cp_store_jobs_to_deliver(cp->db, a->org, a->host,
+                                                       lm_time_now_ms() - 2 * cp->cfg->heartbeat_ms,
+                                                       (int64_t)LM_PROTO_MAX_JOBS);
         while (ok && st && sqlite3_step(st) == SQLITE_ROW && m->n_jobs < LM_PROTO_MAX_JOBS) {
             if (build_job(cp, st, &m->jobs[m->n_jobs], &err))
                 m->n_jobs++;
@@ -272,11 +216,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
                 lm_log_warn(NULL, "job %s cannot be handed out: %s", lm_cp_col(st, 0), err.message);
         }
         sqlite3_finalize(st);
-        st = lm_cp_q(cp->db,
-                     "SELECT c.seq, c.job_id, c.kind, c.deadline FROM commands c JOIN jobs j ON "
-                     "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND c.delivered = 0 ORDER "
-                     "BY c.seq LIMIT ?",
-                     "ssi", a->org, a->host, (int64_t)LM_PROTO_MAX_COMMANDS);
+        st = lm_cp_store_commands_pending(cp->db, a->org, a->host, (int64_t)LM_PROTO_MAX_COMMANDS);
         while (st && sqlite3_step(st) == SQLITE_ROW && m->n_commands < LM_PROTO_MAX_COMMANDS) {
             lm_proto_command_t *cmd = &m->commands[m->n_commands++];
             snprintf(cmd->job_id, sizeof cmd->job_id, "%s", lm_cp_col(st, 1));
@@ -292,10 +232,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         if (m->n_jobs || m->n_commands || lm_time_mono_ms() >= until)
             break;
         /* the link-token may have been deleted while waiting */
-        st = lm_cp_q(cp->db, "SELECT deleted FROM link_tokens WHERE id = ?", "s", a->token);
-        bool revoked = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
-        sqlite3_finalize(st);
-        if (revoked) {
+        if (lm_cp_store_link_token_revoked(cp->db, a->token)) {
             ok = cp_fail(r, 401, "LINK_TOKEN_REVOKED",
                          "the link-token this agent was linked with has been deleted");
             break;
@@ -303,8 +240,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         lm_time_cond_wait_ms(&cp->changed, &cp->mu, until - lm_time_mono_ms());
     }
     for (size_t i = 0; ok && i < m->n_jobs; i++)
-        lm_cp_exec(cp->db, "UPDATE jobs SET delivered = ?, agent_id = NULL WHERE id = ?", "is",
-                   lm_time_now_ms(), m->jobs[i].job_id);
+        lm_cp_store_job_delivered(cp->db, m->jobs[i].job_id, lm_time_now_ms());
     if (ok) {
         r->status = 200;
         ok = lm_proto_assignments_encode(m, &r->body, &err) ||
@@ -319,16 +255,9 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
  * running to the same destination cluster. Added to the agent's results. */
 static void target_in_use(lm_cp_t *cp, lm_proto_status_t *m)
 {
-    sqlite3_stmt *st = lm_cp_q(
-        cp->db,
-        "SELECT m.id, json_extract(v.spec, '$.destination.clusterName') FROM jobs v JOIN jobs m ON "
-        "m.kind = 'migration' AND m.project_id = json_extract(v.spec, '$.destination.groupId') "
-        "AND json_extract(m.spec, '$.destination.clusterName') = json_extract(v.spec, "
-        "'$.destination.clusterName') AND m.status NOT IN ('COMPLETE','FAILED','CANCELLED',"
-        "'EXPIRED') WHERE v.id = ?",
-        "s", m->job_id);
+    sqlite3_stmt *st = lm_cp_store_migration_into(cp->db, m->job_id);
     char busy[80] = "", cluster[200] = "";
-    if (st && sqlite3_step(st) == SQLITE_ROW) {
+    if (st) {
         snprintf(busy, sizeof busy, "%s", lm_cp_col(st, 0));
         snprintf(cluster, sizeof cluster, "%s", lm_cp_col(st, 1));
     }
@@ -355,11 +284,6 @@ static void target_in_use(lm_cp_t *cp, lm_proto_status_t *m)
     }
 }
 
-#define UPDATE_JOB                                                                                 \
-    "UPDATE jobs SET status = ?, phase = ?, ready = ?, lag = ?, gap = ?, report = ?, error = ?, "  \
-    "agent_id = ?, updated = ?, ready_since = CASE WHEN ? THEN ? ELSE ready_since END, "           \
-    "window_end = CASE WHEN ? THEN ? ELSE window_end END WHERE id = ?"
-
 static const char *status_of(const lm_proto_status_t *m)
 {
     if (strcmp(m->state, "RUNNING") == 0)
@@ -380,18 +304,15 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     if (strcmp(m.agent_id, a->agent_id) != 0)
         ok = cp_fail(r, 400, "INVALID_MESSAGE",
                      "status report: field 'agentId' differs from the X-Livemig-Agent header");
-    sqlite3_stmt *st = ok ? lm_cp_q(cp->db,
-                                    "SELECT status, ready_since, window_end FROM jobs WHERE id = ? "
-                                    "AND org_id = ? AND host = ?",
-                                    "sss", m.job_id, a->org, a->host)
-                          : NULL;
-    if (ok && (!st || sqlite3_step(st) != SQLITE_ROW))
+    sqlite3_stmt *st = ok ? lm_cp_store_host_job(cp->db, m.job_id, a->org, a->host) : NULL;
+    if (ok && !st)
         ok = cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no job %s for host %s", m.job_id, a->host);
     char old[16] = "";
-    bool windowed = false;
+    lm_cp_window_t window = {.set = false};
     if (ok) {
         snprintf(old, sizeof old, "%s", lm_cp_col(st, 0));
-        windowed = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        window.set = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        window.end_ms = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
     const char *status = status_of(&m);
@@ -423,19 +344,20 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     int64_t now = lm_time_now_ms();
     if (ok) {
         /* the cutover window opens at the first readyForCutover */
-        int64_t open = m.ready_for_cutover && !windowed && m.kind == LM_PROTO_JOB_MIGRATION;
-        char types[32];
-        snprintf(types, sizeof types, "ssi%cdsssiiiiis", m.has_lag ? 'd' : 'n');
-        if (m.has_lag)
-            ok = lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase,
-                            (int64_t)m.ready_for_cutover, m.lag_seconds, m.optime_gap_seconds, b,
-                            error[0] ? error : NULL, a->agent_id, now, open, now, open,
-                            now + cp->cfg->cutover_window_ms, m.job_id);
-        else
-            ok =
-                lm_cp_exec(cp->db, UPDATE_JOB, types, status, m.phase, (int64_t)m.ready_for_cutover,
-                           m.optime_gap_seconds, b, error[0] ? error : NULL, a->agent_id, now, open,
-                           now, open, now + cp->cfg->cutover_window_ms, m.job_id);
+        bool open = lm_cp_window_report(&window, m.kind == LM_PROTO_JOB_MIGRATION,
+                                        m.ready_for_cutover, now, cp->cfg->cutover_window_ms);
+        lm_cp_job_report_t rep = {.status = status,
+                                  .phase = m.phase,
+                                  .ready = m.ready_for_cutover,
+                                  .has_lag = m.has_lag,
+                                  .lag = m.lag_seconds,
+                                  .gap = m.optime_gap_seconds,
+                                  .report = b,
+                                  .error = error[0] ? error : NULL,
+                                  .agent_id = a->agent_id,
+                                  .open_window = open,
+                                  .window_end = window.end_ms};
+        ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now);
         if (!ok)
             cp_fail(r, 500, "INTERNAL", "cannot store the status report");
         else if (open)
@@ -451,49 +373,79 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     return true;
 }
 
-void cp_agent_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
-                    const req_t *q, resp_t *r)
+/* ---- routes ---- */
+
+static bool on_register(cp_call_t *k)
 {
-    agent_t a;
-    memset(&a, 0, sizeof a);
-    pthread_mutex_lock(&cp->mu);
-    bool post = strcmp(method, "POST") == 0;
-    if (!cp_auth_agent(cp, c, a.org, a.token, r)) {
-        /* refused */
-    } else if (cp_match(p, "api/agent/v1/register") && post) {
-        do_register(cp, &a, q, r);
-    } else if (!known_agent(cp, c, &a, r)) {
-        /* refused */
-    } else if (cp_match(p, "api/agent/v1/heartbeat") && post) {
-        do_heartbeat(cp, &a, q, r);
-    } else if (cp_match(p, "api/agent/v1/assignments") && strcmp(method, "GET") == 0) {
-        do_poll(cp, c, &a, r);
-    } else if (cp_match(p, "api/agent/v1/status") && post) {
-        do_status(cp, &a, q, r);
-    } else {
-        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such agent API resource (or method)");
-    }
-    pthread_mutex_unlock(&cp->mu);
+    return do_register(k->cp, &k->agent, k->q, k->r);
+}
+
+static bool on_heartbeat(cp_call_t *k)
+{
+    return do_heartbeat(k->cp, &k->agent, k->q, k->r);
+}
+
+static bool on_poll(cp_call_t *k)
+{
+    return do_poll(k->cp, k->c, &k->agent, k->r);
+}
+
+static bool on_status(cp_call_t *k)
+{
+    return do_status(k->cp, &k->agent, k->q, k->r);
+}
+
+/* Every call carries the link-token credential; all but register also the agent id it was
+ * given (the X-Livemig-Agent header). */
+const lm_cp_route_t lm_cp_agent_routes[] = {
+    {"POST", "/api/agent/v1/register", LM_CP_ROLE_AGENT, on_register},
+    {"POST", "/api/agent/v1/heartbeat", LM_CP_ROLE_LINKED_AGENT, on_heartbeat},
+    {"GET", "/api/agent/v1/assignments", LM_CP_ROLE_LINKED_AGENT, on_poll},
+    {"POST", "/api/agent/v1/status", LM_CP_ROLE_LINKED_AGENT, on_status},
+    {NULL, NULL, LM_CP_ROLE_AGENT, NULL},
+};
+
+/* a + b, held at the int64 limits */
+static int64_t add_ms(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+bool lm_cp_window_report(lm_cp_window_t *w, bool migration, bool ready, int64_t now_ms,
+                         int64_t length_ms)
+{
+    if (!migration || !ready || w->set)
+        return false;
+    w->set = true;
+    w->end_ms = add_ms(now_ms, length_ms);
+    return true;
+}
+
+bool lm_cp_window_extend(lm_cp_window_t *w, int64_t by_ms)
+{
+    if (!w->set)
+        return false;
+    w->end_ms = add_ms(w->end_ms, by_ms);
+    return true;
 }
 
 void lm_cp_tick(lm_cp_t *cp)
 {
     pthread_mutex_lock(&cp->mu);
     int64_t now = lm_time_now_ms();
-    sqlite3_stmt *st = lm_cp_q(cp->db,
-                               "SELECT id FROM jobs WHERE kind = 'migration' AND window_end < ? "
-                               "AND status NOT IN ('COMPLETE','FAILED','CANCELLED','EXPIRED')",
-                               "i", now);
+    sqlite3_stmt *st = lm_cp_store_windows_closed(cp->db, now);
     char ids[64][80];
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW && n < 64)
         snprintf(ids[n++], sizeof ids[0], "%s", lm_cp_col(st, 0));
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++) {
-        lm_cp_exec(cp->db, "UPDATE jobs SET status = 'EXPIRED', updated = ? WHERE id = ?", "is",
-                   now, ids[i]);
-        lm_cp_exec(cp->db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
-                   "ssii", ids[i], "expire", (int64_t)0, now);
+        lm_cp_store_job_set_status(cp->db, ids[i], "EXPIRED", now);
+        lm_cp_store_command_insert(cp->db, ids[i], "expire", 0, now);
         lm_log_warn(NULL,
                     "live migration %s: the cutover window closed before a cutover; it is "
                     "EXPIRED and its agent stops syncing",

@@ -1,5 +1,7 @@
 /* livemig-controlplane: what the server (lm_cp_server.c) shares with its route handlers
- * (lm_cp_admin.c: the Atlas-shaped admin API; lm_cp_agent.c: the agent API). */
+ * (lm_cp_admin.c: the Atlas-shaped admin API; lm_cp_agent.c: the agent API). The server
+ * routes each request with the route tables below (lm_cp_routes.h), checks the route's
+ * role, then calls its handler with cp->mu held. */
 #ifndef LM_CP_HTTP_H
 #define LM_CP_HTTP_H
 
@@ -8,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "lm_cp.h"
+#include "lm_cp_routes.h"
 #include "lm_cp_store.h"
 #include "lm_json.h"
 #include "lm_time.h"
@@ -44,6 +47,26 @@ typedef struct {
     bool owner;
 } caller_t;
 
+/* An agent, once authenticated: its link-token's organization and id; for
+ * LM_CP_ROLE_LINKED_AGENT routes also its registered id and host name. */
+typedef struct {
+    char org[80], token[80], agent_id[80], host[80];
+} agent_t;
+
+/* One routed request, on the stack of the connection's thread: nothing in it is shared. */
+struct cp_call {
+    lm_cp_t *cp;
+    struct MHD_Connection *c;
+    const req_t *q;
+    resp_t *r;
+    lm_cp_params_t params;
+    caller_t who;  /* admin routes */
+    agent_t agent; /* agent routes */
+};
+
+/* The path parameter `name` of the call's route ("" when it has none). */
+const char *cp_arg(const cp_call_t *k, const char *name);
+
 /* The Atlas error shape {error, errorCode, detail, reason} into r; returns false. */
 bool cp_fail(resp_t *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -62,21 +85,13 @@ bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r
 /* Agents: a link-token credential (Bearer tokenId:secret) from an allowed address. */
 bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token, resp_t *r);
 
-#define MAX_PARTS 12
-typedef struct {
-    char *part[MAX_PARTS];
-    int n;
-    char buf[1024];
-} path_t;
+/* The agent named by the X-Livemig-Agent header, registered under a's link-token: fills
+ * a->agent_id and a->host. */
+bool cp_known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r);
 
-/* p matches pattern ("api/atlas/v2/orgs/ * /x", * = any one part). */
-bool cp_match(const path_t *p, const char *pattern);
-/* An id or name of 1..64 characters from [A-Za-z0-9_.-]. */
-bool cp_valid_id(const char *s);
-
-void cp_admin_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
-                    const req_t *q, resp_t *r);
-void cp_agent_route(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const path_t *p,
-                    const req_t *q, resp_t *r);
+/* The route tables (ending with a NULL method) of the admin API (lm_cp_admin.c) and the
+ * agent API (lm_cp_agent.c). */
+extern const lm_cp_route_t lm_cp_admin_routes[];
+extern const lm_cp_route_t lm_cp_agent_routes[];
 
 #endif

@@ -1,6 +1,7 @@
-/* livemig-controlplane: the HTTPS server, its routes, authentication and the cutover
- * window. Thread per connection (libmicrohttpd), so an agent's long poll simply waits on a
- * condition variable; one SQLite connection under one mutex. See controlplane/README.md. */
+/* livemig-controlplane: the HTTPS server, routing (by the tables of lm_cp_admin.c and
+ * lm_cp_agent.c, matched by lm_cp_routes.c), authentication and role checks. Thread per connection
+ * (libmicrohttpd), so an agent's long poll simply waits on a condition variable; one SQLite
+ * connection under one mutex. See controlplane/README.md. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -134,9 +135,8 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
     *colon = '\0';
     bool ok = false;
-    sqlite3_stmt *st =
-        lm_cp_q(cp->db, "SELECT org_id, role, salt, hash FROM api_keys WHERE id = ?", "s", plain);
-    if (st && sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_stmt *st = lm_cp_store_api_key(cp->db, plain);
+    if (st) {
         char hash[65];
         lm_cp_hash_secret(lm_cp_col(st, 2), colon + 1, hash);
         if (lm_cp_equal(hash, lm_cp_col(st, 3))) {
@@ -174,10 +174,7 @@ bool cp_own_org(const caller_t *who, const char *org, resp_t *r)
 /* The project `group` exists in the caller's organization. */
 bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r)
 {
-    sqlite3_stmt *st = lm_cp_q(cp->db, "SELECT org_id FROM projects WHERE id = ?", "s", group);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW && strcmp(lm_cp_col(st, 0), who->org) == 0;
-    sqlite3_finalize(st);
-    if (!found)
+    if (!lm_cp_store_project_in_org(cp->db, group, who->org))
         return cp_fail(r, 404, "GROUP_NOT_FOUND", "no project %s in this API key's organization",
                        group);
     return true;
@@ -196,10 +193,8 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token
     if (!(colon = strchr(cred, ':')))
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is malformed");
     *colon = '\0';
-    sqlite3_stmt *st =
-        lm_cp_q(cp->db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?",
-                "s", cred);
-    bool found = st && sqlite3_step(st) == SQLITE_ROW, ok = false, revoked = false;
+    sqlite3_stmt *st = lm_cp_store_link_token(cp->db, cred);
+    bool found = st != NULL, ok = false, revoked = false;
     char *access = NULL;
     if (found) {
         char hash[65];
@@ -248,45 +243,101 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token
     return true;
 }
 
-/* ---- path matching ---- */
-
-static bool split_path(const char *url, path_t *p)
+/* The agent named by the X-Livemig-Agent header, registered under this link-token. */
+bool cp_known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
 {
-    if (strlen(url) >= sizeof p->buf)
-        return false;
-    snprintf(p->buf, sizeof p->buf, "%s", url);
-    p->n = 0;
-    for (char *s = strtok(p->buf, "/"); s; s = strtok(NULL, "/")) {
-        if (p->n == MAX_PARTS)
-            return false;
-        p->part[p->n++] = s;
+    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Livemig-Agent");
+    if (!id || !lm_cp_valid_id(id))
+        return cp_fail(r, 400, "INVALID_MESSAGE",
+                       "the X-Livemig-Agent header (agent id) is "
+                       "missing: register first");
+    sqlite3_stmt *st = lm_cp_store_agent(cp->db, id, a->org, a->token);
+    bool found = st != NULL;
+    if (found) {
+        snprintf(a->agent_id, sizeof a->agent_id, "%s", id);
+        snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 0));
     }
+    sqlite3_finalize(st);
+    if (!found)
+        return cp_fail(r, 401, "AGENT_NOT_REGISTERED",
+                       "agent %s is not registered with this link-token: register again", id);
     return true;
 }
 
-/* p matches pattern ("api/atlas/v2/orgs/ * /liveMigrations/linkTokens", * = any part). */
-bool cp_match(const path_t *p, const char *pattern)
+/* ---- routing ---- */
+
+const char *cp_arg(const cp_call_t *k, const char *name)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", pattern);
-    int i = 0;
-    char *save = NULL;
-    for (char *s = strtok_r(buf, "/", &save); s; s = strtok_r(NULL, "/", &save), i++)
-        if (i >= p->n || (strcmp(s, "*") != 0 && strcmp(s, p->part[i]) != 0))
-            return false;
-    return i == p->n;
+    const char *v = lm_cp_param(&k->params, name);
+    return v ? v : "";
 }
 
-bool cp_valid_id(const char *s)
+/* The role's checks for call k, in the order the handlers made them before the route table
+ * did: the caller's credential; for the admin API the project in the path ({groupId}), the
+ * Owner role, then the organization in the path ({orgId}); for linked agents their agent
+ * id. A refusal is in k->r. */
+static bool authorize(cp_call_t *k, lm_cp_role_t role)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
+    if (!lm_cp_role_is_admin(role))
+        return cp_auth_agent(k->cp, k->c, k->agent.org, k->agent.token, k->r) &&
+               (role != LM_CP_ROLE_LINKED_AGENT || cp_known_agent(k->cp, k->c, &k->agent, k->r));
+    const char *group = lm_cp_param(&k->params, "groupId");
+    const char *org = lm_cp_param(&k->params, "orgId");
+    return cp_auth_admin(k->cp, k->c, &k->who, k->r) &&
+           (!group || cp_own_group(k->cp, &k->who, group, k->r)) &&
+           (lm_cp_role_admits_key(role, k->who.owner) || cp_need_owner(&k->who, k->r)) &&
+           (!org || cp_own_org(&k->who, org, k->r));
+}
+
+/* Which API a path no route matched belongs to: its callers are authenticated before they
+ * learn that it does not exist. */
+static bool under(const char *url, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(url, prefix, n) == 0 && url[n] != '\0';
+}
+
+/* Routes one request: finds its route, checks its role and calls its handler under cp->mu
+ * (agent polls wait on cp->changed, which releases it). */
+static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const char *url,
+                     const req_t *q, resp_t *r)
+{
+    const lm_cp_route_t *const tables[] = {lm_cp_admin_routes, lm_cp_agent_routes};
+    cp_call_t k = {.cp = cp, .c = c, .q = q, .r = r};
+    url = lm_cp_route_path(url);
+    const lm_cp_route_t *route = NULL;
+    lm_cp_match_t m = LM_CP_ROUTE_NOT_FOUND;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0] && m == LM_CP_ROUTE_NOT_FOUND; i++)
+        m = lm_cp_route_match(tables[i], method, url, &route, &k.params);
+    bool admin;
+    if (m == LM_CP_ROUTE_FOUND)
+        admin = lm_cp_role_is_admin(route->role);
+    else if (strlen(url) <= LM_CP_PATH_MAX && under(url, "/api/atlas/"))
+        admin = true;
+    else if (strlen(url) <= LM_CP_PATH_MAX && under(url, "/api/agent/"))
+        admin = false;
+    else {
+        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
+                strlen(url) < 200 ? url : "(too long)");
+        return;
+    }
+    /* a path that matches no route (or not with this method) answers 404 after the
+     * caller's credential was checked, as any other path of its API */
+    if (m != LM_CP_ROUTE_FOUND)
+        memset(&k.params, 0, sizeof k.params);
+    lm_cp_role_t role = m == LM_CP_ROUTE_FOUND ? route->role
+                        : admin                ? LM_CP_ROLE_MEMBER
+                                               : LM_CP_ROLE_LINKED_AGENT;
+    pthread_mutex_lock(&cp->mu);
+    if (authorize(&k, role)) {
+        if (m == LM_CP_ROUTE_FOUND)
+            route->handler(&k);
+        else if (admin)
+            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
+        else
+            cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such agent API resource (or method)");
+    }
+    pthread_mutex_unlock(&cp->mu);
 }
 
 /* ---- the daemon ---- */
@@ -316,24 +367,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     resp_t r = {.status = 200};
     lm_strbuf_init(&r.body, 1u << 22);
-    path_t p = {.n = 0};
     if (q->too_large)
         cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
                 (long long)cp->cfg->max_body);
-    else if (!split_path(url, &p))
-        cp_fail(&r, 404, "RESOURCE_NOT_FOUND", "no such resource");
-    else if (p.n >= 3 && strcmp(p.part[0], "api") == 0 && strcmp(p.part[1], "agent") == 0)
-        cp_agent_route(cp, c, method, &p, q, &r); /* locks cp->mu itself: it long-polls */
-    else if (p.n >= 3 && strcmp(p.part[0], "api") == 0 && strcmp(p.part[1], "atlas") == 0) {
-        pthread_mutex_lock(&cp->mu);
-        cp_admin_route(cp, c, method, &p, q, &r);
-        pthread_mutex_unlock(&cp->mu);
-    } else
-        cp_fail(&r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
-                strlen(url) < 200 ? url : "(too long)");
+    else
+        dispatch(cp, c, method, url, q, &r);
     if (r.status >= 500)
-        lm_log_error(NULL, "%s %s: %u %s", method, p.n ? p.part[p.n - 1] : "/", r.status,
-                     lm_strbuf_str(&r.body));
+        lm_log_error(NULL, "%s %.200s: %u %s", method, url, r.status, lm_strbuf_str(&r.body));
     else /* the access log; paths carry ids, never secrets */
         lm_log_debug(NULL, "%s %.200s: %u", method, url, r.status);
     size_t len = r.body.len;

@@ -109,3 +109,361 @@ const char *lm_cp_col(sqlite3_stmt *st, int i)
     const unsigned char *s = sqlite3_column_text(st, i);
     return s ? (const char *)s : "";
 }
+
+/* ---- named statements ---- */
+
+/* st stepped onto its first row, or NULL (finalized) when it has none. */
+static sqlite3_stmt *first_row(sqlite3_stmt *st)
+{
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        return st;
+    sqlite3_finalize(st);
+    return NULL;
+}
+
+/* Whether st (consumed) has a row. */
+static bool has_row(sqlite3_stmt *st)
+{
+    sqlite3_stmt *row = first_row(st);
+    sqlite3_finalize(row);
+    return row != NULL;
+}
+
+bool lm_cp_store_org_ensure(sqlite3 *db, const char *org, int64_t now)
+{
+    return lm_cp_exec(db, "INSERT OR IGNORE INTO orgs(id, created) VALUES(?, ?)", "si", org, now);
+}
+
+bool lm_cp_store_project_insert(sqlite3 *db, const char *id, const char *org, const char *name,
+                                int64_t now)
+{
+    return lm_cp_exec(db, "INSERT INTO projects(id, org_id, name, created) VALUES(?,?,?,?)", "sssi",
+                      id, org, name, now);
+}
+
+bool lm_cp_store_project_in_org(sqlite3 *db, const char *group, const char *org)
+{
+    sqlite3_stmt *st =
+        first_row(lm_cp_q(db, "SELECT org_id FROM projects WHERE id = ?", "s", group));
+    bool found = st && strcmp(lm_cp_col(st, 0), org) == 0;
+    sqlite3_finalize(st);
+    return found;
+}
+
+sqlite3_stmt *lm_cp_store_projects(sqlite3 *db, const char *org)
+{
+    return lm_cp_q(db, "SELECT id, name FROM projects WHERE org_id = ? ORDER BY created", "s", org);
+}
+
+bool lm_cp_store_api_key_insert(sqlite3 *db, const char *id, const char *org, const char *role,
+                                const char *salt, const char *hash, const char *desc, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created) "
+                      "VALUES(?,?,?,?,?,?,?)",
+                      "ssssssi", id, org, role, salt, hash, desc, now);
+}
+
+sqlite3_stmt *lm_cp_store_api_key(sqlite3 *db, const char *id)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT org_id, role, salt, hash FROM api_keys WHERE id = ?", "s", id));
+}
+
+bool lm_cp_store_cluster_insert(sqlite3 *db, const char *group, const char *name, const char *uri,
+                                bool tls, const char *ca_file, const char *username,
+                                const char *sealed_password, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO clusters(project_id, name, uri, tls, ca_file, username, "
+                      "password, created) VALUES(?,?,?,?,?,?,?,?)",
+                      "sssisssi", group, name, uri, (int64_t)tls, ca_file, username,
+                      sealed_password, now);
+}
+
+sqlite3_stmt *lm_cp_store_clusters(sqlite3 *db, const char *group)
+{
+    return lm_cp_q(db,
+                   "SELECT name, uri, tls, ca_file, username FROM clusters WHERE project_id = ? "
+                   "ORDER BY name",
+                   "s", group);
+}
+
+sqlite3_stmt *lm_cp_store_cluster_names(sqlite3 *db, const char *group)
+{
+    return lm_cp_q(db, "SELECT name FROM clusters WHERE project_id = ?", "s", group);
+}
+
+bool lm_cp_store_cluster_in_org(sqlite3 *db, const char *group, const char *name, const char *org)
+{
+    return has_row(lm_cp_q(db,
+                           "SELECT 1 FROM clusters c JOIN projects p ON p.id = c.project_id "
+                           "WHERE c.project_id = ? AND c.name = ? AND p.org_id = ?",
+                           "sss", group, name, org));
+}
+
+bool lm_cp_store_link_token_live(sqlite3 *db, const char *org)
+{
+    return has_row(
+        lm_cp_q(db, "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0", "s", org));
+}
+
+bool lm_cp_store_link_token_insert(sqlite3 *db, const char *id, const char *org, const char *salt,
+                                   const char *hash, const char *access, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO link_tokens(id, org_id, salt, hash, access, created) "
+                      "VALUES(?,?,?,?,?,?)",
+                      "sssssi", id, org, salt, hash, access, now);
+}
+
+int lm_cp_store_link_token_delete(sqlite3 *db, const char *org, int64_t now)
+{
+    if (!lm_cp_exec(db, "UPDATE link_tokens SET deleted = ? WHERE org_id = ? AND deleted = 0", "is",
+                    now, org))
+        return -1;
+    return sqlite3_changes(db) > 0 ? 1 : 0;
+}
+
+sqlite3_stmt *lm_cp_store_link_token(sqlite3 *db, const char *id)
+{
+    return first_row(lm_cp_q(
+        db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?", "s", id));
+}
+
+sqlite3_stmt *lm_cp_store_agent(sqlite3 *db, const char *id, const char *org, const char *token)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND token_id = ?",
+                "sss", id, org, token));
+}
+
+bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host)
+{
+    return has_row(lm_cp_q(db,
+                           "SELECT 1 FROM agents a JOIN link_tokens t ON t.id = a.token_id "
+                           "WHERE a.org_id = ? AND a.hostname = ? AND t.deleted = 0",
+                           "ss", org, host));
+}
+
+sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT " LM_CP_JOB_COLUMNS " FROM jobs WHERE project_id = ? AND "
+                             "id = ? AND kind = ?",
+                             "sss", group, id, kind));
+}
+
+sqlite3_stmt *lm_cp_store_migrations(sqlite3 *db, const char *group)
+{
+    return lm_cp_q(db,
+                   "SELECT " LM_CP_JOB_COLUMNS " FROM jobs WHERE project_id = ? AND kind = "
+                   "'migration' ORDER BY created",
+                   "s", group);
+}
+
+sqlite3_stmt *lm_cp_store_migration_to(sqlite3 *db, const char *group, const char *cluster)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT id FROM jobs WHERE kind = 'migration' AND project_id = ? AND "
+                             "json_extract(spec, '$.destination.clusterName') = ? AND status NOT "
+                             "IN " LM_CP_STATUS_TERMINAL,
+                             "ss", group, cluster));
+}
+
+bool lm_cp_store_job_insert(sqlite3 *db, const char *id, const char *kind, const char *org,
+                            const char *group, const char *host, const char *spec,
+                            const char *sealed_password, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, src_password, "
+                      "status, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                      "ssssssssii", id, kind, org, group, host, spec, sealed_password, "NEW", now,
+                      now);
+}
+
+sqlite3_stmt *lm_cp_store_job_checks(sqlite3 *db, const char *id)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT json_extract(report, '$.checks') FROM jobs WHERE id = ?", "s", id));
+}
+
+sqlite3_stmt *lm_cp_store_migration_report(sqlite3 *db, const char *group, const char *id)
+{
+    return first_row(lm_cp_q(
+        db, "SELECT report FROM jobs WHERE project_id = ? AND id = ? AND kind = 'migration'", "ss",
+        group, id));
+}
+
+bool lm_cp_store_job_set_window(sqlite3 *db, const char *id, int64_t window_end, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET window_end = ?, updated = ? WHERE id = ?", "iis",
+                      window_end, now, id);
+}
+
+bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET status = ?, updated = ? WHERE id = ?", "sis", status,
+                      now, id);
+}
+
+bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
+                                int64_t now)
+{
+    return lm_cp_exec(db, "INSERT INTO commands(job_id, kind, deadline, created) VALUES(?,?,?,?)",
+                      "ssii", job_id, kind, deadline, now);
+}
+
+sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname)
+{
+    return first_row(lm_cp_q(db, "SELECT id FROM agents WHERE org_id = ? AND hostname = ?", "ss",
+                             org, hostname));
+}
+
+bool lm_cp_store_agent_insert(sqlite3 *db, const char *id, const char *org, const char *token,
+                              const char *hostname, const char *version, const char *os,
+                              int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO agents(id, org_id, token_id, hostname, version, os, "
+                      "registered, last_seen) VALUES(?,?,?,?,?,?,?,?)",
+                      "ssssssii", id, org, token, hostname, version, os, now, now);
+}
+
+bool lm_cp_store_agent_relink(sqlite3 *db, const char *id, const char *token, const char *version,
+                              const char *os, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE agents SET token_id = ?, version = ?, os = ?, last_seen = ? WHERE "
+                      "id = ?",
+                      "sssis", token, version, os, now, id);
+}
+
+bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
+                                 int64_t free_bytes, const char *running, const char *version)
+{
+    return lm_cp_exec(db,
+                      "UPDATE agents SET last_seen = ?, uptime = ?, free_bytes = ?, running = ?, "
+                      "version = ? WHERE id = ?",
+                      "iiisss", now, uptime, free_bytes, running, version, id);
+}
+
+bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id)
+{
+    sqlite3_stmt *st =
+        first_row(lm_cp_q(db, "SELECT deleted FROM link_tokens WHERE id = ?", "s", id));
+    bool revoked = st && sqlite3_column_int64(st, 0) != 0;
+    sqlite3_finalize(st);
+    return revoked;
+}
+
+sqlite3_stmt *lm_cp_store_cluster(sqlite3 *db, const char *group, const char *name)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT uri, tls, ca_file, username, password FROM clusters WHERE "
+                             "project_id = ? AND name = ?",
+                             "ss", group, name));
+}
+
+sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *host, int64_t before,
+                                    const char *running)
+{
+    return lm_cp_q(
+        db,
+        "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL
+        " AND delivered IS NOT NULL AND delivered < ? AND id "
+        "NOT IN (SELECT value FROM json_each(?))",
+        "ssis", org, host, before, running);
+}
+
+bool lm_cp_store_job_undeliver(sqlite3 *db, const char *id)
+{
+    bool job =
+        lm_cp_exec(db, "UPDATE jobs SET delivered = NULL, agent_id = NULL WHERE id = ?", "s", id);
+    bool commands = lm_cp_exec(db, "UPDATE commands SET delivered = 0 WHERE job_id = ?", "s", id);
+    return job && commands;
+}
+
+sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const char *host,
+                                          int64_t before, int64_t limit)
+{
+    return lm_cp_q(db,
+                   "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? "
+                   "AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL " AND (delivered IS "
+                   "NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
+                   "ssii", org, host, before, limit);
+}
+
+bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET delivered = ?, agent_id = NULL WHERE id = ?", "is", now,
+                      id);
+}
+
+sqlite3_stmt *lm_cp_store_host_job(sqlite3 *db, const char *id, const char *org, const char *host)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT status, ready_since, window_end FROM jobs WHERE id = ? AND "
+                             "org_id = ? AND host = ?",
+                             "sss", id, org, host));
+}
+
+sqlite3_stmt *lm_cp_store_migration_into(sqlite3 *db, const char *validation_id)
+{
+    return first_row(lm_cp_q(
+        db,
+        "SELECT m.id, json_extract(v.spec, '$.destination.clusterName') FROM jobs v JOIN jobs m ON "
+        "m.kind = 'migration' AND m.project_id = json_extract(v.spec, '$.destination.groupId') "
+        "AND json_extract(m.spec, '$.destination.clusterName') = json_extract(v.spec, "
+        "'$.destination.clusterName') AND m.status NOT IN " LM_CP_STATUS_TERMINAL " WHERE v.id = ?",
+        "s", validation_id));
+}
+
+#define UPDATE_JOB                                                                                 \
+    "UPDATE jobs SET status = ?, phase = ?, ready = ?, lag = ?, gap = ?, report = ?, error = ?, "  \
+    "agent_id = ?, updated = ?, ready_since = CASE WHEN ? THEN ? ELSE ready_since END, "           \
+    "window_end = CASE WHEN ? THEN ? ELSE window_end END WHERE id = ?"
+
+bool lm_cp_store_job_report(sqlite3 *db, const char *id, const lm_cp_job_report_t *rep, int64_t now)
+{
+    int64_t ready = rep->ready, open = rep->open_window;
+    if (rep->has_lag)
+        return lm_cp_exec(db, UPDATE_JOB,
+                          "ssidd"
+                          "sssiiiiis",
+                          rep->status, rep->phase, ready, rep->lag, rep->gap, rep->report,
+                          rep->error, rep->agent_id, now, open, now, open, rep->window_end, id);
+    /* "n": lag is NULL (and takes no argument) */
+    return lm_cp_exec(db, UPDATE_JOB,
+                      "ssind"
+                      "sssiiiiis",
+                      rep->status, rep->phase, ready, rep->gap, rep->report, rep->error,
+                      rep->agent_id, now, open, now, open, rep->window_end, id);
+}
+
+sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now)
+{
+    return lm_cp_q(db,
+                   "SELECT id FROM jobs WHERE kind = 'migration' AND window_end < ? AND status "
+                   "NOT IN " LM_CP_STATUS_TERMINAL,
+                   "i", now);
+}
+
+bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, int64_t seq,
+                              int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE commands SET delivered = ? WHERE seq <= ? AND delivered = 0 AND "
+                      "job_id IN (SELECT id FROM jobs WHERE org_id = ? AND host = ?)",
+                      "iiss", now, seq, org, host);
+}
+
+sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
+                                           int64_t limit)
+{
+    return lm_cp_q(db,
+                   "SELECT c.seq, c.job_id, c.kind, c.deadline FROM commands c JOIN jobs j ON "
+                   "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND c.delivered = 0 ORDER "
+                   "BY c.seq LIMIT ?",
+                   "ssi", org, host, limit);
+}

@@ -18,4 +18,130 @@ bool lm_cp_exec(sqlite3 *db, const char *sql, const char *types, ...);
 /* Column i as text, "" for NULL. */
 const char *lm_cp_col(sqlite3_stmt *st, int i);
 
+/* ---- named statements ----
+ * Every statement the handlers run, by name. Three shapes:
+ * - writes return false on failure (constraint, I/O);
+ * - a row function returns the statement stepped onto its one row (the columns listed),
+ *   or NULL when there is none; the caller finalizes it;
+ * - a list function returns the prepared statement (the columns listed) for the caller
+ *   to step and finalize; NULL when the SQL does not prepare.
+ * Times are epoch milliseconds. */
+
+/* The job states that end a job. */
+#define LM_CP_STATUS_TERMINAL "('COMPLETE','FAILED','CANCELLED','EXPIRED')"
+
+/* organizations, projects, API keys */
+bool lm_cp_store_org_ensure(sqlite3 *db, const char *org, int64_t now);
+bool lm_cp_store_project_insert(sqlite3 *db, const char *id, const char *org, const char *name,
+                                int64_t now);
+/* Whether project `group` exists and belongs to org. */
+bool lm_cp_store_project_in_org(sqlite3 *db, const char *group, const char *org);
+/* List: id, name of org's projects, oldest first. */
+sqlite3_stmt *lm_cp_store_projects(sqlite3 *db, const char *org);
+bool lm_cp_store_api_key_insert(sqlite3 *db, const char *id, const char *org, const char *role,
+                                const char *salt, const char *hash, const char *desc, int64_t now);
+/* Row: org_id, role, salt, hash. */
+sqlite3_stmt *lm_cp_store_api_key(sqlite3 *db, const char *id);
+
+/* the clusters registry */
+bool lm_cp_store_cluster_insert(sqlite3 *db, const char *group, const char *name, const char *uri,
+                                bool tls, const char *ca_file, const char *username,
+                                const char *sealed_password, int64_t now);
+/* List: name, uri, tls, ca_file, username, by name. */
+sqlite3_stmt *lm_cp_store_clusters(sqlite3 *db, const char *group);
+/* List: name (the availableProjects deployments). */
+sqlite3_stmt *lm_cp_store_cluster_names(sqlite3 *db, const char *group);
+/* Whether cluster `name` is registered in project `group` of org. */
+bool lm_cp_store_cluster_in_org(sqlite3 *db, const char *group, const char *name, const char *org);
+
+/* link-tokens */
+/* Whether org has a link-token that is not deleted. */
+bool lm_cp_store_link_token_live(sqlite3 *db, const char *org);
+bool lm_cp_store_link_token_insert(sqlite3 *db, const char *id, const char *org, const char *salt,
+                                   const char *hash, const char *access, int64_t now);
+/* Marks org's live link-token deleted at now: 1 when it had one, 0 when not, -1 on failure. */
+int lm_cp_store_link_token_delete(sqlite3 *db, const char *org, int64_t now);
+/* Row: org_id, salt, hash, access (a JSON array), deleted (0 or when). */
+sqlite3_stmt *lm_cp_store_link_token(sqlite3 *db, const char *id);
+
+/* agents */
+/* Row: hostname of agent id registered in org with link-token `token`. */
+sqlite3_stmt *lm_cp_store_agent(sqlite3 *db, const char *id, const char *org, const char *token);
+/* Whether an agent on host is linked to org by a link-token that is not deleted. */
+bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host);
+/* Row: id of the agent registered on hostname in org. */
+sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname);
+bool lm_cp_store_agent_insert(sqlite3 *db, const char *id, const char *org, const char *token,
+                              const char *hostname, const char *version, const char *os,
+                              int64_t now);
+/* A registered agent linking again: its link-token, version and OS. */
+bool lm_cp_store_agent_relink(sqlite3 *db, const char *id, const char *token, const char *version,
+                              const char *os, int64_t now);
+/* running: the JSON array of the job ids the agent runs. */
+bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
+                                 int64_t free_bytes, const char *running, const char *version);
+/* Whether link-token id has been deleted. */
+bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id);
+/* Row: uri, tls, ca_file, username, password (sealed) of cluster `name` of project `group`. */
+sqlite3_stmt *lm_cp_store_cluster(sqlite3 *db, const char *group, const char *name);
+
+/* jobs (live migrations and validations) and their commands */
+/* The columns of a job as the admin API shows it. */
+#define LM_CP_JOB_COLUMNS "id, status, ready, lag, host, phase, window_end, error, project_id, kind"
+/* Row: LM_CP_JOB_COLUMNS of job id of `kind` in project `group`. */
+sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind);
+/* List: LM_CP_JOB_COLUMNS of the live migrations of project `group`, oldest first. */
+sqlite3_stmt *lm_cp_store_migrations(sqlite3 *db, const char *group);
+/* Row: id of a live migration of project `group` to cluster that has not ended. */
+sqlite3_stmt *lm_cp_store_migration_to(sqlite3 *db, const char *group, const char *cluster);
+bool lm_cp_store_job_insert(sqlite3 *db, const char *id, const char *kind, const char *org,
+                            const char *group, const char *host, const char *spec,
+                            const char *sealed_password, int64_t now);
+/* Row: the checks of job id's report (a JSON array), NULL or "" when it has none. */
+sqlite3_stmt *lm_cp_store_job_checks(sqlite3 *db, const char *id);
+/* Row: the report of live migration id of project `group` ("" before the first). */
+sqlite3_stmt *lm_cp_store_migration_report(sqlite3 *db, const char *group, const char *id);
+bool lm_cp_store_job_set_window(sqlite3 *db, const char *id, int64_t window_end, int64_t now);
+bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status, int64_t now);
+/* List: id of the jobs of org on host, not ended, handed out before `before` and not in
+ * running (a JSON array of ids): the agent restarted without them. */
+sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *host, int64_t before,
+                                    const char *running);
+/* Job id goes out again with the next poll, its commands too. */
+bool lm_cp_store_job_undeliver(sqlite3 *db, const char *id);
+/* List: id, kind, project_id, spec, src_password of at most limit jobs of org on host, not
+ * ended, not handed out yet or handed out before `before` and not taken up, oldest first. */
+sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const char *host,
+                                          int64_t before, int64_t limit);
+bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, int64_t now);
+/* Row: status, ready_since, window_end of job id of org on host. */
+sqlite3_stmt *lm_cp_store_host_job(sqlite3 *db, const char *id, const char *org, const char *host);
+/* Row: id and destination cluster of a live migration, not ended, to the destination of
+ * validation id. */
+sqlite3_stmt *lm_cp_store_migration_into(sqlite3 *db, const char *validation_id);
+/* A status report as stored on its job. */
+typedef struct {
+    const char *status, *phase;
+    bool ready;
+    bool has_lag;
+    double lag, gap;
+    const char *report, *error, *agent_id;
+    bool open_window; /* the window opens now: ready_since = now, window_end as given */
+    int64_t window_end;
+} lm_cp_job_report_t;
+bool lm_cp_store_job_report(sqlite3 *db, const char *id, const lm_cp_job_report_t *rep,
+                            int64_t now);
+/* List: id of the live migrations, not ended, whose cutover window closed before now. */
+sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now);
+/* A command (cutover, cancel, extend, expire) for the agent that runs job_id. */
+bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
+                                int64_t now);
+/* The agent on host of org has every command up to seq. */
+bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, int64_t seq,
+                              int64_t now);
+/* List: seq, job_id, kind, deadline of at most limit commands not acknowledged by the agent
+ * on host of org, in order. */
+sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
+                                           int64_t limit);
+
 #endif

@@ -1,0 +1,157 @@
+/* lm_cp_crypto: stored secrets (AES-256-GCM) go round, and anything but the sealed text
+ * under its key is refused; salted hashes, constant-time comparison, the key file. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_cp.h"
+#include "lm_test_util.h"
+
+static const uint8_t key[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+
+/* sealed = seal(plain) under key */
+static void seal(const char *plain, lm_strbuf_t *sealed)
+{
+    lm_error_t err;
+    lm_strbuf_init(sealed, 1u << 16);
+    cr_assert(lm_cp_seal(key, plain, sealed, &err), "%s", err.message);
+}
+
+/* open(sealed) under k fails, says why, and yields nothing */
+static void refused(const uint8_t k[32], const char *sealed, const char *why)
+{
+    lm_strbuf_t out;
+    lm_error_t err;
+    lm_strbuf_init(&out, 1u << 16);
+    cr_assert_not(lm_cp_open(k, sealed, &out, &err), "%s: opened %s", why, sealed);
+    cr_assert_eq(out.len, 0, "%s", why);
+    cr_assert(strlen(err.message) > 0, "%s", why);
+    lm_strbuf_cleanup(&out);
+}
+
+Test(cp_crypto, seal_and_open_round_trip)
+{
+    const char *plains[] = {"", "p", "s3cret pa$$word with spaces",
+                            "\xc3\xa9t\xc3\xa9 \xe2\x82\xac"};
+    for (size_t i = 0; i < sizeof plains / sizeof plains[0]; i++) {
+        lm_strbuf_t sealed, out;
+        lm_error_t err;
+        seal(plains[i], &sealed);
+        const char *s = lm_strbuf_str(&sealed);
+        cr_assert(strncmp(s, "v1:", 3) == 0, "%s", s);
+        /* hex of a 12-byte IV, the ciphertext (as long as the text) and a 16-byte tag */
+        cr_assert_eq(strlen(s), 3 + 2 * (12 + strlen(plains[i]) + 16), "%s", s);
+        cr_assert_null(strstr(s, plains[i][0] ? plains[i] : "no such text"));
+        lm_strbuf_init(&out, 1u << 16);
+        cr_assert(lm_cp_open(key, s, &out, &err), "%s", err.message);
+        cr_assert_str_eq(lm_strbuf_str(&out), plains[i]);
+        lm_strbuf_cleanup(&out);
+        lm_strbuf_cleanup(&sealed);
+    }
+}
+
+Test(cp_crypto, each_seal_has_its_own_iv)
+{
+    lm_strbuf_t a, b;
+    seal("same text", &a);
+    seal("same text", &b);
+    cr_assert_str_neq(lm_strbuf_str(&a), lm_strbuf_str(&b));
+    lm_strbuf_cleanup(&a);
+    lm_strbuf_cleanup(&b);
+}
+
+Test(cp_crypto, tampered_ciphertext_is_refused)
+{
+    lm_strbuf_t sealed;
+    seal("the source password", &sealed);
+    const char *s = lm_strbuf_str(&sealed);
+    size_t n = strlen(s);
+    char *t = strdup(s);
+    /* one hex digit changed anywhere: in the IV, the ciphertext, the tag */
+    for (size_t i = 3; i < n; i++) {
+        memcpy(t, s, n + 1);
+        t[i] = t[i] == '0' ? '1' : '0';
+        refused(key, t, "one digit changed");
+    }
+    /* cut short, made longer, swapped halves, not hex, not v1 */
+    memcpy(t, s, n + 1);
+    t[n - 2] = '\0';
+    refused(key, t, "the tag cut short");
+    memcpy(t, s, n + 1);
+    t[3 + 24] = '\0';
+    refused(key, t, "only the IV");
+    char longer[512];
+    snprintf(longer, sizeof longer, "%s00", s);
+    refused(key, longer, "a byte appended");
+    memcpy(t, s, n + 1);
+    t[10] = 'g';
+    refused(key, t, "not hex");
+    memcpy(t, s, n + 1);
+    t[1] = '2';
+    refused(key, t, "another version");
+    refused(key, s + 3, "no version");
+    refused(key, "", "empty");
+    free(t);
+    lm_strbuf_cleanup(&sealed);
+}
+
+Test(cp_crypto, wrong_key_is_refused)
+{
+    lm_strbuf_t sealed, out;
+    lm_error_t err;
+    seal("the source password", &sealed);
+    uint8_t other[32];
+    memcpy(other, key, sizeof other);
+    other[31] ^= 1;
+    refused(other, lm_strbuf_str(&sealed), "one bit of the key");
+    lm_strbuf_init(&out, 1u << 16);
+    cr_assert_not(lm_cp_open(other, lm_strbuf_str(&sealed), &out, &err));
+    cr_assert(strstr(err.message, "secrets_key_file"), "%s", err.message);
+    lm_strbuf_cleanup(&out);
+    lm_strbuf_cleanup(&sealed);
+}
+
+Test(cp_crypto, salted_hashes_and_comparison)
+{
+    char a[65], b[65], c[65];
+    lm_cp_hash_secret("salt1", "secret", a);
+    lm_cp_hash_secret("salt1", "secret", b);
+    lm_cp_hash_secret("salt2", "secret", c);
+    cr_assert_eq(strlen(a), 64);
+    cr_assert_eq(strspn(a, "0123456789abcdef"), 64, "%s", a);
+    cr_assert(lm_cp_equal(a, b));
+    cr_assert_not(lm_cp_equal(a, c), "another salt, another hash");
+    /* SHA-256("abc") : salt "a" then secret "bc" */
+    lm_cp_hash_secret("a", "bc", a);
+    cr_assert_str_eq(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cr_assert_not(lm_cp_equal("abc", "abd"));
+    cr_assert_not(lm_cp_equal("abc", "abcd"));
+    cr_assert(lm_cp_equal("", ""));
+}
+
+Test(cp_crypto, key_file)
+{
+    char dir[256], path[512];
+    lm_test_mkdtemp(dir, sizeof dir);
+    uint8_t k[32];
+    lm_error_t err;
+    lm_test_write(dir, "good", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+                  path, sizeof path);
+    cr_assert(lm_cp_load_key(path, k, &err), "%s", err.message);
+    for (int i = 0; i < 32; i++)
+        cr_assert_eq(k[i], i);
+    const char *bad[] = {"", "00", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e",
+                         "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
+                         "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lm_test_write(dir, "bad", bad[i], path, sizeof path);
+        cr_assert_not(lm_cp_load_key(path, k, &err), "%s", bad[i]);
+        cr_assert(strstr(err.message, "64 lowercase hex digits"), "%s", err.message);
+    }
+    snprintf(path, sizeof path, "%s/missing", dir);
+    cr_assert_not(lm_cp_load_key(path, k, &err));
+    cr_assert(strstr(err.message, "cannot open"), "%s", err.message);
+    lm_test_rmtree(dir);
+}

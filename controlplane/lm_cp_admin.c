@@ -12,6 +12,7 @@
 #include "lm_cp_http.h"
 #include "lm_log.h"
 #include "lm_proto.h"
+#include "lm_states.h"
 
 static lm_json_writer_t *obj(void)
 {
@@ -441,12 +442,12 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
     bool validation = strcmp(lm_cp_col(st, 9), "validation") == 0;
     const char *status = lm_cp_col(st, 1);
     if (validation) { /* PENDING, SUCCESS or FAILED */
+        lm_job_status_t s = LM_STATUS_NEW;
+        lm_job_status_parse(status, &s);
         cp_w_kv(w, "status",
-                strcmp(status, "COMPLETE") == 0 ? "SUCCESS"
-                : strcmp(status, "FAILED") == 0 || strcmp(status, "EXPIRED") == 0 ||
-                        strcmp(status, "CANCELLED") == 0
-                    ? "FAILED"
-                    : "PENDING");
+                s == LM_STATUS_COMPLETE     ? "SUCCESS"
+                : lm_job_status_terminal(s) ? "FAILED"
+                                            : "PENDING");
         lm_json_w_key(w, "errorMessage");
         if (lm_cp_col(st, 7)[0])
             lm_json_w_str(w, lm_cp_col(st, 7));
@@ -466,7 +467,7 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
     lm_json_w_array_open(w);
     lm_json_w_str(w, lm_cp_col(st, 4));
     lm_json_w_array_close(w);
-    cp_w_kv(w, "phase", lm_cp_col(st, 5)[0] ? lm_cp_col(st, 5) : "NEW");
+    cp_w_kv(w, "phase", lm_cp_col(st, 5)[0] ? lm_cp_col(st, 5) : lm_phase_name(LM_PHASE_NEW));
     lm_json_w_key(w, "cutoverWindowEndMs");
     if (sqlite3_column_type(st, 6) == SQLITE_NULL)
         lm_json_w_null(w);
@@ -593,8 +594,8 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
     lm_cp_window_t window = {.set = sqlite3_column_type(st, 6) != SQLITE_NULL,
                              .end_ms = sqlite3_column_int64(st, 6)};
     sqlite3_finalize(st);
-    bool terminal = strcmp(status, "COMPLETE") == 0 || strcmp(status, "FAILED") == 0 ||
-                    strcmp(status, "CANCELLED") == 0 || strcmp(status, "EXPIRED") == 0;
+    lm_job_status_t s = LM_STATUS_NEW;
+    bool terminal = lm_job_status_parse(status, &s) && lm_job_status_terminal(s);
     if (terminal)
         return cp_fail(r, 409, "MIGRATION_NOT_ACTIVE", "live migration %s is %s already", id,
                        status);
@@ -614,7 +615,8 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
         lm_cp_store_job_set_window(cp->db, id, deadline, lm_time_now_ms());
     }
     if (strcmp(cmd, "cancel") == 0)
-        lm_cp_store_job_set_status(cp->db, id, "CANCELLED", lm_time_now_ms());
+        lm_cp_store_job_set_status(cp->db, id, lm_job_status_name(LM_STATUS_CANCELLED),
+                                   lm_time_now_ms());
     if (!lm_cp_store_command_insert(cp->db, id, cmd, deadline, lm_time_now_ms()))
         return cp_fail(r, 500, "INTERNAL", "cannot store the %s command", cmd);
     pthread_cond_broadcast(&cp->changed);

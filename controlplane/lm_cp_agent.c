@@ -10,6 +10,7 @@
 #include "lm_cp_http.h"
 #include "lm_log.h"
 #include "lm_proto.h"
+#include "lm_states.h"
 
 static bool proto_fail(resp_t *r, const lm_error_t *err)
 {
@@ -284,13 +285,6 @@ static void target_in_use(lm_cp_t *cp, lm_proto_status_t *m)
     }
 }
 
-static const char *status_of(const lm_proto_status_t *m)
-{
-    if (strcmp(m->state, "RUNNING") == 0)
-        return "WORKING";
-    return m->state; /* COMPLETE, FAILED, CANCELLED, EXPIRED */
-}
-
 static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 {
     lm_proto_status_t m;
@@ -315,14 +309,15 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
         window.end_ms = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
-    const char *status = status_of(&m);
-    bool was_terminal = strcmp(old, "COMPLETE") == 0 || strcmp(old, "FAILED") == 0 ||
-                        strcmp(old, "CANCELLED") == 0 || strcmp(old, "EXPIRED") == 0;
-    if (ok && was_terminal && strcmp(status, "WORKING") == 0)
-        status = old;   /* a late report does not reopen a finished job */
+    lm_agent_state_t state = LM_AGENT_RUNNING; /* the decoder admits only known states */
+    lm_agent_state_parse(m.state, &state);
+    lm_job_status_t status = lm_job_status_of_agent(state), was = LM_STATUS_NEW;
+    bool was_terminal = lm_job_status_parse(old, &was) && lm_job_status_terminal(was);
+    if (ok && was_terminal && status == LM_STATUS_WORKING)
+        status = was;   /* a late report does not reopen a finished job */
     lm_strbuf_t stored; /* the report as stored: the agent's, plus the control plane's checks */
     lm_strbuf_init(&stored, LM_PROTO_MAX_BYTES * 2);
-    if (ok && m.kind == LM_PROTO_JOB_VALIDATION && strcmp(m.state, "RUNNING") != 0)
+    if (ok && m.kind == LM_PROTO_JOB_VALIDATION && state != LM_AGENT_RUNNING)
         target_in_use(cp, &m);
     if (ok && !lm_proto_status_encode(&m, &stored, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
@@ -339,14 +334,14 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
             failed_check = true;
         }
     /* a validation that ran to the end with a failed check has FAILED */
-    if (ok && failed_check && m.kind == LM_PROTO_JOB_VALIDATION && strcmp(status, "COMPLETE") == 0)
-        status = "FAILED";
+    if (ok && failed_check && m.kind == LM_PROTO_JOB_VALIDATION && status == LM_STATUS_COMPLETE)
+        status = LM_STATUS_FAILED;
     int64_t now = lm_time_now_ms();
     if (ok) {
         /* the cutover window opens at the first readyForCutover */
         bool open = lm_cp_window_report(&window, m.kind == LM_PROTO_JOB_MIGRATION,
                                         m.ready_for_cutover, now, cp->cfg->cutover_window_ms);
-        lm_cp_job_report_t rep = {.status = status,
+        lm_cp_job_report_t rep = {.status = lm_job_status_name(status),
                                   .phase = m.phase,
                                   .ready = m.ready_for_cutover,
                                   .has_lag = m.has_lag,
@@ -444,7 +439,7 @@ void lm_cp_tick(lm_cp_t *cp)
         snprintf(ids[n++], sizeof ids[0], "%s", lm_cp_col(st, 0));
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++) {
-        lm_cp_store_job_set_status(cp->db, ids[i], "EXPIRED", now);
+        lm_cp_store_job_set_status(cp->db, ids[i], lm_job_status_name(LM_STATUS_EXPIRED), now);
         lm_cp_store_command_insert(cp->db, ids[i], "expire", 0, now);
         lm_log_warn(NULL,
                     "live migration %s: the cutover window closed before a cutover; it is "

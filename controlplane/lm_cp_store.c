@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "lm_states.h"
+
 static const char schema_sql[] =
     "PRAGMA foreign_keys=ON;"
     "CREATE TABLE IF NOT EXISTS orgs(id TEXT PRIMARY KEY, created INTEGER NOT NULL);"
@@ -278,8 +280,8 @@ bool lm_cp_store_job_insert(sqlite3 *db, const char *id, const char *kind, const
     return lm_cp_exec(db,
                       "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, src_password, "
                       "status, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                      "ssssssssii", id, kind, org, group, host, spec, sealed_password, "NEW", now,
-                      now);
+                      "ssssssssii", id, kind, org, group, host, spec, sealed_password,
+                      lm_job_status_name(LM_STATUS_NEW), now, now);
 }
 
 sqlite3_stmt *lm_cp_store_job_checks(sqlite3 *db, const char *id)

@@ -278,6 +278,10 @@ Test(agent_daemon, a_user_migrates_with_the_cli_through_restarts)
     kill(writer_pid, SIGTERM);
     lm_test_wait(writer_pid, 20000);
     writer_pid = 0;
+    /* as an operator does: cut over once the control plane shows it ready (a report taken
+     * while the restarted agent catches up on a loaded machine can say not ready, and the
+     * control plane then refuses the cutover with 409) */
+    wait_status(mig, "WORKING", true, 120000);
     cr_assert_eq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0, "%s", out);
     free(out);
     wait_status(mig, "COMPLETE", false, 180000);

@@ -159,6 +159,7 @@ static bool ensure_linked(daemon_t *d, lm_error_t *err)
                         id.org_id);
     }
     free_token(token);
+    ok = ok && lm_link_check_ca(d->cfg.cp.ca_file, &id, err);
     if (ok) {
         if (d->cfg.cp.url) /* the configured URL wins over the one the token named */
             snprintf(id.url, sizeof id.url, "%s", d->cfg.cp.url);
@@ -186,6 +187,17 @@ static void reload(daemon_t *d)
                      "reload: %s: state_dir changed (%s -> %s): that needs a restart; keeping "
                      "the running configuration",
                      d->o->config_path, d->cfg.state_dir, cfg.state_dir);
+        lm_agent_config_cleanup(&cfg);
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    bool same_ca = lm_link_check_ca(cfg.cp.ca_file, &d->id, &err);
+    pthread_mutex_unlock(&d->mu);
+    if (!same_ca) {
+        lm_log_error(NULL,
+                     "reload: %s: %s; keeping the running configuration (a control plane with "
+                     "another CA needs a restart)",
+                     d->o->config_path, err.message);
         lm_agent_config_cleanup(&cfg);
         return;
     }

@@ -985,3 +985,36 @@ Test(controlplane, the_daemon_refuses_a_ca_file_that_is_not_the_pinned_one)
     }
     cr_assert(started, "%s", lm_test_slurp(log));
 }
+
+/* TLS 1.0 and 1.1 are refused by the server itself: the client is told to allow them
+ * (-cipher DEFAULT@SECLEVEL=0, else Debian's OpenSSL refuses them on its own side). */
+static int s_client(const char *version, const char *log)
+{
+    return lm_test_sh("timeout 20 openssl s_client -connect 127.0.0.1:%d %s -cipher "
+                      "DEFAULT@SECLEVEL=0 -CAfile '%s' -verify_return_error < /dev/null > '%s' "
+                      "2>&1",
+                      cp.port, version, cp.ca, log);
+}
+
+Test(controlplane, the_server_speaks_tls_1_2_and_newer_only)
+{
+    char log[700];
+    lm_test_cp_start(&cp);
+    snprintf(log, sizeof log, "%s/s_client.out", dir);
+    const char *refused[] = {"-tls1", "-tls1_1"};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = s_client(refused[i], log);
+        char *out = lm_test_slurp(log);
+        cr_assert_neq(rc, 0, "%s was negotiated: %s", refused[i], out);
+        cr_assert_null(strstr(out, "Cipher is ECDHE"), "%s", out);
+        free(out);
+    }
+    const char *spoken[] = {"-tls1_2", "-tls1_3"};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = s_client(spoken[i], log);
+        char *out = lm_test_slurp(log);
+        cr_assert_eq(rc, 0, "%s: %s", spoken[i], out);
+        cr_assert(strstr(out, "Verify return code: 0 (ok)"), "%s", out);
+        free(out);
+    }
+}

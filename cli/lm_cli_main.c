@@ -619,6 +619,10 @@ static int cmd_clusters_add(lm_cli_conn_t *c, const lm_cli_args_t *a)
     lm_json_w_str(w, uri);
     lm_json_w_key(w, "tls");
     lm_json_w_bool(w, has(a, "tls"));
+    if (has(a, "allowInsecureTls")) {
+        lm_json_w_key(w, "allowInsecureTls");
+        lm_json_w_bool(w, true);
+    }
     if (flag(a, "tlsCAFile")) { /* --caFile is the control plane's CA */
         lm_json_w_key(w, "caFile");
         lm_json_w_str(w, flag(a, "tlsCAFile"));
@@ -797,6 +801,10 @@ static const lm_cli_flag_t cli_flags[] = {
     /* the clusters registry */
     {"connectionString", 0, "URI", "The cluster's mongodb:// URI, without a password.", false},
     {"tls", 0, NULL, "Connect to the cluster with TLS.", false},
+    {"allowInsecureTls", 0, NULL,
+     "Accept a connection string that turns TLS certificate checks off (tlsInsecure, "
+     "tlsAllowInvalidCertificates, ...); the agent must allow it too (allow_insecure_tls).",
+     false},
     {"tlsCAFile", 0, "F",
      "CA file, on the agent's host, that signed the cluster's certificate "
      "(--caFile is the control plane's).",
@@ -830,8 +838,8 @@ static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"drop", 0},
                                                     {NULL, 0}};
 static const lm_cli_flag_use_t clusters_add_flags[] = {
-    {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0}, {"tlsCAFile", 0},
-    {"username", 0},    {"passwordFile", 0},       {NULL, 0}};
+    {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0},          {"allowInsecureTls", 0},
+    {"tlsCAFile", 0},   {"username", 0},           {"passwordFile", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t apikeys_flags[] = {
     {"orgId", REQ}, {"role", REQ}, {"desc", 0}, {NULL, 0}};
 #undef REQ

@@ -1,6 +1,7 @@
 /* livemig-controlplane over real HTTPS (a throwaway CA), driven only through the `livemig`
  * CLI and raw HTTPS requests; a scripted agent built on proto/ registers, heartbeats, polls
  * and reports, so that status, lag, cutover and the cutover window are exercised. */
+#define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1017,4 +1018,51 @@ Test(controlplane, the_server_speaks_tls_1_2_and_newer_only)
         cr_assert(strstr(out, "Verify return code: 0 (ok)"), "%s", out);
         free(out);
     }
+}
+
+/* The registry refuses connection strings that turn TLS checks off (unless asked to) and
+ * tls=false when the registration says TLS. */
+Test(controlplane, insecure_tls_options_in_a_connection_string_are_refused)
+{
+    char proj[80], *out;
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    lm_test_json_field(out, "id", proj, sizeof proj);
+    free(out);
+    const char *bad[] = {"tlsInsecure", "tlsAllowInvalidHostnames", "TLSALLOWINVALIDCERTIFICATES",
+                         "sslAllowInvalidCertificates", "sslAllowInvalidHostnames"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_neq(CLI(&out,
+                          "clusters add c%zu --projectId %s --tls --connectionString "
+                          "'mongodb://h:1/?replicaSet=rs&%s=true'",
+                          i, proj, bad[i]),
+                      0, "%s", out);
+        cr_assert(strstr(out, "=true turns TLS certificate checks off") && strcasestr(out, bad[i]),
+                  "%s", out);
+        free(out);
+    }
+    cr_assert_neq(CLI(&out,
+                      "clusters add off --projectId %s --tls --connectionString "
+                      "'mongodb://h:1/?ssl=false'",
+                      proj),
+                  0, "%s", out);
+    cr_assert(strstr(out, "tls=false while 'tls' is true"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "clusters list --projectId %s -o json", proj), 0, "%s", out);
+    cr_assert_null(strstr(out, "h:1"), "a refused cluster was stored: %s", out);
+    free(out);
+    /* allowed on purpose; and tlsInsecure=false is no problem */
+    cr_assert_eq(CLI(&out,
+                     "clusters add lab --projectId %s --tls --allowInsecureTls "
+                     "--connectionString 'mongodb://h:1/?tlsInsecure=true'",
+                     proj),
+                 0, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "clusters add fine --projectId %s --tls --connectionString "
+                     "'mongodb://h:1/?tlsInsecure=false'",
+                     proj),
+                 0, "%s", out);
+    free(out);
 }

@@ -331,18 +331,33 @@ static char *migration_body(const lm_cli_args_t *a, const char *project)
 {
     const char *dest = flag(a, "clusterName"), *host = flag(a, "migrationHost"),
                *src = flag(a, "sourceClusterName"), *src_proj = flag(a, "sourceProjectId"),
-               *user = flag(a, "sourceUsername"), *pw = flag(a, "sourcePassword"),
+               *user = flag(a, "sourceUsername"), *pw = NULL,
                *ca = flag(a, "sourceCACertificatePath");
     if (!dest || !host || !src || !src_proj) {
         die("--clusterName, --migrationHost, --sourceClusterName and --sourceProjectId are "
             "required");
         return NULL;
     }
+    if (has(a, "sourcePassword")) { /* its value is never looked at, let alone echoed */
+        die("--sourcePassword is refused: a password in the arguments shows in ps and the shell "
+            "history; use --sourcePasswordFile F (mode 0600), or leave both out to be asked on "
+            "the terminal");
+        return NULL;
+    }
     char *prompted = NULL;
-    if (user && !pw) {
-        pw = prompted = prompt_secret("source password: ");
+    if (flag(a, "sourcePasswordFile")) {
+        if (!user) {
+            die("--sourcePasswordFile needs --sourceUsername");
+            return NULL;
+        }
+        pw = prompted = read_secret_file(flag(a, "sourcePasswordFile"), "the password file");
+        if (!pw)
+            return NULL;
+    } else if (user) {
+        pw = prompted = isatty(STDIN_FILENO) ? prompt_secret("source password: ") : NULL;
         if (!pw) {
-            die("--sourceUsername without --sourcePassword needs a terminal to ask for it");
+            die("--sourceUsername needs --sourcePasswordFile F (mode 0600), or a terminal to ask "
+                "for the password");
             return NULL;
         }
     }
@@ -781,10 +796,11 @@ static const lm_cli_flag_t cli_flags[] = {
      "The user the agent reads the source as (default: the one "
      "registered with the cluster).",
      false},
-    {"sourcePassword", 0, "PW",
-     "That user's password; asked for on the terminal, without echo, "
-     "when --sourceUsername is given without it.",
+    {"sourcePasswordFile", 0, "F",
+     "File holding that user's password, readable by its owner only; without it the "
+     "password is asked for on the terminal, without echo.",
      false},
+    {"sourcePassword", 0, "PW", "Refused: a password in the arguments shows in ps.", true},
     {"sourceSsl", 0, NULL, "Connect to the source with TLS.", false},
     {"sourceCACertificatePath", 0, "F",
      "CA file, on the agent's host, that signed the "
@@ -831,6 +847,7 @@ static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"sourceClusterName", REQ},
                                                     {"sourceProjectId", REQ},
                                                     {"sourceUsername", 0},
+                                                    {"sourcePasswordFile", 0},
                                                     {"sourcePassword", 0},
                                                     {"sourceSsl", 0},
                                                     {"sourceCACertificatePath", 0},

@@ -75,6 +75,15 @@ static long https(const char *method, const char *path, const char *auth, const 
     return status;
 }
 
+/* A 0600 file holding the source password 's3cret-src'. */
+static const char *src_pw_file(void)
+{
+    static char path[700];
+    lm_test_write(dir, "src.pw", "s3cret-src\n", path, sizeof path);
+    chmod(path, 0600);
+    return path;
+}
+
 /* ---- the scripted agent ---- */
 
 typedef struct {
@@ -207,8 +216,8 @@ static void prepare(char *proj, size_t psz, agent_t *a, char *mig, size_t msz)
         cr_assert_eq(CLI(&out,
                          "lm create --projectId %s --clusterName dst --migrationHost "
                          "mig-host-1 --sourceClusterName src --sourceProjectId %s "
-                         "--sourceUsername reader --sourcePassword 's3cret-src' -o json",
-                         proj, proj),
+                         "--sourceUsername reader --sourcePasswordFile '%s' -o json",
+                         proj, proj, src_pw_file()),
                      0, "%s", out);
         lm_test_json_field(out, "_id", mig, msz);
         cr_assert(strstr(out, "\"NEW\""), "%s", out);
@@ -1064,5 +1073,41 @@ Test(controlplane, insecure_tls_options_in_a_connection_string_are_refused)
                      "'mongodb://h:1/?tlsInsecure=false'",
                      proj),
                  0, "%s", out);
+    free(out);
+}
+
+/* A password never comes through the arguments (ps, shell history): --sourcePassword is
+ * refused without its value being shown; the file must be private; with neither a file
+ * nor a terminal the CLI says what to give. */
+Test(controlplane, the_source_password_never_comes_from_the_arguments)
+{
+    char proj[80], *out;
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    lm_test_json_field(out, "id", proj, sizeof proj);
+    free(out);
+    const char *create = "lm create --projectId %s --clusterName dst --migrationHost h1 "
+                         "--sourceClusterName src --sourceProjectId %s --sourceUsername reader %s";
+    char args[600];
+    snprintf(args, sizeof args, "--sourcePassword 'hunter2-in-ps'");
+    cr_assert_neq(CLI(&out, create, proj, proj, args), 0, "%s", out);
+    cr_assert(strstr(out, "--sourcePassword is refused") && strstr(out, "--sourcePasswordFile") &&
+                  strstr(out, "terminal"),
+              "%s", out);
+    cr_assert_null(strstr(out, "hunter2-in-ps"), "%s", out);
+    free(out);
+
+    char pw[700];
+    lm_test_write(dir, "open.pw", "s3cret-src\n", pw, sizeof pw);
+    chmod(pw, 0644);
+    snprintf(args, sizeof args, "--sourcePasswordFile '%s'", pw);
+    cr_assert_neq(CLI(&out, create, proj, proj, args), 0, "%s", out);
+    cr_assert(strstr(out, "chmod 600"), "%s", out);
+    free(out);
+
+    /* stdin is not a terminal here (the test runs it from /dev/null or a pipe) */
+    cr_assert_neq(CLI(&out, create, proj, proj, "< /dev/null"), 0, "%s", out);
+    cr_assert(strstr(out, "--sourcePasswordFile"), "%s", out);
     free(out);
 }

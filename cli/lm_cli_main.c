@@ -331,18 +331,33 @@ static char *migration_body(const lm_cli_args_t *a, const char *project)
 {
     const char *dest = flag(a, "clusterName"), *host = flag(a, "migrationHost"),
                *src = flag(a, "sourceClusterName"), *src_proj = flag(a, "sourceProjectId"),
-               *user = flag(a, "sourceUsername"), *pw = flag(a, "sourcePassword"),
+               *user = flag(a, "sourceUsername"), *pw = NULL,
                *ca = flag(a, "sourceCACertificatePath");
     if (!dest || !host || !src || !src_proj) {
         die("--clusterName, --migrationHost, --sourceClusterName and --sourceProjectId are "
             "required");
         return NULL;
     }
+    if (has(a, "sourcePassword")) { /* its value is never looked at, let alone echoed */
+        die("--sourcePassword is refused: a password in the arguments shows in ps and the shell "
+            "history; use --sourcePasswordFile F (mode 0600), or leave both out to be asked on "
+            "the terminal");
+        return NULL;
+    }
     char *prompted = NULL;
-    if (user && !pw) {
-        pw = prompted = prompt_secret("source password: ");
+    if (flag(a, "sourcePasswordFile")) {
+        if (!user) {
+            die("--sourcePasswordFile needs --sourceUsername");
+            return NULL;
+        }
+        pw = prompted = read_secret_file(flag(a, "sourcePasswordFile"), "the password file");
+        if (!pw)
+            return NULL;
+    } else if (user) {
+        pw = prompted = isatty(STDIN_FILENO) ? prompt_secret("source password: ") : NULL;
         if (!pw) {
-            die("--sourceUsername without --sourcePassword needs a terminal to ask for it");
+            die("--sourceUsername needs --sourcePasswordFile F (mode 0600), or a terminal to ask "
+                "for the password");
             return NULL;
         }
     }
@@ -619,6 +634,10 @@ static int cmd_clusters_add(lm_cli_conn_t *c, const lm_cli_args_t *a)
     lm_json_w_str(w, uri);
     lm_json_w_key(w, "tls");
     lm_json_w_bool(w, has(a, "tls"));
+    if (has(a, "allowInsecureTls")) {
+        lm_json_w_key(w, "allowInsecureTls");
+        lm_json_w_bool(w, true);
+    }
     if (flag(a, "tlsCAFile")) { /* --caFile is the control plane's CA */
         lm_json_w_key(w, "caFile");
         lm_json_w_str(w, flag(a, "tlsCAFile"));
@@ -777,10 +796,11 @@ static const lm_cli_flag_t cli_flags[] = {
      "The user the agent reads the source as (default: the one "
      "registered with the cluster).",
      false},
-    {"sourcePassword", 0, "PW",
-     "That user's password; asked for on the terminal, without echo, "
-     "when --sourceUsername is given without it.",
+    {"sourcePasswordFile", 0, "F",
+     "File holding that user's password, readable by its owner only; without it the "
+     "password is asked for on the terminal, without echo.",
      false},
+    {"sourcePassword", 0, "PW", "Refused: a password in the arguments shows in ps.", true},
     {"sourceSsl", 0, NULL, "Connect to the source with TLS.", false},
     {"sourceCACertificatePath", 0, "F",
      "CA file, on the agent's host, that signed the "
@@ -797,6 +817,10 @@ static const lm_cli_flag_t cli_flags[] = {
     /* the clusters registry */
     {"connectionString", 0, "URI", "The cluster's mongodb:// URI, without a password.", false},
     {"tls", 0, NULL, "Connect to the cluster with TLS.", false},
+    {"allowInsecureTls", 0, NULL,
+     "Accept a connection string that turns TLS certificate checks off (tlsInsecure, "
+     "tlsAllowInvalidCertificates, ...); the agent must allow it too (allow_insecure_tls).",
+     false},
     {"tlsCAFile", 0, "F",
      "CA file, on the agent's host, that signed the cluster's certificate "
      "(--caFile is the control plane's).",
@@ -823,6 +847,7 @@ static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"sourceClusterName", REQ},
                                                     {"sourceProjectId", REQ},
                                                     {"sourceUsername", 0},
+                                                    {"sourcePasswordFile", 0},
                                                     {"sourcePassword", 0},
                                                     {"sourceSsl", 0},
                                                     {"sourceCACertificatePath", 0},
@@ -830,8 +855,8 @@ static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"drop", 0},
                                                     {NULL, 0}};
 static const lm_cli_flag_use_t clusters_add_flags[] = {
-    {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0}, {"tlsCAFile", 0},
-    {"username", 0},    {"passwordFile", 0},       {NULL, 0}};
+    {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0},          {"allowInsecureTls", 0},
+    {"tlsCAFile", 0},   {"username", 0},           {"passwordFile", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t apikeys_flags[] = {
     {"orgId", REQ}, {"role", REQ}, {"desc", 0}, {NULL, 0}};
 #undef REQ

@@ -1,14 +1,18 @@
 /* lm_http: see lm_http.h. */
 #include "lm_http.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <stdio.h>
 
 #include "lm_encode.h"
 #include "lm_log.h"
@@ -19,6 +23,21 @@
 #define DEFAULT_BACKOFF_BASE_MS 200
 #define DEFAULT_BACKOFF_MAX_MS 30000
 #define DEFAULT_MAX_BYTES (4u << 20)
+#define MAX_ANCHORS 64 /* certificates read from a CA file */
+
+/* The trust anchors of one request: SHA-256 of the certificates the verified chain must
+ * contain one of (the pin alone, or every certificate of ca_file). The verify callback
+ * finds it through the SSL_CTX's ex_data and records what it decided. */
+typedef struct {
+    unsigned char digest[MAX_ANCHORS][32];
+    size_t n;
+    bool pinned;  /* n == 1 and it is the caller's pin */
+    bool checked; /* a chain was accepted by the callback */
+    bool refused; /* a chain verified but contains no anchor */
+} anchors_t;
+
+static pthread_once_t anchor_once = PTHREAD_ONCE_INIT;
+static int anchor_idx = -1;
 
 typedef struct {
     char *data;
@@ -26,8 +45,14 @@ typedef struct {
     bool too_large;
 } body_t;
 
+static void anchor_index_init(void)
+{
+    anchor_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
 bool lm_http_global_init(lm_error_t *err)
 {
+    pthread_once(&anchor_once, anchor_index_init);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return lm_error_set(err, LM_ERR_INTERNAL, "cannot initialise libcurl");
     return true;
@@ -84,11 +109,134 @@ static bool transient(CURLcode rc, long status)
     }
 }
 
+static bool sha256_der(X509 *x, unsigned char md[32])
+{
+    unsigned len = 0;
+    return X509_digest(x, EVP_sha256(), md, &len) == 1 && len == 32;
+}
+
+/* OpenSSL's verify callback, installed by on_ssl_ctx when a CA file is given. OpenSSL has
+ * verified the chain up to a trust anchor by then (preverify_ok); at the last call (the
+ * server's own certificate, depth 0) the chain must also contain one of the anchors, else
+ * the handshake fails before any request is written. */
+static int on_verify(int preverify_ok, X509_STORE_CTX *xs)
+{
+    if (!preverify_ok)
+        return 0;
+    if (X509_STORE_CTX_get_error_depth(xs) != 0)
+        return 1;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    anchors_t *a = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), anchor_idx) : NULL;
+    if (!a)
+        return 0;
+    STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
+    for (int i = 0; chain && i < sk_X509_num(chain); i++) {
+        unsigned char md[32];
+        if (!sha256_der(sk_X509_value(chain, i), md))
+            continue;
+        for (size_t k = 0; k < a->n; k++)
+            if (memcmp(md, a->digest[k], 32) == 0) {
+                a->checked = true;
+                return 1;
+            }
+    }
+    a->refused = true;
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_UNTRUSTED);
+    return 0;
+}
+
+/* libcurl hands over the SSL_CTX before the handshake: TLS 1.2 at least (also set through
+ * CURLOPT_SSLVERSION), and with a CA file the anchor check above. */
+static CURLcode on_ssl_ctx(CURL *h, void *sslctx, void *userptr)
+{
+    SSL_CTX *ctx = sslctx;
+    (void)h;
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+        return CURLE_SSL_CONNECT_ERROR;
+    if (userptr) {
+        if (anchor_idx < 0 || !SSL_CTX_set_ex_data(ctx, anchor_idx, userptr))
+            return CURLE_SSL_CONNECT_ERROR;
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
+    }
+    return CURLE_OK;
+}
+
+static bool pin_decode(const char *hex, unsigned char out[32])
+{
+    if (strlen(hex) != 64)
+        return false;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (size_t k = 0; k < 2; k++) {
+            char c = hex[2 * i + k];
+            v <<= 4;
+            if (c >= '0' && c <= '9')
+                v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v |= (unsigned)(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F')
+                v |= (unsigned)(c - 'A' + 10);
+            else
+                return false;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return true;
+}
+
+/* Reads the anchors of a request: every certificate of ca_file, or with a pin only the
+ * pinned one, which ca_file must hold (a CA file changed since linking is refused here,
+ * before connecting). */
+static bool anchors_load(const char *ca_file, const char *pin, anchors_t *a, lm_error_t *err)
+{
+    unsigned char want[32];
+    memset(a, 0, sizeof *a);
+    if (pin && !pin_decode(pin, want))
+        return lm_error_set(err, LM_ERR_INVALID, "the CA pin is not a SHA-256 in hex");
+    FILE *f = fopen(ca_file, "r");
+    if (!f)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the CA file", ca_file);
+    bool found = false;
+    X509 *x;
+    while (a->n < MAX_ANCHORS && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        unsigned char md[32];
+        if (sha256_der(x, md)) {
+            if (pin && memcmp(md, want, 32) == 0)
+                found = true;
+            memcpy(a->digest[a->n++], md, 32);
+        }
+        X509_free(x);
+    }
+    ERR_clear_error(); /* the end of the file is an error on OpenSSL's queue */
+    fclose(f);
+    if (a->n == 0)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: no PEM certificate in the CA file", ca_file);
+    if (pin && !found)
+        return lm_error_set(err, LM_ERR_TLS,
+                            "%s does not hold the pinned CA (SHA-256 %.12s...): the CA file "
+                            "changed since this agent was linked; restore the control plane's CA "
+                            "file or link again",
+                            ca_file, pin);
+    if (pin) {
+        memcpy(a->digest[0], want, 32);
+        a->n = 1;
+        a->pinned = true;
+    }
+    return true;
+}
+
 /* Turns a failed transfer into an operator-facing error. */
 static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, const char *detail,
-                     const body_t *b, lm_error_t *err)
+                     const body_t *b, const anchors_t *a, lm_error_t *err)
 {
     const char *d = detail[0] ? detail : curl_easy_strerror(rc);
+    if (a && a->refused) {
+        lm_error_set(err, LM_ERR_TLS,
+                     "%s: TLS refused: the server's certificate does not chain to %s: this is not "
+                     "the server it should be (or its CA changed); nothing was sent",
+                     url, a->pinned ? "the pinned CA" : "a CA of the CA file");
+        return;
+    }
     switch (rc) {
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
@@ -99,6 +247,9 @@ static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, cons
             err, LM_ERR_TLS, "%s: TLS failed (%s): %s", url, d,
             rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ? "the server's key does not match the pinned key"
             : rc == CURLE_SSL_CERTPROBLEM        ? "check the client certificate and key files"
+            : rc == CURLE_SSL_CONNECT_ERROR
+                ? "the handshake failed: the server must speak TLS 1.2 or newer, with a "
+                  "certificate from the CA file (only that file is trusted)"
             : o->ca_file
                 ? "check that the CA file holds the CA that signed the server's certificate"
                 : "the server's certificate is not trusted: give the CA file that signed it");
@@ -132,21 +283,36 @@ static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, cons
     lm_error_set(err, LM_ERR_NET, "%s: request failed: %s", url, d);
 }
 
+/* The TLS settings of a handle; false when libcurl refuses one (then nothing is sent). */
+static bool set_tls(CURL *h, const lm_http_opts_t *o, anchors_t *a)
+{
+    bool ok = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
+              curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
+              curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) == CURLE_OK;
+    if (ok && o->ca_file) /* the file, and not also the CA path libcurl was built with */
+        ok = curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file) == CURLE_OK &&
+             curl_easy_setopt(h, CURLOPT_CAPATH, NULL) == CURLE_OK;
+    if (ok)
+        ok = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx) == CURLE_OK &&
+             curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, o->ca_file ? (void *)a : NULL) == CURLE_OK;
+    return ok;
+}
+
 static CURL *make_handle(const lm_http_opts_t *o, const char *method, const char *url,
                          struct curl_slist *hdrs, const char *body, size_t body_len, body_t *b,
-                         char *errbuf)
+                         anchors_t *a, char *errbuf)
 {
     CURL *h = curl_easy_init();
     if (!h)
         return NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, o->ca_pin ? "https" : "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (o->ca_file)
-        curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+    if (!set_tls(h, o, a)) {
+        curl_easy_cleanup(h);
+        return NULL;
+    }
     if (o->client_cert_file)
         curl_easy_setopt(h, CURLOPT_SSLCERT, o->client_cert_file);
     if (o->client_key_file)
@@ -186,8 +352,17 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
     bool ok = false;
     unsigned attempt = 0;
     lm_http_opts_t o = *opts;
+    anchors_t anchors;
 
     memset(resp, 0, sizeof *resp);
+    pthread_once(&anchor_once, anchor_index_init);
+    if (o.ca_pin && !o.ca_file)
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: a CA pin needs the CA file", url);
+    if (o.ca_pin && strncasecmp(url, "https://", 8) != 0)
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "%s: a pinned server is reached over https only: check the URL", url);
+    if (o.ca_file && !anchors_load(o.ca_file, o.ca_pin, &anchors, err))
+        return false;
     if (!o.backoff_base_ms)
         o.backoff_base_ms = DEFAULT_BACKOFF_BASE_MS;
     if (!o.backoff_max_ms)
@@ -205,18 +380,32 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
     for (;; attempt++) {
         char errbuf[CURL_ERROR_SIZE] = "";
         body_t b = {.max = o.max_response_bytes};
-        CURL *h = make_handle(&o, method, url, hdrs, body, body_len, &b, errbuf);
+        anchors.checked = anchors.refused = false;
+        CURL *h = make_handle(&o, method, url, hdrs, body, body_len, &b, &anchors, errbuf);
         if (!h) {
-            lm_error_set(err, LM_ERR_INTERNAL, "cannot create an HTTP handle");
+            lm_error_set(err, LM_ERR_INTERNAL,
+                         "cannot create an HTTP handle with the TLS settings livemig needs");
             goto out;
         }
         CURLcode rc = curl_easy_perform(h);
+        char *scheme = NULL;
+        curl_easy_getinfo(h, CURLINFO_SCHEME, &scheme);
+        bool tls = scheme && strcasecmp(scheme, "https") == 0;
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(h);
         if (rc == CURLE_FILESIZE_EXCEEDED) {
             rc = CURLE_WRITE_ERROR;
             b.too_large = true;
+        }
+        if (rc == CURLE_OK && tls && o.ca_file && !anchors.checked) {
+            /* the anchor check did not run: never trust such an answer */
+            free(b.data);
+            lm_error_set(err, LM_ERR_TLS,
+                         "%s: the server's certificate chain was not checked "
+                         "against the CA file; refused",
+                         url);
+            goto out;
         }
         resp->attempts = attempt + 1;
         free(resp->body);
@@ -241,7 +430,7 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
             continue;
         }
         if (rc != CURLE_OK) {
-            describe(&o, url, rc, errbuf, &b, err);
+            describe(&o, url, rc, errbuf, &b, o.ca_file ? &anchors : NULL, err);
             if (resp->attempts > 1)
                 lm_error_prefix(err, "after %u attempts", resp->attempts);
             free(b.data);

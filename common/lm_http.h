@@ -1,7 +1,11 @@
 /* lm_http: the HTTPS client (libcurl with OpenSSL; the only file that includes curl.h).
  *
- * Certificates are always verified: against ca_file when given (the custom-CA case),
- * else the system store. Optional client certificate. Connect and total timeouts. A
+ * Certificates are always verified, and only TLS 1.2 or newer is spoken. With ca_file, the
+ * certificates in that file are the only trust anchors: libcurl's CA path (/etc/ssl/certs
+ * on Debian) is switched off, and during the handshake the verified chain must contain a
+ * certificate of ca_file (with ca_pin: the certificate whose SHA-256 is the pin), else the
+ * handshake fails and no request (no credential) is sent. Without ca_file: the system
+ * store. Optional client certificate. Connect and total timeouts. A
  * response body over max_response_bytes is refused, not truncated. Transient failures
  * (cannot connect, timeout, reset, HTTP 429/502/503/504) are retried up to max_retries
  * times with exponential backoff and jitter; TLS and other errors are not retried.
@@ -18,7 +22,9 @@
 #include "lm_error.h"
 
 typedef struct {
-    const char *ca_file;          /* PEM bundle to trust; NULL: system store */
+    const char *ca_file;          /* PEM bundle to trust, and nothing else; NULL: system store */
+    const char *ca_pin;           /* lowercase hex SHA-256 (DER) of the one CA to trust, which
+                                     must be in ca_file; NULL: any certificate of ca_file */
     const char *client_cert_file; /* PEM client certificate, or NULL */
     const char *client_key_file;  /* its key (may be the same file) */
     const char *pinned_pubkey;    /* "sha256//BASE64" of the server key, or NULL */

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lm_log.h"
 #include "lm_mongo_error.h"
@@ -61,6 +62,31 @@ static const char *side_of(const lm_conn_opts_t *o)
     return o->side ? o->side : "server";
 }
 
+const char *lm_conn_insecure_tls_option(const mongoc_uri_t *uri)
+{
+    /* libmongoc keeps options under lowercase names; the ssl* aliases are listed in case a
+     * version keeps them apart from their tls* names */
+    static const char *const names[] = {"tlsInsecure",
+                                        "tlsAllowInvalidCertificates",
+                                        "tlsAllowInvalidHostnames",
+                                        "sslAllowInvalidCertificates",
+                                        "sslAllowInvalidHostnames",
+                                        "tlsDisableOCSPEndpointCheck",
+                                        "tlsDisableCertificateRevocationCheck"};
+    const bson_t *opts = uri ? mongoc_uri_get_options(uri) : NULL;
+    bson_iter_t it;
+    if (!opts || !bson_iter_init(&it, opts))
+        return NULL;
+    while (bson_iter_next(&it)) {
+        if (!bson_iter_as_bool(&it))
+            continue;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (strcasecmp(bson_iter_key(&it), names[i]) == 0)
+                return names[i];
+    }
+    return NULL;
+}
+
 mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *o, lm_error_t *err)
 {
     bson_error_t berr;
@@ -79,6 +105,15 @@ mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *o, lm_error_t *err)
         lm_error_set(err, LM_ERR_INVALID, "%s: invalid URI '%s': %s", side_of(o), o->uri,
                      berr.message);
         return NULL;
+    }
+    const char *insecure = lm_conn_insecure_tls_option(uri);
+    if (insecure && !o->allow_insecure_tls) {
+        lm_error_set(err, LM_ERR_INVALID,
+                     "%s: the URI option %s=true turns TLS certificate checks off: remove it, or "
+                     "set allow_insecure_tls: true (--allow-insecure-tls) to accept an "
+                     "unverified server",
+                     side_of(o), insecure);
+        goto fail;
     }
     if ((o->username && !mongoc_uri_set_username(uri, o->username)) ||
         (o->password && !mongoc_uri_set_password(uri, o->password))) {

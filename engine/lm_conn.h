@@ -32,9 +32,17 @@ typedef struct {
     const char *auth_source;    /* default "admin" when a user is given */
     int32_t connect_timeout_ms; /* 0: 10 s; also bounds server selection */
     const char *app_name;       /* shown in the server's logs; default "livemig" */
+    bool allow_insecure_tls;    /* accept URI options that turn certificate checks off */
 } lm_conn_opts_t;
 
-/* Builds the libmongoc URI for opts (caller destroys with mongoc_uri_destroy). */
+/* The first URI option of uri that turns TLS certificate or host name checks off
+ * (tlsInsecure, tlsAllowInvalidCertificates, tlsAllowInvalidHostnames, their ssl* aliases,
+ * tlsDisableOCSPEndpointCheck, tlsDisableCertificateRevocationCheck) set to true, or NULL. */
+const char *lm_conn_insecure_tls_option(const mongoc_uri_t *uri);
+
+/* Builds the libmongoc URI for opts (caller destroys with mongoc_uri_destroy). A URI with
+ * an option of lm_conn_insecure_tls_option is refused, naming it, unless
+ * allow_insecure_tls. */
 mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *opts, lm_error_t *err);
 
 /* Opens a client and proves the deployment answers (a "ping" that also authenticates), so

@@ -116,7 +116,8 @@ static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, con
                         .tls_ca_file = ep->tls_ca_file,
                         .username = ep->user,
                         .password = ep->password,
-                        .connect_timeout_ms = (int32_t)e->job->connect_timeout_ms};
+                        .connect_timeout_ms = (int32_t)e->job->connect_timeout_ms,
+                        .allow_insecure_tls = e->job->allow_insecure_tls};
     mongoc_uri_t *uri = lm_conn_uri_new(&o, &e->err);
     if (!uri)
         return NULL;

@@ -77,6 +77,10 @@ const lm_config_field_t lm_job_schema[] = {
     {"copy_only", LM_CFG_BOOL, offsetof(lm_job_t, copy_only), "false", 0, 0, 0, NULL, NULL,
      "Stop after the copy and index phases (a staging copy); otherwise stream the source's\n"
      "changes until cutover."},
+    {"allow_insecure_tls", LM_CFG_BOOL, offsetof(lm_job_t, allow_insecure_tls), "false", 0, 0, 0,
+     NULL, NULL,
+     "Accept URI options that turn TLS certificate or host name checks off (tlsInsecure,\n"
+     "tlsAllowInvalidCertificates, tlsAllowInvalidHostnames, ...); refused otherwise."},
     {"capture", LM_CFG_ENUM, offsetof(lm_job_t, capture), "auto", 0, 0, 0, capture_modes, NULL,
      "How changes are read from the source: oplog (tail local.oplog.rs), changestream\n"
      "(cluster-wide change stream) or auto (the oplog where it is readable)."},
@@ -124,6 +128,7 @@ static const struct {
     {"--exclude", "exclude", false},
     {"--drop-target", "drop_target", true},
     {"--copy-only", "copy_only", true},
+    {"--allow-insecure-tls", "allow_insecure_tls", true},
     {"--capture", "capture", false},
     {"--apply-workers", "apply_workers", false},
     {"--cutover-lag", "cutover_lag", false},

@@ -32,7 +32,8 @@ typedef struct {
     lm_strlist_t exclude;
     bool drop_target;
     bool copy_only;
-    int capture; /* LM_JOB_CAPTURE_* */
+    bool allow_insecure_tls; /* URI options that turn TLS checks off are accepted (a warning) */
+    int capture;             /* LM_JOB_CAPTURE_* */
     int64_t apply_workers;
     int64_t cutover_lag_ms;
     int64_t copy_workers;

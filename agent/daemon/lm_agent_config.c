@@ -44,6 +44,11 @@ const lm_config_field_t lm_agent_config_schema[] = {
      limit_fields, "Resources a job may use."},
     {"status_addr", LM_CFG_STRING, offsetof(lm_agent_config_t, status_addr), "127.0.0.1:27190", 0,
      0, 0, NULL, NULL, "The local status API (GET /api/v1/status, /metrics); \"0\" turns it off."},
+    {"allow_insecure_tls", LM_CFG_BOOL, offsetof(lm_agent_config_t, allow_insecure_tls), "false", 0,
+     0, 0, NULL, NULL,
+     "Run jobs whose connection strings turn TLS certificate or host name checks off\n"
+     "(tlsInsecure, tlsAllowInvalidCertificates, tlsAllowInvalidHostnames, ...); refused\n"
+     "otherwise. Validation warns about them."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_agent_config_t, log_level), "info", 0, 0, 0, log_levels,
      NULL, "debug, info, warn or error."},
     {"log_format", LM_CFG_ENUM, offsetof(lm_agent_config_t, log_format), "text", 0, 0, 0,

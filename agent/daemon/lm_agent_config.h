@@ -23,6 +23,7 @@ typedef struct {
     int64_t heartbeat_ms, poll_ms;
     lm_agent_limits_t limits;
     int log_level, log_format;
+    bool allow_insecure_tls; /* jobs may use URI options that turn TLS checks off */
 } lm_agent_config_t;
 
 extern const lm_config_field_t lm_agent_config_schema[];

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mongoc/mongoc.h>
+
 #include "lm_agent_config.h"
 #include "lm_encode.h"
 #include "lm_engine.h"
@@ -159,6 +161,7 @@ static bool ensure_linked(daemon_t *d, lm_error_t *err)
                         id.org_id);
     }
     free_token(token);
+    ok = ok && lm_link_check_ca(d->cfg.cp.ca_file, &id, err);
     if (ok) {
         if (d->cfg.cp.url) /* the configured URL wins over the one the token named */
             snprintf(id.url, sizeof id.url, "%s", d->cfg.cp.url);
@@ -186,6 +189,17 @@ static void reload(daemon_t *d)
                      "reload: %s: state_dir changed (%s -> %s): that needs a restart; keeping "
                      "the running configuration",
                      d->o->config_path, d->cfg.state_dir, cfg.state_dir);
+        lm_agent_config_cleanup(&cfg);
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    bool same_ca = lm_link_check_ca(cfg.cp.ca_file, &d->id, &err);
+    pthread_mutex_unlock(&d->mu);
+    if (!same_ca) {
+        lm_log_error(NULL,
+                     "reload: %s: %s; keeping the running configuration (a control plane with "
+                     "another CA needs a restart)",
+                     d->o->config_path, err.message);
         lm_agent_config_cleanup(&cfg);
         return;
     }
@@ -226,6 +240,20 @@ static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
     if (pe->tls && !pe->ca_file[0] && !strstr(pe->uri, "tls=") && !strstr(pe->uri, "ssl="))
         lm_strbuf_append(&uri, strchr(pe->uri, '?') ? "&tls=true" : "/?tls=true");
     bool ok = true;
+    if (pe->tls) { /* the registry says TLS: a tls=false (or ssl=false) in the URI may not win */
+        bson_error_t berr;
+        mongoc_uri_t *u = mongoc_uri_new_with_error(pe->uri, &berr);
+        bool off = u && ((mongoc_uri_has_option(u, MONGOC_URI_TLS) &&
+                          !mongoc_uri_get_option_as_bool(u, MONGOC_URI_TLS, true)) ||
+                         (mongoc_uri_has_option(u, MONGOC_URI_SSL) &&
+                          !mongoc_uri_get_option_as_bool(u, MONGOC_URI_SSL, true)));
+        mongoc_uri_destroy(u);
+        if (off)
+            ok = lm_error_set(err, LM_ERR_INVALID,
+                              "%s: the cluster is registered with tls: true but its connection "
+                              "string says tls=false: fix the registration",
+                              side);
+    }
     snprintf(key, sizeof key, "%s.uri", side);
     ok = ok && set_key(job, key, lm_strbuf_str(&uri), err);
     snprintf(key, sizeof key, "%s.tls_ca_file", side);
@@ -260,6 +288,7 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
             !lm_config_set(lm_job_schema, job, "exclude", pj->exclude[i], err))
             return false;
     job->drop_target = pj->drop_target;
+    job->allow_insecure_tls = d->cfg.allow_insecure_tls;
     if (pj->capture[0] && !lm_config_set(lm_job_schema, job, "capture", pj->capture, err))
         return false;
     job->copy_workers = d->cfg.limits.copy_workers;

@@ -105,14 +105,21 @@ static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char 
     lm_json_free(v);
 }
 
-/* One agent API call with the link-token credential (and the agent id once registered);
- * the answer's body goes to *out (caller frees). Refusals become errors that say what to
- * do; a deleted link-token is LM_ERR_AUTH "... revoked ...". */
+/* One agent API call with the link-token credential (and the agent id once registered),
+ * to a server whose certificate chains to the pinned CA of ca_file (lm_http checks it in
+ * the handshake, before the credential is written); the answer's body goes to *out
+ * (caller frees). Refusals become errors that say what to do; a deleted link-token is LM_ERR_AUTH
+ * "... revoked ...". */
 static bool agent_call(const char *base, const char *token_id, const char *secret,
-                       const char *agent_id, const char *ca_file, const atomic_bool *cancel,
-                       const char *method, const char *path, const char *body, int64_t timeout_ms,
-                       char **out, lm_error_t *err)
+                       const char *agent_id, const char *ca_file, const char *ca_pin,
+                       const atomic_bool *cancel, const char *method, const char *path,
+                       const char *body, int64_t timeout_ms, char **out, lm_error_t *err)
 {
+    *out = NULL;
+    if (!ca_file || !ca_pin || !ca_pin[0])
+        return lm_error_set(err, LM_ERR_CONFIG,
+                            "the control plane's CA file and its pin are needed for every call "
+                            "(control_plane.ca_file): nothing was sent");
     lm_strbuf_t bearer, agent;
     lm_strbuf_init(&bearer, 1024);
     lm_strbuf_init(&agent, 256);
@@ -122,8 +129,12 @@ static bool agent_call(const char *base, const char *token_id, const char *secre
                              agent_id ? lm_strbuf_str(&agent) : NULL, NULL};
     char url[1400];
     snprintf(url, sizeof url, "%s%s", base, path);
-    lm_http_opts_t ho = {
-        .ca_file = ca_file, .total_timeout_ms = timeout_ms, .max_retries = 3, .cancel = cancel};
+    lm_http_opts_t ho = {.ca_file = ca_file,
+                         .ca_pin = ca_pin,
+                         .total_timeout_ms = timeout_ms,
+                         .max_retries = 3,
+                         .cancel = cancel};
+
     lm_http_response_t r;
     bool ok = lm_http_request(&ho, method, url, headers, body, body ? strlen(body) : 0, &r, err);
     if (ok && r.status != 200) {
@@ -199,8 +210,8 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
     lm_strbuf_init(&body, 1u << 16);
     char *answer = NULL;
     ok = ok && lm_proto_register_req_encode(&rq, &body, err) &&
-         agent_call(o->url ? o->url : t.url, t.token_id, t.secret, NULL, o->ca_file, NULL, "POST",
-                    "/api/agent/v1/register", lm_strbuf_str(&body), 30000, &answer, err);
+         agent_call(o->url ? o->url : t.url, t.token_id, t.secret, NULL, o->ca_file, t.ca_pin, NULL,
+                    "POST", "/api/agent/v1/register", lm_strbuf_str(&body), 30000, &answer, err);
     lm_proto_register_resp_t rs;
     if (ok && !lm_proto_register_resp_decode(answer, strlen(answer), &rs, err))
         ok = false;
@@ -231,12 +242,34 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
 
 /* ---- the agent API once linked ---- */
 
+bool lm_link_check_ca(const char *ca_file, const lm_identity_t *id, lm_error_t *err)
+{
+    char pin[65];
+    if (!ca_file)
+        return lm_error_set(err, LM_ERR_CONFIG,
+                            "control_plane.ca_file is needed: the control plane's CA certificate "
+                            "this agent was linked with (its SHA-256 is %.12s...)",
+                            id->ca_pin);
+    if (!lm_http_ca_pin(ca_file, pin, err)) {
+        lm_error_prefix(err, "control_plane.ca_file");
+        return false;
+    }
+    if (strcmp(pin, id->ca_pin) != 0)
+        return lm_error_set(err, LM_ERR_TLS,
+                            "control_plane.ca_file %s is not the CA this agent was linked with "
+                            "(its SHA-256 is %.12s..., the pinned one %.12s...): the file changed "
+                            "since linking; restore the control plane's CA file, or link again "
+                            "with a new link-token",
+                            ca_file, pin, id->ca_pin);
+    return true;
+}
+
 static bool call_as(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
                     const char *method, const char *path, const lm_strbuf_t *body,
                     int64_t timeout_ms, char **out, lm_error_t *err)
 {
-    return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, cancel, method,
-                      path, body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
+    return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, id->ca_pin, cancel,
+                      method, path, body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
 }
 
 /* POSTs an encoded message (encoded false: the encoder failed, err says why). */

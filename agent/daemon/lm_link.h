@@ -38,6 +38,11 @@ typedef struct {
  * do (malformed token, wrong CA, revoked token, address not on the access list, ...). */
 bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err);
 
+/* The CA file an identity's calls go out with must be there and be the pinned CA (the
+ * daemon checks it at every start and reload: a CA file changed since linking is refused
+ * with a message that says so). */
+bool lm_link_check_ca(const char *ca_file, const lm_identity_t *id, lm_error_t *err);
+
 /* Reads state_dir/identity.json (refused when others can read it). */
 bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lm_encode.h"
 #include "lm_cp_http.h"
@@ -177,16 +178,52 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
 
 /* ---- the clusters registry ---- */
 
+/* Reads a connection string's query options (names case-insensitive, separated by '&' or
+ * ';'): the first one that turns TLS checks off set to true goes to bad (else ""); tls_off
+ * is set by tls=false or ssl=false. */
+static void uri_tls_options(const char *uri, char *bad, size_t badsz, bool *tls_off)
+{
+    static const char *const insecure[] = {"tlsInsecure",
+                                           "tlsAllowInvalidCertificates",
+                                           "tlsAllowInvalidHostnames",
+                                           "sslAllowInvalidCertificates",
+                                           "sslAllowInvalidHostnames",
+                                           "tlsDisableOCSPEndpointCheck",
+                                           "tlsDisableCertificateRevocationCheck"};
+    const char *p = strchr(uri, '?');
+    bad[0] = '\0';
+    *tls_off = false;
+    while (p && *p) {
+        p++;
+        size_t n = strcspn(p, "&;");
+        const char *eq = memchr(p, '=', n);
+        if (eq) {
+            size_t klen = (size_t)(eq - p), vlen = n - klen - 1;
+            bool on = vlen == 4 && strncasecmp(eq + 1, "true", 4) == 0;
+            bool off = vlen == 5 && strncasecmp(eq + 1, "false", 5) == 0;
+            for (size_t i = 0; on && !bad[0] && i < sizeof insecure / sizeof insecure[0]; i++)
+                if (strlen(insecure[i]) == klen && strncasecmp(p, insecure[i], klen) == 0)
+                    snprintf(bad, badsz, "%s", insecure[i]);
+            if (off && klen == 3 &&
+                (strncasecmp(p, "tls", 3) == 0 || strncasecmp(p, "ssl", 3) == 0))
+                *tls_off = true;
+        }
+        p += n;
+    }
+}
+
 static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *r)
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *name, *uri, *ca = NULL, *user = NULL, *pw = NULL;
-    bool tls = false;
+    bool tls = false, allow_insecure = false, tls_off = false;
+    char insecure[64] = "";
     bool ok = v && text_field(v, "name", true, 64, &name, r) &&
               text_field(v, "connectionString", true, 2047, &uri, r) &&
               text_field(v, "caFile", false, 1023, &ca, r) &&
               text_field(v, "username", false, 128, &user, r) &&
-              text_field(v, "password", false, 1023, &pw, r) && bool_field(v, "tls", &tls, r);
+              text_field(v, "password", false, 1023, &pw, r) && bool_field(v, "tls", &tls, r) &&
+              bool_field(v, "allowInsecureTls", &allow_insecure, r);
     if (ok && !lm_cp_valid_id(name))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
@@ -197,6 +234,18 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'connectionString': must not carry credentials: give 'username' and "
                      "'password' instead (the password is stored encrypted)");
+    if (ok)
+        uri_tls_options(uri, insecure, sizeof insecure, &tls_off);
+    if (ok && insecure[0] && !allow_insecure)
+        ok = cp_fail(r, 400, "INSECURE_TLS_OPTION",
+                     "field 'connectionString': the option %s=true turns TLS certificate checks "
+                     "off: remove it, or register with 'allowInsecureTls': true (the agent must "
+                     "allow it too: allow_insecure_tls)",
+                     insecure);
+    if (ok && tls && tls_off)
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'connectionString': says tls=false while 'tls' is true: remove the "
+                     "option or register without TLS");
     lm_strbuf_t sealed;
     lm_strbuf_init(&sealed, 1u << 16);
     lm_error_t err;

@@ -19,6 +19,10 @@
 #include "lm_proto.h"
 #include "lm_time.h"
 
+/* GnuTLS priorities: its NORMAL set (ciphers, groups, signatures), versions TLS 1.3 and 1.2
+ * only. Debian's GnuTLS still accepts TLS 1.0 and 1.1 under plain NORMAL. */
+#define LM_CP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
 /* ---- answers ---- */
 
 static const char *reason_of(unsigned status)
@@ -439,13 +443,13 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
          lm_cp_load_key(cfg->secrets_key_file, cp->secrets_key, err) &&
          lm_cp_store_open(cfg->db_path, &cp->db, err);
     if (ok) {
-        cp->d =
-            MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                 MHD_USE_TLS | MHD_USE_ERROR_LOG,
-                             0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr,
-                             MHD_OPTION_HTTPS_MEM_CERT, cp->cert, MHD_OPTION_HTTPS_MEM_KEY, cp->key,
-                             MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, cp, MHD_OPTION_END);
+        cp->d = MHD_start_daemon(
+            MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS |
+                MHD_USE_ERROR_LOG,
+            0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_HTTPS_MEM_CERT,
+            cp->cert, MHD_OPTION_HTTPS_MEM_KEY, cp->key, MHD_OPTION_HTTPS_PRIORITIES,
+            LM_CP_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT,
+            120u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, cp, MHD_OPTION_END);
         if (!cp->d)
             ok = lm_error_set(err, LM_ERR_NET,
                               "cannot listen on %s with TLS (address in use, or the certificate "

@@ -100,11 +100,21 @@ static void reach(const lm_job_t *job, const lm_endpoint_t *ep, side_t *s, lm_ch
                         .username = ep->user,
                         .password = ep->password,
                         .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
+                        .allow_insecure_tls = job->allow_insecure_tls,
                         .app_name = "livemig-validate"};
     snprintf(name, sizeof name, "%s-reachable", s->side);
     mongoc_uri_t *uri = lm_conn_uri_new(&o, &err);
     if (uri)
         lm_conn_hosts(uri, s->hosts, sizeof s->hosts);
+    const char *insecure = uri ? lm_conn_insecure_tls_option(uri) : NULL;
+    if (insecure) { /* only reachable with allow_insecure_tls */
+        char tname[40];
+        snprintf(tname, sizeof tname, "%s-tls-verification", s->side);
+        lm_checks_add(out, tname, LM_PROTO_CHECK_WARN,
+                      "the URI option %s=true turns TLS certificate checks off (allowed by "
+                      "allow_insecure_tls): anyone on the path can read and change the data",
+                      insecure);
+    }
     char auth_source[128] = "admin";
     if (uri && mongoc_uri_get_auth_source(uri))
         snprintf(auth_source, sizeof auth_source, "%s", mongoc_uri_get_auth_source(uri));

@@ -110,11 +110,11 @@ static const struct {
     {"liveMigrations availableProjects", "--orgId"},
     {"liveMigrations validation create",
      "--projectId --clusterName --migrationHost --sourceClusterName --sourceProjectId "
-     "--sourceUsername --sourcePassword --sourceSsl --sourceCACertificatePath --drop"},
+     "--sourceUsername --sourcePasswordFile --sourceSsl --sourceCACertificatePath --drop"},
     {"liveMigrations validation describe", "--projectId"},
     {"liveMigrations create",
      "--projectId --clusterName --migrationHost --sourceClusterName --sourceProjectId "
-     "--sourceUsername --sourcePassword --sourceSsl --sourceCACertificatePath --drop"},
+     "--sourceUsername --sourcePasswordFile --sourceSsl --sourceCACertificatePath --drop"},
     {"liveMigrations describe", "--projectId"},
     {"liveMigrations cutover", "--projectId --force"},
     {"liveMigrations cancel", "--projectId --force"},

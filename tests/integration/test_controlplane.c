@@ -1,6 +1,7 @@
 /* livemig-controlplane over real HTTPS (a throwaway CA), driven only through the `livemig`
  * CLI and raw HTTPS requests; a scripted agent built on proto/ registers, heartbeats, polls
  * and reports, so that status, lag, cutover and the cutover window are exercised. */
+#define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "lm_link.h"
 #include "lm_proto.h"
 #include "lm_test_cp.h"
+#include "lm_test_https.h"
 #include "lm_test_proc.h"
 #include "lm_test_util.h"
 #include "lm_time.h"
@@ -20,15 +22,21 @@
 static char dir[512], keyfile[700];
 static char pub[80];
 static lm_test_cp_t cp;
+static pid_t daemon_pid;
 
 static void setup(void)
 {
+    daemon_pid = 0;
     lm_test_mkdtemp(dir, sizeof dir);
     lm_test_cp_init(&cp, dir, "cutover_window: 120h\nextend_by: 24h\n");
 }
 
 static void teardown(void)
 {
+    if (daemon_pid > 0) {
+        kill(daemon_pid, SIGKILL);
+        lm_test_wait(daemon_pid, 5000);
+    }
     lm_test_cp_kill(&cp);
     lm_test_rmtree(dir);
 }
@@ -65,6 +73,15 @@ static long https(const char *method, const char *path, const char *auth, const 
         *out = strdup(r.body ? r.body : "");
     lm_http_response_cleanup(&r);
     return status;
+}
+
+/* A 0600 file holding the source password 's3cret-src'. */
+static const char *src_pw_file(void)
+{
+    static char path[700];
+    lm_test_write(dir, "src.pw", "s3cret-src\n", path, sizeof path);
+    chmod(path, 0600);
+    return path;
 }
 
 /* ---- the scripted agent ---- */
@@ -199,8 +216,8 @@ static void prepare(char *proj, size_t psz, agent_t *a, char *mig, size_t msz)
         cr_assert_eq(CLI(&out,
                          "lm create --projectId %s --clusterName dst --migrationHost "
                          "mig-host-1 --sourceClusterName src --sourceProjectId %s "
-                         "--sourceUsername reader --sourcePassword 's3cret-src' -o json",
-                         proj, proj),
+                         "--sourceUsername reader --sourcePasswordFile '%s' -o json",
+                         proj, proj, src_pw_file()),
                      0, "%s", out);
         lm_test_json_field(out, "_id", mig, msz);
         cr_assert(strstr(out, "\"NEW\""), "%s", out);
@@ -809,5 +826,288 @@ Test(controlplane, livemig_agent_links_with_the_token)
     cr_assert_eq(agent_link_cmd(token2, state, ca, "--hostname agent-host-1 --relink", &out), 0,
                  "%s", out);
     cr_assert(strstr(out, "organization org2"), "%s", out);
+    free(out);
+}
+
+/* ---- the CA pin pins (security: docs/security-parts/tls.md) ---- */
+
+/* A fake control plane: answers 200 "{}" to everything and counts the credentials it got. */
+static void fake_cp(void *ud, const char *method, const char *url, unsigned hit,
+                    lm_test_https_reply_t *r)
+{
+    (void)ud, (void)method, (void)url, (void)hit;
+    r->body = strdup("{}");
+    r->body_len = 2;
+}
+
+/* The real token of org1 with its URL replaced by `url` (what a DNS or routing attack does):
+ * same pin, same credential, into a 0600 file. */
+static void forged_token(const char *token_file, const char *url, char *path, size_t size)
+{
+    char *text = lm_test_slurp(token_file);
+    text[strcspn(text, "\n")] = '\0';
+    lm_proto_link_token_t t;
+    lm_error_t err;
+    cr_assert(lm_proto_link_token_decode(text, strlen(text), &t, &err), "%s", err.message);
+    snprintf(t.url, sizeof t.url, "%s", url);
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_link_token_encode(&t, &b, &err), "%s", err.message);
+    lm_test_write(dir, "forged.token", lm_strbuf_str(&b), path, size);
+    chmod(path, 0600);
+    lm_strbuf_cleanup(&b);
+    lm_proto_link_token_clear(&t);
+    free(text);
+}
+
+static void daemon_config(const char *name, const char *cp_lines, const char *state, char *path,
+                          size_t size)
+{
+    char yaml[3000];
+    snprintf(yaml, sizeof yaml,
+             "control_plane:\n%sstate_dir: %s\nhostname: agent-host-1\nheartbeat_interval: 1s\n",
+             cp_lines, state);
+    lm_test_write(dir, name, yaml, path, size);
+}
+
+/* The reviewer's attack: a rogue CA that the system store trusts, and a fake control plane
+ * with a certificate from it. The agent's link, the daemon and the CLI are all given the
+ * real (pinned) CA file; none may send its credential. */
+Test(controlplane, a_rogue_ca_in_the_system_store_gets_no_credential, .timeout = 180)
+{
+    char *out, token[800], state[700], rogue[700], wrapper[700], cert[800], key[800], fake[128];
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    token_file_for(pub, keyfile, "org1", token, sizeof token);
+    snprintf(state, sizeof state, "%s/agent-state", dir);
+
+    lm_test_rogue_system_ca(dir, rogue, sizeof rogue, wrapper, sizeof wrapper);
+    snprintf(cert, sizeof cert, "%s/server.pem", rogue);
+    snprintf(key, sizeof key, "%s/server.key", rogue);
+    lm_test_https_t *f = lm_test_https_start(cert, key, fake_cp, NULL);
+    snprintf(fake, sizeof fake, "https://127.0.0.1:%d", lm_test_https_port(f));
+    /* the attack is real: in the namespace, libcurl given only the pinned CA file through
+     * CAINFO (what lm_http did) trusts the fake through the system store */
+    cr_assert_eq(lm_test_sh("'%s' curl -sf -o /dev/null --cacert '%s' '%s/' 2>/dev/null", wrapper,
+                            cp.ca, fake),
+                 0, "the rogue CA is not trusted by the system store in the namespace");
+    cr_assert_eq(lm_test_https_hits(f), 1);
+
+    /* livemig-agent link with a token whose URL leads to the fake */
+    char forged[800], log[800];
+    forged_token(token, fake, forged, sizeof forged);
+    snprintf(log, sizeof log, "%s/rogue-link.out", dir);
+    int rc = lm_test_sh("'%s' '%s' link --token-file '%s' --state-dir '%s' --ca-file '%s' > '%s' "
+                        "2>&1",
+                        wrapper, LM_AGENT_BIN, forged, state, cp.ca, log);
+    out = lm_test_slurp(log);
+    cr_assert_eq(lm_test_https_auth_seen(f), 0, "link sent its credential to the fake: %s", out);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "TLS"), "%s", out);
+    free(out);
+
+    /* the CLI with --caFile: no API key */
+    snprintf(log, sizeof log, "%s/rogue-cli.out", dir);
+    rc = lm_test_sh("'%s' '%s' --url '%s' --caFile '%s' --publicKey '%s' --privateKeyFile '%s' "
+                    "projects list --orgId org1 > '%s' 2>&1",
+                    wrapper, LM_CLI_BIN, fake, cp.ca, pub, keyfile, log);
+    out = lm_test_slurp(log);
+    cr_assert_eq(lm_test_https_auth_seen(f), 0, "the CLI sent its API key to the fake: %s", out);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "TLS"), "%s", out);
+    free(out);
+
+    /* the daemon, linked for real, then pointed at the fake (control_plane.url) */
+    cr_assert_eq(agent_link_cmd(token, state, cp.ca, "--hostname agent-host-1", &out), 0, "%s",
+                 out);
+    free(out);
+    char conf[800], lines[1200];
+    snprintf(lines, sizeof lines, "  url: %s\n  ca_file: %s\n", fake, cp.ca);
+    daemon_config("rogue-agent.yaml", lines, state, conf, sizeof conf);
+    snprintf(log, sizeof log, "%s/rogue-daemon.log", dir);
+    char *argv[] = {wrapper, (char *)LM_AGENT_BIN, (char *)"--config", conf, NULL};
+    daemon_pid = lm_test_spawn(argv, log);
+    for (int i = 0; i < 100; i++) { /* it calls at once and again after 1 s of backoff */
+        char *l = lm_test_slurp(log);
+        bool twice = strstr(l, "TLS") && strstr(strstr(l, "TLS") + 3, "TLS");
+        free(l);
+        if (twice || lm_test_https_auth_seen(f) > 0)
+            break;
+        lm_time_sleep_ms(100, NULL);
+    }
+    kill(daemon_pid, SIGTERM);
+    lm_test_wait(daemon_pid, 20000);
+    daemon_pid = 0;
+    out = lm_test_slurp(log);
+    cr_assert_eq(lm_test_https_auth_seen(f), 0, "the daemon sent its credential to the fake: %s",
+                 out);
+    cr_assert(strstr(out, "does not chain to") || strstr(out, "TLS"), "%s", out);
+    free(out);
+    cr_assert_eq(lm_test_https_hits(f), 1, "only the curl control reached the fake");
+    lm_test_https_stop(f);
+}
+
+/* The daemon checks its CA file against the identity's pin at every start. */
+Test(controlplane, the_daemon_refuses_a_ca_file_that_is_not_the_pinned_one)
+{
+    char *out, token[800], state[700], other[700], other_ca[800], conf[800], lines[1200], log[800];
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    token_file_for(pub, keyfile, "org1", token, sizeof token);
+    snprintf(state, sizeof state, "%s/agent-state", dir);
+    cr_assert_eq(agent_link_cmd(token, state, cp.ca, "--hostname agent-host-1", &out), 0, "%s",
+                 out);
+    free(out);
+    snprintf(other, sizeof other, "%s/other-ca", dir);
+    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s'", LM_SOURCE_DIR, other), 0);
+    snprintf(other_ca, sizeof other_ca, "%s/ca.pem", other);
+
+    /* the CA file replaced since linking */
+    snprintf(lines, sizeof lines, "  ca_file: %s\n", other_ca);
+    daemon_config("other-ca.yaml", lines, state, conf, sizeof conf);
+    snprintf(log, sizeof log, "%s/other-ca.log", dir);
+    char *argv[] = {(char *)LM_AGENT_BIN, (char *)"--config", conf, NULL};
+    cr_assert_eq(lm_test_run(argv, log, 20000), 2, "%s", lm_test_slurp(log));
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, "is not the CA this agent was linked with"), "%s", out);
+    free(out);
+
+    /* no CA file at all */
+    snprintf(lines, sizeof lines, "state_dir: %s\nhostname: agent-host-1\n", state);
+    lm_test_write(dir, "no-ca.yaml", lines, conf, sizeof conf);
+    snprintf(log, sizeof log, "%s/no-ca.log", dir);
+    cr_assert_eq(lm_test_run(argv, log, 20000), 2, "%s", lm_test_slurp(log));
+    out = lm_test_slurp(log);
+    cr_assert(strstr(out, "control_plane.ca_file is needed"), "%s", out);
+    free(out);
+
+    /* and the right one starts */
+    snprintf(lines, sizeof lines, "  ca_file: %s\n", cp.ca);
+    daemon_config("right-ca.yaml", lines, state, conf, sizeof conf);
+    snprintf(log, sizeof log, "%s/right-ca.log", dir);
+    daemon_pid = lm_test_spawn(argv, log);
+    bool started = false;
+    for (int i = 0; i < 100 && !started; i++) {
+        out = lm_test_slurp(log);
+        started = strstr(out, "livemig-agent ") && strstr(out, "state in");
+        free(out);
+        lm_time_sleep_ms(100, NULL);
+    }
+    cr_assert(started, "%s", lm_test_slurp(log));
+}
+
+/* TLS 1.0 and 1.1 are refused by the server itself: the client is told to allow them
+ * (-cipher DEFAULT@SECLEVEL=0, else Debian's OpenSSL refuses them on its own side). */
+static int s_client(const char *version, const char *log)
+{
+    return lm_test_sh("timeout 20 openssl s_client -connect 127.0.0.1:%d %s -cipher "
+                      "DEFAULT@SECLEVEL=0 -CAfile '%s' -verify_return_error < /dev/null > '%s' "
+                      "2>&1",
+                      cp.port, version, cp.ca, log);
+}
+
+Test(controlplane, the_server_speaks_tls_1_2_and_newer_only)
+{
+    char log[700];
+    lm_test_cp_start(&cp);
+    snprintf(log, sizeof log, "%s/s_client.out", dir);
+    const char *refused[] = {"-tls1", "-tls1_1"};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = s_client(refused[i], log);
+        char *out = lm_test_slurp(log);
+        cr_assert_neq(rc, 0, "%s was negotiated: %s", refused[i], out);
+        cr_assert_null(strstr(out, "Cipher is ECDHE"), "%s", out);
+        free(out);
+    }
+    const char *spoken[] = {"-tls1_2", "-tls1_3"};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = s_client(spoken[i], log);
+        char *out = lm_test_slurp(log);
+        cr_assert_eq(rc, 0, "%s: %s", spoken[i], out);
+        cr_assert(strstr(out, "Verify return code: 0 (ok)"), "%s", out);
+        free(out);
+    }
+}
+
+/* The registry refuses connection strings that turn TLS checks off (unless asked to) and
+ * tls=false when the registration says TLS. */
+Test(controlplane, insecure_tls_options_in_a_connection_string_are_refused)
+{
+    char proj[80], *out;
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    lm_test_json_field(out, "id", proj, sizeof proj);
+    free(out);
+    const char *bad[] = {"tlsInsecure", "tlsAllowInvalidHostnames", "TLSALLOWINVALIDCERTIFICATES",
+                         "sslAllowInvalidCertificates", "sslAllowInvalidHostnames"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_neq(CLI(&out,
+                          "clusters add c%zu --projectId %s --tls --connectionString "
+                          "'mongodb://h:1/?replicaSet=rs&%s=true'",
+                          i, proj, bad[i]),
+                      0, "%s", out);
+        cr_assert(strstr(out, "=true turns TLS certificate checks off") && strcasestr(out, bad[i]),
+                  "%s", out);
+        free(out);
+    }
+    cr_assert_neq(CLI(&out,
+                      "clusters add off --projectId %s --tls --connectionString "
+                      "'mongodb://h:1/?ssl=false'",
+                      proj),
+                  0, "%s", out);
+    cr_assert(strstr(out, "tls=false while 'tls' is true"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "clusters list --projectId %s -o json", proj), 0, "%s", out);
+    cr_assert_null(strstr(out, "h:1"), "a refused cluster was stored: %s", out);
+    free(out);
+    /* allowed on purpose; and tlsInsecure=false is no problem */
+    cr_assert_eq(CLI(&out,
+                     "clusters add lab --projectId %s --tls --allowInsecureTls "
+                     "--connectionString 'mongodb://h:1/?tlsInsecure=true'",
+                     proj),
+                 0, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "clusters add fine --projectId %s --tls --connectionString "
+                     "'mongodb://h:1/?tlsInsecure=false'",
+                     proj),
+                 0, "%s", out);
+    free(out);
+}
+
+/* A password never comes through the arguments (ps, shell history): --sourcePassword is
+ * refused without its value being shown; the file must be private; with neither a file
+ * nor a terminal the CLI says what to give. */
+Test(controlplane, the_source_password_never_comes_from_the_arguments)
+{
+    char proj[80], *out;
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
+    lm_test_json_field(out, "id", proj, sizeof proj);
+    free(out);
+    const char *create = "lm create --projectId %s --clusterName dst --migrationHost h1 "
+                         "--sourceClusterName src --sourceProjectId %s --sourceUsername reader %s";
+    char args[600];
+    snprintf(args, sizeof args, "--sourcePassword 'hunter2-in-ps'");
+    cr_assert_neq(CLI(&out, create, proj, proj, args), 0, "%s", out);
+    cr_assert(strstr(out, "--sourcePassword is refused") && strstr(out, "--sourcePasswordFile") &&
+                  strstr(out, "terminal"),
+              "%s", out);
+    cr_assert_null(strstr(out, "hunter2-in-ps"), "%s", out);
+    free(out);
+
+    char pw[700];
+    lm_test_write(dir, "open.pw", "s3cret-src\n", pw, sizeof pw);
+    chmod(pw, 0644);
+    snprintf(args, sizeof args, "--sourcePasswordFile '%s'", pw);
+    cr_assert_neq(CLI(&out, create, proj, proj, args), 0, "%s", out);
+    cr_assert(strstr(out, "chmod 600"), "%s", out);
+    free(out);
+
+    /* stdin is not a terminal here (the test runs it from /dev/null or a pipe) */
+    cr_assert_neq(CLI(&out, create, proj, proj, "< /dev/null"), 0, "%s", out);
+    cr_assert(strstr(out, "--sourcePasswordFile"), "%s", out);
     free(out);
 }

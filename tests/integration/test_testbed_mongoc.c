@@ -189,3 +189,27 @@ Test(testbed, restart_keeps_data_and_port)
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(c);
 }
+
+/* A connection string that turns certificate checks off is refused unless the job allows
+ * it: against a server whose certificate the given CA did not sign, the option would make
+ * the connection succeed (shown with allow_insecure_tls). */
+Test(testbed, secantus_tls_insecure_uri_options_refused)
+{
+    char other[512], other_ca[600], uri[800];
+    lm_testbed_start("secantus-tls", NULL, &srv);
+    lm_test_certs("other-ca", other, sizeof other);
+    snprintf(other_ca, sizeof other_ca, "%s/ca.pem", other);
+    snprintf(uri, sizeof uri, "%s%stlsAllowInvalidCertificates=true", srv.uri,
+             strchr(srv.uri, '?') ? "&" : "/?");
+    lm_conn_opts_t o = {
+        .side = "source", .uri = uri, .tls_ca_file = other_ca, .connect_timeout_ms = 3000};
+    cr_assert_null(lm_conn_client_new(&o, &err));
+    cr_assert_eq(err.code, LM_ERR_INVALID, "%s", err.message);
+    cr_assert(strstr(err.message, "tlsAllowInvalidCertificates=true"), "%s", err.message);
+    cr_assert(strstr(err.message, "allow_insecure_tls"), "%s", err.message);
+
+    o.allow_insecure_tls = true;
+    mongoc_client_t *c = lm_conn_client_new(&o, &err);
+    cr_assert_not_null(c, "allowed, the option disables the check: %s", err.message);
+    mongoc_client_destroy(c);
+}

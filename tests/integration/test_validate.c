@@ -228,3 +228,32 @@ Test(validate, an_older_target_and_refused_index_kinds)
     EXPECT(v, "indexes", "WARN", "wr.docs.v_1");
     lm_json_free(v);
 }
+
+/* A connection string that turns TLS host name checks off: refused (naming the option)
+ * unless --allow-insecure-tls, and then a WARN. */
+Test(validate, insecure_tls_options_refused_or_warned)
+{
+    char uri[800];
+    lm_testbed_start("secantus-tls", NULL, &src);
+    snprintf(uri, sizeof uri, "%s%stlsAllowInvalidHostnames=true", src.uri,
+             strchr(src.uri, '?') ? "&" : "/?");
+    for (int allow = 0; allow < 2; allow++) {
+        int rc = lm_test_sh("'%s' validate --source '%s' --source-tls-ca-file '%s' --target "
+                            "mongodb://127.0.0.1:1 --state-dir '%s/state' --connect-timeout 3s %s "
+                            "-o json > '%s' 2> '%s.err'",
+                            LM_AGENT_BIN, uri, src.ca_file, dir,
+                            allow ? "--allow-insecure-tls" : "", out_path, out_path);
+        char *text = lm_test_slurp(out_path);
+        lm_error_t err;
+        lm_json_val_t *v = lm_json_parse(text, strlen(text), 0, 0, &err);
+        cr_assert(v, "exit %d: %s", rc, text);
+        if (!allow) {
+            EXPECT(v, "source-reachable", "FAIL", "tlsAllowInvalidHostnames=true");
+        } else {
+            EXPECT(v, "source-reachable", "PASS", "");
+            EXPECT(v, "source-tls-verification", "WARN", "tlsAllowInvalidHostnames=true");
+        }
+        lm_json_free(v);
+        free(text);
+    }
+}

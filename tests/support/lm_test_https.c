@@ -17,7 +17,7 @@ struct lm_test_https {
     struct MHD_Daemon *d;
     lm_test_https_fn fn;
     void *ud;
-    atomic_uint hits;
+    atomic_uint hits, auth_seen;
     int port;
     char *cert, *key;
 };
@@ -33,6 +33,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (*req_cls == NULL) { /* first call: headers only */
         *req_cls = &marker;
+        if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))
+            atomic_fetch_add(&s->auth_seen, 1);
         return MHD_YES;
     }
     if (*upload_data_size) { /* swallow the body */
@@ -94,6 +96,11 @@ int lm_test_https_port(const lm_test_https_t *s)
 unsigned lm_test_https_hits(const lm_test_https_t *s)
 {
     return atomic_load(&s->hits);
+}
+
+unsigned lm_test_https_auth_seen(const lm_test_https_t *s)
+{
+    return atomic_load(&s->auth_seen);
 }
 
 void lm_test_https_stop(lm_test_https_t *s)

@@ -24,6 +24,8 @@ lm_test_https_t *lm_test_https_start(const char *cert_file, const char *key_file
                                      lm_test_https_fn fn, void *ud);
 int lm_test_https_port(const lm_test_https_t *s);
 unsigned lm_test_https_hits(const lm_test_https_t *s);
+/* How many requests carried an Authorization header (a credential reached this server). */
+unsigned lm_test_https_auth_seen(const lm_test_https_t *s);
 void lm_test_https_stop(lm_test_https_t *s);
 
 #endif

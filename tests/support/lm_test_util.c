@@ -106,3 +106,27 @@ const char *lm_test_bin(const char *env, const char *built)
     const char *v = getenv(env);
     return v && *v ? v : built;
 }
+
+void lm_test_rogue_system_ca(const char *dir, char *rogue_dir, size_t rsz, char *wrapper,
+                             size_t wsz)
+{
+    char store[700], script[1600];
+    snprintf(rogue_dir, rsz, "%s/rogue", dir);
+    snprintf(store, sizeof store, "%s/rogue-store", dir);
+    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s' && mkdir -p '%s' && cp '%s/ca.pem' "
+                            "'%s/rogue.pem' && openssl rehash '%s'",
+                            LM_SOURCE_DIR, rogue_dir, store, rogue_dir, store, store),
+                 0);
+    snprintf(script, sizeof script,
+             "#!/bin/sh\n"
+             "# runs \"$@\" with /etc/ssl/certs replaced by %s (this process tree only)\n"
+             "exec unshare -rm sh -c 'mount --bind \"$0\" /etc/ssl/certs && exec \"$@\"' '%s' "
+             "\"$@\"\n",
+             store, store);
+    lm_test_write(dir, "rogue-sys", script, wrapper, wsz);
+    cr_assert_eq(chmod(wrapper, 0755), 0);
+    cr_assert_eq(
+        lm_test_sh("'%s' openssl verify '%s/server.pem' >/dev/null 2>&1", wrapper, rogue_dir), 0,
+        "a private mount namespace (unshare -rm) is needed to put a rogue CA into the "
+        "system store of a test process; it could not be made here");
+}

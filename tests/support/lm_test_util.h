@@ -16,6 +16,15 @@ int lm_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A throwaway CA and certificates (scripts/mkcerts) named `name`, made once per build tree
  * and reused by later tests (remade when older than a day). The directory goes to dir. */
 void lm_test_certs(const char *name, char *dir, size_t dirsz);
+/* The "rogue CA in the system store" attack, without touching the real /etc/ssl/certs: a
+ * new throwaway CA (dir/rogue: ca.pem, server.pem, server.key) and a script dir/rogue-sys
+ * that runs its arguments in a private user and mount namespace (unshare -rm) where a
+ * directory holding only the rogue CA (hashed, as OpenSSL reads a CA path) is bind-mounted
+ * over /etc/ssl/certs, the CA path Debian's libcurl is built with. (SSL_CERT_DIR and
+ * SSL_CERT_FILE do not reach libcurl: it passes its CA path to OpenSSL explicitly.) Fails the
+ * test when the namespace cannot be made. Paths into rogue_dir and wrapper. */
+void lm_test_rogue_system_ca(const char *dir, char *rogue_dir, size_t rsz, char *wrapper,
+                             size_t wsz);
 /* A free TCP port on 127.0.0.1 (bound and released; callers retry on a race). */
 int lm_test_free_port(void);
 

@@ -107,6 +107,47 @@ Test(http, right_ca_file_succeeds)
     lm_test_https_stop(s);
 }
 
+/* A CA file may hold several CAs; with a pin only the pinned one is an anchor. The server's
+ * CA is in the file, but the pin names the other one: refused in the handshake, before the
+ * request (the server saw nothing). */
+Test(http, pinned_ca_is_the_only_anchor)
+{
+    char bundle[700], pin[65], right_pin[65];
+    snprintf(bundle, sizeof bundle, "%s/bundle.pem", wrong_dir);
+    cr_assert_eq(lm_test_sh("cat '%s' '%s' > '%s'", wrong_ca, ca, bundle), 0);
+    cr_assert(lm_http_ca_pin(wrong_ca, pin, &err), "%s", err.message);
+    cr_assert(lm_http_ca_pin(ca, right_pin, &err), "%s", err.message);
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+
+    lm_http_opts_t o = {.ca_file = bundle, .ca_pin = pin};
+    cr_assert_not(lm_http_request(&o, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(err.code, LM_ERR_TLS, "%s", err.message);
+    cr_assert(strstr(err.message, "does not chain to the pinned CA"), "%s", err.message);
+    cr_assert_eq(lm_test_https_hits(s), 0);
+
+    /* unpinned, the same bundle trusts the server; pinned to its CA too */
+    lm_http_opts_t any = {.ca_file = bundle};
+    cr_assert(lm_http_request(&any, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err), "%s",
+              err.message);
+    lm_http_response_cleanup(&resp);
+    lm_http_opts_t right = {.ca_file = bundle, .ca_pin = right_pin};
+    cr_assert(lm_http_request(&right, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err), "%s",
+              err.message);
+    cr_assert_eq(lm_test_https_hits(s), 2);
+
+    /* a pin the file does not hold: refused before connecting; http: refused */
+    lm_http_opts_t gone = {.ca_file = ca, .ca_pin = pin};
+    cr_assert_not(lm_http_request(&gone, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err));
+    cr_assert(strstr(err.message, "does not hold the pinned CA"), "%s", err.message);
+    cr_assert_not(
+        lm_http_request(&right, "GET", "http://127.0.0.1:1/x", NULL, NULL, 0, &resp, &err));
+    cr_assert(strstr(err.message, "https only"), "%s", err.message);
+    lm_http_opts_t no_file = {.ca_pin = right_pin};
+    cr_assert_not(lm_http_request(&no_file, "GET", url(s, "/x"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(lm_test_https_hits(s), 2);
+    lm_test_https_stop(s);
+}
+
 Test(http, localhost_name_matches_certificate)
 {
     lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
@@ -214,14 +255,14 @@ Test(http, bad_url_and_secret_in_url_redacted)
 
 /* Client certificates: openssl s_server demands one signed by our CA. It is started through
  * the shell (no fork() inside the threaded test process) and stopped by its pid. */
-static pid_t start_s_server(int port)
+static pid_t start_s_server_with(int port, const char *extra)
 {
     char pidfile[700];
     snprintf(pidfile, sizeof pidfile, "%s/s_server.%d.pid", dir, port);
     cr_assert_eq(
-        lm_test_sh("openssl s_server -accept 127.0.0.1:%d -www -cert '%s' -key '%s' -CAfile '%s' "
-                   "-Verify 1 -verify_return_error >/dev/null 2>&1 </dev/null & echo $! > '%s'",
-                   port, cert, key, ca, pidfile),
+        lm_test_sh("openssl s_server -accept 127.0.0.1:%d -www -cert '%s' -key '%s' %s >/dev/null "
+                   "2>&1 </dev/null & echo $! > '%s'",
+                   port, cert, key, extra, pidfile),
         0);
     FILE *f = fopen(pidfile, "r");
     long pid = -1;
@@ -229,6 +270,13 @@ static pid_t start_s_server(int port)
     fclose(f);
     unlink(pidfile);
     return (pid_t)pid;
+}
+
+static pid_t start_s_server(int port)
+{
+    char extra[700];
+    snprintf(extra, sizeof extra, "-CAfile '%s' -Verify 1 -verify_return_error", ca);
+    return start_s_server_with(port, extra);
 }
 
 Test(http, client_certificate_required_by_server)
@@ -267,4 +315,57 @@ Test(http, client_certificate_required_by_server)
     cr_assert_not(ok2);
     cr_assert_eq(e2.code, LM_ERR_TLS, "%s", e2.message);
     cr_assert(strstr(e2.message, "client certificate"), "%s", e2.message);
+}
+
+/* TLS 1.2 at least, whatever the system's OpenSSL policy allows: this suite runs with an
+ * OpenSSL configuration that permits TLS 1.0 (what a permissive crypto policy does), against
+ * a server that speaks only TLS 1.1. The curl tool with the same policy and libcurl's
+ * defaults gets through (the control: what lm_http did before it set a minimum); lm_http
+ * must not. */
+static void permissive_openssl(void)
+{
+    static char conf[700];
+    lm_test_certs("http", dir, sizeof dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(cert, sizeof cert, "%s/server.pem", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    snprintf(conf, sizeof conf, "%s/permissive.%d.cnf", dir, (int)getpid());
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs("openssl_conf = c\n[c]\nssl_conf = s\n[s]\nsystem_default = d\n[d]\n"
+          "MinProtocol = TLSv1\nCipherString = DEFAULT@SECLEVEL=0\n",
+          f);
+    fclose(f);
+    setenv("OPENSSL_CONF", conf, 1); /* before OpenSSL loads its configuration */
+    cr_assert(lm_http_global_init(&err));
+    memset(&resp, 0, sizeof resp);
+}
+
+TestSuite(http_tls_version, .init = permissive_openssl, .fini = teardown, .timeout = 60);
+
+Test(http_tls_version, a_tls_1_1_server_is_refused)
+{
+    char u[128];
+    pid_t pid = -1;
+    int up = 1;
+    for (int tries = 0; tries < 3 && up != 0; tries++) {
+        int port = lm_test_free_port();
+        pid = start_s_server_with(port, "-tls1_1 -cipher DEFAULT@SECLEVEL=0");
+        snprintf(u, sizeof u, "https://127.0.0.1:%d/", port);
+        for (int i = 0; i < 50 && up != 0; i++) {
+            up = lm_test_sh("curl -sf -o /dev/null --cacert '%s' '%s'", ca, u);
+            if (up != 0)
+                lm_time_sleep_ms(100, NULL);
+        }
+        if (up != 0)
+            kill(pid, SIGKILL);
+    }
+    cr_assert_eq(up, 0, "control: curl with the permissive policy should reach the TLS 1.1 server");
+    lm_http_opts_t o = {.ca_file = ca};
+    bool ok = lm_http_request(&o, "GET", u, NULL, NULL, 0, &resp, &err);
+    kill(pid, SIGTERM);
+    unlink(getenv("OPENSSL_CONF"));
+    cr_assert_not(ok, "lm_http spoke TLS 1.1");
+    cr_assert_eq(err.code, LM_ERR_TLS, "%s", err.message);
+    cr_assert(strstr(err.message, "TLS 1.2"), "%s", err.message);
 }

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "lm_status_http.h"
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
@@ -43,7 +45,9 @@ const lm_config_field_t lm_agent_config_schema[] = {
     {"limits", LM_CFG_SECTION, offsetof(lm_agent_config_t, limits), NULL, 0, 0, 0, NULL,
      limit_fields, "Resources a job may use."},
     {"status_addr", LM_CFG_STRING, offsetof(lm_agent_config_t, status_addr), "127.0.0.1:27190", 0,
-     0, 0, NULL, NULL, "The local status API (GET /api/v1/status, /metrics); \"0\" turns it off."},
+     0, 0, NULL, NULL,
+     "The local status API (GET /api/v1/status, /metrics; cancel and cutover with the job's\n"
+     "token): a loopback address only (127.0.0.1:PORT or [::1]:PORT); \"0\" turns it off."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_agent_config_t, log_level), "info", 0, 0, 0, log_levels,
      NULL, "debug, info, warn or error."},
     {"log_format", LM_CFG_ENUM, offsetof(lm_agent_config_t, log_format), "text", 0, 0, 0,
@@ -64,6 +68,9 @@ bool lm_agent_config_load(const char *path, lm_agent_config_t *cfg, lm_error_t *
                             "%s: control_plane.url: must start with https:// (the control plane "
                             "serves HTTPS only)",
                             path);
+    lm_error_t aerr;
+    if (!lm_status_addr_check(cfg->status_addr, &aerr))
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: status_addr: %s", path, aerr.message);
     return true;
 }
 

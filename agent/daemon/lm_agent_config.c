@@ -36,6 +36,11 @@ const lm_config_field_t lm_agent_config_schema[] = {
      cp_fields, "Where jobs come from."},
     {"state_dir", LM_CFG_STRING, offsetof(lm_agent_config_t, state_dir), "/var/lib/livemig", 0, 0,
      0, NULL, NULL, "The agent's identity (mode 0600) and job state."},
+    {"ca_dir", LM_CFG_STRING, offsetof(lm_agent_config_t, ca_dir), "/etc/livemig/ca", 0, 0, 0, NULL,
+     NULL,
+     "Where the CA certificates of the clusters live (writable by root only). A cluster's\n"
+     "caFile from the control plane is a file name in it, or a path that resolves into it;\n"
+     "the agent reads no CA file elsewhere."},
     {"hostname", LM_CFG_STRING, offsetof(lm_agent_config_t, hostname), NULL, 0, 0, 0, NULL, NULL,
      "The name migrations give as their migration host; default: this machine's."},
     {"heartbeat_interval", LM_CFG_DURATION, offsetof(lm_agent_config_t, heartbeat_ms), "10s", 1000,

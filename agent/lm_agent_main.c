@@ -3,8 +3,8 @@
  *   livemig-agent migrate --source URI --target URI [options]   run one copy job
  *   livemig-agent validate --source URI --target URI [-o json]  the checks before a migration
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
- *   livemig-agent cutover [--status-addr A]                     finish a streaming job
- *   livemig-agent cancel  [--status-addr A]                     stop it (checkpointed)
+ *   livemig-agent cutover [--state-dir D] [--status-addr A] [--force]  finish a streaming job
+ *   livemig-agent cancel  [--state-dir D] [--status-addr A]    stop it (checkpointed)
  *   livemig-agent link --token-file F --state-dir D --ca-file F   link to a control plane
  *   livemig-agent --config FILE                                   the daemon (lm_daemon.h)
  *   livemig-agent --version
@@ -30,8 +30,10 @@
 #include "lm_link.h"
 #include "lm_validate.h"
 #include "lm_log.h"
+#include "lm_status_http.h"
 
 #define DEFAULT_STATUS_ADDR "127.0.0.1:27190"
+#define DEFAULT_STATE_DIR "./livemig-state" /* migrate's default (lm_job.c) */
 
 static atomic_bool stop_flag, reload_flag, wake_flag;
 
@@ -73,8 +75,8 @@ static void usage(FILE *out)
     fputs("usage: livemig-agent migrate --source URI --target URI [options]  (see migrate --help)\n"
           "       livemig-agent validate --source URI --target URI [options] [-o json]\n"
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
-          "       livemig-agent cutover [--status-addr HOST:PORT]\n"
-          "       livemig-agent cancel [--status-addr HOST:PORT]\n"
+          "       livemig-agent cutover [--state-dir D] [--status-addr HOST:PORT] [--force]\n"
+          "       livemig-agent cancel [--state-dir D] [--status-addr HOST:PORT]\n"
           "       livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H]\n"
           "                          [--relink]\n"
           "       livemig-agent --config FILE              run as a daemon of a control plane\n"
@@ -212,28 +214,42 @@ out:
     return code;
 }
 
-static const char *status_addr_arg(int argc, char **argv, bool *json, lm_error_t *err)
+typedef struct {
+    const char *addr;      /* --status-addr or LIVEMIG_STATUS_ADDR; NULL: not given */
+    const char *state_dir; /* --state-dir or LIVEMIG_STATE_DIR; NULL: not given */
+    bool json, force;
+} client_args_t;
+
+/* The options of status, cancel and cutover (each accepts only its own). */
+static bool client_args(int argc, char **argv, bool post, bool cutover, client_args_t *a,
+                        lm_error_t *err)
 {
-    const char *addr =
-        getenv("LIVEMIG_STATUS_ADDR") ? getenv("LIVEMIG_STATUS_ADDR") : DEFAULT_STATUS_ADDR;
+    memset(a, 0, sizeof *a);
+    a->addr = getenv("LIVEMIG_STATUS_ADDR");
+    a->state_dir = getenv("LIVEMIG_STATE_DIR");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--status-addr") == 0 && i + 1 < argc)
-            addr = argv[++i];
+            a->addr = argv[++i];
         else if (strncmp(argv[i], "--status-addr=", 14) == 0)
-            addr = argv[i] + 14;
-        else if (json && strcmp(argv[i], "-o") == 0 && i + 1 < argc &&
+            a->addr = argv[i] + 14;
+        else if (post && strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc)
+            a->state_dir = argv[++i];
+        else if (post && strncmp(argv[i], "--state-dir=", 12) == 0)
+            a->state_dir = argv[i] + 12;
+        else if (cutover && strcmp(argv[i], "--force") == 0)
+            a->force = true;
+        else if (!post && strcmp(argv[i], "-o") == 0 && i + 1 < argc &&
                  strcmp(argv[i + 1], "json") == 0)
-            *json = true, i++;
-        else {
-            lm_error_set(err, LM_ERR_INVALID, "unknown option '%s'", argv[i]);
-            return NULL;
-        }
+            a->json = true, i++;
+        else
+            return lm_error_set(err, LM_ERR_INVALID, "unknown option '%s'", argv[i]);
     }
-    return addr;
+    return true;
 }
 
-static bool call(const char *method, const char *addr, const char *path, lm_http_response_t *resp,
-                 lm_error_t *err)
+/* One request to the status API; headers as lm_http_request takes them. */
+static bool call(const char *method, const char *addr, const char *path, const char *const *headers,
+                 lm_http_response_t *resp, lm_error_t *err)
 {
     char url[512];
     lm_http_opts_t o = {
@@ -241,7 +257,7 @@ static bool call(const char *method, const char *addr, const char *path, lm_http
     snprintf(url, sizeof url, "http://%s%s", addr, path);
     if (!lm_http_global_init(err))
         return false;
-    if (!lm_http_request(&o, method, url, NULL, method[0] == 'P' ? "" : NULL, 0, resp, err)) {
+    if (!lm_http_request(&o, method, url, headers, method[0] == 'P' ? "" : NULL, 0, resp, err)) {
         lm_error_prefix(err, "no agent answered (is a migration running with --status-addr %s?)",
                         addr);
         return false;
@@ -301,16 +317,17 @@ static int cmd_status(int argc, char **argv)
 {
     lm_error_t err;
     lm_http_response_t resp;
-    bool json = false;
-    const char *addr = status_addr_arg(argc, argv, &json, &err);
+    client_args_t a;
     memset(&resp, 0, sizeof resp);
-    if (!addr || !call("GET", addr, "/api/v1/status", &resp, &err)) {
+    bool ok = client_args(argc, argv, false, false, &a, &err);
+    const char *addr = a.addr ? a.addr : DEFAULT_STATUS_ADDR;
+    if (!ok || !call("GET", addr, "/api/v1/status", NULL, &resp, &err)) {
         fprintf(stderr, "livemig-agent status: %s\n", err.message);
         lm_http_response_cleanup(&resp);
         return LM_EXIT_FAILED;
     }
     int code = LM_EXIT_OK;
-    if (json) {
+    if (a.json) {
         printf("%s\n", resp.body ? resp.body : "");
     } else {
         lm_json_val_t *v =
@@ -327,21 +344,68 @@ static int cmd_status(int argc, char **argv)
     return code;
 }
 
-/* cancel and cutover: a POST to the running job's status API. */
+/* The "detail" of the status API's JSON error, or "". */
+static void api_detail(const lm_http_response_t *resp, char *buf, size_t size)
+{
+    lm_error_t err;
+    lm_json_val_t *v =
+        resp->body ? lm_json_parse(resp->body, resp->body_len, 65536, 4, &err) : NULL;
+    const char *d = v ? lm_json_string(lm_json_get(v, "detail")) : NULL;
+    snprintf(buf, size, "%s", d ? d : "");
+    lm_json_free(v);
+}
+
+/* cancel and cutover: a POST to the running job's status API with the job's token, read
+ * from the token file in its state dir. The token goes only to the address that file names
+ * (an API given with --status-addr must be that one): whoever answers on another port,
+ * or pretends to be the agent, never sees it. */
 static int cmd_post(const char *name, const char *path, const char *done, int argc, char **argv)
 {
     lm_error_t err;
     lm_http_response_t resp;
-    const char *addr = status_addr_arg(argc, argv, NULL, &err);
+    client_args_t a;
+    char addr[200], token[LM_STATUS_TOKEN_LEN + 1], full_path[64];
+    lm_strbuf_t bearer;
+    bool cutover = strcmp(name, "cutover") == 0;
     memset(&resp, 0, sizeof resp);
-    bool ok = addr && call("POST", addr, path, &resp, &err);
-    if (ok)
-        printf("%s\n", done);
-    else if (resp.status == 409)
+    if (!client_args(argc, argv, true, cutover, &a, &err)) {
+        fprintf(stderr, "livemig-agent %s: %s\n", name, err.message);
+        return LM_EXIT_USAGE;
+    }
+    const char *dir = a.state_dir ? a.state_dir : DEFAULT_STATE_DIR;
+    if (!lm_status_token_read(dir, addr, sizeof addr, token, &err)) {
         fprintf(stderr,
-                "livemig-agent %s: the job is not streaming changes yet (cutover is "
-                "possible in phase STREAMING)\n",
-                name);
+                "livemig-agent %s: %s\n  the job's token is in its state dir, readable by the "
+                "agent's user only: run this as that user with the job's --state-dir (the "
+                "daemon's jobs: <state_dir>/jobs/<job id>); no file means no job runs there\n",
+                name, err.message);
+        return LM_EXIT_FAILED;
+    }
+    if (a.addr && strcmp(a.addr, addr) != 0) {
+        fprintf(stderr,
+                "livemig-agent %s: the job in %s listens on %s, not %s: leave out "
+                "--status-addr or give that one\n",
+                name, dir, addr, a.addr);
+        lm_wipe(token, sizeof token);
+        return LM_EXIT_USAGE;
+    }
+    lm_strbuf_init(&bearer, 256);
+    lm_strbuf_appendf(&bearer, "Authorization: Bearer %s", token);
+    lm_wipe(token, sizeof token);
+    const char *headers[] = {lm_strbuf_str(&bearer), NULL};
+    snprintf(full_path, sizeof full_path, "%s%s", path, a.force ? "?force=true" : "");
+    bool ok = call("POST", addr, full_path, headers, &resp, &err);
+    lm_wipe(bearer.data, bearer.len);
+    lm_strbuf_cleanup(&bearer);
+    char detail[600];
+    api_detail(&resp, detail, sizeof detail);
+    if (ok && strstr(resp.body ? resp.body : "", "\"forced\":true"))
+        printf("%s (forced before readyForCutover: it waits for the whole backlog)\n", done);
+    else if (ok)
+        printf("%s\n", done);
+    else if (resp.status == 409 || resp.status == 401 || resp.status == 403)
+        fprintf(stderr, "livemig-agent %s: refused (HTTP %ld): %s\n", name, resp.status,
+                detail[0] ? detail : err.message);
     else
         fprintf(stderr, "livemig-agent %s: %s\n", name, err.message);
     lm_http_response_cleanup(&resp);

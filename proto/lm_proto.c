@@ -635,3 +635,39 @@ void lm_proto_status_cleanup(lm_proto_status_t *m)
     free(m->errors);
     memset(m, 0, sizeof *m);
 }
+
+/* ---- values the agent uses as names on its file system ---- */
+
+bool lm_proto_job_id_valid(const char *id)
+{
+    size_t n = 0;
+    for (; id[n]; n++) {
+        char c = id[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        if (!ok || n >= LM_PROTO_ID_LEN)
+            return false;
+    }
+    return n > 0;
+}
+
+bool lm_proto_ca_name_valid(const char *path)
+{
+    const char *p = path[0] == '/' ? path + 1 : path;
+    if (!*p)
+        return false;
+    for (const char *c = path; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return false;
+    while (*p) {
+        size_t len = strcspn(p, "/");
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p += len;
+        if (*p == '/')
+            p++;
+        if (!*p && p[-1] == '/')
+            return false; /* a trailing slash: a directory */
+    }
+    return true;
+}

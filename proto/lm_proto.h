@@ -25,6 +25,16 @@
 #define LM_PROTO_MAX_COMMANDS 64
 #define LM_PROTO_MAX_NAMES 256 /* namespace patterns, collections, checks, errors */
 
+/* ---- values the agent uses as names on its file system ---- */
+
+/* A job id the agent may use as a directory name (state_dir/jobs/<id>): 1-64 of
+ * [A-Za-z0-9_-]. The control plane makes ids this way; the agent refuses any other. */
+bool lm_proto_job_id_valid(const char *id);
+/* A caFile / caCertificatePath the agent can look up in its ca_dir: a file name, or an
+ * absolute path, without "." or ".." components, empty components or control characters.
+ * The agent still checks, after resolving symlinks, that the file lies in its ca_dir. */
+bool lm_proto_ca_name_valid(const char *path);
+
 /* ---- link-token: "lmlt1." + base64url(JSON), shown once by the control plane ---- */
 
 typedef struct {

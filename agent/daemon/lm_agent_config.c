@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "lm_status_http.h"
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
@@ -34,6 +36,11 @@ const lm_config_field_t lm_agent_config_schema[] = {
      cp_fields, "Where jobs come from."},
     {"state_dir", LM_CFG_STRING, offsetof(lm_agent_config_t, state_dir), "/var/lib/livemig", 0, 0,
      0, NULL, NULL, "The agent's identity (mode 0600) and job state."},
+    {"ca_dir", LM_CFG_STRING, offsetof(lm_agent_config_t, ca_dir), "/etc/livemig/ca", 0, 0, 0, NULL,
+     NULL,
+     "Where the CA certificates of the clusters live (writable by root only). A cluster's\n"
+     "caFile from the control plane is a file name in it, or a path that resolves into it;\n"
+     "the agent reads no CA file elsewhere."},
     {"hostname", LM_CFG_STRING, offsetof(lm_agent_config_t, hostname), NULL, 0, 0, 0, NULL, NULL,
      "The name migrations give as their migration host; default: this machine's."},
     {"heartbeat_interval", LM_CFG_DURATION, offsetof(lm_agent_config_t, heartbeat_ms), "10s", 1000,
@@ -43,7 +50,9 @@ const lm_config_field_t lm_agent_config_schema[] = {
     {"limits", LM_CFG_SECTION, offsetof(lm_agent_config_t, limits), NULL, 0, 0, 0, NULL,
      limit_fields, "Resources a job may use."},
     {"status_addr", LM_CFG_STRING, offsetof(lm_agent_config_t, status_addr), "127.0.0.1:27190", 0,
-     0, 0, NULL, NULL, "The local status API (GET /api/v1/status, /metrics); \"0\" turns it off."},
+     0, 0, NULL, NULL,
+     "The local status API (GET /api/v1/status, /metrics; cancel and cutover with the job's\n"
+     "token): a loopback address only (127.0.0.1:PORT or [::1]:PORT); \"0\" turns it off."},
     {"allow_insecure_tls", LM_CFG_BOOL, offsetof(lm_agent_config_t, allow_insecure_tls), "false", 0,
      0, 0, NULL, NULL,
      "Run jobs whose connection strings turn TLS certificate or host name checks off\n"
@@ -69,6 +78,9 @@ bool lm_agent_config_load(const char *path, lm_agent_config_t *cfg, lm_error_t *
                             "%s: control_plane.url: must start with https:// (the control plane "
                             "serves HTTPS only)",
                             path);
+    lm_error_t aerr;
+    if (!lm_status_addr_check(cfg->status_addr, &aerr))
+        return lm_error_set(err, LM_ERR_CONFIG, "%s: status_addr: %s", path, aerr.message);
     return true;
 }
 

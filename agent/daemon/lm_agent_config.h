@@ -20,6 +20,7 @@ typedef struct {
 typedef struct {
     lm_agent_cp_t cp;
     char *state_dir, *hostname, *status_addr;
+    char *ca_dir; /* the only place CA files named by the control plane are read from */
     int64_t heartbeat_ms, poll_ms;
     lm_agent_limits_t limits;
     int log_level, log_format;

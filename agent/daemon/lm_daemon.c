@@ -1,11 +1,14 @@
 /* lm_daemon: see lm_daemon.h. */
 #include "lm_daemon.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <mongoc/mongoc.h>
 
@@ -230,10 +233,76 @@ static bool set_key(lm_job_t *job, const char *key, const char *value, lm_error_
     return !value || !value[0] || lm_config_set(lm_job_schema, job, key, value, err);
 }
 
-static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
-                         const lm_proto_endpoint_t *pe, lm_error_t *err)
+/* text from the control plane made printable for a log line or a message: control
+ * characters become '?' (no forged log lines), cut to size. */
+static void printable(const char *in, char *out, size_t size)
 {
-    char key[32];
+    size_t n = 0;
+    for (; in[n] && n + 1 < size; n++)
+        out[n] = (unsigned char)in[n] < 0x20 || in[n] == 0x7f ? '?' : in[n];
+    out[n] = '\0';
+}
+
+static bool path_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
+/* The CA file the control plane named for one side, confined to ca_dir: a file name in
+ * it or a path into it, no "." or ".." components (checked before the file system is
+ * touched, so a path outside tells nothing about what exists there), then resolved with
+ * realpath so that a symlink cannot lead out, and a regular file. The resolved path goes
+ * to out. Why a directory and not PEM content from the control plane:
+ * docs/security-parts/local-api.md. */
+static bool confine_ca(const char *ca_dir, const char *side, const char *given, char *out,
+                       size_t outsz, lm_error_t *err)
+{
+    char shown[256], joined[PATH_MAX], real_dir[PATH_MAX], real[PATH_MAX];
+    struct stat st;
+    printable(given, shown, sizeof shown);
+    if (!ca_dir || !ca_dir[0])
+        return lm_error_set(err, LM_ERR_CONFIG,
+                            "%s.caFile '%s': ca_dir is not set in the agent's config", side, shown);
+    if (!lm_proto_ca_name_valid(given))
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "%s.caFile '%s': not a file name or a plain path (no '.' or '..' "
+                            "components): name a certificate in the agent's ca_dir (%s)",
+                            side, shown, ca_dir);
+    if (!realpath(ca_dir, real_dir))
+        return lm_error_set(err, LM_ERR_CONFIG, "%s.caFile: ca_dir %s: %s", side, ca_dir,
+                            strerror(errno));
+    if (given[0] == '/' && !path_under(given, ca_dir) && !path_under(given, real_dir))
+        goto outside;
+    if (given[0] == '/')
+        snprintf(joined, sizeof joined, "%s", given);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", real_dir, given);
+    if (!realpath(joined, real))
+        return lm_error_set(err, LM_ERR_NOT_FOUND, "%s.caFile '%s': not found in ca_dir %s: %s",
+                            side, shown, ca_dir, strerror(errno));
+    if (!path_under(real, real_dir))
+        goto outside; /* a symlink in ca_dir that leads out */
+    if (stat(real, &st) != 0 || !S_ISREG(st.st_mode))
+        return lm_error_set(err, LM_ERR_INVALID, "%s.caFile '%s': not a regular file", side, shown);
+    snprintf(out, outsz, "%s", real);
+    return true;
+outside:
+    return lm_error_set(err, LM_ERR_INVALID,
+                        "%s.caFile '%s' is outside the agent's ca_dir (%s): the agent reads CA "
+                        "certificates only from there; install the certificate in that "
+                        "directory and name it in the cluster's caFile",
+                        side, shown, ca_dir);
+}
+
+static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
+                         const lm_proto_endpoint_t *pe, const char *ca_dir, lm_error_t *err)
+{
+    char key[32], ca[PATH_MAX] = "";
+    if (pe->ca_file[0] && !confine_ca(ca_dir, side, pe->ca_file, ca, sizeof ca, err))
+        return false;
     lm_strbuf_t uri;
     lm_strbuf_init(&uri, sizeof pe->uri + 16);
     lm_strbuf_append(&uri, pe->uri);
@@ -257,7 +326,7 @@ static bool set_endpoint(lm_job_t *job, const char *side, lm_endpoint_t *ep,
     snprintf(key, sizeof key, "%s.uri", side);
     ok = ok && set_key(job, key, lm_strbuf_str(&uri), err);
     snprintf(key, sizeof key, "%s.tls_ca_file", side);
-    ok = ok && set_key(job, key, pe->ca_file, err);
+    ok = ok && set_key(job, key, ca, err);
     snprintf(key, sizeof key, "%s.user", side);
     ok = ok && set_key(job, key, pe->username, err);
     lm_strbuf_cleanup(&uri);
@@ -275,9 +344,11 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
 {
     char dir[1200];
     memset(job, 0, sizeof *job);
+    if (!lm_proto_job_id_valid(pj->job_id)) /* take_job refused it already; never a path */
+        return lm_error_set(err, LM_ERR_INVALID, "invalid job id");
     if (!lm_config_load_defaults(lm_job_schema, job, err) ||
-        !set_endpoint(job, "source", &job->source, &pj->source, err) ||
-        !set_endpoint(job, "target", &job->target, &pj->target, err))
+        !set_endpoint(job, "source", &job->source, &pj->source, d->cfg.ca_dir, err) ||
+        !set_endpoint(job, "target", &job->target, &pj->target, d->cfg.ca_dir, err))
         return false;
     for (size_t i = 0; i < pj->n_include; i++)
         if (!lm_ns_pattern_valid(pj->include[i], err) ||
@@ -350,6 +421,8 @@ static void free_job(djob_t *j)
 /* A new assignment: start it, or refuse it (reported FAILED with the reason). */
 static void take_job(daemon_t *d, const lm_proto_job_t *pj)
 {
+    char shown[LM_PROTO_ID_LEN + 1];
+    printable(pj->job_id, shown, sizeof shown);
     pthread_mutex_lock(&d->mu);
     if (find_job(d, pj->job_id)) { /* handed out again while it runs: nothing to do */
         pthread_mutex_unlock(&d->mu);
@@ -358,7 +431,7 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
     djob_t *j = calloc(1, sizeof *j);
     if (!j) {
         pthread_mutex_unlock(&d->mu);
-        lm_log_error(NULL, "out of memory for job %s", pj->job_id);
+        lm_log_error(NULL, "out of memory for job %s", shown);
         return;
     }
     j->d = d;
@@ -370,7 +443,12 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
         if (o->kind == LM_PROTO_JOB_MIGRATION && !o->refusal[0] && !atomic_load(&o->finished))
             busy = o;
     lm_error_t err;
-    if (busy)
+    if (!lm_proto_job_id_valid(pj->job_id))
+        snprintf(j->refusal, sizeof j->refusal,
+                 "job id '%s' is not valid: ids are 1-64 letters, digits, '_' or '-' (the agent "
+                 "names a directory after it); the control plane sent something else",
+                 shown);
+    else if (busy)
         snprintf(j->refusal, sizeof j->refusal,
                  "agent %s on %s is running live migration %s and runs one migration at a time: "
                  "cut that one over or cancel it first, or choose another migration host",
@@ -383,7 +461,7 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
         lm_job_wipe_passwords(&j->job);
         snprintf(j->final, sizeof j->final, "%s", lm_agent_state_name(LM_AGENT_FAILED));
         atomic_store(&j->finished, true);
-        lm_log_error(NULL, "%s %s refused: %s", lm_proto_job_kind_name(pj->kind), pj->job_id,
+        lm_log_error(NULL, "%s %s refused: %s", lm_proto_job_kind_name(pj->kind), shown,
                      j->refusal);
     } else {
         j->started = true;

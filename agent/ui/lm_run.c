@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lm_encode.h"
 #include "lm_engine.h"
 #include "lm_log.h"
+#include "lm_redact.h"
 #include "lm_progress.h"
 #include "lm_status_http.h"
 #include "lm_time.h"
@@ -73,30 +75,56 @@ out:
     fflush(stdout);
 }
 
+/* Starts the status API with a fresh random token and writes the token file the CLI's
+ * cancel and cutover read (lm_status_http.h). NULL with err set when it cannot. */
+static lm_status_http_t *start_api(const lm_job_t *job, lm_status_t *st, lm_error_t *err)
+{
+    char token[LM_STATUS_TOKEN_LEN + 1], host[128], listen[200];
+    int port;
+    lm_status_http_t *http = NULL;
+    if (!lm_random_hex(token, LM_STATUS_TOKEN_LEN / 2)) {
+        lm_error_set(err, LM_ERR_INTERNAL, "status API: no random bytes for its token");
+        return NULL;
+    }
+    lm_redact_register(token); /* never in a log line, whatever prints it */
+    if (!(http = lm_status_http_start(job->status_addr, st, token, err)))
+        goto out;
+    lm_status_addr_parse(job->status_addr, host, sizeof host, &port, NULL);
+    snprintf(listen, sizeof listen, "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+             strchr(host, ':') ? "]" : "", lm_status_http_port(http));
+    if (!lm_status_token_write(job->state_dir, listen, token, err)) {
+        lm_status_http_stop(http);
+        http = NULL;
+        goto out;
+    }
+    lm_log_info(NULL,
+                "status API on http://%s/api/v1/status (cancel and cutover need the token in "
+                "%s/" LM_STATUS_TOKEN_FILE ")",
+                listen, job->state_dir);
+out:
+    lm_wipe(token, sizeof token);
+    return http;
+}
+
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
 {
     lm_error_t err;
     lm_status_http_t *http = NULL;
     lm_error_init(&err);
     if (strcmp(job->status_addr, "0") != 0) {
-        http = lm_status_http_start(job->status_addr, st, &err);
+        http = start_api(job, st, &err);
         if (!http) {
             fprintf(stderr, "livemig-agent: %s\n", err.message);
             lm_status_error(st, "%s", err.message);
             lm_status_set_state(st, LM_STATE_FAILED);
             return LM_EXIT_USAGE;
         }
-        char host[128];
-        int port;
-        lm_status_addr_parse(job->status_addr, host, sizeof host, &port, NULL);
-        lm_log_info(NULL, "status API on http://%s%s%s:%d/api/v1/status",
-                    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-                    lm_status_http_port(http));
     }
     lm_engine_opts_t o = {.job = job, .status = st, .stop = stop};
     lm_engine_t *e = lm_engine_new(&o);
     if (!e) {
         lm_status_http_stop(http);
+        lm_status_token_remove(job->state_dir);
         fprintf(stderr, "livemig-agent: out of memory\n");
         return LM_EXIT_FAILED;
     }
@@ -104,6 +132,8 @@ int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
     lm_engine_outcome_t outcome = lm_engine_run(e);
     lm_progress_stop(progress);
     lm_status_http_stop(http);
+    if (http) /* the API is gone: nothing may use its token any more */
+        lm_status_token_remove(job->state_dir);
     lm_engine_summary_t sum;
     lm_engine_summary(e, &sum);
     lm_state_t state = outcome == LM_ENGINE_ALREADY_COMPLETE ? LM_STATE_COMPLETE

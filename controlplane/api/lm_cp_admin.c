@@ -227,6 +227,10 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
     if (ok && !lm_cp_valid_id(name))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'name': use 1-64 letters, digits, '_', '-' or '.'");
+    if (ok && ca && ca[0] && !lm_proto_ca_name_valid(ca))
+        ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                     "field 'caFile': a file name in the agent's ca_dir or a plain path into it "
+                     "(no '.' or '..' components)");
     if (ok && strncmp(uri, "mongodb://", 10) != 0 && strncmp(uri, "mongodb+srv://", 14) != 0)
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'connectionString': expected a mongodb:// or mongodb+srv:// URI");
@@ -436,6 +440,10 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
         !text_in("destination", dst, "hostnameSchemaType", false, 32, &schema, r) ||
         !bool_field(v, "dropDestinationData", &drop, r))
         return false;
+    if (ca && ca[0] && !lm_proto_ca_name_valid(ca))
+        return cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                       "source.caCertificatePath: a file name in the agent's ca_dir or a plain "
+                       "path into it (no '.' or '..' components)");
     if (!lm_cp_valid_id(s_group) || !lm_cp_valid_id(s_cluster) || !lm_cp_valid_id(d_cluster) ||
         (d_group && !lm_cp_valid_id(d_group)))
         return cp_fail(r, 400, "INVALID_ATTRIBUTE",

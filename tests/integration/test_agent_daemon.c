@@ -8,13 +8,17 @@
  * with SIGHUP (linked again). */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lm_json.h"
 #include "lm_test_cp.h"
+#include "lm_test_https.h"
 #include "lm_test_proc.h"
 #include "lm_test_util.h"
 #include "lm_testbed.h"
@@ -383,4 +387,113 @@ Test(agent_daemon, window_expiry_refusal_reload_and_revocation)
     kill(agent_pid, SIGTERM);
     cr_assert_eq(lm_test_wait(agent_pid, 30000), 0, "%s", lm_test_slurp(agent_log));
     agent_pid = 0;
+}
+
+/* ---- values from the control plane used as names on the agent's file system ---- */
+
+/* A scripted control plane (lm_test_https): no livemig-controlplane makes such jobs, since
+ * it makes its ids itself and checks caFile; this one plays a compromised or buggy one.
+ * The first poll hands out `assignments`, later polls nothing. */
+static const char *crafted_assignments;
+static atomic_bool crafted_sent;
+
+static void crafted_cp(void *ud, const char *method, const char *url, unsigned hit,
+                       lm_test_https_reply_t *reply)
+{
+    (void)ud, (void)method, (void)hit;
+    const char *body = "{}";
+    if (strncmp(url, "/api/agent/v1/assignments", 25) == 0) {
+        body = atomic_exchange(&crafted_sent, true) ? "{\"v\":1,\"jobs\":[],\"commands\":[]}"
+                                                    : crafted_assignments;
+        reply->delay_ms = 300;
+    }
+    reply->body = strdup(body);
+    reply->body_len = strlen(body);
+}
+
+/* A job id with "../" and CA paths outside ca_dir (absolute, with "..", through a symlink
+ * in ca_dir) are refused with the reason, nothing is created outside the state dir and the
+ * file outside ca_dir is never opened (inotify); a CA in ca_dir is accepted. */
+Test(agent_daemon, crafted_assignment_paths_refused)
+{
+    char certs[512], ca_dir[700], canary[700], link[800], good[800], identity[3000],
+        ident_path[800];
+    char jobs[8000], pwned[700];
+    lm_test_certs("fake-cp", certs, sizeof certs);
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", dir);
+    snprintf(canary, sizeof canary, "%s/canary.pem", dir); /* a real PEM, outside ca_dir */
+    cr_assert_eq(lm_test_sh("mkdir -p '%s' && cp '%s/ca.pem' '%s' && cp '%s/ca.pem' '%s/good.pem' "
+                            "&& ln -s ../canary.pem '%s/link.pem'",
+                            ca_dir, certs, canary, certs, ca_dir, ca_dir),
+                 0);
+    snprintf(link, sizeof link, "%s/link.pem", ca_dir);
+    snprintf(good, sizeof good, "%s/good.pem", ca_dir);
+    int ino = inotify_init1(IN_NONBLOCK);
+    cr_assert_geq(ino, 0);
+    cr_assert_geq(inotify_add_watch(ino, canary, IN_OPEN | IN_ACCESS), 0);
+
+    char cert[700], key[700];
+    snprintf(cert, sizeof cert, "%s/server.pem", certs);
+    snprintf(key, sizeof key, "%s/server.key", certs);
+    int p1 = lm_test_free_port(), p2 = lm_test_free_port();
+    snprintf(jobs, sizeof jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":["
+             "{\"jobId\":\"../../pwned\",\"kind\":\"migration\",\"source\":{\"uri\":\"mongodb://"
+             "127.0.0.1:%d/\"},\"target\":{\"uri\":\"mongodb://127.0.0.1:%d/\"}},"
+             "{\"jobId\":\"ca-abs\",\"kind\":\"validation\",\"source\":{\"uri\":\"mongodb://"
+             "127.0.0.1:%d/\",\"tls\":true,\"caFile\":\"%s\"},\"target\":{\"uri\":\"mongodb://"
+             "127.0.0.1:%d/\"}},"
+             "{\"jobId\":\"ca-dots\",\"kind\":\"validation\",\"source\":{\"uri\":\"mongodb://"
+             "127.0.0.1:%d/\",\"tls\":true,\"caFile\":\"%s/../canary.pem\"},\"target\":{\"uri\":"
+             "\"mongodb://127.0.0.1:%d/\"}},"
+             "{\"jobId\":\"ca-link\",\"kind\":\"validation\",\"source\":{\"uri\":\"mongodb://"
+             "127.0.0.1:%d/\",\"tls\":true,\"caFile\":\"link.pem\"},\"target\":{\"uri\":\"mongodb:"
+             "//127.0.0.1:%d/\"}},"
+             "{\"jobId\":\"ca-good\",\"kind\":\"validation\",\"source\":{\"uri\":\"mongodb://"
+             "127.0.0.1:%d/\",\"tls\":true,\"caFile\":\"good.pem\"},\"target\":{\"uri\":\"mongodb:"
+             "//127.0.0.1:%d/\"}}]}",
+             p1, p2, p1, canary, p2, p1, ca_dir, p2, p1, p2, p1, p2);
+    crafted_assignments = jobs;
+    atomic_store(&crafted_sent, false);
+    lm_test_https_t *fake = lm_test_https_start(cert, key, crafted_cp, NULL);
+
+    /* linked already: an identity naming the scripted control plane */
+    cr_assert_eq(lm_test_sh("mkdir -p '%s' && chmod 700 '%s'", state_dir, state_dir), 0);
+    snprintf(identity, sizeof identity,
+             "{\"url\":\"https://127.0.0.1:%d\",\"orgId\":\"org1\",\"tokenId\":\"tok1\","
+             "\"secret\":\"s3cret-s3cret-s3cret\",\"caPin\":\"00\",\"agentId\":\"agent1\","
+             "\"hostname\":\"mig-host-1\",\"heartbeatSeconds\":1,\"pollSeconds\":1}\n",
+             lm_test_https_port(fake));
+    lm_test_write(state_dir, "identity.json", identity, ident_path, sizeof ident_path);
+    chmod(ident_path, 0600);
+    snprintf(agent_yaml, sizeof agent_yaml,
+             "control_plane:\n  ca_file: %s/ca.pem\nstate_dir: %s\nca_dir: %s\n"
+             "heartbeat_interval: 1s\npoll_timeout: 1s\nstatus_addr: 127.0.0.1:%d\n",
+             certs, state_dir, ca_dir, lm_test_free_port());
+    lm_test_write(dir, "agent.yaml", agent_yaml, agent_conf, sizeof agent_conf);
+    start_agent();
+
+    wait_log("migration ../../pwned refused: job id '../../pwned' is not valid", 1, 30000);
+    wait_log("validation ca-abs refused: the job cannot run: source.caFile", 1, 10000);
+    wait_log("is outside the agent's ca_dir", 2, 10000); /* ca-abs and ca-link */
+    wait_log("validation ca-link refused", 1, 10000);
+    wait_log("validation ca-dots refused: the job cannot run: source.caFile", 1, 10000);
+    wait_log("not a file name or a plain path", 1, 10000);
+    wait_log("validation ca-good: running the checks", 1, 10000);
+    wait_log("validation ca-good: ", 2, 60000); /* it ended (no server there) */
+    lm_time_sleep_ms(2000, NULL);               /* reports of the refusals went out */
+
+    char ev[4096];
+    ssize_t n = read(ino, ev, sizeof ev);
+    cr_assert_leq(n, 0, "the file outside ca_dir was opened or read:\n%s",
+                  lm_test_slurp(agent_log));
+    close(ino);
+    struct stat st;
+    snprintf(pwned, sizeof pwned, "%s/pwned", dir);
+    cr_assert_neq(stat(pwned, &st), 0, "a directory was made outside the state dir");
+    char *log = lm_test_slurp(agent_log);
+    cr_assert_null(strstr(log, "s3cret-s3cret"), "%s", log);
+    free(log);
+    stop_pid(&agent_pid);
+    lm_test_https_stop(fake);
 }

@@ -266,7 +266,9 @@ Test(migrate, status_api_metrics_and_cancel)
     cr_assert(strstr(shown, "bulk.c000"), "%s", shown);
     free(shown);
 
-    char *cargv[] = {(char *)LM_AGENT_BIN, "cancel", "--status-addr", addr, NULL};
+    /* cancel needs the job's token: the CLI reads it from the state dir */
+    char *cargv[] = {(char *)LM_AGENT_BIN, "cancel", "--state-dir", state_dir,
+                     "--status-addr",      addr,     NULL};
     cr_assert_eq(lm_test_run(cargv, status_log, 10000), 0);
     int rc = lm_test_wait(pid, 60000);
     char *log = lm_test_slurp(log_path);

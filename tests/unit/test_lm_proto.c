@@ -270,3 +270,37 @@ Test(proto, caps_hold)
     cr_assert_not(lm_proto_register_req_decode(huge, n, &m, &err));
     free(huge);
 }
+
+/* Values the agent turns into names on its file system (docs/security-parts/local-api.md). */
+Test(proto, job_ids_usable_as_directory_names)
+{
+    const char *good[] = {"a", "lm_6a1f", "A-Z_09",
+                          "0123456789012345678901234567890123456789012345678901234567890123"};
+    const char *bad[] = {"",
+                         "..",
+                         "../x",
+                         "a/b",
+                         "a b",
+                         "x\n",
+                         ".",
+                         "a.b",
+                         "~root",
+                         "%2e%2e",
+                         "01234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        cr_assert(lm_proto_job_id_valid(good[i]), "%s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_not(lm_proto_job_id_valid(bad[i]), "%s", bad[i]);
+}
+
+Test(proto, ca_names_without_dot_components)
+{
+    const char *good[] = {"src-ca.pem", "/etc/livemig/ca/src.pem", "sub/dir/ca.pem", "a..b.pem"};
+    const char *bad[] = {"",         "/",    "../shadow", "/etc/livemig/ca/../../shadow",
+                         "a/./b",    "a//b", "dir/",      "./ca.pem",
+                         "ca\n.pem", ".."};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        cr_assert(lm_proto_ca_name_valid(good[i]), "%s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_not(lm_proto_ca_name_valid(bad[i]), "%s", bad[i]);
+}

@@ -67,45 +67,78 @@ static long https(const char *method, const char *path, const char *auth, const 
     return status;
 }
 
-/* ---- the scripted agent ---- */
+/* ---- the scripted agent ----
+ * It enrolls with the link-token and then calls as itself ("Bearer agentId:agentSecret").
+ * It reads the register answer leniently: against a control plane from before agents had
+ * credentials of their own (no agentSecret) it calls with the link-token and the
+ * X-Livemig-Agent header as agents did then, so that the attack tests below can be run
+ * against an older control plane (LM_CP_BIN=...) and fail at the attack, not at linking. */
 
 typedef struct {
-    char bearer[200];
+    char enroll[200]; /* "Bearer tokenId:secret": the link-token */
+    char bearer[200]; /* what it calls with: its own credential */
     char id[80];
+    char host[80];
     int64_t ack; /* the highest command seq polled: acknowledged by the next poll */
 } agent_t;
 
-static void agent_link(agent_t *a, const char *token, const char *host)
+static char link_token[4096]; /* the organization's, made by prepare() */
+
+/* "Bearer tokenId:secret" of a link-token. */
+static void token_bearer(const char *token, char *buf, size_t size)
 {
     lm_proto_link_token_t t;
     lm_error_t err;
-    memset(a, 0, sizeof *a);
     cr_assert(lm_proto_link_token_decode(token, strlen(token), &t, &err), "%s", err.message);
     cr_assert_eq(strlen(t.ca_pin), 64);
-    snprintf(a->bearer, sizeof a->bearer, "Bearer %s:%s", t.token_id, t.secret);
-    lm_proto_register_req_t rq = {.os = "Linux"};
-    snprintf(rq.hostname, sizeof rq.hostname, "%s", host);
-    snprintf(rq.agent_version, sizeof rq.agent_version, "0.1.0");
-    lm_strbuf_t b;
-    lm_strbuf_init(&b, 1u << 16);
-    cr_assert(lm_proto_register_req_encode(&rq, &b, &err));
-    char *resp;
-    long st = https("POST", "/api/agent/v1/register", a->bearer, NULL, lm_strbuf_str(&b), &resp);
-    cr_assert_eq(st, 200, "%s", resp);
-    lm_proto_register_resp_t rs;
-    cr_assert(lm_proto_register_resp_decode(resp, strlen(resp), &rs, &err), "%s", err.message);
-    snprintf(a->id, sizeof a->id, "%s", rs.agent_id);
-    cr_assert_eq(rs.heartbeat_seconds, 1);
-    lm_strbuf_cleanup(&b);
-    free(resp);
+    snprintf(buf, size, "Bearer %s:%s", t.token_id, t.secret);
     lm_proto_link_token_clear(&t);
+}
+
+/* POST /register with the link-token as host; the status, the answer into *resp. */
+static long register_as(const char *token, const char *host, char **resp)
+{
+    char bearer[200], body[300];
+    token_bearer(token, bearer, sizeof bearer);
+    snprintf(body, sizeof body,
+             "{\"v\":1,\"hostname\":\"%s\",\"agentVersion\":\"0.1.0\",\"os\":\"Linux\"}", host);
+    return https("POST", "/api/agent/v1/register", bearer, NULL, body, resp);
+}
+
+static void agent_link(agent_t *a, const char *token, const char *host)
+{
+    lm_error_t err;
+    memset(a, 0, sizeof *a);
+    token_bearer(token, a->enroll, sizeof a->enroll);
+    snprintf(a->host, sizeof a->host, "%s", host);
+    char *resp;
+    long st = register_as(token, host, &resp);
+    cr_assert_eq(st, 200, "%s", resp);
+    lm_json_val_t *v = lm_json_parse(resp, strlen(resp), 0, 0, &err);
+    cr_assert_not_null(v, "%s", err.message);
+    const char *id = lm_json_string(lm_json_get(v, "agentId"));
+    const char *secret = lm_json_string(lm_json_get(v, "agentSecret"));
+    cr_assert_not_null(id, "%s", resp);
+    snprintf(a->id, sizeof a->id, "%s", id);
+    if (secret) {
+        cr_assert_eq(strlen(secret), 64, "a 256-bit secret in hex: %s", resp);
+        snprintf(a->bearer, sizeof a->bearer, "Bearer %s:%s", id, secret);
+        lm_proto_register_resp_t rs;
+        cr_assert(lm_proto_register_resp_decode(resp, strlen(resp), &rs, &err), "%s", err.message);
+        cr_assert_eq(rs.heartbeat_seconds, 1);
+        lm_proto_register_resp_clear(&rs);
+    } else {
+        snprintf(a->bearer, sizeof a->bearer, "%s", a->enroll); /* an older control plane */
+    }
+    lm_json_free(v);
+    free(resp);
 }
 
 static long agent_heartbeat(agent_t *a, char **resp)
 {
     lm_proto_heartbeat_t hb = {.uptime_seconds = 5, .state_dir_free_bytes = 1 << 30};
     snprintf(hb.agent_id, sizeof hb.agent_id, "%s", a->id);
-    snprintf(hb.hostname, sizeof hb.hostname, "mig-host-1");
+    snprintf(hb.hostname, sizeof hb.hostname, "%s", a->host);
     snprintf(hb.agent_version, sizeof hb.agent_version, "0.1.0");
     lm_strbuf_t b;
     lm_error_t err;
@@ -116,13 +149,21 @@ static long agent_heartbeat(agent_t *a, char **resp)
     return st;
 }
 
+/* GET /assignments as a (wait seconds, acknowledging a->ack): the status, the answer into
+ * *resp. */
+static long agent_poll_raw(agent_t *a, int wait, char **resp)
+{
+    char path[100];
+    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d&ack=%lld", wait,
+             (long long)a->ack);
+    return https("GET", path, a->bearer, a->id, NULL, resp);
+}
+
 /* Polls once (wait seconds); decodes into m (heap; caller cleans up and frees). */
 static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
 {
-    char path[100], *resp;
-    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d&ack=%lld", wait,
-             (long long)a->ack);
-    long st = https("GET", path, a->bearer, a->id, NULL, &resp);
+    char *resp;
+    long st = agent_poll_raw(a, wait, &resp);
     cr_assert_eq(st, 200, "%s", resp);
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
     lm_error_t err;
@@ -135,32 +176,47 @@ static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
     return m;
 }
 
-/* The scripted agent sends a status report; the control plane must take it. */
-static void post_report(agent_t *a, const lm_proto_status_t *s)
+/* The scripted agent sends a status report with credential `bearer`: the status, the
+ * answer into *resp. */
+static long post_report_as(agent_t *a, const char *bearer, const lm_proto_status_t *s, char **resp)
 {
     lm_strbuf_t b;
     lm_error_t err;
     lm_strbuf_init(&b, 1u << 16);
     cr_assert(lm_proto_status_encode(s, &b, &err), "%s", err.message);
-    char *resp;
-    long st = https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp);
-    cr_assert_eq(st, 200, "%s", resp);
+    long st = https("POST", "/api/agent/v1/status", bearer, a->id, lm_strbuf_str(&b), resp);
     lm_strbuf_cleanup(&b);
+    return st;
+}
+
+/* The scripted agent sends a status report; the control plane must take it. */
+static void post_report(agent_t *a, const lm_proto_status_t *s)
+{
+    char *resp;
+    long st = post_report_as(a, a->bearer, s, &resp);
+    cr_assert_eq(st, 200, "%s", resp);
     free(resp);
+}
+
+/* A migration's status report from a (agentId a->id) for job. */
+static void migration_report(lm_proto_status_t *s, const agent_t *a, const char *job,
+                             const char *state, bool ready, double lag)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->agent_id, sizeof s->agent_id, "%s", a->id);
+    snprintf(s->job_id, sizeof s->job_id, "%s", job);
+    s->kind = LM_PROTO_JOB_MIGRATION;
+    snprintf(s->phase, sizeof s->phase, "%s", strcmp(state, "RUNNING") ? "COMPLETE" : "STREAMING");
+    snprintf(s->state, sizeof s->state, "%s", state);
+    s->has_lag = true;
+    s->lag_seconds = lag;
+    s->ready_for_cutover = ready;
 }
 
 static void agent_report(agent_t *a, const char *job, const char *state, bool ready, double lag)
 {
     lm_proto_status_t s;
-    memset(&s, 0, sizeof s);
-    snprintf(s.agent_id, sizeof s.agent_id, "%s", a->id);
-    snprintf(s.job_id, sizeof s.job_id, "%s", job);
-    s.kind = LM_PROTO_JOB_MIGRATION;
-    snprintf(s.phase, sizeof s.phase, "%s", strcmp(state, "RUNNING") ? "COMPLETE" : "STREAMING");
-    snprintf(s.state, sizeof s.state, "%s", state);
-    s.has_lag = true;
-    s.lag_seconds = lag;
-    s.ready_for_cutover = ready;
+    migration_report(&s, a, job, state, ready, lag);
     post_report(a, &s);
 }
 
@@ -190,11 +246,10 @@ static void prepare(char *proj, size_t psz, agent_t *a, char *mig, size_t msz)
                  0, "%s", out);
     free(out);
     cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 127.0.0.1"), 0, "%s", out);
-    char token[4096];
-    snprintf(token, sizeof token, "%s", out);
-    token[strcspn(token, "\n")] = '\0';
+    snprintf(link_token, sizeof link_token, "%s", out);
+    link_token[strcspn(link_token, "\n")] = '\0';
     free(out);
-    agent_link(a, token, "mig-host-1");
+    agent_link(a, link_token, "mig-host-1");
     if (mig) {
         cr_assert_eq(CLI(&out,
                          "lm create --projectId %s --clusterName dst --migrationHost "
@@ -675,6 +730,7 @@ static void token_file_for(const char *pubkey, const char *file, const char *org
 Test(controlplane, livemig_agent_links_with_the_token)
 {
     char proj[80], *out, token[800], state[700], ca[700];
+    lm_error_t err0;
     lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
     lm_test_cp_start(&cp);
     cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
@@ -741,6 +797,15 @@ Test(controlplane, livemig_agent_links_with_the_token)
     struct stat st;
     cr_assert_eq(stat(idpath, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600);
+    /* it keeps the agent's own credential, not the link-token's secret */
+    char *idtext = lm_test_slurp(idpath), *toktext = lm_test_slurp(token);
+    lm_proto_link_token_t lt;
+    toktext[strcspn(toktext, "\n")] = '\0';
+    cr_assert(lm_proto_link_token_decode(toktext, strlen(toktext), &lt, &err0), "%s", err0.message);
+    cr_assert(strstr(idtext, "\"agentSecret\"") && !strstr(idtext, lt.secret), "%s", idtext);
+    lm_proto_link_token_clear(&lt);
+    free(idtext);
+    free(toktext);
     cr_assert_eq(
         CLI(&out, "clusters add src --projectId %s --connectionString mongodb://h:1/", proj), 0,
         "%s", out);

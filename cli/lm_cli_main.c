@@ -7,6 +7,7 @@
  * project_id). The private key is read from a file (mode 0600), never from a flag. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,7 +472,12 @@ static int cmd_link_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
             lm_strbuf_append(&b, n++ ? "," : "");
             lm_json_escape(&b, a->flag_val[i]);
         }
-    lm_strbuf_append(&b, "]}");
+    lm_strbuf_append(&b, "]");
+    if (flag(a, "expiresAfter")) {
+        lm_strbuf_append(&b, ",\"expiresAfter\":");
+        lm_json_escape(&b, flag(a, "expiresAfter"));
+    }
+    lm_strbuf_append(&b, "}");
     snprintf(path, sizeof path, "/orgs/%s/liveMigrations/linkTokens", org);
     lm_json_val_t *v = call(c, "POST", path, lm_strbuf_str(&b), &st);
     lm_strbuf_cleanup(&b);
@@ -483,8 +489,50 @@ static int cmd_link_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
     else
         printf("%s\n", tok ? tok : "");
     fflush(stdout);
-    fprintf(stderr, "livemig: this link-token is shown once: give it to the agent "
-                    "(`livemig-agent link --token-file F`) and keep it secret\n");
+    const char *expires = lm_json_string(lm_json_get(v, "expires"));
+    fprintf(stderr,
+            "livemig: this link-token is shown once: give it to the agent "
+            "(`livemig-agent link --token-file F`) and keep it secret; it links agents %s%s\n",
+            expires ? "until " : "until it is deleted", expires ? expires : "");
+    lm_json_free(v);
+    return 0;
+}
+
+/* Whether s can be a host name in a path: 1-64 of [A-Za-z0-9_.-]. */
+static bool host_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+            return false;
+    return true;
+}
+
+static int cmd_agents_relink(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    if (!host_name_ok(a->operand)) {
+        fprintf(stderr, "livemig: HOST: a host name of 1-64 letters, digits, '_', '-' or '.'\n");
+        return 2;
+    }
+    char path[1024];
+    long st = 0;
+    snprintf(path, sizeof path, "/orgs/%s/liveMigrations/agents/%s/relink", org, a->operand);
+    lm_json_val_t *v = call(c, "POST", path, "{}", &st);
+    if (!v)
+        return 1;
+    const char *expires = lm_json_string(lm_json_get(v, "expires"));
+    if (want_json(a))
+        print_json(v);
+    else
+        printf("host %s may link again once, until %s: link its agent now (`livemig-agent "
+               "link`, or restart its daemon with the link-token configured); the agent linked "
+               "there so far stops working when it does\n",
+               a->operand, expires ? expires : "soon");
     lm_json_free(v);
     return 0;
 }
@@ -778,6 +826,10 @@ static const lm_cli_flag_t cli_flags[] = {
      "An address agents may link and call from; repeat for more "
      "(none: any address).",
      false},
+    {"expiresAfter", 0, "DURATION",
+     "The link-token links no agent after this long (\"24h\", \"30m\"); the agents it linked keep "
+     "working (default: until it is deleted).",
+     false},
     {"role", 0, "ORG_OWNER|ORG_MEMBER",
      "The key's role: ORG_OWNER may change everything, "
      "ORG_MEMBER only read.",
@@ -839,7 +891,7 @@ static const lm_cli_flag_use_t org_flags[] = {{"orgId", REQ}, {NULL, 0}};
 static const lm_cli_flag_use_t project_flags[] = {{"projectId", REQ}, {NULL, 0}};
 static const lm_cli_flag_use_t confirm_flags[] = {{"projectId", REQ}, {"force", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t link_create_flags[] = {
-    {"orgId", REQ}, {"accessListIp", LM_CLI_REPEATED}, {NULL, 0}};
+    {"orgId", REQ}, {"accessListIp", LM_CLI_REPEATED}, {"expiresAfter", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t link_delete_flags[] = {{"orgId", REQ}, {"force", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"clusterName", REQ},
@@ -892,6 +944,16 @@ static const lm_cli_cmd_t cli_cmds[] = {
      "Delete the link-token: every agent linked with it is unlinked.",
      "Asks for confirmation on the terminal unless --force is given.",
      cmd_link_delete},
+    {{LM, "agents"}, NULL, NULL, NULL, "The organization's linked agents.", NULL, NULL},
+    {{LM, "agents", "relink"},
+     NULL,
+     "HOST",
+     org_flags,
+     "Let HOST link its agent again, once (a reinstalled host, a lost state_dir).",
+     "A host name has one agent: linking it again with the link-token is refused as a takeover\n"
+     "attempt. This lets the next link of HOST through within the control plane's\n"
+     "relink_window (15 minutes by default); the agent linked there until then stops working.",
+     cmd_agents_relink},
     {{LM, "availableProjects"},
      NULL,
      NULL,

@@ -61,6 +61,10 @@ const lm_config_field_t lm_cp_config_schema[] = {
      "it EXPIRES."},
     {"extend_by", LM_CFG_DURATION, offsetof(lm_cp_config_t, extend_ms), "24h", 1000,
      INT64_C(31536000000), 0, NULL, NULL, "What one `extend` adds to the cutover window."},
+    {"relink_window", LM_CFG_DURATION, offsetof(lm_cp_config_t, relink_ms), "15m", 1000, 86400000,
+     0, NULL, NULL,
+     "How long `livemig lm agents relink HOST` lets HOST link again (once) before the\n"
+     "permission lapses."},
     {"max_request_body", LM_CFG_SIZE, offsetof(lm_cp_config_t, max_body), "256KiB", 1024, 16 << 20,
      0, NULL, NULL, "Larger request bodies are refused (413)."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_level), "info", 0, 0, 0, log_levels,

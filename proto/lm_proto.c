@@ -313,6 +313,7 @@ bool lm_proto_register_resp_encode(const lm_proto_register_resp_t *m, lm_strbuf_
     w_str(w, "orgId", m->org_id);
     w_int(w, "heartbeatSeconds", m->heartbeat_seconds);
     w_int(w, "pollSeconds", m->poll_seconds);
+    w_str(w, "agentSecret", m->agent_secret);
     return finish(w, out, err);
 }
 
@@ -324,9 +325,18 @@ bool lm_proto_register_resp_decode(const char *buf, size_t len, lm_proto_registe
     bool ok = v && get_text(v, "agentId", true, m->agent_id, sizeof m->agent_id, err) &&
               get_text(v, "orgId", true, m->org_id, sizeof m->org_id, err) &&
               lm_json_get_int(v, "heartbeatSeconds", true, 1, 3600, &m->heartbeat_seconds, err) &&
-              lm_json_get_int(v, "pollSeconds", true, 1, 120, &m->poll_seconds, err);
+              lm_json_get_int(v, "pollSeconds", true, 1, 120, &m->poll_seconds, err) &&
+              get_text(v, "agentSecret", true, m->agent_secret, sizeof m->agent_secret, err);
+    if (!ok && strstr(err->message, "'agentSecret'"))
+        lm_error_prefix(err, "the control plane gave this agent no credential of its own (it is "
+                             "older than this agent: upgrade it)");
     lm_json_free(v);
     return ok;
+}
+
+void lm_proto_register_resp_clear(lm_proto_register_resp_t *m)
+{
+    lm_wipe(m, sizeof *m);
 }
 
 /* ---- heartbeat ---- */

@@ -41,7 +41,7 @@ typedef struct {
     char url[LM_PROTO_TEXT_LEN]; /* the control plane, https://host:port */
     char org_id[LM_PROTO_ID_LEN + 1];
     char token_id[LM_PROTO_ID_LEN + 1]; /* names the link-token (revocation) */
-    char secret[LM_PROTO_ID_LEN + 1];   /* the agent credential: a secret */
+    char secret[LM_PROTO_ID_LEN + 1];   /* enrolls agents (register only): a secret */
     char ca_pin[LM_PROTO_ID_LEN + 1];   /* SHA-256 of the control plane CA (DER), hex */
 } lm_proto_link_token_t;
 
@@ -50,7 +50,10 @@ bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_toke
                                 lm_error_t *err);
 void lm_proto_link_token_clear(lm_proto_link_token_t *t);
 
-/* ---- register: the agent introduces itself with the link-token's credential ---- */
+/* ---- register: the agent enrolls with the link-token and gets a credential of its own ----
+ * The link-token authenticates register only. The answer carries the agent's own secret
+ * (agentSecret, 64 hex digits, shown this once; the control plane keeps a salted hash);
+ * every later call authenticates as "Bearer <agentId>:<agentSecret>". */
 
 typedef struct {
     char hostname[LM_PROTO_ID_LEN + 1];
@@ -61,8 +64,9 @@ typedef struct {
 typedef struct {
     char agent_id[LM_PROTO_ID_LEN + 1];
     char org_id[LM_PROTO_ID_LEN + 1];
-    int64_t heartbeat_seconds; /* 1..3600 */
-    int64_t poll_seconds;      /* how long the control plane holds a poll: 1..120 */
+    int64_t heartbeat_seconds;              /* 1..3600 */
+    int64_t poll_seconds;                   /* how long the control plane holds a poll: 1..120 */
+    char agent_secret[LM_PROTO_ID_LEN + 1]; /* this agent's own credential: a secret */
 } lm_proto_register_resp_t;
 
 /* ---- heartbeat ---- */
@@ -171,6 +175,7 @@ bool lm_proto_register_resp_encode(const lm_proto_register_resp_t *m, lm_strbuf_
                                    lm_error_t *err);
 bool lm_proto_register_resp_decode(const char *buf, size_t len, lm_proto_register_resp_t *m,
                                    lm_error_t *err);
+void lm_proto_register_resp_clear(lm_proto_register_resp_t *m); /* wipes agent_secret */
 bool lm_proto_heartbeat_encode(const lm_proto_heartbeat_t *m, lm_strbuf_t *out, lm_error_t *err);
 bool lm_proto_heartbeat_decode(const char *buf, size_t len, lm_proto_heartbeat_t *m,
                                lm_error_t *err);

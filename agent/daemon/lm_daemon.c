@@ -114,17 +114,22 @@ static bool ensure_linked(daemon_t *d, lm_error_t *err)
     lm_identity_t id;
     lm_error_t lerr;
     bool have = lm_identity_load(d->cfg.state_dir, &id, &lerr);
-    if (!have && lerr.code != LM_ERR_NOT_FOUND) {
+    /* an identity without a credential of the agent's own (an older agent's): linking again
+     * with the configured token works once an Owner allowed it; without a token, say so */
+    bool stale = !have && lerr.code == LM_ERR_AUTH;
+    if (!have && lerr.code != LM_ERR_NOT_FOUND && !stale) {
         *err = lerr;
         return false;
     }
     lm_error_t terr;
     char *token = configured_token(&d->cfg, &terr);
     if (!token && (!have || terr.code != LM_ERR_NOT_FOUND)) {
-        *err = terr;
+        *err = stale ? lerr : terr;
         lm_identity_clear(&id);
         return false;
     }
+    if (stale)
+        lm_log_warn(NULL, "%s; linking again with the configured link-token", lerr.message);
     bool relink = !have;
     if (token && have) {
         lm_proto_link_token_t t;

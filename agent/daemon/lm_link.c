@@ -50,16 +50,26 @@ bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
     bool ok = v && copy_str(v, "url", id->url, sizeof id->url, err) &&
               copy_str(v, "orgId", id->org_id, sizeof id->org_id, err) &&
               copy_str(v, "tokenId", id->token_id, sizeof id->token_id, err) &&
-              copy_str(v, "secret", id->secret, sizeof id->secret, err) &&
               copy_str(v, "caPin", id->ca_pin, sizeof id->ca_pin, err) &&
               copy_str(v, "agentId", id->agent_id, sizeof id->agent_id, err) &&
               copy_str(v, "hostname", id->hostname, sizeof id->hostname, err) &&
               lm_json_get_int(v, "heartbeatSeconds", true, 1, 3600, &id->heartbeat_seconds, err) &&
               lm_json_get_int(v, "pollSeconds", true, 1, 120, &id->poll_seconds, err);
+    /* an older agent's identity: the link-token was its only credential */
+    if (ok && !lm_json_get(v, "agentSecret"))
+        ok = lm_error_set(err, LM_ERR_AUTH,
+                          "this agent was linked by an older livemig-agent and has no credential "
+                          "of its own (the control plane takes the link-token for linking only): "
+                          "have an Organization Owner run `livemig lm agents relink %s --orgId "
+                          "%s`, then link again (`livemig-agent link`, or restart the daemon with "
+                          "the link-token configured)",
+                          id->hostname, id->org_id);
+    else if (ok)
+        ok = copy_str(v, "agentSecret", id->agent_secret, sizeof id->agent_secret, err);
     if (!ok)
         lm_error_prefix(err, "%s", path);
     else
-        lm_redact_register(id->secret);
+        lm_redact_register(id->agent_secret);
     lm_json_free(v);
     lm_wipe(text, strlen(text));
     free(text);
@@ -70,8 +80,8 @@ static bool identity_save(const char *state_dir, const lm_identity_t *id, lm_err
 {
     lm_json_writer_t *w = lm_json_writer_new(false); /* one line: read as a secret file */
     lm_json_w_map_open(w);
-    const char *keys[] = {"url", "orgId", "tokenId", "secret", "caPin", "agentId", "hostname"};
-    const char *vals[] = {id->url,    id->org_id,   id->token_id, id->secret,
+    const char *keys[] = {"url", "orgId", "tokenId", "agentSecret", "caPin", "agentId", "hostname"};
+    const char *vals[] = {id->url,    id->org_id,   id->token_id, id->agent_secret,
                           id->ca_pin, id->agent_id, id->hostname};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         lm_json_w_key(w, keys[i]);
@@ -88,6 +98,8 @@ static bool identity_save(const char *state_dir, const lm_identity_t *id, lm_err
     identity_path(state_dir, path, sizeof path);
     bool ok =
         s && lm_fs_mkdir_p(state_dir, 0700, err) && lm_fs_write_atomic(path, s, len, 0600, err);
+    if (s)
+        lm_wipe((char *)s, len); /* the writer's buffer holds the secret */
     lm_json_writer_destroy(w);
     return ok;
 }
@@ -105,28 +117,25 @@ static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char 
     lm_json_free(v);
 }
 
-/* One agent API call with the link-token credential (and the agent id once registered),
- * to a server whose certificate chains to the pinned CA of ca_file (lm_http checks it in
- * the handshake, before the credential is written); the answer's body goes to *out
- * (caller frees). Refusals become errors that say what to do; a deleted link-token is LM_ERR_AUTH
- * "... revoked ...". */
-static bool agent_call(const char *base, const char *token_id, const char *secret,
-                       const char *agent_id, const char *ca_file, const char *ca_pin,
-                       const atomic_bool *cancel, const char *method, const char *path,
-                       const char *body, int64_t timeout_ms, char **out, lm_error_t *err)
+/* One agent API call as "Bearer id:secret": the link-token's to register (enrolling), the
+ * agent's own for everything else, to a server whose certificate chains to the pinned CA of
+ * ca_file (lm_http checks it in the handshake, before the credential is written); the
+ * answer's body goes to *out (caller frees). Refusals become errors that say what to do; a
+ * deleted link-token is LM_ERR_REVOKED "... revoked ...". */
+static bool agent_call(const char *base, const char *cred_id, const char *secret, bool enrolling,
+                       const char *ca_file, const char *ca_pin, const atomic_bool *cancel,
+                       const char *method, const char *path, const char *body, int64_t timeout_ms,
+                       char **out, lm_error_t *err)
 {
     *out = NULL;
     if (!ca_file || !ca_pin || !ca_pin[0])
         return lm_error_set(err, LM_ERR_CONFIG,
                             "the control plane's CA file and its pin are needed for every call "
                             "(control_plane.ca_file): nothing was sent");
-    lm_strbuf_t bearer, agent;
+    lm_strbuf_t bearer;
     lm_strbuf_init(&bearer, 1024);
-    lm_strbuf_init(&agent, 256);
-    lm_strbuf_appendf(&bearer, "Authorization: Bearer %s:%s", token_id, secret);
-    lm_strbuf_appendf(&agent, "X-Livemig-Agent: %s", agent_id ? agent_id : "");
-    const char *headers[] = {lm_strbuf_str(&bearer), "Content-Type: application/json",
-                             agent_id ? lm_strbuf_str(&agent) : NULL, NULL};
+    lm_strbuf_appendf(&bearer, "Authorization: Bearer %s:%s", cred_id, secret);
+    const char *headers[] = {lm_strbuf_str(&bearer), "Content-Type: application/json", NULL};
     char url[1400];
     snprintf(url, sizeof url, "%s%s", base, path);
     lm_http_opts_t ho = {.ca_file = ca_file,
@@ -144,10 +153,15 @@ static bool agent_call(const char *base, const char *token_id, const char *secre
             ok = lm_error_set(err, LM_ERR_REVOKED,
                               "the link-token was deleted on the control plane (revoked): ask "
                               "for a new one and link again");
-        else if (strcmp(code, "NOT_AUTHENTICATED") == 0)
+        else if (strcmp(code, "NOT_AUTHENTICATED") == 0 && enrolling)
             ok = lm_error_set(err, LM_ERR_AUTH,
                               "the control plane at %s does not know this link-token: check that "
                               "it is the whole token and the newest one",
+                              base);
+        else if (strcmp(code, "NOT_AUTHENTICATED") == 0)
+            ok = lm_error_set(err, LM_ERR_AUTH,
+                              "the control plane at %s does not know this agent's credential "
+                              "(another agent took this host over with a relink?): link it again",
                               base);
         else
             ok = lm_error_set_http(
@@ -159,7 +173,6 @@ static bool agent_call(const char *base, const char *token_id, const char *secre
     lm_http_response_cleanup(&r);
     lm_wipe(bearer.data, bearer.len);
     lm_strbuf_cleanup(&bearer);
-    lm_strbuf_cleanup(&agent);
     return ok;
 }
 
@@ -188,8 +201,8 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
     /* linking to another organization must be asked for */
     lm_identity_t old;
     lm_error_t ignored;
-    if (ok && lm_identity_load(o->state_dir, &old, &ignored) && strcmp(old.org_id, t.org_id) != 0 &&
-        !o->relink)
+    bool had = lm_identity_load(o->state_dir, &old, &ignored) || ignored.code == LM_ERR_AUTH;
+    if (ok && had && old.org_id[0] && strcmp(old.org_id, t.org_id) != 0 && !o->relink)
         ok = lm_error_set(err, LM_ERR_INVALID,
                           "this agent is linked to organization %s; linking it to %s needs "
                           "--relink (it then stops taking work from %s)",
@@ -210,11 +223,14 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
     lm_strbuf_init(&body, 1u << 16);
     char *answer = NULL;
     ok = ok && lm_proto_register_req_encode(&rq, &body, err) &&
-         agent_call(o->url ? o->url : t.url, t.token_id, t.secret, NULL, o->ca_file, t.ca_pin, NULL,
+         agent_call(o->url ? o->url : t.url, t.token_id, t.secret, true, o->ca_file, t.ca_pin, NULL,
                     "POST", "/api/agent/v1/register", lm_strbuf_str(&body), 30000, &answer, err);
     lm_proto_register_resp_t rs;
+    memset(&rs, 0, sizeof rs);
     if (ok && !lm_proto_register_resp_decode(answer, strlen(answer), &rs, err))
         ok = false;
+    if (ok)
+        lm_redact_register(rs.agent_secret);
     if (ok && strcmp(rs.org_id, t.org_id) != 0)
         ok = lm_error_set(err, LM_ERR_INVALID,
                           "the control plane registered this agent in organization %s, not the "
@@ -224,7 +240,7 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
         snprintf(id->url, sizeof id->url, "%s", o->url ? o->url : t.url);
         snprintf(id->org_id, sizeof id->org_id, "%s", t.org_id);
         snprintf(id->token_id, sizeof id->token_id, "%s", t.token_id);
-        snprintf(id->secret, sizeof id->secret, "%s", t.secret);
+        snprintf(id->agent_secret, sizeof id->agent_secret, "%s", rs.agent_secret);
         snprintf(id->ca_pin, sizeof id->ca_pin, "%s", t.ca_pin);
         snprintf(id->agent_id, sizeof id->agent_id, "%s", rs.agent_id);
         snprintf(id->hostname, sizeof id->hostname, "%s", rq.hostname);
@@ -232,7 +248,11 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err)
         id->poll_seconds = rs.poll_seconds;
         ok = identity_save(o->state_dir, id, err);
     }
-    free(answer);
+    if (answer) {
+        lm_wipe(answer, strlen(answer)); /* it carries the agent's secret */
+        free(answer);
+    }
+    lm_proto_register_resp_clear(&rs);
     lm_strbuf_cleanup(&body);
     lm_proto_link_token_clear(&t);
     if (!ok)
@@ -268,7 +288,7 @@ static bool call_as(const lm_identity_t *id, const char *ca_file, const atomic_b
                     const char *method, const char *path, const lm_strbuf_t *body,
                     int64_t timeout_ms, char **out, lm_error_t *err)
 {
-    return agent_call(id->url, id->token_id, id->secret, id->agent_id, ca_file, id->ca_pin, cancel,
+    return agent_call(id->url, id->agent_id, id->agent_secret, false, ca_file, id->ca_pin, cancel,
                       method, path, body ? lm_strbuf_str(body) : NULL, timeout_ms, out, err);
 }
 

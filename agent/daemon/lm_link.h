@@ -1,5 +1,8 @@
 /* lm_link: linking this agent to a control plane with a link-token, and the identity it
- * keeps (state_dir/identity.json, mode 0600, written atomically). */
+ * keeps (state_dir/identity.json, mode 0600, written atomically). The link-token only
+ * enrolls: registering gives this agent a credential of its own (agent id + a 256-bit
+ * secret, bound to its host name), which the identity keeps and every later call sends.
+ * The identity does not keep the link-token's secret. */
 #ifndef LM_LINK_H
 #define LM_LINK_H
 
@@ -15,8 +18,8 @@
 typedef struct {
     char url[1024];
     char org_id[65];
-    char token_id[65];
-    char secret[65]; /* the agent credential: never logged */
+    char token_id[65];     /* the link-token that enrolled it (not its secret) */
+    char agent_secret[65]; /* this agent's own credential: never logged */
     char ca_pin[65];
     char agent_id[80];
     char hostname[65];
@@ -43,16 +46,18 @@ bool lm_link(const lm_link_opts_t *o, lm_identity_t *id, lm_error_t *err);
  * with a message that says so). */
 bool lm_link_check_ca(const char *ca_file, const lm_identity_t *id, lm_error_t *err);
 
-/* Reads state_dir/identity.json (refused when others can read it). */
+/* Reads state_dir/identity.json (refused when others can read it). An identity written by an
+ * older livemig-agent, without a credential of the agent's own, fails with LM_ERR_AUTH and
+ * a message saying how to relink. */
 bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err);
 
 /* Wipes the secret. */
 void lm_identity_clear(lm_identity_t *id);
 
-/* The agent API as this identity (TLS verified by ca_file). A deleted link-token fails
- * with LM_ERR_REVOKED. lm_link_poll waits up to wait_seconds for work and acknowledges the
- * commands up to seq `ack` (the highest seq received so far; unacknowledged commands come
- * again, so acting on one must be idempotent); clean *m up with
+/* The agent API as this identity (its own credential; TLS verified by ca_file). A deleted
+ * link-token fails with LM_ERR_REVOKED. lm_link_poll waits up to wait_seconds for work and
+ * acknowledges the commands up to seq `ack` (the highest seq received so far; unacknowledged
+ * commands come again, so acting on one must be idempotent); clean *m up with
  * lm_proto_assignments_cleanup. *cancel (may be NULL) set by a signal ends a call early. */
 bool lm_link_heartbeat(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
                        const lm_proto_heartbeat_t *hb, lm_error_t *err);

@@ -314,12 +314,24 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
             lm_json_w_str(acc, ip);
     }
     lm_json_w_array_close(acc);
+    /* expiresAfter: a duration ("24h"); after it the token enrolls no agent */
+    const char *after = NULL;
+    int64_t now = lm_time_now_ms(), expires = 0, after_ms = 0;
+    if (ok)
+        ok = text_field(v, "expiresAfter", false, 32, &after, r);
+    if (ok && after) {
+        if (!lm_time_parse_duration(after, &after_ms, &err) || after_ms < 1000 ||
+            after_ms > INT64_C(31536000000))
+            ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                         "field 'expiresAfter': a duration from 1s to 365d, like \"24h\"");
+        expires = now + after_ms;
+    }
     size_t alen;
     const char *access = ok ? lm_json_writer_result(acc, &alen, &err) : NULL;
-    if (ok && lm_cp_store_link_token_live(cp->db, org))
+    if (ok && lm_cp_store_link_token_live(cp->db, org, now))
         ok = cp_fail(r, 409, "LINK_TOKEN_ALREADY_EXISTS",
                      "organization %s has a link-token already: delete it first (that unlinks "
-                     "its agents)",
+                     "its agents), or let it expire",
                      org);
     lm_proto_link_token_t t;
     memset(&t, 0, sizeof t);
@@ -335,8 +347,8 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
     }
     if (ok) {
         lm_cp_hash_secret(salt, t.secret, hash);
-        if (!lm_cp_store_link_token_insert(cp->db, t.token_id, org, salt, hash, access,
-                                           lm_time_now_ms()))
+        if (!lm_cp_store_link_token_insert(cp->db, t.token_id, org, salt, hash, access, expires,
+                                           now))
             ok = cp_fail(r, 500, "INTERNAL", "cannot store the link-token");
     }
     lm_strbuf_t tok;
@@ -346,8 +358,14 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
     if (ok) {
         lm_json_writer_t *w = obj();
         cp_w_kv(w, "linkToken", lm_strbuf_str(&tok)); /* shown once */
+        char when[40] = "never";
+        if (expires)
+            lm_time_format_iso8601(expires, when, sizeof when);
+        if (expires)
+            cp_w_kv(w, "expires", when);
         done(r, 200, w);
-        lm_log_info(NULL, "link-token %s created for organization %s", t.token_id, org);
+        lm_log_info(NULL, "link-token %s created for organization %s (enrolls agents until %s)",
+                    t.token_id, org, when);
     }
     if (tok.data)
         lm_wipe(tok.data, tok.len);
@@ -369,6 +387,34 @@ static bool delete_link_token(lm_cp_t *cp, const char *org, resp_t *r)
     lm_log_info(NULL, "link-token of organization %s deleted: its agents are unlinked", org);
     r->status = 204;
     return true;
+}
+
+/* An Organization Owner lets host link again once (a reinstalled host, a lost state_dir):
+ * the next registration of host takes it over and the agent there stops working. Without
+ * this, registering a host that has a linked agent is refused as a takeover attempt. */
+static bool allow_relink(lm_cp_t *cp, const caller_t *who, const char *org, const char *host,
+                         resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_agent_of_host(cp->db, org, host);
+    bool known = st != NULL;
+    sqlite3_finalize(st);
+    if (!known)
+        return cp_fail(r, 404, "AGENT_NOT_FOUND",
+                       "no agent of organization %s was ever linked on host %s: it can link "
+                       "with the link-token as it is",
+                       org, host);
+    int64_t now = lm_time_now_ms(), expires = now + cp->cfg->relink_ms;
+    if (!lm_cp_store_relink_allow(cp->db, org, host, expires, now))
+        return cp_fail(r, 500, "INTERNAL", "cannot store the relink");
+    char when[40];
+    lm_time_format_iso8601(expires, when, sizeof when);
+    lm_log_info(NULL, "API key %s allows host %s of organization %s to link again once, until %s",
+                who->key_id, host, org, when);
+    lm_json_writer_t *w = obj();
+    cp_w_kv(w, "hostname", host);
+    cp_w_kv(w, "orgId", org);
+    cp_w_kv(w, "expires", when);
+    return done(r, 200, w);
 }
 
 static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
@@ -728,6 +774,11 @@ static bool on_delete_link_token(cp_call_t *k)
     return delete_link_token(k->cp, cp_arg(k, "orgId"), k->r);
 }
 
+static bool on_relink(cp_call_t *k)
+{
+    return allow_relink(k->cp, &k->who, cp_arg(k, "orgId"), cp_arg(k, "hostname"), k->r);
+}
+
 static bool on_available_projects(cp_call_t *k)
 {
     return available_projects(k->cp, cp_arg(k, "orgId"), k->r);
@@ -800,6 +851,7 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"POST", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_create_api_key},
     {"POST", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_create_link_token},
     {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
+    {"POST", ORG "/liveMigrations/agents/{hostname}/relink", LM_CP_ROLE_OWNER, on_relink},
     {"GET", ORG "/liveMigrations/availableProjects", LM_CP_ROLE_MEMBER, on_available_projects},
     {"POST", GROUP "/clusters", LM_CP_ROLE_OWNER, on_add_cluster},
     {"GET", GROUP "/clusters", LM_CP_ROLE_MEMBER, on_list_clusters},

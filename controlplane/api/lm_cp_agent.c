@@ -1,7 +1,11 @@
 /* The agent API (proto/ messages over HTTPS): register, heartbeat, long-poll assignments,
- * status reports. Every call carries the link-token credential, checked by the server as
- * the route table (at the end) says; an agent whose link-token was deleted is told so (401
- * LINK_TOKEN_REVOKED). Handlers run with cp->mu held; a poll waits on cp->changed. */
+ * status reports. The link-token only enrolls (register), which gives the agent a
+ * credential of its own, bound to its host name; every other call carries that credential.
+ * The server checks both as the route table (at the end) says; an agent whose link-token
+ * was deleted is told so (401 LINK_TOKEN_REVOKED). A host name has one agent: registering
+ * it again is refused unless an Organization Owner allowed a relink. Jobs, their passwords
+ * and commands go only to the agent that holds them, and reports come only from it.
+ * Handlers run with cp->mu held; a poll waits on cp->changed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,46 @@ static bool proto_fail(resp_t *r, const lm_error_t *err)
     return cp_fail(r, 400, "INVALID_MESSAGE", "%s", err->message);
 }
 
+/* Whether a registration may take host name m->hostname of a->org, whose agent is *old
+ * ("" when it has none): a new host, a host whose agent was revoked (its link-token was
+ * deleted), or a relink an Organization Owner allowed (used up here). Otherwise it is a
+ * takeover attempt: logged, and refused with 409 in r. */
+static bool may_take_host(lm_cp_t *cp, const agent_t *a, const char *host, char *old, size_t size,
+                          resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_agent_of_host(cp->db, a->org, host);
+    bool live = st && sqlite3_column_int(st, 1) != 0;
+    snprintf(old, size, "%s", st ? lm_cp_col(st, 0) : "");
+    sqlite3_finalize(st);
+    if (!old[0])
+        return true;
+    if (lm_cp_store_relink_take(cp->db, a->org, host, lm_time_now_ms())) {
+        lm_log_info(NULL,
+                    "host %s of organization %s links again from %s, as an Organization Owner "
+                    "allowed: agent %s stops working",
+                    host, a->org, a->ip, old);
+        return true;
+    }
+    if (!live) {
+        lm_log_info(NULL,
+                    "host %s of organization %s links again from %s after its link-token "
+                    "was deleted",
+                    host, a->org, a->ip);
+        return true;
+    }
+    char window[32];
+    lm_time_format_duration(cp->cfg->relink_ms, window, sizeof window);
+    lm_log_warn(NULL,
+                "takeover attempt: a registration as host %s of organization %s from %s was "
+                "refused: agent %s is linked on that host",
+                host, a->org, a->ip, old);
+    return cp_fail(r, 409, "AGENT_HOST_ALREADY_LINKED",
+                   "host %s has a linked agent already. If this is that host (reinstalled, or "
+                   "its state_dir lost), an Organization Owner allows one relink with `livemig lm "
+                   "agents relink %s --orgId %s`; link again within %s of that",
+                   host, host, a->org, window);
+}
+
 static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 {
     lm_proto_register_req_t m;
@@ -27,30 +71,39 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     if (!lm_cp_valid_id(m.hostname))
         return cp_fail(r, 400, "INVALID_MESSAGE",
                        "register request: field 'hostname': use letters, digits, '_', '-', '.'");
-    /* the same host linking again keeps its agent id */
-    sqlite3_stmt *st = lm_cp_store_agent_of_host(cp->db, a->org, m.hostname);
-    char id[80] = "";
-    if (st)
-        snprintf(id, sizeof id, "%s", lm_cp_col(st, 0));
-    sqlite3_finalize(st);
-    int64_t now = lm_time_now_ms();
-    bool ok;
-    if (id[0]) {
-        ok = lm_cp_store_agent_relink(cp->db, id, a->token, m.agent_version, m.os, now);
-    } else {
-        char fresh[25];
-        if (!lm_random_hex(fresh, 12))
-            return cp_fail(r, 500, "INTERNAL", "no randomness for an agent id");
-        snprintf(id, sizeof id, "ag_%s", fresh);
-        ok = lm_cp_store_agent_insert(cp->db, id, a->org, a->token, m.hostname, m.agent_version,
-                                      m.os, now);
-    }
-    if (!ok)
-        return cp_fail(r, 500, "INTERNAL", "cannot store the agent");
-    lm_log_info(NULL, "agent %s on %s (livemig %s) registered in organization %s", id, m.hostname,
-                m.agent_version, a->org);
+    char old[80];
+    if (!may_take_host(cp, a, m.hostname, old, sizeof old, r))
+        return false;
+    /* the agent's own credential: 256 random bits; only a salted hash is kept */
     lm_proto_register_resp_t resp = {.heartbeat_seconds = cp->cfg->heartbeat_ms / 1000,
                                      .poll_seconds = cp->cfg->poll_ms / 1000};
+    char fresh[25], id[80], salt[33], hash[65];
+    if (!lm_random_hex(fresh, 12) || !lm_random_hex(resp.agent_secret, 32) ||
+        !lm_random_hex(salt, 16)) {
+        lm_proto_register_resp_clear(&resp);
+        return cp_fail(r, 500, "INTERNAL", "no randomness for an agent credential");
+    }
+    snprintf(id, sizeof id, "ag_%s", fresh);
+    lm_cp_hash_secret(salt, resp.agent_secret, hash);
+    lm_cp_agent_row_t row = {.id = id,
+                             .org = a->org,
+                             .token = a->token,
+                             .hostname = m.hostname,
+                             .version = m.agent_version,
+                             .os = m.os,
+                             .cred_salt = salt,
+                             .cred_hash = hash};
+    int64_t now = lm_time_now_ms();
+    bool ok = old[0] ? lm_cp_store_agent_replace(cp->db, old, &row, now)
+                     : lm_cp_store_agent_insert(cp->db, &row, now);
+    if (!ok) {
+        lm_proto_register_resp_clear(&resp);
+        return cp_fail(r, 500, "INTERNAL", "cannot store the agent");
+    }
+    if (old[0])
+        pthread_cond_broadcast(&cp->changed); /* the host's jobs go to the new agent */
+    lm_log_info(NULL, "agent %s on %s (livemig %s) registered in organization %s from %s", id,
+                m.hostname, m.agent_version, a->org, a->ip);
     if (resp.heartbeat_seconds < 1)
         resp.heartbeat_seconds = 1;
     if (resp.poll_seconds < 1)
@@ -58,8 +111,10 @@ static bool do_register(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     snprintf(resp.agent_id, sizeof resp.agent_id, "%s", id);
     snprintf(resp.org_id, sizeof resp.org_id, "%s", a->org);
     r->status = 200;
-    return lm_proto_register_resp_encode(&resp, &r->body, &err) ||
-           cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    ok = lm_proto_register_resp_encode(&resp, &r->body, &err) ||
+         cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    lm_proto_register_resp_clear(&resp);
+    return ok;
 }
 
 /* Jobs of this host handed out more than a heartbeat ago that the agent no longer runs
@@ -93,7 +148,7 @@ static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
         return proto_fail(r, &err);
     if (strcmp(m.agent_id, a->agent_id) != 0)
         return cp_fail(r, 400, "INVALID_MESSAGE",
-                       "heartbeat: field 'agentId' differs from the X-Livemig-Agent header");
+                       "heartbeat: field 'agentId' is not the agent of this credential");
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_array_open(w);
     for (size_t i = 0; i < m.n_running; i++)
@@ -197,7 +252,8 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         if (*end || ack < 0)
             return cp_fail(r, 400, "INVALID_ATTRIBUTE", "ack: the highest command seq received");
         if (ack > 0)
-            lm_cp_store_commands_ack(cp->db, a->org, a->host, (int64_t)ack, lm_time_now_ms());
+            lm_cp_store_commands_ack(cp->db, a->org, a->host, a->agent_id, (int64_t)ack,
+                                     lm_time_now_ms());
     }
     int64_t until = lm_time_mono_ms() + wait_ms;
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
@@ -206,8 +262,9 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         return cp_fail(r, 500, "INTERNAL", "out of memory");
     bool ok = true;
     for (;;) {
-        /* jobs for this host not handed out yet, or not acknowledged by a heartbeat */
-        sqlite3_stmt *st = lm_cp_store_jobs_to_deliver(cp->db, a->org, a->host,
+        /* jobs for this host not handed out yet, or not acknowledged by a heartbeat, that
+         * no other agent holds */
+        sqlite3_stmt *st = lm_cp_store_jobs_to_deliver(cp->db, a->org, a->host, a->agent_id,
                                                        lm_time_now_ms() - 2 * cp->cfg->heartbeat_ms,
                                                        (int64_t)LM_PROTO_MAX_JOBS);
         while (ok && st && sqlite3_step(st) == SQLITE_ROW && m->n_jobs < LM_PROTO_MAX_JOBS) {
@@ -217,7 +274,8 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
                 lm_log_warn(NULL, "job %s cannot be handed out: %s", lm_cp_col(st, 0), err.message);
         }
         sqlite3_finalize(st);
-        st = lm_cp_store_commands_pending(cp->db, a->org, a->host, (int64_t)LM_PROTO_MAX_COMMANDS);
+        st = lm_cp_store_commands_pending(cp->db, a->org, a->host, a->agent_id,
+                                          (int64_t)LM_PROTO_MAX_COMMANDS);
         while (st && sqlite3_step(st) == SQLITE_ROW && m->n_commands < LM_PROTO_MAX_COMMANDS) {
             lm_proto_command_t *cmd = &m->commands[m->n_commands++];
             snprintf(cmd->job_id, sizeof cmd->job_id, "%s", lm_cp_col(st, 1));
@@ -241,7 +299,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
         lm_time_cond_wait_ms(&cp->changed, &cp->mu, until - lm_time_mono_ms());
     }
     for (size_t i = 0; ok && i < m->n_jobs; i++)
-        lm_cp_store_job_delivered(cp->db, m->jobs[i].job_id, lm_time_now_ms());
+        lm_cp_store_job_delivered(cp->db, m->jobs[i].job_id, a->agent_id, lm_time_now_ms());
     if (ok) {
         r->status = 200;
         ok = lm_proto_assignments_encode(m, &r->body, &err) ||
@@ -297,10 +355,24 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     bool ok = true;
     if (strcmp(m.agent_id, a->agent_id) != 0)
         ok = cp_fail(r, 400, "INVALID_MESSAGE",
-                     "status report: field 'agentId' differs from the X-Livemig-Agent header");
-    sqlite3_stmt *st = ok ? lm_cp_store_host_job(cp->db, m.job_id, a->org, a->host) : NULL;
+                     "status report: field 'agentId' is not the agent of this credential");
+    sqlite3_stmt *st = ok ? lm_cp_store_org_job(cp->db, m.job_id, a->org) : NULL;
     if (ok && !st)
         ok = cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no job %s for host %s", m.job_id, a->host);
+    /* reports only from the agent that holds the job (or, before it was handed out, the
+     * agent of its host) */
+    if (ok &&
+        (strcmp(lm_cp_col(st, 3), a->host) != 0 || (sqlite3_column_type(st, 4) != SQLITE_NULL &&
+                                                    strcmp(lm_cp_col(st, 4), a->agent_id) != 0))) {
+        lm_log_warn(NULL,
+                    "status report for job %s from agent %s on %s (%s) refused: another "
+                    "agent holds that job",
+                    m.job_id, a->agent_id, a->host, a->ip);
+        ok = cp_fail(r, 403, "JOB_HELD_BY_ANOTHER_AGENT",
+                     "job %s is not this agent's: reports are taken only from the agent that runs "
+                     "it",
+                     m.job_id);
+    }
     char old[16] = "";
     lm_cp_window_t window = {.set = false};
     if (ok) {
@@ -390,14 +462,13 @@ static bool on_status(cp_call_t *k)
     return do_status(k->cp, &k->agent, k->q, k->r);
 }
 
-/* Every call carries the link-token credential; all but register also the agent id it was
- * given (the X-Livemig-Agent header). */
+/* Register takes the link-token (enrolling); every other call the agent's own credential. */
 const lm_cp_route_t lm_cp_agent_routes[] = {
-    {"POST", "/api/agent/v1/register", LM_CP_ROLE_AGENT, on_register},
+    {"POST", "/api/agent/v1/register", LM_CP_ROLE_ENROLL, on_register},
     {"POST", "/api/agent/v1/heartbeat", LM_CP_ROLE_LINKED_AGENT, on_heartbeat},
     {"GET", "/api/agent/v1/assignments", LM_CP_ROLE_LINKED_AGENT, on_poll},
     {"POST", "/api/agent/v1/status", LM_CP_ROLE_LINKED_AGENT, on_status},
-    {NULL, NULL, LM_CP_ROLE_AGENT, NULL},
+    {NULL, NULL, LM_CP_ROLE_ENROLL, NULL},
 };
 
 /* a + b, held at the int64 limits */

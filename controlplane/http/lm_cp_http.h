@@ -47,10 +47,11 @@ typedef struct {
     bool owner;
 } caller_t;
 
-/* An agent, once authenticated: its link-token's organization and id; for
- * LM_CP_ROLE_LINKED_AGENT routes also its registered id and host name. */
+/* An agent, once authenticated: its address, its link-token's organization and id; for
+ * LM_CP_ROLE_LINKED_AGENT routes also its id and host name, from its own credential. */
 typedef struct {
     char org[80], token[80], agent_id[80], host[80];
+    char ip[64];
 } agent_t;
 
 /* One routed request, on the stack of the connection's thread: nothing in it is shared. */
@@ -82,12 +83,13 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
 bool cp_need_owner(const caller_t *who, resp_t *r);
 bool cp_own_org(const caller_t *who, const char *org, resp_t *r);
 bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r);
-/* Agents: a link-token credential (Bearer tokenId:secret) from an allowed address. */
-bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token, resp_t *r);
-
-/* The agent named by the X-Livemig-Agent header, registered under a's link-token: fills
- * a->agent_id and a->host. */
-bool cp_known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r);
+/* Agents enrolling: a link-token (Bearer tokenId:secret), live and unexpired, from an
+ * address on its access list. */
+bool cp_auth_enroll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r);
+/* Enrolled agents: their own credential (Bearer agentId:agentSecret), whose link-token is
+ * not deleted, from an address on its access list; a link-token is refused (401
+ * AGENT_CREDENTIAL_REQUIRED). */
+bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r);
 
 /* The route tables (ending with a NULL method) of the admin API (lm_cp_admin.c) and the
  * agent API (lm_cp_agent.c). */

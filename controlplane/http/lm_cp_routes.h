@@ -15,13 +15,14 @@
 #define LM_CP_PATH_MAX 1023
 
 /* Who may call a route. Admin roles authenticate an API key (HTTP Basic); a {groupId} or
- * {orgId} in the pattern must then be the key's organization's. Agent roles authenticate
- * a link-token credential (Bearer) from an address on its access list. */
+ * {orgId} in the pattern must then be the key's organization's. Agent roles authenticate a
+ * Bearer credential from an address on the access list of the link-token involved: the
+ * link-token itself only to enroll (register), the agent's own credential for the rest. */
 typedef enum {
     LM_CP_ROLE_MEMBER,       /* any API key: Organization Member or Owner (reads) */
     LM_CP_ROLE_OWNER,        /* an Organization Owner API key (writes) */
-    LM_CP_ROLE_AGENT,        /* an agent credential (registering) */
-    LM_CP_ROLE_LINKED_AGENT, /* an agent credential and its registered agent id */
+    LM_CP_ROLE_ENROLL,       /* a live, unexpired link-token: enrolling an agent */
+    LM_CP_ROLE_LINKED_AGENT, /* an enrolled agent's own credential (agentId:agentSecret) */
 } lm_cp_role_t;
 
 /* True for the roles of the admin API (API keys), false for the agent API's. */

@@ -184,87 +184,180 @@ bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r
     return true;
 }
 
-/* Agent API: "Authorization: Bearer <tokenId>:<secret>" of a live link-token, from an
- * address on its access list. *org and *token get the token's. */
-bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token, resp_t *r)
+/* The client's address as text ("" when unknown). */
+static void client_ip(struct MHD_Connection *c, char *ip, size_t size)
 {
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    char cred[200];
-    char *colon;
-    if (!h || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) >= sizeof cred)
-        return cp_fail(r, 401, "NOT_AUTHENTICATED", "an agent credential is required");
-    snprintf(cred, sizeof cred, "%s", h + 7);
-    if (!(colon = strchr(cred, ':')))
-        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is malformed");
-    *colon = '\0';
-    sqlite3_stmt *st = lm_cp_store_link_token(cp->db, cred);
-    bool found = st != NULL, ok = false, revoked = false;
-    char *access = NULL;
-    if (found) {
-        char hash[65];
-        lm_cp_hash_secret(lm_cp_col(st, 1), colon + 1, hash);
-        ok = lm_cp_equal(hash, lm_cp_col(st, 2));
-        revoked = sqlite3_column_int64(st, 4) != 0;
-        snprintf(org, 80, "%s", lm_cp_col(st, 0));
-        access = strdup(lm_cp_col(st, 3));
-        snprintf(token, 80, "%s", cred);
-    }
-    sqlite3_finalize(st);
-    lm_wipe(cred, sizeof cred);
-    if (!ok || !access) {
-        free(access);
-        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is unknown");
-    }
-    if (revoked) {
-        free(access);
-        return cp_fail(r, 401, "LINK_TOKEN_REVOKED",
-                       "the link-token this agent was linked with has been deleted: link it again "
-                       "with a new one");
-    }
-    /* the access list: a JSON array of addresses; empty means any; unreadable means none */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    char ip[INET6_ADDRSTRLEN] = "";
+    ip[0] = '\0';
     if (ci && ci->client_addr) {
         const struct sockaddr *sa = ci->client_addr;
         if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, (socklen_t)size);
         else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, (socklen_t)size);
     }
+}
+
+/* Whether ip may call: access is a link-token's list, a JSON array of addresses; empty means
+ * any, unreadable means none. */
+static bool on_access_list(const char *access, const char *ip)
+{
     lm_error_t err;
     lm_json_val_t *list = lm_json_parse(access, strlen(access), 0, 0, &err);
-    free(access);
     bool allowed = list && lm_json_len(list) == 0;
     for (size_t i = 0; list && i < lm_json_len(list) && !allowed; i++) {
         const char *a = lm_json_string(lm_json_at(list, i));
         allowed = a && strcmp(a, ip) == 0;
     }
     lm_json_free(list);
-    if (!allowed)
-        return cp_fail(r, 403, "IP_ADDRESS_NOT_ON_ACCESS_LIST",
-                       "this agent's address %s is not on the link-token's access list", ip);
+    return allowed;
+}
+
+/* "Authorization: Bearer <id>:<secret>" into cred (the caller wipes it): *secret points
+ * into it, after the id. */
+static bool bearer(struct MHD_Connection *c, char *cred, size_t size, char **secret, resp_t *r)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    char *colon;
+    cred[0] = '\0';
+    if (!h || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) >= size)
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "an agent credential is required");
+    snprintf(cred, size, "%s", h + 7);
+    if (!(colon = strchr(cred, ':')))
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the agent credential is malformed");
+    *colon = '\0';
+    *secret = colon + 1;
     return true;
 }
 
-/* The agent named by the X-Livemig-Agent header, registered under this link-token. */
-bool cp_known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
+/* Whether tokenId:secret is a link-token's credential (deleted or not). */
+static bool is_link_token(lm_cp_t *cp, const char *id, const char *secret)
 {
-    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Livemig-Agent");
-    if (!id || !lm_cp_valid_id(id))
-        return cp_fail(r, 400, "INVALID_MESSAGE",
-                       "the X-Livemig-Agent header (agent id) is "
-                       "missing: register first");
-    sqlite3_stmt *st = lm_cp_store_agent(cp->db, id, a->org, a->token);
-    bool found = st != NULL;
-    if (found) {
-        snprintf(a->agent_id, sizeof a->agent_id, "%s", id);
-        snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 0));
+    sqlite3_stmt *st = lm_cp_store_link_token(cp->db, id);
+    bool ok = false;
+    if (st) {
+        char hash[65];
+        lm_cp_hash_secret(lm_cp_col(st, 1), secret, hash);
+        ok = lm_cp_equal(hash, lm_cp_col(st, 2));
     }
     sqlite3_finalize(st);
-    if (!found)
-        return cp_fail(r, 401, "AGENT_NOT_REGISTERED",
-                       "agent %s is not registered with this link-token: register again", id);
+    return ok;
+}
+
+static bool revoked_answer(resp_t *r)
+{
+    return cp_fail(r, 401, "LINK_TOKEN_REVOKED",
+                   "the link-token this agent was linked with has been deleted: link it again "
+                   "with a new one");
+}
+
+static bool access_answer(resp_t *r, const char *ip)
+{
+    return cp_fail(r, 403, "IP_ADDRESS_NOT_ON_ACCESS_LIST",
+                   "this agent's address %s is not on the link-token's access list", ip);
+}
+
+/* Enrolling (register): "Authorization: Bearer <tokenId>:<secret>" of a link-token that is
+ * neither deleted nor expired, from an address on its access list. Fills a->org, a->token
+ * and a->ip. */
+bool cp_auth_enroll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
+{
+    char cred[200], *secret = NULL;
+    client_ip(c, a->ip, sizeof a->ip);
+    if (!bearer(c, cred, sizeof cred, &secret, r))
+        return false;
+    sqlite3_stmt *st = lm_cp_store_link_token(cp->db, cred);
+    bool ok = false, revoked = false;
+    int64_t expires = 0;
+    char *access = NULL;
+    if (st) {
+        char hash[65];
+        lm_cp_hash_secret(lm_cp_col(st, 1), secret, hash);
+        ok = lm_cp_equal(hash, lm_cp_col(st, 2));
+        revoked = sqlite3_column_int64(st, 4) != 0;
+        expires = sqlite3_column_type(st, 5) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 5);
+        snprintf(a->org, sizeof a->org, "%s", lm_cp_col(st, 0));
+        access = strdup(lm_cp_col(st, 3));
+        snprintf(a->token, sizeof a->token, "%s", cred);
+    }
+    sqlite3_finalize(st);
+    lm_wipe(cred, sizeof cred);
+    if (!ok || !access) {
+        free(access);
+        return cp_fail(r, 401, "NOT_AUTHENTICATED", "the link-token is unknown");
+    }
+    bool allowed = on_access_list(access, a->ip);
+    free(access);
+    if (revoked)
+        return revoked_answer(r);
+    if (expires && lm_time_now_ms() >= expires) {
+        char when[40];
+        lm_time_format_iso8601(expires, when, sizeof when);
+        lm_log_warn(NULL,
+                    "registration from %s refused: link-token %s of organization %s expired at %s",
+                    a->ip, a->token, a->org, when);
+        return cp_fail(r, 401, "LINK_TOKEN_EXPIRED",
+                       "this link-token expired at %s and enrolls no more agents (the agents it "
+                       "enrolled keep working): an Organization Owner makes a new one with "
+                       "`livemig lm link create`",
+                       when);
+    }
+    if (!allowed)
+        return access_answer(r, a->ip);
+    return true;
+}
+
+/* Every other agent call: "Authorization: Bearer <agentId>:<agentSecret>", the agent's own
+ * credential, whose link-token is not deleted, from an address on that token's access list.
+ * Fills a->org, a->token, a->agent_id, a->host and a->ip. A link-token is refused here: it
+ * only enrolls. */
+bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
+{
+    char cred[200], *secret = NULL;
+    client_ip(c, a->ip, sizeof a->ip);
+    if (!bearer(c, cred, sizeof cred, &secret, r))
+        return false;
+    sqlite3_stmt *st = lm_cp_store_agent_auth(cp->db, cred);
+    bool ok = false, revoked = false;
+    char *access = NULL;
+    if (st && sqlite3_column_type(st, 4) != SQLITE_NULL) {
+        char hash[65];
+        lm_cp_hash_secret(lm_cp_col(st, 3), secret, hash);
+        ok = lm_cp_equal(hash, lm_cp_col(st, 4));
+        revoked = sqlite3_column_int64(st, 5) != 0;
+        snprintf(a->org, sizeof a->org, "%s", lm_cp_col(st, 0));
+        snprintf(a->token, sizeof a->token, "%s", lm_cp_col(st, 1));
+        snprintf(a->host, sizeof a->host, "%s", lm_cp_col(st, 2));
+        snprintf(a->agent_id, sizeof a->agent_id, "%s", cred);
+        access = strdup(lm_cp_col(st, 6));
+    }
+    sqlite3_finalize(st);
+    bool token = !ok && is_link_token(cp, cred, secret);
+    lm_wipe(cred, sizeof cred);
+    if (token) {
+        lm_log_warn(NULL,
+                    "agent API call with a link-token from %s refused: a link-token only "
+                    "enrolls agents",
+                    a->ip);
+        return cp_fail(r, 401, "AGENT_CREDENTIAL_REQUIRED",
+                       "a link-token only enrolls an agent (register); every other call needs "
+                       "the agent's own credential, which `livemig-agent link` keeps in "
+                       "state_dir/identity.json. An agent linked by an older livemig has none: "
+                       "upgrade it, have an Organization Owner run `livemig lm agents relink "
+                       "HOST --orgId ORG`, then link it again");
+    }
+    if (!ok || !access) {
+        free(access);
+        return cp_fail(r, 401, "NOT_AUTHENTICATED",
+                       "the agent credential is unknown (was this host relinked since?)");
+    }
+    bool allowed = on_access_list(access, a->ip);
+    free(access);
+    if (revoked)
+        return revoked_answer(r);
+    if (!allowed)
+        return access_answer(r, a->ip);
     return true;
 }
 
@@ -278,13 +371,13 @@ const char *cp_arg(const cp_call_t *k, const char *name)
 
 /* The role's checks for call k, in the order the handlers made them before the route table
  * did: the caller's credential; for the admin API the project in the path ({groupId}), the
- * Owner role, then the organization in the path ({orgId}); for linked agents their agent
- * id. A refusal is in k->r. */
+ * Owner role, then the organization in the path ({orgId}); for the agent API a link-token
+ * to enroll, the agent's own credential for everything else. A refusal is in k->r. */
 static bool authorize(cp_call_t *k, lm_cp_role_t role)
 {
     if (!lm_cp_role_is_admin(role))
-        return cp_auth_agent(k->cp, k->c, k->agent.org, k->agent.token, k->r) &&
-               (role != LM_CP_ROLE_LINKED_AGENT || cp_known_agent(k->cp, k->c, &k->agent, k->r));
+        return role == LM_CP_ROLE_ENROLL ? cp_auth_enroll(k->cp, k->c, &k->agent, k->r)
+                                         : cp_auth_agent(k->cp, k->c, &k->agent, k->r);
     const char *group = lm_cp_param(&k->params, "groupId");
     const char *org = lm_cp_param(&k->params, "orgId");
     return cp_auth_admin(k->cp, k->c, &k->who, k->r) &&

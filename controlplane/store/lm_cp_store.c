@@ -33,6 +33,40 @@ static const char schema_sql[] =
     "NULL REFERENCES jobs(id), kind TEXT NOT NULL, deadline INTEGER, delivered INTEGER NOT NULL "
     "DEFAULT 0, created INTEGER NOT NULL);";
 
+/* Schema migrations, by PRAGMA user_version: a database made by an older control plane
+ * (version 0, the tables above) is brought up to date at open, in one transaction.
+ * Version 2: agents get a credential of their own (cred_salt, cred_hash: a salted hash;
+ * agents linked before have none and must be relinked), link-tokens an optional expiry,
+ * jobs the agent they were handed to (holder), and relinks (an Owner's one-time permission
+ * for a host to link again). */
+#define SCHEMA_VERSION 2
+static const char migrate_2_sql[] =
+    "ALTER TABLE agents ADD COLUMN cred_salt TEXT;"
+    "ALTER TABLE agents ADD COLUMN cred_hash TEXT;"
+    "ALTER TABLE link_tokens ADD COLUMN expires INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN holder TEXT;"
+    "CREATE TABLE IF NOT EXISTS relinks(org_id TEXT NOT NULL, hostname TEXT NOT NULL, expires "
+    "INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(org_id, hostname));"
+    "CREATE INDEX IF NOT EXISTS agents_host ON agents(org_id, hostname);";
+
+static bool migrate(sqlite3 *db, char **msg)
+{
+    sqlite3_stmt *st = NULL;
+    int version = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version >= SCHEMA_VERSION)
+        return true;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, msg) != SQLITE_OK)
+        return false;
+    bool ok = sqlite3_exec(db, migrate_2_sql, NULL, NULL, msg) == SQLITE_OK &&
+              sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, msg) == SQLITE_OK;
+    sqlite3_exec(db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    return ok;
+}
+
 bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
 {
     *db = NULL;
@@ -49,7 +83,7 @@ bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
     char *msg = NULL;
     if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &msg) !=
             SQLITE_OK ||
-        sqlite3_exec(*db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(*db, schema_sql, NULL, NULL, &msg) != SQLITE_OK || !migrate(*db, &msg)) {
         lm_error_set(err, LM_ERR_IO, "%s: cannot set up the database: %s", path,
                      msg ? msg : "unknown error");
         sqlite3_free(msg);
@@ -204,15 +238,23 @@ bool lm_cp_store_cluster_in_org(sqlite3 *db, const char *group, const char *name
                            "sss", group, name, org));
 }
 
-bool lm_cp_store_link_token_live(sqlite3 *db, const char *org)
+bool lm_cp_store_link_token_live(sqlite3 *db, const char *org, int64_t now)
 {
-    return has_row(
-        lm_cp_q(db, "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0", "s", org));
+    return has_row(lm_cp_q(db,
+                           "SELECT id FROM link_tokens WHERE org_id = ? AND deleted = 0 AND "
+                           "(expires IS NULL OR expires > ?)",
+                           "si", org, now));
 }
 
 bool lm_cp_store_link_token_insert(sqlite3 *db, const char *id, const char *org, const char *salt,
-                                   const char *hash, const char *access, int64_t now)
+                                   const char *hash, const char *access, int64_t expires,
+                                   int64_t now)
 {
+    if (expires > 0)
+        return lm_cp_exec(db,
+                          "INSERT INTO link_tokens(id, org_id, salt, hash, access, created, "
+                          "expires) VALUES(?,?,?,?,?,?,?)",
+                          "sssssii", id, org, salt, hash, access, now, expires);
     return lm_cp_exec(db,
                       "INSERT INTO link_tokens(id, org_id, salt, hash, access, created) "
                       "VALUES(?,?,?,?,?,?)",
@@ -230,14 +272,37 @@ int lm_cp_store_link_token_delete(sqlite3 *db, const char *org, int64_t now)
 sqlite3_stmt *lm_cp_store_link_token(sqlite3 *db, const char *id)
 {
     return first_row(lm_cp_q(
-        db, "SELECT org_id, salt, hash, access, deleted FROM link_tokens WHERE id = ?", "s", id));
+        db, "SELECT org_id, salt, hash, access, deleted, expires FROM link_tokens WHERE id = ?",
+        "s", id));
 }
 
-sqlite3_stmt *lm_cp_store_agent(sqlite3 *db, const char *id, const char *org, const char *token)
+sqlite3_stmt *lm_cp_store_agent_auth(sqlite3 *db, const char *id)
 {
-    return first_row(
-        lm_cp_q(db, "SELECT hostname FROM agents WHERE id = ? AND org_id = ? AND token_id = ?",
-                "sss", id, org, token));
+    return first_row(lm_cp_q(db,
+                             "SELECT a.org_id, a.token_id, a.hostname, a.cred_salt, a.cred_hash, "
+                             "t.deleted, t.access FROM agents a JOIN link_tokens t ON t.id = "
+                             "a.token_id WHERE a.id = ?",
+                             "s", id));
+}
+
+bool lm_cp_store_relink_allow(sqlite3 *db, const char *org, const char *host, int64_t expires,
+                              int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT OR REPLACE INTO relinks(org_id, hostname, expires, created) "
+                      "VALUES(?,?,?,?)",
+                      "ssii", org, host, expires, now);
+}
+
+bool lm_cp_store_relink_take(sqlite3 *db, const char *org, const char *host, int64_t now)
+{
+    if (!lm_cp_exec(db, "DELETE FROM relinks WHERE org_id = ? AND hostname = ? AND expires > ?",
+                    "ssi", org, host, now))
+        return false;
+    bool taken = sqlite3_changes(db) > 0;
+    /* an expired permission is gone too */
+    lm_cp_exec(db, "DELETE FROM relinks WHERE org_id = ? AND hostname = ?", "ss", org, host);
+    return taken;
 }
 
 bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host)
@@ -318,27 +383,42 @@ bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kin
 
 sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname)
 {
-    return first_row(lm_cp_q(db, "SELECT id FROM agents WHERE org_id = ? AND hostname = ?", "ss",
-                             org, hostname));
+    return first_row(lm_cp_q(db,
+                             "SELECT a.id, t.deleted = 0 FROM agents a LEFT JOIN link_tokens t ON "
+                             "t.id = a.token_id WHERE a.org_id = ? AND a.hostname = ? ORDER BY "
+                             "a.registered DESC",
+                             "ss", org, hostname));
 }
 
-bool lm_cp_store_agent_insert(sqlite3 *db, const char *id, const char *org, const char *token,
-                              const char *hostname, const char *version, const char *os,
-                              int64_t now)
+bool lm_cp_store_agent_insert(sqlite3 *db, const lm_cp_agent_row_t *a, int64_t now)
 {
     return lm_cp_exec(db,
                       "INSERT INTO agents(id, org_id, token_id, hostname, version, os, "
-                      "registered, last_seen) VALUES(?,?,?,?,?,?,?,?)",
-                      "ssssssii", id, org, token, hostname, version, os, now, now);
+                      "registered, last_seen, cred_salt, cred_hash) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                      "ssssssiiss", a->id, a->org, a->token, a->hostname, a->version, a->os, now,
+                      now, a->cred_salt, a->cred_hash);
 }
 
-bool lm_cp_store_agent_relink(sqlite3 *db, const char *id, const char *token, const char *version,
-                              const char *os, int64_t now)
+bool lm_cp_store_agent_replace(sqlite3 *db, const char *old_id, const lm_cp_agent_row_t *a,
+                               int64_t now)
 {
-    return lm_cp_exec(db,
-                      "UPDATE agents SET token_id = ?, version = ?, os = ?, last_seen = ? WHERE "
-                      "id = ?",
-                      "sssis", token, version, os, now, id);
+    bool agent = lm_cp_exec(db,
+                            "UPDATE agents SET id = ?, token_id = ?, version = ?, os = ?, "
+                            "registered = ?, last_seen = ?, running = NULL, cred_salt = ?, "
+                            "cred_hash = ? WHERE id = ?",
+                            "ssssiisss", a->id, a->token, a->version, a->os, now, now, a->cred_salt,
+                            a->cred_hash, old_id);
+    /* the host's unfinished jobs, and their commands, go to the new agent */
+    bool jobs = lm_cp_exec(db,
+                           "UPDATE jobs SET delivered = NULL, agent_id = NULL, holder = NULL "
+                           "WHERE org_id = ? AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL,
+                           "ss", a->org, a->hostname);
+    bool commands = lm_cp_exec(
+        db,
+        "UPDATE commands SET delivered = 0 WHERE job_id IN (SELECT id FROM "
+        "jobs WHERE org_id = ? AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL ")",
+        "ss", a->org, a->hostname);
+    return agent && jobs && commands;
 }
 
 bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
@@ -387,27 +467,29 @@ bool lm_cp_store_job_undeliver(sqlite3 *db, const char *id)
 }
 
 sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const char *host,
-                                          int64_t before, int64_t limit)
+                                          const char *agent, int64_t before, int64_t limit)
 {
-    return lm_cp_q(db,
-                   "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? "
-                   "AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL " AND (delivered IS "
-                   "NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
-                   "ssii", org, host, before, limit);
+    return lm_cp_q(
+        db,
+        "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? "
+        "AND host = ? AND (holder IS NULL OR holder = ?) AND status NOT IN " LM_CP_STATUS_TERMINAL
+        " AND (delivered IS NULL OR (delivered < ? AND agent_id "
+        "IS NULL)) ORDER BY created LIMIT ?",
+        "sssii", org, host, agent, before, limit);
 }
 
-bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, int64_t now)
+bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, const char *agent, int64_t now)
 {
-    return lm_cp_exec(db, "UPDATE jobs SET delivered = ?, agent_id = NULL WHERE id = ?", "is", now,
-                      id);
+    return lm_cp_exec(db, "UPDATE jobs SET delivered = ?, agent_id = NULL, holder = ? WHERE id = ?",
+                      "iss", now, agent, id);
 }
 
-sqlite3_stmt *lm_cp_store_host_job(sqlite3 *db, const char *id, const char *org, const char *host)
+sqlite3_stmt *lm_cp_store_org_job(sqlite3 *db, const char *id, const char *org)
 {
     return first_row(lm_cp_q(db,
-                             "SELECT status, ready_since, window_end FROM jobs WHERE id = ? AND "
-                             "org_id = ? AND host = ?",
-                             "sss", id, org, host));
+                             "SELECT status, ready_since, window_end, host, holder FROM jobs "
+                             "WHERE id = ? AND org_id = ?",
+                             "ss", id, org));
 }
 
 sqlite3_stmt *lm_cp_store_migration_into(sqlite3 *db, const char *validation_id)
@@ -451,21 +533,22 @@ sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now)
                    "i", now);
 }
 
-bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, int64_t seq,
-                              int64_t now)
+bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, const char *agent,
+                              int64_t seq, int64_t now)
 {
     return lm_cp_exec(db,
                       "UPDATE commands SET delivered = ? WHERE seq <= ? AND delivered = 0 AND "
-                      "job_id IN (SELECT id FROM jobs WHERE org_id = ? AND host = ?)",
-                      "iiss", now, seq, org, host);
+                      "job_id IN (SELECT id FROM jobs WHERE org_id = ? AND host = ? AND (holder "
+                      "IS NULL OR holder = ?))",
+                      "iisss", now, seq, org, host, agent);
 }
 
 sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
-                                           int64_t limit)
+                                           const char *agent, int64_t limit)
 {
     return lm_cp_q(db,
                    "SELECT c.seq, c.job_id, c.kind, c.deadline FROM commands c JOIN jobs j ON "
-                   "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND c.delivered = 0 ORDER "
-                   "BY c.seq LIMIT ?",
-                   "ssi", org, host, limit);
+                   "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND (j.holder IS NULL OR "
+                   "j.holder = ?) AND c.delivered = 0 ORDER BY c.seq LIMIT ?",
+                   "sssi", org, host, agent, limit);
 }

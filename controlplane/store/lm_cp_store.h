@@ -55,28 +55,44 @@ sqlite3_stmt *lm_cp_store_cluster_names(sqlite3 *db, const char *group);
 bool lm_cp_store_cluster_in_org(sqlite3 *db, const char *group, const char *name, const char *org);
 
 /* link-tokens */
-/* Whether org has a link-token that is not deleted. */
-bool lm_cp_store_link_token_live(sqlite3 *db, const char *org);
+/* Whether org has a link-token that is neither deleted nor expired at now. */
+bool lm_cp_store_link_token_live(sqlite3 *db, const char *org, int64_t now);
+/* expires: when it stops enrolling agents (epoch ms), 0 = never. */
 bool lm_cp_store_link_token_insert(sqlite3 *db, const char *id, const char *org, const char *salt,
-                                   const char *hash, const char *access, int64_t now);
-/* Marks org's live link-token deleted at now: 1 when it had one, 0 when not, -1 on failure. */
+                                   const char *hash, const char *access, int64_t expires,
+                                   int64_t now);
+/* Marks org's link-tokens that are not deleted yet (expired ones too) deleted at now, which
+ * revokes every agent they enrolled: 1 when it had one, 0 when not, -1 on failure. */
 int lm_cp_store_link_token_delete(sqlite3 *db, const char *org, int64_t now);
-/* Row: org_id, salt, hash, access (a JSON array), deleted (0 or when). */
+/* Row: org_id, salt, hash, access (a JSON array), deleted (0 or when), expires (NULL or
+ * when). */
 sqlite3_stmt *lm_cp_store_link_token(sqlite3 *db, const char *id);
 
 /* agents */
-/* Row: hostname of agent id registered in org with link-token `token`. */
-sqlite3_stmt *lm_cp_store_agent(sqlite3 *db, const char *id, const char *org, const char *token);
+/* Row: org_id, token_id, hostname, cred_salt, cred_hash (NULL for agents linked before agents
+ * had credentials of their own), and of its link-token: deleted (0 or when), access. */
+sqlite3_stmt *lm_cp_store_agent_auth(sqlite3 *db, const char *id);
+/* An Organization Owner allows host of org to link again once, until expires. */
+bool lm_cp_store_relink_allow(sqlite3 *db, const char *org, const char *host, int64_t expires,
+                              int64_t now);
+/* Uses up that permission: true when there was one that had not expired at now (an expired
+ * one is removed as well). */
+bool lm_cp_store_relink_take(sqlite3 *db, const char *org, const char *host, int64_t now);
 /* Whether an agent on host is linked to org by a link-token that is not deleted. */
 bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host);
-/* Row: id of the agent registered on hostname in org. */
+/* Row: id of the agent registered on hostname in org, and whether its link-token is live
+ * (1; 0 when deleted: the agent is revoked). */
 sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname);
-bool lm_cp_store_agent_insert(sqlite3 *db, const char *id, const char *org, const char *token,
-                              const char *hostname, const char *version, const char *os,
-                              int64_t now);
-/* A registered agent linking again: its link-token, version and OS. */
-bool lm_cp_store_agent_relink(sqlite3 *db, const char *id, const char *token, const char *version,
-                              const char *os, int64_t now);
+/* An agent as registered: cred_salt and cred_hash are the salted SHA-256 of its secret. */
+typedef struct {
+    const char *id, *org, *token, *hostname, *version, *os, *cred_salt, *cred_hash;
+} lm_cp_agent_row_t;
+bool lm_cp_store_agent_insert(sqlite3 *db, const lm_cp_agent_row_t *a, int64_t now);
+/* Agent old_id's host is taken over by a (a relink the Owner allowed, or a host whose agent
+ * was revoked): the row gets a's id, token and credential (old_id's stops working), and the
+ * host's unfinished jobs and their commands go out again, to a. */
+bool lm_cp_store_agent_replace(sqlite3 *db, const char *old_id, const lm_cp_agent_row_t *a,
+                               int64_t now);
 /* running: the JSON array of the job ids the agent runs. */
 bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
                                  int64_t free_bytes, const char *running, const char *version);
@@ -109,13 +125,15 @@ sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *ho
                                     const char *running);
 /* Job id goes out again with the next poll, its commands too. */
 bool lm_cp_store_job_undeliver(sqlite3 *db, const char *id);
-/* List: id, kind, project_id, spec, src_password of at most limit jobs of org on host, not
- * ended, not handed out yet or handed out before `before` and not taken up, oldest first. */
+/* List: id, kind, project_id, spec, src_password of at most limit jobs of org on host held
+ * by no agent or by `agent`, not ended, not handed out yet or handed out before `before`
+ * and not taken up, oldest first. */
 sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const char *host,
-                                          int64_t before, int64_t limit);
-bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, int64_t now);
-/* Row: status, ready_since, window_end of job id of org on host. */
-sqlite3_stmt *lm_cp_store_host_job(sqlite3 *db, const char *id, const char *org, const char *host);
+                                          const char *agent, int64_t before, int64_t limit);
+/* Job id was handed out to `agent`, which holds it from now on. */
+bool lm_cp_store_job_delivered(sqlite3 *db, const char *id, const char *agent, int64_t now);
+/* Row: status, ready_since, window_end, host, holder (NULL: none yet) of job id of org. */
+sqlite3_stmt *lm_cp_store_org_job(sqlite3 *db, const char *id, const char *org);
 /* Row: id and destination cluster of a live migration, not ended, to the destination of
  * validation id. */
 sqlite3_stmt *lm_cp_store_migration_into(sqlite3 *db, const char *validation_id);
@@ -136,12 +154,13 @@ sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now);
 /* A command (cutover, cancel, extend, expire) for the agent that runs job_id. */
 bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
                                 int64_t now);
-/* The agent on host of org has every command up to seq. */
-bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, int64_t seq,
-                              int64_t now);
-/* List: seq, job_id, kind, deadline of at most limit commands not acknowledged by the agent
- * on host of org, in order. */
+/* `agent`, on host of org, has every command up to seq of the jobs it holds (or that no
+ * agent holds yet). */
+bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, const char *agent,
+                              int64_t seq, int64_t now);
+/* List: seq, job_id, kind, deadline of at most limit commands not acknowledged, of the jobs
+ * of host of org that `agent` holds (or no agent holds yet), in order. */
 sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
-                                           int64_t limit);
+                                           const char *agent, int64_t limit);
 
 #endif

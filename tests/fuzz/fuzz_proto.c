@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                no_cleanup);
 #elif LM_FUZZ_MSG == 2
     ROUND_TRIP(lm_proto_register_resp_t, lm_proto_register_resp_decode,
-               lm_proto_register_resp_encode, no_cleanup);
+               lm_proto_register_resp_encode, lm_proto_register_resp_clear);
 #elif LM_FUZZ_MSG == 3
     ROUND_TRIP(lm_proto_heartbeat_t, lm_proto_heartbeat_decode, lm_proto_heartbeat_encode,
                no_cleanup);

@@ -84,45 +84,78 @@ static const char *src_pw_file(void)
     return path;
 }
 
-/* ---- the scripted agent ---- */
+/* ---- the scripted agent ----
+ * It enrolls with the link-token and then calls as itself ("Bearer agentId:agentSecret").
+ * It reads the register answer leniently: against a control plane from before agents had
+ * credentials of their own (no agentSecret) it calls with the link-token and the
+ * X-Livemig-Agent header as agents did then, so that the attack tests below can be run
+ * against an older control plane (LM_CP_BIN=...) and fail at the attack, not at linking. */
 
 typedef struct {
-    char bearer[200];
+    char enroll[200]; /* "Bearer tokenId:secret": the link-token */
+    char bearer[200]; /* what it calls with: its own credential */
     char id[80];
+    char host[80];
     int64_t ack; /* the highest command seq polled: acknowledged by the next poll */
 } agent_t;
 
-static void agent_link(agent_t *a, const char *token, const char *host)
+static char link_token[4096]; /* the organization's, made by prepare() */
+
+/* "Bearer tokenId:secret" of a link-token. */
+static void token_bearer(const char *token, char *buf, size_t size)
 {
     lm_proto_link_token_t t;
     lm_error_t err;
-    memset(a, 0, sizeof *a);
     cr_assert(lm_proto_link_token_decode(token, strlen(token), &t, &err), "%s", err.message);
     cr_assert_eq(strlen(t.ca_pin), 64);
-    snprintf(a->bearer, sizeof a->bearer, "Bearer %s:%s", t.token_id, t.secret);
-    lm_proto_register_req_t rq = {.os = "Linux"};
-    snprintf(rq.hostname, sizeof rq.hostname, "%s", host);
-    snprintf(rq.agent_version, sizeof rq.agent_version, "0.1.0");
-    lm_strbuf_t b;
-    lm_strbuf_init(&b, 1u << 16);
-    cr_assert(lm_proto_register_req_encode(&rq, &b, &err));
-    char *resp;
-    long st = https("POST", "/api/agent/v1/register", a->bearer, NULL, lm_strbuf_str(&b), &resp);
-    cr_assert_eq(st, 200, "%s", resp);
-    lm_proto_register_resp_t rs;
-    cr_assert(lm_proto_register_resp_decode(resp, strlen(resp), &rs, &err), "%s", err.message);
-    snprintf(a->id, sizeof a->id, "%s", rs.agent_id);
-    cr_assert_eq(rs.heartbeat_seconds, 1);
-    lm_strbuf_cleanup(&b);
-    free(resp);
+    snprintf(buf, size, "Bearer %s:%s", t.token_id, t.secret);
     lm_proto_link_token_clear(&t);
+}
+
+/* POST /register with the link-token as host; the status, the answer into *resp. */
+static long register_as(const char *token, const char *host, char **resp)
+{
+    char bearer[200], body[300];
+    token_bearer(token, bearer, sizeof bearer);
+    snprintf(body, sizeof body,
+             "{\"v\":1,\"hostname\":\"%s\",\"agentVersion\":\"0.1.0\",\"os\":\"Linux\"}", host);
+    return https("POST", "/api/agent/v1/register", bearer, NULL, body, resp);
+}
+
+static void agent_link(agent_t *a, const char *token, const char *host)
+{
+    lm_error_t err;
+    memset(a, 0, sizeof *a);
+    token_bearer(token, a->enroll, sizeof a->enroll);
+    snprintf(a->host, sizeof a->host, "%s", host);
+    char *resp;
+    long st = register_as(token, host, &resp);
+    cr_assert_eq(st, 200, "%s", resp);
+    lm_json_val_t *v = lm_json_parse(resp, strlen(resp), 0, 0, &err);
+    cr_assert_not_null(v, "%s", err.message);
+    const char *id = lm_json_string(lm_json_get(v, "agentId"));
+    const char *secret = lm_json_string(lm_json_get(v, "agentSecret"));
+    cr_assert_not_null(id, "%s", resp);
+    snprintf(a->id, sizeof a->id, "%s", id);
+    if (secret) {
+        cr_assert_eq(strlen(secret), 64, "a 256-bit secret in hex: %s", resp);
+        snprintf(a->bearer, sizeof a->bearer, "Bearer %s:%s", id, secret);
+        lm_proto_register_resp_t rs;
+        cr_assert(lm_proto_register_resp_decode(resp, strlen(resp), &rs, &err), "%s", err.message);
+        cr_assert_eq(rs.heartbeat_seconds, 1);
+        lm_proto_register_resp_clear(&rs);
+    } else {
+        snprintf(a->bearer, sizeof a->bearer, "%s", a->enroll); /* an older control plane */
+    }
+    lm_json_free(v);
+    free(resp);
 }
 
 static long agent_heartbeat(agent_t *a, char **resp)
 {
     lm_proto_heartbeat_t hb = {.uptime_seconds = 5, .state_dir_free_bytes = 1 << 30};
     snprintf(hb.agent_id, sizeof hb.agent_id, "%s", a->id);
-    snprintf(hb.hostname, sizeof hb.hostname, "mig-host-1");
+    snprintf(hb.hostname, sizeof hb.hostname, "%s", a->host);
     snprintf(hb.agent_version, sizeof hb.agent_version, "0.1.0");
     lm_strbuf_t b;
     lm_error_t err;
@@ -133,13 +166,21 @@ static long agent_heartbeat(agent_t *a, char **resp)
     return st;
 }
 
+/* GET /assignments as a (wait seconds, acknowledging a->ack): the status, the answer into
+ * *resp. */
+static long agent_poll_raw(agent_t *a, int wait, char **resp)
+{
+    char path[100];
+    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d&ack=%lld", wait,
+             (long long)a->ack);
+    return https("GET", path, a->bearer, a->id, NULL, resp);
+}
+
 /* Polls once (wait seconds); decodes into m (heap; caller cleans up and frees). */
 static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
 {
-    char path[100], *resp;
-    snprintf(path, sizeof path, "/api/agent/v1/assignments?wait=%d&ack=%lld", wait,
-             (long long)a->ack);
-    long st = https("GET", path, a->bearer, a->id, NULL, &resp);
+    char *resp;
+    long st = agent_poll_raw(a, wait, &resp);
     cr_assert_eq(st, 200, "%s", resp);
     lm_proto_assignments_t *m = calloc(1, sizeof *m);
     lm_error_t err;
@@ -152,32 +193,47 @@ static lm_proto_assignments_t *agent_poll(agent_t *a, int wait)
     return m;
 }
 
-/* The scripted agent sends a status report; the control plane must take it. */
-static void post_report(agent_t *a, const lm_proto_status_t *s)
+/* The scripted agent sends a status report with credential `bearer`: the status, the
+ * answer into *resp. */
+static long post_report_as(agent_t *a, const char *bearer, const lm_proto_status_t *s, char **resp)
 {
     lm_strbuf_t b;
     lm_error_t err;
     lm_strbuf_init(&b, 1u << 16);
     cr_assert(lm_proto_status_encode(s, &b, &err), "%s", err.message);
-    char *resp;
-    long st = https("POST", "/api/agent/v1/status", a->bearer, a->id, lm_strbuf_str(&b), &resp);
-    cr_assert_eq(st, 200, "%s", resp);
+    long st = https("POST", "/api/agent/v1/status", bearer, a->id, lm_strbuf_str(&b), resp);
     lm_strbuf_cleanup(&b);
+    return st;
+}
+
+/* The scripted agent sends a status report; the control plane must take it. */
+static void post_report(agent_t *a, const lm_proto_status_t *s)
+{
+    char *resp;
+    long st = post_report_as(a, a->bearer, s, &resp);
+    cr_assert_eq(st, 200, "%s", resp);
     free(resp);
+}
+
+/* A migration's status report from a (agentId a->id) for job. */
+static void migration_report(lm_proto_status_t *s, const agent_t *a, const char *job,
+                             const char *state, bool ready, double lag)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->agent_id, sizeof s->agent_id, "%s", a->id);
+    snprintf(s->job_id, sizeof s->job_id, "%s", job);
+    s->kind = LM_PROTO_JOB_MIGRATION;
+    snprintf(s->phase, sizeof s->phase, "%s", strcmp(state, "RUNNING") ? "COMPLETE" : "STREAMING");
+    snprintf(s->state, sizeof s->state, "%s", state);
+    s->has_lag = true;
+    s->lag_seconds = lag;
+    s->ready_for_cutover = ready;
 }
 
 static void agent_report(agent_t *a, const char *job, const char *state, bool ready, double lag)
 {
     lm_proto_status_t s;
-    memset(&s, 0, sizeof s);
-    snprintf(s.agent_id, sizeof s.agent_id, "%s", a->id);
-    snprintf(s.job_id, sizeof s.job_id, "%s", job);
-    s.kind = LM_PROTO_JOB_MIGRATION;
-    snprintf(s.phase, sizeof s.phase, "%s", strcmp(state, "RUNNING") ? "COMPLETE" : "STREAMING");
-    snprintf(s.state, sizeof s.state, "%s", state);
-    s.has_lag = true;
-    s.lag_seconds = lag;
-    s.ready_for_cutover = ready;
+    migration_report(&s, a, job, state, ready, lag);
     post_report(a, &s);
 }
 
@@ -207,11 +263,10 @@ static void prepare(char *proj, size_t psz, agent_t *a, char *mig, size_t msz)
                  0, "%s", out);
     free(out);
     cr_assert_eq(CLI(&out, "lm link create --orgId org1 --accessListIp 127.0.0.1"), 0, "%s", out);
-    char token[4096];
-    snprintf(token, sizeof token, "%s", out);
-    token[strcspn(token, "\n")] = '\0';
+    snprintf(link_token, sizeof link_token, "%s", out);
+    link_token[strcspn(link_token, "\n")] = '\0';
     free(out);
-    agent_link(a, token, "mig-host-1");
+    agent_link(a, link_token, "mig-host-1");
     if (mig) {
         cr_assert_eq(CLI(&out,
                          "lm create --projectId %s --clusterName dst --migrationHost "
@@ -692,6 +747,7 @@ static void token_file_for(const char *pubkey, const char *file, const char *org
 Test(controlplane, livemig_agent_links_with_the_token)
 {
     char proj[80], *out, token[800], state[700], ca[700];
+    lm_error_t err0;
     lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
     lm_test_cp_start(&cp);
     cr_assert_eq(CLI(&out, "projects create shop --orgId org1 -o json"), 0, "%s", out);
@@ -758,6 +814,15 @@ Test(controlplane, livemig_agent_links_with_the_token)
     struct stat st;
     cr_assert_eq(stat(idpath, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600);
+    /* it keeps the agent's own credential, not the link-token's secret */
+    char *idtext = lm_test_slurp(idpath), *toktext = lm_test_slurp(token);
+    lm_proto_link_token_t lt;
+    toktext[strcspn(toktext, "\n")] = '\0';
+    cr_assert(lm_proto_link_token_decode(toktext, strlen(toktext), &lt, &err0), "%s", err0.message);
+    cr_assert(strstr(idtext, "\"agentSecret\"") && !strstr(idtext, lt.secret), "%s", idtext);
+    lm_proto_link_token_clear(&lt);
+    free(idtext);
+    free(toktext);
     cr_assert_eq(
         CLI(&out, "clusters add src --projectId %s --connectionString mongodb://h:1/", proj), 0,
         "%s", out);
@@ -1109,5 +1174,317 @@ Test(controlplane, the_source_password_never_comes_from_the_arguments)
     /* stdin is not a terminal here (the test runs it from /dev/null or a pipe) */
     cr_assert_neq(CLI(&out, create, proj, proj, "< /dev/null"), 0, "%s", out);
     cr_assert(strstr(out, "--sourcePasswordFile"), "%s", out);
+    free(out);
+}
+
+/* ---- agent credentials: the attacks of security finding 1 ----
+ * The link-token is shared by the organization. Whoever holds it must not be able to act
+ * as an agent that is linked already: take over its host name, fetch its job's passwords,
+ * report for its job or swallow its commands. Each test performs the attack and sees it
+ * refused. */
+
+/* Whether text shows either password of prepare()'s migration. */
+static bool shows_password(const char *text)
+{
+    return strstr(text, "s3cret-src") || strstr(text, "target-secret");
+}
+
+Test(controlplane, a_second_registration_of_a_linked_host_is_refused)
+{
+    char proj[80], mig[80], *resp;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+
+    /* the token's holder registers as mig-host-1: refused, no agent id, logged */
+    long st = register_as(link_token, "mig-host-1", &resp);
+    cr_assert_eq(st, 409, "a linked host name was taken over: %s", resp);
+    cr_assert(strstr(resp, "AGENT_HOST_ALREADY_LINKED") &&
+                  strstr(resp, "livemig lm agents relink mig-host-1"),
+              "%s", resp);
+    cr_assert_not(strstr(resp, "agentId") || strstr(resp, "agentSecret") || strstr(resp, a.id),
+                  "%s", resp);
+    free(resp);
+    char *log = lm_test_slurp(cp.log);
+    cr_assert(strstr(log, "takeover attempt") && strstr(log, "host mig-host-1") &&
+                  strstr(log, "from 127.0.0.1"),
+              "%s", log);
+    free(log);
+
+    /* what handed the job out before: a heartbeat listing no job, then a poll, as that
+     * host, with the only credential the attacker has (the link-token, and the agent id) */
+    char hb[300];
+    snprintf(hb, sizeof hb,
+             "{\"v\":1,\"agentId\":\"%s\",\"hostname\":\"mig-host-1\",\"agentVersion\":\"0.1.0\","
+             "\"uptimeSeconds\":1,\"stateDirFreeBytes\":1,\"running\":[]}",
+             a.id);
+    lm_time_sleep_ms(1100, NULL); /* past a heartbeat interval: the job would be "lost" */
+    cr_assert_eq(https("POST", "/api/agent/v1/heartbeat", a.enroll, a.id, hb, &resp), 401, "%s",
+                 resp);
+    free(resp);
+    cr_assert_eq(https("GET", "/api/agent/v1/assignments?wait=1", a.enroll, a.id, NULL, &resp), 401,
+                 "%s", resp);
+    cr_assert_not(shows_password(resp), "%s", resp);
+    free(resp);
+    /* the job stays with its agent, which goes on */
+    cr_assert_eq(agent_heartbeat(&a, &resp), 200, "%s", resp);
+    free(resp);
+    agent_report(&a, mig, "RUNNING", false, 3);
+}
+
+Test(controlplane, the_link_token_alone_cannot_call_the_agent_api)
+{
+    char proj[80], mig[80], *out, *resp;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    /* heartbeat, poll (which would carry the passwords), report: 401 with the link-token */
+    char hb[300];
+    snprintf(hb, sizeof hb,
+             "{\"v\":1,\"agentId\":\"%s\",\"hostname\":\"mig-host-1\",\"agentVersion\":\"0.1.0\","
+             "\"uptimeSeconds\":1,\"stateDirFreeBytes\":1,\"running\":[]}",
+             a.id);
+    cr_assert_eq(https("POST", "/api/agent/v1/heartbeat", a.enroll, a.id, hb, &resp), 401, "%s",
+                 resp);
+    cr_assert(strstr(resp, "AGENT_CREDENTIAL_REQUIRED") && strstr(resp, "only enrolls"), "%s",
+              resp);
+    free(resp);
+    cr_assert_eq(https("GET", "/api/agent/v1/assignments?wait=1", a.enroll, a.id, NULL, &resp), 401,
+                 "%s", resp);
+    cr_assert_not(shows_password(resp), "%s", resp);
+    free(resp);
+    lm_proto_status_t s;
+    migration_report(&s, &a, mig, "COMPLETE", true, 0);
+    cr_assert_eq(post_report_as(&a, a.enroll, &s, &resp), 401, "%s", resp);
+    free(resp);
+    /* nor the token's secret under the agent's id */
+    char forged[300];
+    const char *secret = strchr(a.enroll, ':') + 1;
+    snprintf(forged, sizeof forged, "Bearer %s:%s", a.id, secret);
+    cr_assert_eq(post_report_as(&a, forged, &s, &resp), 401, "%s", resp);
+    free(resp);
+    /* the false report changed nothing */
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"NEW\"") && strstr(out, "\"readyForCutover\": false"), "%s", out);
+    free(out);
+    /* and the agent's own credential works */
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    char *log = lm_test_slurp(cp.log);
+    cr_assert_not(strstr(log, secret), "a secret in the log: %s", log);
+    free(log);
+}
+
+Test(controlplane, an_agent_cannot_touch_another_agents_job)
+{
+    char proj[80], mig[80], *out, *resp;
+    agent_t a, b;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    cr_assert_eq(CLI(&out, "lm cancel %s --projectId %s --force", mig, proj), 0, "%s", out);
+    free(out);
+
+    /* agent B enrolls legitimately on another host */
+    agent_link(&b, link_token, "mig-host-2");
+    cr_assert_str_neq(a.id, b.id);
+    /* B's polls carry neither A's job nor its passwords nor its command, even when B
+     * acknowledges every command there could be */
+    b.ack = 1000000;
+    cr_assert_eq(agent_poll_raw(&b, 1, &resp), 200, "%s", resp);
+    cr_assert_not(strstr(resp, mig) || shows_password(resp), "%s", resp);
+    free(resp);
+    /* B's credential naming A in the X-Livemig-Agent header (the agent id of the old
+     * protocol): the credential decides, so B stays B */
+    agent_t posing = b;
+    snprintf(posing.id, sizeof posing.id, "%s", a.id);
+    cr_assert_eq(agent_poll_raw(&posing, 1, &resp), 200, "%s", resp);
+    cr_assert_not(strstr(resp, mig) || shows_password(resp), "%s", resp);
+    free(resp);
+    /* B's secret under A's id */
+    agent_t forged = b;
+    const char *b_secret = strchr(b.bearer, ':') + 1;
+    snprintf(forged.bearer, sizeof forged.bearer, "Bearer %s:%s", a.id, b_secret);
+    snprintf(forged.id, sizeof forged.id, "%s", a.id);
+    cr_assert_eq(agent_poll_raw(&forged, 1, &resp), 401, "%s", resp);
+    cr_assert_not(shows_password(resp), "%s", resp);
+    free(resp);
+    /* B reports A's job as complete and ready for cutover: 403, and A's id in it: 400 */
+    lm_proto_status_t s;
+    migration_report(&s, &b, mig, "COMPLETE", true, 0);
+    cr_assert_eq(post_report_as(&b, b.bearer, &s, &resp), 403, "%s", resp);
+    cr_assert(strstr(resp, "JOB_HELD_BY_ANOTHER_AGENT"), "%s", resp);
+    free(resp);
+    snprintf(s.agent_id, sizeof s.agent_id, "%s", a.id);
+    cr_assert_eq(post_report_as(&b, b.bearer, &s, &resp), 400, "%s", resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert_not(strstr(out, "COMPLETE") || strstr(out, "\"readyForCutover\": true"), "%s", out);
+    free(out);
+    /* A still gets its command: B's acknowledgement did not count for it */
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_commands, 1, "agent B acknowledged agent A's command");
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_CANCEL);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    char *log = lm_test_slurp(cp.log);
+    cr_assert(strstr(log, "another agent holds that job"), "%s", log);
+    free(log);
+}
+
+Test(controlplane, an_expired_link_token_enrolls_nothing)
+{
+    char *out, *resp;
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    lm_test_cp_start(&cp);
+    int64_t made = lm_time_now_ms();
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1 --expiresAfter 2s"), 0, "%s", out);
+    char token[4096];
+    snprintf(token, sizeof token, "%s", out);
+    token[strcspn(token, "\n")] = '\0';
+    free(out);
+    agent_t a;
+    agent_link(&a, token, "h1"); /* before it expires */
+    lm_time_sleep_ms(made + 2300 - lm_time_now_ms(), NULL);
+    cr_assert_eq(register_as(token, "h2", &resp), 401, "an expired link-token enrolled: %s", resp);
+    cr_assert(strstr(resp, "LINK_TOKEN_EXPIRED") && strstr(resp, "expired at"), "%s", resp);
+    cr_assert_not(strstr(resp, "agentId"), "%s", resp);
+    free(resp);
+    /* the agent it enrolled keeps working; a new token can be made beside the expired one */
+    cr_assert_eq(agent_heartbeat(&a, &resp), 200, "%s", resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1"), 0, "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "lm link create --orgId org1 --expiresAfter soon"), 0, "%s", out);
+    cr_assert(strstr(out, "expiresAfter"), "%s", out);
+    free(out);
+    /* deleting the tokens revokes the agents they enrolled */
+    cr_assert_eq(CLI(&out, "lm link delete --orgId org1 --force"), 0, "%s", out);
+    free(out);
+    cr_assert_eq(agent_heartbeat(&a, &resp), 401, "%s", resp);
+    cr_assert(strstr(resp, "LINK_TOKEN_REVOKED"), "%s", resp);
+    free(resp);
+}
+
+Test(controlplane, an_owners_relink_lets_the_host_link_once)
+{
+    char proj[80], mig[80], *out, *resp;
+    agent_t a, a2;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    cr_assert_neq(CLI(&out, "lm agents relink nowhere-1 --orgId org1"), 0, "%s", out);
+    cr_assert(strstr(out, "404"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm agents relink mig-host-1 --orgId org1"), 0, "%s", out);
+    cr_assert(strstr(out, "may link again once"), "%s", out);
+    free(out);
+    /* the new agent of mig-host-1 links once and gets the host's job */
+    agent_link(&a2, link_token, "mig-host-1");
+    cr_assert_str_neq(a2.id, a.id);
+    m = agent_poll(&a2, 2);
+    cr_assert_eq(m->n_jobs, 1, "the relinked host did not get its job");
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* the old agent's credential stops working */
+    cr_assert_eq(agent_heartbeat(&a, &resp), 401, "%s", resp);
+    free(resp);
+    cr_assert_eq(agent_poll_raw(&a, 1, &resp), 401, "%s", resp);
+    cr_assert_not(shows_password(resp), "%s", resp);
+    free(resp);
+    lm_proto_status_t s;
+    migration_report(&s, &a, mig, "COMPLETE", true, 0);
+    cr_assert_eq(post_report_as(&a, a.bearer, &s, &resp), 401, "%s", resp);
+    free(resp);
+    /* once only */
+    cr_assert_eq(register_as(link_token, "mig-host-1", &resp), 409, "%s", resp);
+    free(resp);
+    /* and not after it lapsed (relink_window: 3s from here on) */
+    lm_test_cp_config(&cp, "cutover_window: 120h\nextend_by: 24h\nrelink_window: 3s\n");
+    lm_test_cp_stop(&cp);
+    lm_test_cp_start(&cp);
+    cr_assert_eq(CLI(&out, "lm agents relink mig-host-1 --orgId org1"), 0, "%s", out);
+    free(out);
+    lm_time_sleep_ms(3300, NULL);
+    cr_assert_eq(register_as(link_token, "mig-host-1", &resp), 409, "%s", resp);
+    free(resp);
+    cr_assert_eq(agent_heartbeat(&a2, &resp), 200, "%s", resp);
+    free(resp);
+}
+
+/* An identity written before agents had credentials of their own (the link-token's secret
+ * in it, no agentSecret): the agent says how to relink, and the daemon does not start. */
+Test(controlplane, an_old_identity_file_asks_for_a_relink)
+{
+    char state[700], path[800], cfg[800], yaml[2000], log[800];
+    snprintf(state, sizeof state, "%s/old-state", dir);
+    cr_assert_eq(lm_test_sh("mkdir -m 700 '%s'", state), 0);
+    snprintf(path, sizeof path, "%s/identity.json", state);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "{\"url\":\"https://127.0.0.1:1\",\"orgId\":\"org1\",\"tokenId\":\"t1\","
+            "\"secret\":\"00ff\",\"caPin\":\"%064d\",\"agentId\":\"ag_1\","
+            "\"hostname\":\"mig-host-1\",\"heartbeatSeconds\":1,\"pollSeconds\":3}",
+            0);
+    fclose(f);
+    chmod(path, 0600);
+    lm_identity_t id;
+    lm_error_t err;
+    cr_assert_not(lm_identity_load(state, &id, &err));
+    cr_assert(err.code == LM_ERR_AUTH && strstr(err.message, "older livemig-agent") &&
+                  strstr(err.message, "livemig lm agents relink mig-host-1 --orgId org1"),
+              "%s", err.message);
+    snprintf(yaml, sizeof yaml, "control_plane:\n  ca_file: %s\nstate_dir: %s\n", cp.ca, state);
+    lm_test_write(dir, "old-agent.yaml", yaml, cfg, sizeof cfg);
+    snprintf(log, sizeof log, "%s/old-agent.out", dir);
+    cr_assert_eq(lm_test_sh("'%s' --config '%s' > '%s' 2>&1", LM_AGENT_BIN, cfg, log), 2, "%s",
+                 lm_test_slurp(log));
+    char *out = lm_test_slurp(log);
+    cr_assert(strstr(out, "livemig lm agents relink mig-host-1"), "%s", out);
+    free(out);
+}
+
+/* A database made by a control plane from before agent credentials (schema version 0: no
+ * credential, expiry or holder columns, no relinks table) is migrated when opened. */
+Test(controlplane, an_older_database_is_migrated)
+{
+    char proj[80], mig[80], *out;
+    cr_assert_eq(
+        lm_test_sh(
+            "python3 -c \"import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); db.executescript("
+            "'CREATE TABLE link_tokens(id TEXT PRIMARY KEY, org_id TEXT NOT NULL, salt TEXT NOT "
+            "NULL, hash TEXT NOT NULL, access TEXT NOT NULL, created INTEGER NOT NULL, deleted "
+            "INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE agents(id TEXT PRIMARY KEY, org_id TEXT NOT NULL, token_id TEXT NOT "
+            "NULL, hostname TEXT NOT NULL, version TEXT, os TEXT, registered INTEGER NOT NULL, "
+            "last_seen INTEGER, uptime INTEGER, free_bytes INTEGER, running TEXT);"
+            "CREATE TABLE jobs(id TEXT PRIMARY KEY, kind TEXT NOT NULL, org_id TEXT NOT NULL, "
+            "project_id TEXT NOT NULL, host TEXT NOT NULL, spec TEXT NOT NULL, src_password "
+            "TEXT, status TEXT NOT NULL, phase TEXT, ready INTEGER NOT NULL DEFAULT 0, lag REAL, "
+            "gap REAL, report TEXT, error TEXT, ready_since INTEGER, window_end INTEGER, "
+            "delivered INTEGER, agent_id TEXT, created INTEGER NOT NULL, updated INTEGER NOT "
+            "NULL);'); db.commit()\" '%s/cp.db'",
+            dir),
+        0);
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    cr_assert_eq(register_as(link_token, "mig-host-1", &out), 409, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm agents relink mig-host-1 --orgId org1"), 0, "%s", out);
     free(out);
 }

@@ -41,6 +41,8 @@ static const want_t every[] = {
      OWNER, NULL, "o.3", NULL},
     {"DELETE", "/api/atlas/v2/orgs/o_4/liveMigrations/linkTokens", O "/liveMigrations/linkTokens",
      OWNER, NULL, "o_4", NULL},
+    {"POST", "/api/atlas/v2/orgs/o6/liveMigrations/agents/mig-host-1/relink",
+     O "/liveMigrations/agents/{hostname}/relink", OWNER, NULL, "o6", NULL},
     {"GET", "/api/atlas/v2/orgs/O5/liveMigrations/availableProjects",
      O "/liveMigrations/availableProjects", MEMBER, NULL, "O5", NULL},
     {"POST", "/api/atlas/v2/groups/g1/clusters", G "/clusters", OWNER, "g1", NULL, NULL},
@@ -63,7 +65,7 @@ static const want_t every[] = {
      OWNER, "g10", NULL, "m4"},
     {"GET", "/api/atlas/v2/groups/g11/liveMigrations/m5/progress",
      G "/liveMigrations/{id}/progress", MEMBER, "g11", NULL, "m5"},
-    {"POST", "/api/agent/v1/register", "/api/agent/v1/register", LM_CP_ROLE_AGENT, NULL, NULL,
+    {"POST", "/api/agent/v1/register", "/api/agent/v1/register", LM_CP_ROLE_ENROLL, NULL, NULL,
      NULL},
     {"POST", "/api/agent/v1/heartbeat", "/api/agent/v1/heartbeat", LM_CP_ROLE_LINKED_AGENT, NULL,
      NULL, NULL},
@@ -109,7 +111,9 @@ Test(cp_routes, every_route_matches_with_its_params_and_role)
         expect_param(&p, "groupId", w->group, w->path);
         expect_param(&p, "orgId", w->org, w->path);
         expect_param(&p, "id", w->id, w->path);
-        size_t n = (w->group != NULL) + (w->org != NULL) + (w->id != NULL);
+        bool host = strstr(w->pattern, "{hostname}") != NULL; /* always mig-host-1 here */
+        expect_param(&p, "hostname", host ? "mig-host-1" : NULL, w->path);
+        size_t n = (w->group != NULL) + (w->org != NULL) + (w->id != NULL) + host;
         cr_assert_eq(p.n, n, "%s: %zu params", w->path, p.n);
         seen++;
     }
@@ -124,10 +128,10 @@ Test(cp_routes, role_rules)
     cr_assert_not(lm_cp_role_admits_key(LM_CP_ROLE_OWNER, false));
     cr_assert(lm_cp_role_admits_key(LM_CP_ROLE_MEMBER, true));
     cr_assert(lm_cp_role_admits_key(LM_CP_ROLE_MEMBER, false));
-    cr_assert_not(lm_cp_role_admits_key(LM_CP_ROLE_AGENT, true));
+    cr_assert_not(lm_cp_role_admits_key(LM_CP_ROLE_ENROLL, true));
     cr_assert_not(lm_cp_role_admits_key(LM_CP_ROLE_LINKED_AGENT, true));
     cr_assert(lm_cp_role_is_admin(LM_CP_ROLE_OWNER) && lm_cp_role_is_admin(LM_CP_ROLE_MEMBER));
-    cr_assert_not(lm_cp_role_is_admin(LM_CP_ROLE_AGENT));
+    cr_assert_not(lm_cp_role_is_admin(LM_CP_ROLE_ENROLL));
     cr_assert_not(lm_cp_role_is_admin(LM_CP_ROLE_LINKED_AGENT));
     /* admin: every GET reads (Member), every other method writes (Owner); no agent role */
     for (const lm_cp_route_t *rt = lm_cp_admin_routes; rt->method; rt++) {
@@ -139,7 +143,8 @@ Test(cp_routes, role_rules)
     for (const lm_cp_route_t *rt = lm_cp_agent_routes; rt->method; rt++) {
         cr_assert(strncmp(rt->pattern, "/api/agent/v1/", 14) == 0, "%s", rt->pattern);
         bool reg = strcmp(rt->pattern, "/api/agent/v1/register") == 0;
-        cr_assert_eq(rt->role, reg ? LM_CP_ROLE_AGENT : LM_CP_ROLE_LINKED_AGENT, "%s", rt->pattern);
+        cr_assert_eq(rt->role, reg ? LM_CP_ROLE_ENROLL : LM_CP_ROLE_LINKED_AGENT, "%s",
+                     rt->pattern);
     }
 }
 

@@ -95,6 +95,7 @@ Test(proto, register_and_heartbeat_golden_round_trip)
     lm_proto_register_resp_t rs;
     cr_assert(lm_proto_register_resp_decode(g, strlen(g), &rs, &err), "%s", err.message);
     cr_assert_eq(rs.poll_seconds, 30);
+    cr_assert_eq(strlen(rs.agent_secret), 64);
     lm_strbuf_init(&sb, 1u << 20);
     cr_assert(lm_proto_register_resp_encode(&rs, &sb, &err));
     expect_same(&sb, g);
@@ -185,6 +186,10 @@ Test(proto, missing_and_mistyped_fields_are_named)
     REFUSED(lm_proto_register_resp_decode, lm_proto_register_resp_t,
             "{\"v\":1,\"agentId\":\"a\",\"orgId\":\"o\",\"heartbeatSeconds\":0,\"pollSeconds\":5}",
             "field 'heartbeatSeconds'");
+    /* an older control plane gives no agent credential: the agent says to upgrade it */
+    REFUSED(lm_proto_register_resp_decode, lm_proto_register_resp_t,
+            "{\"v\":1,\"agentId\":\"a\",\"orgId\":\"o\",\"heartbeatSeconds\":1,\"pollSeconds\":5}",
+            "upgrade it");
     REFUSED(lm_proto_heartbeat_decode, lm_proto_heartbeat_t,
             "{\"v\":1,\"agentId\":\"a\",\"hostname\":\"h\",\"agentVersion\":\"1\","
             "\"uptimeSeconds\":-1,\"stateDirFreeBytes\":1}",

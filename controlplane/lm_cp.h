@@ -22,6 +22,10 @@ typedef struct {
     int64_t heartbeat_ms, poll_ms;
     int64_t cutover_window_ms, extend_ms;
     int64_t max_body;
+    /* connections: a total, a cap per client address, a budget of waiting agent polls, and
+     * the idle timeouts before and after a connection's first authenticated request */
+    int64_t max_connections, max_per_address, max_waiting_polls;
+    int64_t auth_timeout_ms, idle_timeout_ms;
     int log_level, log_format;
 } lm_cp_config_t;
 

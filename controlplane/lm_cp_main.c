@@ -63,6 +63,22 @@ const lm_config_field_t lm_cp_config_schema[] = {
      INT64_C(31536000000), 0, NULL, NULL, "What one `extend` adds to the cutover window."},
     {"max_request_body", LM_CFG_SIZE, offsetof(lm_cp_config_t, max_body), "256KiB", 1024, 16 << 20,
      0, NULL, NULL, "Larger request bodies are refused (413)."},
+    {"max_connections", LM_CFG_INT, offsetof(lm_cp_config_t, max_connections), "512", 16, 4096, 0,
+     NULL, NULL, "Open connections at most (each is a thread); more are closed at once."},
+    {"max_connections_per_address", LM_CFG_INT, offsetof(lm_cp_config_t, max_per_address), "32", 1,
+     4096, 0, NULL, NULL,
+     "Open connections at most from one client address, so that one address cannot take\n"
+     "them all (agents behind one NAT count together)."},
+    {"max_waiting_polls", LM_CFG_INT, offsetof(lm_cp_config_t, max_waiting_polls), "256", 1, 4095,
+     0, NULL, NULL,
+     "Agent polls held open at most; one more is answered 503 at once (the agent retries\n"
+     "later). Must be below max_connections: the rest stay for admin requests."},
+    {"auth_timeout", LM_CFG_DURATION, offsetof(lm_cp_config_t, auth_timeout_ms), "10s", 1000,
+     120000, 0, NULL, NULL,
+     "A connection idle this long before its first authenticated request is closed (TLS\n"
+     "handshake and headers included)."},
+    {"idle_timeout", LM_CFG_DURATION, offsetof(lm_cp_config_t, idle_timeout_ms), "120s", 1000,
+     3600000, 0, NULL, NULL, "An authenticated connection idle this long is closed."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_level), "info", 0, 0, 0, log_levels,
      NULL, "debug, info, warn or error."},
     {"log_format", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_format), "text", 0, 0, 0, log_formats,
@@ -139,6 +155,14 @@ int main(int argc, char **argv)
     }
     if (cfg.public_url && strncmp(cfg.public_url, "https://", 8) != 0) {
         fprintf(stderr, "livemig-controlplane: %s: public_url: must start with https://\n", config);
+        code = 2;
+        goto out;
+    }
+    if (cfg.max_waiting_polls >= cfg.max_connections) {
+        fprintf(stderr,
+                "livemig-controlplane: %s: max_waiting_polls: must be below max_connections "
+                "(%lld), which admin requests share\n",
+                config, (long long)cfg.max_connections);
         code = 2;
         goto out;
     }

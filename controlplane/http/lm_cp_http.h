@@ -24,6 +24,7 @@ struct lm_cp {
     sqlite3 *db;
     pthread_mutex_t mu; /* the database and everything below */
     pthread_cond_t changed;
+    int64_t waiting_polls; /* agent polls waiting on `changed` (max_waiting_polls) */
     int port;
     char public_url[300]; /* what link-tokens carry */
 };
@@ -84,6 +85,12 @@ bool cp_own_org(const caller_t *who, const char *org, resp_t *r);
 bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r);
 /* Agents: a link-token credential (Bearer tokenId:secret) from an allowed address. */
 bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, char *org, char *token, resp_t *r);
+
+/* An agent poll about to wait (cp->mu held): takes one of max_waiting_polls, or answers 503
+ * TOO_MANY_POLLS into r and returns false; cp_poll_done gives the place back. The budget
+ * keeps waiting polls from taking the connections admin requests need. */
+bool cp_poll_wait(lm_cp_t *cp, resp_t *r);
+void cp_poll_done(lm_cp_t *cp);
 
 /* The agent named by the X-Livemig-Agent header, registered under a's link-token: fills
  * a->agent_id and a->host. */

@@ -31,6 +31,7 @@ static const char *reason_of(unsigned status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Error";
     }
 }
@@ -264,6 +265,23 @@ bool cp_known_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
     return true;
 }
 
+/* ---- the poll budget ---- */
+
+bool cp_poll_wait(lm_cp_t *cp, resp_t *r)
+{
+    if (cp->waiting_polls >= cp->cfg->max_waiting_polls)
+        return cp_fail(r, 503, "TOO_MANY_POLLS",
+                       "%lld agent polls are waiting already: poll again later",
+                       (long long)cp->waiting_polls);
+    cp->waiting_polls++;
+    return true;
+}
+
+void cp_poll_done(lm_cp_t *cp)
+{
+    cp->waiting_polls--;
+}
+
 /* ---- routing ---- */
 
 const char *cp_arg(const cp_call_t *k, const char *name)
@@ -330,6 +348,9 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
                                                : LM_CP_ROLE_LINKED_AGENT;
     pthread_mutex_lock(&cp->mu);
     if (authorize(&k, role)) {
+        /* authenticated: from now on the connection may idle longer than auth_timeout */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)(cp->cfg->idle_timeout_ms / 1000));
         if (m == LM_CP_ROUTE_FOUND)
             route->handler(&k);
         else if (admin)
@@ -444,7 +465,9 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
                                  MHD_USE_TLS | MHD_USE_ERROR_LOG,
                              0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr,
                              MHD_OPTION_HTTPS_MEM_CERT, cp->cert, MHD_OPTION_HTTPS_MEM_KEY, cp->key,
-                             MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_address,
+                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->auth_timeout_ms / 1000),
                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, cp, MHD_OPTION_END);
         if (!cp->d)
             ok = lm_error_set(err, LM_ERR_NET,

@@ -1,0 +1,288 @@
+/* livemig-controlplane under attack: each test performs an attack on a real control plane
+ * (its own throwaway CA, 127.0.0.1 and a free port) and checks that it is refused. The
+ * client is libcurl used directly, since some attacks need what lm_http does not offer on
+ * purpose (a chosen source address, a body sent slowly). docs/security-parts/controlplane.md
+ * lists which protection each test proves. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lm_proto.h"
+#include "lm_test_cp.h"
+#include "lm_test_proc.h"
+#include "lm_test_util.h"
+#include "lm_time.h"
+
+static char dir[512], keyfile[700];
+static char pub[80], priv[80];
+static lm_test_cp_t cp;
+
+static void setup(void)
+{
+    lm_test_mkdtemp(dir, sizeof dir);
+}
+
+static void teardown(void)
+{
+    lm_test_cp_kill(&cp);
+    lm_test_rmtree(dir);
+}
+
+TestSuite(cp_security, .init = setup, .fini = teardown, .timeout = 120);
+
+#define CLI(out, ...) lm_test_cp_cli(&cp, pub, keyfile, out, __VA_ARGS__)
+
+/* A control plane with extra config lines, an org1 Owner key (pub, priv), started. */
+static void start_cp(const char *extra_yaml)
+{
+    lm_test_cp_init(&cp, dir, extra_yaml);
+    lm_test_cp_bootstrap(&cp, "org1", pub, sizeof pub, keyfile, sizeof keyfile);
+    char *k = lm_test_slurp(keyfile);
+    k[strcspn(k, "\n")] = '\0';
+    snprintf(priv, sizeof priv, "%s", k);
+    free(k);
+    lm_test_cp_start(&cp);
+}
+
+/* ---- a libcurl client ---- */
+
+typedef struct {
+    const char *source;   /* the local address to send from (NULL: any) */
+    const char *user;     /* HTTP Basic: user and password */
+    const char *password; /* (the API key) */
+    const char *bearer;   /* or an agent credential */
+    const char *agent;    /* X-Livemig-Agent */
+    const char *body;
+    size_t body_len;
+    long timeout_ms; /* 0: 30 s */
+} call_t;
+
+typedef struct {
+    long status; /* 0: no answer (connection refused, reset, timed out) */
+    char text[4096];
+    size_t len;
+    double seconds; /* the whole exchange, connect and TLS handshake included */
+    CURLcode code;
+} reply_t;
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    reply_t *r = ud;
+    size_t take = sz * n;
+    if (take > sizeof r->text - 1 - r->len)
+        take = sizeof r->text - 1 - r->len;
+    memcpy(r->text + r->len, p, take);
+    r->len += take;
+    r->text[r->len] = '\0';
+    return sz * n;
+}
+
+static void call(const char *method, const char *path, const call_t *c, reply_t *r)
+{
+    char url[300], src[80], h1[300], h2[200];
+    memset(r, 0, sizeof *r);
+    snprintf(url, sizeof url, "%s%s", cp.url, path);
+    CURL *h = curl_easy_init();
+    cr_assert(h);
+    struct curl_slist *hdr = NULL;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_CAINFO, cp.ca);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms ? c->timeout_ms : 30000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    if (c->source) {
+        snprintf(src, sizeof src, "host!%s", c->source);
+        curl_easy_setopt(h, CURLOPT_INTERFACE, src);
+    }
+    if (c->user) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, c->password);
+    }
+    if (c->bearer) {
+        snprintf(h1, sizeof h1, "Authorization: Bearer %s", c->bearer);
+        hdr = curl_slist_append(hdr, h1);
+    }
+    if (c->agent) {
+        snprintf(h2, sizeof h2, "X-Livemig-Agent: %s", c->agent);
+        hdr = curl_slist_append(hdr, h2);
+    }
+    if (c->body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)c->body_len);
+        hdr = curl_slist_append(hdr, "Content-Type: application/json");
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    r->code = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &r->seconds);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+}
+
+/* An admin GET with the Owner key, from source. */
+static void admin_get(const char *source, const char *path, reply_t *r)
+{
+    call_t c = {.source = source, .user = pub, .password = priv, .timeout_ms = 5000};
+    call("GET", path, &c, r);
+}
+
+/* ---- connections ---- */
+
+/* A TCP connection to the control plane that sends nothing (not even a TLS hello). */
+static int idle_connection(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cp.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    cr_assert(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+    return fd;
+}
+
+/* Whether the server has closed fd (EOF or reset); false while it is open or connecting. */
+static bool closed_by_server(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1)
+        return false;
+    char b;
+    ssize_t n = recv(fd, &b, 1, 0);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* How many of fds the server has closed; seen[] remembers those found closed before. */
+static int count_closed(const int *fds, bool *seen, int n)
+{
+    int closed = 0;
+    for (int i = 0; i < n; i++) {
+        seen[i] = seen[i] || closed_by_server(fds[i]);
+        closed += seen[i];
+    }
+    return closed;
+}
+
+#define FLOOD 600
+
+/* The attack: 600 idle TCP connections from 127.0.0.1 (more than the 512 connections the
+ * server takes at most), then an admin request. It proves that (1) one address holds at most
+ * max_connections_per_address (32) connections: the flood's others are closed at once, so
+ * the admin request from another address (127.0.0.2, also the loopback interface) is
+ * answered within 1 s; (2) connections that never authenticate are closed after
+ * auth_timeout (2 s here), not after the 120 s an authenticated one may idle. Before the
+ * fix the flood filled all 512 places for 120 s and the admin request got no answer. */
+Test(cp_security, an_idle_flood_from_one_address_starves_no_one)
+{
+    start_cp("auth_timeout: 2s\n");
+    static int fds[FLOOD];
+    static bool seen[FLOOD];
+    for (int i = 0; i < FLOOD; i++)
+        fds[i] = idle_connection();
+    lm_time_sleep_ms(200, NULL); /* let the server accept them (or refuse them) */
+    reply_t r;
+    admin_get("127.0.0.2", "/api/atlas/v2/orgs/org1/groups", &r);
+    cr_assert_eq(r.status, 200, "no answer during the flood (curl %d): %s", (int)r.code, r.text);
+    cr_assert_lt(r.seconds, 1.0, "the admin request took %.3f s during the flood", r.seconds);
+    /* the per-address cap: all but 32 of the flood were closed before auth_timeout */
+    int closed = count_closed(fds, seen, FLOOD);
+    cr_assert_geq(closed, FLOOD - 32, "only %d of %d idle connections were refused", closed, FLOOD);
+    /* the pre-authentication timeout: the rest go too (bounded wait, far below 120 s) */
+    int64_t until = lm_time_mono_ms() + 15000;
+    while (closed < FLOOD && lm_time_mono_ms() < until) {
+        lm_time_sleep_ms(200, NULL);
+        closed = count_closed(fds, seen, FLOOD);
+    }
+    cr_assert_eq(closed, FLOOD, "%d idle connections were still open after 15 s", FLOOD - closed);
+    for (int i = 0; i < FLOOD; i++)
+        close(fds[i]);
+}
+
+/* ---- the agent's long poll ---- */
+
+typedef struct {
+    const char *bearer, *agent;
+    reply_t r;
+} poller_t;
+
+static void *poll_thread(void *ud)
+{
+    poller_t *p = ud;
+    call_t c = {.bearer = p->bearer, .agent = p->agent};
+    call("GET", "/api/agent/v1/assignments?wait=3", &c, &p->r);
+    return NULL;
+}
+
+/* A link-token for org1 and an agent registered with it: its credential into bearer (the
+ * "tokenId:secret" part), its id into agent. */
+static void link_agent(char *bearer, size_t bsz, char *agent, size_t asz)
+{
+    char *out;
+    cr_assert_eq(CLI(&out, "lm link create --orgId org1"), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    lm_proto_link_token_t t;
+    lm_error_t err;
+    cr_assert(lm_proto_link_token_decode(out, strlen(out), &t, &err), "%s", err.message);
+    free(out);
+    snprintf(bearer, bsz, "%s:%s", t.token_id, t.secret);
+    lm_proto_link_token_clear(&t);
+    lm_proto_register_req_t rq = {.os = "Linux"};
+    snprintf(rq.hostname, sizeof rq.hostname, "h1");
+    snprintf(rq.agent_version, sizeof rq.agent_version, "0.1.0");
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, 1u << 16);
+    cr_assert(lm_proto_register_req_encode(&rq, &b, &err));
+    call_t c = {.bearer = bearer, .body = lm_strbuf_str(&b), .body_len = b.len};
+    reply_t r;
+    call("POST", "/api/agent/v1/register", &c, &r);
+    lm_strbuf_cleanup(&b);
+    cr_assert_eq(r.status, 200, "%s", r.text);
+    lm_proto_register_resp_t rs;
+    cr_assert(lm_proto_register_resp_decode(r.text, r.len, &rs, &err), "%s", err.message);
+    snprintf(agent, asz, "%s", rs.agent_id);
+}
+
+/* The attack: more agent polls than max_waiting_polls (2 here) wait at once. Three polls
+ * that would each wait 3 s arrive together: at most two wait, the third is answered 503
+ * TOO_MANY_POLLS at once, and an admin request meanwhile is answered. Waiting polls can
+ * therefore never take the connections admin requests need. Before the fix all three
+ * waited. */
+Test(cp_security, waiting_polls_have_a_budget_of_their_own)
+{
+    start_cp("max_waiting_polls: 2\n");
+    char bearer[200], agent[80];
+    link_agent(bearer, sizeof bearer, agent, sizeof agent);
+    poller_t p[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = (poller_t){.bearer = bearer, .agent = agent};
+        cr_assert_eq(pthread_create(&t[i], NULL, poll_thread, &p[i]), 0);
+    }
+    reply_t r;
+    admin_get(NULL, "/api/atlas/v2/orgs/org1/groups", &r);
+    cr_assert_eq(r.status, 200, "%s", r.text);
+    int refused = 0, waited = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        if (p[i].r.status == 503 && strstr(p[i].r.text, "TOO_MANY_POLLS"))
+            refused++;
+        else if (p[i].r.status == 200)
+            waited++;
+        else
+            cr_assert_fail("poll %d: %ld %s", i, p[i].r.status, p[i].r.text);
+    }
+    cr_assert_eq(refused, 1, "%d of 3 polls were refused (max_waiting_polls: 2)", refused);
+    cr_assert_eq(waited, 2);
+}

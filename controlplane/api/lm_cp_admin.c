@@ -130,16 +130,18 @@ static bool list_groups(lm_cp_t *cp, const char *org, resp_t *r)
     return results_close(r, w, n);
 }
 
-/* Writes a new API key for org into the store; its secret goes to secret[65]. */
+/* Writes a new API key for org into the store; its secret goes to secret[65]. expires:
+ * epoch ms, 0 for never. */
 static bool insert_key(sqlite3 *db, const char *org, const char *role, const char *desc,
-                       char id[25], char secret[65])
+                       int64_t expires, char id[25], char secret[65])
 {
     char salt[33], hash[65];
     new_id(id);
     if (!lm_random_hex(secret, 32) || !lm_random_hex(salt, 16))
         return false;
     lm_cp_hash_secret(salt, secret, hash);
-    return lm_cp_store_api_key_insert(db, id, org, role, salt, hash, desc, lm_time_now_ms());
+    return lm_cp_store_api_key_insert(db, id, org, role, salt, hash, desc, expires,
+                                      lm_time_now_ms());
 }
 
 static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
@@ -154,8 +156,15 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
                (strcmp(role, "ORG_OWNER") != 0 && strcmp(role, "ORG_MEMBER") != 0)))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'roles': expected [\"ORG_OWNER\"] or [\"ORG_MEMBER\"]");
+    /* beyond Atlas: a key that stops working after expiresAfterSeconds (up to 10 years) */
+    int64_t after = 0, expires = 0;
+    if (ok &&
+        !lm_json_get_int(v, "expiresAfterSeconds", false, 1, INT64_C(315360000), &after, &err))
+        ok = cp_bad_field(r, &err);
+    if (after)
+        expires = lm_time_now_ms() + after * 1000;
     char id[25], secret[65];
-    if (ok && !insert_key(cp->db, org, role, desc, id, secret))
+    if (ok && !insert_key(cp->db, org, role, desc, expires, id, secret))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the API key");
     if (ok) {
         lm_json_writer_t *w = obj();
@@ -167,12 +176,72 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
         lm_json_w_array_open(w);
         lm_json_w_str(w, role);
         lm_json_w_array_close(w);
+        if (expires) {
+            char when[40];
+            lm_time_format_iso8601(expires, when, sizeof when);
+            cp_w_kv(w, "expires", when);
+        }
         done(r, 201, w);
         lm_wipe(secret, sizeof secret);
         lm_log_info(NULL, "API key %s (%s) created for organization %s", id, role, org);
     }
     lm_json_free(v);
     return ok;
+}
+
+/* Writes time `ms` (epoch ms) under key as ISO 8601, or null when 0 (never). */
+static void w_time(lm_json_writer_t *w, const char *key, int64_t ms)
+{
+    char when[40];
+    lm_json_w_key(w, key);
+    if (!ms) {
+        lm_json_w_null(w);
+        return;
+    }
+    lm_time_format_iso8601(ms, when, sizeof when);
+    lm_json_w_str(w, when);
+}
+
+/* The organization's API keys: the public part, roles, description and times, never the
+ * secret nor its hash. */
+static bool list_api_keys(lm_cp_t *cp, const char *org, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_api_keys(cp->db, org);
+    lm_json_writer_t *w = results_open();
+    int n = 0;
+    int64_t now = lm_time_now_ms();
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        int64_t expires = sqlite3_column_int64(st, 5);
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "id", lm_cp_col(st, 0));
+        cp_w_kv(w, "publicKey", lm_cp_col(st, 0));
+        cp_w_kv(w, "desc", lm_cp_col(st, 2));
+        lm_json_w_key(w, "roles");
+        lm_json_w_array_open(w);
+        lm_json_w_str(w, lm_cp_col(st, 1));
+        lm_json_w_array_close(w);
+        w_time(w, "created", sqlite3_column_int64(st, 3));
+        w_time(w, "lastUsed", sqlite3_column_int64(st, 4));
+        w_time(w, "expires", expires);
+        lm_json_w_key(w, "expired");
+        lm_json_w_bool(w, expires && now >= expires);
+        lm_json_w_map_close(w);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return results_close(r, w, n);
+}
+
+static bool delete_api_key(lm_cp_t *cp, const char *org, const char *id, resp_t *r)
+{
+    int had = lm_cp_store_api_key_delete(cp->db, org, id);
+    if (had < 0)
+        return cp_fail(r, 500, "INTERNAL", "cannot delete the API key");
+    if (!had)
+        return cp_fail(r, 404, "API_KEY_NOT_FOUND", "no API key %s in organization %s", id, org);
+    lm_log_info(NULL, "API key %s of organization %s deleted", id, org);
+    r->status = 204;
+    return true;
 }
 
 /* ---- the clusters registry ---- */
@@ -661,6 +730,16 @@ static bool on_create_api_key(cp_call_t *k)
     return create_api_key(k->cp, cp_arg(k, "orgId"), k->q, k->r);
 }
 
+static bool on_list_api_keys(cp_call_t *k)
+{
+    return list_api_keys(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_delete_api_key(cp_call_t *k)
+{
+    return delete_api_key(k->cp, cp_arg(k, "orgId"), cp_arg(k, "apiKeyId"), k->r);
+}
+
 static bool on_create_link_token(cp_call_t *k)
 {
     return create_link_token(k->cp, cp_arg(k, "orgId"), k->q, k->r);
@@ -741,6 +820,8 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"POST", V2 "/groups", LM_CP_ROLE_OWNER, on_create_group},
     {"GET", ORG "/groups", LM_CP_ROLE_MEMBER, on_list_groups},
     {"POST", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_create_api_key},
+    {"GET", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_list_api_keys},
+    {"DELETE", ORG "/apiKeys/{apiKeyId}", LM_CP_ROLE_OWNER, on_delete_api_key},
     {"POST", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_create_link_token},
     {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
     {"GET", ORG "/liveMigrations/availableProjects", LM_CP_ROLE_MEMBER, on_available_projects},
@@ -770,7 +851,7 @@ bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *des
         return false;
     char id[25], secret[65];
     bool ok = lm_cp_store_org_ensure(db, org, lm_time_now_ms()) &&
-              insert_key(db, org, "ORG_OWNER", desc, id, secret);
+              insert_key(db, org, "ORG_OWNER", desc, 0, id, secret);
     sqlite3_close(db);
     if (!ok)
         return lm_error_set(err, LM_ERR_IO, "%s: cannot write the API key", cfg->db_path);

@@ -135,12 +135,15 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
     if (!decoded || !(colon = strchr(plain, ':')))
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
     *colon = '\0';
-    bool ok = false;
+    bool ok = false, expired = false;
+    int64_t now = lm_time_now_ms();
     sqlite3_stmt *st = lm_cp_store_api_key(cp->db, plain);
     if (st) {
         char hash[65];
+        int64_t expires = sqlite3_column_int64(st, 4);
         lm_cp_hash_secret(lm_cp_col(st, 2), colon + 1, hash);
-        if (lm_cp_equal(hash, lm_cp_col(st, 3))) {
+        /* an expired key is told so only when its secret is right */
+        if (lm_cp_equal(hash, lm_cp_col(st, 3)) && !(expired = expires && now >= expires)) {
             ok = true;
             snprintf(who->key_id, sizeof who->key_id, "%s", plain);
             snprintf(who->org, sizeof who->org, "%s", lm_cp_col(st, 0));
@@ -149,9 +152,14 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
     }
     sqlite3_finalize(st);
     lm_wipe(plain, sizeof plain);
+    if (expired)
+        return cp_fail(r, 401, "API_KEY_EXPIRED",
+                       "this API key has expired: use another key, or have an Organization Owner "
+                       "create a new one");
     if (!ok)
         return cp_fail(r, 401, "NOT_AUTHENTICATED",
-                       "the API key is unknown or its secret is wrong");
+                       "the API key is unknown (or deleted) or its secret is wrong");
+    lm_cp_store_api_key_used(cp->db, who->key_id, now);
     return true;
 }
 
@@ -315,10 +323,17 @@ static bool under(const char *url, const char *prefix)
     return strncmp(url, prefix, n) == 0 && url[n] != '\0';
 }
 
+/* Who made an admin API call and which route it took: the audit log's subject. */
+typedef struct {
+    bool admin;        /* an admin API path */
+    const char *route; /* the route's pattern; NULL when none matched */
+    char key[80];      /* the API key's public part once authenticated, else "" */
+} audit_t;
+
 /* Routes one request: finds its route, checks its role and calls its handler under cp->mu
- * (agent polls wait on cp->changed, which releases it). */
+ * (agent polls wait on cp->changed, which releases it). Fills *au. */
 static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const char *url,
-                     const req_t *q, resp_t *r)
+                     const req_t *q, resp_t *r, audit_t *au)
 {
     const lm_cp_route_t *const tables[] = {lm_cp_admin_routes, lm_cp_agent_routes};
     cp_call_t k = {.cp = cp, .c = c, .q = q, .r = r};
@@ -343,6 +358,8 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
      * caller's credential was checked, as any other path of its API */
     if (m != LM_CP_ROUTE_FOUND)
         memset(&k.params, 0, sizeof k.params);
+    au->admin = admin;
+    au->route = m == LM_CP_ROUTE_FOUND ? route->pattern : NULL;
     lm_cp_role_t role = m == LM_CP_ROUTE_FOUND ? route->role
                         : admin                ? LM_CP_ROLE_MEMBER
                                                : LM_CP_ROLE_LINKED_AGENT;
@@ -359,6 +376,8 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
             cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such agent API resource (or method)");
     }
     pthread_mutex_unlock(&cp->mu);
+    if (admin)
+        snprintf(au->key, sizeof au->key, "%s", k.who.key_id);
 }
 
 /* ---- the daemon ---- */
@@ -387,12 +406,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     resp_t r = {.status = 200};
+    audit_t au = {0};
     lm_strbuf_init(&r.body, 1u << 22);
     if (q->too_large)
         cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
                 (long long)cp->cfg->max_body);
     else
-        dispatch(cp, c, method, url, q, &r);
+        dispatch(cp, c, method, url, q, &r, &au);
+    /* the audit log: every admin call that may change state, answered or refused; the path
+     * only when it matched a route (then it holds ids, nothing else) */
+    if (au.admin && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        lm_log_info(NULL, "audit: key=%s method=%s route=%s path=%s status=%u",
+                    au.key[0] ? au.key : "-", method, au.route ? au.route : "-",
+                    au.route ? lm_cp_route_path(url) : "-", r.status);
     if (r.status >= 500)
         lm_log_error(NULL, "%s %.200s: %u %s", method, url, r.status, lm_strbuf_str(&r.body));
     else /* the access log; paths carry ids, never secrets */

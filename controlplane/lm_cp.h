@@ -70,6 +70,10 @@ int lm_cp_port(const lm_cp_t *cp);
 /* Checks cutover windows; called every second by main. */
 void lm_cp_tick(lm_cp_t *cp);
 void lm_cp_stop(lm_cp_t *cp);
+/* SIGHUP: the certificate and key (checked to match) of cfg->tls, and its CA's pin, for
+ * the handshakes and link-tokens from now on. On failure (the message names the file)
+ * nothing changes. */
+bool lm_cp_reload_tls(lm_cp_t *cp, const lm_cp_config_t *cfg, lm_error_t *err);
 /* The URL link-tokens carry, when the configuration left it to the listening address. */
 void lm_cp_set_public_url(lm_cp_t *cp, const char *url);
 

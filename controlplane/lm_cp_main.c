@@ -85,12 +85,39 @@ const lm_config_field_t lm_cp_config_schema[] = {
      NULL, "text or json (one object per line)."},
     LM_CONFIG_END};
 
-static atomic_bool stop_flag;
+static atomic_bool stop_flag, reload_flag;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGHUP)
+        reload_flag = 1;
+    else
+        stop_flag = 1;
+}
+
+/* SIGHUP: reads the configuration again and applies what can change while serving (the
+ * TLS certificate, key and CA; log_level and log_format). Anything invalid is logged
+ * (file:line, or the file) and the running settings stay; it never stops the server. */
+static void reload(lm_cp_t *cp, const char *config)
+{
+    lm_cp_config_t n;
+    lm_error_t err;
+    memset(&n, 0, sizeof n);
+    if (!lm_config_load_file(lm_cp_config_schema, &n, config, &err) ||
+        !lm_config_check_required(lm_cp_config_schema, &n, config, &err))
+        lm_log_error(NULL, "reload: %s: keeping the running configuration", err.message);
+    else if (!lm_cp_reload_tls(cp, &n, &err))
+        lm_log_error(NULL, "reload: %s: keeping the running certificate and configuration",
+                     err.message);
+    else {
+        lm_log_set_level((lm_log_level_t)n.log_level);
+        lm_log_set_format(n.log_format == 1 ? LM_LOG_JSON : LM_LOG_TEXT);
+        lm_log_info(NULL,
+                    "reload: %s: TLS certificate, key and CA, log_level and log_format "
+                    "applied; other settings take effect at the next restart",
+                    config);
+    }
+    lm_config_cleanup(lm_cp_config_schema, &n);
 }
 
 static int usage(void)
@@ -200,6 +227,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (!cfg.public_url) /* https://<listen>, with the real port (listen may say 0) */
         cfg.public_url = strdup("https://pending");
@@ -220,6 +248,8 @@ int main(int argc, char **argv)
     printf("LISTENING port=%d\n", lm_cp_port(cp));
     fflush(stdout);
     while (!stop_flag) {
+        if (atomic_exchange(&reload_flag, false))
+            reload(cp, config);
         lm_cp_tick(cp);
         lm_time_sleep_ms(1000, &stop_flag);
     }

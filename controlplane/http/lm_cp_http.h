@@ -18,8 +18,7 @@
 struct lm_cp {
     const lm_cp_config_t *cfg;
     struct MHD_Daemon *d;
-    char *cert, *key;
-    char ca_pin[65];
+    char ca_pin[65]; /* of tls.ca_file; the certificate and key are lm_cp_tls.c's */
     uint8_t secrets_key[32];
     sqlite3 *db;
     pthread_mutex_t mu; /* the database and everything below */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "lm_cp_http.h"
+#include "lm_cp_tls.h"
 #include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_http.h"
@@ -448,15 +449,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-static char *slurp(const char *path, lm_error_t *err)
-{
-    char *data = NULL;
-    size_t len = 0;
-    if (!lm_fs_read_file(path, 1u << 20, &data, &len, err))
-        return NULL;
-    return data;
-}
-
 lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
 {
     lm_cp_t *cp = calloc(1, sizeof *cp);
@@ -480,8 +472,7 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (ok && inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         ok = lm_error_set(err, LM_ERR_CONFIG, "listen: %s is not an IPv4 address", host);
-    ok = ok && (cp->cert = slurp(cfg->tls.cert_file, err)) &&
-         (cp->key = slurp(cfg->tls.key_file, err)) &&
+    ok = ok && lm_cp_tls_load(cfg->tls.cert_file, cfg->tls.key_file, err) &&
          lm_http_ca_pin(cfg->tls.ca_file, cp->ca_pin, err) &&
          lm_cp_load_key(cfg->secrets_key_file, cp->secrets_key, err) &&
          lm_cp_store_open(cfg->db_path, &cp->db, err);
@@ -490,7 +481,7 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
             MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                                  MHD_USE_TLS | MHD_USE_ERROR_LOG,
                              0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr,
-                             MHD_OPTION_HTTPS_MEM_CERT, cp->cert, MHD_OPTION_HTTPS_MEM_KEY, cp->key,
+                             MHD_OPTION_HTTPS_CERT_CALLBACK, lm_cp_tls_retrieve,
                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_address,
                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->auth_timeout_ms / 1000),
@@ -508,6 +499,18 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
     }
     lm_cp_stop(cp);
     return NULL;
+}
+
+bool lm_cp_reload_tls(lm_cp_t *cp, const lm_cp_config_t *cfg, lm_error_t *err)
+{
+    char pin[65];
+    if (!lm_http_ca_pin(cfg->tls.ca_file, pin, err) ||
+        !lm_cp_tls_load(cfg->tls.cert_file, cfg->tls.key_file, err))
+        return false;
+    pthread_mutex_lock(&cp->mu);
+    memcpy(cp->ca_pin, pin, sizeof pin);
+    pthread_mutex_unlock(&cp->mu);
+    return true;
 }
 
 void lm_cp_set_public_url(lm_cp_t *cp, const char *url)
@@ -534,11 +537,7 @@ void lm_cp_stop(lm_cp_t *cp)
     }
     if (cp->db)
         sqlite3_close(cp->db);
-    free(cp->cert);
-    if (cp->key) {
-        lm_wipe(cp->key, strlen(cp->key));
-        free(cp->key);
-    }
+    lm_cp_tls_cleanup();
     lm_wipe(cp->secrets_key, sizeof cp->secrets_key);
     pthread_cond_destroy(&cp->changed);
     pthread_mutex_destroy(&cp->mu);

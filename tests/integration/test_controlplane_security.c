@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     long timeout_ms; /* 0: 30 s */
+    const char *ca;  /* the CA to trust (NULL: the test's) */
 } call_t;
 
 typedef struct {
@@ -96,7 +98,7 @@ static void call(const char *method, const char *path, const call_t *c, reply_t 
     struct curl_slist *hdr = NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_CAINFO, cp.ca);
+    curl_easy_setopt(h, CURLOPT_CAINFO, c->ca ? c->ca : cp.ca);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms ? c->timeout_ms : 30000L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
@@ -285,4 +287,88 @@ Test(cp_security, waiting_polls_have_a_budget_of_their_own)
     }
     cr_assert_eq(refused, 1, "%d of 3 polls were refused (max_waiting_polls: 2)", refused);
     cr_assert_eq(waited, 2);
+}
+
+/* ---- SIGHUP ---- */
+
+/* Sends SIGHUP and waits (at most 10 s) for the reload's log line, the n-th one. */
+static void hup(int n)
+{
+    cr_assert_eq(kill(cp.pid, SIGHUP), 0);
+    int64_t until = lm_time_mono_ms() + 10000;
+    int seen = 0;
+    while (seen < n && lm_time_mono_ms() < until) {
+        lm_time_sleep_ms(100, NULL);
+        char *log = lm_test_slurp(cp.log);
+        seen = 0;
+        for (const char *p = log; (p = strstr(p, "reload: ")); p++)
+            seen++;
+        free(log);
+    }
+    cr_assert_eq(seen, n, "no reload logged after SIGHUP:\n%s", lm_test_slurp(cp.log));
+}
+
+static void must_answer(const char *ca)
+{
+    reply_t r;
+    call_t c = {.user = pub, .password = priv, .ca = ca};
+    call("GET", "/api/atlas/v2/orgs/org1/groups", &c, &r);
+    cr_assert_eq(r.status, 200, "curl %d: %s\n%s", (int)r.code, r.text, lm_test_slurp(cp.log));
+}
+
+/* The attack (an operator's mistake as much): `systemctl reload` sends SIGHUP, with a
+ * configuration or a certificate that may be broken. It proves that the control plane
+ * keeps answering after every SIGHUP, keeps its running certificate when the new one is
+ * invalid (the log names the file, or file:line for the configuration), and serves a
+ * replaced certificate (from another CA here) after the reload. Before the fix the first
+ * SIGHUP killed it. */
+Test(cp_security, sighup_reloads_the_certificate_and_never_stops)
+{
+    start_cp(NULL);
+    hup(1);
+    must_answer(NULL);
+    /* a configuration with an error: logged with its line, nothing changes */
+    char *conf = lm_test_slurp(cp.conf);
+    cr_assert_eq(lm_test_sh("printf 'no_such_key: 1\n' >> '%s'", cp.conf), 0);
+    hup(2);
+    must_answer(NULL);
+    char *log = lm_test_slurp(cp.log);
+    cr_assert(strstr(log, "cp.yaml:") && strstr(log, "no_such_key") &&
+                  strstr(log, "keeping the running configuration"),
+              "%s", log);
+    free(log);
+    char path[800];
+    lm_test_write(dir, "cp.yaml", conf, path, sizeof path);
+    free(conf);
+    /* a broken certificate: logged with its file, the running one stays */
+    char certs2[700], pem[800], key[800];
+    snprintf(certs2, sizeof certs2, "%s/certs2", dir);
+    snprintf(pem, sizeof pem, "%s/server.pem", cp.certs);
+    snprintf(key, sizeof key, "%s/server.key", cp.certs);
+    cr_assert_eq(lm_test_sh("'%s/scripts/mkcerts' '%s'", LM_SOURCE_DIR, certs2), 0);
+    cr_assert_eq(lm_test_sh("cp '%s' '%s.good' && echo garbage > '%s'", pem, pem, pem), 0);
+    hup(3);
+    must_answer(NULL);
+    log = lm_test_slurp(cp.log);
+    cr_assert(strstr(log, pem) && strstr(log, "keeping the running certificate"), "%s", log);
+    free(log);
+    /* a key that is not the certificate's: refused too */
+    cr_assert_eq(lm_test_sh("cp '%s.good' '%s' && cp '%s/server.key' '%s'", pem, pem, certs2, key),
+                 0);
+    hup(4);
+    must_answer(NULL);
+    log = lm_test_slurp(cp.log);
+    cr_assert(strstr(log, "is not the key of"), "%s", log);
+    free(log);
+    /* a new certificate and key (another CA): served from now on */
+    cr_assert_eq(lm_test_sh("cp '%s/server.pem' '%s'", certs2, pem), 0);
+    hup(5);
+    char ca2[800];
+    snprintf(ca2, sizeof ca2, "%s/ca.pem", certs2);
+    must_answer(ca2);
+    reply_t r;
+    call_t c = {.user = pub, .password = priv};
+    call("GET", "/api/atlas/v2/orgs/org1/groups", &c, &r);
+    cr_assert_eq(r.status, 0, "the old certificate is still served");
+    cr_assert_eq(kill(cp.pid, 0), 0, "the control plane is gone");
 }

@@ -40,7 +40,12 @@ bool lm_cp_equal(const char *a, const char *b);
 /* AES-256-GCM with the key file's key: text <-> "v1:" + hex(iv || ciphertext || tag). */
 bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err);
 bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err);
+/* Refuses (with a message naming the file and `chmod 600`) a secrets key file whose mode
+ * lets group or others read it. */
 bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err);
+/* Whether the open file fd (path, a `what` for messages) is private to its owner: no
+ * group or other permission bits. */
+bool lm_cp_private_file(int fd, const char *path, const char *what, lm_error_t *err);
 
 /* ---- the cutover window (lm_cp_agent.c) ---- */
 

@@ -16,6 +16,7 @@
 
 #include "lm_encode.h"
 #include "lm_cp.h"
+#include "lm_cp_tls.h"
 #include "lm_http.h"
 #include "lm_log.h"
 #include "lm_time.h"
@@ -202,6 +203,7 @@ int main(int argc, char **argv)
         uint8_t key[32];
         char pin[65];
         if (!lm_cp_load_key(cfg.secrets_key_file, key, &err) ||
+            !lm_cp_tls_key_private(cfg.tls.key_file, &err) ||
             !lm_http_ca_pin(cfg.tls.ca_file, pin, &err)) {
             fprintf(stderr, "livemig-controlplane: %s\n", err.message);
             goto out;

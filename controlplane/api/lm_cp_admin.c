@@ -4,9 +4,12 @@
  * has checked the API key, its role and the organization or project in the path before a
  * handler runs, with cp->mu held. See controlplane/README.md. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lm_encode.h"
 #include "lm_cp_http.h"
@@ -841,6 +844,36 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
 
 /* ---- offline bootstrap ---- */
 
+/* bootstrap run as root: the database it made belongs to the owner of its directory (the
+ * service user of the packages, which owns /var/lib/livemig-controlplane), so the service
+ * can open it. Run as another user, nothing changes. */
+static bool give_to_service(const char *db_path, lm_error_t *err)
+{
+    if (geteuid() != 0)
+        return true;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0 || st.st_uid == 0)
+        return true;
+    static const char *const sides[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        char f[4200];
+        snprintf(f, sizeof f, "%s%s", db_path, sides[i]);
+        if (lchown(f, st.st_uid, st.st_gid) != 0 && errno != ENOENT)
+            return lm_error_set(err, LM_ERR_IO, "%s: cannot give it to the owner of %s: %s", f, dir,
+                                strerror(errno));
+    }
+    return true;
+}
+
 bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *desc, lm_error_t *err)
 {
     sqlite3 *db;
@@ -855,6 +888,8 @@ bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *des
     sqlite3_close(db);
     if (!ok)
         return lm_error_set(err, LM_ERR_IO, "%s: cannot write the API key", cfg->db_path);
+    if (!give_to_service(cfg->db_path, err))
+        return false;
     printf("organization: %s\npublic key:   %s\nprivate key:  %s\n"
            "(the private key is shown this once; keep it in a file readable only by you)\n",
            org, id, secret);

@@ -7,12 +7,15 @@
  * plane per process. */
 #include "lm_cp_tls.h"
 
+#include <fcntl.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_cp.h"
 #include "lm_encode.h"
 #include "lm_fs.h"
 
@@ -54,6 +57,16 @@ static bool key_matches(const pair_t *p)
     return same;
 }
 
+bool lm_cp_tls_key_private(const char *key_file, lm_error_t *err)
+{
+    int fd = open(key_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lm_error_set(err, LM_ERR_CONFIG, "tls.key_file %s: cannot open it", key_file);
+    bool ok = lm_cp_private_file(fd, key_file, "TLS private key (tls.key_file)", err);
+    close(fd);
+    return ok;
+}
+
 /* Reads and checks a certificate chain and its key into a new pair. */
 static pair_t *pair_load(const char *cert_file, const char *key_file, lm_error_t *err)
 {
@@ -63,7 +76,8 @@ static pair_t *pair_load(const char *cert_file, const char *key_file, lm_error_t
     bool ok = p != NULL;
     if (!ok)
         lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
-    ok = ok && lm_fs_read_file(cert_file, 1u << 20, &cert, &cert_len, err) &&
+    ok = ok && lm_cp_tls_key_private(key_file, err) &&
+         lm_fs_read_file(cert_file, 1u << 20, &cert, &cert_len, err) &&
          lm_fs_read_file(key_file, 1u << 20, &key, &key_len, err);
     if (ok) {
         gnutls_datum_t d = {(unsigned char *)cert, (unsigned)cert_len};

@@ -15,6 +15,9 @@
  * names the file) the current pair stays. */
 bool lm_cp_tls_load(const char *cert_file, const char *key_file, lm_error_t *err);
 
+/* Whether key_file is private to its owner (mode 0600 or less); the message says chmod 600. */
+bool lm_cp_tls_key_private(const char *key_file, lm_error_t *err);
+
 /* The gnutls_certificate_retrieve_function2 for MHD_OPTION_HTTPS_CERT_CALLBACK. */
 int lm_cp_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
                        const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,

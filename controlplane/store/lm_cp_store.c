@@ -2,9 +2,13 @@
  * used under the server's mutex; WAL, synchronous=FULL, foreign keys on. */
 #include "lm_cp_store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lm_states.h"
 
@@ -34,9 +38,36 @@ static const char schema_sql[] =
     "NULL REFERENCES jobs(id), kind TEXT NOT NULL, deadline INTEGER, delivered INTEGER NOT NULL "
     "DEFAULT 0, created INTEGER NOT NULL);";
 
+/* The database and its -wal and -shm files are private to the service (they hold hashes
+ * and sealed passwords), whatever the umask: the database is made 0600 before SQLite opens
+ * it (SQLite gives -wal and -shm the database's mode), and files an older version left
+ * wider are narrowed. */
+static bool make_private(const char *path, lm_error_t *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot create the control plane's database: %s",
+                            path, strerror(errno));
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && ((st.st_mode & 077) == 0 || fchmod(fd, 0600) == 0);
+    close(fd);
+    static const char *const sides[] = {"-wal", "-shm"};
+    for (size_t i = 0; ok && i < sizeof sides / sizeof sides[0]; i++) {
+        char side[4200];
+        snprintf(side, sizeof side, "%s%s", path, sides[i]);
+        ok = stat(side, &st) != 0 || (st.st_mode & 077) == 0 || chmod(side, 0600) == 0;
+    }
+    if (!ok)
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot make the database private (mode 0600): %s",
+                            path, strerror(errno));
+    return true;
+}
+
 bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
 {
     *db = NULL;
+    if (!make_private(path, err))
+        return false;
     if (sqlite3_open_v2(path, db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lm_proto.h"
@@ -371,4 +372,93 @@ Test(cp_security, sighup_reloads_the_certificate_and_never_stops)
     call("GET", "/api/atlas/v2/orgs/org1/groups", &c, &r);
     cr_assert_eq(r.status, 0, "the old certificate is still served");
     cr_assert_eq(kill(cp.pid, 0), 0, "the control plane is gone");
+}
+
+/* ---- files that hold secrets ---- */
+
+/* `livemig-controlplane --config F ARGS` with its output into *out; the exit status. */
+static int cp_run(const char *args, char **out)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/run.out", dir);
+    int rc =
+        lm_test_sh("'%s' --config '%s' %s > '%s' 2>&1 < /dev/null", LM_CP_BIN, cp.conf, args, log);
+    *out = lm_test_slurp(log);
+    return rc;
+}
+
+/* The attack: another local user reads the secrets key or the TLS key because the file is
+ * 0644. It proves that the control plane refuses to check or serve with such a file, and
+ * says which file and `chmod 600`. Before the fix both were accepted. */
+Test(cp_security, a_key_file_others_can_read_is_refused)
+{
+    lm_test_cp_init(&cp, dir, NULL);
+    char secrets[700], tls_key[800], *out;
+    snprintf(secrets, sizeof secrets, "%s/secrets.key", dir);
+    snprintf(tls_key, sizeof tls_key, "%s/server.key", cp.certs);
+    cr_assert_eq(cp_run("--check-config", &out), 0, "%s", out);
+    free(out);
+    const char *files[] = {secrets, tls_key};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(lm_test_sh("chmod 644 '%s'", files[i]), 0);
+        cr_assert_neq(cp_run("--check-config", &out), 0, "%s accepted with 0644", files[i]);
+        cr_assert(strstr(out, files[i]) && strstr(out, "chmod 600"), "%s", out);
+        free(out);
+        cr_assert_neq(cp_run("", &out), 0, "served with %s 0644", files[i]);
+        cr_assert(strstr(out, files[i]) && strstr(out, "chmod 600"), "%s", out);
+        cr_assert_not(strstr(out, "LISTENING"), "%s", out);
+        free(out);
+        cr_assert_eq(lm_test_sh("chmod 600 '%s'", files[i]), 0);
+    }
+}
+
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+    return (unsigned)(st.st_mode & 0777);
+}
+
+/* The attack: a local user reads the database (API key hashes, sealed passwords) because
+ * it took its mode from a umask of 022. It proves the database and its -wal and -shm are
+ * 0600 when made under umask 022, by bootstrap and by the server. Before the fix they were
+ * 0644. */
+Test(cp_security, the_database_is_private_whatever_the_umask)
+{
+    mode_t old = umask(022); /* the control plane and bootstrap inherit it */
+    start_cp(NULL);
+    char *out;
+    cr_assert_eq(CLI(&out, "projects create p1 --orgId org1"), 0, "%s", out);
+    free(out);
+    umask(old);
+    const char *sides[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char f[800];
+        snprintf(f, sizeof f, "%s/cp.db%s", dir, sides[i]);
+        cr_assert_eq(mode_of(f), 0600, "%s has mode %04o", f, mode_of(f));
+    }
+}
+
+/* The README's path as root: `bootstrap` run by root into the packaged state directory
+ * (owned by the service user) leaves a database the service can open: it belongs to the
+ * directory's owner. Needs root (skipped otherwise); "nobody" stands for the service user. */
+Test(cp_security, bootstrap_as_root_leaves_the_database_to_the_service_user)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    lm_test_cp_init(&cp, dir, NULL);
+    char state[700], *out;
+    snprintf(state, sizeof state, "%s/state", dir);
+    cr_assert_eq(lm_test_sh("mkdir -m 700 '%s' && chown 65534:65534 '%s' && sed -i "
+                            "'s|^db_path: .*|db_path: %s/cp.db|' '%s'",
+                            state, state, state, cp.conf),
+                 0);
+    cr_assert_eq(cp_run("bootstrap --org org1", &out), 0, "%s", out);
+    free(out);
+    char db[800];
+    snprintf(db, sizeof db, "%s/cp.db", state);
+    struct stat st;
+    cr_assert_eq(stat(db, &st), 0);
+    cr_assert_eq(st.st_uid, 65534, "the database belongs to uid %u", (unsigned)st.st_uid);
+    cr_assert_eq(st.st_mode & 0777, 0600);
 }

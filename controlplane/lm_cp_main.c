@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "lm_encode.h"
 #include "lm_cp.h"
@@ -131,6 +132,9 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
+    /* no core dump, no ptrace by other processes of this user: its memory holds passwords,
+     * link-tokens and keys */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     const char *config = NULL, *org = NULL, *desc = "bootstrap";
     lm_error_t err;
     bool check = false, print = false, bootstrap = false;

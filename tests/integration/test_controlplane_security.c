@@ -462,3 +462,50 @@ Test(cp_security, bootstrap_as_root_leaves_the_database_to_the_service_user)
     cr_assert_eq(st.st_uid, 65534, "the database belongs to uid %u", (unsigned)st.st_uid);
     cr_assert_eq(st.st_mode & 0777, 0600);
 }
+
+/* ---- core dumps ---- */
+
+/* The attack: a core dump (or another process of the same user reading /proc/PID/mem)
+ * gets the secrets key, passwords and link-tokens out of the control plane's memory. It
+ * proves the process is not dumpable: the kernel then gives its /proc/PID files to root,
+ * so the control plane runs here as uid 65534 and /proc/PID/status must belong to root,
+ * not 65534. Needs root to switch users (skipped otherwise). Before the fix the file
+ * belonged to 65534. */
+Test(cp_security, the_control_plane_is_not_dumpable)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    lm_test_cp_init(&cp, dir, NULL);
+    cr_assert_eq(lm_test_sh("chown -R 65534:65534 '%s' && chmod 711 '%s'", dir, dir), 0);
+    char *argv[] = {(char *)"setpriv",
+                    (char *)"--reuid=65534",
+                    (char *)"--regid=65534",
+                    (char *)"--clear-groups",
+                    (char *)LM_CP_BIN,
+                    (char *)"--config",
+                    cp.conf,
+                    NULL};
+    cp.pid = lm_test_spawn(argv, cp.log);
+    int64_t until = lm_time_mono_ms() + 20000;
+    bool up = false;
+    while (!up && lm_time_mono_ms() < until) {
+        char *log = lm_test_slurp(cp.log);
+        up = strstr(log, "LISTENING port=") != NULL;
+        free(log);
+        if (!up)
+            lm_time_sleep_ms(50, NULL);
+    }
+    cr_assert(up, "the control plane did not start as uid 65534:\n%s", lm_test_slurp(cp.log));
+    char status[64], text[4096] = "";
+    snprintf(status, sizeof status, "/proc/%d/status", (int)cp.pid);
+    FILE *f = fopen(status, "r");
+    cr_assert(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(text, "Uid:\t65534"), "not running as 65534: %s", text);
+    struct stat st;
+    cr_assert_eq(stat(status, &st), 0);
+    cr_assert_eq(st.st_uid, 0, "%s belongs to uid %u: the process is dumpable", status,
+                 (unsigned)st.st_uid);
+}

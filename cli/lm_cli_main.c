@@ -1035,7 +1035,7 @@ static const lm_cli_cmd_t cli_cmds[] = {
      NULL,
      org_flags,
      "List the organization's API keys: public part, roles, created, last used, expiry.",
-     "The private keys are never shown again. Needs an Organization Owner key.",
+     "The private keys are never shown again.",
      cmd_apikeys_list},
     {{"apikeys", "delete"},
      NULL,

@@ -740,7 +740,7 @@ static bool on_list_api_keys(cp_call_t *k)
 
 static bool on_delete_api_key(cp_call_t *k)
 {
-    return delete_api_key(k->cp, cp_arg(k, "orgId"), cp_arg(k, "apiKeyId"), k->r);
+    return delete_api_key(k->cp, cp_arg(k, "orgId"), cp_arg(k, "id"), k->r);
 }
 
 static bool on_create_link_token(cp_call_t *k)
@@ -823,8 +823,8 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"POST", V2 "/groups", LM_CP_ROLE_OWNER, on_create_group},
     {"GET", ORG "/groups", LM_CP_ROLE_MEMBER, on_list_groups},
     {"POST", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_create_api_key},
-    {"GET", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_list_api_keys},
-    {"DELETE", ORG "/apiKeys/{apiKeyId}", LM_CP_ROLE_OWNER, on_delete_api_key},
+    {"GET", ORG "/apiKeys", LM_CP_ROLE_MEMBER, on_list_api_keys},
+    {"DELETE", ORG "/apiKeys/{id}", LM_CP_ROLE_OWNER, on_delete_api_key},
     {"POST", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_create_link_token},
     {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
     {"GET", ORG "/liveMigrations/availableProjects", LM_CP_ROLE_MEMBER, on_available_projects},

@@ -332,9 +332,12 @@ typedef struct {
 } audit_t;
 
 /* Routes one request: finds its route, checks its role and calls its handler under cp->mu
- * (agent polls wait on cp->changed, which releases it). Fills *au. */
-static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const char *url,
-                     const req_t *q, resp_t *r, audit_t *au)
+ * (agent polls wait on cp->changed, which releases it). Fills *au. check_only: the
+ * headers have come, the body not yet: only the credential and role are checked, so that
+ * nobody unauthenticated makes the server read (and buffer) a body. False when the request
+ * is refused (the answer is in r). */
+static bool dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const char *url,
+                     const req_t *q, resp_t *r, audit_t *au, bool check_only)
 {
     const lm_cp_route_t *const tables[] = {lm_cp_admin_routes, lm_cp_agent_routes};
     cp_call_t k = {.cp = cp, .c = c, .q = q, .r = r};
@@ -351,9 +354,8 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
     else if (strlen(url) <= LM_CP_PATH_MAX && under(url, "/api/agent/"))
         admin = false;
     else {
-        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
-                strlen(url) < 200 ? url : "(too long)");
-        return;
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
+                       strlen(url) < 200 ? url : "(too long)");
     }
     /* a path that matches no route (or not with this method) answers 404 after the
      * caller's credential was checked, as any other path of its API */
@@ -365,11 +367,14 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
                         : admin                ? LM_CP_ROLE_MEMBER
                                                : LM_CP_ROLE_LINKED_AGENT;
     pthread_mutex_lock(&cp->mu);
-    if (authorize(&k, role)) {
+    bool ok = authorize(&k, role);
+    if (ok) {
         /* authenticated: from now on the connection may idle longer than auth_timeout */
         MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
                                   (unsigned)(cp->cfg->idle_timeout_ms / 1000));
-        if (m == LM_CP_ROUTE_FOUND)
+        if (check_only)
+            ok = true; /* the handler runs once the body has come */
+        else if (m == LM_CP_ROUTE_FOUND)
             route->handler(&k);
         else if (admin)
             cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
@@ -379,10 +384,42 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
     pthread_mutex_unlock(&cp->mu);
     if (admin)
         snprintf(au->key, sizeof au->key, "%s", k.who.key_id);
+    return ok;
 }
 
 /* ---- the daemon ---- */
 
+/* Logs (the audit log for admin calls that may change state, the access log) and queues
+ * r as the answer to the request. */
+static enum MHD_Result answer(struct MHD_Connection *c, const char *method, const char *url,
+                              resp_t *r, const audit_t *au)
+{
+    /* the audit log: every admin call that may change state, answered or refused; the path
+     * only when it matched a route (then it holds ids, nothing else) */
+    if (au->admin && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        lm_log_info(NULL, "audit: key=%s method=%s route=%s path=%s status=%u",
+                    au->key[0] ? au->key : "-", method, au->route ? au->route : "-",
+                    au->route ? lm_cp_route_path(url) : "-", r->status);
+    if (r->status >= 500)
+        lm_log_error(NULL, "%s %.200s: %u %s", method, url, r->status, lm_strbuf_str(&r->body));
+    else /* the access log; paths carry ids, never secrets */
+        lm_log_debug(NULL, "%s %.200s: %u", method, url, r->status);
+    size_t len = r->body.len;
+    char *data = lm_strbuf_steal(&r->body);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* A request arrives in calls: headers (q not made yet), body pieces, the end. The caller is
+ * authenticated on the first, before any of the body is read: a refusal is answered at once
+ * (libmicrohttpd then closes the connection unread; a client that sent Expect:
+ * 100-continue never sends the body). The request is authorized again at the end, with
+ * its handler. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -390,12 +427,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     lm_cp_t *cp = cls;
     (void)version;
     req_t *q = *con_cls;
+    resp_t r = {.status = 200};
+    audit_t au = {0};
     if (!q) {
         q = calloc(1, sizeof *q);
         if (!q)
             return MHD_NO;
         lm_strbuf_init(&q->body, (size_t)cp->cfg->max_body);
         *con_cls = q;
+        lm_strbuf_init(&r.body, 1u << 16);
+        if (!dispatch(cp, c, method, url, NULL, &r, &au, true))
+            return answer(c, method, url, &r, &au);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        char *end;
+        if (cl && (strtoull(cl, &end, 10) > (unsigned long long)cp->cfg->max_body || *end)) {
+            cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
+                    (long long)cp->cfg->max_body);
+            return answer(c, method, url, &r, &au);
+        }
+        lm_strbuf_cleanup(&r.body);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -406,33 +456,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    resp_t r = {.status = 200};
-    audit_t au = {0};
     lm_strbuf_init(&r.body, 1u << 22);
     if (q->too_large)
         cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
                 (long long)cp->cfg->max_body);
     else
-        dispatch(cp, c, method, url, q, &r, &au);
-    /* the audit log: every admin call that may change state, answered or refused; the path
-     * only when it matched a route (then it holds ids, nothing else) */
-    if (au.admin && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        lm_log_info(NULL, "audit: key=%s method=%s route=%s path=%s status=%u",
-                    au.key[0] ? au.key : "-", method, au.route ? au.route : "-",
-                    au.route ? lm_cp_route_path(url) : "-", r.status);
-    if (r.status >= 500)
-        lm_log_error(NULL, "%s %.200s: %u %s", method, url, r.status, lm_strbuf_str(&r.body));
-    else /* the access log; paths carry ids, never secrets */
-        lm_log_debug(NULL, "%s %.200s: %u", method, url, r.status);
-    size_t len = r.body.len;
-    char *data = lm_strbuf_steal(&r.body);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    enum MHD_Result ret = MHD_queue_response(c, r.status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+        dispatch(cp, c, method, url, q, &r, &au, false);
+    return answer(c, method, url, &r, &au);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

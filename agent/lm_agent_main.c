@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "lm_encode.h"
 #include "lm_engine.h"
@@ -517,6 +518,9 @@ static int cmd_config(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* no core dump, no ptrace by other processes of this user: its memory holds passwords,
+     * link-tokens and keys */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (argc < 2) {
         usage(stderr);
         return LM_EXIT_USAGE;

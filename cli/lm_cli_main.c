@@ -24,6 +24,7 @@
 #include "lm_json.h"
 #include "lm_redact.h"
 #include "lm_strbuf.h"
+#include "lm_time.h"
 
 typedef struct {
     char *url, *ca_file, *public_key, *private_key_file, *org_id, *project_id;
@@ -775,17 +776,60 @@ static int cmd_apikeys_create(lm_cli_conn_t *c, const lm_cli_args_t *a)
     lm_json_escape(&b, flag(a, "desc") ? flag(a, "desc") : "");
     lm_strbuf_append(&b, ",\"roles\":[");
     lm_json_escape(&b, role);
-    lm_strbuf_append(&b, "]}");
+    lm_strbuf_append(&b, "]");
+    if (flag(a, "expiresAfter")) {
+        int64_t ms;
+        lm_error_t err;
+        if (!lm_time_parse_duration(flag(a, "expiresAfter"), &ms, &err) || ms < 1000) {
+            lm_strbuf_cleanup(&b);
+            return die("--expiresAfter: expected a duration of at least 1s, such as 90d");
+        }
+        lm_strbuf_appendf(&b, ",\"expiresAfterSeconds\":%lld", (long long)(ms / 1000));
+    }
+    lm_strbuf_append(&b, "}");
     snprintf(path, sizeof path, "/orgs/%s/apiKeys", org);
     lm_json_val_t *v = call(c, "POST", path, lm_strbuf_str(&b), &st);
     lm_strbuf_cleanup(&b);
     if (!v)
         return 1;
-    static const char *const cols[] = {"publicKey", "privateKey", "roles", NULL};
+    static const char *const cols[] = {"publicKey", "privateKey", "roles", "expires", NULL};
     show(a, v, cols);
     fflush(stdout);
     fprintf(stderr, "livemig: the private key is shown once: store it in a file only you "
                     "can read\n");
+    return 0;
+}
+
+static int cmd_apikeys_list(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    char path[1024];
+    long st = 0;
+    lm_json_val_t *v;
+    snprintf(path, sizeof path, "/orgs/%s/apiKeys", org);
+    static const char *const cols[] = {"publicKey", "roles",   "desc",    "created",
+                                       "lastUsed",  "expires", "expired", NULL};
+    return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", cols) : 1;
+}
+
+static int cmd_apikeys_delete(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *org = need_org(c, a);
+    if (!org)
+        return 1;
+    char path[1024], what[160];
+    long st = 0;
+    snprintf(what, sizeof what, "delete API key %s", a->operand);
+    if (!confirm(a, what))
+        return 1;
+    snprintf(path, sizeof path, "/orgs/%s/apiKeys/%s", org, a->operand);
+    lm_json_val_t *v = call(c, "DELETE", path, NULL, &st);
+    if (!v)
+        return 1;
+    lm_json_free(v);
+    printf("API key %s deleted: it is refused from now on\n", a->operand);
     return 0;
 }
 
@@ -835,6 +879,8 @@ static const lm_cli_flag_t cli_flags[] = {
      "ORG_MEMBER only read.",
      false},
     {"desc", 0, "TEXT", "A description of the key.", false},
+    {"expiresAfter", 0, "DURATION",
+     "The key stops working this long after its creation (e.g. 90d, 12h; default: never).", false},
     /* live migrations and validations */
     {"clusterName", 0, "DEST",
      "The destination cluster, as registered in the project with "
@@ -910,7 +956,8 @@ static const lm_cli_flag_use_t clusters_add_flags[] = {
     {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0},          {"allowInsecureTls", 0},
     {"tlsCAFile", 0},   {"username", 0},           {"passwordFile", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t apikeys_flags[] = {
-    {"orgId", REQ}, {"role", REQ}, {"desc", 0}, {NULL, 0}};
+    {"orgId", REQ}, {"role", REQ}, {"desc", 0}, {"expiresAfter", 0}, {NULL, 0}};
+static const lm_cli_flag_use_t org_confirm_flags[] = {{"orgId", REQ}, {"force", 0}, {NULL, 0}};
 #undef REQ
 
 #define LM "liveMigrations"
@@ -1070,6 +1117,20 @@ static const lm_cli_cmd_t cli_cmds[] = {
      "Create an API key and print its private key (once).",
      "Store the private key in a file only you can read: give it as --privateKeyFile.",
      cmd_apikeys_create},
+    {{"apikeys", "list"},
+     NULL,
+     NULL,
+     org_flags,
+     "List the organization's API keys: public part, roles, created, last used, expiry.",
+     "The private keys are never shown again.",
+     cmd_apikeys_list},
+    {{"apikeys", "delete"},
+     NULL,
+     "PUBLIC_KEY",
+     org_confirm_flags,
+     "Delete an API key: every request with it is refused (401) from now on.",
+     "Asks for confirmation on the terminal unless --force is given.",
+     cmd_apikeys_delete},
     {{NULL}, NULL, NULL, NULL, NULL, NULL, NULL}};
 #undef LM
 

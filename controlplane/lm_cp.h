@@ -23,6 +23,10 @@ typedef struct {
     int64_t cutover_window_ms, extend_ms;
     int64_t relink_ms; /* how long an Owner's permission to relink a host lasts */
     int64_t max_body;
+    /* connections: a total, a cap per client address, a budget of waiting agent polls, and
+     * the idle timeouts before and after a connection's first authenticated request */
+    int64_t max_connections, max_per_address, max_waiting_polls;
+    int64_t auth_timeout_ms, idle_timeout_ms;
     int log_level, log_format;
 } lm_cp_config_t;
 
@@ -37,7 +41,12 @@ bool lm_cp_equal(const char *a, const char *b);
 /* AES-256-GCM with the key file's key: text <-> "v1:" + hex(iv || ciphertext || tag). */
 bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err);
 bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err);
+/* Refuses (with a message naming the file and `chmod 600`) a secrets key file whose mode
+ * lets group or others read it. */
 bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err);
+/* Whether the open file fd (path, a `what` for messages) is private to its owner: no
+ * group or other permission bits. */
+bool lm_cp_private_file(int fd, const char *path, const char *what, lm_error_t *err);
 
 /* ---- the cutover window (lm_cp_agent.c) ---- */
 
@@ -67,6 +76,10 @@ int lm_cp_port(const lm_cp_t *cp);
 /* Checks cutover windows; called every second by main. */
 void lm_cp_tick(lm_cp_t *cp);
 void lm_cp_stop(lm_cp_t *cp);
+/* SIGHUP: the certificate and key (checked to match) of cfg->tls, and its CA's pin, for
+ * the handshakes and link-tokens from now on. On failure (the message names the file)
+ * nothing changes. */
+bool lm_cp_reload_tls(lm_cp_t *cp, const lm_cp_config_t *cfg, lm_error_t *err);
 /* The URL link-tokens carry, when the configuration left it to the listening address. */
 void lm_cp_set_public_url(lm_cp_t *cp, const char *url);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lm_cp.h"
 #include "lm_encode.h"
@@ -48,6 +49,19 @@ bool lm_cp_equal(const char *a, const char *b)
     return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
 }
 
+bool lm_cp_private_file(int fd, const char *path, const char *what, lm_error_t *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot read the %s", path, what);
+    if (st.st_mode & 077)
+        return lm_error_set(err, LM_ERR_CONFIG,
+                            "%s: the %s is readable or writable by group or others (mode %04o): "
+                            "`chmod 600 %s` (owned by the user the control plane runs as)",
+                            path, what, (unsigned)(st.st_mode & 07777), path);
+    return true;
+}
+
 bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err)
 {
     char buf[256];
@@ -55,6 +69,10 @@ bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err)
     FILE *f = fopen(path, "r");
     if (!f)
         return lm_error_set(err, LM_ERR_CONFIG, "%s: cannot open the secrets key file", path);
+    if (!lm_cp_private_file(fileno(f), path, "secrets key file", err)) {
+        fclose(f);
+        return false;
+    }
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';

@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "lm_encode.h"
 #include "lm_cp.h"
+#include "lm_cp_tls.h"
 #include "lm_http.h"
 #include "lm_log.h"
 #include "lm_time.h"
@@ -67,18 +69,61 @@ const lm_config_field_t lm_cp_config_schema[] = {
      "permission lapses."},
     {"max_request_body", LM_CFG_SIZE, offsetof(lm_cp_config_t, max_body), "256KiB", 1024, 16 << 20,
      0, NULL, NULL, "Larger request bodies are refused (413)."},
+    {"max_connections", LM_CFG_INT, offsetof(lm_cp_config_t, max_connections), "512", 16, 4096, 0,
+     NULL, NULL, "Open connections at most (each is a thread); more are closed at once."},
+    {"max_connections_per_address", LM_CFG_INT, offsetof(lm_cp_config_t, max_per_address), "32", 1,
+     4096, 0, NULL, NULL,
+     "Open connections at most from one client address, so that one address cannot take\n"
+     "them all (agents behind one NAT count together)."},
+    {"max_waiting_polls", LM_CFG_INT, offsetof(lm_cp_config_t, max_waiting_polls), "256", 1, 4095,
+     0, NULL, NULL,
+     "Agent polls held open at most; one more is answered 503 at once (the agent retries\n"
+     "later). Must be below max_connections: the rest stay for admin requests."},
+    {"auth_timeout", LM_CFG_DURATION, offsetof(lm_cp_config_t, auth_timeout_ms), "10s", 1000,
+     120000, 0, NULL, NULL,
+     "A connection idle this long before its first authenticated request is closed (TLS\n"
+     "handshake and headers included)."},
+    {"idle_timeout", LM_CFG_DURATION, offsetof(lm_cp_config_t, idle_timeout_ms), "120s", 1000,
+     3600000, 0, NULL, NULL, "An authenticated connection idle this long is closed."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_level), "info", 0, 0, 0, log_levels,
      NULL, "debug, info, warn or error."},
     {"log_format", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_format), "text", 0, 0, 0, log_formats,
      NULL, "text or json (one object per line)."},
     LM_CONFIG_END};
 
-static atomic_bool stop_flag;
+static atomic_bool stop_flag, reload_flag;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGHUP)
+        reload_flag = 1;
+    else
+        stop_flag = 1;
+}
+
+/* SIGHUP: reads the configuration again and applies what can change while serving (the
+ * TLS certificate, key and CA; log_level and log_format). Anything invalid is logged
+ * (file:line, or the file) and the running settings stay; it never stops the server. */
+static void reload(lm_cp_t *cp, const char *config)
+{
+    lm_cp_config_t n;
+    lm_error_t err;
+    memset(&n, 0, sizeof n);
+    if (!lm_config_load_file(lm_cp_config_schema, &n, config, &err) ||
+        !lm_config_check_required(lm_cp_config_schema, &n, config, &err))
+        lm_log_error(NULL, "reload: %s: keeping the running configuration", err.message);
+    else if (!lm_cp_reload_tls(cp, &n, &err))
+        lm_log_error(NULL, "reload: %s: keeping the running certificate and configuration",
+                     err.message);
+    else {
+        lm_log_set_level((lm_log_level_t)n.log_level);
+        lm_log_set_format(n.log_format == 1 ? LM_LOG_JSON : LM_LOG_TEXT);
+        lm_log_info(NULL,
+                    "reload: %s: TLS certificate, key and CA, log_level and log_format "
+                    "applied; other settings take effect at the next restart",
+                    config);
+    }
+    lm_config_cleanup(lm_cp_config_schema, &n);
 }
 
 static int usage(void)
@@ -91,6 +136,9 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
+    /* no core dump, no ptrace by other processes of this user: its memory holds passwords,
+     * link-tokens and keys */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     const char *config = NULL, *org = NULL, *desc = "bootstrap";
     lm_error_t err;
     bool check = false, print = false, bootstrap = false;
@@ -146,6 +194,14 @@ int main(int argc, char **argv)
         code = 2;
         goto out;
     }
+    if (cfg.max_waiting_polls >= cfg.max_connections) {
+        fprintf(stderr,
+                "livemig-controlplane: %s: max_waiting_polls: must be below max_connections "
+                "(%lld), which admin requests share\n",
+                config, (long long)cfg.max_connections);
+        code = 2;
+        goto out;
+    }
     if (print) {
         lm_config_print(lm_cp_config_schema, &cfg, stdout, false);
         code = 0;
@@ -155,6 +211,7 @@ int main(int argc, char **argv)
         uint8_t key[32];
         char pin[65];
         if (!lm_cp_load_key(cfg.secrets_key_file, key, &err) ||
+            !lm_cp_tls_key_private(cfg.tls.key_file, &err) ||
             !lm_http_ca_pin(cfg.tls.ca_file, pin, &err)) {
             fprintf(stderr, "livemig-controlplane: %s\n", err.message);
             goto out;
@@ -180,6 +237,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (!cfg.public_url) /* https://<listen>, with the real port (listen may say 0) */
         cfg.public_url = strdup("https://pending");
@@ -200,6 +258,8 @@ int main(int argc, char **argv)
     printf("LISTENING port=%d\n", lm_cp_port(cp));
     fflush(stdout);
     while (!stop_flag) {
+        if (atomic_exchange(&reload_flag, false))
+            reload(cp, config);
         lm_cp_tick(cp);
         lm_time_sleep_ms(1000, &stop_flag);
     }

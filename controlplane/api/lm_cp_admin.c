@@ -4,10 +4,13 @@
  * has checked the API key, its role and the organization or project in the path before a
  * handler runs, with cp->mu held. See controlplane/README.md. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lm_encode.h"
 #include "lm_cp_http.h"
@@ -131,16 +134,18 @@ static bool list_groups(lm_cp_t *cp, const char *org, resp_t *r)
     return results_close(r, w, n);
 }
 
-/* Writes a new API key for org into the store; its secret goes to secret[65]. */
+/* Writes a new API key for org into the store; its secret goes to secret[65]. expires:
+ * epoch ms, 0 for never. */
 static bool insert_key(sqlite3 *db, const char *org, const char *role, const char *desc,
-                       char id[25], char secret[65])
+                       int64_t expires, char id[25], char secret[65])
 {
     char salt[33], hash[65];
     new_id(id);
     if (!lm_random_hex(secret, 32) || !lm_random_hex(salt, 16))
         return false;
     lm_cp_hash_secret(salt, secret, hash);
-    return lm_cp_store_api_key_insert(db, id, org, role, salt, hash, desc, lm_time_now_ms());
+    return lm_cp_store_api_key_insert(db, id, org, role, salt, hash, desc, expires,
+                                      lm_time_now_ms());
 }
 
 static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t *r)
@@ -155,8 +160,15 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
                (strcmp(role, "ORG_OWNER") != 0 && strcmp(role, "ORG_MEMBER") != 0)))
         ok = cp_fail(r, 400, "INVALID_ATTRIBUTE",
                      "field 'roles': expected [\"ORG_OWNER\"] or [\"ORG_MEMBER\"]");
+    /* beyond Atlas: a key that stops working after expiresAfterSeconds (up to 10 years) */
+    int64_t after = 0, expires = 0;
+    if (ok &&
+        !lm_json_get_int(v, "expiresAfterSeconds", false, 1, INT64_C(315360000), &after, &err))
+        ok = cp_bad_field(r, &err);
+    if (after)
+        expires = lm_time_now_ms() + after * 1000;
     char id[25], secret[65];
-    if (ok && !insert_key(cp->db, org, role, desc, id, secret))
+    if (ok && !insert_key(cp->db, org, role, desc, expires, id, secret))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the API key");
     if (ok) {
         lm_json_writer_t *w = obj();
@@ -168,12 +180,72 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
         lm_json_w_array_open(w);
         lm_json_w_str(w, role);
         lm_json_w_array_close(w);
+        if (expires) {
+            char when[40];
+            lm_time_format_iso8601(expires, when, sizeof when);
+            cp_w_kv(w, "expires", when);
+        }
         done(r, 201, w);
         lm_wipe(secret, sizeof secret);
         lm_log_info(NULL, "API key %s (%s) created for organization %s", id, role, org);
     }
     lm_json_free(v);
     return ok;
+}
+
+/* Writes time `ms` (epoch ms) under key as ISO 8601, or null when 0 (never). */
+static void w_time(lm_json_writer_t *w, const char *key, int64_t ms)
+{
+    char when[40];
+    lm_json_w_key(w, key);
+    if (!ms) {
+        lm_json_w_null(w);
+        return;
+    }
+    lm_time_format_iso8601(ms, when, sizeof when);
+    lm_json_w_str(w, when);
+}
+
+/* The organization's API keys: the public part, roles, description and times, never the
+ * secret nor its hash. */
+static bool list_api_keys(lm_cp_t *cp, const char *org, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_api_keys(cp->db, org);
+    lm_json_writer_t *w = results_open();
+    int n = 0;
+    int64_t now = lm_time_now_ms();
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        int64_t expires = sqlite3_column_int64(st, 5);
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "id", lm_cp_col(st, 0));
+        cp_w_kv(w, "publicKey", lm_cp_col(st, 0));
+        cp_w_kv(w, "desc", lm_cp_col(st, 2));
+        lm_json_w_key(w, "roles");
+        lm_json_w_array_open(w);
+        lm_json_w_str(w, lm_cp_col(st, 1));
+        lm_json_w_array_close(w);
+        w_time(w, "created", sqlite3_column_int64(st, 3));
+        w_time(w, "lastUsed", sqlite3_column_int64(st, 4));
+        w_time(w, "expires", expires);
+        lm_json_w_key(w, "expired");
+        lm_json_w_bool(w, expires && now >= expires);
+        lm_json_w_map_close(w);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return results_close(r, w, n);
+}
+
+static bool delete_api_key(lm_cp_t *cp, const char *org, const char *id, resp_t *r)
+{
+    int had = lm_cp_store_api_key_delete(cp->db, org, id);
+    if (had < 0)
+        return cp_fail(r, 500, "INTERNAL", "cannot delete the API key");
+    if (!had)
+        return cp_fail(r, 404, "API_KEY_NOT_FOUND", "no API key %s in organization %s", id, org);
+    lm_log_info(NULL, "API key %s of organization %s deleted", id, org);
+    r->status = 204;
+    return true;
 }
 
 /* ---- the clusters registry ---- */
@@ -764,6 +836,16 @@ static bool on_create_api_key(cp_call_t *k)
     return create_api_key(k->cp, cp_arg(k, "orgId"), k->q, k->r);
 }
 
+static bool on_list_api_keys(cp_call_t *k)
+{
+    return list_api_keys(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
+static bool on_delete_api_key(cp_call_t *k)
+{
+    return delete_api_key(k->cp, cp_arg(k, "orgId"), cp_arg(k, "id"), k->r);
+}
+
 static bool on_create_link_token(cp_call_t *k)
 {
     return create_link_token(k->cp, cp_arg(k, "orgId"), k->q, k->r);
@@ -849,6 +931,8 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"POST", V2 "/groups", LM_CP_ROLE_OWNER, on_create_group},
     {"GET", ORG "/groups", LM_CP_ROLE_MEMBER, on_list_groups},
     {"POST", ORG "/apiKeys", LM_CP_ROLE_OWNER, on_create_api_key},
+    {"GET", ORG "/apiKeys", LM_CP_ROLE_MEMBER, on_list_api_keys},
+    {"DELETE", ORG "/apiKeys/{id}", LM_CP_ROLE_OWNER, on_delete_api_key},
     {"POST", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_create_link_token},
     {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
     {"POST", ORG "/liveMigrations/agents/{hostname}/relink", LM_CP_ROLE_OWNER, on_relink},
@@ -869,6 +953,36 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
 
 /* ---- offline bootstrap ---- */
 
+/* bootstrap run as root: the database it made belongs to the owner of its directory (the
+ * service user of the packages, which owns /var/lib/livemig-controlplane), so the service
+ * can open it. Run as another user, nothing changes. */
+static bool give_to_service(const char *db_path, lm_error_t *err)
+{
+    if (geteuid() != 0)
+        return true;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0 || st.st_uid == 0)
+        return true;
+    static const char *const sides[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        char f[4200];
+        snprintf(f, sizeof f, "%s%s", db_path, sides[i]);
+        if (lchown(f, st.st_uid, st.st_gid) != 0 && errno != ENOENT)
+            return lm_error_set(err, LM_ERR_IO, "%s: cannot give it to the owner of %s: %s", f, dir,
+                                strerror(errno));
+    }
+    return true;
+}
+
 bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *desc, lm_error_t *err)
 {
     sqlite3 *db;
@@ -879,10 +993,12 @@ bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *des
         return false;
     char id[25], secret[65];
     bool ok = lm_cp_store_org_ensure(db, org, lm_time_now_ms()) &&
-              insert_key(db, org, "ORG_OWNER", desc, id, secret);
+              insert_key(db, org, "ORG_OWNER", desc, 0, id, secret);
     sqlite3_close(db);
     if (!ok)
         return lm_error_set(err, LM_ERR_IO, "%s: cannot write the API key", cfg->db_path);
+    if (!give_to_service(cfg->db_path, err))
+        return false;
     printf("organization: %s\npublic key:   %s\nprivate key:  %s\n"
            "(the private key is shown this once; keep it in a file readable only by you)\n",
            org, id, secret);

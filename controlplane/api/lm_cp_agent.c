@@ -260,7 +260,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
     lm_error_t err;
     if (!m)
         return cp_fail(r, 500, "INTERNAL", "out of memory");
-    bool ok = true;
+    bool ok = true, waiting = false;
     for (;;) {
         /* jobs for this host not handed out yet, or not acknowledged by a heartbeat, that
          * no other agent holds */
@@ -296,8 +296,14 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
                          "the link-token this agent was linked with has been deleted");
             break;
         }
+        if (!waiting && !(waiting = cp_poll_wait(cp, r))) {
+            ok = false;
+            break;
+        }
         lm_time_cond_wait_ms(&cp->changed, &cp->mu, until - lm_time_mono_ms());
     }
+    if (waiting)
+        cp_poll_done(cp);
     for (size_t i = 0; ok && i < m->n_jobs; i++)
         lm_cp_store_job_delivered(cp->db, m->jobs[i].job_id, a->agent_id, lm_time_now_ms());
     if (ok) {

@@ -18,12 +18,12 @@
 struct lm_cp {
     const lm_cp_config_t *cfg;
     struct MHD_Daemon *d;
-    char *cert, *key;
-    char ca_pin[65];
+    char ca_pin[65]; /* of tls.ca_file; the certificate and key are lm_cp_tls.c's */
     uint8_t secrets_key[32];
     sqlite3 *db;
     pthread_mutex_t mu; /* the database and everything below */
     pthread_cond_t changed;
+    int64_t waiting_polls; /* agent polls waiting on `changed` (max_waiting_polls) */
     int port;
     char public_url[300]; /* what link-tokens carry */
 };
@@ -90,6 +90,12 @@ bool cp_auth_enroll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
  * not deleted, from an address on its access list; a link-token is refused (401
  * AGENT_CREDENTIAL_REQUIRED). */
 bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r);
+
+/* An agent poll about to wait (cp->mu held): takes one of max_waiting_polls, or answers 503
+ * TOO_MANY_POLLS into r and returns false; cp_poll_done gives the place back. The budget
+ * keeps waiting polls from taking the connections admin requests need. */
+bool cp_poll_wait(lm_cp_t *cp, resp_t *r);
+void cp_poll_done(lm_cp_t *cp);
 
 /* The route tables (ending with a NULL method) of the admin API (lm_cp_admin.c) and the
  * agent API (lm_cp_agent.c). */

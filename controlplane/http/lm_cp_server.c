@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "lm_cp_http.h"
+#include "lm_cp_tls.h"
 #include "lm_encode.h"
 #include "lm_fs.h"
 #include "lm_http.h"
@@ -35,6 +36,7 @@ static const char *reason_of(unsigned status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Error";
     }
 }
@@ -138,12 +140,15 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
     if (!decoded || !(colon = strchr(plain, ':')))
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
     *colon = '\0';
-    bool ok = false;
+    bool ok = false, expired = false;
+    int64_t now = lm_time_now_ms();
     sqlite3_stmt *st = lm_cp_store_api_key(cp->db, plain);
     if (st) {
         char hash[65];
+        int64_t expires = sqlite3_column_int64(st, 4);
         lm_cp_hash_secret(lm_cp_col(st, 2), colon + 1, hash);
-        if (lm_cp_equal(hash, lm_cp_col(st, 3))) {
+        /* an expired key is told so only when its secret is right */
+        if (lm_cp_equal(hash, lm_cp_col(st, 3)) && !(expired = expires && now >= expires)) {
             ok = true;
             snprintf(who->key_id, sizeof who->key_id, "%s", plain);
             snprintf(who->org, sizeof who->org, "%s", lm_cp_col(st, 0));
@@ -152,9 +157,14 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
     }
     sqlite3_finalize(st);
     lm_wipe(plain, sizeof plain);
+    if (expired)
+        return cp_fail(r, 401, "API_KEY_EXPIRED",
+                       "this API key has expired: use another key, or have an Organization Owner "
+                       "create a new one");
     if (!ok)
         return cp_fail(r, 401, "NOT_AUTHENTICATED",
-                       "the API key is unknown or its secret is wrong");
+                       "the API key is unknown (or deleted) or its secret is wrong");
+    lm_cp_store_api_key_used(cp->db, who->key_id, now);
     return true;
 }
 
@@ -361,6 +371,23 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
     return true;
 }
 
+/* ---- the poll budget ---- */
+
+bool cp_poll_wait(lm_cp_t *cp, resp_t *r)
+{
+    if (cp->waiting_polls >= cp->cfg->max_waiting_polls)
+        return cp_fail(r, 503, "TOO_MANY_POLLS",
+                       "%lld agent polls are waiting already: poll again later",
+                       (long long)cp->waiting_polls);
+    cp->waiting_polls++;
+    return true;
+}
+
+void cp_poll_done(lm_cp_t *cp)
+{
+    cp->waiting_polls--;
+}
+
 /* ---- routing ---- */
 
 const char *cp_arg(const cp_call_t *k, const char *name)
@@ -394,10 +421,20 @@ static bool under(const char *url, const char *prefix)
     return strncmp(url, prefix, n) == 0 && url[n] != '\0';
 }
 
+/* Who made an admin API call and which route it took: the audit log's subject. */
+typedef struct {
+    bool admin;        /* an admin API path */
+    const char *route; /* the route's pattern; NULL when none matched */
+    char key[80];      /* the API key's public part once authenticated, else "" */
+} audit_t;
+
 /* Routes one request: finds its route, checks its role and calls its handler under cp->mu
- * (agent polls wait on cp->changed, which releases it). */
-static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const char *url,
-                     const req_t *q, resp_t *r)
+ * (agent polls wait on cp->changed, which releases it). Fills *au. check_only: the
+ * headers have come, the body not yet: only the credential and role are checked, so that
+ * nobody unauthenticated makes the server read (and buffer) a body. False when the request
+ * is refused (the answer is in r). */
+static bool dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, const char *url,
+                     const req_t *q, resp_t *r, audit_t *au, bool check_only)
 {
     const lm_cp_route_t *const tables[] = {lm_cp_admin_routes, lm_cp_agent_routes};
     cp_call_t k = {.cp = cp, .c = c, .q = q, .r = r};
@@ -414,20 +451,27 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
     else if (strlen(url) <= LM_CP_PATH_MAX && under(url, "/api/agent/"))
         admin = false;
     else {
-        cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
-                strlen(url) < 200 ? url : "(too long)");
-        return;
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource: %s",
+                       strlen(url) < 200 ? url : "(too long)");
     }
     /* a path that matches no route (or not with this method) answers 404 after the
      * caller's credential was checked, as any other path of its API */
     if (m != LM_CP_ROUTE_FOUND)
         memset(&k.params, 0, sizeof k.params);
+    au->admin = admin;
+    au->route = m == LM_CP_ROUTE_FOUND ? route->pattern : NULL;
     lm_cp_role_t role = m == LM_CP_ROUTE_FOUND ? route->role
                         : admin                ? LM_CP_ROLE_MEMBER
                                                : LM_CP_ROLE_LINKED_AGENT;
     pthread_mutex_lock(&cp->mu);
-    if (authorize(&k, role)) {
-        if (m == LM_CP_ROUTE_FOUND)
+    bool ok = authorize(&k, role);
+    if (ok) {
+        /* authenticated: from now on the connection may idle longer than auth_timeout */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)(cp->cfg->idle_timeout_ms / 1000));
+        if (check_only)
+            ok = true; /* the handler runs once the body has come */
+        else if (m == LM_CP_ROUTE_FOUND)
             route->handler(&k);
         else if (admin)
             cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such resource (or method)");
@@ -435,10 +479,44 @@ static void dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
             cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no such agent API resource (or method)");
     }
     pthread_mutex_unlock(&cp->mu);
+    if (admin)
+        snprintf(au->key, sizeof au->key, "%s", k.who.key_id);
+    return ok;
 }
 
 /* ---- the daemon ---- */
 
+/* Logs (the audit log for admin calls that may change state, the access log) and queues
+ * r as the answer to the request. */
+static enum MHD_Result answer(struct MHD_Connection *c, const char *method, const char *url,
+                              resp_t *r, const audit_t *au)
+{
+    /* the audit log: every admin call that may change state, answered or refused; the path
+     * only when it matched a route (then it holds ids, nothing else) */
+    if (au->admin && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        lm_log_info(NULL, "audit: key=%s method=%s route=%s path=%s status=%u",
+                    au->key[0] ? au->key : "-", method, au->route ? au->route : "-",
+                    au->route ? lm_cp_route_path(url) : "-", r->status);
+    if (r->status >= 500)
+        lm_log_error(NULL, "%s %.200s: %u %s", method, url, r->status, lm_strbuf_str(&r->body));
+    else /* the access log; paths carry ids, never secrets */
+        lm_log_debug(NULL, "%s %.200s: %u", method, url, r->status);
+    size_t len = r->body.len;
+    char *data = lm_strbuf_steal(&r->body);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* A request arrives in calls: headers (q not made yet), body pieces, the end. The caller is
+ * authenticated on the first, before any of the body is read: a refusal is answered at once
+ * (libmicrohttpd then closes the connection unread; a client that sent Expect:
+ * 100-continue never sends the body). The request is authorized again at the end, with
+ * its handler. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -446,12 +524,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     lm_cp_t *cp = cls;
     (void)version;
     req_t *q = *con_cls;
+    resp_t r = {.status = 200};
+    audit_t au = {0};
     if (!q) {
         q = calloc(1, sizeof *q);
         if (!q)
             return MHD_NO;
         lm_strbuf_init(&q->body, (size_t)cp->cfg->max_body);
         *con_cls = q;
+        lm_strbuf_init(&r.body, 1u << 16);
+        if (!dispatch(cp, c, method, url, NULL, &r, &au, true))
+            return answer(c, method, url, &r, &au);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        char *end;
+        if (cl && (strtoull(cl, &end, 10) > (unsigned long long)cp->cfg->max_body || *end)) {
+            cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
+                    (long long)cp->cfg->max_body);
+            return answer(c, method, url, &r, &au);
+        }
+        lm_strbuf_cleanup(&r.body);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -462,26 +553,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    resp_t r = {.status = 200};
     lm_strbuf_init(&r.body, 1u << 22);
     if (q->too_large)
         cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
                 (long long)cp->cfg->max_body);
     else
-        dispatch(cp, c, method, url, q, &r);
-    if (r.status >= 500)
-        lm_log_error(NULL, "%s %.200s: %u %s", method, url, r.status, lm_strbuf_str(&r.body));
-    else /* the access log; paths carry ids, never secrets */
-        lm_log_debug(NULL, "%s %.200s: %u", method, url, r.status);
-    size_t len = r.body.len;
-    char *data = lm_strbuf_steal(&r.body);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    enum MHD_Result ret = MHD_queue_response(c, r.status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+        dispatch(cp, c, method, url, q, &r, &au, false);
+    return answer(c, method, url, &r, &au);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -496,15 +574,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(q);
     }
     *con_cls = NULL;
-}
-
-static char *slurp(const char *path, lm_error_t *err)
-{
-    char *data = NULL;
-    size_t len = 0;
-    if (!lm_fs_read_file(path, 1u << 20, &data, &len, err))
-        return NULL;
-    return data;
 }
 
 lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
@@ -530,8 +599,7 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (ok && inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         ok = lm_error_set(err, LM_ERR_CONFIG, "listen: %s is not an IPv4 address", host);
-    ok = ok && (cp->cert = slurp(cfg->tls.cert_file, err)) &&
-         (cp->key = slurp(cfg->tls.key_file, err)) &&
+    ok = ok && lm_cp_tls_load(cfg->tls.cert_file, cfg->tls.key_file, err) &&
          lm_http_ca_pin(cfg->tls.ca_file, cp->ca_pin, err) &&
          lm_cp_load_key(cfg->secrets_key_file, cp->secrets_key, err) &&
          lm_cp_store_open(cfg->db_path, &cp->db, err);
@@ -539,10 +607,12 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
         cp->d = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS |
                 MHD_USE_ERROR_LOG,
-            0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_HTTPS_MEM_CERT,
-            cp->cert, MHD_OPTION_HTTPS_MEM_KEY, cp->key, MHD_OPTION_HTTPS_PRIORITIES,
-            LM_CP_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT,
-            120u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, cp, MHD_OPTION_END);
+            0, NULL, NULL, on_request, cp, MHD_OPTION_SOCK_ADDR, &addr,
+            MHD_OPTION_HTTPS_CERT_CALLBACK, lm_cp_tls_retrieve, MHD_OPTION_HTTPS_PRIORITIES,
+            LM_CP_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_address,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->auth_timeout_ms / 1000),
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, cp, MHD_OPTION_END);
         if (!cp->d)
             ok = lm_error_set(err, LM_ERR_NET,
                               "cannot listen on %s with TLS (address in use, or the certificate "
@@ -556,6 +626,18 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
     }
     lm_cp_stop(cp);
     return NULL;
+}
+
+bool lm_cp_reload_tls(lm_cp_t *cp, const lm_cp_config_t *cfg, lm_error_t *err)
+{
+    char pin[65];
+    if (!lm_http_ca_pin(cfg->tls.ca_file, pin, err) ||
+        !lm_cp_tls_load(cfg->tls.cert_file, cfg->tls.key_file, err))
+        return false;
+    pthread_mutex_lock(&cp->mu);
+    memcpy(cp->ca_pin, pin, sizeof pin);
+    pthread_mutex_unlock(&cp->mu);
+    return true;
 }
 
 void lm_cp_set_public_url(lm_cp_t *cp, const char *url)
@@ -582,11 +664,7 @@ void lm_cp_stop(lm_cp_t *cp)
     }
     if (cp->db)
         sqlite3_close(cp->db);
-    free(cp->cert);
-    if (cp->key) {
-        lm_wipe(cp->key, strlen(cp->key));
-        free(cp->key);
-    }
+    lm_cp_tls_cleanup();
     lm_wipe(cp->secrets_key, sizeof cp->secrets_key);
     pthread_cond_destroy(&cp->changed);
     pthread_mutex_destroy(&cp->mu);

@@ -2,8 +2,13 @@
  * used under the server's mutex; WAL, synchronous=FULL, foreign keys on. */
 #include "lm_cp_store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lm_states.h"
 
@@ -14,7 +19,7 @@ static const char schema_sql[] =
     "orgs(id), name TEXT NOT NULL, created INTEGER NOT NULL, UNIQUE(org_id, name));"
     "CREATE TABLE IF NOT EXISTS api_keys(id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES "
     "orgs(id), role TEXT NOT NULL, salt TEXT NOT NULL, hash TEXT NOT NULL, descr TEXT, created "
-    "INTEGER NOT NULL);"
+    "INTEGER NOT NULL, expires INTEGER, last_used INTEGER);"
     "CREATE TABLE IF NOT EXISTS link_tokens(id TEXT PRIMARY KEY, org_id TEXT NOT NULL "
     "REFERENCES orgs(id), salt TEXT NOT NULL, hash TEXT NOT NULL, access TEXT NOT NULL, created "
     "INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0);"
@@ -67,9 +72,36 @@ static bool migrate(sqlite3 *db, char **msg)
     return ok;
 }
 
+/* The database and its -wal and -shm files are private to the service (they hold hashes
+ * and sealed passwords), whatever the umask: the database is made 0600 before SQLite opens
+ * it (SQLite gives -wal and -shm the database's mode), and files an older version left
+ * wider are narrowed. */
+static bool make_private(const char *path, lm_error_t *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot create the control plane's database: %s",
+                            path, strerror(errno));
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && ((st.st_mode & 077) == 0 || fchmod(fd, 0600) == 0);
+    close(fd);
+    static const char *const sides[] = {"-wal", "-shm"};
+    for (size_t i = 0; ok && i < sizeof sides / sizeof sides[0]; i++) {
+        char side[4200];
+        snprintf(side, sizeof side, "%s%s", path, sides[i]);
+        ok = stat(side, &st) != 0 || (st.st_mode & 077) == 0 || chmod(side, 0600) == 0;
+    }
+    if (!ok)
+        return lm_error_set(err, LM_ERR_IO, "%s: cannot make the database private (mode 0600): %s",
+                            path, strerror(errno));
+    return true;
+}
+
 bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
 {
     *db = NULL;
+    if (!make_private(path, err))
+        return false;
     if (sqlite3_open_v2(path, db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {
@@ -90,6 +122,23 @@ bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
         sqlite3_close(*db);
         *db = NULL;
         return false;
+    }
+    /* databases made before API keys expired get the columns */
+    static const char *const added[] = {"expires", "last_used"};
+    for (size_t i = 0; i < sizeof added / sizeof added[0]; i++) {
+        sqlite3_stmt *st = lm_cp_q(
+            *db, "SELECT 1 FROM pragma_table_info('api_keys') WHERE name = ?", "s", added[i]);
+        bool has = st && sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+        char sql[100];
+        snprintf(sql, sizeof sql, "ALTER TABLE api_keys ADD COLUMN %s INTEGER", added[i]);
+        if (!has && !lm_cp_exec(*db, sql, "")) {
+            lm_error_set(err, LM_ERR_IO, "%s: cannot add api_keys.%s: %s", path, added[i],
+                         sqlite3_errmsg(*db));
+            sqlite3_close(*db);
+            *db = NULL;
+            return false;
+        }
     }
     return true;
 }
@@ -192,18 +241,43 @@ sqlite3_stmt *lm_cp_store_projects(sqlite3 *db, const char *org)
 }
 
 bool lm_cp_store_api_key_insert(sqlite3 *db, const char *id, const char *org, const char *role,
-                                const char *salt, const char *hash, const char *desc, int64_t now)
+                                const char *salt, const char *hash, const char *desc,
+                                int64_t expires, int64_t now)
 {
     return lm_cp_exec(db,
-                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created) "
-                      "VALUES(?,?,?,?,?,?,?)",
-                      "ssssssi", id, org, role, salt, hash, desc, now);
+                      "INSERT INTO api_keys(id, org_id, role, salt, hash, descr, created, expires) "
+                      "VALUES(?,?,?,?,?,?,?,NULLIF(?,0))",
+                      "ssssssii", id, org, role, salt, hash, desc, now, expires);
 }
 
 sqlite3_stmt *lm_cp_store_api_key(sqlite3 *db, const char *id)
 {
-    return first_row(
-        lm_cp_q(db, "SELECT org_id, role, salt, hash FROM api_keys WHERE id = ?", "s", id));
+    return first_row(lm_cp_q(
+        db, "SELECT org_id, role, salt, hash, IFNULL(expires, 0) FROM api_keys WHERE id = ?", "s",
+        id));
+}
+
+bool lm_cp_store_api_key_used(sqlite3 *db, const char *id, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE api_keys SET last_used = ? WHERE id = ? AND (last_used IS NULL OR "
+                      "last_used < ? - 60000)",
+                      "isi", now, id, now);
+}
+
+sqlite3_stmt *lm_cp_store_api_keys(sqlite3 *db, const char *org)
+{
+    return lm_cp_q(db,
+                   "SELECT id, role, IFNULL(descr, ''), created, IFNULL(last_used, 0), "
+                   "IFNULL(expires, 0) FROM api_keys WHERE org_id = ? ORDER BY created, id",
+                   "s", org);
+}
+
+int lm_cp_store_api_key_delete(sqlite3 *db, const char *org, const char *id)
+{
+    if (!lm_cp_exec(db, "DELETE FROM api_keys WHERE org_id = ? AND id = ?", "ss", org, id))
+        return -1;
+    return sqlite3_changes(db) > 0;
 }
 
 bool lm_cp_store_cluster_insert(sqlite3 *db, const char *group, const char *name, const char *uri,

@@ -38,10 +38,18 @@ bool lm_cp_store_project_insert(sqlite3 *db, const char *id, const char *org, co
 bool lm_cp_store_project_in_org(sqlite3 *db, const char *group, const char *org);
 /* List: id, name of org's projects, oldest first. */
 sqlite3_stmt *lm_cp_store_projects(sqlite3 *db, const char *org);
+/* expires: when the key stops working (epoch ms), 0 for never. */
 bool lm_cp_store_api_key_insert(sqlite3 *db, const char *id, const char *org, const char *role,
-                                const char *salt, const char *hash, const char *desc, int64_t now);
-/* Row: org_id, role, salt, hash. */
+                                const char *salt, const char *hash, const char *desc,
+                                int64_t expires, int64_t now);
+/* Row: org_id, role, salt, hash, expires (0: never). */
 sqlite3_stmt *lm_cp_store_api_key(sqlite3 *db, const char *id);
+/* Records that key id authenticated at now (to the minute: at most one write a minute). */
+bool lm_cp_store_api_key_used(sqlite3 *db, const char *id, int64_t now);
+/* List: id, role, desc, created, last_used (0: never), expires (0: never) of org's keys. */
+sqlite3_stmt *lm_cp_store_api_keys(sqlite3 *db, const char *org);
+/* Deletes org's key id: 1 when it had it, 0 when not, -1 on failure. */
+int lm_cp_store_api_key_delete(sqlite3 *db, const char *org, const char *id);
 
 /* the clusters registry */
 bool lm_cp_store_cluster_insert(sqlite3 *db, const char *group, const char *name, const char *uri,

@@ -536,6 +536,107 @@ Test(controlplane, auth_failures)
     free(out);
 }
 
+/* A new API key of org1 (role, extra CLI flags): its public part into kpub, its private
+ * part into a 0600 file kfile. */
+static void new_key(const char *role, const char *extra, char *kpub, size_t psz, char *kfile,
+                    size_t fsz)
+{
+    char *out, kpriv[80];
+    static int n;
+    cr_assert_eq(CLI(&out, "apikeys create --orgId org1 --role %s %s -o json", role, extra), 0,
+                 "%s", out);
+    lm_test_json_field(out, "publicKey", kpub, psz);
+    lm_test_json_field(out, "privateKey", kpriv, sizeof kpriv);
+    free(out);
+    snprintf(kfile, fsz, "%s/key%d", dir, ++n);
+    cr_assert_eq(lm_test_sh("umask 077 && echo %s > '%s'", kpriv, kfile), 0);
+}
+
+/* The attacks: a deleted key, an expired key, a member deleting a key; all are
+ * refused. The list shows public parts and times, never a secret or its hash. Every
+ * state-changing admin call leaves an audit line with the key that asked. */
+Test(controlplane, api_keys_are_listed_expire_and_are_deleted)
+{
+    char proj[80], mig[80], *out, *body;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    char opub[80], ofile[700], epub[80], efile[700], mpub[80], mfile[700];
+    new_key("ORG_OWNER", "--desc doomed", opub, sizeof opub, ofile, sizeof ofile);
+    new_key("ORG_MEMBER", "--expiresAfter 2s", epub, sizeof epub, efile, sizeof efile);
+    new_key("ORG_MEMBER", "", mpub, sizeof mpub, mfile, sizeof mfile);
+    /* the expiring key works until it expires */
+    cr_assert_eq(lm_test_cp_cli(&cp, epub, efile, &out, "lm list --projectId %s", proj), 0, "%s",
+                 out);
+    free(out);
+    /* the list: every key, its public part, roles, times; nothing secret */
+    cr_assert_eq(CLI(&out, "apikeys list --orgId org1 -o json"), 0, "%s", out);
+    cr_assert(strstr(out, pub) && strstr(out, opub) && strstr(out, epub) && strstr(out, mpub), "%s",
+              out);
+    cr_assert(strstr(out, "\"lastUsed\"") && strstr(out, "\"expires\"") &&
+                  strstr(out, "\"created\"") && strstr(out, "doomed"),
+              "%s", out);
+    cr_assert_not(strstr(out, "privateKey") || strstr(out, "hash") || strstr(out, "salt"), "%s",
+                  out);
+    char *priv = lm_test_slurp(efile);
+    priv[strcspn(priv, "\n")] = '\0';
+    cr_assert_not(strstr(out, priv), "a private key is listed: %s", out);
+    free(priv);
+    free(out);
+    /* a member may list keys (as in Atlas: public parts only) but not delete them */
+    cr_assert_eq(lm_test_cp_cli(&cp, mpub, mfile, &out, "apikeys list --orgId org1"), 0, "%s", out);
+    free(out);
+    cr_assert_neq(
+        lm_test_cp_cli(&cp, mpub, mfile, &out, "apikeys delete %s --orgId org1 --force", opub), 0);
+    cr_assert(strstr(out, "403"), "%s", out);
+    free(out);
+    /* a deleted key is refused */
+    cr_assert_eq(CLI(&out, "apikeys delete %s --orgId org1 --force", opub), 0, "%s", out);
+    free(out);
+    cr_assert_neq(lm_test_cp_cli(&cp, opub, ofile, &out, "lm list --projectId %s", proj), 0);
+    cr_assert(strstr(out, "401"), "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "apikeys delete %s --orgId org1 --force", opub), 0);
+    cr_assert(strstr(out, "404"), "%s", out);
+    free(out);
+    /* the expired key is refused (bounded wait past its 2 s) */
+    int64_t until = lm_time_mono_ms() + 15000;
+    int rc = 0;
+    do {
+        lm_time_sleep_ms(300, NULL);
+        rc = lm_test_cp_cli(&cp, epub, efile, &out, "lm list --projectId %s", proj);
+        if (rc == 0)
+            free(out);
+    } while (rc == 0 && lm_time_mono_ms() < until);
+    cr_assert_neq(rc, 0, "the key did not expire");
+    cr_assert(strstr(out, "401") && strstr(out, "expired"), "%s", out);
+    free(out);
+    char path[200];
+    snprintf(path, sizeof path, "/api/atlas/v2/orgs/org1/apiKeys");
+    cr_assert_eq(https("GET", path, NULL, NULL, NULL, &body), 401);
+    free(body);
+    /* the audit log: who (the key's public part), what (method, route, ids), the status */
+    cr_assert_eq(CLI(&out, "lm cancel %s --projectId %s --force", mig, proj), 0, "%s", out);
+    free(out);
+    cr_assert_neq(
+        lm_test_cp_cli(&cp, mpub, mfile, &out, "lm cutover %s --projectId %s --force", mig, proj),
+        0);
+    free(out);
+    char *log = lm_test_slurp(cp.log), want[600];
+    snprintf(want, sizeof want,
+             "audit: key=%s method=POST route=/api/atlas/v2/groups/{groupId}/liveMigrations/{id}/"
+             "cancel path=/api/atlas/v2/groups/%s/liveMigrations/%s/cancel status=202",
+             pub, proj, mig);
+    cr_assert(strstr(log, want), "no '%s' in:\n%s", want, log);
+    snprintf(want, sizeof want, "audit: key=%s method=PUT route=", mpub);
+    cr_assert(strstr(log, want) && strstr(log, "status=403"), "no refused cutover in:\n%s", log);
+    snprintf(want, sizeof want,
+             "audit: key=%s method=DELETE route=/api/atlas/v2/orgs/{orgId}/"
+             "apiKeys/{id} path=/api/atlas/v2/orgs/org1/apiKeys/%s status=204",
+             pub, opub);
+    cr_assert(strstr(log, want), "no '%s' in:\n%s", want, log);
+    free(log);
+}
+
 Test(controlplane, deleting_the_link_token_revokes_its_agents)
 {
     char proj[80], *out, *resp;

@@ -101,12 +101,24 @@ for u in livemig-agent livemig-controlplane; do
     out=$(systemd-analyze verify "$work/units/$u.service" 2>&1) ||
         fail "systemd-analyze verify $u: $out"
     [ -z "$out" ] || fail "systemd-analyze verify $u warns: $out"
-    for key in 'Restart=on-failure' 'User=livemig' 'NoNewPrivileges=yes' 'ProtectSystem=strict' \
-        'UMask=0077' 'ReadWritePaths=/var/lib/'; do
+    user=livemig
+    [ $u = livemig-agent ] || user=livemig-cp
+    for key in 'Restart=on-failure' "User=$user\$" 'NoNewPrivileges=yes' 'ProtectSystem=strict' \
+        'UMask=0077' 'ReadWritePaths=/var/lib/' 'LimitCORE=0$' 'SystemCallFilter=@system-service' \
+        'ProtectProc=invisible' 'ProcSubset=pid' 'MemoryDenyWriteExecute=yes' 'LockPersonality=yes' \
+        'RestrictNamespaces=yes' 'CapabilityBoundingSet=$' 'RestrictAddressFamilies=' \
+        'PrivateIPC=yes'; do
         grep -q "^$key" "$unit" || fail "$u.service lacks $key"
     done
+    # systemd's own rating of the sandbox (it was 3.2 before the options above)
+    if systemd-analyze security --help 2>&1 | grep -q -- --offline; then
+        level=$(systemd-analyze security --offline=yes "$work/units/$u.service" 2>&1 |
+            sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+        [ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l <= 2.0) }' ||
+            fail "$u.service: systemd-analyze security exposure '$level' (want <= 2.0)"
+    fi
 done
-ok "systemd-analyze verify: both units"
+ok "systemd-analyze verify and security: both units, own users, no core dumps, sandboxed"
 
 # ---- installed on this machine ----
 if [ "$(id -u)" != 0 ]; then
@@ -122,12 +134,23 @@ done
 installed_by_us=1
 dpkg -i "$agent_deb" "$cp_deb" "$cli_deb" >"$work/install.log" 2>&1 || fail "dpkg -i: $(cat "$work/install.log")"
 getent passwd livemig >/dev/null || fail "no livemig user"
+getent passwd livemig-cp >/dev/null || fail "no livemig-cp user (the control plane's)"
+! id -nG livemig | tr ' ' '\n' | grep -qx livemig-cp &&
+    ! id -nG livemig-cp | tr ' ' '\n' | grep -qx livemig ||
+    fail "the agent's and the control plane's users share a group"
 [ "$(stat -c '%a %U %G' /var/lib/livemig)" = "700 livemig livemig" ] ||
     fail "/var/lib/livemig is $(stat -c '%a %U %G' /var/lib/livemig)"
-[ "$(stat -c '%a %U %G' /var/lib/livemig-controlplane)" = "700 livemig livemig" ] ||
+[ "$(stat -c '%a %U %G' /var/lib/livemig-controlplane)" = "700 livemig-cp livemig-cp" ] ||
     fail "/var/lib/livemig-controlplane"
 [ "$(stat -c '%a %U %G' /etc/livemig/agent.yaml)" = "640 root livemig" ] ||
     fail "/etc/livemig/agent.yaml is $(stat -c '%a %U %G' /etc/livemig/agent.yaml)"
+[ "$(stat -c '%a %U %G' /etc/livemig/controlplane.yaml)" = "640 root livemig-cp" ] ||
+    fail "/etc/livemig/controlplane.yaml is $(stat -c '%a %U %G' /etc/livemig/controlplane.yaml)"
+# one service cannot read the other's state
+! runuser -u livemig -- ls /var/lib/livemig-controlplane >/dev/null 2>&1 ||
+    fail "the agent's user can read the control plane's state"
+! runuser -u livemig-cp -- ls /var/lib/livemig >/dev/null 2>&1 ||
+    fail "the control plane's user can read the agent's state"
 [ "$(/usr/bin/livemig-agent --version)" = "livemig-agent $version" ] || fail "--version"
 out=$(runuser -u livemig -- /usr/bin/livemig-agent --config /etc/livemig/agent.yaml --check-config 2>&1) ||
     fail "--check-config as livemig: $out"
@@ -163,6 +186,18 @@ grep -q 'edited by test_package' /etc/livemig/agent.yaml || fail "the upgrade lo
 [ -f /var/lib/livemig/marker ] || fail "the upgrade lost the state"
 [ "$(stat -c '%a %U %G' /etc/livemig/agent.yaml)" = "640 root livemig" ] || fail "upgrade changed modes"
 ok "upgrade to $next: edited conffile and state kept"
+
+# ---- an upgrade from a version whose control plane ran as livemig hands its files over ----
+echo marker >/var/lib/livemig-controlplane/cp.db
+chown livemig:livemig /var/lib/livemig-controlplane/cp.db
+chgrp livemig /etc/livemig/controlplane.yaml
+dpkg -i --force-confold "$(deb v2 livemig-controlplane "$next")" >"$work/upgrade-cp.log" 2>&1 ||
+    fail "control plane upgrade: $(cat "$work/upgrade-cp.log")"
+[ "$(stat -c '%U %G' /var/lib/livemig-controlplane/cp.db)" = "livemig-cp livemig-cp" ] ||
+    fail "the upgrade left the control plane's database to $(stat -c '%U' /var/lib/livemig-controlplane/cp.db)"
+[ "$(stat -c '%a %U %G' /etc/livemig/controlplane.yaml)" = "640 root livemig-cp" ] ||
+    fail "the upgrade left controlplane.yaml as $(stat -c '%a %U %G' /etc/livemig/controlplane.yaml)"
+ok "control plane upgrade from a livemig-owned install: database and config handed to livemig-cp"
 
 # ---- remove keeps config and state; purge removes them ----
 dpkg -r livemig-agent >"$work/remove.log" 2>&1 || fail "remove: $(cat "$work/remove.log")"

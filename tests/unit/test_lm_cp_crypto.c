@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lm_cp.h"
 #include "lm_test_util.h"
@@ -139,6 +140,11 @@ Test(cp_crypto, key_file)
     lm_error_t err;
     lm_test_write(dir, "good", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
                   path, sizeof path);
+    /* readable by others: refused, naming the file and the fix */
+    chmod(path, 0644);
+    cr_assert_not(lm_cp_load_key(path, k, &err));
+    cr_assert(strstr(err.message, path) && strstr(err.message, "chmod 600"), "%s", err.message);
+    chmod(path, 0600);
     cr_assert(lm_cp_load_key(path, k, &err), "%s", err.message);
     for (int i = 0; i < 32; i++)
         cr_assert_eq(k[i], i);
@@ -147,6 +153,7 @@ Test(cp_crypto, key_file)
                          "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lm_test_write(dir, "bad", bad[i], path, sizeof path);
+        chmod(path, 0600); /* refused for its content, not its mode */
         cr_assert_not(lm_cp_load_key(path, k, &err), "%s", bad[i]);
         cr_assert(strstr(err.message, "64 lowercase hex digits"), "%s", err.message);
     }

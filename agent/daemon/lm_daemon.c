@@ -261,7 +261,7 @@ static bool path_under(const char *path, const char *dir)
  * touched, so a path outside tells nothing about what exists there), then resolved with
  * realpath so that a symlink cannot lead out, and a regular file. The resolved path goes
  * to out. Why a directory and not PEM content from the control plane:
- * docs/security-parts/local-api.md. */
+ * docs/security.md (the local status API). */
 static bool confine_ca(const char *ca_dir, const char *side, const char *given, char *out,
                        size_t outsz, lm_error_t *err)
 {

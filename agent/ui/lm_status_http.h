@@ -7,7 +7,7 @@
  *                         readyForCutover unless the request says ?force=true
  *
  * Plain HTTP on a loopback address only (127.0.0.0/8 or ::1; anything else is refused at
- * start). Who may do what (docs/security-parts/local-api.md):
+ * start). Who may do what (docs/security.md (the local status API)):
  *   - every request: the Host header must name a loopback address or "localhost" with the
  *     API's port, and an Origin header, when present, must be that same origin, else 403
  *     (DNS rebinding, cross-site requests from a browser on the host);

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lm_http.h"
 #include "lm_json.h"
 #include "lm_test_cp.h"
 #include "lm_test_https.h"
@@ -459,11 +460,17 @@ Test(agent_daemon, crafted_assignment_paths_refused)
 
     /* linked already: an identity naming the scripted control plane */
     cr_assert_eq(lm_test_sh("mkdir -p '%s' && chmod 700 '%s'", state_dir, state_dir), 0);
+    /* (its own agent credential, and the pin of the scripted control plane's CA: the daemon
+     * checks its CA file against the pin at start) */
+    char pin[80], ca_pem[600];
+    lm_error_t perr;
+    snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", certs);
+    cr_assert(lm_http_ca_pin(ca_pem, pin, &perr), "%s", perr.message);
     snprintf(identity, sizeof identity,
              "{\"url\":\"https://127.0.0.1:%d\",\"orgId\":\"org1\",\"tokenId\":\"tok1\","
-             "\"secret\":\"s3cret-s3cret-s3cret\",\"caPin\":\"00\",\"agentId\":\"agent1\","
+             "\"agentSecret\":\"s3cret-s3cret-s3cret\",\"caPin\":\"%s\",\"agentId\":\"agent1\","
              "\"hostname\":\"mig-host-1\",\"heartbeatSeconds\":1,\"pollSeconds\":1}\n",
-             lm_test_https_port(fake));
+             lm_test_https_port(fake), pin);
     lm_test_write(state_dir, "identity.json", identity, ident_path, sizeof ident_path);
     chmod(ident_path, 0600);
     snprintf(agent_yaml, sizeof agent_yaml,

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,10 @@
 struct lm_status_http {
     struct MHD_Daemon *d;
     lm_status_t *st;
-    int port;
+    /* The bound port: known only once the daemon listens (a configured port 0 picks one), so
+     * it is stored after its threads started and read by them: an atomic. Until it is
+     * stored it is 0 and a Host header naming a port matches nothing. */
+    atomic_int port;
     char host[64]; /* the bound address as a Host header names it: 127.0.0.1, [::1] */
     char token[LM_STATUS_TOKEN_LEN + 1];
 };
@@ -145,10 +149,10 @@ static bool authority_ok(const lm_status_http_t *h, const char *auth, size_t len
     if (port) {
         size_t plen = len - (size_t)(port - auth);
         char want[16];
-        snprintf(want, sizeof want, "%d", h->port);
+        snprintf(want, sizeof want, "%d", atomic_load(&h->port));
         if (plen != strlen(want) || memcmp(port, want, plen) != 0)
             return false;
-    } else if (h->port != 80) {
+    } else if (atomic_load(&h->port) != 80) {
         return false;
     }
     return strcasecmp(name, "localhost") == 0 || strcmp(name, "127.0.0.1") == 0 ||
@@ -244,7 +248,7 @@ static void describe_caller(const lm_status_http_t *h, struct MHD_Connection *c,
             cport = ntohs(in->sin6_port);
         }
     }
-    long uid = cport ? peer_uid(cport, h->port) : -1;
+    long uid = cport ? peer_uid(cport, atomic_load(&h->port)) : -1;
     char name[64] = "?";
     if (uid >= 0) {
         struct passwd pw, *res = NULL;
@@ -415,13 +419,13 @@ lm_status_http_t *lm_status_http_start(const char *addr, lm_status_t *st, const 
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : port;
+    atomic_store(&h->port, info ? info->port : port);
     return h;
 }
 
-int lm_status_http_port(const lm_status_http_t *h)
+int lm_status_http_port(lm_status_http_t *h)
 {
-    return h->port;
+    return atomic_load(&h->port);
 }
 
 void lm_status_http_stop(lm_status_http_t *h)

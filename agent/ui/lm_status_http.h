@@ -33,7 +33,7 @@ typedef struct lm_status_http lm_status_http_t;
  * Returns NULL with err set when the address is invalid, not loopback, or taken. */
 lm_status_http_t *lm_status_http_start(const char *addr, lm_status_t *st, const char *token,
                                        lm_error_t *err);
-int lm_status_http_port(const lm_status_http_t *h);
+int lm_status_http_port(lm_status_http_t *h);
 void lm_status_http_stop(lm_status_http_t *h);
 
 /* Splits "host:port" ("[::1]:80" too); false with err when malformed. */

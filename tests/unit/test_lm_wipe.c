@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_cp.h"
 #include "lm_encode.h"
 #include "lm_http.h"
 #include "lm_json.h"
@@ -173,4 +174,23 @@ Test(wipe, a_poll_answer_leaves_no_copy)
     cr_assert_eq(leaked, 0, "%d freed blocks held the secret", leaked);
     free(m);
     free(got);
+}
+
+Test(wipe, an_opened_password_leaves_no_copy)
+{
+    static const uint8_t key[32] = {7};
+    lm_strbuf_t sealed, plain;
+    lm_error_t err;
+    lm_strbuf_init(&sealed, 1u << 16);
+    lm_strbuf_init_secret(&plain, 1u << 16);
+    cr_assert(lm_cp_seal(key, "jobs/j/sourcePassword", SECRET, &sealed, &err), "%s", err.message);
+    watch(SECRET);
+    cr_assert(lm_cp_open(key, "jobs/j/sourcePassword", lm_strbuf_str(&sealed), &plain, &err), "%s",
+              err.message);
+    cr_assert_str_eq(lm_strbuf_str(&plain), SECRET);
+    lm_strbuf_cleanup(&plain);
+    unwatch();
+    cr_assert_gt(freed, 0);
+    cr_assert_eq(leaked, 0, "%d freed blocks held the secret", leaked);
+    lm_strbuf_cleanup(&sealed);
 }

@@ -89,8 +89,8 @@ static lm_json_val_t *call(lm_cli_conn_t *c, const char *method, const char *pat
     char url[2048];
     snprintf(url, sizeof url, "%s/api/atlas/v2%s", c->p.url, path);
     lm_strbuf_t cred, auth;
-    lm_strbuf_init(&cred, 4096);
-    lm_strbuf_init(&auth, 4096);
+    lm_strbuf_init_secret(&cred, 4096); /* the API key's secret: wiped by cleanup */
+    lm_strbuf_init_secret(&auth, 4096);
     lm_strbuf_appendf(&cred, "%s:%s", c->p.public_key, c->secret);
     lm_strbuf_append(&auth, "Authorization: Basic ");
     lm_base64_encode(lm_strbuf_str(&cred), cred.len, false, &auth);
@@ -101,8 +101,6 @@ static lm_json_val_t *call(lm_cli_conn_t *c, const char *method, const char *pat
     lm_error_t err;
     lm_json_val_t *v = NULL;
     bool ok = lm_http_request(&o, method, url, headers, body, body ? strlen(body) : 0, &resp, &err);
-    lm_wipe(cred.data, cred.len);
-    lm_wipe(auth.data, auth.len);
     lm_strbuf_cleanup(&cred);
     lm_strbuf_cleanup(&auth);
     if (!ok) {

@@ -11,6 +11,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "lm_encode.h"
+
 #define SECRET_MAX 4096
 
 static bool write_all(int fd, const void *data, size_t len)
@@ -163,6 +165,7 @@ bool lm_fs_read_secret(const char *path, char **out, lm_error_t *err)
     while (len > 0 && ((*out)[len - 1] == '\n' || (*out)[len - 1] == '\r'))
         (*out)[--len] = '\0';
     if (len == 0 || memchr(*out, '\n', len)) {
+        lm_wipe(*out, len);
         free(*out);
         *out = NULL;
         return lm_error_set(err, LM_ERR_INVALID, "%s: must hold the secret on one line", path);

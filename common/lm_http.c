@@ -63,6 +63,15 @@ void lm_http_global_cleanup(void)
     curl_global_cleanup();
 }
 
+/* Bodies may carry secrets (a poll answer carries passwords): wiped before freed. */
+static void body_free(body_t *b)
+{
+    if (b->data)
+        lm_wipe(b->data, b->cap);
+    free(b->data);
+    b->data = NULL;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     body_t *b = userdata;
@@ -75,9 +84,15 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         size_t ncap = b->cap ? b->cap : 4096;
         while (ncap < b->len + n + 1)
             ncap *= 2;
-        char *nd = realloc(b->data, ncap);
+        /* not realloc: an answer may carry passwords; the old block is wiped */
+        char *nd = malloc(ncap);
         if (!nd)
             return 0;
+        if (b->data) {
+            memcpy(nd, b->data, b->len);
+            lm_wipe(b->data, b->cap);
+            free(b->data);
+        }
         b->data = nd;
         b->cap = ncap;
     }
@@ -400,17 +415,15 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
         }
         if (rc == CURLE_OK && tls && o.ca_file && !anchors.checked) {
             /* the anchor check did not run: never trust such an answer */
-            free(b.data);
+            body_free(&b);
             lm_error_set(err, LM_ERR_TLS,
                          "%s: the server's certificate chain was not checked "
                          "against the CA file; refused",
                          url);
             goto out;
         }
+        lm_http_response_cleanup(resp);
         resp->attempts = attempt + 1;
-        free(resp->body);
-        resp->body = NULL;
-        resp->body_len = 0;
         resp->status = status;
         if (rc == CURLE_OK) {
             resp->body = b.data;
@@ -422,7 +435,7 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
             lm_log_debug(NULL, "%s %s: attempt %u failed (%s), retrying in %lld ms", method, url,
                          attempt + 1, rc == CURLE_OK ? "server busy" : curl_easy_strerror(rc),
                          (long long)wait);
-            free(b.data);
+            body_free(&b);
             if (!lm_time_sleep_ms(wait, o.cancel)) {
                 lm_error_set(err, LM_ERR_CANCELLED, "%s: request cancelled", url);
                 goto out;
@@ -433,7 +446,7 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
             describe(&o, url, rc, errbuf, &b, o.ca_file ? &anchors : NULL, err);
             if (resp->attempts > 1)
                 lm_error_prefix(err, "after %u attempts", resp->attempts);
-            free(b.data);
+            body_free(&b);
             goto out;
         }
         ok = true;
@@ -448,6 +461,8 @@ void lm_http_response_cleanup(lm_http_response_t *resp)
 {
     if (!resp)
         return;
+    if (resp->body)
+        lm_wipe(resp->body, resp->body_len);
     free(resp->body);
     memset(resp, 0, sizeof *resp);
 }

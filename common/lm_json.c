@@ -2,12 +2,15 @@
 #include "lm_json.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
+
+#include "lm_encode.h"
 
 /* ---- escaping ---- */
 
@@ -90,12 +93,54 @@ struct lm_json_writer {
     yajl_gen_status status;
 };
 
+/* The writer's allocator. yajl grows its output buffer with realloc, which would leave
+ * copies of what was written (the passwords of a poll answer) in freed memory. Each block
+ * carries its size in front of it, so that it is wiped before it is let go. */
+typedef union {
+    size_t n;
+    max_align_t align;
+} block_head_t;
+
+static void *w_malloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    block_head_t *b = malloc(sizeof *b + n);
+    if (!b)
+        return NULL;
+    b->n = n;
+    return b + 1;
+}
+
+static void w_free(void *ctx, void *p)
+{
+    (void)ctx;
+    if (!p)
+        return;
+    block_head_t *b = (block_head_t *)p - 1;
+    lm_wipe(p, b->n);
+    free(b);
+}
+
+static void *w_realloc(void *ctx, void *p, size_t n)
+{
+    if (!p)
+        return w_malloc(ctx, n);
+    block_head_t *b = (block_head_t *)p - 1;
+    void *q = w_malloc(ctx, n);
+    if (!q)
+        return NULL;
+    memcpy(q, p, b->n < n ? b->n : n);
+    w_free(ctx, p);
+    return q;
+}
+
 lm_json_writer_t *lm_json_writer_new(bool pretty)
 {
+    static yajl_alloc_funcs wiping = {w_malloc, w_realloc, w_free, NULL};
     lm_json_writer_t *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    w->g = yajl_gen_alloc(NULL);
+    w->g = yajl_gen_alloc(&wiping);
     if (!w->g) {
         free(w);
         return NULL;
@@ -259,6 +304,7 @@ lm_json_val_t *lm_json_parse(const char *buf, size_t len, size_t max_bytes, unsi
     copy[len] = '\0';
     errbuf[0] = '\0';
     v = yajl_tree_parse(copy, errbuf, sizeof errbuf);
+    lm_wipe(copy, len); /* it may hold secrets */
     free(copy);
     if (!v) {
         char *nl = strchr(errbuf, '\n');
@@ -274,6 +320,36 @@ void lm_json_free(lm_json_val_t *v)
 {
     if (v)
         yajl_tree_free(v);
+}
+
+void lm_json_wipe(lm_json_val_t *v)
+{
+    if (!v)
+        return;
+    switch (v->type) {
+    case yajl_t_string: lm_wipe(v->u.string, strlen(v->u.string)); break;
+    case yajl_t_number:
+        if (v->u.number.r)
+            lm_wipe(v->u.number.r, strlen(v->u.number.r));
+        break;
+    case yajl_t_object:
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            lm_wipe((char *)v->u.object.keys[i], strlen(v->u.object.keys[i]));
+            lm_json_wipe(v->u.object.values[i]);
+        }
+        break;
+    case yajl_t_array:
+        for (size_t i = 0; i < v->u.array.len; i++)
+            lm_json_wipe(v->u.array.values[i]);
+        break;
+    default: break;
+    }
+}
+
+void lm_json_free_wipe(lm_json_val_t *v)
+{
+    lm_json_wipe(v);
+    lm_json_free(v);
 }
 
 lm_json_type_t lm_json_type(const lm_json_val_t *v)

@@ -22,7 +22,9 @@ void lm_json_escape_n(lm_strbuf_t *sb, const char *s, size_t n);
 
 typedef struct lm_json_writer lm_json_writer_t;
 
-/* A writer; compact output, or indented when `pretty`. Destroy with lm_json_writer_destroy. */
+/* A writer; compact output, or indented when `pretty`. Destroy with lm_json_writer_destroy.
+ * Every block the writer lets go of (when its buffer grows, and at destroy) is wiped first,
+ * so documents that carry secrets leave no copy in freed memory. */
 lm_json_writer_t *lm_json_writer_new(bool pretty);
 void lm_json_writer_destroy(lm_json_writer_t *w);
 void lm_json_w_map_open(lm_json_writer_t *w);
@@ -57,10 +59,17 @@ typedef enum {
 #define LM_JSON_DEFAULT_MAX_DEPTH 32
 
 /* Parses buf[0..len) (need not be NUL-terminated). Refuses more than max_bytes or nesting
- * deeper than max_depth (0 = the defaults). Returns a tree to lm_json_free, or NULL. */
+ * deeper than max_depth (0 = the defaults). Returns a tree to lm_json_free, or NULL. The
+ * parser's own copy of buf is wiped. (Limit: yajl decodes a string that holds escape
+ * sequences in a buffer of its own, which it frees unwiped.) */
 lm_json_val_t *lm_json_parse(const char *buf, size_t len, size_t max_bytes, unsigned max_depth,
                              lm_error_t *err);
 void lm_json_free(lm_json_val_t *v);
+/* Zeroes every string, key and number text of the tree in place (the tree stays valid:
+ * its strings are then empty). */
+void lm_json_wipe(lm_json_val_t *v);
+/* lm_json_wipe, then lm_json_free: for trees that held secrets (passwords). */
+void lm_json_free_wipe(lm_json_val_t *v);
 
 lm_json_type_t lm_json_type(const lm_json_val_t *v);
 const char *lm_json_type_name(lm_json_type_t t);

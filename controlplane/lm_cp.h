@@ -38,9 +38,21 @@ extern const lm_config_field_t lm_cp_config_schema[];
 void lm_cp_hash_secret(const char *salt, const char *secret, char out[65]);
 /* Constant-time comparison of two NUL-terminated strings of equal length. */
 bool lm_cp_equal(const char *a, const char *b);
-/* AES-256-GCM with the key file's key: text <-> "v1:" + hex(iv || ciphertext || tag). */
-bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err);
-bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err);
+/* AES-256-GCM with the key file's key, bound to ad: the row and field the secret is stored
+ * in ("jobs/ID/sourcePassword", "clusters/PROJECT/NAME/password"; see lm_cp_store.h), as
+ * GCM's associated data. text <-> "v2:" + hex(iv || ciphertext || tag). Opening under
+ * another ad (the secret was moved to another row or field), under another key, or a
+ * damaged or older ("v1:", unbound) text fails with LM_ERR_AUTH and a message naming ad;
+ * out is then unchanged. The plain text is appended to out (use a secret strbuf). */
+bool lm_cp_seal(const uint8_t key[32], const char *ad, const char *plain, lm_strbuf_t *out,
+                lm_error_t *err);
+bool lm_cp_open(const uint8_t key[32], const char *ad, const char *sealed, lm_strbuf_t *out,
+                lm_error_t *err);
+/* For the store's migration only: a secret sealed by an older control plane ("v1:", no
+ * associated data) is opened and sealed again bound to ad into out; a bound one is copied
+ * as it is. False (LM_ERR_AUTH, naming ad) when it does not open under key. */
+bool lm_cp_reseal(const uint8_t key[32], const char *ad, const char *sealed, lm_strbuf_t *out,
+                  lm_error_t *err);
 /* Refuses (with a message naming the file and `chmod 600`) a secrets key file whose mode
  * lets group or others read it. */
 bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err);

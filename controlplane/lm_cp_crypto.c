@@ -88,16 +88,24 @@ bool lm_cp_load_key(const char *path, uint8_t key[32], lm_error_t *err)
     return true;
 }
 
-bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_error_t *err)
+/* The sealed format: VERSION ":" hex(iv || ciphertext || tag). "v2": the associated data
+ * is the row and field the secret is stored in; "v1" (control planes before the binding):
+ * none. */
+#define SEALED_BOUND "v2:"
+#define SEALED_UNBOUND "v1:"
+
+bool lm_cp_seal(const uint8_t key[32], const char *ad, const char *plain, lm_strbuf_t *out,
+                lm_error_t *err)
 {
     size_t n = strlen(plain);
     uint8_t iv[12], tag[16];
     uint8_t *buf = malloc(12 + n + 16);
     char *hex = malloc(2 * (12 + n + 16) + 1);
-    int len = 0, fin = 0;
-    bool ok = buf && hex && RAND_bytes(iv, sizeof iv) == 1;
+    int len = 0, fin = 0, adlen = 0;
+    bool ok = buf && hex && ad && ad[0] && RAND_bytes(iv, sizeof iv) == 1;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     ok = ok && ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+         EVP_EncryptUpdate(ctx, NULL, &adlen, (const uint8_t *)ad, (int)strlen(ad)) == 1 &&
          EVP_EncryptUpdate(ctx, buf + 12, &len, (const uint8_t *)plain, (int)n) == 1 &&
          EVP_EncryptFinal_ex(ctx, buf + 12 + len, &fin) == 1 &&
          EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
@@ -105,7 +113,7 @@ bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_e
         memcpy(buf, iv, 12);
         memcpy(buf + 12 + n, tag, 16);
         lm_hex_encode(buf, 12 + n + 16, hex);
-        lm_strbuf_append(out, "v1:");
+        lm_strbuf_append(out, SEALED_BOUND);
         lm_strbuf_append(out, hex);
     } else {
         lm_error_set(err, LM_ERR_INTERNAL, "cannot encrypt a stored secret");
@@ -118,31 +126,78 @@ bool lm_cp_seal(const uint8_t key[32], const char *plain, lm_strbuf_t *out, lm_e
     return ok;
 }
 
-bool lm_cp_open(const uint8_t key[32], const char *sealed, lm_strbuf_t *out, lm_error_t *err)
+/* Opens hex(iv || ciphertext || tag) (after the version) with ad (NULL: none) into out. */
+static bool open_hex(const uint8_t key[32], const char *ad, const char *hex, lm_strbuf_t *out)
 {
-    if (strncmp(sealed, "v1:", 3) != 0 || strlen(sealed + 3) % 2 || strlen(sealed + 3) < 56)
-        return lm_error_set(err, LM_ERR_INTERNAL, "a stored secret is damaged");
-    size_t total = strlen(sealed + 3) / 2, n = total - 28;
+    size_t total = strlen(hex) / 2, n = total - 28;
     uint8_t *buf = malloc(total), *plain = malloc(n + 1);
-    int len = 0, fin = 0;
-    bool ok = buf && plain && from_hex(sealed + 3, buf, total);
+    int len = 0, fin = 0, adlen = 0;
+    bool ok = buf && plain && from_hex(hex, buf, total);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     ok = ok && ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
+         (!ad || EVP_DecryptUpdate(ctx, NULL, &adlen, (const uint8_t *)ad, (int)strlen(ad)) == 1) &&
          EVP_DecryptUpdate(ctx, plain, &len, buf + 12, (int)n) == 1 &&
          EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, buf + 12 + n) == 1 &&
          EVP_DecryptFinal_ex(ctx, plain + len, &fin) == 1;
     if (ok) {
         plain[n] = '\0';
         lm_strbuf_append(out, (const char *)plain);
-    } else {
-        lm_error_set(err, LM_ERR_INTERNAL,
-                     "a stored secret does not decrypt: is secrets_key_file the key it was "
-                     "stored with?");
     }
     EVP_CIPHER_CTX_free(ctx);
     if (plain)
         OPENSSL_cleanse(plain, n + 1);
     free(buf);
     free(plain);
+    return ok;
+}
+
+/* Whether sealed is version (a prefix) followed by at least an IV and a tag in hex. */
+static bool well_formed(const char *sealed, const char *version)
+{
+    size_t v = strlen(version);
+    return strncmp(sealed, version, v) == 0 && strlen(sealed + v) % 2 == 0 &&
+           strlen(sealed + v) >= 56;
+}
+
+bool lm_cp_open(const uint8_t key[32], const char *ad, const char *sealed, lm_strbuf_t *out,
+                lm_error_t *err)
+{
+    if (well_formed(sealed, SEALED_UNBOUND))
+        return lm_error_set(err, LM_ERR_AUTH,
+                            "%s: the stored secret is in the format of control planes before "
+                            "secrets were bound to their row (it was written by an older version "
+                            "after the upgrade, or copied from an older database) and is "
+                            "refused: enter this password again",
+                            ad);
+    if (!well_formed(sealed, SEALED_BOUND))
+        return lm_error_set(err, LM_ERR_AUTH, "%s: the stored secret is damaged", ad);
+    if (!open_hex(key, ad, sealed + strlen(SEALED_BOUND), out))
+        return lm_error_set(err, LM_ERR_AUTH,
+                            "%s: the stored secret does not open: it was sealed for another row "
+                            "or field (the database was changed outside the control plane), or "
+                            "under another key (is secrets_key_file the key it was stored "
+                            "with?)",
+                            ad);
+    return true;
+}
+
+bool lm_cp_reseal(const uint8_t key[32], const char *ad, const char *sealed, lm_strbuf_t *out,
+                  lm_error_t *err)
+{
+    if (well_formed(sealed, SEALED_BOUND)) { /* bound already: opened (and checked) when used */
+        lm_strbuf_append(out, sealed);
+        return true;
+    }
+    lm_strbuf_t plain;
+    lm_strbuf_init_secret(&plain, 1u << 16);
+    bool ok = well_formed(sealed, SEALED_UNBOUND) &&
+              open_hex(key, NULL, sealed + strlen(SEALED_UNBOUND), &plain);
+    if (!ok)
+        lm_error_set(err, LM_ERR_AUTH,
+                     "%s: the stored secret does not open with secrets_key_file: start with the "
+                     "key the database was made with (nothing was changed)",
+                     ad);
+    ok = ok && lm_cp_seal(key, ad, lm_strbuf_str(&plain), out, err);
+    lm_strbuf_cleanup(&plain);
     return ok;
 }

@@ -12,6 +12,8 @@
 #include "lm_ns.h"
 #include "lm_redact.h"
 
+extern char **environ; /* POSIX; unistd.h declares it only for _GNU_SOURCE */
+
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const split_modes[] = {"auto", "always", "never", NULL};
@@ -251,18 +253,50 @@ bool lm_endpoint_hold_secrets(lm_endpoint_t *ep)
     return ok;
 }
 
-/* The password of one side: its file, else its environment variable, else none. */
+/* Takes variable name out of the environment: a copy of its value into *out (NULL when it
+ * is not set; the caller wipes and frees it), then every value of that name overwritten
+ * with zeros where it lies, then unsetenv. unsetenv alone only drops the pointer: the
+ * process's initial environment block, which /proc/PID/environ shows to the same user and
+ * root and which a core dump holds, would keep the text. Children started later do not
+ * inherit it. Not thread-safe (the environment is not): called before threads start.
+ * False when out of memory (the value is wiped all the same). */
+static bool take_env(const char *name, char **out)
+{
+    size_t n = strlen(name);
+    bool ok = true;
+    *out = NULL;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, name, n) != 0 || (*e)[n] != '=')
+            continue;
+        char *value = *e + n + 1;
+        if (!*out && ok && !(*out = strdup(value)))
+            ok = false;
+        lm_wipe(value, strlen(value));
+    }
+    unsetenv(name);
+    return ok;
+}
+
+/* The password of one side: its file, else its environment variable, else none. The
+ * variable leaves the environment either way (take_env). */
 static bool read_password(lm_endpoint_t *ep, const char *side, const char *env, lm_error_t *err)
 {
-    const char *from_env = getenv(env);
+    char *from_env = NULL;
+    if (!take_env(env, &from_env))
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
     if (ep->password_file) {
+        if (from_env) {
+            lm_wipe(from_env, strlen(from_env));
+            free(from_env);
+        }
         if (!lm_fs_read_secret(ep->password_file, &ep->password, err)) {
             lm_error_prefix(err, "%s password file", side);
             return false;
         }
     } else if (from_env && *from_env) {
-        if (!(ep->password = strdup(from_env)))
-            return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        ep->password = from_env; /* taken */
+    } else {
+        free(from_env);
     }
     if (!lm_endpoint_hold_secrets(ep))
         return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");

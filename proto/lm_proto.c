@@ -33,7 +33,8 @@ const char *lm_proto_check_result_name(lm_proto_check_result_t r)
 
 /* ---- decoding helpers ---- */
 
-/* Parses a message and checks its version. */
+/* Parses a message and checks its version. Every tree is freed with lm_json_free_wipe:
+ * messages carry passwords (assignments) and secrets (link-tokens, register answers). */
 static lm_json_val_t *open_msg(const char *buf, size_t len, const char *what, lm_error_t *err)
 {
     lm_json_val_t *v = lm_json_parse(buf, len, LM_PROTO_MAX_BYTES, 16, err);
@@ -54,7 +55,7 @@ static lm_json_val_t *open_msg(const char *buf, size_t len, const char *what, lm
     } else {
         lm_error_prefix(err, "%s", what);
     }
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     return NULL;
 }
 
@@ -270,7 +271,7 @@ bool lm_proto_link_token_decode(const char *text, size_t len, lm_proto_link_toke
     if (v && !ok && strncmp(err->message, what, strlen(what)) != 0)
         lm_error_prefix(err, "%s", what);
     lm_wipe(raw, sizeof raw);
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     if (!ok)
         lm_proto_link_token_clear(t);
     return ok;
@@ -301,7 +302,7 @@ bool lm_proto_register_req_decode(const char *buf, size_t len, lm_proto_register
     bool ok = v && get_text(v, "hostname", true, m->hostname, sizeof m->hostname, err) &&
               get_text(v, "agentVersion", true, m->agent_version, sizeof m->agent_version, err) &&
               get_text(v, "os", false, m->os, sizeof m->os, err);
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     return ok;
 }
 
@@ -330,7 +331,7 @@ bool lm_proto_register_resp_decode(const char *buf, size_t len, lm_proto_registe
     if (!ok && strstr(err->message, "'agentSecret'"))
         lm_error_prefix(err, "the control plane gave this agent no credential of its own (it is "
                              "older than this agent: upgrade it)");
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     return ok;
 }
 
@@ -371,7 +372,7 @@ bool lm_proto_heartbeat_decode(const char *buf, size_t len, lm_proto_heartbeat_t
     if (ok && m->n_running)
         memcpy(m->running, running, m->n_running * sizeof m->running[0]);
     free(running);
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     return ok;
 }
 
@@ -503,7 +504,7 @@ bool lm_proto_assignments_decode(const char *buf, size_t len, lm_proto_assignmen
     }
     if (!ok && v)
         lm_error_prefix(err, "assignments");
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     return ok;
 }
 
@@ -634,7 +635,7 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
     }
     if (!ok && v)
         lm_error_prefix(err, "status report");
-    lm_json_free(v);
+    lm_json_free_wipe(v);
     return ok;
 }
 

@@ -70,7 +70,7 @@ bool lm_identity_load(const char *state_dir, lm_identity_t *id, lm_error_t *err)
         lm_error_prefix(err, "%s", path);
     else
         lm_redact_register(id->agent_secret);
-    lm_json_free(v);
+    lm_json_free_wipe(v); /* it holds the agent's secret */
     lm_wipe(text, strlen(text));
     free(text);
     return ok;

@@ -113,7 +113,7 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
         cp_w_kv(w, "orgId", org);
         done(r, 201, w);
     }
-    lm_json_free(v);
+    lm_json_free_wipe(v); /* request bodies may carry passwords */
     return ok;
 }
 
@@ -189,7 +189,7 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
         lm_wipe(secret, sizeof secret);
         lm_log_info(NULL, "API key %s (%s) created for organization %s", id, role, org);
     }
-    lm_json_free(v);
+    lm_json_free_wipe(v); /* request bodies may carry passwords */
     return ok;
 }
 
@@ -325,7 +325,10 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
     lm_strbuf_t sealed;
     lm_strbuf_init(&sealed, 1u << 16);
     lm_error_t err;
-    if (ok && pw && pw[0] && !lm_cp_seal(cp->secrets_key, pw, &sealed, &err))
+    char ad[200];
+    if (ok)
+        snprintf(ad, sizeof ad, LM_CP_AD_CLUSTER_PASSWORD, group, name);
+    if (ok && pw && pw[0] && !lm_cp_seal(cp->secrets_key, ad, pw, &sealed, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
     if (ok &&
         !lm_cp_store_cluster_insert(cp->db, group, name, uri, tls, ca, user,
@@ -340,7 +343,7 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
         cp_w_kv(w, "connectionString", uri);
         done(r, 201, w);
     }
-    lm_json_free(v);
+    lm_json_free_wipe(v); /* request bodies may carry passwords */
     return ok;
 }
 
@@ -444,7 +447,7 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
     lm_strbuf_cleanup(&tok);
     lm_proto_link_token_clear(&t);
     lm_json_writer_destroy(acc);
-    lm_json_free(v);
+    lm_json_free_wipe(v); /* request bodies may carry passwords */
     return ok;
 }
 
@@ -677,18 +680,17 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
                          lm_cp_col(st, 0), d_cluster);
         sqlite3_finalize(st);
     }
+    char id[25], ad[100];
+    new_id(id);
+    snprintf(ad, sizeof ad, LM_CP_AD_JOB_PASSWORD, id);
     lm_strbuf_t sealed;
     lm_strbuf_init(&sealed, 1u << 16);
-    if (ok && password && password[0] && !lm_cp_seal(cp->secrets_key, password, &sealed, &err))
+    if (ok && password && password[0] && !lm_cp_seal(cp->secrets_key, ad, password, &sealed, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
-    char id[25];
-    new_id(id);
     int64_t now = lm_time_now_ms();
     if (ok && !lm_cp_store_job_insert(cp->db, id, kind, who->org, group, host, spec_text,
                                       sealed.len ? lm_strbuf_str(&sealed) : NULL, now))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
-    if (sealed.data)
-        lm_wipe(sealed.data, sealed.len);
     lm_strbuf_cleanup(&sealed);
     if (ok) {
         pthread_cond_broadcast(&cp->changed);
@@ -705,7 +707,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
         done(r, 200, w);
     }
     lm_json_writer_destroy(spec);
-    lm_json_free(v);
+    lm_json_free_wipe(v); /* request bodies may carry passwords */
     return ok;
 }
 
@@ -989,7 +991,7 @@ bool lm_cp_bootstrap(const lm_cp_config_t *cfg, const char *org, const char *des
     if (!lm_cp_valid_id(org))
         return lm_error_set(err, LM_ERR_INVALID,
                             "--org: use 1-64 letters, digits, '_', '-' or '.'");
-    if (!lm_cp_store_open(cfg->db_path, &db, err))
+    if (!lm_cp_store_open(cfg->db_path, NULL, NULL, &db, err)) /* no key: no reseal */
         return false;
     char id[25], secret[65];
     bool ok = lm_cp_store_org_ensure(db, org, lm_time_now_ms()) &&

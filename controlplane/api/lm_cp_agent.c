@@ -166,9 +166,12 @@ static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     return true;
 }
 
-/* Fills an endpoint from the clusters registry (and the job's source credentials). */
+/* Fills an endpoint from the clusters registry (and the job's source credentials: job_id
+ * names the job whose own password sealed_pw is). A stored password that does not open
+ * under its row and field fails with LM_ERR_AUTH. */
 static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, const char *user,
-                          const char *sealed_pw, lm_proto_endpoint_t *e, lm_error_t *err)
+                          const char *job_id, const char *sealed_pw, lm_proto_endpoint_t *e,
+                          lm_error_t *err)
 {
     sqlite3_stmt *st = lm_cp_store_cluster(cp->db, group, cluster);
     if (!st)
@@ -182,13 +185,16 @@ static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, c
     snprintf(e->username, sizeof e->username, "%s", u);
     bool ok = true;
     if (pw[0]) {
+        char ad[300];
+        if (sealed_pw)
+            snprintf(ad, sizeof ad, LM_CP_AD_JOB_PASSWORD, job_id);
+        else
+            snprintf(ad, sizeof ad, LM_CP_AD_CLUSTER_PASSWORD, group, cluster);
         lm_strbuf_t plain;
-        lm_strbuf_init(&plain, sizeof e->password - 1);
-        ok = lm_cp_open(cp->secrets_key, pw, &plain, err);
+        lm_strbuf_init_secret(&plain, sizeof e->password - 1);
+        ok = lm_cp_open(cp->secrets_key, ad, pw, &plain, err);
         if (ok)
             snprintf(e->password, sizeof e->password, "%s", lm_strbuf_str(&plain));
-        if (plain.data)
-            lm_wipe(plain.data, plain.len);
         lm_strbuf_cleanup(&plain);
     }
     sqlite3_finalize(st);
@@ -214,11 +220,11 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     const char *user = lm_json_string(lm_json_get(src, "username"));
     const char *ca = lm_json_string(lm_json_get(src, "caCertificatePath"));
     bool ok = s_group && s_cluster && d_group && d_cluster &&
-              fill_endpoint(cp, s_group, s_cluster, user,
+              fill_endpoint(cp, s_group, s_cluster, user, j->job_id,
                             /* no password of the job's own: the registry's */
                             sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : lm_cp_col(st, 4),
                             &j->source, err) &&
-              fill_endpoint(cp, d_group, d_cluster, NULL, NULL, &j->target, err);
+              fill_endpoint(cp, d_group, d_cluster, NULL, NULL, NULL, &j->target, err);
     if (ok && ca && ca[0])
         snprintf(j->source.ca_file, sizeof j->source.ca_file, "%s", ca);
     bool ssl = false;
@@ -229,6 +235,20 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     snprintf(j->capture, sizeof j->capture, "auto");
     lm_json_free(spec);
     return ok;
+}
+
+/* A job build_job could not make (j: what it filled, wiped here) is not handed out. Its
+ * error message says why (the admin API shows it), logged once. A stored password that
+ * does not open (moved from another row, or another key) refuses the job until it is
+ * cancelled or the key is put right; its status stays, so a wrong key fails nothing for
+ * good. */
+static void refuse_job(lm_cp_t *cp, const char *id, lm_proto_job_t *j, const lm_error_t *err)
+{
+    lm_wipe(j, sizeof *j);
+    char why[LM_ERROR_MSG_MAX + 64];
+    snprintf(why, sizeof why, "not handed out to the agent: %s", err->message);
+    if (err->code != LM_ERR_AUTH || lm_cp_store_job_refuse(cp->db, id, why, lm_time_now_ms()) != 0)
+        lm_log_warn(NULL, "job %s cannot be handed out: %s", id, err->message);
 }
 
 static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
@@ -271,7 +291,7 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
             if (build_job(cp, st, &m->jobs[m->n_jobs], &err))
                 m->n_jobs++;
             else
-                lm_log_warn(NULL, "job %s cannot be handed out: %s", lm_cp_col(st, 0), err.message);
+                refuse_job(cp, lm_cp_col(st, 0), &m->jobs[m->n_jobs], &err);
         }
         sqlite3_finalize(st);
         st = lm_cp_store_commands_pending(cp->db, a->org, a->host, a->agent_id,

@@ -63,7 +63,7 @@ bool cp_fail(resp_t *r, unsigned status, const char *code, const char *fmt, ...)
     lm_error_t err;
     const char *s = lm_json_writer_result(w, &len, &err);
     lm_strbuf_cleanup(&r->body);
-    lm_strbuf_init(&r->body, 1u << 20);
+    lm_strbuf_init_secret(&r->body, 1u << 20);
     if (s)
         lm_strbuf_append_n(&r->body, s, len);
     lm_json_writer_destroy(w);
@@ -486,6 +486,14 @@ static bool dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
 
 /* ---- the daemon ---- */
 
+/* An answer's body, once libmicrohttpd has sent it: a poll answer carries passwords. (A
+ * body is JSON: no NUL inside.) */
+static void wipe_free(void *data)
+{
+    lm_wipe(data, strlen(data));
+    free(data);
+}
+
 /* Logs (the audit log for admin calls that may change state, the access log) and queues
  * r as the answer to the request. */
 static enum MHD_Result answer(struct MHD_Connection *c, const char *method, const char *url,
@@ -503,8 +511,9 @@ static enum MHD_Result answer(struct MHD_Connection *c, const char *method, cons
         lm_log_debug(NULL, "%s %.200s: %u", method, url, r->status);
     size_t len = r->body.len;
     char *data = lm_strbuf_steal(&r->body);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        data ? MHD_create_response_from_buffer_with_free_callback(len, data, wipe_free)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
@@ -530,9 +539,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         q = calloc(1, sizeof *q);
         if (!q)
             return MHD_NO;
-        lm_strbuf_init(&q->body, (size_t)cp->cfg->max_body);
+        lm_strbuf_init_secret(&q->body, (size_t)cp->cfg->max_body); /* passwords */
         *con_cls = q;
-        lm_strbuf_init(&r.body, 1u << 16);
+        lm_strbuf_init_secret(&r.body, 1u << 16);
         if (!dispatch(cp, c, method, url, NULL, &r, &au, true))
             return answer(c, method, url, &r, &au);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -553,7 +562,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    lm_strbuf_init(&r.body, 1u << 22);
+    lm_strbuf_init_secret(&r.body, 1u << 22); /* a poll answer carries passwords */
     if (q->too_large)
         cp_fail(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is over %lld bytes",
                 (long long)cp->cfg->max_body);
@@ -568,12 +577,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)cls, (void)c, (void)toe;
     req_t *q = *con_cls;
     if (q) {
-        if (q->body.data)
-            lm_wipe(q->body.data, q->body.len); /* bodies carry passwords */
-        lm_strbuf_cleanup(&q->body);
+        lm_strbuf_cleanup(&q->body); /* a secret strbuf: wiped */
         free(q);
     }
     *con_cls = NULL;
+}
+
+/* The store's migration to secrets bound to their rows, with the key. */
+static bool reseal(void *key, const char *ad, const char *sealed, lm_strbuf_t *out, lm_error_t *err)
+{
+    return lm_cp_reseal(key, ad, sealed, out, err);
 }
 
 lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
@@ -602,7 +615,7 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
     ok = ok && lm_cp_tls_load(cfg->tls.cert_file, cfg->tls.key_file, err) &&
          lm_http_ca_pin(cfg->tls.ca_file, cp->ca_pin, err) &&
          lm_cp_load_key(cfg->secrets_key_file, cp->secrets_key, err) &&
-         lm_cp_store_open(cfg->db_path, &cp->db, err);
+         lm_cp_store_open(cfg->db_path, reseal, cp->secrets_key, &cp->db, err);
     if (ok) {
         cp->d = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS |

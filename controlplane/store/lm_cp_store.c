@@ -43,8 +43,11 @@ static const char schema_sql[] =
  * Version 2: agents get a credential of their own (cred_salt, cred_hash: a salted hash;
  * agents linked before have none and must be relinked), link-tokens an optional expiry,
  * jobs the agent they were handed to (holder), and relinks (an Owner's one-time permission
- * for a host to link again). */
-#define SCHEMA_VERSION 2
+ * for a host to link again).
+ * Version 3: every sealed secret (jobs.src_password, clusters.password) is bound to its row
+ * and field (GCM associated data, LM_CP_AD_*): sealed again with the key, so only a store
+ * opened with a reseal function makes it. */
+#define SCHEMA_VERSION 3
 static const char migrate_2_sql[] =
     "ALTER TABLE agents ADD COLUMN cred_salt TEXT;"
     "ALTER TABLE agents ADD COLUMN cred_hash TEXT;"
@@ -54,20 +57,80 @@ static const char migrate_2_sql[] =
     "INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(org_id, hostname));"
     "CREATE INDEX IF NOT EXISTS agents_host ON agents(org_id, hostname);";
 
-static bool migrate(sqlite3 *db, char **msg)
+/* The sealed secrets of one column: the SELECT yields the row's key (one or two columns)
+ * and the sealed text, the UPDATE takes the new text and the key; ad_fmt names the row. */
+typedef struct {
+    const char *select, *update, *ad_fmt;
+    bool two_keys;
+} sealed_column_t;
+
+static const sealed_column_t sealed_columns[] = {
+    {"SELECT id, src_password FROM jobs WHERE src_password IS NOT NULL AND src_password != ''",
+     "UPDATE jobs SET src_password = ? WHERE id = ?", LM_CP_AD_JOB_PASSWORD, false},
+    {"SELECT project_id, name, password FROM clusters WHERE password IS NOT NULL AND password "
+     "!= ''",
+     "UPDATE clusters SET password = ? WHERE project_id = ? AND name = ?",
+     LM_CP_AD_CLUSTER_PASSWORD, true},
+};
+
+/* Version 3: every sealed secret sealed again, bound to its row and field. */
+static bool reseal_all(sqlite3 *db, lm_cp_store_reseal_fn reseal, void *ctx, lm_error_t *err)
+{
+    bool ok = true;
+    for (size_t c = 0; ok && c < sizeof sealed_columns / sizeof sealed_columns[0]; c++) {
+        const sealed_column_t *col = &sealed_columns[c];
+        sqlite3_stmt *st = lm_cp_q(db, col->select, "");
+        ok = st != NULL;
+        while (ok && sqlite3_step(st) == SQLITE_ROW) {
+            const char *k1 = lm_cp_col(st, 0), *k2 = col->two_keys ? lm_cp_col(st, 1) : NULL;
+            char ad[300];
+            if (col->two_keys)
+                snprintf(ad, sizeof ad, col->ad_fmt, k1, k2);
+            else
+                snprintf(ad, sizeof ad, col->ad_fmt, k1);
+            lm_strbuf_t out;
+            lm_strbuf_init(&out, 1u << 16);
+            ok = reseal(ctx, ad, lm_cp_col(st, col->two_keys ? 2 : 1), &out, err);
+            if (ok && !lm_cp_exec(db, col->update, col->two_keys ? "sss" : "ss",
+                                  lm_strbuf_str(&out), k1, k2))
+                ok = lm_error_set(err, LM_ERR_IO, "%s: cannot store it sealed again: %s", ad,
+                                  sqlite3_errmsg(db));
+            lm_strbuf_cleanup(&out);
+        }
+        sqlite3_finalize(st);
+    }
+    return ok;
+}
+
+static bool migrate(sqlite3 *db, lm_cp_store_reseal_fn reseal, void *ctx, lm_error_t *err)
 {
     sqlite3_stmt *st = NULL;
-    int version = 0;
+    int version = 0, target = reseal ? SCHEMA_VERSION : 2;
     if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version >= SCHEMA_VERSION)
+    if (version >= target)
         return true;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, msg) != SQLITE_OK)
+    char *msg = NULL;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+        lm_error_set(err, LM_ERR_IO, "cannot migrate the schema: %s", msg ? msg : "?");
+        sqlite3_free(msg);
         return false;
-    bool ok = sqlite3_exec(db, migrate_2_sql, NULL, NULL, msg) == SQLITE_OK &&
-              sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, msg) == SQLITE_OK;
+    }
+    bool ok = version >= 2 || sqlite3_exec(db, migrate_2_sql, NULL, NULL, &msg) == SQLITE_OK;
+    if (!ok)
+        lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 2: %s", msg ? msg : "?");
+    if (ok && target >= 3) {
+        ok = reseal_all(db, reseal, ctx, err);
+        if (!ok)
+            lm_error_prefix(err, "binding the stored secrets to their rows (schema version 3)");
+    }
+    char sql[40];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", target);
+    if (ok && sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        ok = lm_error_set(err, LM_ERR_IO, "cannot record the schema version: %s", msg ? msg : "?");
+    sqlite3_free(msg);
     sqlite3_exec(db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     return ok;
 }
@@ -97,7 +160,8 @@ static bool make_private(const char *path, lm_error_t *err)
     return true;
 }
 
-bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
+bool lm_cp_store_open(const char *path, lm_cp_store_reseal_fn reseal, void *ctx, sqlite3 **db,
+                      lm_error_t *err)
 {
     *db = NULL;
     if (!make_private(path, err))
@@ -115,10 +179,16 @@ bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err)
     char *msg = NULL;
     if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &msg) !=
             SQLITE_OK ||
-        sqlite3_exec(*db, schema_sql, NULL, NULL, &msg) != SQLITE_OK || !migrate(*db, &msg)) {
+        sqlite3_exec(*db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
         lm_error_set(err, LM_ERR_IO, "%s: cannot set up the database: %s", path,
                      msg ? msg : "unknown error");
         sqlite3_free(msg);
+        sqlite3_close(*db);
+        *db = NULL;
+        return false;
+    }
+    if (!migrate(*db, reseal, ctx, err)) {
+        lm_error_prefix(err, "%s", path);
         sqlite3_close(*db);
         *db = NULL;
         return false;
@@ -446,6 +516,16 @@ bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status,
 {
     return lm_cp_exec(db, "UPDATE jobs SET status = ?, updated = ? WHERE id = ?", "sis", status,
                       now, id);
+}
+
+int lm_cp_store_job_refuse(sqlite3 *db, const char *id, const char *why, int64_t now)
+{
+    if (!lm_cp_exec(db,
+                    "UPDATE jobs SET error = ?, updated = ? WHERE id = ? AND (error IS NULL OR "
+                    "error != ?)",
+                    "siss", why, now, id, why))
+        return -1;
+    return sqlite3_changes(db) > 0 ? 1 : 0;
 }
 
 bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,

@@ -7,9 +7,26 @@
 #include <stdint.h>
 
 #include "lm_error.h"
+#include "lm_strbuf.h"
 
-/* Opens (creating) the database at path with its schema; WAL, synchronous=FULL. */
-bool lm_cp_store_open(const char *path, sqlite3 **db, lm_error_t *err);
+/* The row and field each sealed secret is stored in: its associated data (lm_cp_seal), so
+ * a secret copied into another row or field does not open. */
+#define LM_CP_AD_JOB_PASSWORD "jobs/%s/sourcePassword"      /* job id */
+#define LM_CP_AD_CLUSTER_PASSWORD "clusters/%s/%s/password" /* project id, cluster name */
+
+/* Seals again, bound to ad (the row and field), a secret sealed by an older control plane
+ * (lm_cp_reseal; ctx: the key). False with err set when it does not open. */
+typedef bool (*lm_cp_store_reseal_fn)(void *ctx, const char *ad, const char *sealed,
+                                      lm_strbuf_t *out, lm_error_t *err);
+
+/* Opens (creating) the database at path with its schema; WAL, synchronous=FULL. Schema
+ * version 3 binds every stored secret to its row and field: with reseal, a database of an
+ * older version has its secrets sealed again, in the migration's transaction (one that does
+ * not open fails the open, naming the row, and nothing changes); without reseal (offline
+ * bootstrap, which has no key) the migration stops before version 3, for the server to
+ * make. */
+bool lm_cp_store_open(const char *path, lm_cp_store_reseal_fn reseal, void *ctx, sqlite3 **db,
+                      lm_error_t *err);
 /* A prepared statement with parameters bound by `types`: s = const char * (NULL binds
  * null), i = int64_t, d = double. NULL when the SQL does not prepare. */
 sqlite3_stmt *lm_cp_q(sqlite3 *db, const char *sql, const char *types, ...);
@@ -127,6 +144,9 @@ sqlite3_stmt *lm_cp_store_job_checks(sqlite3 *db, const char *id);
 sqlite3_stmt *lm_cp_store_migration_report(sqlite3 *db, const char *group, const char *id);
 bool lm_cp_store_job_set_window(sqlite3 *db, const char *id, int64_t window_end, int64_t now);
 bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status, int64_t now);
+/* Job id cannot be handed out (why: its error message, shown by the admin API): 1 when
+ * that message is new for the job, 0 when it had it already, -1 on failure. */
+int lm_cp_store_job_refuse(sqlite3 *db, const char *id, const char *why, int64_t now);
 /* List: id of the jobs of org on host, not ended, handed out before `before` and not in
  * running (a JSON array of ids): the agent restarted without them. */
 sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *host, int64_t before,

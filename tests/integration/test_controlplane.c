@@ -3,12 +3,15 @@
  * and reports, so that status, lag, cutover and the cutover window are exercised. */
 #define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lm_encode.h"
 #include "lm_http.h"
 #include "lm_json.h"
 #include "lm_link.h"
@@ -1588,4 +1591,234 @@ Test(controlplane, an_older_database_is_migrated)
     free(out);
     cr_assert_eq(CLI(&out, "lm agents relink mig-host-1 --orgId org1"), 0, "%s", out);
     free(out);
+}
+
+/* ---- sealed passwords are bound to their rows (finding 13) ---- */
+
+/* Runs python3's sqlite3 on the control plane's database (stopped): `code` sees db and
+ * the arguments a, b as sys.argv[2], sys.argv[3]. */
+static int db_script(const char *code, const char *a, const char *b)
+{
+    return lm_test_sh("python3 -c \"import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); %s; "
+                      "db.commit()\" '%s/cp.db' '%s' '%s'",
+                      code, dir, a ? a : "", b ? b : "");
+}
+
+/* A second live migration in proj (to a cluster dst2 of its own: one migration per
+ * destination) from src, with the source password `password`; its id into mig. */
+static void second_migration(const char *proj, const char *password, char *mig, size_t size)
+{
+    char *out, pw[700];
+    lm_test_write(dir, "src2.pw", password, pw, sizeof pw);
+    chmod(pw, 0600);
+    cr_assert_eq(CLI(&out,
+                     "clusters add dst2 --projectId %s --connectionString "
+                     "'mongodb://127.0.0.1:3/'",
+                     proj),
+                 0, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "lm create --projectId %s --clusterName dst2 --migrationHost mig-host-1 "
+                     "--sourceClusterName src --sourceProjectId %s --sourceUsername reader "
+                     "--sourcePasswordFile '%s' -o json",
+                     proj, proj, pw),
+                 0, "%s", out);
+    lm_test_json_field(out, "_id", mig, size);
+    free(out);
+}
+
+/* The attack: whoever can write the database (a backup restored by an attacker, a
+ * compromised disk) swaps the sealed source passwords of two migrations, so that one job
+ * would run with the other's credentials. Neither job may be handed out with the other's
+ * password: both are refused, with a message naming the row, and the rest of the poll
+ * answer goes on. */
+Test(controlplane, a_password_moved_to_another_row_is_not_delivered)
+{
+    char proj[80], mig[80], mig2[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig); /* source password s3cret-src */
+    second_migration(proj, "other-src-pw", mig2, sizeof mig2);
+    lm_test_cp_stop(&cp);
+    cr_assert_eq(
+        db_script("q='SELECT src_password FROM jobs WHERE id=?'; "
+                  "pa=db.execute(q,(sys.argv[2],)).fetchone()[0]; "
+                  "pb=db.execute(q,(sys.argv[3],)).fetchone()[0]; "
+                  "assert pa and pb and pa != pb; "
+                  "db.execute('UPDATE jobs SET src_password=? WHERE id=?',(pb,sys.argv[2])); "
+                  "db.execute('UPDATE jobs SET src_password=? WHERE id=?',(pa,sys.argv[3]))",
+                  mig, mig2),
+        0);
+    lm_test_cp_start(&cp);
+    char *resp;
+    cr_assert_eq(agent_poll_raw(&a, 2, &resp), 200, "%s", resp);
+    cr_assert_null(strstr(resp, "other-src-pw"), "the swapped password was delivered: %s", resp);
+    cr_assert_null(strstr(resp, "s3cret-src"), "the swapped password was delivered: %s", resp);
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    lm_error_t err;
+    cr_assert(lm_proto_assignments_decode(resp, strlen(resp), m, &err), "%s", err.message);
+    cr_assert_eq(m->n_jobs, 0, "a job with a moved password was handed out: %s", resp);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    free(resp);
+    /* the operator sees why, naming the row; the job is not running */
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    char row[120];
+    snprintf(row, sizeof row, "jobs/%s/sourcePassword", mig);
+    cr_assert(strstr(out, row) && strstr(out, "another row or field"), "%s", out);
+    cr_assert(strstr(out, "\"NEW\""), "%s", out);
+    free(out);
+    /* logged once per job, however often the agent polls */
+    cr_assert_eq(agent_poll_raw(&a, 1, &resp), 200, "%s", resp);
+    free(resp);
+    char *log = lm_test_slurp(cp.log);
+    const char *p = strstr(log, row);
+    cr_assert(p, "%s", log);
+    cr_assert_null(strstr(p + 1, row), "logged more than once: %s", log);
+    cr_assert_null(strstr(log, "other-src-pw"));
+    free(log);
+    /* the jobs' own rows put back: both are handed out, each with its own password */
+    lm_test_cp_stop(&cp);
+    cr_assert_eq(
+        db_script("q='SELECT src_password FROM jobs WHERE id=?'; "
+                  "pa=db.execute(q,(sys.argv[2],)).fetchone()[0]; "
+                  "pb=db.execute(q,(sys.argv[3],)).fetchone()[0]; "
+                  "db.execute('UPDATE jobs SET src_password=? WHERE id=?',(pb,sys.argv[2])); "
+                  "db.execute('UPDATE jobs SET src_password=? WHERE id=?',(pa,sys.argv[3]))",
+                  mig, mig2),
+        0);
+    lm_test_cp_start(&cp);
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 2);
+    for (size_t i = 0; i < 2; i++)
+        cr_assert_str_eq(m->jobs[i].source.password,
+                         strcmp(m->jobs[i].job_id, mig) == 0 ? "s3cret-src" : "other-src-pw");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+}
+
+/* A registry password moved onto a job's row (or the other way) does not open either. */
+Test(controlplane, a_registry_password_moved_to_a_job_is_not_delivered)
+{
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_test_cp_stop(&cp);
+    cr_assert_eq(
+        db_script("pw=db.execute(\\\"SELECT password FROM clusters WHERE name='dst'\\\")"
+                  ".fetchone()[0]; assert pw; "
+                  "db.execute('UPDATE jobs SET src_password=? WHERE id=?',(pw,sys.argv[2]))",
+                  mig, NULL),
+        0);
+    lm_test_cp_start(&cp);
+    char *resp;
+    cr_assert_eq(agent_poll_raw(&a, 2, &resp), 200, "%s", resp);
+    cr_assert_null(strstr(resp, "target-secret"), "the registry's password was delivered: %s",
+                   resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "another row or field"), "%s", out);
+    free(out);
+}
+
+/* plain sealed as control planes before the row binding did ("v1:", AES-256-GCM without
+ * associated data) under the key of the file key_file (written here from the format). */
+static void seal_unbound(const char *key_file, const char *plain, char *out, size_t size)
+{
+    char *hex = lm_test_slurp(key_file);
+    uint8_t key[32], buf[256];
+    for (int i = 0; i < 32; i++)
+        cr_assert_eq(sscanf(hex + 2 * i, "%2hhx", &key[i]), 1);
+    free(hex);
+    size_t n = strlen(plain);
+    int len = 0, fin = 0;
+    cr_assert(12 + n + 16 <= sizeof buf && 3 + 2 * (12 + n + 16) + 1 <= size);
+    cr_assert_eq(RAND_bytes(buf, 12), 1);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    cr_assert(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
+              EVP_EncryptUpdate(ctx, buf + 12, &len, (const uint8_t *)plain, (int)n) == 1 &&
+              EVP_EncryptFinal_ex(ctx, buf + 12 + len, &fin) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, buf + 12 + n) == 1);
+    EVP_CIPHER_CTX_free(ctx);
+    memcpy(out, "v1:", 3);
+    lm_hex_encode(buf, 12 + n + 16, out + 3);
+}
+
+/* Puts older control planes' secrets (src for the job, dst for cluster dst) into the
+ * database and its version back to 2, as an upgrade finds them. */
+static void older_secrets(const char *key_file, const char *src, const char *dst)
+{
+    char a[300], b[300];
+    seal_unbound(key_file, src, a, sizeof a);
+    seal_unbound(key_file, dst, b, sizeof b);
+    cr_assert_eq(db_script("db.execute('UPDATE jobs SET src_password=?',(sys.argv[2],)); "
+                           "db.execute(\\\"UPDATE clusters SET password=? WHERE name='dst'\\\","
+                           "(sys.argv[3],)); db.execute('PRAGMA user_version=2')",
+                           a, b),
+                 0);
+}
+
+/* An upgrade: secrets sealed by an older control plane (no associated data) are sealed
+ * again bound to their rows when the database is opened (schema version 3), and still
+ * deliver their passwords; an unbound secret found after that is refused with what to do;
+ * under the wrong key the control plane does not start and changes nothing. */
+Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
+{
+    char proj[80], mig[80], key_file[700], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    snprintf(key_file, sizeof key_file, "%s/secrets.key", dir);
+    lm_test_cp_stop(&cp);
+    older_secrets(key_file, "old-src-pw", "old-dst-pw");
+    lm_test_cp_start(&cp);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_str_eq(m->jobs[0].source.password, "old-src-pw");
+    cr_assert_str_eq(m->jobs[0].target.password, "old-dst-pw");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    lm_test_cp_stop(&cp);
+    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 3, v; "
+                           "rows=db.execute('SELECT src_password FROM jobs UNION ALL SELECT "
+                           "password FROM clusters').fetchall(); "
+                           "assert all(r[0] is None or r[0].startswith('v2:') for r in rows), rows",
+                           NULL, NULL),
+                 0);
+    /* an unbound secret after the migration (an older control plane run on the database
+     * again, or a row copied from a backup) is refused, saying what to do */
+    char old[300];
+    seal_unbound(key_file, "old-src-pw", old, sizeof old);
+    cr_assert_eq(db_script("db.execute('UPDATE jobs SET src_password=?, delivered=NULL',"
+                           "(sys.argv[2],))",
+                           old, NULL),
+                 0);
+    lm_test_cp_start(&cp);
+    char *resp;
+    cr_assert_eq(agent_poll_raw(&a, 1, &resp), 200, "%s", resp);
+    cr_assert_null(strstr(resp, "old-src-pw"), "%s", resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "enter this password again"), "%s", out);
+    free(out);
+    lm_test_cp_stop(&cp);
+    /* an upgrade under another key: refused at start, naming the row; nothing changed */
+    char wrong[700];
+    snprintf(wrong, sizeof wrong, "%s/wrong.key", dir);
+    cr_assert_eq(lm_test_sh("openssl rand -hex 32 > '%s' && chmod 600 '%s'", wrong, wrong), 0);
+    older_secrets(wrong, "x", "y");
+    char log[800];
+    snprintf(log, sizeof log, "%s/start.log", dir);
+    cr_assert_neq(lm_test_sh("timeout 20 '%s' --config '%s' > '%s' 2>&1", LM_CP_BIN, cp.conf, log),
+                  0);
+    char *text = lm_test_slurp(log);
+    char row[120];
+    snprintf(row, sizeof row, "jobs/%s/sourcePassword", mig);
+    cr_assert(strstr(text, row) && strstr(text, "secrets_key_file") &&
+                  strstr(text, "nothing was changed"),
+              "%s", text);
+    free(text);
+    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 2, v; "
+                           "assert db.execute('SELECT src_password FROM jobs').fetchone()[0]"
+                           ".startswith('v1:')",
+                           NULL, NULL),
+                 0);
 }

@@ -558,3 +558,52 @@ Test(migrate, forced_ranges_cover_every_id_type)
     cr_assert_eq(check(NULL), 0, "%s", check_log());
     free(log);
 }
+
+/* The source password given in the environment leaves it as soon as the agent has read it:
+ * while the copy runs (so the password was used: the source needs it), the agent's
+ * /proc/PID/environ (readable by the same user and root; it shows the initial environment
+ * block, which unsetenv alone does not change) holds neither the password nor a value for
+ * LIVEMIG_SOURCE_PASSWORD. */
+Test(migrate, the_password_leaves_the_environment)
+{
+    char addr[64], auth_uri[1024], environ_path[64];
+    int port = lm_test_free_port();
+    lm_testbed_start("secantus-auth", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    lm_testbed_uri_with_auth(&src, auth_uri, sizeof auth_uri);
+    cr_assert_eq(lm_test_sh("'%s' '%s' --uri '%s' bulk --docs 40000 --collections 2 --doc-bytes "
+                            "300 >> '%s/seed.log' 2>&1",
+                            PY, SEED, auth_uri, dir),
+                 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    const char *extra[] = {"--source-user", "lmadmin", NULL};
+    setenv("LIVEMIG_SOURCE_PASSWORD", src.password, 1);
+    pid_t pid = start_agent(addr, extra);
+    unsetenv("LIVEMIG_SOURCE_PASSWORD");
+    wait_copied(pid, port, 1); /* authenticated with the password: it was read */
+    snprintf(environ_path, sizeof environ_path, "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(environ_path, "r");
+    cr_assert_not_null(f, "cannot read %s", environ_path);
+    char env[1 << 16];
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    env[n] = '\0';
+    cr_assert_gt(n, 0);
+    bool has_password = false, has_value = false, has_path = false;
+    size_t plen = strlen(src.password);
+    for (size_t i = 0; i + plen <= n; i++)
+        if (memcmp(env + i, src.password, plen) == 0)
+            has_password = true;
+    /* the block is NUL-separated NAME=value strings */
+    for (const char *e = env; e < env + n; e += strlen(e) + 1) {
+        if (strncmp(e, "LIVEMIG_SOURCE_PASSWORD=", 24) == 0 && e[24])
+            has_value = true;
+        if (strncmp(e, "PATH=", 5) == 0)
+            has_path = true;
+    }
+    cr_assert(has_path, "the environment was read");
+    kill(pid, SIGTERM);
+    lm_test_wait(pid, 60000);
+    cr_assert_not(has_password, "the password is in %s", environ_path);
+    cr_assert_not(has_value, "LIVEMIG_SOURCE_PASSWORD has a value in %s", environ_path);
+}

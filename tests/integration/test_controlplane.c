@@ -998,7 +998,7 @@ Test(controlplane, livemig_agent_links_with_the_token)
     free(out);
 }
 
-/* ---- the CA pin pins (security: docs/security-parts/tls.md) ---- */
+/* ---- the CA pin pins (security: docs/security.md, TLS) ---- */
 
 /* A fake control plane: answers 200 "{}" to everything and counts the credentials it got. */
 static void fake_cp(void *ud, const char *method, const char *url, unsigned hit,

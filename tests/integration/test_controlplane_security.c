@@ -1,7 +1,7 @@
 /* livemig-controlplane under attack: each test performs an attack on a real control plane
  * (its own throwaway CA, 127.0.0.1 and a free port) and checks that it is refused. The
  * client is libcurl used directly, since some attacks need what lm_http does not offer on
- * purpose (a chosen source address, a body sent slowly). docs/security-parts/controlplane.md
+ * purpose (a chosen source address, a body sent slowly). docs/security.md (the control plane)
  * lists which protection each test proves. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>

@@ -3,7 +3,7 @@
  * expected to be refused: cancel and cutover without the job's token (401), the token file
  * read by another local user, a foreign Host or Origin (403, DNS rebinding and browser
  * CSRF), a cutover before readyForCutover without --force (409), and a status API offered
- * to the network (exit 2). docs/security-parts/local-api.md maps each to its protection. */
+ * to the network (exit 2). docs/security.md (local API) maps each to its protection. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <signal.h>

@@ -276,7 +276,7 @@ Test(proto, caps_hold)
     free(huge);
 }
 
-/* Values the agent turns into names on its file system (docs/security-parts/local-api.md). */
+/* Values the agent turns into names on its file system (docs/security.md (local API)). */
 Test(proto, job_ids_usable_as_directory_names)
 {
     const char *good[] = {"a", "lm_6a1f", "A-Z_09",

@@ -31,7 +31,7 @@ import time
 import urllib.request
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(TOP, "build/agent/livemig-agent")
+AGENT = os.environ.get("LM_BENCH_AGENT") or os.path.join(TOP, "build/agent/livemig-agent")  # another build to compare
 BENCH = os.path.join(TOP, "build/bench/lm_bench")
 PY = os.path.join(TOP, ".deps/venv/bin/python")
 started = []
@@ -234,8 +234,13 @@ def main():
         testbed_stop(ceil_dir)
         results.append(ceiling)
 
-        subprocess.run([AGENT, "cutover", "--status-addr", f"127.0.0.1:{port}"], check=True,
-                       capture_output=True)
+        # the cutover needs the run's token from the state dir; a build from before the
+        # authenticated status API takes no --state-dir (LM_BENCH_AGENT comparisons)
+        cut = [AGENT, "cutover", "--status-addr", f"127.0.0.1:{port}", "--force"]
+        if subprocess.run(cut + ["--state-dir", os.path.join(work, "state")],
+                          capture_output=True).returncode != 0:
+            subprocess.run([AGENT, "cutover", "--status-addr", f"127.0.0.1:{port}"], check=True,
+                           capture_output=True)
         rc = agent.wait(timeout=600)
         check = subprocess.run([PY, os.path.join(TOP, "scripts/lm_check.py"), "--source", src,
                                 "--target", dst], capture_output=True, text=True)

@@ -20,6 +20,7 @@
 #include "lm_plan.h"
 #include "lm_stream.h"
 #include "lm_time.h"
+#include "lm_tune.h"
 
 struct lm_engine {
     lm_engine_opts_t o;
@@ -126,11 +127,12 @@ static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, con
     if (given)
         return given;
     mongoc_client_pool_t *pool = lm_conn_pool_new(&o, &e->err);
-    if (pool)
-        mongoc_client_pool_max_size(pool, (uint32_t)((e->job->copy_workers > e->job->apply_workers
-                                                          ? e->job->copy_workers
-                                                          : e->job->apply_workers) +
-                                                     6));
+    if (pool) {
+        /* copy_workers 0: the copy tunes itself up to LM_TUNE_AUTO_MAX */
+        int64_t copy = e->job->copy_workers > 0 ? e->job->copy_workers : LM_TUNE_AUTO_MAX;
+        mongoc_client_pool_max_size(
+            pool, (uint32_t)((copy > e->job->apply_workers ? copy : e->job->apply_workers) + 6));
+    }
     return pool;
 }
 

@@ -90,8 +90,9 @@ const lm_config_field_t lm_job_schema[] = {
      "Threads applying changes; each document's changes stay in order."},
     {"cutover_lag", LM_CFG_DURATION, offsetof(lm_job_t, cutover_lag_ms), "10s", 0, 86400000, 0,
      NULL, NULL, "readyForCutover when the lag is at most this."},
-    {"copy_workers", LM_CFG_INT, offsetof(lm_job_t, copy_workers), "4", 1, 64, 0, NULL, NULL,
-     "Reader threads and writer threads each."},
+    {"copy_workers", LM_CFG_INT, offsetof(lm_job_t, copy_workers), "0", 0, 64, 0, NULL, NULL,
+     "Reader threads and writer threads each; 0 (auto): the copy chooses 1 to 8 by itself\n"
+     "from the throughput the target shows (more writers slow some servers down)."},
     {"buffer_mb", LM_CFG_INT, offsetof(lm_job_t, buffer_mb), "256", 16, 65536, 0, NULL, NULL,
      "Memory for documents between readers and writers, in MB."},
     {"split_docs", LM_CFG_INT, offsetof(lm_job_t, split_docs), "200000", 1000, 1000000000000LL, 0,

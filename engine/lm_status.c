@@ -282,6 +282,17 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
     lm_json_w_key(w, "duplicateKeys");
     lm_json_w_int(w, atomic_load(&st->dup_keys));
     lm_json_w_map_close(w);
+    /* the copy's writers: active now (0 outside the copy) and at most; auto when the copy
+     * chooses the number itself */
+    lm_json_w_key(w, "copyWriters");
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "active");
+    lm_json_w_int(w, atomic_load(&st->copy_writers_active));
+    lm_json_w_key(w, "max");
+    lm_json_w_int(w, atomic_load(&st->copy_writers_max));
+    lm_json_w_key(w, "auto");
+    lm_json_w_bool(w, atomic_load(&st->copy_writers_auto));
+    lm_json_w_map_close(w);
     lm_json_w_key(w, "collections");
     lm_json_w_array_open(w);
     for (size_t i = 0; i < st->n_colls; i++) {
@@ -368,6 +379,12 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
         "%lld\n",
         (long long)atomic_load(&st->docs), (long long)atomic_load(&st->bytes),
         (long long)atomic_load(&st->dup_keys));
+    lm_strbuf_appendf(out,
+                      "# HELP livemig_copy_writers Copy writers active now (0 outside the copy).\n"
+                      "# TYPE livemig_copy_writers gauge\nlivemig_copy_writers %d\n"
+                      "# HELP livemig_copy_writers_max The most copy writers the copy may run.\n"
+                      "# TYPE livemig_copy_writers_max gauge\nlivemig_copy_writers_max %d\n",
+                      atomic_load(&st->copy_writers_active), atomic_load(&st->copy_writers_max));
     lm_strbuf_append(out,
                      "# HELP livemig_collection_documents_copied Documents copied per collection.\n"
                      "# TYPE livemig_collection_documents_copied gauge\n");

@@ -85,6 +85,10 @@ typedef struct {
     lm_strlist_t warnings;
     lm_strlist_t errors;
     atomic_llong docs, bytes, dup_keys;
+    /* the copy's writers: active now (0 outside the copy), the most it may run, and
+     * whether it chooses the number itself (lm_copy sets them) */
+    atomic_int copy_writers_active, copy_writers_max;
+    atomic_bool copy_writers_auto;
     atomic_bool cancel;  /* set by POST /api/v1/cancel */
     atomic_bool cutover; /* set by POST /api/v1/cutover */
     /* streaming: counters bumped by the apply workers */

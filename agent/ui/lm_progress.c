@@ -19,15 +19,24 @@ struct lm_progress {
     int drawn; /* lines of the live display on screen */
 };
 
-/* "12.3% 1.2M/10M docs, 45.6 MB/s, ETA 1m20s" */
+/* ", writers 2/8 auto": the copy's active writers, at most, and whether it chooses them */
+static void writers_text(lm_status_t *st, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz, ", writers %d/%d%s", atomic_load(&st->copy_writers_active),
+             atomic_load(&st->copy_writers_max),
+             atomic_load(&st->copy_writers_auto) ? " auto" : "");
+}
+
+/* "12.3% 1.2M/10M docs, 45.6 MB/s, ETA 1m20s, writers 2/8 auto" */
 static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t bufsz)
 {
     int64_t est_docs, est_bytes, docs = atomic_load(&st->docs), bytes = atomic_load(&st->bytes);
-    char eta[32] = "?";
+    char eta[32] = "?", writers[48];
+    writers_text(st, writers, sizeof writers);
     if (!lm_status_totals(st, &est_docs, &est_bytes)) {
-        snprintf(buf, bufsz, "%s: %lld docs, %.1f MB copied, %.1f MB/s (estimating the total)",
+        snprintf(buf, bufsz, "%s: %lld docs, %.1f MB copied, %.1f MB/s%s (estimating the total)",
                  lm_phase_name(lm_status_get_phase(st)), (long long)docs, (double)bytes / 1e6,
-                 rate_bytes / 1e6);
+                 rate_bytes / 1e6, writers);
         return;
     }
     if (rate_bytes > 0 && est_bytes > bytes)
@@ -36,10 +45,10 @@ static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t b
     else if (est_bytes <= bytes)
         snprintf(eta, sizeof eta, "-");
     double pct = est_bytes > 0 ? 100.0 * (double)bytes / (double)est_bytes : 0;
-    snprintf(buf, bufsz, "%s: %.1f%% %lld/%lld docs, %.1f/%.1f MB, %.1f MB/s, ETA %s",
+    snprintf(buf, bufsz, "%s: %.1f%% %lld/%lld docs, %.1f/%.1f MB, %.1f MB/s, ETA %s%s",
              lm_phase_name(lm_status_get_phase(st)), pct > 100 ? 100.0 : pct, (long long)docs,
              (long long)est_docs, (double)bytes / 1e6, (double)est_bytes / 1e6, rate_bytes / 1e6,
-             eta);
+             eta, writers);
 }
 
 static void draw(struct lm_progress *p, double rate)

@@ -1,4 +1,27 @@
-/* lm_copy: see lm_copy.h. */
+/* lm_copy: see lm_copy.h.
+ *
+ * How many writers run: with a fixed copy_workers (N > 0) N readers and N writers run, as
+ * they always did. With copy_workers 0 (auto) the pipeline starts `max` readers and `max`
+ * writers (LM_TUNE_AUTO_MAX unless opts->workers_max says otherwise) but only `level` of
+ * each work: writer i writes while i < level and otherwise parks on `can_work`; reader i
+ * takes a new task while i < level and otherwise parks there too (a reader in the middle of
+ * a task finishes it first). The level starts at 1 and is chosen by lm_tune (engine/copy/
+ * lm_tune.h: hill climbing on the documents per second the target acknowledges, backing off
+ * when throughput falls or write latency climbs, re-probing a neighbour now and then). The
+ * controller is stepped by the writer that just finished a batch, under the pipe's mutex;
+ * nothing polls. Why: more concurrent writers help a mongod and hurt a Python server such
+ * as SecantusDB (issue 18: 30 s with one writer, 114 s with four), so no fixed number suits
+ * both.
+ *
+ * Which thread owns what:
+ *  - the thread in lm_copy_run owns the pipe, creates and joins every thread;
+ *  - under p->mu: the queue (head, tail, bytes_in_flight), next_task, readers_left, err,
+ *    the controller (tune), its counters (done) and `level`; waits: `can_push` (readers,
+ *    the queue is full), `can_pop` (active writers, the queue is empty), `can_work` (parked
+ *    readers and writers; broadcast when the level rises, on a failure and when the last
+ *    reader leaves);
+ *  - atomics: `failed`, the tasks' counters, the status counters (copy_writers_* too);
+ *  - each reader and writer owns its client and the batch in hand. */
 #include "lm_copy.h"
 
 #include <stdlib.h>
@@ -7,10 +30,15 @@
 #include "lm_log.h"
 #include "lm_mongo_error.h"
 #include "lm_time.h"
+#include "lm_tune.h"
 
 #define BATCH_MIN (256 * 1024)
 #define BATCH_MAX (4 * 1024 * 1024)
 #define BATCH_MAX_DOCS 10000
+/* Self-tuning copies use smaller batches: the controller needs several acknowledged batches
+ * per one-second window to measure a level. */
+#define AUTO_BATCH_MAX (1024 * 1024)
+#define AUTO_BATCH_MAX_DOCS 1000
 /* Documents per cursor batch asked of the source: sizes are not known before the copy
  * (they are not asked for, see lm_catalog_estimate), and the server caps a batch at 16 MB. */
 #define CURSOR_BATCH_DOCS 1000
@@ -29,12 +57,18 @@ typedef struct {
     size_t n_tasks;
     size_t next_task; /* under mu */
     pthread_mutex_t mu;
-    pthread_cond_t can_push, can_pop;
+    pthread_cond_t can_push, can_pop, can_work;
     batch_t *head, *tail;
     int64_t bytes_in_flight; /* queued + being written */
     int64_t queue_bytes;     /* the part of the budget batches may hold in flight */
     int readers_left;
     size_t batch_bytes;
+    uint32_t batch_docs;
+    bool tuning;           /* auto: lm_tune chooses the level */
+    int level;             /* readers and writers with an index below it work; under mu */
+    lm_tune_t tune;        /* under mu */
+    lm_tune_sample_t done; /* what the target acknowledged so far; under mu */
+    int next_reader_id, next_writer_id; /* under mu */
     atomic_bool failed;
     lm_error_t err;       /* first failure, under mu */
     lm_conn_caps_t *caps; /* the source's: opts->source_caps or own_caps */
@@ -55,6 +89,7 @@ static void fail(pipe_t *p, const lm_error_t *e)
     }
     pthread_cond_broadcast(&p->can_push);
     pthread_cond_broadcast(&p->can_pop);
+    pthread_cond_broadcast(&p->can_work);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -172,7 +207,7 @@ static bool read_task(pipe_t *p, mongoc_client_t *src, lm_copy_task_t *t, bool *
             ok = lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
             break;
         }
-        if (b->len >= p->batch_bytes || b->ndocs >= BATCH_MAX_DOCS) {
+        if (b->len >= p->batch_bytes || b->ndocs >= p->batch_docs) {
             push(p, b);
             b = NULL;
         }
@@ -200,12 +235,20 @@ static void *reader_main(void *arg)
 {
     pipe_t *p = arg;
     lm_error_t err;
-    mongoc_client_t *src = mongoc_client_pool_pop(p->o->source);
+    mongoc_client_t *src = NULL;
     lm_error_init(&err);
+    pthread_mutex_lock(&p->mu);
+    int id = p->next_reader_id++;
+    pthread_mutex_unlock(&p->mu);
     for (;;) {
         pthread_mutex_lock(&p->mu);
+        /* parked while the level is below this reader (reader 0 always works) */
+        while (id >= p->level && p->next_task < p->n_tasks && !stopping(p))
+            pthread_cond_wait(&p->can_work, &p->mu);
         lm_copy_task_t *t = p->next_task < p->n_tasks ? &p->tasks[p->next_task++] : NULL;
         pthread_mutex_unlock(&p->mu);
+        if (t && !src)
+            src = mongoc_client_pool_pop(p->o->source);
         if (!t || stopping(p))
             break;
         if (atomic_load(&t->done)) /* finished by an earlier run */
@@ -220,10 +263,12 @@ static void *reader_main(void *arg)
         atomic_store(&t->reader_done, true);
         maybe_task_done(p, t);
     }
-    mongoc_client_pool_push(p->o->source, src);
+    if (src)
+        mongoc_client_pool_push(p->o->source, src);
     pthread_mutex_lock(&p->mu);
     p->readers_left--;
     pthread_cond_broadcast(&p->can_pop);
+    pthread_cond_broadcast(&p->can_work); /* parked readers see a stop; writers the end */
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
@@ -309,29 +354,82 @@ static bool write_batch(mongoc_client_t *dst, batch_t *b, lm_status_t *st, lm_er
     return ok;
 }
 
+/* Takes the next batch for writer `id`, waiting while the queue is empty and parking while
+ * the level is at or below the writer's index; NULL when the copy is over or failed. Under
+ * p->mu. */
+static batch_t *take_batch(pipe_t *p, int id)
+{
+    for (;;) {
+        if (atomic_load(&p->failed))
+            return NULL;
+        if (id >= p->level) {
+            if (p->readers_left == 0 && !p->head)
+                return NULL;
+            pthread_cond_wait(&p->can_work, &p->mu);
+            continue;
+        }
+        if (p->head) {
+            batch_t *b = p->head;
+            p->head = b->next;
+            if (!p->head) {
+                p->tail = NULL;
+                /* the last batch: parked writers may leave now */
+                if (p->readers_left == 0)
+                    pthread_cond_broadcast(&p->can_work);
+            }
+            return b;
+        }
+        if (p->readers_left == 0)
+            return NULL;
+        pthread_cond_wait(&p->can_pop, &p->mu);
+    }
+}
+
+/* Sets the level (under p->mu) and publishes it; wakes parked threads when it rises. */
+static void set_level(pipe_t *p, int level)
+{
+    if (level > p->level) {
+        pthread_cond_broadcast(&p->can_work);
+        /* the newly active writers may find batches already queued */
+        pthread_cond_broadcast(&p->can_pop);
+    }
+    if (level != p->level)
+        lm_log_debug("phase=copy", "%d copy writers (%.0f docs/s in the last window)", level,
+                     p->tune.last_tp);
+    p->level = level;
+    atomic_store(&p->o->status->copy_writers_active, level);
+}
+
 static void *writer_main(void *arg)
 {
     pipe_t *p = arg;
     lm_error_t err;
-    mongoc_client_t *dst = mongoc_client_pool_pop(p->o->target);
+    mongoc_client_t *dst = NULL;
     lm_error_init(&err);
+    pthread_mutex_lock(&p->mu);
+    int id = p->next_writer_id++;
+    pthread_mutex_unlock(&p->mu);
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (!p->head && p->readers_left > 0 && !atomic_load(&p->failed))
-            pthread_cond_wait(&p->can_pop, &p->mu);
-        batch_t *b = atomic_load(&p->failed) ? NULL : p->head;
-        if (b) {
-            p->head = b->next;
-            if (!p->head)
-                p->tail = NULL;
-        }
+        batch_t *b = take_batch(p, id);
         pthread_mutex_unlock(&p->mu);
         if (!b)
             break;
+        if (!dst)
+            dst = mongoc_client_pool_pop(p->o->target);
+        int64_t t0 = lm_time_mono_ms();
         bool ok = !stopping(p) && write_batch(dst, b, p->o->status, &err);
+        int64_t t1 = lm_time_mono_ms();
         pthread_mutex_lock(&p->mu);
         p->bytes_in_flight -= (int64_t)b->len;
         pthread_cond_broadcast(&p->can_push);
+        if (ok) {
+            p->done.docs += b->ndocs;
+            p->done.batches++;
+            p->done.busy_ms += t1 - t0;
+            if (p->tuning)
+                set_level(p, lm_tune_step(&p->tune, t1, &p->done));
+        }
         pthread_mutex_unlock(&p->mu);
         lm_copy_task_t *t = b->task;
         batch_free(b);
@@ -343,7 +441,8 @@ static void *writer_main(void *arg)
         if (ok)
             maybe_task_done(p, t);
     }
-    mongoc_client_pool_push(p->o->target, dst);
+    if (dst)
+        mongoc_client_pool_push(p->o->target, dst);
     return NULL;
 }
 
@@ -355,7 +454,9 @@ static int spawn_pthread(pthread_t *thread, void *(*main)(void *), void *arg)
 bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks, lm_error_t *err)
 {
     pipe_t p;
-    int n = o->workers > 0 ? o->workers : 1;
+    bool tuning = o->workers <= 0;
+    int max = o->workers_max > 0 ? o->workers_max : LM_TUNE_AUTO_MAX;
+    int n = tuning ? max : o->workers; /* readers and writers started */
     pthread_t *readers = calloc((size_t)n, sizeof *readers),
               *writers = calloc((size_t)n, sizeof *writers);
 
@@ -371,13 +472,26 @@ bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks,
     p.readers_left = n;
     /* The memory budget covers everything that holds documents: the queue (half of it), the
      * batch each reader fills, the command each writer sends (a copy of its batch) and each
-     * reader's cursor buffer (about one batch): 3 x n batches of buffer/(8n) = 3/8. */
+     * reader's cursor buffer (about one batch): 3 x n batches of buffer/(8n) = 3/8. Parked
+     * readers and writers hold nothing, but the budget counts every one started. */
     int64_t per = o->buffer_bytes / (8 * n);
-    p.batch_bytes = (size_t)(per < BATCH_MIN ? BATCH_MIN : per > BATCH_MAX ? BATCH_MAX : per);
+    size_t batch_max = tuning ? AUTO_BATCH_MAX : BATCH_MAX;
+    p.batch_bytes = (size_t)(per < BATCH_MIN            ? BATCH_MIN
+                             : per > (int64_t)batch_max ? (int64_t)batch_max
+                                                        : per);
+    p.batch_docs = tuning ? AUTO_BATCH_MAX_DOCS : BATCH_MAX_DOCS;
     p.queue_bytes = o->buffer_bytes / 2;
+    p.tuning = tuning;
+    p.level = tuning ? 1 : n;
+    if (tuning)
+        lm_tune_init(&p.tune, 1, max, 1, lm_time_mono_ms());
+    atomic_store(&o->status->copy_writers_active, p.level);
+    atomic_store(&o->status->copy_writers_max, n);
+    atomic_store(&o->status->copy_writers_auto, tuning);
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.can_push, NULL);
     pthread_cond_init(&p.can_pop, NULL);
+    pthread_cond_init(&p.can_work, NULL);
     lm_error_init(&p.err);
     p.caps = o->source_caps ? o->source_caps : &p.own_caps;
     lm_copy_spawn_fn spawn = o->spawn ? o->spawn : spawn_pthread;
@@ -417,8 +531,13 @@ bool lm_copy_run(const lm_copy_opts_t *o, lm_copy_task_t *tasks, size_t n_tasks,
     } else if (stopping(&p)) {
         ok = lm_error_set(err, LM_ERR_CANCELLED, "copy stopped before it finished");
     }
+    if (tuning)
+        lm_log_info("phase=copy", "the copy writers settled at %d of %d (%lld level changes)",
+                    p.level, max, (long long)p.tune.changes);
+    atomic_store(&o->status->copy_writers_active, 0);
     pthread_cond_destroy(&p.can_push);
     pthread_cond_destroy(&p.can_pop);
+    pthread_cond_destroy(&p.can_work);
     pthread_mutex_destroy(&p.mu);
     free(readers);
     free(writers);

@@ -6,7 +6,11 @@
  * bypassDocumentValidation and no client-side validation. Duplicate-key errors (documents
  * already copied by an earlier, interrupted run) are counted and tolerated; any other
  * write error fails the job. When every batch of a task is written, `on_task_done` runs
- * (the engine records the range in the checkpoint). */
+ * (the engine records the range in the checkpoint).
+ *
+ * The number of active writers (and readers) is fixed (`workers`) or, with workers 0,
+ * chosen while the copy runs from the throughput the target shows (lm_tune.h; the design
+ * and which thread owns what are at the top of lm_copy.c). */
 #ifndef LM_COPY_H
 #define LM_COPY_H
 
@@ -44,7 +48,8 @@ typedef struct {
     mongoc_client_pool_t *source;
     mongoc_client_pool_t *target;
     lm_conn_caps_t *source_caps; /* what the source refused so far; updated by the readers */
-    int workers;                 /* readers and writers each */
+    int workers;                 /* readers and writers each; 0: auto (lm_tune chooses) */
+    int workers_max;             /* auto: the most it may choose; 0: LM_TUNE_AUTO_MAX */
     int64_t buffer_bytes;        /* documents in flight, at most */
     lm_status_t *status;
     const atomic_bool *stop;      /* signals: stop reading, finish nothing new */

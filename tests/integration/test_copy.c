@@ -14,6 +14,7 @@
 
 #include "lm_conn.h"
 #include "lm_copy.h"
+#include "lm_tune.h"
 #include "lm_status.h"
 #include "lm_testbed.h"
 
@@ -144,12 +145,13 @@ static void task_done(void *ud, lm_copy_task_t *t)
     (void)t;
 }
 
-static bool run_copy(copy_t *c, lm_copy_spawn_fn spawn, lm_error_t *err)
+/* workers 0: the copy chooses its number of writers (lm_tune) */
+static bool run_copy_n(copy_t *c, lm_copy_spawn_fn spawn, int workers, lm_error_t *err)
 {
     lm_copy_opts_t o = {.source = c->src,
                         .target = c->dst,
                         .source_caps = &c->caps,
-                        .workers = 2,
+                        .workers = workers,
                         .buffer_bytes = 8 << 20,
                         .status = &c->st,
                         .stop = &c->stop,
@@ -158,6 +160,11 @@ static bool run_copy(copy_t *c, lm_copy_spawn_fn spawn, lm_error_t *err)
                         .spawn = spawn};
     lm_error_init(err);
     return lm_copy_run(&o, &c->task, 1, err);
+}
+
+static bool run_copy(copy_t *c, lm_copy_spawn_fn spawn, lm_error_t *err)
+{
+    return run_copy_n(c, spawn, 2, err);
 }
 
 Test(copy, a_quirk_of_one_source_does_not_change_another)
@@ -217,6 +224,40 @@ Test(copy, threads_that_cannot_start_fail_the_copy_cleanly)
         if (limit < 2) /* no reader ran */
             cr_assert_not(atomic_load(&c.task.done), "limit %d: nothing may be recorded as done",
                           limit);
+        copy_cleanup(&c);
+    }
+}
+
+Test(copy, auto_writers_copy_everything_and_report_their_number)
+{
+    lm_error_t err;
+    copy_t c;
+    /* 2500 documents: three batches of a self-tuning copy */
+    seed(&secantus, "autow", "c", 2500);
+    copy_init(&c, &secantus, &ferret, "autow", "c", NULL);
+    cr_assert(run_copy_n(&c, NULL, 0, &err), "%s", err.message);
+    cr_assert_eq(count_on(&ferret, "autow", "c"), 2500);
+    cr_assert(atomic_load(&c.task.done));
+    cr_assert(atomic_load(&c.st.copy_writers_auto));
+    cr_assert_eq(atomic_load(&c.st.copy_writers_max), LM_TUNE_AUTO_MAX);
+    cr_assert_eq(atomic_load(&c.st.copy_writers_active), 0, "no writers once the copy ended");
+    copy_cleanup(&c);
+}
+
+Test(copy, auto_threads_that_cannot_start_fail_the_copy_cleanly)
+{
+    lm_error_t err;
+    seed(&secantus, "spawnauto", "c", 20);
+    /* auto starts 8 writers and 8 readers, most of them parked: every one must leave */
+    for (int limit = 0; limit < 2 * LM_TUNE_AUTO_MAX; limit += 3) {
+        copy_t c;
+        atomic_store(&spawned, 0);
+        atomic_store(&allowed, limit);
+        copy_init(&c, &secantus, &ferret, "spawnauto", "c", NULL);
+        cr_assert_not(run_copy_n(&c, limited_spawn, 0, &err), "limit %d: the copy cannot succeed",
+                      limit);
+        cr_assert(strstr(err.message, "cannot start the copy's threads"), "limit %d: %s", limit,
+                  err.message);
         copy_cleanup(&c);
     }
 }

@@ -55,6 +55,10 @@ static void fill(lm_status_t *st)
     atomic_store(&st->docs, 500);
     atomic_store(&st->bytes, 60000);
     atomic_store(&st->dup_keys, 3);
+    /* the copy chose 3 of at most 8 writers */
+    atomic_store(&st->copy_writers_active, 3);
+    atomic_store(&st->copy_writers_max, 8);
+    atomic_store(&st->copy_writers_auto, true);
 }
 
 static void stream_active(lm_status_t *st, bool ready)
@@ -156,6 +160,11 @@ Test(status, new_job)
     cr_assert_eq(jint(cnt, "documentsCopied"), 0);
     cr_assert_eq(jint(cnt, "bytesCopied"), 0);
     cr_assert_eq(jint(cnt, "duplicateKeys"), 0);
+    /* no copy running: no writers */
+    lm_json_val_t *cw = jget(v, "copyWriters", LM_JSON_OBJECT);
+    cr_assert_eq(jint(cw, "active"), 0);
+    cr_assert_eq(jint(cw, "max"), 0);
+    cr_assert_not(jbool(cw, "auto"));
     cr_assert_eq(lm_json_len(jget(v, "collections", LM_JSON_ARRAY)), 0);
     /* no stream yet: the lag is unknown, not 0, and the job is not ready */
     jget(v, "lagTimeSeconds", LM_JSON_NULL);
@@ -212,6 +221,10 @@ Test(status, collections_and_counters)
     cr_assert_eq(jint(cnt, "documentsCopied"), 500);
     cr_assert_eq(jint(cnt, "bytesCopied"), 60000);
     cr_assert_eq(jint(cnt, "duplicateKeys"), 3);
+    lm_json_val_t *cw = jget(v, "copyWriters", LM_JSON_OBJECT);
+    cr_assert_eq(jint(cw, "active"), 3);
+    cr_assert_eq(jint(cw, "max"), 8);
+    cr_assert(jbool(cw, "auto"));
 
     lm_json_val_t *cs = jget(v, "collections", LM_JSON_ARRAY);
     cr_assert_eq(lm_json_len(cs), 4);
@@ -434,14 +447,16 @@ Test(metrics, new_job)
     lm_status_t st;
     lm_status_init(&st, "j");
     char *m = render_metrics(&st);
-    /* 7 phases, 5 states, 3 copy counters, errors, warnings */
-    cr_assert_eq(check_prometheus(m), 17, "%s", m);
+    /* 7 phases, 5 states, 3 copy counters, 2 copy writer gauges, errors, warnings */
+    cr_assert_eq(check_prometheus(m), 19, "%s", m);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"NEW\"}"), 1);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"COPYING\"}"), 0);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"COMPLETE\"}"), 0);
     cr_assert_eq(metric(m, "livemig_state{state=\"RUNNING\"}"), 1);
     cr_assert_eq(metric(m, "livemig_state{state=\"STOPPED\"}"), 0);
     cr_assert_eq(metric(m, "livemig_copy_documents_total"), 0);
+    cr_assert_eq(metric(m, "livemig_copy_writers"), 0);
+    cr_assert_eq(metric(m, "livemig_copy_writers_max"), 0);
     cr_assert_eq(metric(m, "livemig_errors"), 0);
     /* the stream's series only once it runs */
     cr_assert_not(has_series(m, "livemig_lag_seconds"));
@@ -460,13 +475,15 @@ Test(metrics, copy_values)
     lm_status_warn(&st, "w2");
     lm_status_error(&st, "e1");
     char *m = render_metrics(&st);
-    /* 17 + 4 collections copied + 3 estimated (blog.posts is not) */
-    cr_assert_eq(check_prometheus(m), 24, "%s", m);
+    /* 19 + 4 collections copied + 3 estimated (blog.posts is not) */
+    cr_assert_eq(check_prometheus(m), 26, "%s", m);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"COPYING\"}"), 1);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"NEW\"}"), 0);
     cr_assert_eq(metric(m, "livemig_copy_documents_total"), 500);
     cr_assert_eq(metric(m, "livemig_copy_bytes_total"), 60000);
     cr_assert_eq(metric(m, "livemig_copy_duplicate_keys_total"), 3);
+    cr_assert_eq(metric(m, "livemig_copy_writers"), 3);
+    cr_assert_eq(metric(m, "livemig_copy_writers_max"), 8);
     cr_assert_eq(metric(m, "livemig_collection_documents_copied{ns=\"shop.orders\"}"), 400);
     cr_assert_eq(metric(m, "livemig_collection_documents_copied{ns=\"blog.posts\"}"), 10);
     cr_assert_eq(metric(m, "livemig_collection_documents_estimated{ns=\"shop.orders\"}"), 1000);
@@ -485,7 +502,7 @@ Test(metrics, stream_values)
     lm_status_set_phase(&st, LM_PHASE_STREAMING);
     stream_active(&st, false);
     char *m = render_metrics(&st);
-    cr_assert_eq(check_prometheus(m), 17 + 9, "%s", m);
+    cr_assert_eq(check_prometheus(m), 19 + 9, "%s", m);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"STREAMING\"}"), 1);
     cr_assert_float_eq(metric(m, "livemig_lag_seconds"), 2.5, 1e-9);
     cr_assert_eq(metric(m, "livemig_ready_for_cutover"), 0);
@@ -514,7 +531,7 @@ Test(metrics, label_values_are_escaped)
     coll(cs, "shop.a\"b\\c\nd", 5, 3, 30, LM_COLL_COPYING);
     lm_status_set_collections(&st, cs, 1);
     char *m = render_metrics(&st);
-    cr_assert_eq(check_prometheus(m), 19, "%s", m);
+    cr_assert_eq(check_prometheus(m), 21, "%s", m);
     cr_assert_eq(metric(m, "livemig_collection_documents_copied{ns=\"shop.a\\\"b\\\\c\\nd\"}"), 3);
     cr_assert_eq(metric(m, "livemig_collection_documents_estimated{ns=\"shop.a\\\"b\\\\c\\nd\"}"),
                  5);

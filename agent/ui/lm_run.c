@@ -16,13 +16,14 @@
 #include "lm_status_http.h"
 #include "lm_time.h"
 
-static void print_summary(const lm_engine_summary_t *sum, lm_status_t *st, lm_state_t state,
-                          bool already)
+/* The end state is the one lm_engine_run recorded in the status. */
+static void print_summary(const lm_engine_summary_t *sum, lm_status_t *st, bool already)
 {
     char took[32];
     lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
-    pthread_mutex_lock(&st->mu); /* warnings, errors and collections */
-    if (!sum->job_id[0]) {       /* it never got as far as a job */
+    pthread_mutex_lock(&st->mu); /* state, warnings, errors and collections */
+    lm_state_t state = st->state;
+    if (!sum->job_id[0]) { /* it never got as far as a job */
         printf("\nlivemig copy %s before it started\n", lm_state_name(state));
         for (size_t i = 0; i < st->errors.n; i++)
             printf("  error: %s\n", st->errors.items[i]);
@@ -136,12 +137,7 @@ int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
         lm_status_token_remove(job->state_dir);
     lm_engine_summary_t sum;
     lm_engine_summary(e, &sum);
-    lm_state_t state = outcome == LM_ENGINE_ALREADY_COMPLETE ? LM_STATE_COMPLETE
-                       : outcome == LM_ENGINE_COMPLETE       ? LM_STATE_COMPLETE
-                       : outcome == LM_ENGINE_CANCELLED      ? LM_STATE_CANCELLED
-                       : outcome == LM_ENGINE_STOPPED        ? LM_STATE_STOPPED
-                                                             : LM_STATE_FAILED;
-    print_summary(&sum, st, state, outcome == LM_ENGINE_ALREADY_COMPLETE);
+    print_summary(&sum, st, outcome == LM_ENGINE_ALREADY_COMPLETE);
     lm_engine_destroy(e);
     return lm_engine_exit_code(outcome);
 }

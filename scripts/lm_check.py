@@ -10,6 +10,14 @@ index specs (name, key and options; "v" and "ns" ignored), the same collection o
 (uuid ignored) and the same views. Namespaces excluded by the patterns must be absent on
 the target. Exit status 0 when there is no difference, 1 otherwise, 2 on bad usage.
 Patterns are shell globs over "db.coll", as in livemig.
+
+    lm_check.py --sharded --source CONFIG_URI --target CONFIG_URI [...]
+
+Two sharded test beds (scripts/testbed start sharded), given by their config servers' URIs:
+the sharding metadata (same shard count, database primaries on paired shards, shard keys
+and the unique flag, chunk maps with paired owners), then source shard i against target
+shard i with the checks above, so a document on the wrong shard is a difference. Shards
+pair by position in natural name order (scripts/lm_sharded.py).
 """
 
 import argparse
@@ -117,22 +125,11 @@ def _id_bytes(raw_doc):
     return encode({"_id": raw_doc["_id"]})
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for side in ("source", "target"):
-        ap.add_argument(f"--{side}", required=True)
-        ap.add_argument(f"--{side}-ca-file")
-        ap.add_argument(f"--{side}-user")
-        ap.add_argument(f"--{side}-password-file")
-    ap.add_argument("--include", action="append", default=[])
-    ap.add_argument("--exclude", action="append", default=[])
-    ap.add_argument("--no-indexes", action="store_true")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
-    s = client(a.source, a.source_ca_file, a.source_user, a.source_password_file)
-    t = client(a.target, a.target_ca_file, a.target_user, a.target_password_file)
+def compare_pair(s, t, a, diffs, label=""):
+    """Every check above between two servers; returns (namespaces, documents) checked."""
     sn, tn = namespaces(s), namespaces(t)
-    diffs, docs, checked = [], 0, 0
+    docs, checked = 0, 0
+    before = len(diffs)
     for ns, (kind, opts) in sorted(sn.items()):
         if not selected(ns, a.include, a.exclude):
             if ns in tn:
@@ -155,6 +152,90 @@ def main():
                 diffs.append(f"{ns}: indexes differ: source {si!r}, target {ti!r}")
     for ns in sorted(set(tn) - set(sn)):
         diffs.append(f"{ns}: on the target but not on the source")
+    if label:
+        diffs[before:] = [f"{label}: {d}" for d in diffs[before:]]
+    return checked, docs
+
+
+def sharded_metadata_diffs(src, dst, a, diffs):
+    """Returns the source->target shard pairs, or None when the shard counts differ."""
+    from bson import encode
+    sm, dm = src.meta, dst.meta
+    if len(src.shard_names) != len(dst.shard_names):
+        diffs.append(f"shards: the source has {len(src.shard_names)}, the target {len(dst.shard_names)}")
+        return None
+    pair = dict(zip(src.shard_names, dst.shard_names))
+    sdbs = {d["_id"]: d["primary"] for d in sm.cfg.databases.find({})}
+    ddbs = {d["_id"]: d["primary"] for d in dm.cfg.databases.find({})}
+    for db, primary in sorted(sdbs.items()):
+        if db not in ddbs:
+            diffs.append(f"database {db}: missing from the target's config.databases")
+        elif ddbs[db] != pair[primary]:
+            diffs.append(f"database {db}: primary shard {ddbs[db]} on the target, want {pair[primary]} "
+                         f"(source {primary})")
+    scolls = {c["_id"]: c for c in sm.cfg.collections.find({}) if selected(c["_id"], a.include, a.exclude)}
+    dcolls = {c["_id"]: c for c in dm.cfg.collections.find({})}
+    for ns, c in sorted(scolls.items()):
+        d = dcolls.get(ns)
+        if d is None:
+            diffs.append(f"{ns}: sharded on the source with key {dict(c['key'])}, not sharded on the target")
+            continue
+        if list(dict(c["key"]).items()) != list(dict(d["key"]).items()):
+            diffs.append(f"{ns}: shard key {dict(d['key'])} on the target, {dict(c['key'])} on the source")
+        if bool(c.get("unique")) != bool(d.get("unique")):
+            diffs.append(f"{ns}: shard key unique={bool(d.get('unique'))} on the target, "
+                         f"{bool(c.get('unique'))} on the source")
+        want = [(encode(dict(x["min"])), encode(dict(x["max"])), pair[x["shard"]]) for x in sm.chunks(c)]
+        got = [(encode(dict(x["min"])), encode(dict(x["max"])), x["shard"]) for x in dm.chunks(d)]
+        if want != got:
+            first = next((i for i, (w, g) in enumerate(zip(want, got)) if w != g), min(len(want), len(got)))
+            diffs.append(f"{ns}: chunk map differs: source {len(want)} chunks, target {len(got)}, "
+                         f"first difference at chunk {first}")
+    for ns in sorted(set(dcolls) - set(sm.cfg.collections.distinct("_id"))):
+        diffs.append(f"{ns}: sharded on the target but not on the source")
+    return pair
+
+
+def main_sharded(a):
+    import lm_sharded
+    src, dst = lm_sharded.Cluster(a.source), lm_sharded.Cluster(a.target)
+    diffs, checked, docs = [], 0, 0
+    pair = sharded_metadata_diffs(src, dst, a, diffs)
+    if pair is not None:
+        for i, (s_uri, t_uri) in enumerate(zip(src.shard_uris, dst.shard_uris)):
+            s, t = client(s_uri, None, None, None), client(t_uri, None, None, None)
+            n, d = compare_pair(s, t, a, diffs, f"shard {i} ({src.shard_names[i]} -> {dst.shard_names[i]})")
+            checked, docs = checked + n, docs + d
+            s.close()
+            t.close()
+    src.close()
+    dst.close()
+    return checked, docs, diffs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for side in ("source", "target"):
+        ap.add_argument(f"--{side}", required=True)
+        ap.add_argument(f"--{side}-ca-file")
+        ap.add_argument(f"--{side}-user")
+        ap.add_argument(f"--{side}-password-file")
+    ap.add_argument("--include", action="append", default=[])
+    ap.add_argument("--exclude", action="append", default=[])
+    ap.add_argument("--no-indexes", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sharded", action="store_true",
+                    help="--source and --target are the config server URIs of two sharded test beds")
+    a = ap.parse_args()
+    if a.sharded:
+        if a.source_ca_file or a.target_ca_file or a.source_user or a.target_user:
+            ap.error("--sharded: the sharded test bed has no TLS or auth yet; drop the CA and user options")
+        checked, docs, diffs = main_sharded(a)
+    else:
+        s = client(a.source, a.source_ca_file, a.source_user, a.source_password_file)
+        t = client(a.target, a.target_ca_file, a.target_user, a.target_password_file)
+        diffs = []
+        checked, docs = compare_pair(s, t, a, diffs)
     report = {"namespaces": checked, "documents": docs, "differences": len(diffs), "details": diffs[:200]}
     if a.json:
         print(json.dumps(report, default=str))

@@ -10,6 +10,11 @@ $rename, whole-document replacements, deletes, upserts, update_many, and $inc co
 creates and drops collections and indexes while it runs. The bench mix is 50% insert /
 40% update / 10% delete over --docs documents in `<db>.bench`.
 
+With --sharded, --uri is the config server of a sharded test bed (LM_TB_CONFIG_URI) and
+every write goes straight to the shard the chunk map names (scripts/lm_sharded.py); unless
+--no-load, `<db>.docs` (or `.bench`) is first sharded on {_id: 1} with one chunk per shard
+over the loaded _id range. Other collections stay on the database's primary shard.
+
 Stops after --seconds or --ops, when --stop-file exists, or on SIGTERM. Rides out a
 restarted server (retries on connection errors). Prints one JSON summary line.
 """
@@ -113,6 +118,21 @@ def bench_op(db, rng, state, docs):
         coll.delete_one({"_id": rng.randrange(state["next_id"])})
 
 
+def sharded_db(a):
+    """The writer's database on a sharded test bed, its main collection sharded on _id."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import lm_sharded
+    cluster = lm_sharded.Cluster(a.uri)
+    db = cluster.database(a.db)
+    ns = f"{a.db}.{'bench' if a.mix == 'bench' else 'docs'}"
+    if not a.no_load and cluster.meta.collection(ns) is None:
+        cluster.meta.shard_collection(ns, {"_id": 1})
+        n = len(cluster.shard_names)
+        lm_sharded.spread_chunks(cluster.meta, ns, [{"_id": a.docs * j // n} for j in range(1, n)],
+                                 cluster.shard_names)
+    return db
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--uri", required=True)
@@ -126,11 +146,16 @@ def main():
     ap.add_argument("--stop-file")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-load", action="store_true", help="the documents are already there")
+    ap.add_argument("--sharded", action="store_true",
+                    help="--uri is a sharded test bed's config server: route writes to the shards")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     rng = random.Random(a.seed)
-    client = MongoClient(a.uri, directConnection=True, serverSelectionTimeoutMS=30000)
-    db = client[a.db]
+    if a.sharded:
+        db = sharded_db(a)
+    else:
+        client = MongoClient(a.uri, directConnection=True, serverSelectionTimeoutMS=30000)
+        db = client[a.db]
     state = {"next_id": a.docs}
     if not a.no_load:
         coll = db.bench if a.mix == "bench" else db.docs

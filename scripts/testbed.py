@@ -5,8 +5,19 @@ temporary directory, stopped by pid (never by name) and by a watchdog when their
                        [--oplog-max-entries N] [--oplog-size-bytes N] [--standalone]
     testbed stop DIR          end exactly the processes this test bed started for DIR
     testbed restart DIR       stop the server and start it again on the same port and data
+    testbed start sharded --shards N [--prefix P] [--owner-pid PID] [--max-seconds N] [...]
+    testbed fault DIR refuse-balancer-start on|off
+    testbed fault DIR balancer-round SECONDS
+    testbed fault DIR lose-shard I SECONDS
 
-KIND is one of: secantus, secantus-auth, secantus-tls, ferretdb.
+KIND is one of: secantus, secantus-auth, secantus-tls, ferretdb, sharded.
+
+`sharded` is a sharded cluster built from real servers: N shards, each a single-node
+SecantusDB replica set named `shard<i>` (or `<P>-shard<i>`), a SecantusDB config server
+(set `csrs`) holding the config.* collections, and a router stand-in (scripts/lm_router.py)
+that answers the metadata and admin commands of a mongos. It prints LM_TB_URI (the router),
+LM_TB_CONFIG_URI, LM_TB_SHARDS and LM_TB_SHARD<i>_URI / LM_TB_SHARD<i>_NAME. `fault` changes
+a running sharded bed (docs/testing.md, "The sharded test bed").
 
 `start` prints KEY=VALUE lines (LM_TB_URI, LM_TB_DIR, LM_TB_PID, LM_TB_KIND, LM_TB_PORT and,
 where they apply, LM_TB_CA_FILE, LM_TB_USER, LM_TB_PASSWORD_FILE). Passwords are never
@@ -14,6 +25,7 @@ printed: they sit in a 0600 file. The URI carries no credentials.
 """
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -28,7 +40,9 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPS = os.path.join(TOP, ".deps")
 SECANTUSD = os.path.join(DEPS, "venv", "bin", "secantusd-py")
 FERRETDB = os.path.join(DEPS, "bin", "ferretdb")
-KINDS = ("secantus", "secantus-auth", "secantus-tls", "ferretdb")
+PYTHON = os.path.join(DEPS, "venv", "bin", "python")
+KINDS = ("secantus", "secantus-auth", "secantus-tls", "ferretdb", "sharded")
+MAX_SHARDS = 8
 ADMIN_USER = "lmadmin"
 READY_SECONDS = 30
 
@@ -92,7 +106,13 @@ def server_argv(st):
                 # capped collections (the oplog) are trimmed only by this timer (default 1m)
                 f"--test-capped-cleanup-interval={st['capped_cleanup_seconds']}s",
                 "--test-capped-cleanup-percentage=50"]
-    argv = [SECANTUSD, "--host", "127.0.0.1", "--port", str(port),
+    if st["kind"] == "router":
+        return [PYTHON, os.path.join(TOP, "scripts", "lm_router.py"), "--port", str(port),
+                "--config-uri", st["config_uri"], "--state-dir", st["faults_dir"]]
+    # a member of a sharded bed carries its own replica-set name (scripts/lm_secantusd.py)
+    prog = [PYTHON, os.path.join(TOP, "scripts", "lm_secantusd.py"), "--set-name", st["set_name"]] \
+        if st.get("set_name") else [SECANTUSD]
+    argv = prog + ["--host", "127.0.0.1", "--port", str(port),
             "--storage-path", os.path.join(d, "data"), "--log-level", "WARNING",
             "--oplog-retention-seconds", str(st["oplog_retention_seconds"]),
             "--oplog-max-entries", str(st["oplog_max_entries"])]
@@ -106,6 +126,8 @@ def server_argv(st):
 
 
 def client_uri(st):
+    if st["kind"] == "sharded":
+        return f"mongodb://127.0.0.1:{st['port']}/"
     uri = f"mongodb://127.0.0.1:{st['port']}/?directConnection=true"
     if st["kind"] == "secantus-tls":
         uri += "&tls=true"
@@ -128,7 +150,8 @@ def spawn(st):
     p = subprocess.Popen(server_argv(st), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          cwd=st["dir"], start_new_session=True)
     st["pid"] = p.pid
-    save(st)
+    if not st.get("member"):  # a sharded bed's member is saved with the bed
+        save(st)
     return p
 
 
@@ -257,6 +280,20 @@ def cmd_start(a):
           "oplog_retention_seconds": a.oplog_retention_seconds,
           "oplog_max_entries": a.oplog_max_entries, "oplog_size_bytes": a.oplog_size_bytes,
           "capped_cleanup_seconds": a.capped_cleanup_seconds}
+    try:
+        if a.kind == "sharded":
+            spawn_watchdog(st)
+            start_sharded(a, st)
+            out = {"LM_TB_URI": client_uri(st), "LM_TB_DIR": d, "LM_TB_PID": st["pid"],
+                   "LM_TB_KIND": a.kind, "LM_TB_PORT": st["port"]}
+            out.update(sharded_lines(st))
+            for k, v in out.items():
+                print(f"{k}={v}")
+            sys.stdout.flush()
+            return
+    except BaseException:
+        stop(st)
+        raise
     os.makedirs(os.path.join(d, "data"))
     try:
         if a.kind == "secantus-tls":
@@ -283,8 +320,188 @@ def cmd_start(a):
     sys.stdout.flush()
 
 
+# ---- the sharded kind ----------------------------------------------------------------------
+
+def sharded_members(st):
+    """Every process-bearing member of a sharded bed: shards, config server, router."""
+    return st["shards"] + [st["config"], st["router"]]
+
+
+def member(root, name, kind="secantus", **extra):
+    d = os.path.join(root["dir"], name)
+    os.makedirs(os.path.join(d, "data"), exist_ok=True)
+    m = {"kind": kind, "member": True, "name": name, "dir": d, "port": free_port(),
+         "oplog_retention_seconds": root["oplog_retention_seconds"],
+         "oplog_max_entries": root["oplog_max_entries"]}
+    m.update(extra)
+    return m
+
+
+def start_members(members):
+    """Start servers side by side (SecantusDB takes ~2 s to come up), then wait for each; one
+    that lost its port to a race is started again on a fresh one by start_process."""
+    procs = [spawn(m) for m in members]
+    for m, proc in zip(members, procs):
+        try:
+            wait_ready(m, proc)
+        except TestbedError:
+            terminate(proc.pid, m["dir"], grace=3)
+            start_process(m)
+
+
+def init_config_server(st):
+    """The config.* documents of a fresh cluster (shapes of a MongoDB 7.0 config server)."""
+    from bson import ObjectId, Timestamp
+    c = pymongo_client(st["config"])
+    cfg = c.config
+    now = Timestamp(int(time.time()), 1)
+    cfg.version.insert_one({"_id": 1, "clusterId": ObjectId()})
+    cfg.shards.insert_many([{"_id": m["set_name"], "host": f"{m['set_name']}/127.0.0.1:{m['port']}",
+                             "state": 1, "topologyTime": now} for m in st["shards"]])
+    cfg.settings.insert_one({"_id": "balancer", "mode": "full", "stopped": False})
+    cfg.create_collection("databases")
+    cfg.create_collection("collections")
+    cfg.chunks.create_index([("uuid", 1), ("min", 1)], name="uuid_1_min_1", unique=True)
+    c.close()
+
+
+def start_sharded(a, st):
+    d = st["dir"]
+    if not 1 <= a.shards <= MAX_SHARDS:
+        raise TestbedError(f"--shards {a.shards}: choose 1 to {MAX_SHARDS}")
+    if a.prefix and not all(ch.isalnum() or ch in "_-" for ch in a.prefix):
+        raise TestbedError(f"--prefix {a.prefix!r}: use letters, digits, '-' and '_' only")
+    prefix = f"{a.prefix}-" if a.prefix else ""
+    st["prefix"] = a.prefix or ""
+    st["shards"] = [member(st, f"shard{i}", set_name=f"{prefix}shard{i}") for i in range(a.shards)]
+    st["config"] = member(st, "config", set_name="csrs")
+    st["router"] = member(st, "router", kind="router", faults_dir=d)
+    st["helpers"] = []
+    save(st)
+    start_members(st["shards"] + [st["config"]])
+    save(st)
+    init_config_server(st)
+    st["router"]["config_uri"] = client_uri(st["config"])
+    start_process(st["router"])
+    st["port"], st["pid"] = st["router"]["port"], st["router"]["pid"]
+    save(st)
+
+
+def sharded_lines(st):
+    out = {"LM_TB_CONFIG_URI": client_uri(st["config"]), "LM_TB_SHARDS": len(st["shards"])}
+    for i, m in enumerate(st["shards"]):
+        out[f"LM_TB_SHARD{i}_URI"] = client_uri(m)
+        out[f"LM_TB_SHARD{i}_NAME"] = m["set_name"]
+    return out
+
+
+class locked:
+    """Serialises changes to a bed's testbed.json between `fault` and its restore helper."""
+
+    def __init__(self, d):
+        self.path = os.path.join(d, "testbed.lock")
+
+    def __enter__(self):
+        self.f = open(self.path, "a")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
+
+
+def faults_path(d):
+    return os.path.join(d, "faults.json")
+
+
+def read_faults(d):
+    try:
+        with open(faults_path(d)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def set_fault(d, key, value):
+    """faults.json is read by the router on every balancer command."""
+    faults = read_faults(d)
+    faults[key] = value
+    tmp = faults_path(d) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(faults, f)
+    os.replace(tmp, faults_path(d))
+
+
+def cmd_fault(a):
+    d = os.path.abspath(a.dir)
+    st = load(d)
+    if st["kind"] != "sharded":
+        raise TestbedError(f"{d} is a {st['kind']} bed: faults exist for the sharded kind only")
+    what, args = a.what, a.args
+    if what == "refuse-balancer-start" and args in (["on"], ["off"]):
+        with locked(d):
+            set_fault(d, "refuseBalancerStart", args[0] == "on")
+    elif what == "balancer-round" and len(args) == 1 and args[0].replace(".", "", 1).isdigit():
+        with locked(d):
+            set_fault(d, "balancerRoundUntil", time.time() + float(args[0]))
+            set_fault(d, "balancerRounds", read_faults(d).get("balancerRounds", 0) + 1)
+    elif what == "lose-shard" and len(args) == 2 and args[0].isdigit() and args[1].isdigit():
+        lose_shard(d, int(args[0]), int(args[1]))
+    else:
+        raise TestbedError(f"fault {what} {' '.join(args)}: use refuse-balancer-start on|off, "
+                           "balancer-round SECONDS or lose-shard I SECONDS")
+
+
+def lose_shard(d, i, seconds):
+    with locked(d):
+        st = load(d)
+        if i >= len(st["shards"]):
+            raise TestbedError(f"lose-shard {i}: the bed has shards 0 to {len(st['shards']) - 1}")
+        m = st["shards"][i]
+        if m.get("lost"):
+            raise TestbedError(f"shard {i} is already down (it comes back by itself)")
+        terminate(m["pid"], d)
+        m["lost"] = True
+        argv = [sys.executable, os.path.abspath(__file__), "_restore", d, str(i), str(seconds)]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(d, "restore.log"), "ab"),
+                             start_new_session=True, close_fds=True)
+        st["helpers"].append(p.pid)
+        save(st)
+    print(f"LM_TB_SHARD{i}_DOWN_SECONDS={seconds}")
+
+
+def cmd_restore(a):
+    """The helper behind lose-shard: start shard I again on its port and data after S seconds."""
+    d = os.path.abspath(a.dir)
+    deadline = time.monotonic() + a.seconds
+    while time.monotonic() < deadline:
+        if not os.path.exists(state_path(d)):
+            return  # the bed was stopped meanwhile
+        time.sleep(0.1)
+    with locked(d):
+        st = load(d)
+        m = st["shards"][a.index]
+        m["port_fixed"] = True
+        try:
+            start_process(m)
+        finally:
+            m.pop("lost", None)
+            if os.getpid() in st["helpers"]:
+                st["helpers"].remove(os.getpid())
+            save(st)
+
+
 def stop(st, keep=False):
-    terminate(st.get("pid"), st["dir"])
+    if st["kind"] == "sharded":
+        for pid in st.get("helpers", []):
+            if pid != os.getpid():
+                terminate(pid, st["dir"], grace=2)
+        for m in sharded_members(st):
+            terminate(m.get("pid"), st["dir"])
+    else:
+        terminate(st.get("pid"), st["dir"])
     wd = st.get("watchdog_pid")
     if wd and wd != os.getpid():
         terminate(wd, st["dir"], grace=2)
@@ -304,6 +521,9 @@ def cmd_stop(a):
 
 def cmd_restart(a):
     st = load(a.dir)
+    if st["kind"] == "sharded":
+        raise TestbedError("restart is for single servers; on a sharded bed use "
+                           "`testbed fault DIR lose-shard I SECONDS`")
     terminate(st.get("pid"), st["dir"])
     st["port_fixed"] = True
     start_process(st)
@@ -343,7 +563,20 @@ def main():
     s.add_argument("--capped-cleanup-seconds", type=int, default=1,
                    help="FerretDB: how often capped collections (the oplog) are trimmed")
     s.add_argument("--standalone", action="store_true", help="SecantusDB: do not report a replica set")
+    s.add_argument("--shards", type=int, default=2, help="sharded: the number of shards (1-8)")
+    s.add_argument("--prefix", default="",
+                   help="sharded: shard set names become PREFIX-shard<i> (so two beds' names differ)")
     s.set_defaults(fn=cmd_start)
+    f = sub.add_parser("fault", help="change a running sharded bed")
+    f.add_argument("dir")
+    f.add_argument("what", help="refuse-balancer-start | balancer-round | lose-shard")
+    f.add_argument("args", nargs="*")
+    f.set_defaults(fn=cmd_fault)
+    r = sub.add_parser("_restore")
+    r.add_argument("dir")
+    r.add_argument("index", type=int)
+    r.add_argument("seconds", type=float)
+    r.set_defaults(fn=cmd_restore)
     for name, fn in (("stop", cmd_stop), ("restart", cmd_restart), ("_watch", cmd_watch)):
         p = sub.add_parser(name)
         p.add_argument("dir")

@@ -196,7 +196,7 @@ class Router:
     def cmd_balancerStatus(self, cmd):
         s = self.meta.cfg.settings.find_one({"_id": "balancer"}) or {}
         return {"mode": s.get("mode", "full"), "inBalancerRound": self.in_round(),
-                "numBalancerRounds": int(self.faults().get("balancerRounds", 0))}
+                "numBalancerRounds": bson.Int64(self.faults().get("balancerRounds", 0))}
 
     # ---- metadata ------------------------------------------------------------------------
 

@@ -274,6 +274,11 @@ def cmd_start(a):
     for binary in (SECANTUSD, FERRETDB):
         if not os.access(binary, os.X_OK):
             raise TestbedError(f"{binary} is missing: run scripts/setup first")
+    if a.kind == "sharded":
+        if not 1 <= a.shards <= MAX_SHARDS:
+            raise TestbedError(f"--shards {a.shards}: choose 1 to {MAX_SHARDS}")
+        if a.prefix and not all(ch.isalnum() or ch in "_-" for ch in a.prefix):
+            raise TestbedError(f"--prefix {a.prefix!r}: use letters, digits, '-' and '_' only")
     d = tempfile.mkdtemp(prefix=f"lm-tb-{a.kind}-")
     st = {"kind": a.kind, "dir": d, "port": free_port(), "owner_pid": a.owner_pid,
           "deadline": time.time() + a.max_seconds, "standalone": a.standalone,
@@ -324,7 +329,7 @@ def cmd_start(a):
 
 def sharded_members(st):
     """Every process-bearing member of a sharded bed: shards, config server, router."""
-    return st["shards"] + [st["config"], st["router"]]
+    return st.get("shards", []) + [st[k] for k in ("config", "router") if k in st]
 
 
 def member(root, name, kind="secantus", **extra):
@@ -367,10 +372,6 @@ def init_config_server(st):
 
 def start_sharded(a, st):
     d = st["dir"]
-    if not 1 <= a.shards <= MAX_SHARDS:
-        raise TestbedError(f"--shards {a.shards}: choose 1 to {MAX_SHARDS}")
-    if a.prefix and not all(ch.isalnum() or ch in "_-" for ch in a.prefix):
-        raise TestbedError(f"--prefix {a.prefix!r}: use letters, digits, '-' and '_' only")
     prefix = f"{a.prefix}-" if a.prefix else ""
     st["prefix"] = a.prefix or ""
     st["shards"] = [member(st, f"shard{i}", set_name=f"{prefix}shard{i}") for i in range(a.shards)]

@@ -1,6 +1,7 @@
 /* libmongoc against every test-bed server through lm_conn: insert, read back byte-exact,
  * and the operator-facing errors for a wrong password, missing credentials, a wrong or
- * missing CA, a closed port and a malformed URI. */
+ * missing CA, a closed port and a malformed URI; libmongoc's view of the sharded bed's
+ * router stand-in (a mongos) and its listShards. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -211,5 +212,51 @@ Test(testbed, secantus_tls_insecure_uri_options_refused)
     o.allow_insecure_tls = true;
     mongoc_client_t *c = lm_conn_client_new(&o, &err);
     cr_assert_not_null(c, "allowed, the option disables the check: %s", err.message);
+    mongoc_client_destroy(c);
+}
+
+/* The sharded bed's router stand-in is a mongos to libmongoc's server discovery, and its
+ * listShards names each shard's replica set at the address the test bed printed. */
+Test(testbed, sharded_router_is_a_mongos)
+{
+    bson_error_t berr;
+    lm_testbed_start("sharded", "--shards 2 --prefix c", &srv);
+    cr_assert_eq(srv.nshards, 2);
+    cr_assert(srv.config_uri[0]);
+    lm_conn_opts_t o = {.side = "source", .uri = srv.uri};
+    mongoc_client_t *c = lm_conn_client_new(&o, &err);
+    cr_assert_not_null(c, "%s", err.message);
+    mongoc_server_description_t *sd = mongoc_client_select_server(c, false, NULL, &berr);
+    cr_assert_not_null(sd, "%s", berr.message);
+    cr_assert_str_eq(mongoc_server_description_type(sd), "Mongos");
+    mongoc_server_description_destroy(sd);
+
+    bson_t *cmd = BCON_NEW("listShards", BCON_INT32(1));
+    bson_t reply;
+    cr_assert(mongoc_client_command_simple(c, "admin", cmd, NULL, &reply, &berr), "%s",
+              berr.message);
+    bson_iter_t it, arr;
+    cr_assert(bson_iter_init_find(&it, &reply, "shards") && BSON_ITER_HOLDS_ARRAY(&it));
+    cr_assert(bson_iter_recurse(&it, &arr));
+    int n = 0;
+    while (bson_iter_next(&arr)) {
+        bson_iter_t f;
+        char want_id[64], want_host[600];
+        cr_assert_lt(n, 2);
+        snprintf(want_id, sizeof want_id, "c-shard%d", n);
+        cr_assert_str_eq(srv.shard_name[n], want_id);
+        /* shard_uri is mongodb://127.0.0.1:PORT/?directConnection=true */
+        const char *hostport = srv.shard_uri[n] + strlen("mongodb://");
+        snprintf(want_host, sizeof want_host, "%s/%.*s", want_id, (int)strcspn(hostport, "/"),
+                 hostport);
+        cr_assert(bson_iter_recurse(&arr, &f) && bson_iter_find(&f, "_id"));
+        cr_assert_str_eq(bson_iter_utf8(&f, NULL), want_id);
+        cr_assert(bson_iter_recurse(&arr, &f) && bson_iter_find(&f, "host"));
+        cr_assert_str_eq(bson_iter_utf8(&f, NULL), want_host);
+        n++;
+    }
+    cr_assert_eq(n, 2);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
     mongoc_client_destroy(c);
 }

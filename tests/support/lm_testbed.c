@@ -18,6 +18,21 @@ static void copy_field(char *dst, size_t dstsz, const char *v)
     snprintf(dst, dstsz, "%s", v);
 }
 
+/* LM_TB_SHARD<i>_URI and LM_TB_SHARD<i>_NAME of the sharded kind. */
+static void shard_field(lm_testbed_server_t *srv, const char *k, const char *v)
+{
+    char *end = NULL;
+    if (strncmp(k, "LM_TB_SHARD", 11) != 0 || k[11] < '0' || k[11] > '9')
+        return;
+    long i = strtol(k + 11, &end, 10);
+    if (i < 0 || i >= LM_TESTBED_MAX_SHARDS)
+        return;
+    if (strcmp(end, "_URI") == 0)
+        copy_field(srv->shard_uri[i], sizeof srv->shard_uri[i], v);
+    else if (strcmp(end, "_NAME") == 0)
+        copy_field(srv->shard_name[i], sizeof srv->shard_name[i], v);
+}
+
 void lm_testbed_start(const char *kind, const char *extra_args, lm_testbed_server_t *srv)
 {
     char cmd[2048], line[1024], out[8192] = "";
@@ -50,7 +65,15 @@ void lm_testbed_start(const char *kind, const char *extra_args, lm_testbed_serve
             srv->port = (int)strtol(v, NULL, 10);
         else if (strcmp(k, "LM_TB_PID") == 0)
             srv->pid = strtol(v, NULL, 10);
+        else if (strcmp(k, "LM_TB_CONFIG_URI") == 0)
+            copy_field(srv->config_uri, sizeof srv->config_uri, v);
+        else if (strcmp(k, "LM_TB_SHARDS") == 0)
+            srv->nshards = (int)strtol(v, NULL, 10);
+        else
+            shard_field(srv, k, v);
     }
+    cr_assert(srv->nshards >= 0 && srv->nshards <= LM_TESTBED_MAX_SHARDS,
+              "scripts/testbed printed LM_TB_SHARDS=%d", srv->nshards);
     int st = pclose(p);
     cr_assert(st == 0 && srv->uri[0] && srv->dir[0] && srv->port > 0,
               "scripts/testbed start %s failed:\n%s", kind, out);

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define LM_TESTBED_MAX_SHARDS 8
+
 typedef struct {
     char kind[32];
     char uri[512]; /* no credentials */
@@ -18,10 +20,17 @@ typedef struct {
     int port;
     long pid;
     bool running;
+    /* the sharded kind: `uri` is the router stand-in (the "mongos"); the config server and
+     * each shard's replica set (a direct URI and its set name) */
+    char config_uri[512];
+    int nshards;
+    char shard_uri[LM_TESTBED_MAX_SHARDS][512];
+    char shard_name[LM_TESTBED_MAX_SHARDS][64];
 } lm_testbed_server_t;
 
-/* Starts a server of `kind` (secantus, secantus-auth, secantus-tls, ferretdb) with extra
- * scripts/testbed arguments (may be NULL). Fails the current test when it cannot. */
+/* Starts a server of `kind` (secantus, secantus-auth, secantus-tls, ferretdb, or sharded with
+ * "--shards N [--prefix P]" in extra_args) with extra scripts/testbed arguments (may be
+ * NULL). Fails the current test when it cannot. */
 void lm_testbed_start(const char *kind, const char *extra_args, lm_testbed_server_t *srv);
 /* Stops it and removes its directory; safe to call twice. */
 void lm_testbed_stop(lm_testbed_server_t *srv);

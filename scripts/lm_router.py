@@ -146,13 +146,20 @@ class Router:
         connection there, so cursors and sessions stay the client's; the reply as it came."""
         for k in ("$readPreference", "$clusterTime"):
             cmd.pop(k, None)
-        if conn["upstream"] is None:
-            conn["upstream"] = await asyncio.open_connection(self.config_host, self.config_port)
-        reader, writer = conn["upstream"]
-        writer.write(msg_bytes(bson.encode(cmd, codec_options=CODEC), 0))
-        await writer.drain()
-        length, _, _, opcode = struct.unpack("<iiii", await reader.readexactly(16))
-        body = await reader.readexactly(length - 16)
+        try:
+            if conn["upstream"] is None:
+                conn["upstream"] = await asyncio.open_connection(self.config_host, self.config_port)
+            reader, writer = conn["upstream"]
+            writer.write(msg_bytes(bson.encode(cmd, codec_options=CODEC), 0))
+            await writer.drain()
+            length, _, _, opcode = struct.unpack("<iiii", await reader.readexactly(16))
+            body = await reader.readexactly(length - 16)
+        except (OSError, asyncio.IncompleteReadError) as e:
+            if conn["upstream"]:
+                conn["upstream"][1].close()
+            conn["upstream"] = None  # the next command connects again
+            raise ShardingError(6, "HostUnreachable", f"config server 127.0.0.1:{self.config_port} "
+                                f"unreachable: {e}")
         if opcode != OP_MSG:
             raise ShardingError(1, "InternalError", f"config server answered opcode {opcode}")
         return first_section(body, struct.unpack_from("<I", body)[0])

@@ -279,7 +279,17 @@ class ShardedBed(unittest.TestCase):
             r = run(*check)
             rep = json.loads(r.stdout)
             self.assertEqual((r.returncode, rep["differences"]), (0, 0), rep["details"])
-            self.assertEqual(rep["documents"], 300 + 150 + 50 + 120 + 80)  # orders, customers, catalog, notes, lines
+            # every document of the source's shards was compared: the seeded ones (orders,
+            # customers, catalog, notes, lines) and what other tests of this class wrote
+            src = lm_sharded.Cluster(src_cfg)
+            seeded = sum(len(ids) for ns in ("shop.orders", "shop.customers", "shop.catalog", "crm.notes",
+                                              "logs.lines") for ids in src.placement(ns).values())
+            self.assertEqual(seeded, 300 + 150 + 50 + 120 + 80)
+            total = sum(c[db][name].count_documents({}) for c in src.clients.values()
+                        for db in c.list_database_names() if db not in lm_sharded.INTERNAL_DBS
+                        for name in c[db].list_collection_names() if not name.startswith("system."))
+            src.close()
+            self.assertEqual(rep["documents"], total)
             # a document moved to the wrong shard, a changed field, a different shard key flag
             t0 = MongoClient(target["LM_TB_SHARD0_URI"])
             t1 = MongoClient(target["LM_TB_SHARD1_URI"])
@@ -341,6 +351,68 @@ class ShardedBed(unittest.TestCase):
         self.assertEqual(back.lose.docs.count_documents({}), 10)
         self.assertEqual(back.admin.command("hello")["setName"], "src-shard2")
         back.close()
+
+
+    def test_capability_table_in_docs(self):
+        """The sharded bed's rows in docs/testing.md are what this measures (LM_UPDATE_DOCS=1
+        rewrites them after a reviewed change, as test_capabilities does for its table)."""
+        rows = []
+        h = self.admin("hello")
+        rows.append(("`hello` through the router", f"`msg: \"{h['msg']}\"`, maxWireVersion {h['maxWireVersion']}, "
+                     f"{'a setName' if 'setName' in h else 'no setName'}"))
+        rows.append(("buildInfo / featureCompatibilityVersion through the router",
+                     f"{self.admin('buildInfo')['version']} / "
+                     f"{self.admin('getParameter', 1, featureCompatibilityVersion=1)['featureCompatibilityVersion']['version']}"))
+        sets = []
+        oplogs = 0
+        for i in range(int(self.bed["LM_TB_SHARDS"])):
+            c = MongoClient(self.bed[f"LM_TB_SHARD{i}_URI"])
+            sets.append(c.admin.command("hello")["setName"])
+            c.capdb.oplogprobe.insert_one({"_id": i})
+            oplogs += c.local.oplog.rs.find_one({"ns": "capdb.oplogprobe", "o._id": i}) is not None
+            c.close()
+        rows.append(("shards (`--shards 3 --prefix src`)", ", ".join(sets) + " (single-node replica sets)"))
+        rows.append(("each shard records its writes in `local.oplog.rs`", "yes" if oplogs == len(sets) else f"{oplogs} of {len(sets)}"))
+        cfg = MongoClient(self.bed["LM_TB_CONFIG_URI"])
+        rows.append(("config server", f"replica set `{cfg.admin.command('hello')['setName']}`, collections "
+                     + ", ".join(sorted(n for n in cfg.config.list_collection_names() if not n.startswith("system")
+                                        and n in ("shards", "databases", "collections", "chunks", "settings", "version")))))
+        cfg.close()
+        code, name, _ = self.code_of(lambda: self.mongos.capdb.command("find", "x"))
+        rows.append(("documents read or written through the router", f"refused ({name}): use the shards"))
+        code, name, _ = self.code_of(lambda: self.admin("shardCollection", "capdb.h", key={"k": "hashed"}))
+        rows.append(("hashed shard keys", f"refused ({name})"))
+        self.admin("shardCollection", "capdb.r", key={"k": 1})
+        self.admin("split", "capdb.r", middle={"k": 0})
+        moved = self.admin("moveRange", "capdb.r", toShard="src-shard1", min={"k": 0})["ok"] == 1.0
+        c = lm_sharded.Cluster(self.bed["LM_TB_CONFIG_URI"])
+        c.insert_many("capdb.r", [{"k": 5}])
+        code, name, _ = self.code_of(lambda: self.admin("moveRange", "capdb.r", toShard="src-shard0", min={"k": 0}))
+        c.close()
+        rows.append(("chunk moves (`moveRange`, `moveChunk`)", ("config.chunks only" if moved else "no")
+                     + f"; a range holding documents is refused ({name})"))
+        fault(self.bed, "balancer-round", 1)
+        in_round = self.admin("balancerStatus")["inBalancerRound"]
+        self.admin("balancerStop")
+        after = self.admin("balancerStatus")["inBalancerRound"]
+        self.admin("balancerStart")
+        rows.append(("a balancer round in progress (`fault DIR balancer-round S`)",
+                     "balancerStop waits for it" if in_round and not after else "not simulated"))
+        table = "| capability | sharded |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+        path = os.path.join(TOP, "docs", "testing.md")
+        with open(path) as f:
+            doc = f.read()
+        begin = "<!-- sharded-capabilities:begin (generated by tests/testbed/test_sharded_bed.py) -->\n"
+        end = "<!-- sharded-capabilities:end -->"
+        self.assertIn(begin, doc)
+        head, rest = doc.split(begin, 1)
+        current, tail = rest.split(end, 1)
+        if os.environ.get("LM_UPDATE_DOCS") == "1":
+            with open(path, "w") as f:
+                f.write(head + begin + table + end + tail)
+            return
+        self.assertEqual(current, table, "docs/testing.md's sharded table differs from what was measured; "
+                         "review, then LM_UPDATE_DOCS=1 to rewrite it")
 
 
 class BadInput(unittest.TestCase):

@@ -494,13 +494,24 @@ def cmd_restore(a):
             save(st)
 
 
-def stop(st, keep=False):
-    if st["kind"] == "sharded":
+def stop_sharded(st):
+    """Under the bed's lock, so a restore helper is either still waiting (and is ended) or
+    has recorded the pid of the shard it started (which is then ended too)."""
+    with locked(st["dir"]):
+        try:
+            st = load(st["dir"])
+        except (TestbedError, ValueError):
+            pass  # keep the caller's copy
         for pid in st.get("helpers", []):
             if pid != os.getpid():
                 terminate(pid, st["dir"], grace=2)
         for m in sharded_members(st):
             terminate(m.get("pid"), st["dir"])
+
+
+def stop(st, keep=False):
+    if st["kind"] == "sharded":
+        stop_sharded(st)
     else:
         terminate(st.get("pid"), st["dir"])
     wd = st.get("watchdog_pid")

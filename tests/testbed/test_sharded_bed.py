@@ -327,9 +327,13 @@ class ShardedBed(unittest.TestCase):
         c = lm_sharded.Cluster(cfg)
         placed = c.placement("wload.docs")
         self.assertTrue(all(placed[s] for s in c.shard_names), placed)
-        for shard, ids in placed.items():
-            for i in ids:
-                self.assertEqual(c.shard_for("wload.docs", {"_id": i}), shard)
+        # one chunk per shard split at 30 and 60 (90 documents loaded, 3 shards)
+        for j, shard in enumerate(c.shard_names):
+            for i in placed[shard]:
+                self.assertEqual(min(i // 30, 2), j, f"_id {i} on {shard}")
+        # the counters collection is unsharded: on the database's primary only
+        primary = c.meta.database("wload")["primary"]
+        self.assertEqual([s for s, ids in c.placement("wload.counters").items() if ids], [primary])
         c.close()
 
     def test_lost_shard_comes_back_with_its_data(self):

@@ -505,8 +505,32 @@ def stop_sharded(st):
         for pid in st.get("helpers", []):
             if pid != os.getpid():
                 terminate(pid, st["dir"], grace=2)
-        for m in sharded_members(st):
-            terminate(m.get("pid"), st["dir"])
+        terminate_all([m.get("pid") for m in sharded_members(st)], st["dir"])
+
+
+def terminate_all(pids, tbdir, grace=10.0):
+    """SIGTERM to every one of ours at once (servers shut down side by side), SIGKILL to
+    those still there after `grace`."""
+    ours = [p for p in pids if p and pid_is_ours(p, tbdir)]
+    for p in ours:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while ours and time.monotonic() < deadline:
+        for p in ours:
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        ours = [p for p in ours if pid_alive(p)]
+        time.sleep(0.05)
+    for p in ours:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def stop(st, keep=False):

@@ -258,5 +258,14 @@ Test(testbed, sharded_router_is_a_mongos)
     cr_assert_eq(n, 2);
     bson_destroy(&reply);
     bson_destroy(cmd);
+
+    /* a fault hook as libmongoc sees it: balancerStart refused with mongos's error shape */
+    lm_testbed_fault(&srv, "refuse-balancer-start on");
+    cmd = BCON_NEW("balancerStart", BCON_INT32(1));
+    cr_assert_not(mongoc_client_command_simple(c, "admin", cmd, NULL, &reply, &berr));
+    cr_assert_eq(berr.code, 117, "%u %s", berr.code, berr.message);
+    cr_assert(strstr(berr.message, "refuse-balancer-start"), "%s", berr.message);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
     mongoc_client_destroy(c);
 }

@@ -107,6 +107,13 @@ void lm_testbed_restart(lm_testbed_server_t *srv)
     cr_assert_eq(system(cmd), 0, "testbed restart %s failed", srv->dir);
 }
 
+void lm_testbed_fault(const lm_testbed_server_t *srv, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' fault '%s' %s >/dev/null", TESTBED, srv->dir, args);
+    cr_assert_eq(system(cmd), 0, "testbed fault %s %s failed", srv->dir, args);
+}
+
 void lm_testbed_uri_with_auth(const lm_testbed_server_t *srv, char *buf, size_t bufsz)
 {
     const char *rest = strstr(srv->uri, "://");

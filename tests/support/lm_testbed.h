@@ -36,6 +36,9 @@ void lm_testbed_start(const char *kind, const char *extra_args, lm_testbed_serve
 void lm_testbed_stop(lm_testbed_server_t *srv);
 /* Stops and starts it again on the same port and data. */
 void lm_testbed_restart(lm_testbed_server_t *srv);
+/* Sharded kind: `scripts/testbed fault DIR <args>`, e.g. "lose-shard 1 5",
+ * "balancer-round 3", "refuse-balancer-start on". Fails the current test when refused. */
+void lm_testbed_fault(const lm_testbed_server_t *srv, const char *args);
 /* The URI with the user and password of an auth server put in (for test-side clients). */
 void lm_testbed_uri_with_auth(const lm_testbed_server_t *srv, char *buf, size_t bufsz);
 

@@ -907,7 +907,10 @@ static void publish(run_t *r, lm_verify_state_t state, int64_t total_docs, int64
     p.namespaces_done = r->namespaces_done;
     pthread_mutex_unlock(&r->mu);
     double secs = (double)(lm_time_now_ms() - started) / 1000.0;
-    if (total_docs > 0 && p.documents_done > 0 && secs > 0.5) {
+    /* not before 5% are done: a server that materialises a query's result before the first
+     * batch (SecantusDB) makes the first seconds look far slower than the rest */
+    if (total_docs > 0 && p.documents_done >= total_docs / 20 && p.documents_done > 0 &&
+        secs > 0.5) {
         double left = (double)(total_docs - p.documents_done);
         p.eta_seconds = left > 0 ? left / ((double)p.documents_done / secs) : 0;
     }

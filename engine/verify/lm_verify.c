@@ -78,6 +78,7 @@ void lm_verify_ns_add_id(lm_verify_ns_t *ns, const bson_value_t *id, lm_verify_d
     bson_append_value(&one, "_id", 3, id);
     ids[ns->n_ids].id_json = bson_as_canonical_extended_json(&one, NULL);
     ids[ns->n_ids].kind = kind;
+    ids[ns->n_ids].detail = NULL;
     bson_destroy(&one);
     if (ids[ns->n_ids].id_json)
         ns->n_ids++;
@@ -86,8 +87,10 @@ void lm_verify_ns_add_id(lm_verify_ns_t *ns, const bson_value_t *id, lm_verify_d
 static void ns_cleanup(lm_verify_ns_t *ns)
 {
     lm_strlist_cleanup(&ns->reasons);
-    for (size_t i = 0; i < ns->n_ids; i++)
+    for (size_t i = 0; i < ns->n_ids; i++) {
         bson_free(ns->ids[i].id_json);
+        free(ns->ids[i].detail);
+    }
     free(ns->ids);
 }
 
@@ -452,6 +455,54 @@ void lm_verify_compare_indexes(lm_verify_ns_t *ns, const bson_t *source, const b
         }
 }
 
+/* ---- what differs in a document ---- */
+
+static void append_names(lm_strbuf_t *b, const bson_t *d)
+{
+    bson_iter_t it;
+    bool first = true;
+    lm_strbuf_append(b, "(");
+    if (bson_iter_init(&it, d))
+        while (bson_iter_next(&it)) {
+            lm_strbuf_appendf(b, "%s%s", first ? "" : ", ", bson_iter_key(&it));
+            first = false;
+        }
+    lm_strbuf_append(b, ")");
+}
+
+void lm_verify_field_diff(const bson_t *s, const bson_t *t, char *buf, size_t size)
+{
+    bson_iter_t a, b;
+    lm_strbuf_t out;
+    bool any = false;
+    lm_strbuf_init(&out, size > 1 ? size - 1 : 1);
+    if (bson_iter_init(&a, s))
+        while (bson_iter_next(&a)) {
+            const char *key = bson_iter_key(&a);
+            bool there = bson_iter_init_find(&b, t, key);
+            if (there && same_value(&a, &b))
+                continue;
+            lm_strbuf_appendf(&out, "%s%s%s", any ? ", " : "fields ", there ? "" : "-", key);
+            any = true;
+        }
+    if (bson_iter_init(&b, t))
+        while (bson_iter_next(&b))
+            if (!bson_iter_init_find(&a, s, bson_iter_key(&b))) {
+                lm_strbuf_appendf(&out, "%s+%s", any ? ", " : "fields ", bson_iter_key(&b));
+                any = true;
+            }
+    if (any) {
+        lm_strbuf_append(&out, " (+ only on the target, - only on the source)");
+    } else {
+        lm_strbuf_append(&out, "field order: source ");
+        append_names(&out, s);
+        lm_strbuf_append(&out, ", target ");
+        append_names(&out, t);
+    }
+    snprintf(buf, size, "%s", lm_strbuf_str(&out));
+    lm_strbuf_cleanup(&out);
+}
+
 /* ---- the run ---- */
 
 typedef struct {
@@ -700,6 +751,41 @@ static void nap(const run_t *r, int64_t ms)
     }
 }
 
+/* One document by _id, or NULL (caller destroys). */
+static bson_t *find_one(mongoc_client_t *c, const char *db, const char *coll,
+                        const bson_value_t *id)
+{
+    bson_t filter = BSON_INITIALIZER;
+    bson_append_value(&filter, "_id", 3, id);
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+    mongoc_collection_t *cl = mongoc_client_get_collection(c, db, coll);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(cl, &filter, opts, NULL);
+    const bson_t *doc;
+    bson_t *out = mongoc_cursor_next(cur, &doc) ? bson_copy(doc) : NULL;
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(cl);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    return out;
+}
+
+/* The field names that differ in a listed differing document (malloc'd), or NULL. */
+static char *describe(mongoc_client_t *sc, mongoc_client_t *tc, const char *ns,
+                      const bson_value_t *id)
+{
+    char db[128], coll[LM_NS_MAX], buf[512];
+    lm_ns_split(ns, db, sizeof db, coll, sizeof coll);
+    bson_t *s = find_one(sc, db, coll, id), *t = find_one(tc, db, coll, id);
+    char *out = NULL;
+    if (s && t) {
+        lm_verify_field_diff(s, t, buf, sizeof buf);
+        out = strdup(buf);
+    }
+    bson_destroy(s);
+    bson_destroy(t);
+    return out;
+}
+
 /* The candidates of one namespace as an array (*out, *n; the caller frees the ids). */
 static bool load_cands(const lm_verify_cands_t *cs, cand_t **out, size_t *n, lm_error_t *err)
 {
@@ -751,9 +837,14 @@ static bool confirm_all(run_t *r, mongoc_client_t *sc, mongoc_client_t *tc, lm_e
                 ok = recheck_once(sc, tc, r->ns[k].res->ns, c[k], n[k], err);
     }
     for (size_t k = 0; c && n && k < r->n_ns; k++) {
+        lm_verify_ns_t *res = r->ns ? r->ns[k].res : NULL;
         for (size_t i = 0; c[k] && i < n[k]; i++) {
-            if (ok && !c[k][i].resolved)
-                lm_verify_ns_add_id(r->ns[k].res, &c[k][i].id, c[k][i].kind, max_ids);
+            if (ok && !c[k][i].resolved) {
+                size_t before = res->n_ids;
+                lm_verify_ns_add_id(res, &c[k][i].id, c[k][i].kind, max_ids);
+                if (res->n_ids > before && c[k][i].kind == LM_VERIFY_DOC_DIFFERS)
+                    res->ids[before].detail = describe(sc, tc, res->ns, &c[k][i].id);
+            }
             bson_value_destroy(&c[k][i].id);
         }
         free(c[k]);
@@ -935,8 +1026,10 @@ static void publish_differences(const lm_verify_opts_t *o, const lm_verify_resul
         for (size_t k = 0; k < ns->reasons.n; k++)
             lm_strbuf_appendf(&line, "%s %s", k ? ";" : "", ns->reasons.items[k]);
         for (size_t k = 0; k < ns->n_ids; k++)
-            lm_strbuf_appendf(&line, "%s%s (%s)", k ? ", " : "; _ids: ", ns->ids[k].id_json,
-                              lm_verify_doc_kind_name(ns->ids[k].kind));
+            lm_strbuf_appendf(&line, "%s%s (%s%s%s)", k ? ", " : "; _ids: ", ns->ids[k].id_json,
+                              lm_verify_doc_kind_name(ns->ids[k].kind),
+                              ns->ids[k].detail ? ": " : "",
+                              ns->ids[k].detail ? ns->ids[k].detail : "");
         lm_status_verify_add_difference(o->status, lm_strbuf_str(&line));
         lm_strbuf_cleanup(&line);
     }
@@ -1150,8 +1243,10 @@ void lm_verify_render_table(const lm_verify_result_t *r, bool failed_only, lm_st
         for (size_t k = 1; k < ns->reasons.n; k++)
             lm_strbuf_appendf(out, "%-40s %-6s %-23s %s\n", "", "", "", ns->reasons.items[k]);
         for (size_t k = 0; k < ns->n_ids; k++)
-            lm_strbuf_appendf(out, "%-40s %-6s %-23s   %s %s\n", "", "", "", ns->ids[k].id_json,
-                              lm_verify_doc_kind_name(ns->ids[k].kind));
+            lm_strbuf_appendf(out, "%-40s %-6s %-23s   %s %s%s%s\n", "", "", "", ns->ids[k].id_json,
+                              lm_verify_doc_kind_name(ns->ids[k].kind),
+                              ns->ids[k].detail ? ": " : "",
+                              ns->ids[k].detail ? ns->ids[k].detail : "");
         int64_t total = ns->docs_differ + ns->docs_missing + ns->docs_extra;
         if (total > (int64_t)ns->n_ids)
             lm_strbuf_appendf(out, "%-40s %-6s %-23s   ... and %lld more\n", "", "", "",
@@ -1229,6 +1324,8 @@ void lm_verify_render_json(const lm_verify_result_t *r, lm_strbuf_t *out)
             lm_json_w_str(w, ns->ids[k].id_json);
             lm_json_w_key(w, "kind");
             lm_json_w_str(w, lm_verify_doc_kind_name(ns->ids[k].kind));
+            lm_json_w_key(w, "detail");
+            lm_json_w_str(w, ns->ids[k].detail); /* NULL writes null */
             lm_json_w_map_close(w);
         }
         lm_json_w_array_close(w);

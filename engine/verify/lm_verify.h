@@ -54,6 +54,7 @@ typedef enum {
 typedef struct {
     char *id_json; /* the _id as canonical extended JSON ({"_id": ...}) */
     lm_verify_doc_kind_t kind;
+    char *detail; /* DIFFERS: which top-level fields differ (names only, never values) */
 } lm_verify_id_t;
 
 /* The result of one namespace. */
@@ -119,6 +120,11 @@ void lm_verify_compare_options(lm_verify_ns_t *ns, const bson_t *source, const b
 /* Compares index lists ({"0": spec, ...}, as lm_catalog keeps them) by name; each spec's
  * fields but v, ns and entryFormat, byte for byte on each value. */
 void lm_verify_compare_indexes(lm_verify_ns_t *ns, const bson_t *source, const bson_t *target);
+
+/* Names what differs between two versions of a document, never the values: "fields a, b",
+ * "+c" for a field only on the target, "-d" only on the source; or, when every field is
+ * equal, "field order: source (a, b), target (b, a)". Cut to fit buf. */
+void lm_verify_field_diff(const bson_t *source, const bson_t *target, char *buf, size_t size);
 
 /* Differing _ids found by the range compare, before the re-checks: the first
  * LM_VERIFY_MAX_RECHECK as {"0": {_id, k: kind}, ...}, and how many there were. */

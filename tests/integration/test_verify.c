@@ -162,7 +162,8 @@ Test(verify, full_dataset_clean_then_each_planted_difference_named)
     lm_json_free(v);
     free(o);
 
-    const char *field[] = {"{ \"_id\" : { \"$numberInt\" : \"5\" } }", "differs", NULL};
+    const char *field[] = {"{ \"_id\" : { \"$numberInt\" : \"5\" } }", "differs: fields cust (",
+                           NULL};
     expect_named("field", "shop.orders", field, NULL);
     const char *missing[] = {"{ \"_id\" : { \"$numberInt\" : \"7\" } }", "missing on the target",
                              NULL};
@@ -176,9 +177,11 @@ Test(verify, full_dataset_clean_then_each_planted_difference_named)
     expect_named("unique", "shop.orders", unique, NULL);
     const char *ttl[] = {"index 'ts_1' differs", "expireAfterSeconds", "target 5", NULL};
     expect_named("ttl", "shop.orders", ttl, NULL);
-    const char *order[] = {"{ \"_id\" : { \"$numberInt\" : \"3\" } }", "differs", NULL};
+    const char *order[] = {"{ \"_id\" : { \"$numberInt\" : \"3\" } }",
+                           "differs: field order: source (_id, kind, v), target (_id, v, kind)",
+                           NULL};
     expect_named("order", "analytics.types", order, NULL);
-    const char *type[] = {"{ \"_id\" : { \"$numberInt\" : \"15\" } }", "differs", NULL};
+    const char *type[] = {"{ \"_id\" : { \"$numberInt\" : \"15\" } }", "differs: fields v (", NULL};
     expect_named("type", "analytics.types", type, NULL);
     /* every plant undone: clean again (the undo really restored the source's bytes) */
     expect_clean();
@@ -313,7 +316,7 @@ Test(verify, ferretdb_dataset_clean_then_type_change_named)
     seed_full("ferretdb");
     copy_only();
     expect_clean();
-    const char *type[] = {"{ \"_id\" : { \"$numberInt\" : \"15\" } }", "differs", NULL};
+    const char *type[] = {"{ \"_id\" : { \"$numberInt\" : \"15\" } }", "differs: fields v (", NULL};
     expect_named("type", "analytics.types", type, NULL);
     const char *missing[] = {"{ \"_id\" : { \"$numberInt\" : \"7\" } }", "missing on the target",
                              NULL};

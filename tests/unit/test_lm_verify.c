@@ -100,6 +100,25 @@ Test(verify_merge, each_kind_of_difference_is_a_candidate)
     lm_verify_cands_cleanup(&c);
 }
 
+Test(verify_merge, field_diff_names_fields_never_values)
+{
+    char buf[512];
+    bson_t *s = doc("{\"_id\": 1, \"a\": 1, \"b\": \"secret\", \"c\": 3}");
+    bson_t *t = doc("{\"_id\": 1, \"a\": {\"$numberDouble\": \"1.0\"}, \"b\": \"other\", "
+                    "\"d\": 4}");
+    lm_verify_field_diff(s, t, buf, sizeof buf);
+    cr_assert_str_eq(buf, "fields a, b, -c, +d (+ only on the target, - only on the source)");
+    cr_assert_null(strstr(buf, "secret"));
+    bson_t *o = doc("{\"_id\": 1, \"c\": 3, \"b\": \"secret\", \"a\": 1}");
+    lm_verify_field_diff(s, o, buf, sizeof buf);
+    cr_assert_str_eq(buf, "field order: source (_id, a, b, c), target (_id, c, b, a)");
+    lm_verify_field_diff(s, o, buf, 12);
+    cr_assert_eq(strlen(buf), 11, "cut to fit: %s", buf);
+    bson_destroy(s);
+    bson_destroy(t);
+    bson_destroy(o);
+}
+
 Test(verify_caps, listed_and_rechecked_ids_are_capped_but_counted)
 {
     lm_verify_ns_t ns;

@@ -386,6 +386,23 @@ static void print_status(lm_json_val_t *v)
                    (long long)est, (long long)rd, (long long)rt);
         }
     }
+    lm_json_val_t *ver = NULL, *diffs = NULL;
+    if (lm_json_get_obj(v, "verification", false, &ver, &err) && ver) {
+        int64_t nd = 0, nt = 0, dd = 0;
+        const char *vs = "?", *verr = NULL;
+        lm_json_get_str(ver, "state", false, 0, &vs, &err);
+        lm_json_get_int(ver, "namespacesChecked", false, 0, INT64_MAX, &nd, &err);
+        lm_json_get_int(ver, "namespacesTotal", false, 0, INT64_MAX, &nt, &err);
+        lm_json_get_int(ver, "documentsChecked", false, 0, INT64_MAX, &dd, &err);
+        printf("\nverification: %s, %lld/%lld namespaces, %lld documents compared\n", vs,
+               (long long)nd, (long long)nt, (long long)dd);
+        if (lm_json_get_str(ver, "error", false, 0, &verr, &err) && verr)
+            printf("  error: %s\n", verr);
+        if (lm_json_get_arr(ver, "differences", false, 0, &diffs, &err) && diffs)
+            for (size_t i = 0; i < lm_json_len(diffs); i++)
+                if (lm_json_string(lm_json_at(diffs, i)))
+                    printf("  differs: %s\n", lm_json_string(lm_json_at(diffs, i)));
+    }
     const char *kinds[] = {"warnings", "errors"};
     for (int k = 0; k < 2; k++)
         if (lm_json_get_arr(v, kinds[k], false, 0, &list, &err) && list)

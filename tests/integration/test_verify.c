@@ -295,6 +295,16 @@ Test(verify, live_source_no_false_differences_then_loud_failure_after_cutover)
         free(s);
         lm_time_sleep_ms(100, NULL);
     }
+    /* the re-checks of the planted document keep it running for 3 s more: the CLI shows it */
+    char st_out[700];
+    snprintf(st_out, sizeof st_out, "%s/status.out", dir);
+    if (seen_running) {
+        lm_test_sh("'%s' status --status-addr 127.0.0.1:%d > '%s' 2>&1", LM_AGENT_BIN, port,
+                   st_out);
+        char *so = lm_test_slurp(st_out);
+        cr_assert(strstr(so, "verification: running, "), "%s", so);
+        free(so);
+    }
     rc = lm_test_wait(agent, 120000);
     char *log = lm_test_slurp(log_path);
     cr_assert_eq(rc, 5, "agent exit %d:\n%s", rc, log);

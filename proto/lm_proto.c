@@ -15,6 +15,7 @@ static const char *const job_kinds[] = {"validation", "migration", NULL};
 static const char *const cmd_kinds[] = {"cutover", "cancel", "extend", "expire", "revoked", NULL};
 static const char *const check_results[] = {"PASS", "WARN", "FAIL", "INFO", NULL};
 static const char *const captures[] = {"auto", "oplog", "changestream", NULL};
+static const char *const verify_states[] = {"running", "passed", "failed", "error", NULL};
 
 const char *lm_proto_job_kind_name(lm_proto_job_kind_t k)
 {
@@ -431,6 +432,9 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
         w_str(w, "capture", j->capture[0] ? j->capture : "auto");
         w_int(w, "applyWorkers", j->apply_workers);
         w_int(w, "cutoverLagSeconds", j->cutover_lag_seconds);
+        w_bool(w, "verify", j->verify);
+        if (j->verify_only)
+            w_bool(w, "verifyOnly", true);
         w_names(w, "include", j->include ? j->include[0] : NULL, sizeof j->include[0],
                 j->n_include);
         w_names(w, "exclude", j->exclude ? j->exclude[0] : NULL, sizeof j->exclude[0],
@@ -459,6 +463,7 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
 static bool get_job(const lm_json_val_t *v, lm_proto_job_t *j, lm_error_t *err)
 {
     int kind = 0, capture = 0;
+    j->verify = true; /* a control plane older than verification after the cutover */
     if (!get_text(v, "jobId", true, j->job_id, sizeof j->job_id, err) ||
         !get_enum(v, "kind", true, job_kinds, &kind, err) ||
         !get_endpoint(v, "source", &j->source, err) ||
@@ -467,6 +472,8 @@ static bool get_job(const lm_json_val_t *v, lm_proto_job_t *j, lm_error_t *err)
         !get_enum(v, "capture", false, captures, &capture, err) ||
         !lm_json_get_int(v, "applyWorkers", false, 0, 256, &j->apply_workers, err) ||
         !lm_json_get_int(v, "cutoverLagSeconds", false, 0, 86400, &j->cutover_lag_seconds, err) ||
+        !lm_json_get_bool(v, "verify", false, &j->verify, err) ||
+        !lm_json_get_bool(v, "verifyOnly", false, &j->verify_only, err) ||
         !get_names(v, "include", sizeof j->include[0], LM_PROTO_MAX_NAMES, (char **)&j->include,
                    &j->n_include, err) ||
         !get_names(v, "exclude", sizeof j->exclude[0], LM_PROTO_MAX_NAMES, (char **)&j->exclude,
@@ -519,12 +526,16 @@ void lm_proto_assignments_cleanup(lm_proto_assignments_t *m)
 
 /* ---- status report ---- */
 
+static bool get_verification(const lm_json_val_t *v, lm_proto_verification_t *out, lm_error_t *err);
+
 bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_error_t *err)
 {
     lm_json_writer_t *w = begin();
     w_str(w, "agentId", m->agent_id);
     w_str(w, "jobId", m->job_id);
     w_str(w, "kind", lm_proto_job_kind_name(m->kind));
+    if (m->verify_only)
+        w_bool(w, "verifyOnly", true);
     w_str(w, "phase", m->phase);
     w_str(w, "state", m->state);
     lm_json_w_key(w, "progress");
@@ -564,6 +575,10 @@ bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_err
     }
     lm_json_w_array_close(w);
     w_names(w, "errors", m->errors ? m->errors[0] : NULL, sizeof m->errors[0], m->n_errors);
+    if (m->verification.present) {
+        lm_json_w_key(w, "verification");
+        lm_proto_verification_w(w, &m->verification);
+    }
     return finish(w, out, err);
 }
 
@@ -576,6 +591,7 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
     bool ok = v && get_text(v, "agentId", true, m->agent_id, sizeof m->agent_id, err) &&
               get_text(v, "jobId", true, m->job_id, sizeof m->job_id, err) &&
               get_enum(v, "kind", true, job_kinds, &kind, err) &&
+              lm_json_get_bool(v, "verifyOnly", false, &m->verify_only, err) &&
               get_text(v, "phase", true, m->phase, sizeof m->phase, err) &&
               get_enum(v, "state", true, lm_agent_state_names, &state, err) &&
               lm_json_get_obj(v, "progress", false, &prog, err) &&
@@ -633,6 +649,16 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
             m->n_checks = i + 1;
         }
     }
+    /* a verification section that cannot be read costs the section, not the report */
+    lm_json_val_t *ver = ok ? lm_json_get(v, "verification") : NULL;
+    if (ver && lm_json_type(ver) != LM_JSON_NULL) {
+        lm_error_t verr;
+        if (!get_verification(ver, &m->verification, &verr)) {
+            lm_proto_verification_cleanup(&m->verification);
+            snprintf(m->verification_refused, sizeof m->verification_refused,
+                     "field 'verification': %s", verr.message);
+        }
+    }
     if (!ok && v)
         lm_error_prefix(err, "status report");
     lm_json_free_wipe(v);
@@ -644,7 +670,156 @@ void lm_proto_status_cleanup(lm_proto_status_t *m)
     free(m->collections);
     free(m->checks);
     free(m->errors);
+    lm_proto_verification_cleanup(&m->verification);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- the verification section ---- */
+
+/* s into buf[size], cut before a UTF-8 character that does not fit; true when cut. */
+static bool clip_copy(const char *s, char *buf, size_t size)
+{
+    size_t n = strlen(s);
+    bool cut = n >= size;
+    if (cut) {
+        n = size - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return cut;
+}
+
+/* An array of strings into table[cap][size]: items past cap and bytes past size are cut
+ * (*clipped set); an item that is not a string is refused. */
+static bool get_clipped_names(const lm_json_val_t *obj, const char *key, char *table, size_t size,
+                              size_t cap, size_t *n, bool *clipped, lm_error_t *err)
+{
+    lm_json_val_t *arr = lm_json_get(obj, key);
+    *n = 0;
+    if (!arr || lm_json_type(arr) == LM_JSON_NULL)
+        return true;
+    if (lm_json_type(arr) != LM_JSON_ARRAY)
+        return lm_error_set(err, LM_ERR_INVALID, "field '%s': expected an array of strings", key);
+    for (size_t i = 0; i < lm_json_len(arr); i++) {
+        const char *s = lm_json_string(lm_json_at(arr, i));
+        if (!s)
+            return lm_error_set(err, LM_ERR_INVALID, "field '%s[%zu]': expected a string", key, i);
+        if (i >= cap) {
+            *clipped = true;
+            continue;
+        }
+        *clipped |= clip_copy(s, table + i * size, size);
+        (*n)++;
+    }
+    return true;
+}
+
+static bool get_verification(const lm_json_val_t *v, lm_proto_verification_t *out, lm_error_t *err)
+{
+    int state = 0;
+    memset(out, 0, sizeof *out);
+    if (lm_json_type(v) != LM_JSON_OBJECT)
+        return lm_error_set(err, LM_ERR_INVALID, "expected an object");
+    if (!get_enum(v, "state", true, verify_states, &state, err) ||
+        !lm_json_get_int(v, "namespacesTotal", false, 0, INT64_MAX, &out->namespaces_total, err) ||
+        !lm_json_get_int(v, "namespacesChecked", false, 0, INT64_MAX, &out->namespaces_checked,
+                         err) ||
+        !lm_json_get_int(v, "namespacesFailed", false, 0, INT64_MAX, &out->namespaces_failed,
+                         err) ||
+        !lm_json_get_int(v, "documentsChecked", false, 0, INT64_MAX, &out->documents_checked, err))
+        return false;
+    lm_json_val_t *e = lm_json_get(v, "error");
+    if (e && lm_json_type(e) != LM_JSON_NULL) {
+        if (!lm_json_string(e))
+            return lm_error_set(err, LM_ERR_INVALID, "field 'error': expected a string or null");
+        out->clipped |= clip_copy(lm_json_string(e), out->error, sizeof out->error);
+    }
+    lm_json_val_t *diffs = lm_json_get(v, "differences");
+    if (diffs && lm_json_type(diffs) != LM_JSON_NULL) {
+        if (lm_json_type(diffs) != LM_JSON_ARRAY)
+            return lm_error_set(err, LM_ERR_INVALID, "field 'differences': expected an array");
+        size_t n = lm_json_len(diffs);
+        if (n > LM_PROTO_VERIFY_MAX_NS) {
+            n = LM_PROTO_VERIFY_MAX_NS;
+            out->clipped = true;
+        }
+        out->differences = n ? calloc(n, sizeof *out->differences) : NULL;
+        if (n && !out->differences)
+            return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            lm_json_val_t *d = lm_json_at(diffs, i);
+            lm_proto_verify_ns_t *p = &out->differences[i];
+            const char *ns = lm_json_string(lm_json_get(d, "ns"));
+            if (lm_json_type(d) != LM_JSON_OBJECT)
+                return lm_error_set(err, LM_ERR_INVALID,
+                                    "field 'differences[%zu]': expected an "
+                                    "object",
+                                    i);
+            if (!ns || !ns[0])
+                return lm_error_set(err, LM_ERR_INVALID,
+                                    "differences[%zu]: field 'ns': expected a namespace", i);
+            out->clipped |= clip_copy(ns, p->ns, sizeof p->ns);
+            if (!get_clipped_names(d, "reasons", p->reasons[0], sizeof p->reasons[0],
+                                   LM_PROTO_VERIFY_MAX_REASONS, &p->n_reasons, &out->clipped,
+                                   err) ||
+                !get_clipped_names(d, "ids", p->ids[0], sizeof p->ids[0], LM_PROTO_VERIFY_MAX_IDS,
+                                   &p->n_ids, &out->clipped, err))
+                return in_item(false, err, "differences", i);
+            out->n_differences = i + 1;
+        }
+    }
+    snprintf(out->state, sizeof out->state, "%s", verify_states[state]);
+    out->present = true;
+    return true;
+}
+
+bool lm_proto_verification_decode(const char *buf, size_t len, lm_proto_verification_t *v,
+                                  lm_error_t *err)
+{
+    memset(v, 0, sizeof *v);
+    lm_json_val_t *j = lm_json_parse(buf, len, LM_PROTO_MAX_BYTES, 16, err);
+    bool ok = j && get_verification(j, v, err);
+    if (!ok)
+        lm_proto_verification_cleanup(v);
+    lm_json_free(j);
+    return ok;
+}
+
+void lm_proto_verification_w(lm_json_writer_t *w, const lm_proto_verification_t *v)
+{
+    lm_json_w_map_open(w);
+    w_str(w, "state", v->state[0] ? v->state : "running");
+    w_int(w, "namespacesTotal", v->namespaces_total);
+    w_int(w, "namespacesChecked", v->namespaces_checked);
+    w_int(w, "namespacesFailed", v->namespaces_failed);
+    w_int(w, "documentsChecked", v->documents_checked);
+    lm_json_w_key(w, "error");
+    lm_json_w_str(w, v->error[0] ? v->error : NULL);
+    lm_json_w_key(w, "differences");
+    lm_json_w_array_open(w);
+    for (size_t i = 0; i < v->n_differences && i < LM_PROTO_VERIFY_MAX_NS; i++) {
+        const lm_proto_verify_ns_t *p = &v->differences[i];
+        lm_json_w_map_open(w);
+        w_str(w, "ns", p->ns);
+        w_names(w, "reasons", p->reasons[0], sizeof p->reasons[0],
+                p->n_reasons < LM_PROTO_VERIFY_MAX_REASONS ? p->n_reasons
+                                                           : LM_PROTO_VERIFY_MAX_REASONS);
+        w_names(w, "ids", p->ids[0], sizeof p->ids[0],
+                p->n_ids < LM_PROTO_VERIFY_MAX_IDS ? p->n_ids : LM_PROTO_VERIFY_MAX_IDS);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    if (v->clipped)
+        w_bool(w, "clipped", true);
+    lm_json_w_map_close(w);
+}
+
+void lm_proto_verification_cleanup(lm_proto_verification_t *v)
+{
+    free(v->differences);
+    memset(v, 0, sizeof *v);
 }
 
 /* ---- values the agent uses as names on its file system ---- */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "lm_error.h"
+#include "lm_json.h"
 #include "lm_strbuf.h"
 
 #define LM_PROTO_VERSION 1
@@ -98,8 +99,10 @@ typedef struct {
     lm_proto_job_kind_t kind;
     lm_proto_endpoint_t source, target;
     bool drop_target;
-    char capture[16];            /* auto | oplog | changestream */
-    int64_t apply_workers;       /* 0 = the agent's default */
+    char capture[16];      /* auto | oplog | changestream */
+    bool verify;           /* verify the target after the cutover ("verify", absent: true) */
+    bool verify_only;      /* a verification on demand of a finished migration ("verifyOnly") */
+    int64_t apply_workers; /* 0 = the agent's default */
     int64_t cutover_lag_seconds; /* 0 = the agent's default */
     size_t n_include, n_exclude;
     char (*include)[LM_PROTO_TEXT_LEN]; /* namespace patterns, allocated */
@@ -148,12 +151,40 @@ typedef struct {
     char message[LM_PROTO_TEXT_LEN];
 } lm_proto_check_t;
 
+/* The verification of a migration's target (lm_verify), as the agent reports it. Bounded:
+ * at most LM_PROTO_VERIFY_MAX_NS failing namespaces, each with LM_PROTO_VERIFY_MAX_REASONS
+ * reasons and LM_PROTO_VERIFY_MAX_IDS differing _ids of LM_PROTO_VERIFY_TEXT - 1 bytes at
+ * most (about 100 KB in all). The decoder clips longer lists and strings to these caps (and
+ * says so in `clipped`) instead of refusing the report. */
+#define LM_PROTO_VERIFY_MAX_NS 20
+#define LM_PROTO_VERIFY_MAX_REASONS 5
+#define LM_PROTO_VERIFY_MAX_IDS 10
+#define LM_PROTO_VERIFY_TEXT 256
+
+typedef struct {
+    char ns[LM_PROTO_TEXT_LEN];
+    size_t n_reasons, n_ids;
+    char reasons[LM_PROTO_VERIFY_MAX_REASONS][LM_PROTO_VERIFY_TEXT];
+    char ids[LM_PROTO_VERIFY_MAX_IDS][LM_PROTO_VERIFY_TEXT]; /* {"_id": ...} (kind: detail) */
+} lm_proto_verify_ns_t;
+
+typedef struct {
+    bool present;   /* the report has a verification section */
+    char state[16]; /* running | passed | failed | error */
+    int64_t namespaces_total, namespaces_checked, namespaces_failed, documents_checked;
+    char error[LM_PROTO_TEXT_LEN]; /* state error: why it could not finish */
+    size_t n_differences;
+    lm_proto_verify_ns_t *differences; /* the failing namespaces, allocated */
+    bool clipped;                      /* the decoder cut lists or strings to the caps */
+} lm_proto_verification_t;
+
 typedef struct {
     char agent_id[LM_PROTO_ID_LEN + 1];
     char job_id[LM_PROTO_ID_LEN + 1];
     lm_proto_job_kind_t kind;
-    char phase[32]; /* the engine's phase name */
-    char state[16]; /* RUNNING | COMPLETE | FAILED | CANCELLED | EXPIRED */
+    bool verify_only; /* the report of a verification on demand ("verifyOnly") */
+    char phase[32];   /* the engine's phase name */
+    char state[16];   /* RUNNING | COMPLETE | FAILED | CANCELLED | EXPIRED */
     int64_t docs_copied, docs_total, bytes_copied, bytes_total;
     bool has_lag; /* lagTimeSeconds is null until streaming */
     double lag_seconds;
@@ -163,6 +194,10 @@ typedef struct {
     lm_proto_coll_progress_t *collections; /* allocated */
     lm_proto_check_t *checks;              /* allocated */
     char (*errors)[LM_PROTO_TEXT_LEN];     /* allocated */
+    lm_proto_verification_t verification;
+    /* a verification section the decoder could not read (a wrong type, an unknown state):
+     * the rest of the report stands, the section is left out and this says why */
+    char verification_refused[LM_PROTO_TEXT_LEN];
 } lm_proto_status_t;
 
 /* Encoders append one JSON document to out; decoders fill a zeroed struct (free the
@@ -187,6 +222,14 @@ void lm_proto_assignments_cleanup(lm_proto_assignments_t *m); /* also wipes the 
 bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_error_t *err);
 bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, lm_error_t *err);
 void lm_proto_status_cleanup(lm_proto_status_t *m);
+
+/* A verification section as one JSON object (the status report's "verification"; the
+ * control plane stores and shows the same object): written into w, or decoded from buf
+ * with the status decoder's rules (clipped to the caps; a wrong type or state refused). */
+void lm_proto_verification_w(lm_json_writer_t *w, const lm_proto_verification_t *v);
+bool lm_proto_verification_decode(const char *buf, size_t len, lm_proto_verification_t *v,
+                                  lm_error_t *err);
+void lm_proto_verification_cleanup(lm_proto_verification_t *v);
 
 const char *lm_proto_job_kind_name(lm_proto_job_kind_t k);
 const char *lm_proto_cmd_kind_name(lm_proto_cmd_kind_t k);

@@ -16,6 +16,7 @@ PAIRS = {
     "assignments.json": "assignments",
     "status_migration.json": "status",
     "status_validation.json": "status",
+    "status_verification.json": "status",
 }
 
 
@@ -46,6 +47,18 @@ def main():
             if validator.is_valid(broken):
                 failures += 1
                 print("assignments: accepts a job without 'target'")
+        # the status schema must refuse a verification section past its caps or of a
+        # state it does not know
+        if example == "status_verification.json":
+            for change in ("state", "ids"):
+                broken = copy.deepcopy(doc)
+                if change == "state":
+                    broken["verification"]["state"] = "great"
+                else:
+                    broken["verification"]["differences"][0]["ids"] = ["x"] * 11
+                if validator.is_valid(broken):
+                    failures += 1
+                    print(f"status: accepts a verification with a bad '{change}'")
     print(f"{len(PAIRS)} examples checked, {failures} failures")
     sys.exit(1 if failures else 0)
 

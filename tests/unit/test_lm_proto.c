@@ -140,8 +140,9 @@ Test(proto, assignments_golden_round_trip)
 
 Test(proto, status_golden_round_trip)
 {
-    const char *files[] = {"status_migration.json", "status_validation.json"};
-    for (size_t f = 0; f < 2; f++) {
+    const char *files[] = {"status_migration.json", "status_validation.json",
+                           "status_verification.json"};
+    for (size_t f = 0; f < 3; f++) {
         lm_error_t err;
         lm_strbuf_t sb;
         char *g = golden(files[f]);
@@ -152,6 +153,15 @@ Test(proto, status_golden_round_trip)
             cr_assert_float_eq(st.lag_seconds, 1.5, 1e-9);
             cr_assert_eq(st.n_collections, 1);
             cr_assert(st.collections[0].done);
+            cr_assert_not(st.verification.present);
+        } else if (f == 2) {
+            cr_assert(st.verification.present);
+            cr_assert_str_eq(st.verification.state, "failed");
+            cr_assert_eq(st.verification.namespaces_total, 11);
+            cr_assert_eq(st.verification.n_differences, 1);
+            cr_assert_str_eq(st.verification.differences[0].ns, "shop.orders");
+            cr_assert_eq(st.verification.differences[0].n_ids, 1);
+            cr_assert_not(st.verification.clipped);
         } else {
             cr_assert_not(st.has_lag, "lagTimeSeconds null stays null");
             cr_assert_eq(st.n_checks, 2);
@@ -163,6 +173,77 @@ Test(proto, status_golden_round_trip)
         expect_same(&sb, g);
         lm_proto_status_cleanup(&st);
         free(g);
+    }
+}
+
+/* A verification section past the caps is clipped, one that cannot be read is left out:
+ * the report itself is taken either way (the control plane must not fail a migration over
+ * its verification report). */
+Test(proto, status_verification_is_clipped_or_left_out)
+{
+    lm_strbuf_t in;
+    lm_strbuf_init(&in, LM_PROTO_MAX_BYTES);
+    lm_strbuf_append(&in, "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\","
+                          "\"phase\":\"COMPLETE\",\"state\":\"COMPLETE\",\"verification\":{"
+                          "\"state\":\"failed\",\"namespacesTotal\":40,\"error\":\"");
+    for (int i = 0; i < 300; i++)
+        lm_strbuf_append(&in, "\xc3\xa9xx"); /* 1200 bytes, a 2-byte character every 4 */
+    lm_strbuf_append(&in, "\",\"differences\":[");
+    for (int i = 0; i < 30; i++) {
+        lm_strbuf_appendf(&in, "%s{\"ns\":\"db.c%d\",\"reasons\":[", i ? "," : "", i);
+        for (int k = 0; k < 8; k++)
+            lm_strbuf_appendf(&in, "%s\"reason %d\"", k ? "," : "", k);
+        lm_strbuf_append(&in, "],\"ids\":[\"");
+        for (int k = 0; k < 400; k++)
+            lm_strbuf_append(&in, "x");
+        lm_strbuf_append(&in, "\"]}");
+    }
+    lm_strbuf_append(&in, "]}}");
+    lm_proto_status_t st;
+    lm_error_t err;
+    const char *t = lm_strbuf_str(&in);
+    cr_assert(lm_proto_status_decode(t, strlen(t), &st, &err), "%s", err.message);
+    lm_proto_verification_t *v = &st.verification;
+    cr_assert(v->present && v->clipped);
+    cr_assert_str_eq(v->state, "failed");
+    cr_assert_eq(v->n_differences, LM_PROTO_VERIFY_MAX_NS);
+    cr_assert_eq(v->differences[0].n_reasons, LM_PROTO_VERIFY_MAX_REASONS);
+    cr_assert_eq(strlen(v->differences[0].ids[0]), LM_PROTO_VERIFY_TEXT - 1);
+    size_t n = strlen(v->error);
+    cr_assert(n < sizeof v->error && n > 1000, "%zu", n);
+    cr_assert(((unsigned char)v->error[n - 1] & 0xC0) != 0xC0, "cut inside a character");
+    cr_assert_eq(st.verification_refused[0], 0);
+    /* encoded again it stays within the caps and says it was clipped */
+    lm_strbuf_t out;
+    lm_strbuf_init(&out, LM_PROTO_MAX_BYTES);
+    cr_assert(lm_proto_status_encode(&st, &out, &err), "%s", err.message);
+    cr_assert(strstr(lm_strbuf_str(&out), "\"clipped\":true"));
+    cr_assert_null(strstr(lm_strbuf_str(&out), "db.c20"));
+    lm_strbuf_cleanup(&out);
+    lm_proto_status_cleanup(&st);
+    lm_strbuf_cleanup(&in);
+
+    /* malformed sections: the report is taken, the section left out with the reason */
+    const char *bad[] = {
+        "\"verification\":{\"state\":\"great\"}",
+        "\"verification\":\"passed\"",
+        "\"verification\":{\"state\":\"failed\",\"differences\":{\"ns\":\"a.b\"}}",
+        "\"verification\":{\"state\":\"failed\",\"differences\":[{\"ns\":\"a.b\",\"ids\":[5]}]}",
+        "\"verification\":{\"state\":\"failed\",\"namespacesTotal\":-3}",
+        "\"verification\":{\"state\":\"failed\",\"differences\":[{\"reasons\":[]}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\","
+                 "\"phase\":\"COMPLETE\",\"state\":\"COMPLETE\",%s}",
+                 bad[i]);
+        cr_assert(lm_proto_status_decode(msg, strlen(msg), &st, &err), "%s: %s", msg, err.message);
+        cr_assert_not(st.verification.present, "%s", msg);
+        cr_assert(strstr(st.verification_refused, "field 'verification'"), "%s: %s", msg,
+                  st.verification_refused);
+        cr_assert_str_eq(st.state, "COMPLETE");
+        lm_proto_status_cleanup(&st);
     }
 }
 

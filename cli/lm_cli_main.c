@@ -214,24 +214,30 @@ static void table(const lm_json_val_t *rows, const char *const *cols)
             printf("%-*s%s", (int)width[c], text[r][c], c + 1 < ncol ? "   " : "\n");
 }
 
+/* One object as a one-row table. */
+static void table_one(const lm_json_val_t *v, const char *const *cols)
+{
+    lm_error_t err;
+    /* wrap the object in an array of one */
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_array_open(w);
+    emit_value(w, v);
+    lm_json_w_array_close(w);
+    size_t len;
+    const char *s = lm_json_writer_result(w, &len, &err);
+    lm_json_val_t *arr = s ? lm_json_parse(s, len, 0, 0, &err) : NULL;
+    table(arr, cols);
+    lm_json_free(arr);
+    lm_json_writer_destroy(w);
+}
+
 /* One object as a one-row table, or JSON. */
 static int show(const lm_cli_args_t *a, lm_json_val_t *v, const char *const *cols)
 {
     if (want_json(a)) {
         print_json(v);
     } else {
-        lm_error_t err;
-        /* wrap the object in an array of one */
-        lm_json_writer_t *w = lm_json_writer_new(false);
-        lm_json_w_array_open(w);
-        emit_value(w, v);
-        lm_json_w_array_close(w);
-        size_t len;
-        const char *s = lm_json_writer_result(w, &len, &err);
-        lm_json_val_t *arr = s ? lm_json_parse(s, len, 0, 0, &err) : NULL;
-        table(arr, cols);
-        lm_json_free(arr);
-        lm_json_writer_destroy(w);
+        table_one(v, cols);
         const char *msg = lm_json_string(lm_json_get(v, "errorMessage"));
         if (msg && msg[0])
             printf("\nerror: %s\n", msg);
@@ -401,6 +407,10 @@ static char *migration_body(const lm_cli_args_t *a, const char *project)
     lm_json_w_array_close(w);
     lm_json_w_key(w, "dropDestinationData");
     lm_json_w_bool(w, has(a, "drop"));
+    if (has(a, "noVerify")) {
+        lm_json_w_key(w, "verify");
+        lm_json_w_bool(w, false);
+    }
     lm_json_w_map_close(w);
     size_t len;
     lm_error_t err;
@@ -622,6 +632,46 @@ static int cmd_list(lm_cli_conn_t *c, const lm_cli_args_t *a)
     return (v = call(c, "GET", path, NULL, &st)) ? show_list(a, v, "results", job_cols) : 1;
 }
 
+/* The live migration's verification section under its table: a one-row table, then per
+ * failing namespace its reasons and differing _ids. */
+static void print_verification(const lm_json_val_t *v)
+{
+    static const char *const cols[] = {
+        "state", "namespacesChecked", "namespacesTotal", "namespacesFailed", "documentsChecked",
+        NULL};
+    lm_json_val_t *ver = lm_json_get(v, "verification");
+    if (!ver || lm_json_type(ver) != LM_JSON_OBJECT)
+        return;
+    printf("\nverification:\n");
+    table_one(ver, cols);
+    const char *state = lm_json_string(lm_json_get(ver, "state"));
+    const char *err = lm_json_string(lm_json_get(ver, "error"));
+    if (err && err[0])
+        printf("verification error: %s\n", err);
+    lm_json_val_t *diffs = lm_json_get(ver, "differences");
+    for (size_t i = 0; diffs && i < lm_json_len(diffs); i++) {
+        lm_json_val_t *d = lm_json_at(diffs, i), *l;
+        const char *ns = lm_json_string(lm_json_get(d, "ns"));
+        printf("  %s\n", ns ? ns : "?");
+        l = lm_json_get(d, "reasons");
+        for (size_t k = 0; l && k < lm_json_len(l); k++) {
+            const char *t = lm_json_string(lm_json_at(l, k));
+            printf("    %s\n", t ? t : "?");
+        }
+        l = lm_json_get(d, "ids");
+        for (size_t k = 0; l && k < lm_json_len(l); k++) {
+            const char *t = lm_json_string(lm_json_at(l, k));
+            printf("      _id %s\n", t ? t : "?");
+        }
+    }
+    if (lm_json_get(ver, "clipped"))
+        printf("(more differences than a report carries: run `livemig-agent verify` on the "
+               "migration host for all of them)\n");
+    if (state && strcmp(state, "failed") == 0)
+        printf("VERIFICATION FAILED: the migration is COMPLETE (cut over), but the target differs "
+               "from the source (above); verify changed no data\n");
+}
+
 static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
     const char *proj = need_project(c, a);
@@ -631,21 +681,32 @@ static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
     long st = 0;
     lm_json_val_t *v;
     snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s", proj, a->operand);
-    return (v = call(c, "GET", path, NULL, &st)) ? show(a, v, job_cols) : 1;
+    if (!(v = call(c, "GET", path, NULL, &st)))
+        return 1;
+    if (want_json(a))
+        return show(a, v, job_cols);
+    table_one(v, job_cols);
+    const char *msg = lm_json_string(lm_json_get(v, "errorMessage"));
+    if (msg && msg[0])
+        printf("\nerror: %s\n", msg);
+    print_verification(v);
+    lm_json_free(v);
+    return 0;
 }
 
-/* cutover, cancel or extend (the command's last word): cutover and cancel ask first. */
+/* cutover, cancel, extend or verify (the command's last word): cutover and cancel ask
+ * first. */
 static int cmd_job_action(lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
     const char *proj = need_project(c, a);
     if (!proj)
         return 1;
     const char *verb = a->cmd->path[1], *id = a->operand;
-    bool extend = strcmp(verb, "extend") == 0;
+    bool extend = strcmp(verb, "extend") == 0, verify = strcmp(verb, "verify") == 0;
     char path[1024], what[160];
     long st = 0;
     snprintf(what, sizeof what, "%s live migration %s", verb, id);
-    if (!extend && !confirm(a, what))
+    if (!extend && !verify && !confirm(a, what))
         return 1;
     snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s/%s", proj, id, verb);
     lm_json_val_t *v = call(c, strcmp(verb, "cutover") == 0 ? "PUT" : "POST", path, NULL, &st);
@@ -656,7 +717,12 @@ static int cmd_job_action(lm_cli_conn_t *c, const lm_cli_args_t *a)
         return show(a, v, cols);
     }
     lm_json_free(v);
-    printf("%s of live migration %s requested\n", verb, id);
+    if (verify)
+        printf("verification of live migration %s requested: its agent compares the target with "
+               "the source (it only reads); `livemig lm describe %s` shows the result\n",
+               id, id);
+    else
+        printf("%s of live migration %s requested\n", verb, id);
     return 0;
 }
 
@@ -910,6 +976,10 @@ static const lm_cli_flag_t cli_flags[] = {
      "Drop the destination's collections that the source also has before "
      "copying (otherwise they are refused).",
      false},
+    {"noVerify", 0, NULL,
+     "Do not verify the destination against the source after the cutover (verification "
+     "only reads; it is on by default).",
+     false},
     /* the clusters registry */
     {"connectionString", 0, "URI", "The cluster's mongodb:// URI, without a password.", false},
     {"tls", 0, NULL, "Connect to the cluster with TLS.", false},
@@ -949,6 +1019,7 @@ static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"sourceCACertificatePath", 0},
                                                     {"managedAuthentication", 0},
                                                     {"drop", 0},
+                                                    {"noVerify", 0},
                                                     {NULL, 0}};
 static const lm_cli_flag_use_t clusters_add_flags[] = {
     {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0},          {"allowInsecureTls", 0},
@@ -1063,6 +1134,14 @@ static const lm_cli_cmd_t cli_cmds[] = {
      project_flags,
      "Extend a live migration's cutover window.",
      NULL,
+     cmd_job_action},
+    {{LM, "verify"},
+     NULL,
+     "ID",
+     project_flags,
+     "Verify a COMPLETE live migration again: its agent compares the destination with the source.",
+     "The agent reads both sides (it changes no data); `liveMigrations describe` shows the\n"
+     "result (state, namespaces, and per failing namespace the reasons and _ids).",
      cmd_job_action},
     {{LM, "list"},
      NULL,

@@ -676,8 +676,7 @@ void lm_proto_status_cleanup(lm_proto_status_t *m)
 
 /* ---- the verification section ---- */
 
-/* s into buf[size], cut before a UTF-8 character that does not fit; true when cut. */
-static bool clip_copy(const char *s, char *buf, size_t size)
+bool lm_proto_clip_text(const char *s, char *buf, size_t size)
 {
     size_t n = strlen(s);
     bool cut = n >= size;
@@ -710,7 +709,7 @@ static bool get_clipped_names(const lm_json_val_t *obj, const char *key, char *t
             *clipped = true;
             continue;
         }
-        *clipped |= clip_copy(s, table + i * size, size);
+        *clipped |= lm_proto_clip_text(s, table + i * size, size);
         (*n)++;
     }
     return true;
@@ -734,7 +733,7 @@ static bool get_verification(const lm_json_val_t *v, lm_proto_verification_t *ou
     if (e && lm_json_type(e) != LM_JSON_NULL) {
         if (!lm_json_string(e))
             return lm_error_set(err, LM_ERR_INVALID, "field 'error': expected a string or null");
-        out->clipped |= clip_copy(lm_json_string(e), out->error, sizeof out->error);
+        out->clipped |= lm_proto_clip_text(lm_json_string(e), out->error, sizeof out->error);
     }
     lm_json_val_t *diffs = lm_json_get(v, "differences");
     if (diffs && lm_json_type(diffs) != LM_JSON_NULL) {
@@ -760,7 +759,7 @@ static bool get_verification(const lm_json_val_t *v, lm_proto_verification_t *ou
             if (!ns || !ns[0])
                 return lm_error_set(err, LM_ERR_INVALID,
                                     "differences[%zu]: field 'ns': expected a namespace", i);
-            out->clipped |= clip_copy(ns, p->ns, sizeof p->ns);
+            out->clipped |= lm_proto_clip_text(ns, p->ns, sizeof p->ns);
             if (!get_clipped_names(d, "reasons", p->reasons[0], sizeof p->reasons[0],
                                    LM_PROTO_VERIFY_MAX_REASONS, &p->n_reasons, &out->clipped,
                                    err) ||

@@ -230,6 +230,8 @@ void lm_proto_verification_w(lm_json_writer_t *w, const lm_proto_verification_t 
 bool lm_proto_verification_decode(const char *buf, size_t len, lm_proto_verification_t *v,
                                   lm_error_t *err);
 void lm_proto_verification_cleanup(lm_proto_verification_t *v);
+/* s into buf[size], cut before a UTF-8 character that does not fit; true when it was cut. */
+bool lm_proto_clip_text(const char *s, char *buf, size_t size);
 
 const char *lm_proto_job_kind_name(lm_proto_job_kind_t k);
 const char *lm_proto_cmd_kind_name(lm_proto_cmd_kind_t k);

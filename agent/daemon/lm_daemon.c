@@ -24,6 +24,7 @@
 #include "lm_redact.h"
 #include "lm_time.h"
 #include "lm_validate.h"
+#include "lm_verify.h"
 
 #define REPORT_MS 3000       /* status reports of running jobs */
 #define BACKOFF_BASE_MS 1000 /* the control plane away: first retry after ~1 s */
@@ -44,7 +45,13 @@ typedef struct djob {
     pthread_t thread;
     bool started;
     atomic_bool finished;
-    char final[16];   /* the state to report once finished; "" = stopped, resumes */
+    char final[16];       /* the state to report once finished; "" = stopped, resumes */
+    bool verify;          /* verify the target after the cutover (the live migration's verify) */
+    bool verify_only;     /* a verification on demand of a finished migration, nothing else */
+    atomic_bool cut_over; /* the migration is COMPLETE; the verification after it runs */
+    /* the verification's outcome (ver_done), under st.mu: what the reports carry */
+    bool ver_done;
+    lm_proto_verification_t ver;
     atomic_bool stop; /* the daemon stops: checkpoint, not an end */
     atomic_bool expired;
     bool final_sent;
@@ -374,8 +381,8 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
         job->cutover_lag_ms = pj->cutover_lag_seconds * 1000;
     job->log_level = d->cfg.log_level;
     job->log_format = d->cfg.log_format;
-    /* verification after a control plane's cutover is reported through the control plane
-     * (issue 19, second half), not yet: a daemon job does not verify on its own */
+    /* the daemon verifies after the cutover itself (job_main), to report the outcome to the
+     * control plane: the engine run does not */
     job->verify = false;
     snprintf(job->job_id, sizeof job->job_id, "%s", pj->job_id);
     snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
@@ -384,10 +391,101 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
                          pj->kind == LM_PROTO_JOB_MIGRATION ? d->cfg.status_addr : "0", err);
 }
 
+/* The outcome of lm_verify_run as the status report carries it, cut to the protocol's caps. */
+static void summarize_verification(const lm_verify_result_t *r, bool ok, const lm_error_t *err,
+                                   int64_t checked, lm_proto_verification_t *v)
+{
+    memset(v, 0, sizeof *v);
+    v->present = true;
+    snprintf(v->state, sizeof v->state, "%s",
+             lm_verify_state_name(!ok           ? LM_VERIFY_ERROR
+                                  : r->n_failed ? LM_VERIFY_FAILED
+                                                : LM_VERIFY_PASSED));
+    v->namespaces_total = (int64_t)r->n;
+    v->namespaces_checked = ok ? (int64_t)r->n : checked;
+    v->namespaces_failed = (int64_t)r->n_failed;
+    v->documents_checked = r->documents;
+    if (!ok)
+        lm_proto_clip_text(err->message, v->error, sizeof v->error);
+    size_t n = r->n_failed < LM_PROTO_VERIFY_MAX_NS ? r->n_failed : LM_PROTO_VERIFY_MAX_NS;
+    v->clipped = r->n_failed > n;
+    v->differences = n ? calloc(n, sizeof *v->differences) : NULL;
+    for (size_t i = 0; v->differences && i < r->n && v->n_differences < n; i++) {
+        const lm_verify_ns_t *ns = &r->items[i];
+        if (ns->pass)
+            continue;
+        lm_proto_verify_ns_t *p = &v->differences[v->n_differences++];
+        v->clipped |= lm_proto_clip_text(ns->ns, p->ns, sizeof p->ns);
+        for (size_t k = 0; k < ns->reasons.n; k++) {
+            if (p->n_reasons == LM_PROTO_VERIFY_MAX_REASONS) {
+                v->clipped = true;
+                break;
+            }
+            v->clipped |= lm_proto_clip_text(ns->reasons.items[k], p->reasons[p->n_reasons++],
+                                             sizeof p->reasons[0]);
+        }
+        for (size_t k = 0; k < ns->n_ids; k++) {
+            if (p->n_ids == LM_PROTO_VERIFY_MAX_IDS) {
+                v->clipped = true;
+                break;
+            }
+            char line[LM_PROTO_VERIFY_TEXT * 2];
+            snprintf(line, sizeof line, "%s (%s%s%s)", ns->ids[k].id_json,
+                     lm_verify_doc_kind_name(ns->ids[k].kind), ns->ids[k].detail ? ": " : "",
+                     ns->ids[k].detail ? ns->ids[k].detail : "");
+            v->clipped |= lm_proto_clip_text(line, p->ids[p->n_ids++], sizeof p->ids[0]);
+        }
+    }
+}
+
+/* Verifies the target of job j against its source (reads only) and keeps the outcome for
+ * the reports; the status sink's verification section shows the progress meanwhile. */
+static void run_verification(djob_t *j, const char *why)
+{
+    lm_verify_result_t r;
+    lm_error_t err;
+    lm_error_init(&err);
+    lm_log_info(NULL,
+                "live migration %s: %s: verifying the target against the source (it only "
+                "reads)",
+                j->id, why);
+    bool ok = lm_run_verify(&j->job, &j->st, &j->stop, &r, &err);
+    lm_verify_state_t vs;
+    lm_verify_progress_t p;
+    lm_status_get_verify(&j->st, &vs, &p);
+    lm_proto_verification_t v;
+    summarize_verification(&r, ok, &err, p.namespaces_done, &v);
+    if (!ok)
+        lm_log_error(NULL,
+                     "live migration %s: the verification did not finish: %s (the migration "
+                     "itself is not changed by it; verify changed no data)",
+                     j->id, err.message);
+    else if (r.n_failed)
+        lm_log_error(NULL,
+                     "live migration %s: verification FAILED: %zu of %zu namespaces differ, "
+                     "first %s: %s; verify changed no data",
+                     j->id, r.n_failed, r.n, v.differences ? v.differences[0].ns : "?",
+                     v.differences && v.differences[0].n_reasons ? v.differences[0].reasons[0]
+                                                                 : "?");
+    else
+        lm_log_info(NULL, "live migration %s: verification passed: %zu namespaces, %lld documents",
+                    j->id, r.n, (long long)r.documents);
+    pthread_mutex_lock(&j->st.mu);
+    lm_proto_verification_cleanup(&j->ver);
+    j->ver = v;
+    j->ver_done = true;
+    pthread_mutex_unlock(&j->st.mu);
+    lm_verify_result_cleanup(&r);
+}
+
 static void *job_main(void *arg)
 {
     djob_t *j = arg;
-    if (j->kind == LM_PROTO_JOB_VALIDATION) {
+    if (j->verify_only) {
+        lm_status_set_phase(&j->st, LM_PHASE_COMPLETE);
+        run_verification(j, "verification requested");
+        snprintf(j->final, sizeof j->final, "%s", lm_agent_state_name(LM_AGENT_COMPLETE));
+    } else if (j->kind == LM_PROTO_JOB_VALIDATION) {
         lm_log_info(NULL, "validation %s: running the checks", j->id);
         lm_status_set_phase(&j->st, LM_PHASE_VALIDATING);
         lm_validate(&j->job, j->d->state_dir, &j->checks);
@@ -397,6 +495,10 @@ static void *job_main(void *arg)
     } else {
         lm_log_info(NULL, "live migration %s: starting (state in %s)", j->id, j->job.state_dir);
         int code = lm_run_job(&j->job, &j->st, &j->stop);
+        if (code == LM_EXIT_OK && j->verify && !atomic_load(&j->stop)) {
+            atomic_store(&j->cut_over, true); /* reported COMPLETE while it verifies */
+            run_verification(j, "cutover complete");
+        }
         lm_agent_state_t s =
             code == LM_EXIT_OK ? LM_AGENT_COMPLETE
             : code == LM_EXIT_CANCELLED
@@ -423,6 +525,7 @@ static void free_job(djob_t *j)
     lm_job_cleanup(&j->job);
     lm_status_cleanup(&j->st);
     lm_checks_cleanup(&j->checks);
+    lm_proto_verification_cleanup(&j->ver);
     free(j);
 }
 
@@ -444,11 +547,16 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
     }
     j->d = d;
     j->kind = pj->kind;
+    j->verify = pj->verify;
+    j->verify_only = pj->kind == LM_PROTO_JOB_MIGRATION && pj->verify_only;
     snprintf(j->id, sizeof j->id, "%s", pj->job_id);
     lm_status_init(&j->st, pj->job_id);
     const djob_t *busy = NULL;
-    for (djob_t *o = d->jobs; o && pj->kind == LM_PROTO_JOB_MIGRATION; o = o->next)
-        if (o->kind == LM_PROTO_JOB_MIGRATION && !o->refusal[0] && !atomic_load(&o->finished))
+    /* one migration at a time; a verification (after a cutover, or on demand) only reads */
+    for (djob_t *o = d->jobs; o && pj->kind == LM_PROTO_JOB_MIGRATION && !j->verify_only;
+         o = o->next)
+        if (o->kind == LM_PROTO_JOB_MIGRATION && !o->refusal[0] && !o->verify_only &&
+            !atomic_load(&o->finished) && !atomic_load(&o->cut_over))
             busy = o;
     lm_error_t err;
     if (!lm_proto_job_id_valid(pj->job_id))
@@ -568,6 +676,31 @@ static void fill_migration(djob_t *j, lm_proto_status_t *m)
     m->optime_gap_seconds = ss.optime_gap_seconds;
 }
 
+/* The verification section: the outcome once there is one, else the progress. */
+static void fill_verification(djob_t *j, lm_proto_status_t *m)
+{
+    lm_proto_verification_t *v = &m->verification;
+    lm_status_t *st = &j->st;
+    pthread_mutex_lock(&st->mu);
+    if (j->ver_done) {
+        *v = j->ver;
+        v->differences =
+            j->ver.n_differences ? calloc(j->ver.n_differences, sizeof *v->differences) : NULL;
+        if (v->differences)
+            memcpy(v->differences, j->ver.differences,
+                   j->ver.n_differences * sizeof *v->differences);
+        else
+            v->n_differences = 0;
+    } else if (st->verify.state != LM_VERIFY_NONE) {
+        v->present = true;
+        snprintf(v->state, sizeof v->state, "%s", lm_verify_state_name(LM_VERIFY_RUNNING));
+        v->namespaces_total = st->verify.progress.namespaces_total;
+        v->namespaces_checked = st->verify.progress.namespaces_done;
+        v->documents_checked = st->verify.progress.documents_done;
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
 /* The job's status as the control plane wants it. */
 static void build_report(daemon_t *d, djob_t *j, lm_proto_status_t *m)
 {
@@ -576,8 +709,10 @@ static void build_report(daemon_t *d, djob_t *j, lm_proto_status_t *m)
     snprintf(m->agent_id, sizeof m->agent_id, "%s", d->id.agent_id);
     snprintf(m->job_id, sizeof m->job_id, "%s", j->id);
     m->kind = j->kind;
+    m->verify_only = j->verify_only;
+    lm_agent_state_t running = atomic_load(&j->cut_over) ? LM_AGENT_COMPLETE : LM_AGENT_RUNNING;
     snprintf(m->state, sizeof m->state, "%s",
-             finished && j->final[0] ? j->final : lm_agent_state_name(LM_AGENT_RUNNING));
+             finished && j->final[0] ? j->final : lm_agent_state_name(running));
     if (j->refusal[0]) {
         snprintf(m->phase, sizeof m->phase, "%s", lm_phase_name(LM_PHASE_NEW));
         m->errors = calloc(1, sizeof *m->errors);
@@ -594,8 +729,12 @@ static void build_report(daemon_t *d, djob_t *j, lm_proto_status_t *m)
             memcpy(m->checks, j->checks.items, n * sizeof *m->checks);
             m->n_checks = n;
         }
+    } else if (j->verify_only) {
+        snprintf(m->phase, sizeof m->phase, "%s", lm_phase_name(LM_PHASE_COMPLETE));
+        fill_verification(j, m);
     } else {
         fill_migration(j, m);
+        fill_verification(j, m);
     }
 }
 

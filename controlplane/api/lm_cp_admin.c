@@ -542,7 +542,7 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
     lm_error_t err;
     const char *s_cluster, *s_group, *user = NULL, *ca = NULL, *d_cluster, *d_group = NULL,
                                      *schema = NULL;
-    bool ssl = false, managed = false, drop = false;
+    bool ssl = false, managed = false, drop = false, verify = true;
     if (!lm_json_get_obj(v, "source", true, &src, &err) ||
         !lm_json_get_obj(v, "destination", true, &dst, &err) ||
         !lm_json_get_arr(v, "migrationHosts", true, 16, &hosts, &err))
@@ -559,7 +559,7 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
         !text_in("destination", dst, "clusterName", true, 64, &d_cluster, r) ||
         !text_in("destination", dst, "groupId", false, 64, &d_group, r) ||
         !text_in("destination", dst, "hostnameSchemaType", false, 32, &schema, r) ||
-        !bool_field(v, "dropDestinationData", &drop, r))
+        !bool_field(v, "dropDestinationData", &drop, r) || !bool_field(v, "verify", &verify, r))
         return false;
     if (ca && ca[0] && !lm_proto_ca_name_valid(ca))
         return cp_fail(r, 400, "INVALID_ATTRIBUTE",
@@ -607,6 +607,8 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
     lm_json_w_map_close(spec);
     lm_json_w_key(spec, "dropDestinationData");
     lm_json_w_bool(spec, drop);
+    lm_json_w_key(spec, "verify");
+    lm_json_w_bool(spec, verify);
     lm_json_w_map_close(spec);
     return true;
 }
@@ -711,6 +713,30 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     return ok;
 }
 
+/* "verification": the agent's last verification section, {"state": "requested"} while one
+ * asked for has not started, or null (none yet, or the migration verifies nothing). */
+static void write_verification(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
+{
+    sqlite3_stmt *st = lm_cp_store_job_verification(cp->db, id);
+    lm_proto_verification_t v;
+    lm_error_t err;
+    memset(&v, 0, sizeof v);
+    const char *text = st ? lm_cp_col(st, 0) : "";
+    bool requested = st && sqlite3_column_int(st, 1) != 0;
+    lm_json_w_key(w, "verification");
+    if (text[0] && lm_proto_verification_decode(text, strlen(text), &v, &err)) {
+        lm_proto_verification_w(w, &v);
+    } else if (requested) {
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "state", "requested");
+        lm_json_w_map_close(w);
+    } else {
+        lm_json_w_null(w);
+    }
+    lm_proto_verification_cleanup(&v);
+    sqlite3_finalize(st);
+}
+
 static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
 {
     sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
@@ -739,6 +765,8 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
         lm_json_w_array_close(w);
         lm_json_free(checks);
         sqlite3_finalize(rep);
+    } else {
+        write_verification(cp, w, id);
     }
     return done(r, 200, w);
 }
@@ -804,6 +832,51 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
         lm_json_w_int(w, deadline);
         return done(r, 200, w);
     }
+    r->status = 202;
+    return true;
+}
+
+/* A verification on demand: the finished migration goes to its agent again, to verify
+ * only (docs/agent-daemon.md). */
+static bool job_verify(lm_cp_t *cp, const char *group, const char *id, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, "migration");
+    if (!st)
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
+                       group);
+    char status[16];
+    snprintf(status, sizeof status, "%s", lm_cp_col(st, 1));
+    sqlite3_finalize(st);
+    lm_job_status_t s = LM_STATUS_NEW;
+    lm_job_status_parse(status, &s);
+    if (s != LM_STATUS_COMPLETE)
+        return cp_fail(r, 409, "MIGRATION_NOT_COMPLETE",
+                       "live migration %s is %s: a verification on demand compares a target "
+                       "after the cutover (COMPLETE); a running migration verifies itself after "
+                       "its cutover",
+                       id, status);
+    st = lm_cp_store_job_verification(cp->db, id);
+    bool busy = false;
+    if (st) {
+        lm_proto_verification_t v;
+        lm_error_t err;
+        memset(&v, 0, sizeof v);
+        const char *text = lm_cp_col(st, 0);
+        busy = sqlite3_column_int(st, 1) != 0 ||
+               (text[0] && lm_proto_verification_decode(text, strlen(text), &v, &err) &&
+                strcmp(v.state, "running") == 0);
+        lm_proto_verification_cleanup(&v);
+    }
+    sqlite3_finalize(st);
+    if (busy)
+        return cp_fail(r, 409, "VERIFICATION_RUNNING",
+                       "live migration %s: a verification is asked for or running already: wait "
+                       "for its result (`livemig lm describe %s`)",
+                       id, id);
+    if (!lm_cp_store_job_request_verify(cp->db, id, lm_time_now_ms()))
+        return cp_fail(r, 500, "INTERNAL", "cannot store the verification request");
+    pthread_cond_broadcast(&cp->changed);
+    lm_log_info(NULL, "live migration %s: verification requested", id);
     r->status = 202;
     return true;
 }
@@ -918,6 +991,11 @@ static bool on_extend(cp_call_t *k)
     return job_command(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), "extend", k->r);
 }
 
+static bool on_verify(cp_call_t *k)
+{
+    return job_verify(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), k->r);
+}
+
 static bool on_progress(cp_call_t *k)
 {
     return job_progress(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), k->r);
@@ -949,6 +1027,7 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"PUT", GROUP "/liveMigrations/{id}/cutover", LM_CP_ROLE_OWNER, on_cutover},
     {"POST", GROUP "/liveMigrations/{id}/cancel", LM_CP_ROLE_OWNER, on_cancel},
     {"POST", GROUP "/liveMigrations/{id}/extend", LM_CP_ROLE_OWNER, on_extend},
+    {"POST", GROUP "/liveMigrations/{id}/verify", LM_CP_ROLE_OWNER, on_verify},
     {"GET", GROUP "/liveMigrations/{id}/progress", LM_CP_ROLE_MEMBER, on_progress},
     {NULL, NULL, LM_CP_ROLE_MEMBER, NULL},
 };

@@ -204,7 +204,7 @@ static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, c
 /* The job as the agent needs it: endpoints with credentials, options. */
 static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error_t *err)
 {
-    /* columns: id, kind, project_id, spec, src_password */
+    /* columns: id, kind, project_id, spec, src_password, verify_only */
     snprintf(j->job_id, sizeof j->job_id, "%s", lm_cp_col(st, 0));
     j->kind = strcmp(lm_cp_col(st, 1), "validation") == 0 ? LM_PROTO_JOB_VALIDATION
                                                           : LM_PROTO_JOB_MIGRATION;
@@ -232,6 +232,9 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     if (ok && lm_json_get_bool(src, "ssl", false, &ssl, &ignored) && ssl)
         j->source.tls = true;
     lm_json_get_bool(spec, "dropDestinationData", false, &j->drop_target, &ignored);
+    j->verify = true; /* migrations created before "verify" existed verify too */
+    lm_json_get_bool(spec, "verify", false, &j->verify, &ignored);
+    j->verify_only = j->kind == LM_PROTO_JOB_MIGRATION && sqlite3_column_int(st, 5) != 0;
     snprintf(j->capture, sizeof j->capture, "auto");
     lm_json_free(spec);
     return ok;
@@ -369,6 +372,70 @@ static void target_in_use(lm_cp_t *cp, lm_proto_status_t *m)
     }
 }
 
+/* Stores the report's verification section (or, when the decoder could not read it, an
+ * error saying so: the report itself is taken); logs a verification's end once. ended: the
+ * job that verified has ended (clears an on-demand request). */
+static bool store_verification(lm_cp_t *cp, const lm_proto_status_t *m, bool ended,
+                               const char *agent_id)
+{
+    lm_proto_verification_t refused;
+    const lm_proto_verification_t *v = &m->verification;
+    if (!v->present && !m->verification_refused[0] && !(ended && m->n_errors))
+        return !ended || lm_cp_store_job_set_verification(cp->db, m->job_id, NULL, true, agent_id,
+                                                          lm_time_now_ms());
+    if (!v->present && !m->verification_refused[0]) { /* the agent could not run it */
+        memset(&refused, 0, sizeof refused);
+        refused.present = true;
+        snprintf(refused.state, sizeof refused.state, "error");
+        lm_proto_clip_text(m->errors[0], refused.error, sizeof refused.error);
+        v = &refused;
+    } else if (!v->present) {
+        lm_log_warn(NULL,
+                    "live migration %s: the verification in agent %s's report is refused "
+                    "(the rest of the report is taken): %s",
+                    m->job_id, agent_id, m->verification_refused);
+        memset(&refused, 0, sizeof refused);
+        refused.present = true;
+        snprintf(refused.state, sizeof refused.state, "error");
+        snprintf(refused.error, sizeof refused.error,
+                 "the agent's verification report was refused: %s", m->verification_refused);
+        v = &refused;
+    }
+    char old[16] = "";
+    sqlite3_stmt *st = lm_cp_store_job_verification(cp->db, m->job_id);
+    if (st && lm_cp_col(st, 0)[0]) {
+        lm_proto_verification_t prev;
+        lm_error_t err;
+        const char *t = lm_cp_col(st, 0);
+        if (lm_proto_verification_decode(t, strlen(t), &prev, &err))
+            snprintf(old, sizeof old, "%s", prev.state);
+        lm_proto_verification_cleanup(&prev);
+    }
+    sqlite3_finalize(st);
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_proto_verification_w(w, v);
+    size_t len;
+    lm_error_t err;
+    const char *text = lm_json_writer_result(w, &len, &err);
+    bool ok = text && lm_cp_store_job_set_verification(cp->db, m->job_id, text, ended, agent_id,
+                                                       lm_time_now_ms());
+    lm_json_writer_destroy(w);
+    if (ok && strcmp(old, v->state) != 0 && strcmp(v->state, "running") != 0) {
+        if (strcmp(v->state, "passed") == 0)
+            lm_log_info(NULL,
+                        "live migration %s: verification passed: %lld namespaces, %lld documents",
+                        m->job_id, (long long)v->namespaces_total, (long long)v->documents_checked);
+        else
+            lm_log_warn(NULL,
+                        "live migration %s: verification %s: %lld of %lld namespaces differ%s%s%s",
+                        m->job_id, strcmp(v->state, "failed") == 0 ? "FAILED" : "did not finish",
+                        (long long)v->namespaces_failed, (long long)v->namespaces_total,
+                        v->n_differences ? ", first " : "",
+                        v->n_differences ? v->differences[0].ns : "", v->error[0] ? v->error : "");
+    }
+    return ok;
+}
+
 static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 {
     lm_proto_status_t m;
@@ -409,6 +476,17 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     sqlite3_finalize(st);
     lm_agent_state_t state = LM_AGENT_RUNNING; /* the decoder admits only known states */
     lm_agent_state_parse(m.state, &state);
+    /* a verification on demand of a finished migration: only its section counts */
+    if (ok && m.verify_only) {
+        ok = store_verification(cp, &m, state != LM_AGENT_RUNNING, a->agent_id) ||
+             cp_fail(r, 500, "INTERNAL", "cannot store the verification");
+        lm_proto_status_cleanup(&m);
+        if (!ok)
+            return false;
+        lm_strbuf_append(&r->body, "{\"v\":1}");
+        r->status = 200;
+        return true;
+    }
     lm_job_status_t status = lm_job_status_of_agent(state), was = LM_STATUS_NEW;
     bool was_terminal = lm_job_status_parse(old, &was) && lm_job_status_terminal(was);
     if (ok && was_terminal && status == LM_STATUS_WORKING)
@@ -450,7 +528,10 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                                   .agent_id = a->agent_id,
                                   .open_window = open,
                                   .window_end = window.end_ms};
-        ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now);
+        ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now) &&
+             (m.kind != LM_PROTO_JOB_MIGRATION ||
+              (!m.verification.present && !m.verification_refused[0]) ||
+              store_verification(cp, &m, false, NULL));
         if (!ok)
             cp_fail(r, 500, "INTERNAL", "cannot store the status report");
         else if (open)

@@ -193,17 +193,23 @@ bool lm_cp_store_open(const char *path, lm_cp_store_reseal_fn reseal, void *ctx,
         *db = NULL;
         return false;
     }
-    /* databases made before API keys expired get the columns */
-    static const char *const added[] = {"expires", "last_used"};
+    /* databases made before API keys expired get the columns, and before verification
+     * through the control plane the job's verification (the agent's section, JSON) and
+     * whether one was asked for (verify_req: 1 until the agent reports its end) */
+    static const char *const added[][3] = {{"api_keys", "expires", "INTEGER"},
+                                           {"api_keys", "last_used", "INTEGER"},
+                                           {"jobs", "verification", "TEXT"},
+                                           {"jobs", "verify_req", "INTEGER NOT NULL DEFAULT 0"}};
     for (size_t i = 0; i < sizeof added / sizeof added[0]; i++) {
-        sqlite3_stmt *st = lm_cp_q(
-            *db, "SELECT 1 FROM pragma_table_info('api_keys') WHERE name = ?", "s", added[i]);
+        sqlite3_stmt *st = lm_cp_q(*db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", "ss",
+                                   added[i][0], added[i][1]);
         bool has = st && sqlite3_step(st) == SQLITE_ROW;
         sqlite3_finalize(st);
-        char sql[100];
-        snprintf(sql, sizeof sql, "ALTER TABLE api_keys ADD COLUMN %s INTEGER", added[i]);
+        char sql[160];
+        snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", added[i][0], added[i][1],
+                 added[i][2]);
         if (!has && !lm_cp_exec(*db, sql, "")) {
-            lm_error_set(err, LM_ERR_IO, "%s: cannot add api_keys.%s: %s", path, added[i],
+            lm_error_set(err, LM_ERR_IO, "%s: cannot add %s.%s: %s", path, added[i][0], added[i][1],
                          sqlite3_errmsg(*db));
             sqlite3_close(*db);
             *db = NULL;
@@ -625,10 +631,10 @@ sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const ch
 {
     return lm_cp_q(
         db,
-        "SELECT id, kind, project_id, spec, src_password FROM jobs WHERE org_id = ? "
-        "AND host = ? AND (holder IS NULL OR holder = ?) AND status NOT IN " LM_CP_STATUS_TERMINAL
-        " AND (delivered IS NULL OR (delivered < ? AND agent_id "
-        "IS NULL)) ORDER BY created LIMIT ?",
+        "SELECT id, kind, project_id, spec, src_password, status IN " LM_CP_STATUS_TERMINAL
+        " FROM jobs WHERE org_id = ? AND host = ? AND (holder IS NULL OR holder = ?) AND (status "
+        "NOT IN " LM_CP_STATUS_TERMINAL " OR (kind = 'migration' AND verify_req = 1)) AND "
+        "(delivered IS NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
         "sssii", org, host, agent, before, limit);
 }
 
@@ -705,4 +711,27 @@ sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const c
                    "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND (j.holder IS NULL OR "
                    "j.holder = ?) AND c.delivered = 0 ORDER BY c.seq LIMIT ?",
                    "sssi", org, host, agent, limit);
+}
+
+sqlite3_stmt *lm_cp_store_job_verification(sqlite3 *db, const char *id)
+{
+    return first_row(
+        lm_cp_q(db, "SELECT verification, verify_req FROM jobs WHERE id = ?", "s", id));
+}
+
+bool lm_cp_store_job_set_verification(sqlite3 *db, const char *id, const char *verification,
+                                      bool ended, const char *agent_id, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE jobs SET verification = ?, verify_req = CASE WHEN ? THEN 0 ELSE "
+                      "verify_req END, agent_id = COALESCE(?, agent_id), updated = ? WHERE id = ?",
+                      "sisis", verification, (int64_t)ended, agent_id, now, id);
+}
+
+bool lm_cp_store_job_request_verify(sqlite3 *db, const char *id, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE jobs SET verify_req = 1, verification = NULL, delivered = NULL, "
+                      "agent_id = NULL, updated = ? WHERE id = ? AND kind = 'migration'",
+                      "is", now, id);
 }

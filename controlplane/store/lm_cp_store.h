@@ -153,9 +153,10 @@ sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *ho
                                     const char *running);
 /* Job id goes out again with the next poll, its commands too. */
 bool lm_cp_store_job_undeliver(sqlite3 *db, const char *id);
-/* List: id, kind, project_id, spec, src_password of at most limit jobs of org on host held
- * by no agent or by `agent`, not ended, not handed out yet or handed out before `before`
- * and not taken up, oldest first. */
+/* List: id, kind, project_id, spec, src_password, verify_only (1: an ended migration whose
+ * verification was asked for) of at most limit jobs of org on host held by no agent or by
+ * `agent`, not ended (or ended with a verification asked for), not handed out yet or handed
+ * out before `before` and not taken up, oldest first. */
 sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const char *host,
                                           const char *agent, int64_t before, int64_t limit);
 /* Job id was handed out to `agent`, which holds it from now on. */
@@ -177,6 +178,15 @@ typedef struct {
 } lm_cp_job_report_t;
 bool lm_cp_store_job_report(sqlite3 *db, const char *id, const lm_cp_job_report_t *rep,
                             int64_t now);
+/* Row: verification (the agent's section as JSON, "" before any), verify_req (1: asked for,
+ * its end not reported yet) of job id. */
+sqlite3_stmt *lm_cp_store_job_verification(sqlite3 *db, const char *id);
+/* Stores job id's verification section (NULL: none); ended clears the request; agent_id
+ * (NULL: unchanged) took the job up. */
+bool lm_cp_store_job_set_verification(sqlite3 *db, const char *id, const char *verification,
+                                      bool ended, const char *agent_id, int64_t now);
+/* A verification of live migration id on demand: it is handed out to its agent again. */
+bool lm_cp_store_job_request_verify(sqlite3 *db, const char *id, int64_t now);
 /* List: id of the live migrations, not ended, whose cutover window closed before now. */
 sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now);
 /* A command (cutover, cancel, extend, expire) for the agent that runs job_id. */

@@ -66,6 +66,8 @@ static const want_t every[] = {
      OWNER, "g9", NULL, "m3"},
     {"POST", "/api/atlas/v2/groups/g10/liveMigrations/m4/extend", G "/liveMigrations/{id}/extend",
      OWNER, "g10", NULL, "m4"},
+    {"POST", "/api/atlas/v2/groups/g12/liveMigrations/m6/verify", G "/liveMigrations/{id}/verify",
+     OWNER, "g12", NULL, "m6"},
     {"GET", "/api/atlas/v2/groups/g11/liveMigrations/m5/progress",
      G "/liveMigrations/{id}/progress", MEMBER, "g11", NULL, "m5"},
     {"POST", "/api/agent/v1/register", "/api/agent/v1/register", LM_CP_ROLE_ENROLL, NULL, NULL,

@@ -727,7 +727,9 @@ static bool get_verification(const lm_json_val_t *v, lm_proto_verification_t *ou
                          err) ||
         !lm_json_get_int(v, "namespacesFailed", false, 0, INT64_MAX, &out->namespaces_failed,
                          err) ||
-        !lm_json_get_int(v, "documentsChecked", false, 0, INT64_MAX, &out->documents_checked, err))
+        !lm_json_get_int(v, "documentsChecked", false, 0, INT64_MAX, &out->documents_checked,
+                         err) ||
+        !lm_json_get_bool(v, "clipped", false, &out->clipped, err))
         return false;
     lm_json_val_t *e = lm_json_get(v, "error");
     if (e && lm_json_type(e) != LM_JSON_NULL) {

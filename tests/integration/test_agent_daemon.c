@@ -187,6 +187,35 @@ static void wait_status(const char *mig, const char *want, bool need_ready, int 
     }
 }
 
+/* Waits until `lm describe -o json` shows verification.state `want`; returns the answer
+ * (free it) and the verification's namespacesTotal. */
+static char *wait_verification(const char *mig, const char *want, int64_t *namespaces,
+                               int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *out, state[32] = "";
+        cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+        lm_error_t err;
+        const char *start = strchr(out, '{');
+        lm_json_val_t *v = start ? lm_json_parse(start, strlen(start), 0, 0, &err) : NULL;
+        cr_assert(v, "%s", out);
+        lm_json_val_t *ver = lm_json_get(v, "verification");
+        const char *st = lm_json_string(lm_json_get(ver, "state"));
+        snprintf(state, sizeof state, "%s", st ? st : "");
+        *namespaces = -1;
+        lm_json_get_int(ver, "namespacesTotal", false, 0, INT64_MAX, namespaces, &err);
+        lm_json_free(v);
+        if (strcmp(state, want) == 0)
+            return out;
+        cr_assert(strcmp(state, "error") != 0 && lm_time_mono_ms() < until,
+                  "the verification of %s never became %s; last answer:\n%s\nagent:\n%s", mig, want,
+                  out, lm_test_slurp(agent_log));
+        free(out);
+        lm_time_sleep_ms(500, NULL);
+    }
+}
+
 static void create_migration(const char *target, char *mig, size_t size)
 {
     char *out;
@@ -260,6 +289,11 @@ Test(agent_daemon, a_user_migrates_with_the_cli_through_restarts)
     cr_assert(strcmp(status, "NEW") == 0 || strcmp(status, "WORKING") == 0, "%s", status);
     start_writer("--no-load --docs 3000 --seconds 300 --rate 40 --ddl");
     wait_status(mig, "WORKING", true, 240000);
+    /* a verification on demand is for a COMPLETE migration (a running one verifies itself
+     * after its cutover) */
+    cr_assert_neq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "is WORKING"), "%s", out);
+    free(out);
 
     /* the control plane goes away and comes back: the agent keeps syncing meanwhile */
     lm_test_cp_kill(&cp);
@@ -299,6 +333,42 @@ Test(agent_daemon, a_user_migrates_with_the_cli_through_restarts)
     snprintf(p, sizeof p, "%s/check.log", dir);
     cr_assert_eq(rc, 0, "the checker found differences:\n%s", lm_test_slurp(p));
     cr_assert(strstr(lm_test_slurp(p), " 0 differences"), "%s", lm_test_slurp(p));
+
+    /* the agent verified the target right after the cutover (on by default): passed */
+    int64_t namespaces;
+    out = wait_verification(mig, "passed", &namespaces, 120000);
+    cr_assert_gt(namespaces, 0, "%s", out);
+    cr_assert(strstr(out, "\"status\": \"COMPLETE\""), "%s", out);
+    free(out);
+
+    /* a difference planted on the target: `lm verify` runs the verification again on the
+     * agent, which finds it; the migration stays COMPLETE */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient; c = MongoClient('%s'); "
+                            "d = c.wr.docs.find_one({}, sort=[('_id', 1)]); "
+                            "c.wr.docs.update_one({'_id': d['_id']}, {'\\$set': {'planted': 1}}); "
+                            "print(d['_id'])\" > '%s/planted' 2>&1",
+                            PY, dst.uri, dir),
+                 0);
+    snprintf(p, sizeof p, "%s/planted", dir);
+    char *planted = lm_test_slurp(p);
+    planted[strcspn(planted, "\n")] = '\0';
+    cr_assert_eq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "verification of live migration"), "%s", out);
+    free(out);
+    out = wait_verification(mig, "failed", &namespaces, 120000);
+    cr_assert_gt(namespaces, 0, "%s", out);
+    cr_assert(strstr(out, "\"status\": \"COMPLETE\"") && strstr(out, "\"ns\": \"wr.docs\""), "%s",
+              out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    char want_id[200];
+    snprintf(want_id, sizeof want_id, "_id { \"_id\" : { \"$numberInt\" : \"%s\" } } (differs",
+             planted);
+    cr_assert(strstr(out, "wr.docs") && strstr(out, want_id) && strstr(out, "planted") &&
+                  strstr(out, "VERIFICATION FAILED") && strstr(out, "failed"),
+              "want %s in:\n%s", want_id, out);
+    free(out);
+    free(planted);
 
     /* no secret in the agent's log or state */
     char *pw = lm_test_slurp(src.password_file);

@@ -792,6 +792,15 @@ Test(controlplane, bad_requests_get_clear_errors_and_change_nothing)
         cr_assert(strstr(body, "\"detail\""), "%s", body);
         free(body);
     }
+    /* verify must be a boolean */
+    char verify_body[400];
+    snprintf(verify_body, sizeof verify_body,
+             "{\"source\":{\"clusterName\":\"src\",\"groupId\":\"%s\"},\"destination\":"
+             "{\"clusterName\":\"dst\"},\"migrationHosts\":[\"mig-host-1\"],\"verify\":\"no\"}",
+             proj);
+    cr_assert_eq(https("POST", path, auth, NULL, verify_body, &body), 400, "%s", body);
+    cr_assert(strstr(body, "field 'verify'"), "%s", body);
+    free(body);
     /* a body over the cap */
     size_t n = 70 * 1024;
     char *huge = malloc(n + 1);
@@ -1821,4 +1830,144 @@ Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
                            ".startswith('v1:')",
                            NULL, NULL),
                  0);
+}
+
+/* The verification after the cutover as the agent reports it: stored and shown by GET and
+ * the CLI; a section past the caps clipped, a malformed one refused without touching the
+ * migration; a verification on demand goes to the agent as a verify-only job, whose
+ * reports change nothing but the verification. */
+Test(controlplane, verification_reports_and_verification_on_demand)
+{
+    char proj[80], mig[80], *out, *resp;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert(m->jobs[0].verify, "verification after the cutover is on by default");
+    cr_assert_not(m->jobs[0].verify_only);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* not COMPLETE: no verification on demand */
+    cr_assert_neq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "is NEW"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"verification\": null"), "%s", out);
+    free(out);
+
+    /* cut over, verifying: COMPLETE with the verification running */
+    lm_proto_status_t s;
+    migration_report(&s, &a, mig, "COMPLETE", false, 0);
+    s.verification.present = true;
+    snprintf(s.verification.state, sizeof s.verification.state, "running");
+    s.verification.namespaces_total = 4;
+    s.verification.namespaces_checked = 1;
+    post_report(&a, &s);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"COMPLETE\"") && strstr(out, "\"state\": \"running\"") &&
+                  strstr(out, "\"namespacesTotal\": 4"),
+              "%s", out);
+    free(out);
+    /* while it runs, none on demand */
+    cr_assert_neq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "VERIFICATION_RUNNING") || strstr(out, "running already"), "%s", out);
+    free(out);
+
+    /* an agent's section past the caps: taken, clipped */
+    lm_strbuf_t b;
+    lm_strbuf_init(&b, LM_PROTO_MAX_BYTES);
+    lm_strbuf_appendf(&b,
+                      "{\"v\":1,\"agentId\":\"%s\",\"jobId\":\"%s\",\"kind\":\"migration\","
+                      "\"phase\":\"COMPLETE\",\"state\":\"COMPLETE\",\"verification\":{\"state\":"
+                      "\"failed\",\"namespacesTotal\":40,\"namespacesChecked\":40,"
+                      "\"namespacesFailed\":30,\"differences\":[",
+                      a.id, mig);
+    for (int i = 0; i < 30; i++) {
+        lm_strbuf_appendf(&b, "%s{\"ns\":\"db.c%d\",\"reasons\":[\"", i ? "," : "", i);
+        for (int k = 0; k < 2000; k++)
+            lm_strbuf_append(&b, "r");
+        lm_strbuf_append(&b, "\"],\"ids\":[\"{ \\\"_id\\\" : 7 } (missing on the target)\"]}");
+    }
+    lm_strbuf_append(&b, "]}}");
+    cr_assert_eq(https("POST", "/api/agent/v1/status", a.bearer, a.id, lm_strbuf_str(&b), &resp),
+                 200, "%s", resp);
+    free(resp);
+    lm_strbuf_cleanup(&b);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"state\": \"failed\"") && strstr(out, "\"clipped\": true") &&
+                  strstr(out, "db.c19") && !strstr(out, "db.c20") && strstr(out, "\"COMPLETE\""),
+              "%s", out);
+    char longest[LM_PROTO_VERIFY_TEXT + 1];
+    memset(longest, 'r', LM_PROTO_VERIFY_TEXT);
+    longest[LM_PROTO_VERIFY_TEXT] = '\0';
+    cr_assert(strstr(out, longest + 1), "the reason is cut to 255 bytes: %s", out);
+    cr_assert_null(strstr(out, longest), "a reason longer than 255 bytes: %s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "VERIFICATION FAILED") && strstr(out, "db.c3") &&
+                  strstr(out, "_id { \"_id\" : 7 } (missing on the target)"),
+              "%s", out);
+    free(out);
+
+    /* a malformed section: the report is taken, the section refused, the migration kept */
+    char bad[600];
+    snprintf(bad, sizeof bad,
+             "{\"v\":1,\"agentId\":\"%s\",\"jobId\":\"%s\",\"kind\":\"migration\",\"phase\":"
+             "\"COMPLETE\",\"state\":\"COMPLETE\",\"verification\":{\"state\":\"great\"}}",
+             a.id, mig);
+    cr_assert_eq(https("POST", "/api/agent/v1/status", a.bearer, a.id, bad, &resp), 200, "%s",
+                 resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"COMPLETE\"") && strstr(out, "\"state\": \"error\"") &&
+                  strstr(out, "verification report was refused") && strstr(out, "'state'"),
+              "%s", out);
+    free(out);
+
+    /* on demand: requested, handed out again as a verify-only job with its credentials */
+    cr_assert_eq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"state\": \"requested\""), "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
+    free(out);
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_jobs, 1);
+    cr_assert_str_eq(m->jobs[0].job_id, mig);
+    cr_assert(m->jobs[0].verify_only);
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* its reports change the verification only (not the phase, lag or status) */
+    migration_report(&s, &a, mig, "RUNNING", false, 99);
+    s.verify_only = true;
+    s.verification.present = true;
+    snprintf(s.verification.state, sizeof s.verification.state, "running");
+    post_report(&a, &s);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"COMPLETE\"") && strstr(out, "\"state\": \"running\"") &&
+                  !strstr(out, "STREAMING") && strstr(out, "\"lagTimeSeconds\": null,"),
+              "%s", out);
+    free(out);
+    migration_report(&s, &a, mig, "COMPLETE", false, 0);
+    s.verify_only = true;
+    s.verification.present = true;
+    snprintf(s.verification.state, sizeof s.verification.state, "passed");
+    s.verification.namespaces_total = s.verification.namespaces_checked = 4;
+    s.verification.documents_checked = 1234;
+    post_report(&a, &s);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "passed") && strstr(out, "1234") && !strstr(out, "FAILED"), "%s", out);
+    free(out);
+    /* done: not handed out again */
+    m = agent_poll(&a, 1);
+    cr_assert_eq(m->n_jobs, 0);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    char *log = lm_test_slurp(cp.log);
+    cr_assert(strstr(log, "verification FAILED") && strstr(log, "verification passed") &&
+                  strstr(log, "verification requested"),
+              "%s", log);
+    free(log);
 }

@@ -137,6 +137,16 @@ static void redeliver(lm_cp_t *cp, const agent_t *a, const char *running)
     }
     if (n)
         pthread_cond_broadcast(&cp->changed);
+    /* a verification after a cutover that the agent no longer runs (its last report said
+     * running; the job leaves the heartbeat only after its last report): it restarted */
+    if (lm_cp_store_verifications_lost(cp->db, a->org, a->host, running,
+                                       "the agent stopped before the verification finished "
+                                       "(restarted?): run `livemig lm verify` to verify again",
+                                       lm_time_now_ms()) > 0)
+        lm_log_warn(NULL,
+                    "agent %s on %s no longer runs a verification it reported running: marked "
+                    "error",
+                    a->agent_id, a->host);
 }
 
 static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
@@ -235,6 +245,8 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     j->verify = true; /* migrations created before "verify" existed verify too */
     lm_json_get_bool(spec, "verify", false, &j->verify, &ignored);
     j->verify_only = j->kind == LM_PROTO_JOB_MIGRATION && sqlite3_column_int(st, 5) != 0;
+    if (j->verify_only) /* never a drop, even for an agent that would not know verifyOnly */
+        j->drop_target = false;
     snprintf(j->capture, sizeof j->capture, "auto");
     lm_json_free(spec);
     return ok;

@@ -612,9 +612,10 @@ sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *ho
 {
     return lm_cp_q(
         db,
-        "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND status NOT IN " LM_CP_STATUS_TERMINAL
-        " AND delivered IS NOT NULL AND delivered < ? AND id "
-        "NOT IN (SELECT value FROM json_each(?))",
+        "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND (status NOT "
+        "IN " LM_CP_STATUS_TERMINAL
+        " OR (kind = 'migration' AND verify_req = 1)) AND delivered IS NOT NULL AND delivered < ? "
+        "AND id NOT IN (SELECT value FROM json_each(?))",
         "ssis", org, host, before, running);
 }
 
@@ -734,4 +735,18 @@ bool lm_cp_store_job_request_verify(sqlite3 *db, const char *id, int64_t now)
                       "UPDATE jobs SET verify_req = 1, verification = NULL, delivered = NULL, "
                       "agent_id = NULL, updated = ? WHERE id = ? AND kind = 'migration'",
                       "is", now, id);
+}
+
+int lm_cp_store_verifications_lost(sqlite3 *db, const char *org, const char *host,
+                                   const char *running, const char *why, int64_t now)
+{
+    if (!lm_cp_exec(db,
+                    "UPDATE jobs SET verification = json_set(verification, '$.state', 'error', "
+                    "'$.error', ?), updated = ? WHERE org_id = ? AND host = ? AND kind = "
+                    "'migration' AND verify_req = 0 AND json_valid(verification) AND "
+                    "json_extract(verification, '$.state') = 'running' AND id NOT IN (SELECT "
+                    "value FROM json_each(?))",
+                    "sisss", why, now, org, host, running))
+        return -1;
+    return sqlite3_changes(db);
 }

@@ -147,8 +147,9 @@ bool lm_cp_store_job_set_status(sqlite3 *db, const char *id, const char *status,
 /* Job id cannot be handed out (why: its error message, shown by the admin API): 1 when
  * that message is new for the job, 0 when it had it already, -1 on failure. */
 int lm_cp_store_job_refuse(sqlite3 *db, const char *id, const char *why, int64_t now);
-/* List: id of the jobs of org on host, not ended, handed out before `before` and not in
- * running (a JSON array of ids): the agent restarted without them. */
+/* List: id of the jobs of org on host, not ended (or ended with a verification asked for),
+ * handed out before `before` and not in running (a JSON array of ids): the agent restarted
+ * without them. */
 sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *host, int64_t before,
                                     const char *running);
 /* Job id goes out again with the next poll, its commands too. */
@@ -185,6 +186,11 @@ sqlite3_stmt *lm_cp_store_job_verification(sqlite3 *db, const char *id);
  * (NULL: unchanged) took the job up. */
 bool lm_cp_store_job_set_verification(sqlite3 *db, const char *id, const char *verification,
                                       bool ended, const char *agent_id, int64_t now);
+/* The verifications (after a cutover) of org's migrations on host that are running
+ * according to their last report while the agent's heartbeat (running: a JSON array of job
+ * ids) no longer lists the job: state error, error why. The number of them, -1 on failure. */
+int lm_cp_store_verifications_lost(sqlite3 *db, const char *org, const char *host,
+                                   const char *running, const char *why, int64_t now);
 /* A verification of live migration id on demand: it is handed out to its agent again. */
 bool lm_cp_store_job_request_verify(sqlite3 *db, const char *id, int64_t now);
 /* List: id of the live migrations, not ended, whose cutover window closed before now. */

@@ -1872,6 +1872,13 @@ Test(controlplane, verification_reports_and_verification_on_demand)
     cr_assert_neq(CLI(&out, "lm verify %s --projectId %s", mig, proj), 0, "%s", out);
     cr_assert(strstr(out, "VERIFICATION_RUNNING") || strstr(out, "running already"), "%s", out);
     free(out);
+    /* the agent's heartbeat no longer lists the job (it restarted): the running
+     * verification becomes an error that says to ask again */
+    cr_assert_eq(agent_heartbeat(&a, &resp), 200, "%s", resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"state\": \"error\"") && strstr(out, "livemig lm verify"), "%s", out);
+    free(out);
 
     /* an agent's section past the caps: taken, clipped */
     lm_strbuf_t b;

@@ -468,8 +468,10 @@ static void run_verification(djob_t *j, const char *why)
                      v.differences && v.differences[0].n_reasons ? v.differences[0].reasons[0]
                                                                  : "?");
     else
-        lm_log_info(NULL, "live migration %s: verification passed: %zu namespaces, %lld documents",
-                    j->id, r.n, (long long)r.documents);
+        lm_log_info(NULL,
+                    "live migration %s: verification passed: %zu namespaces, %lld documents in "
+                    "%.1f s",
+                    j->id, r.n, (long long)r.documents, (double)r.elapsed_ms / 1000);
     pthread_mutex_lock(&j->st.mu);
     lm_proto_verification_cleanup(&j->ver);
     j->ver = v;

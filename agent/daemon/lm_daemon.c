@@ -381,8 +381,8 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
         job->cutover_lag_ms = pj->cutover_lag_seconds * 1000;
     job->log_level = d->cfg.log_level;
     job->log_format = d->cfg.log_format;
-    /* the daemon verifies after the cutover itself (job_main), to report the outcome to the
-     * control plane: the engine run does not */
+    /* the daemon verifies after the cutover itself (after_cutover), to report the outcome to
+     * the control plane: lm_run's own verification is not used */
     job->verify = false;
     snprintf(job->job_id, sizeof job->job_id, "%s", pj->job_id);
     snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
@@ -480,6 +480,17 @@ static void run_verification(djob_t *j, const char *why)
     lm_verify_result_cleanup(&r);
 }
 
+/* lm_run_job_then's hook after a cutover: the verification, while the job's status API
+ * still answers (its "verification" section shows the progress). */
+static void after_cutover(void *ud)
+{
+    djob_t *j = ud;
+    if (!j->verify)
+        return;
+    atomic_store(&j->cut_over, true); /* reported COMPLETE while it verifies */
+    run_verification(j, "cutover complete");
+}
+
 static void *job_main(void *arg)
 {
     djob_t *j = arg;
@@ -496,11 +507,7 @@ static void *job_main(void *arg)
                     lm_checks_failed(&j->checks) ? "a check FAILED" : "passed");
     } else {
         lm_log_info(NULL, "live migration %s: starting (state in %s)", j->id, j->job.state_dir);
-        int code = lm_run_job(&j->job, &j->st, &j->stop);
-        if (code == LM_EXIT_OK && j->verify && !atomic_load(&j->stop)) {
-            atomic_store(&j->cut_over, true); /* reported COMPLETE while it verifies */
-            run_verification(j, "cutover complete");
-        }
+        int code = lm_run_job_then(&j->job, &j->st, &j->stop, after_cutover, j);
         lm_agent_state_t s =
             code == LM_EXIT_OK ? LM_AGENT_COMPLETE
             : code == LM_EXIT_CANCELLED

@@ -187,6 +187,12 @@ static int verify_after_cutover(const lm_job_t *job, lm_status_t *st, const atom
 
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
 {
+    return lm_run_job_then(job, st, stop, NULL, NULL);
+}
+
+int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
+                    void (*after)(void *ud), void *ud)
+{
     lm_error_t err;
     lm_status_http_t *http = NULL;
     lm_error_init(&err);
@@ -215,8 +221,12 @@ int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
     print_summary(&sum, st, outcome == LM_ENGINE_ALREADY_COMPLETE);
     int code = lm_engine_exit_code(outcome);
     /* the status API stays up while it runs: its "verification" section shows it */
-    if (outcome == LM_ENGINE_COMPLETE && sum.streamed && job->verify && !atomic_load(stop))
-        code = verify_after_cutover(job, st, stop);
+    if (outcome == LM_ENGINE_COMPLETE && sum.streamed && !atomic_load(stop)) {
+        if (after)
+            after(ud);
+        else if (job->verify)
+            code = verify_after_cutover(job, st, stop);
+    }
     lm_status_http_stop(http);
     if (http) /* the API is gone: nothing may use its token any more */
         lm_status_token_remove(job->state_dir);

@@ -17,6 +17,12 @@
  * handlers or the daemon. Returns an exit code (LM_EXIT_*, lm_engine.h). */
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop);
 
+/* lm_run_job, but after a COMPLETE live migration (cut over, not copy-only) `after(ud)`
+ * runs on the caller's thread, while the status API is still up, instead of the built-in
+ * verification (job->verify): the daemon verifies there and reports to the control plane. */
+int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
+                    void (*after)(void *ud), void *ud);
+
 /* One verification (lm_verify) with the job's verify_* options, its progress logged every
  * 10 s and kept in st (may be NULL). Returns lm_verify_run's answer; *result is always to
  * be cleaned up (lm_verify_result_cleanup). */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "lm_config.h"
+#include "lm_json.h"
 #include "lm_ns.h"
 #include "lm_states.h"
 #include "lm_strbuf.h"
@@ -95,6 +96,10 @@ typedef struct {
     atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
     lm_stream_status_t stream;  /* under mu */
+    /* More members of the JSON object, written last and under mu (a sharded migration's
+     * "shards" and "balancer", lm_coord); set before the status is served, NULL for none. */
+    void (*json_extra)(void *ud, lm_json_writer_t *w);
+    void *json_extra_ud;
 } lm_status_t;
 
 void lm_status_init(lm_status_t *st, const char *job_id);

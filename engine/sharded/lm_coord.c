@@ -660,7 +660,19 @@ static bool prepare(lm_coord_t *c)
     lm_status_set_job_id(c->st, c->job_id);
     lm_log_info(NULL, "sharded migration %s: %zu shards, %zu databases, %zu sharded collections",
                 c->job_id, c->scl.n_shards, c->scl.n_dbs, c->scl.n_colls);
-    lm_log_info(NULL, "stopping the source's balancer (waiting for a round in progress)");
+    char mode[32] = "";
+    bool in_round = false;
+    if (!lm_balancer_status(c->src, mode, sizeof mode, &in_round, &c->err)) {
+        lm_error_prefix(&c->err, "source balancer");
+        return false;
+    }
+    if (in_round)
+        lm_log_info(NULL,
+                    "a balancer round is in progress on the source (mode %s): stopping the "
+                    "balancer and waiting for the round to end",
+                    mode);
+    else
+        lm_log_info(NULL, "stopping the source's balancer (mode %s)", mode);
     if (!lm_balancer_stop(c->src, BALANCER_STOP_MS, &c->err)) {
         lm_error_prefix(&c->err, "source balancer");
         return false;

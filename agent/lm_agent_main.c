@@ -5,6 +5,7 @@
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
  *   livemig-agent cutover [--state-dir D] [--status-addr A] [--force]  finish a streaming job
  *   livemig-agent cancel  [--state-dir D] [--status-addr A]    stop it (checkpointed)
+ *   livemig-agent restart-shard NAME [--state-dir D]            restart a failed shard's sync
  *   livemig-agent link --token-file F --state-dir D --ca-file F   link to a control plane
  *   livemig-agent --config FILE                                   the daemon (lm_daemon.h)
  *   livemig-agent --version
@@ -78,6 +79,7 @@ static void usage(FILE *out)
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
           "       livemig-agent cutover [--state-dir D] [--status-addr HOST:PORT] [--force]\n"
           "       livemig-agent cancel [--state-dir D] [--status-addr HOST:PORT]\n"
+          "       livemig-agent restart-shard NAME [--state-dir D] [--status-addr HOST:PORT]\n"
           "       livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H]\n"
           "                          [--relink]\n"
           "       livemig-agent --config FILE              run as a daemon of a control plane\n"
@@ -365,7 +367,7 @@ static int cmd_post(const char *name, const char *path, const char *done, int ar
     lm_error_t err;
     lm_http_response_t resp;
     client_args_t a;
-    char addr[200], token[LM_STATUS_TOKEN_LEN + 1], full_path[64];
+    char addr[200], token[LM_STATUS_TOKEN_LEN + 1], full_path[320];
     lm_strbuf_t bearer;
     bool cutover = strcmp(name, "cutover") == 0;
     memset(&resp, 0, sizeof resp);
@@ -404,13 +406,38 @@ static int cmd_post(const char *name, const char *path, const char *done, int ar
         printf("%s (forced before readyForCutover: it waits for the whole backlog)\n", done);
     else if (ok)
         printf("%s\n", done);
-    else if (resp.status == 409 || resp.status == 401 || resp.status == 403)
+    else if (resp.status == 409 || resp.status == 401 || resp.status == 403 || resp.status == 404 ||
+             resp.status == 400)
         fprintf(stderr, "livemig-agent %s: refused (HTTP %ld): %s\n", name, resp.status,
                 detail[0] ? detail : err.message);
     else
         fprintf(stderr, "livemig-agent %s: %s\n", name, err.message);
     lm_http_response_cleanup(&resp);
     return ok ? LM_EXIT_OK : LM_EXIT_FAILED;
+}
+
+/* livemig-agent restart-shard NAME [--state-dir D] [--status-addr A]: a sharded
+ * migration's failed shard restarts from its checkpoint (POST /api/v1/restart-shard). */
+static int cmd_restart_shard(int argc, char **argv)
+{
+    char path[300], *rest[argc > 0 ? argc : 1];
+    const char *name = argc > 1 ? argv[1] : NULL;
+    if (!name || name[0] == '-' || !name[0] || strlen(name) > 128 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+            strlen(name)) {
+        fputs("livemig-agent restart-shard: name the shard (as GET /api/v1/status's shards "
+              "list it: letters, digits, '_', '.', '-'): livemig-agent restart-shard NAME "
+              "[--state-dir D]\n",
+              stderr);
+        return LM_EXIT_USAGE;
+    }
+    snprintf(path, sizeof path, "/api/v1/restart-shard?name=%s", name);
+    rest[0] = argv[0];
+    for (int i = 2; i < argc; i++)
+        rest[i - 1] = argv[i];
+    return cmd_post("restart-shard", path,
+                    "restart requested: the shard resumes from its checkpoint; the others go on",
+                    argc - 1, rest);
 }
 
 /* livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H] [--relink] */
@@ -562,6 +589,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "cancel") == 0)
         return cmd_post("cancel", "/api/v1/cancel",
                         "cancel requested: the job checkpoints and stops", argc - 1, argv + 1);
+    if (strcmp(cmd, "restart-shard") == 0)
+        return cmd_restart_shard(argc - 1, argv + 1);
     if (strcmp(cmd, "cutover") == 0)
         return cmd_post("cutover", "/api/v1/cutover",
                         "cutover requested: stop writes to the source; the job applies what is "

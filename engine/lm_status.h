@@ -96,10 +96,13 @@ typedef struct {
     atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
     lm_stream_status_t stream;  /* under mu */
-    /* More members of the JSON object, written last and under mu (a sharded migration's
-     * "shards" and "balancer", lm_coord); set before the status is served, NULL for none. */
+    /* A sharded migration's hooks (lm_coord), set and cleared under mu, called under mu
+     * with hook_ud; NULL for none. json_extra writes more members of the JSON object
+     * ("shards", "balancer"); restart_shard asks for one failed shard's restart (POST
+     * /api/v1/restart-shard): an HTTP status (202 accepted) and a message. */
     void (*json_extra)(void *ud, lm_json_writer_t *w);
-    void *json_extra_ud;
+    int (*restart_shard)(void *ud, const char *name, char *msg, size_t msgsz);
+    void *hook_ud;
 } lm_status_t;
 
 void lm_status_init(lm_status_t *st, const char *job_id);

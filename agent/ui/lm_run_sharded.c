@@ -72,13 +72,14 @@ static void print_summary(lm_coord_t *c, lm_status_t *st, lm_engine_outcome_t ou
     lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
     lm_stream_status_t ss;
     lm_status_get_stream(st, &ss);
+    size_t n = lm_coord_n_shards(c);
     pthread_mutex_lock(&st->mu);
     printf("\nlivemig sharded migration %s: job %s, %zu shards, %s\n", lm_state_name(st->state),
-           lm_coord_job_id(c)[0] ? lm_coord_job_id(c) : "-", lm_coord_n_shards(c), took);
+           lm_coord_job_id(c)[0] ? lm_coord_job_id(c) : "-", n, took);
     pthread_mutex_unlock(&st->mu);
     if (out == LM_ENGINE_ALREADY_COMPLETE)
         printf("  this migration was already complete; use a new --state-dir to copy again\n");
-    for (size_t i = 0; i < lm_coord_n_shards(c); i++) {
+    for (size_t i = 0; i < n; i++) {
         lm_status_t *s = lm_coord_shard_status(c, i);
         lm_stream_status_t sh;
         shard_line(s, lm_coord_shard_name(c, i), lm_coord_target_shard_name(c, i), line,
@@ -120,7 +121,9 @@ int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
 {
     lm_log_info(NULL, "the source is a sharded cluster (its router says isdbgrid): migrating "
                       "shard to shard");
-    lm_coord_opts_t o = {.job = job, .status = st, .stop = stop};
+    /* with a status API, a failed shard can be restarted alone (restart-shard) */
+    lm_coord_opts_t o = {
+        .job = job, .status = st, .stop = stop, .restartable = strcmp(job->status_addr, "0") != 0};
     lm_coord_t *c = lm_coord_new(&o);
     if (!c) {
         fprintf(stderr, "livemig-agent: out of memory\n");

@@ -28,6 +28,8 @@ typedef struct {
     atomic_bool done;
     lm_engine_outcome_t outcome;
     atomic_llong copy_started_ms; /* when the coordinator first saw it copying; 0 before */
+    atomic_bool restart;          /* the operator asked to restart it (it failed) */
+    bool failure_reported;        /* the coordinator's thread only */
 } shard_t;
 
 struct lm_coord {
@@ -498,15 +500,20 @@ static void *shard_main(void *arg)
 
 static bool setup_shards(lm_coord_t *c)
 {
-    c->shards = calloc(c->scl.n_shards, sizeof *c->shards);
-    if (!c->shards)
+    shard_t *all = calloc(c->scl.n_shards, sizeof *all);
+    if (!all)
         return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
+    pthread_mutex_lock(&c->st->mu); /* the status API reads shards[0, n) */
+    c->shards = all;
+    pthread_mutex_unlock(&c->st->mu);
     for (size_t i = 0; i < c->scl.n_shards; i++) {
         shard_t *sh = &c->shards[i];
         snprintf(sh->name, sizeof sh->name, "%s", c->scl.shards[i].name);
         snprintf(sh->target, sizeof sh->target, "%s", c->dcl.shards[i].name);
         lm_status_init(&sh->st, "");
+        pthread_mutex_lock(&c->st->mu);
         c->n = i + 1;
+        pthread_mutex_unlock(&c->st->mu);
         if (!lm_cluster_shard_uri(c->job->source.uri, c->scl.shards[i].host, sh->src_uri,
                                   sizeof sh->src_uri, &c->err) ||
             !lm_cluster_shard_uri(c->job->target.uri, c->dcl.shards[i].host, sh->dst_uri,
@@ -530,34 +537,129 @@ static bool setup_shards(lm_coord_t *c)
     return true;
 }
 
-/* Runs the engines side by side; the overall status follows them. Returns when all ended.
- * A shard that fails stops the others (checkpointed: run again to resume). */
-static void run_engines(lm_coord_t *c)
+/* POST /api/v1/restart-shard (under the overall status's mutex): only a failed shard. */
+static int restart_hook(void *ud, const char *name, char *msg, size_t msgsz)
 {
+    lm_coord_t *c = ud;
     for (size_t i = 0; i < c->n; i++) {
         shard_t *sh = &c->shards[i];
-        sh->started = pthread_create(&sh->thread, NULL, shard_main, sh) == 0;
-        if (!sh->started) {
-            lm_status_error(c->st, "shard %s: cannot start its thread", sh->name);
-            sh->outcome = LM_ENGINE_FAILED;
-            atomic_store(&sh->done, true);
+        if (strcmp(sh->name, name) != 0)
+            continue;
+        if (!atomic_load(&sh->done) || sh->outcome != LM_ENGINE_FAILED) {
+            snprintf(msg, msgsz,
+                     "shard %s has not failed: only a failed shard is restarted (see its "
+                     "state in GET /api/v1/status)",
+                     name);
+            return 409;
         }
+        atomic_store(&sh->restart, true);
+        snprintf(msg, msgsz, "shard %s restarts from its checkpoint; the other shards go on", name);
+        return 202;
     }
+    snprintf(msg, msgsz, "no shard named '%s' in this migration", name);
+    return 404;
+}
+
+static bool start_shard(lm_coord_t *c, shard_t *sh)
+{
+    atomic_store(&sh->done, false);
+    sh->started = pthread_create(&sh->thread, NULL, shard_main, sh) == 0;
+    if (!sh->started) {
+        lm_status_error(c->st, "shard %s: cannot start its thread", sh->name);
+        sh->outcome = LM_ENGINE_FAILED;
+        atomic_store(&sh->done, true);
+    }
+    return sh->started;
+}
+
+/* A failed shard restarted by the operator: a new engine on the same checkpoint key (it
+ * resumes where the failed one recorded), its status reset (its errors kept as warnings). */
+static void restart_shard(lm_coord_t *c, shard_t *sh)
+{
+    if (sh->started)
+        pthread_join(sh->thread, NULL);
+    sh->started = false;
+    lm_engine_destroy(sh->e);
+    pthread_mutex_lock(&sh->st.mu);
+    for (size_t k = 0; k < sh->st.errors.n; k++) {
+        char **items = realloc(sh->st.warnings.items, (sh->st.warnings.n + 1) * sizeof *items);
+        if (!items)
+            break;
+        sh->st.warnings.items = items;
+        sh->st.warnings.items[sh->st.warnings.n++] = sh->st.errors.items[k];
+        sh->st.errors.items[k] = NULL;
+    }
+    lm_strlist_cleanup(&sh->st.errors);
+    sh->st.state = LM_STATE_RUNNING;
+    sh->st.finished_ms = 0;
+    sh->st.phase = LM_PHASE_NEW;
+    memset(&sh->st.stream, 0, sizeof sh->st.stream);
+    pthread_mutex_unlock(&sh->st.mu);
+    atomic_store(&sh->st.docs, 0);
+    atomic_store(&sh->st.bytes, 0);
+    atomic_store(&sh->st.dup_keys, 0);
+    atomic_store(&sh->copy_started_ms, 0);
+    atomic_store(&sh->stop, false);
+    sh->failure_reported = false;
+    lm_engine_opts_t eo = {.job = &sh->job,
+                           .status = &sh->st,
+                           .stop = &sh->stop,
+                           .checkpoint_key = sh->key,
+                           .cutover_gate = gate,
+                           .gate_ud = c};
+    sh->e = lm_engine_new(&eo);
+    atomic_store(&sh->restart, false);
+    lm_status_warn(c->st, "shard %s restarted by the operator: it resumes from its checkpoint",
+                   sh->name);
+    if (!sh->e) {
+        sh->outcome = LM_ENGINE_FAILED;
+        atomic_store(&sh->done, true);
+        return;
+    }
+    start_shard(c, sh);
+}
+
+/* Runs the engines side by side; the overall status follows them. Returns when all ended.
+ * A shard that fails: with the status API (restartable), the others go on and the operator
+ * restarts it (restart-shard) or cancels; without, the others are stopped (checkpointed:
+ * run again to resume). */
+static void run_engines(lm_coord_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        start_shard(c, &c->shards[i]);
+    pthread_mutex_lock(&c->st->mu);
+    c->st->restart_shard = c->o.restartable ? restart_hook : NULL;
+    pthread_mutex_unlock(&c->st->mu);
     bool stopping = false;
     for (;;) {
         size_t done = 0;
         bool failed = false;
         for (size_t i = 0; i < c->n; i++) {
-            if (atomic_load(&c->shards[i].done)) {
-                done++;
-                failed = failed || c->shards[i].outcome == LM_ENGINE_FAILED;
+            shard_t *sh = &c->shards[i];
+            if (!atomic_load(&sh->done))
+                continue;
+            if (atomic_load(&sh->restart) && !stopping) {
+                restart_shard(c, sh);
+                continue;
             }
+            done++;
+            if (sh->outcome != LM_ENGINE_FAILED)
+                continue;
+            failed = true;
+            if (!sh->failure_reported && c->o.restartable)
+                lm_status_warn(c->st,
+                               "shard %s failed (%s): the other shards go on; fix the cause, "
+                               "then run `livemig-agent restart-shard %s` (or POST "
+                               "/api/v1/restart-shard?name=%s), or cancel",
+                               sh->name, lm_engine_error(sh->e)->message, sh->name, sh->name);
+            sh->failure_reported = true;
         }
         aggregate(c);
-        if (done == c->n)
-            break;
         bool cancel = atomic_load(&c->st->cancel);
-        if (!stopping && (failed || cancel || (c->o.stop && atomic_load(c->o.stop)))) {
+        bool stop = cancel || (c->o.stop && atomic_load(c->o.stop));
+        if (done == c->n && (!failed || stopping || !c->o.restartable))
+            break;
+        if (!stopping && (stop || (failed && !c->o.restartable))) {
             stopping = true;
             if (failed)
                 lm_log_warn(NULL, "a shard failed: stopping the other shards (checkpointed)");
@@ -618,6 +720,8 @@ static lm_engine_outcome_t outcome_of(lm_coord_t *c)
         any_stopped = any_stopped || o == LM_ENGINE_STOPPED;
         all_already = all_already && o == LM_ENGINE_ALREADY_COMPLETE;
     }
+    if (atomic_load(&c->st->cancel) && (any_failed || any_cancelled || any_stopped))
+        return LM_ENGINE_CANCELLED;
     if (any_failed)
         return LM_ENGINE_FAILED;
     if (any_cancelled || atomic_load(&c->st->cancel))
@@ -758,7 +862,7 @@ lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts)
     lm_conn_global_init();
     pthread_mutex_lock(&c->st->mu);
     c->st->json_extra = json_shards;
-    c->st->json_extra_ud = c;
+    c->st->hook_ud = c;
     pthread_mutex_unlock(&c->st->mu);
     return c;
 }
@@ -769,7 +873,8 @@ void lm_coord_destroy(lm_coord_t *c)
         return;
     pthread_mutex_lock(&c->st->mu);
     c->st->json_extra = NULL;
-    c->st->json_extra_ud = NULL;
+    c->st->restart_shard = NULL;
+    c->st->hook_ud = NULL;
     pthread_mutex_unlock(&c->st->mu);
     for (size_t i = 0; i < c->n; i++) {
         lm_engine_destroy(c->shards[i].e);
@@ -794,7 +899,10 @@ const char *lm_coord_job_id(const lm_coord_t *c)
 
 size_t lm_coord_n_shards(const lm_coord_t *c)
 {
-    return c->n;
+    pthread_mutex_lock(&c->st->mu);
+    size_t n = c->n;
+    pthread_mutex_unlock(&c->st->mu);
+    return n;
 }
 
 const char *lm_coord_shard_name(const lm_coord_t *c, size_t i)

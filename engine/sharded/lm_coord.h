@@ -9,7 +9,8 @@
  * sharded collections with the same key and uniqueness, chunk maps made equal by split and
  * moveRange), then runs the engines side by side. The overall status is computed from
  * the shards' (lag: the worst shard; readyForCutover: every shard ready); the cutover gate
- * is shared, so every engine cuts over together. At the end (COMPLETE, CANCELLED or
+ * is shared, so every engine cuts over together. A failed shard can be restarted alone
+ * (restartable: status->restart_shard) while the others go on. At the end (COMPLETE, CANCELLED or
  * FAILED) the balancers are started again; a refused restart is a warning in the status,
  * the log and the summary (the migration still completes). A signal (STOPPED, resumable)
  * leaves them stopped: run again to resume, or cancel.
@@ -31,6 +32,9 @@ typedef struct {
     const lm_job_t *job;     /* the source and target are routers; must outlive */
     lm_status_t *status;     /* the overall status: the caller's (served, cancel, cutover) */
     const atomic_bool *stop; /* signals */
+    /* An operator can restart a failed shard (a status API serves status->restart_shard):
+     * a failed shard then leaves the others running. False: one failure stops them all. */
+    bool restartable;
 } lm_coord_opts_t;
 
 typedef struct lm_coord lm_coord_t;

@@ -113,6 +113,22 @@ static void expect_log(const char *needle)
     free(log);
 }
 
+/* The agent's log says `needle` within timeout_ms. */
+static void wait_log(const char *needle, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *log = lm_test_slurp(log_path);
+        bool found = strstr(log, needle) != NULL;
+        if (found || lm_time_mono_ms() > until)
+            cr_assert(found, "the agent log lacks \"%s\":\n%s", needle, log);
+        free(log);
+        if (found)
+            return;
+        lm_time_sleep_ms(100, NULL);
+    }
+}
+
 static lm_json_val_t *status(void)
 {
     char url[128];
@@ -357,6 +373,83 @@ Test(sharded, kill9_mid_stream_resumes_every_shard)
     lm_json_free(wait_streaming(a, 1, true));
     cr_assert_eq(agent_cli("cutover"), 0);
     expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_no_differences();
+    expect_balancer(&src, "full");
+}
+
+/* shards[i].key of a status (a string), "" when absent. */
+static void shard_str(lm_json_val_t *v, size_t i, const char *key, char *out, size_t outsz)
+{
+    lm_json_val_t *shards = NULL;
+    const char *s = NULL;
+    lm_error_t err;
+    out[0] = '\0';
+    if (v && lm_json_get_arr(v, "shards", false, 0, &shards, &err) && shards &&
+        i < lm_json_len(shards) &&
+        lm_json_get_str(lm_json_at(shards, i), key, false, 0, &s, &err) && s)
+        snprintf(out, outsz, "%s", s);
+}
+
+/* Polls the status until shards[i].key is want (within timeout_ms). */
+static void wait_shard(pid_t a, size_t i, const char *key, const char *want, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    char got[64] = "";
+    while (lm_time_mono_ms() < until) {
+        lm_json_val_t *v = status();
+        shard_str(v, i, key, got, sizeof got);
+        lm_json_free(v);
+        if (strcmp(got, want) == 0)
+            return;
+        cr_assert_eq(kill(a, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(50, NULL);
+    }
+    cr_assert_fail("shard %zu's %s stayed '%s', '%s' expected:\n%s", i, key, got, want,
+                   lm_test_slurp(log_path));
+}
+
+/* One shard's copy fails (its source replica set goes away mid-copy): the other shard goes
+ * on to streaming, a cutover is refused, the operator restarts the failed shard alone
+ * (a shard that did not fail is refused), and the migration completes with 0 differences. */
+Test(sharded, a_failed_shard_is_restarted_alone)
+{
+    beds(2, 2, 300);
+    /* enough on shard 1 that its copy lasts while the shard is taken away */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                            "for i in range(25000)])\"",
+                            PY, src.shard_uri[1]),
+                 0);
+    pid_t a = start_agent();
+    wait_shard(a, 1, "phase", "COPYING", 60000);
+    lm_testbed_fault(&src, "lose-shard 1 8");
+    wait_shard(a, 1, "state", "FAILED", 60000);
+    wait_log("then run `livemig-agent restart-shard src-shard1`", 10000);
+    wait_shard(a, 0, "phase", "STREAMING", 60000);
+    cr_assert_neq(agent_cli("cutover"), 0, "a cutover with a failed shard was accepted");
+    cr_assert_neq(agent_cli("restart-shard src-shard0"), 0, "a healthy shard was restarted");
+    cr_assert_neq(agent_cli("restart-shard nosuchshard"), 0);
+    char p[700];
+    snprintf(p, sizeof p, "%s/cli.log", dir);
+    char *cli = lm_test_slurp(p);
+    cr_assert(strstr(cli, "has not failed"), "%s", cli);
+    cr_assert(strstr(cli, "no shard named 'nosuchshard'"), "%s", cli);
+    free(cli);
+    /* the shard's server is back after 8 s: restart it */
+    int64_t until = lm_time_mono_ms() + 30000;
+    while (lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                      "M('%s', serverSelectionTimeoutMS=500).admin.command('ping')\" "
+                      ">/dev/null 2>&1",
+                      PY, src.shard_uri[1]) != 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "the lost shard never came back");
+        lm_time_sleep_ms(500, NULL);
+    }
+    cr_assert_eq(agent_cli("restart-shard src-shard1"), 0, "restart-shard failed:\n%s",
+                 lm_test_slurp(p));
+    lm_json_free(wait_streaming(a, 0, true));
+    cr_assert_eq(agent_cli("cutover"), 0);
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_log("shard src-shard1 restarted by the operator");
     expect_no_differences();
     expect_balancer(&src, "full");
 }

@@ -307,6 +307,38 @@ static void print_status(lm_json_val_t *v)
                    (long long)est, (long long)rd, (long long)rt);
         }
     }
+    lm_json_val_t *shards = NULL, *bal = NULL; /* a sharded migration (docs/sharded.md) */
+    if (lm_json_get_arr(v, "shards", false, 0, &shards, &err) && shards && lm_json_len(shards)) {
+        printf("\n%-20s %-20s %-9s %-17s %12s %7s %8s\n", "SHARD", "TARGET SHARD", "STATE", "PHASE",
+               "COPIED", "%", "LAG (s)");
+        for (size_t i = 0; i < lm_json_len(shards); i++) {
+            lm_json_val_t *sh = lm_json_at(shards, i);
+            const char *name = "?", *target = "?", *state = "?", *phase = "?", *last = NULL;
+            int64_t docs = 0;
+            double pct = -1, lag = -1;
+            lm_json_get_str(sh, "name", false, 0, &name, &err);
+            lm_json_get_str(sh, "targetShard", false, 0, &target, &err);
+            lm_json_get_str(sh, "state", false, 0, &state, &err);
+            lm_json_get_str(sh, "phase", false, 0, &phase, &err);
+            lm_json_get_int(sh, "documentsCopied", false, 0, INT64_MAX, &docs, &err);
+            lm_json_get_str(sh, "lastError", false, 0, &last, &err);
+            char pcts[16] = "-", lags[16] = "-";
+            if (lm_json_get_double(sh, "percentage", false, &pct, &err) && pct >= 0)
+                snprintf(pcts, sizeof pcts, "%.1f", pct);
+            if (lm_json_get_double(sh, "lagTimeSeconds", false, &lag, &err) && lag >= 0)
+                snprintf(lags, sizeof lags, "%.1f", lag);
+            printf("%-20.20s %-20.20s %-9s %-17s %12lld %7s %8s\n", name, target, state, phase,
+                   (long long)docs, pcts, lags);
+            if (last)
+                printf("  last error: %s\n", last);
+        }
+    }
+    if (lm_json_get_obj(v, "balancer", false, &bal, &err) && bal) {
+        const char *sb = "?", *tb = "?";
+        lm_json_get_str(bal, "source", false, 0, &sb, &err);
+        lm_json_get_str(bal, "target", false, 0, &tb, &err);
+        printf("balancer:  source %s, target %s\n", sb, tb);
+    }
     const char *kinds[] = {"warnings", "errors"};
     for (int k = 0; k < 2; k++)
         if (lm_json_get_arr(v, kinds[k], false, 0, &list, &err) && list)

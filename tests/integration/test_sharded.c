@@ -271,6 +271,16 @@ Test(sharded, three_shards_live_under_a_writer)
     lm_json_free(v);
     expect_balancer(&src, "off");
     expect_balancer(&dst, "off");
+    /* livemig-agent status shows the shards */
+    char p[700];
+    snprintf(p, sizeof p, "%s/status.txt", dir);
+    cr_assert_eq(
+        lm_test_sh("'%s' status --status-addr 127.0.0.1:%d > '%s' 2>&1", LM_AGENT_BIN, port, p), 0);
+    char *text = lm_test_slurp(p);
+    cr_assert(strstr(text, "src-shard2           dst-shard2           RUNNING   STREAMING"), "%s",
+              text);
+    cr_assert(strstr(text, "balancer:  source stopped, target stopped"), "%s", text);
+    free(text);
     writer_done(w);
     lm_json_free(wait_streaming(a, 1, true));
     cr_assert_eq(agent_cli("cutover"), 0, "livemig-agent cutover failed");
@@ -427,6 +437,16 @@ Test(sharded, a_failed_shard_is_restarted_alone)
     wait_log("then run `livemig-agent restart-shard src-shard1`", 10000);
     wait_shard(a, 0, "phase", "STREAMING", 60000);
     cr_assert_neq(agent_cli("cutover"), 0, "a cutover with a failed shard was accepted");
+    /* the route takes the job's token, as cancel and cutover do */
+    char url[160];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t ho = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/restart-shard?name=src-shard1", port);
+    memset(&resp, 0, sizeof resp);
+    lm_http_request(&ho, "POST", url, NULL, NULL, 0, &resp, &err);
+    cr_assert_eq(resp.status, 401, "restart-shard without the token: HTTP %ld", resp.status);
+    lm_http_response_cleanup(&resp);
     cr_assert_neq(agent_cli("restart-shard src-shard0"), 0, "a healthy shard was restarted");
     cr_assert_neq(agent_cli("restart-shard nosuchshard"), 0);
     char p[700];

@@ -790,6 +790,18 @@ static bool prepare(lm_coord_t *c)
     c->dst_balancer_stopped = true;
     atomic_store(&c->dst_balancer, BAL_STOPPED);
     lm_log_info(NULL, "balancers stopped on the source and the target");
+    /* a round that was in progress may have moved chunks: the description used from here
+     * on is read with the balancer stopped */
+    lm_cluster_cleanup(&c->scl);
+    if (!lm_cluster_load(c->src, &c->scl, &c->err)) {
+        lm_error_prefix(&c->err, "source");
+        return false;
+    }
+    if (c->scl.n_shards != c->dcl.n_shards)
+        return lm_error_set(&c->err, LM_ERR_INVALID,
+                            "the source's shards changed while its balancer was being stopped "
+                            "(%zu now, the target has %zu): start the migration again",
+                            c->scl.n_shards, c->dcl.n_shards);
     if (!setup_shards(c))
         return false;
     /* each engine pins its shard's start and creates its collections on its target shard;

@@ -2,6 +2,7 @@
  *
  *   livemig-agent migrate --source URI --target URI [options]   run one copy job
  *   livemig-agent validate --source URI --target URI [-o json]  the checks before a migration
+ *   livemig-agent verify --source URI --target URI [-o json]    compare a target with its source
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
  *   livemig-agent cutover [--state-dir D] [--status-addr A] [--force]  finish a streaming job
  *   livemig-agent cancel  [--state-dir D] [--status-addr A]    stop it (checkpointed)
@@ -31,6 +32,7 @@
 #include "lm_daemon.h"
 #include "lm_link.h"
 #include "lm_validate.h"
+#include "lm_verify.h"
 #include "lm_log.h"
 #include "lm_status_http.h"
 
@@ -76,6 +78,7 @@ static void usage(FILE *out)
 {
     fputs("usage: livemig-agent migrate --source URI --target URI [options]  (see migrate --help)\n"
           "       livemig-agent validate --source URI --target URI [options] [-o json]\n"
+          "       livemig-agent verify --source URI --target URI [options] [-o json]\n"
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
           "       livemig-agent cutover [--state-dir D] [--status-addr HOST:PORT] [--force]\n"
           "       livemig-agent cancel [--state-dir D] [--status-addr HOST:PORT]\n"
@@ -217,6 +220,84 @@ out:
     return code;
 }
 
+static void verify_usage(FILE *out)
+{
+    fputs("usage: livemig-agent verify --source URI --target URI [options] [-o json]\n\n"
+          "Compares the target with the source over the namespaces a migration with the same\n"
+          "filters copies: presence, type, collection options, index specs and every document\n"
+          "byte for byte (docs/verification.md). It only reads. A document that differs is read\n"
+          "again (--verify-recheck times, --verify-recheck-delay apart) before it is reported,\n"
+          "so changes in flight on a live source are not reported.\n\n"
+          "options:\n"
+          "  --source URI, --target URI, --source-user, --source-password-file,\n"
+          "  --source-tls-ca-file, the same for --target-*, --allow-insecure-tls,\n"
+          "  --connect-timeout    as for migrate (passwords: files or LIVEMIG_*_PASSWORD)\n"
+          "  --include PAT, --exclude PAT   the namespaces (as for migrate)\n"
+          "  --split auto|always|never, --split-docs N   how collections are cut into _id ranges\n"
+          "  --verify-workers N         ranges compared at once (default 4)\n"
+          "  --verify-recheck N         re-reads of a differing document (default 3)\n"
+          "  --verify-recheck-delay D   the wait before each re-read (default 1s)\n"
+          "  --verify-max-ids N         differing _ids listed per namespace (default 20)\n"
+          "  --job FILE                 the migration's job file\n"
+          "  -o json                    one JSON document instead of the table\n\n"
+          "exit codes: 0 every namespace passed, 1 a difference (or verify could not finish),\n"
+          "2 bad usage\n",
+          out);
+}
+
+/* livemig-agent verify --source URI --target URI [migrate's flags] [-o json]: lm_verify,
+ * printed as a table (or JSON). Exit 0 when every namespace passed, 1 on a difference or
+ * when it could not finish, 2 on usage errors. */
+static int cmd_verify(int argc, char **argv)
+{
+    bool json = false, help = false;
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    int n = 0;
+    for (int i = 0; args && i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0)
+            json = true, i++;
+        else
+            args[n++] = argv[i];
+    }
+    lm_job_t job;
+    lm_error_t err;
+    int code = LM_EXIT_USAGE;
+    memset(&job, 0, sizeof job);
+    if (!args || !lm_job_from_args(&job, n, args, &help, &err) ||
+        (!help && !lm_job_finish(&job, &err))) {
+        fprintf(stderr, "livemig-agent verify: %s\n  (see livemig-agent verify --help)\n",
+                args ? err.message : "out of memory");
+        goto out;
+    }
+    if (help) {
+        verify_usage(stdout);
+        code = LM_EXIT_OK;
+        goto out;
+    }
+    lm_log_set_format(job.log_format == LM_JOB_LOG_JSON ? LM_LOG_JSON : LM_LOG_TEXT);
+    lm_log_set_level((lm_log_level_t)job.log_level);
+    install_signals(false);
+    lm_verify_result_t r;
+    bool ok = lm_run_verify(&job, NULL, &stop_flag, &r, &err);
+    lm_strbuf_t text;
+    lm_strbuf_init(&text, 64u << 20);
+    if (json)
+        lm_verify_render_json(&r, &text);
+    else
+        lm_verify_render_table(&r, false, &text);
+    printf("%s%s", lm_strbuf_str(&text), json ? "\n" : "");
+    fflush(stdout);
+    lm_strbuf_cleanup(&text);
+    if (!ok)
+        fprintf(stderr, "livemig-agent verify: %s\n", err.message);
+    code = ok && r.n_failed == 0 ? LM_EXIT_OK : LM_EXIT_FAILED;
+    lm_verify_result_cleanup(&r);
+out:
+    lm_job_cleanup(&job);
+    free(args);
+    return code;
+}
+
 typedef struct {
     const char *addr;      /* --status-addr or LIVEMIG_STATUS_ADDR; NULL: not given */
     const char *state_dir; /* --state-dir or LIVEMIG_STATE_DIR; NULL: not given */
@@ -338,6 +419,23 @@ static void print_status(lm_json_val_t *v)
         lm_json_get_str(bal, "source", false, 0, &sb, &err);
         lm_json_get_str(bal, "target", false, 0, &tb, &err);
         printf("balancer:  source %s, target %s\n", sb, tb);
+    }
+    lm_json_val_t *ver = NULL, *diffs = NULL;
+    if (lm_json_get_obj(v, "verification", false, &ver, &err) && ver) {
+        int64_t nd = 0, nt = 0, dd = 0;
+        const char *vs = "?", *verr = NULL;
+        lm_json_get_str(ver, "state", false, 0, &vs, &err);
+        lm_json_get_int(ver, "namespacesChecked", false, 0, INT64_MAX, &nd, &err);
+        lm_json_get_int(ver, "namespacesTotal", false, 0, INT64_MAX, &nt, &err);
+        lm_json_get_int(ver, "documentsChecked", false, 0, INT64_MAX, &dd, &err);
+        printf("\nverification: %s, %lld/%lld namespaces, %lld documents compared\n", vs,
+               (long long)nd, (long long)nt, (long long)dd);
+        if (lm_json_get_str(ver, "error", false, 0, &verr, &err) && verr)
+            printf("  error: %s\n", verr);
+        if (lm_json_get_arr(ver, "differences", false, 0, &diffs, &err) && diffs)
+            for (size_t i = 0; i < lm_json_len(diffs); i++)
+                if (lm_json_string(lm_json_at(diffs, i)))
+                    printf("  differs: %s\n", lm_json_string(lm_json_at(diffs, i)));
     }
     const char *kinds[] = {"warnings", "errors"};
     for (int k = 0; k < 2; k++)
@@ -616,6 +714,8 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "link") == 0)
         return cmd_link(argc - 1, argv + 1);
     if (strcmp(cmd, "cancel") == 0)

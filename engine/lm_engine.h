@@ -38,6 +38,9 @@ enum {
     LM_EXIT_USAGE = 2,
     LM_EXIT_STOPPED = 3,   /* a signal stopped it; run again to resume */
     LM_EXIT_CANCELLED = 4, /* cancelled through the status API */
+    /* migrate: the migration is COMPLETE (cut over) but its verification found differences
+     * or could not finish; verify: never (it exits 1 on a difference) */
+    LM_EXIT_VERIFY_FAILED = 5,
 };
 
 typedef enum {

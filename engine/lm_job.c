@@ -110,6 +110,19 @@ const lm_config_field_t lm_job_schema[] = {
      "text or json (one object per line)."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_job_t, log_level), "info", 0, 0, 0, log_levels, NULL,
      "debug, info, warn or error."},
+    {"verify", LM_CFG_BOOL, offsetof(lm_job_t, verify), "true", 0, 0, 0, NULL, NULL,
+     "After a cutover compare the target with the source: namespaces, options, indexes and\n"
+     "every document (docs/verification.md); a difference makes the exit code 5.\n"
+     "--no-verify turns it off. Copy-only jobs are not verified (the source keeps changing)."},
+    {"verify_workers", LM_CFG_INT, offsetof(lm_job_t, verify_workers), "4", 1, 32, 0, NULL, NULL,
+     "Verification: _id ranges compared at once."},
+    {"verify_recheck", LM_CFG_INT, offsetof(lm_job_t, verify_recheck), "3", 0, 100, 0, NULL, NULL,
+     "Verification: how many times a differing document is read again before it is reported\n"
+     "(a live source may have changed it while it was compared)."},
+    {"verify_recheck_delay", LM_CFG_DURATION, offsetof(lm_job_t, verify_recheck_delay_ms), "1s", 0,
+     600000, 0, NULL, NULL, "Verification: the wait before each re-read."},
+    {"verify_max_ids", LM_CFG_INT, offsetof(lm_job_t, verify_max_ids), "20", 1, 10000, 0, NULL,
+     NULL, "Verification: differing _ids listed per namespace (all are counted)."},
     LM_CONFIG_END,
 };
 
@@ -117,7 +130,7 @@ const lm_config_field_t lm_job_schema[] = {
 static const struct {
     const char *flag;
     const char *path;
-    bool boolean;
+    bool boolean; /* takes no value: sets its key true, or false for a --no-* flag */
 } flags[] = {
     {"--source", "source.uri", false},
     {"--source-tls-ca-file", "source.tls_ca_file", false},
@@ -144,6 +157,11 @@ static const struct {
     {"--status-addr", "status_addr", false},
     {"--log-format", "log_format", false},
     {"--log-level", "log_level", false},
+    {"--no-verify", "verify", true},
+    {"--verify-workers", "verify_workers", false},
+    {"--verify-recheck", "verify_recheck", false},
+    {"--verify-recheck-delay", "verify_recheck_delay", false},
+    {"--verify-max-ids", "verify_max_ids", false},
 };
 
 void lm_job_usage(FILE *out)
@@ -155,7 +173,8 @@ void lm_job_usage(FILE *out)
           "options (each also a key of the job file):\n",
           out);
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
-        fprintf(out, "  %-26s %s\n", flags[i].flag, flags[i].path);
+        fprintf(out, "  %-26s %s%s\n", flags[i].flag,
+                strncmp(flags[i].flag, "--no-", 5) == 0 ? "not " : "", flags[i].path);
     fputs(
         "  --job FILE                 YAML job file (see conf/job.yaml)\n"
         "  --print-config             print the effective options (passwords redacted) and exit\n",
@@ -223,7 +242,7 @@ bool lm_job_from_args(lm_job_t *job, int argc, char **argv, bool *help, lm_error
         if (flags[f].boolean) {
             if (value)
                 return lm_error_set(err, LM_ERR_INVALID, "%s takes no value", flags[f].flag);
-            value = "true";
+            value = strncmp(flags[f].flag, "--no-", 5) == 0 ? "false" : "true";
         } else if (!value) {
             if (i + 1 >= argc)
                 return lm_error_set(err, LM_ERR_INVALID, "%s needs a value", flags[f].flag);

@@ -45,6 +45,12 @@ typedef struct {
     char *status_addr; /* "host:port", or "0" to disable */
     int log_format;
     int log_level;
+    /* verification (lm_verify): after a cutover (migrate), and `livemig-agent verify` */
+    bool verify;                     /* migrate: verify right after COMPLETE */
+    int64_t verify_workers;          /* ranges compared at once */
+    int64_t verify_recheck;          /* re-reads of a differing document */
+    int64_t verify_recheck_delay_ms; /* between re-reads */
+    int64_t verify_max_ids;          /* differing _ids listed per namespace */
     char job_id[65]; /* not a key: the control plane's id, which a new job takes; "" = random */
 } lm_job_t;
 

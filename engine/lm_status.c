@@ -37,6 +37,7 @@ void lm_status_cleanup(lm_status_t *st)
     free(st->colls);
     lm_strlist_cleanup(&st->warnings);
     lm_strlist_cleanup(&st->errors);
+    lm_strlist_cleanup(&st->verify.differences);
     pthread_mutex_destroy(&st->mu);
 }
 
@@ -237,6 +238,92 @@ void lm_status_error(lm_status_t *st, const char *fmt, ...)
     va_end(ap);
 }
 
+const char *lm_verify_state_name(lm_verify_state_t s)
+{
+    static const char *const names[] = {"none", "running", "passed", "failed", "error"};
+    return names[s];
+}
+
+void lm_status_set_verify_progress(lm_status_t *st, lm_verify_state_t state,
+                                   const lm_verify_progress_t *p, const char *error)
+{
+    pthread_mutex_lock(&st->mu);
+    if (state == LM_VERIFY_RUNNING && st->verify.state != LM_VERIFY_RUNNING) {
+        lm_strlist_cleanup(&st->verify.differences);
+        memset(&st->verify, 0, sizeof st->verify);
+        st->verify.progress.documents_total = -1;
+        st->verify.progress.eta_seconds = -1;
+    }
+    st->verify.state = state;
+    if (p)
+        st->verify.progress = *p;
+    snprintf(st->verify.error, sizeof st->verify.error, "%s", error ? error : "");
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_verify_add_difference(lm_status_t *st, const char *line)
+{
+    pthread_mutex_lock(&st->mu);
+    lm_strlist_t *l = &st->verify.differences;
+    if (l->n < LM_STATUS_MAX_DIFFERENCES) {
+        char **items = realloc(l->items, (l->n + 1) * sizeof *items);
+        if (items) {
+            l->items = items;
+            if ((l->items[l->n] = strdup(line)))
+                l->n++;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_get_verify(lm_status_t *st, lm_verify_state_t *state, lm_verify_progress_t *p)
+{
+    pthread_mutex_lock(&st->mu);
+    *state = st->verify.state;
+    if (p)
+        *p = st->verify.progress;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void json_strlist(lm_json_writer_t *w, const char *key, const lm_strlist_t *l);
+
+/* "verification": null before any, else its state, progress and differences. */
+static void json_verify(lm_status_t *st, lm_json_writer_t *w)
+{
+    const lm_verify_status_t *v = &st->verify;
+    lm_json_w_key(w, "verification");
+    if (v->state == LM_VERIFY_NONE) {
+        lm_json_w_null(w);
+        return;
+    }
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "state");
+    lm_json_w_str(w, lm_verify_state_name(v->state));
+    lm_json_w_key(w, "namespacesTotal");
+    lm_json_w_int(w, v->progress.namespaces_total);
+    lm_json_w_key(w, "namespacesChecked");
+    lm_json_w_int(w, v->progress.namespaces_done);
+    lm_json_w_key(w, "documentsChecked");
+    lm_json_w_int(w, v->progress.documents_done);
+    lm_json_w_key(w, "documentsEstimated");
+    if (v->progress.documents_total >= 0)
+        lm_json_w_int(w, v->progress.documents_total);
+    else
+        lm_json_w_null(w);
+    lm_json_w_key(w, "etaSeconds");
+    if (v->state == LM_VERIFY_RUNNING && v->progress.eta_seconds >= 0)
+        lm_json_w_double(w, v->progress.eta_seconds);
+    else
+        lm_json_w_null(w);
+    lm_json_w_key(w, "error");
+    if (v->error[0])
+        lm_json_w_str(w, v->error);
+    else
+        lm_json_w_null(w);
+    json_strlist(w, "differences", &v->differences);
+    lm_json_w_map_close(w);
+}
+
 static void json_strlist(lm_json_writer_t *w, const char *key, const lm_strlist_t *l)
 {
     lm_json_w_key(w, key);
@@ -330,6 +417,7 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
     }
     lm_json_w_array_close(w);
     json_stream(st, w);
+    json_verify(st, w);
     json_strlist(w, "warnings", &st->warnings);
     json_strlist(w, "errors", &st->errors);
     if (st->json_extra)

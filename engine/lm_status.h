@@ -73,6 +73,31 @@ typedef struct {
     uint32_t final_t, final_i; /* COMPLETE: writes after this were not applied */
 } lm_stream_status_t;
 
+/* A verification (lm_verify) of this job's namespaces: none yet, running, its outcome. */
+typedef enum {
+    LM_VERIFY_NONE = 0,
+    LM_VERIFY_RUNNING,
+    LM_VERIFY_PASSED,
+    LM_VERIFY_FAILED, /* it ran to the end and found differences */
+    LM_VERIFY_ERROR,  /* it could not run to the end (error says why) */
+} lm_verify_state_t;
+
+typedef struct {
+    int64_t namespaces_total, namespaces_done;
+    int64_t documents_total; /* the source's estimate; -1 unknown */
+    int64_t documents_done;
+    double eta_seconds; /* -1 unknown */
+} lm_verify_progress_t;
+
+#define LM_STATUS_MAX_DIFFERENCES 50
+
+typedef struct {
+    lm_verify_state_t state;
+    lm_verify_progress_t progress;
+    char error[512];
+    lm_strlist_t differences; /* one line per failing namespace, _ids capped */
+} lm_verify_status_t;
+
 typedef struct {
     pthread_mutex_t mu;
     char job_id[64];
@@ -96,6 +121,7 @@ typedef struct {
     atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
     lm_stream_status_t stream;  /* under mu */
+    lm_verify_status_t verify;  /* under mu */
     /* A sharded migration's hooks (lm_coord), set and cleared under mu, called under mu
      * with hook_ud; NULL for none. json_extra writes more members of the JSON object
      * ("shards", "balancer"); restart_shard asks for one failed shard's restart (POST
@@ -133,6 +159,15 @@ bool lm_status_totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes);
 /* Records a warning or error (logged too), at most LM_STATUS_MAX_MESSAGES each. */
 void lm_status_warn(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lm_status_error(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The verification section: state and progress (p NULL keeps the last progress; a new
+ * RUNNING verification forgets the previous differences), error for LM_VERIFY_ERROR. */
+void lm_status_set_verify_progress(lm_status_t *st, lm_verify_state_t state,
+                                   const lm_verify_progress_t *p, const char *error);
+/* Adds one difference line (at most LM_STATUS_MAX_DIFFERENCES). */
+void lm_status_verify_add_difference(lm_status_t *st, const char *line);
+void lm_status_get_verify(lm_status_t *st, lm_verify_state_t *state, lm_verify_progress_t *p);
+const char *lm_verify_state_name(lm_verify_state_t s);
 
 const char *lm_state_name(lm_state_t s);
 const char *lm_coll_state_name(lm_coll_state_t s);

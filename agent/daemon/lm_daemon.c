@@ -374,6 +374,9 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
         job->cutover_lag_ms = pj->cutover_lag_seconds * 1000;
     job->log_level = d->cfg.log_level;
     job->log_format = d->cfg.log_format;
+    /* verification after a control plane's cutover is reported through the control plane
+     * (issue 19, second half), not yet: a daemon job does not verify on its own */
+    job->verify = false;
     snprintf(job->job_id, sizeof job->job_id, "%s", pj->job_id);
     snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
     return lm_config_set(lm_job_schema, job, "state_dir", dir, err) &&

@@ -109,6 +109,84 @@ out:
     return http;
 }
 
+/* Logs verification progress every 10 s (the callback comes about once a second). */
+static void log_verify_progress(void *ud, const lm_verify_progress_t *p)
+{
+    int64_t *last = ud, now = lm_time_now_ms();
+    if (now - *last < 10000)
+        return;
+    *last = now;
+    char eta[32] = "-";
+    if (p->eta_seconds >= 0)
+        lm_time_format_duration((int64_t)(p->eta_seconds * 1000), eta, sizeof eta);
+    lm_log_info(NULL, "verify: %lld/%lld namespaces, %lld/%lld documents compared, ETA %s",
+                (long long)p->namespaces_done, (long long)p->namespaces_total,
+                (long long)p->documents_done, (long long)p->documents_total, eta);
+}
+
+bool lm_run_verify(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
+                   lm_verify_result_t *result, lm_error_t *err)
+{
+    int64_t last = lm_time_now_ms();
+    lm_verify_opts_t o = {.job = job,
+                          .workers = (int)job->verify_workers,
+                          .recheck_count = (int)job->verify_recheck,
+                          .recheck_delay_ms = job->verify_recheck_delay_ms,
+                          .max_ids = (int)job->verify_max_ids,
+                          .stop = stop,
+                          .status = st,
+                          .progress = log_verify_progress,
+                          .progress_ud = &last};
+    return lm_verify_run(&o, result, err);
+}
+
+/* After a COMPLETE migration: verifies, prints the outcome, and returns the exit code
+ * (LM_EXIT_OK, or LM_EXIT_VERIFY_FAILED when something differs or it could not finish). */
+static int verify_after_cutover(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
+{
+    lm_verify_result_t r;
+    lm_error_t err;
+    lm_strbuf_t table;
+    lm_error_init(&err);
+    lm_log_info(NULL, "cutover complete: verifying the target against the source (it only reads; "
+                      "--no-verify skips this)");
+    bool ok = lm_run_verify(job, st, stop, &r, &err);
+    int code = LM_EXIT_OK;
+    lm_strbuf_init(&table, 1u << 20);
+    lm_verify_render_table(&r, r.n > 50, &table);
+    printf("\nlivemig verification of the target:\n%s", lm_strbuf_str(&table));
+    if (!ok) {
+        code = LM_EXIT_VERIFY_FAILED;
+        printf("VERIFICATION DID NOT FINISH: %s\n  the migration itself is COMPLETE (cut over); "
+               "verify changed no data: run `livemig-agent verify` with the same --source, "
+               "--target and filters to check the target\n",
+               err.message);
+        lm_log_error(NULL, "verification did not finish after the cutover: %s", err.message);
+    } else if (r.n_failed) {
+        code = LM_EXIT_VERIFY_FAILED;
+        printf("VERIFICATION FAILED: %zu of %zu namespaces differ between the source and the "
+               "target (listed above).\n  The migration is COMPLETE (cut over), but do not point "
+               "the application at the target before you know why. Verify only read: it changed "
+               "no data on either side.\n",
+               r.n_failed, r.n);
+        for (size_t i = 0; i < r.n; i++)
+            if (!r.items[i].pass)
+                lm_log_error(NULL, "verification: %s differs: %s", r.items[i].ns,
+                             r.items[i].reasons.n ? r.items[i].reasons.items[0] : "?");
+        lm_log_error(NULL,
+                     "verification FAILED after a COMPLETE migration: %zu of %zu namespaces "
+                     "differ; verify changed no data",
+                     r.n_failed, r.n);
+    } else {
+        lm_log_info(NULL, "verification passed: %zu namespaces, %lld documents, 0 differences", r.n,
+                    (long long)r.documents);
+    }
+    fflush(stdout);
+    lm_strbuf_cleanup(&table);
+    lm_verify_result_cleanup(&r);
+    return code;
+}
+
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
 {
     lm_error_t err;
@@ -141,12 +219,16 @@ int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
     lm_progress_t *progress = lm_progress_start(st);
     lm_engine_outcome_t outcome = lm_engine_run(e);
     lm_progress_stop(progress);
-    lm_status_http_stop(http);
-    if (http) /* the API is gone: nothing may use its token any more */
-        lm_status_token_remove(job->state_dir);
     lm_engine_summary_t sum;
     lm_engine_summary(e, &sum);
     print_summary(&sum, st, outcome == LM_ENGINE_ALREADY_COMPLETE);
+    int code = lm_engine_exit_code(outcome);
+    /* the status API stays up while it runs: its "verification" section shows it */
+    if (outcome == LM_ENGINE_COMPLETE && sum.streamed && job->verify && !atomic_load(stop))
+        code = verify_after_cutover(job, st, stop);
+    lm_status_http_stop(http);
+    if (http) /* the API is gone: nothing may use its token any more */
+        lm_status_token_remove(job->state_dir);
     lm_engine_destroy(e);
-    return lm_engine_exit_code(outcome);
+    return code;
 }

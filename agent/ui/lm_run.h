@@ -10,10 +10,17 @@
 
 #include "lm_job.h"
 #include "lm_status.h"
+#include "lm_verify.h"
 
 /* Runs the job to its end with the caller's status (lm_status_init'ed; the caller cleans it
  * up and may set its cancel and cutover flags from other threads). *stop is set by signal
  * handlers or the daemon. Returns an exit code (LM_EXIT_*, lm_engine.h). */
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop);
+
+/* One verification (lm_verify) with the job's verify_* options, its progress logged every
+ * 10 s and kept in st (may be NULL). Returns lm_verify_run's answer; *result is always to
+ * be cleaned up (lm_verify_result_cleanup). */
+bool lm_run_verify(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
+                   lm_verify_result_t *result, lm_error_t *err);
 
 #endif

@@ -6,6 +6,7 @@
  *   livemig-agent status  [--status-addr A] [-o json]           show a running job
  *   livemig-agent cutover [--state-dir D] [--status-addr A] [--force]  finish a streaming job
  *   livemig-agent cancel  [--state-dir D] [--status-addr A]    stop it (checkpointed)
+ *   livemig-agent restart-shard NAME [--state-dir D]            restart a failed shard's sync
  *   livemig-agent link --token-file F --state-dir D --ca-file F   link to a control plane
  *   livemig-agent --config FILE                                   the daemon (lm_daemon.h)
  *   livemig-agent --version
@@ -81,6 +82,7 @@ static void usage(FILE *out)
           "       livemig-agent status [--status-addr HOST:PORT] [-o json]\n"
           "       livemig-agent cutover [--state-dir D] [--status-addr HOST:PORT] [--force]\n"
           "       livemig-agent cancel [--state-dir D] [--status-addr HOST:PORT]\n"
+          "       livemig-agent restart-shard NAME [--state-dir D] [--status-addr HOST:PORT]\n"
           "       livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H]\n"
           "                          [--relink]\n"
           "       livemig-agent --config FILE              run as a daemon of a control plane\n"
@@ -386,6 +388,38 @@ static void print_status(lm_json_val_t *v)
                    (long long)est, (long long)rd, (long long)rt);
         }
     }
+    lm_json_val_t *shards = NULL, *bal = NULL; /* a sharded migration (docs/sharded.md) */
+    if (lm_json_get_arr(v, "shards", false, 0, &shards, &err) && shards && lm_json_len(shards)) {
+        printf("\n%-20s %-20s %-9s %-17s %12s %7s %8s\n", "SHARD", "TARGET SHARD", "STATE", "PHASE",
+               "COPIED", "%", "LAG (s)");
+        for (size_t i = 0; i < lm_json_len(shards); i++) {
+            lm_json_val_t *sh = lm_json_at(shards, i);
+            const char *name = "?", *target = "?", *state = "?", *phase = "?", *last = NULL;
+            int64_t docs = 0;
+            double pct = -1, lag = -1;
+            lm_json_get_str(sh, "name", false, 0, &name, &err);
+            lm_json_get_str(sh, "targetShard", false, 0, &target, &err);
+            lm_json_get_str(sh, "state", false, 0, &state, &err);
+            lm_json_get_str(sh, "phase", false, 0, &phase, &err);
+            lm_json_get_int(sh, "documentsCopied", false, 0, INT64_MAX, &docs, &err);
+            lm_json_get_str(sh, "lastError", false, 0, &last, &err);
+            char pcts[16] = "-", lags[16] = "-";
+            if (lm_json_get_double(sh, "percentage", false, &pct, &err) && pct >= 0)
+                snprintf(pcts, sizeof pcts, "%.1f", pct);
+            if (lm_json_get_double(sh, "lagTimeSeconds", false, &lag, &err) && lag >= 0)
+                snprintf(lags, sizeof lags, "%.1f", lag);
+            printf("%-20.20s %-20.20s %-9s %-17s %12lld %7s %8s\n", name, target, state, phase,
+                   (long long)docs, pcts, lags);
+            if (last)
+                printf("  last error: %s\n", last);
+        }
+    }
+    if (lm_json_get_obj(v, "balancer", false, &bal, &err) && bal) {
+        const char *sb = "?", *tb = "?";
+        lm_json_get_str(bal, "source", false, 0, &sb, &err);
+        lm_json_get_str(bal, "target", false, 0, &tb, &err);
+        printf("balancer:  source %s, target %s\n", sb, tb);
+    }
     lm_json_val_t *ver = NULL, *diffs = NULL;
     if (lm_json_get_obj(v, "verification", false, &ver, &err) && ver) {
         int64_t nd = 0, nt = 0, dd = 0;
@@ -463,7 +497,7 @@ static int cmd_post(const char *name, const char *path, const char *done, int ar
     lm_error_t err;
     lm_http_response_t resp;
     client_args_t a;
-    char addr[200], token[LM_STATUS_TOKEN_LEN + 1], full_path[64];
+    char addr[200], token[LM_STATUS_TOKEN_LEN + 1], full_path[320];
     lm_strbuf_t bearer;
     bool cutover = strcmp(name, "cutover") == 0;
     memset(&resp, 0, sizeof resp);
@@ -502,13 +536,38 @@ static int cmd_post(const char *name, const char *path, const char *done, int ar
         printf("%s (forced before readyForCutover: it waits for the whole backlog)\n", done);
     else if (ok)
         printf("%s\n", done);
-    else if (resp.status == 409 || resp.status == 401 || resp.status == 403)
+    else if (resp.status == 409 || resp.status == 401 || resp.status == 403 || resp.status == 404 ||
+             resp.status == 400)
         fprintf(stderr, "livemig-agent %s: refused (HTTP %ld): %s\n", name, resp.status,
                 detail[0] ? detail : err.message);
     else
         fprintf(stderr, "livemig-agent %s: %s\n", name, err.message);
     lm_http_response_cleanup(&resp);
     return ok ? LM_EXIT_OK : LM_EXIT_FAILED;
+}
+
+/* livemig-agent restart-shard NAME [--state-dir D] [--status-addr A]: a sharded
+ * migration's failed shard restarts from its checkpoint (POST /api/v1/restart-shard). */
+static int cmd_restart_shard(int argc, char **argv)
+{
+    char path[300], *rest[argc > 0 ? argc : 1];
+    const char *name = argc > 1 ? argv[1] : NULL;
+    if (!name || name[0] == '-' || !name[0] || strlen(name) > 128 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+            strlen(name)) {
+        fputs("livemig-agent restart-shard: name the shard (as GET /api/v1/status's shards "
+              "list it: letters, digits, '_', '.', '-'): livemig-agent restart-shard NAME "
+              "[--state-dir D]\n",
+              stderr);
+        return LM_EXIT_USAGE;
+    }
+    snprintf(path, sizeof path, "/api/v1/restart-shard?name=%s", name);
+    rest[0] = argv[0];
+    for (int i = 2; i < argc; i++)
+        rest[i - 1] = argv[i];
+    return cmd_post("restart-shard", path,
+                    "restart requested: the shard resumes from its checkpoint; the others go on",
+                    argc - 1, rest);
 }
 
 /* livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H] [--relink] */
@@ -662,6 +721,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "cancel") == 0)
         return cmd_post("cancel", "/api/v1/cancel",
                         "cancel requested: the job checkpoints and stops", argc - 1, argv + 1);
+    if (strcmp(cmd, "restart-shard") == 0)
+        return cmd_restart_shard(argc - 1, argv + 1);
     if (strcmp(cmd, "cutover") == 0)
         return cmd_post("cutover", "/api/v1/cutover",
                         "cutover requested: stop writes to the source; the job applies what is "

@@ -420,6 +420,8 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
     json_verify(st, w);
     json_strlist(w, "warnings", &st->warnings);
     json_strlist(w, "errors", &st->errors);
+    if (st->json_extra)
+        st->json_extra(st->hook_ud, w);
     lm_json_w_map_close(w);
     pthread_mutex_unlock(&st->mu);
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "lm_config.h"
+#include "lm_json.h"
 #include "lm_ns.h"
 #include "lm_states.h"
 #include "lm_strbuf.h"
@@ -121,6 +122,13 @@ typedef struct {
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
     lm_stream_status_t stream;  /* under mu */
     lm_verify_status_t verify;  /* under mu */
+    /* A sharded migration's hooks (lm_coord), set and cleared under mu, called under mu
+     * with hook_ud; NULL for none. json_extra writes more members of the JSON object
+     * ("shards", "balancer"); restart_shard asks for one failed shard's restart (POST
+     * /api/v1/restart-shard): an HTTP status (202 accepted) and a message. */
+    void (*json_extra)(void *ud, lm_json_writer_t *w);
+    int (*restart_shard)(void *ud, const char *name, char *msg, size_t msgsz);
+    void *hook_ud;
 } lm_status_t;
 
 void lm_status_init(lm_status_t *st, const char *job_id);

@@ -40,7 +40,8 @@ FCV = "7.0"
 CODEC = DEFAULT_CODEC_OPTIONS.with_options(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 FORWARDED = {"find", "getMore", "killCursors", "aggregate"}
 ADMIN_ONLY = {"listShards", "balancerStart", "balancerStop", "balancerStatus", "enableSharding",
-              "shardCollection", "split", "moveChunk", "moveRange", "listDatabases", "getParameter"}
+              "shardCollection", "split", "moveChunk", "moveRange", "listDatabases", "getParameter",
+              "getShardMap"}
 log = logging.getLogger("lm_router")
 
 
@@ -215,6 +216,14 @@ class Router:
     def cmd_listShards(self, cmd):
         return {"shards": [{k: s[k] for k in ("_id", "host", "state", "topologyTime") if k in s}
                            for s in self.meta.shards()]}
+
+    def cmd_getShardMap(self, cmd):
+        """Each shard's and the config servers' connection strings ("set/host:port")."""
+        cfg = f"{self.meta.client.admin.command('hello')['setName']}/{self.config_host}:{self.config_port}"
+        conn = {s["_id"]: s["host"] for s in self.meta.shards()}
+        conn["config"] = cfg
+        return {"map": dict(conn), "hosts": {h.split("/", 1)[1]: n for n, h in conn.items()},
+                "connStrings": {h: n for n, h in conn.items()}}
 
     def cmd_enableSharding(self, cmd):
         self.meta.enable_sharding(str(cmd["enableSharding"]), cmd.get("primaryShard"))

@@ -13,6 +13,8 @@
 #include "lm_log.h"
 #include "lm_redact.h"
 #include "lm_progress.h"
+#include "lm_coord.h"
+#include "lm_run_sharded.h"
 #include "lm_status_http.h"
 #include "lm_time.h"
 
@@ -204,6 +206,13 @@ int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *sto
             lm_status_set_state(st, LM_STATE_FAILED);
             return LM_EXIT_USAGE;
         }
+    }
+    if (lm_coord_source_is_sharded(job)) { /* a mongos: one engine per shard */
+        int code = lm_run_sharded(job, st, stop);
+        lm_status_http_stop(http);
+        if (http)
+            lm_status_token_remove(job->state_dir);
+        return code;
     }
     lm_engine_opts_t o = {.job = job, .status = st, .stop = stop};
     lm_engine_t *e = lm_engine_new(&o);

@@ -16,6 +16,7 @@
 
 #include "lm_encode.h"
 #include "lm_fs.h"
+#include "lm_json.h"
 #include "lm_log.h"
 
 struct lm_status_http {
@@ -305,6 +306,38 @@ static enum MHD_Result do_cutover(lm_status_http_t *h, struct MHD_Connection *c)
     return reply(c, MHD_HTTP_ACCEPTED, "application/json", &body);
 }
 
+/* POST /api/v1/restart-shard?name=NAME: a sharded migration's failed shard (lm_coord). */
+static enum MHD_Result do_restart_shard(lm_status_http_t *h, struct MHD_Connection *c)
+{
+    const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
+    char msg[512], who[160];
+    int code = 404;
+    if (!name || !*name || strlen(name) > 200)
+        return reply_text(c, MHD_HTTP_BAD_REQUEST, "bad request",
+                          "name the shard: POST /api/v1/restart-shard?name=SHARD");
+    pthread_mutex_lock(&h->st->mu); /* the hook is set and cleared under it */
+    if (h->st->restart_shard)
+        code = h->st->restart_shard(h->st->hook_ud, name, msg, sizeof msg);
+    else
+        snprintf(msg, sizeof msg,
+                 "this job is not a sharded migration whose shards can be restarted");
+    pthread_mutex_unlock(&h->st->mu);
+    lm_strbuf_t body; /* msg holds the name asked for: escaped */
+    lm_strbuf_init(&body, 2048);
+    if (code == 202) {
+        describe_caller(h, c, who, sizeof who);
+        lm_log_warn(NULL, "restart of a shard requested through the status API by %s: %s", who,
+                    msg);
+        lm_strbuf_append(&body, "{\"accepted\":true,\"detail\":");
+    } else {
+        lm_strbuf_appendf(&body,
+                          "{\"error\":\"%s\",\"detail\":", code == 409 ? "conflict" : "not found");
+    }
+    lm_json_escape(&body, msg);
+    lm_strbuf_append(&body, "}");
+    return reply(c, (unsigned)code, "application/json", &body);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req)
@@ -327,7 +360,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply_text(c, MHD_HTTP_FORBIDDEN, "forbidden", why);
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     bool is_cancel = strcmp(url, "/api/v1/cancel") == 0,
-         is_cutover = strcmp(url, "/api/v1/cutover") == 0;
+         is_cutover = strcmp(url, "/api/v1/cutover") == 0,
+         is_restart = strcmp(url, "/api/v1/restart-shard") == 0;
     if (strcmp(url, "/api/v1/status") == 0 && get) {
         lm_strbuf_init(&body, 8u << 20);
         lm_status_json(h->st, &body);
@@ -338,7 +372,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         lm_status_metrics(h->st, &body);
         return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", &body);
     }
-    if ((is_cancel || is_cutover) && post && !bearer_ok(h, c)) {
+    if ((is_cancel || is_cutover || is_restart) && post && !bearer_ok(h, c)) {
         char who[160];
         describe_caller(h, c, who, sizeof who);
         lm_log_warn(NULL, "status API: POST %s refused: no valid token (%s)", url, who);
@@ -360,12 +394,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (is_cutover && post)
         return do_cutover(h, c);
+    if (is_restart && post)
+        return do_restart_shard(h, c);
     bool known = strcmp(url, "/api/v1/status") == 0 || strcmp(url, "/metrics") == 0 || is_cancel ||
-                 is_cutover;
+                 is_cutover || is_restart;
     return reply_text(c, known ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND,
                       known ? "method not allowed" : "not found",
                       "GET /api/v1/status, GET /metrics, POST /api/v1/cancel, POST "
-                      "/api/v1/cutover[?force=true]");
+                      "/api/v1/cutover[?force=true], POST /api/v1/restart-shard?name=SHARD");
 }
 
 lm_status_http_t *lm_status_http_start(const char *addr, lm_status_t *st, const char *token,

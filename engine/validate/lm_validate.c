@@ -1,5 +1,6 @@
 /* lm_validate: see lm_validate.h. */
 #include "lm_validate.h"
+#include "lm_validate_sharded.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ typedef struct {
     int major, minor;
     char fcv[16]; /* featureCompatibilityVersion, "" when not reported */
     bool replica_set;
+    bool router; /* hello said isdbgrid: a mongos */
     char set_name[128];
     char mechs[128]; /* the SASL mechanisms the server offers the user */
     bool oplog;      /* local.oplog.rs read by change_history: its newest entry */
@@ -130,8 +132,10 @@ static void reach(const lm_job_t *job, const lm_endpoint_t *ep, side_t *s, lm_ch
     char who[300];
     snprintf(who, sizeof who, "%s.%s", auth_source, ep->user ? ep->user : "");
     bson_t *cmd = BCON_NEW("hello", BCON_INT32(1), "saslSupportedMechs", BCON_UTF8(who));
-    if (mongoc_client_command_simple(s->client, "admin", cmd, NULL, &reply, NULL) &&
-        bson_iter_init_find(&it, &reply, "setName") && BSON_ITER_HOLDS_UTF8(&it)) {
+    bool hello_ok = mongoc_client_command_simple(s->client, "admin", cmd, NULL, &reply, NULL);
+    s->router = hello_ok && bson_iter_init_find(&it, &reply, "msg") && BSON_ITER_HOLDS_UTF8(&it) &&
+                strcmp(bson_iter_utf8(&it, NULL), "isdbgrid") == 0;
+    if (hello_ok && bson_iter_init_find(&it, &reply, "setName") && BSON_ITER_HOLDS_UTF8(&it)) {
         s->replica_set = true;
         snprintf(s->set_name, sizeof s->set_name, "%s", bson_iter_utf8(&it, NULL));
     }
@@ -739,6 +743,14 @@ void lm_validate(const lm_job_t *job, const char *host_state_dir, lm_checks_t *o
     lm_conn_global_init();
     reach(job, &job->source, &src, out);
     reach(job, &job->target, &dst, out);
+    if (src.router) { /* a sharded source: its own checks (lm_validate_sharded.c) */
+        lm_validate_sharded(job, src.client, dst.client, out);
+        host_disk(host_state_dir, out);
+        mongoc_client_destroy(src.client);
+        if (dst.client)
+            mongoc_client_destroy(dst.client);
+        return;
+    }
     source_privileges(&src, out);
     replica_set(&src, out);
     replica_set(&dst, out);

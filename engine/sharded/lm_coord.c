@@ -1,0 +1,938 @@
+/* lm_coord: see lm_coord.h. */
+#include "lm_coord.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_conn.h"
+#include "lm_encode.h"
+#include "lm_fs.h"
+#include "lm_json.h"
+#include "lm_log.h"
+#include "lm_time.h"
+
+#define BALANCER_STOP_MS 600000 /* a balancer round may take a while: wait up to 10 min */
+
+typedef struct {
+    char name[LM_SHARD_NAME_MAX], target[LM_SHARD_NAME_MAX];
+    char src_uri[1200], dst_uri[1200]; /* may hold the URI's credentials: wiped at the end */
+    char key[64];
+    lm_job_t job; /* the caller's job with this shard's URIs (a shallow copy, never cleaned) */
+    lm_status_t st;
+    atomic_bool stop;
+    lm_engine_t *e;
+    pthread_t thread;
+    bool started;
+    atomic_bool done;
+    lm_engine_outcome_t outcome;
+    atomic_llong copy_started_ms; /* when the coordinator first saw it copying; 0 before */
+    atomic_bool restart;          /* the operator asked to restart it (it failed) */
+    bool failure_reported;        /* the coordinator's thread only */
+} shard_t;
+
+struct lm_coord {
+    lm_coord_opts_t o;
+    const lm_job_t *job;
+    lm_status_t *st;
+    char job_id[64];
+    char src_hosts[256], dst_hosts[256];
+    mongoc_client_t *src, *dst; /* the routers */
+    lm_cluster_t scl, dcl;
+    shard_t *shards;
+    size_t n;
+    bool src_balancer_stopped, dst_balancer_stopped;
+    atomic_int src_balancer, dst_balancer; /* balancer_state_t, shown in the status */
+    bool balancer_refused;
+    lm_error_t err;
+};
+
+typedef enum { BAL_UNKNOWN = 0, BAL_STOPPED, BAL_STARTED, BAL_RESTART_REFUSED } balancer_state_t;
+static const char *const bal_names[] = {"unchanged", "stopped", "started", "restartRefused"};
+
+/* ---- connecting ---- */
+
+static lm_conn_opts_t conn_opts(const lm_job_t *job, const lm_endpoint_t *ep, const char *side)
+{
+    lm_conn_opts_t o = {.side = side,
+                        .uri = ep->uri,
+                        .tls_ca_file = ep->tls_ca_file,
+                        .username = ep->user,
+                        .password = ep->password,
+                        .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
+                        .allow_insecure_tls = job->allow_insecure_tls,
+                        .app_name = "livemig-coordinator"};
+    return o;
+}
+
+static mongoc_client_t *open_router(const lm_job_t *job, const lm_endpoint_t *ep, const char *side,
+                                    char *hosts, size_t hostsz, lm_error_t *err)
+{
+    lm_conn_opts_t o = conn_opts(job, ep, side);
+    mongoc_uri_t *uri = lm_conn_uri_new(&o, err);
+    if (!uri)
+        return NULL;
+    lm_conn_hosts(uri, hosts, hostsz);
+    mongoc_uri_destroy(uri);
+    return lm_conn_client_new(&o, err);
+}
+
+bool lm_coord_source_is_sharded(const lm_job_t *job)
+{
+    lm_error_t err;
+    char hosts[256];
+    bool is = false;
+    lm_error_init(&err);
+    lm_conn_global_init();
+    mongoc_client_t *c = open_router(job, &job->source, "source", hosts, sizeof hosts, &err);
+    if (!c)
+        return false;
+    if (!lm_cluster_is_router(c, &is, &err))
+        is = false;
+    mongoc_client_destroy(c);
+    return is;
+}
+
+/* ---- identity: <state_dir>/sharded.json ---- */
+
+static bool load_identity(lm_coord_t *c)
+{
+    char path[1024], *text = NULL;
+    lm_error_t rerr;
+    snprintf(path, sizeof path, "%s/sharded.json", c->job->state_dir);
+    if (!lm_fs_mkdir_p(c->job->state_dir, 0700, &c->err))
+        return false;
+    if (lm_fs_read_file(path, 65536, &text, NULL, &rerr)) {
+        lm_json_val_t *v = lm_json_parse(text, strlen(text), 0, 0, &c->err);
+        const char *id = NULL, *src = NULL, *dst = NULL;
+        bool ok = v && lm_json_get_str(v, "jobId", true, 60, &id, &c->err) &&
+                  lm_json_get_str(v, "source", true, 255, &src, &c->err) &&
+                  lm_json_get_str(v, "target", true, 255, &dst, &c->err);
+        if (ok && (strcmp(src, c->src_hosts) != 0 || strcmp(dst, c->dst_hosts) != 0))
+            ok = lm_error_set(&c->err, LM_ERR_INVALID,
+                              "%s belongs to a sharded migration from %s to %s: use another "
+                              "--state-dir for %s -> %s",
+                              path, src, dst, c->src_hosts, c->dst_hosts);
+        if (ok)
+            snprintf(c->job_id, sizeof c->job_id, "%s", id);
+        else
+            lm_error_prefix(&c->err, "%s", path);
+        lm_json_free(v);
+        free(text);
+        return ok;
+    }
+    if (rerr.code != LM_ERR_NOT_FOUND) {
+        c->err = rerr;
+        return false;
+    }
+    if (c->job->job_id[0])
+        snprintf(c->job_id, sizeof c->job_id, "%.40s", c->job->job_id);
+    else if (!lm_random_hex(c->job_id, 12))
+        return lm_error_set(&c->err, LM_ERR_IO, "no randomness for a job id");
+    lm_json_writer_t *w = lm_json_writer_new(true);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "jobId");
+    lm_json_w_str(w, c->job_id);
+    lm_json_w_key(w, "source");
+    lm_json_w_str(w, c->src_hosts);
+    lm_json_w_key(w, "target");
+    lm_json_w_str(w, c->dst_hosts);
+    lm_json_w_key(w, "sharded");
+    lm_json_w_bool(w, true);
+    lm_json_w_map_close(w);
+    size_t len;
+    const char *doc = lm_json_writer_result(w, &len, &c->err);
+    bool ok = doc && lm_fs_write_atomic(path, doc, len, 0600, &c->err);
+    lm_json_writer_destroy(w);
+    return ok;
+}
+
+/* ---- the target's metadata ---- */
+
+static const char *pair_of(void *ud, const char *shard)
+{
+    lm_coord_t *c = ud;
+    int i = lm_cluster_shard_index(&c->scl, shard);
+    return i >= 0 && (size_t)i < c->dcl.n_shards ? c->dcl.shards[i].name : NULL;
+}
+
+/* A problem with the target's metadata: an error (false) before the copy, a warning (true)
+ * in the final pass, when data is on the target and a fix would need to move it. */
+static bool meta_problem(lm_coord_t *c, bool final, const char *msg)
+{
+    if (final) {
+        lm_status_warn(c->st, "target metadata: %s", msg);
+        return true;
+    }
+    return lm_error_set(&c->err, LM_ERR_INVALID, "target metadata: %s", msg);
+}
+
+static bool reload_target(lm_coord_t *c)
+{
+    lm_cluster_cleanup(&c->dcl);
+    if (!lm_cluster_load(c->dst, &c->dcl, &c->err)) {
+        lm_error_prefix(&c->err, "target");
+        return false;
+    }
+    return true;
+}
+
+/* Databases with paired primaries, sharded collections with the same key and uniqueness,
+ * then the chunk maps (splits, reload, moves). Idempotent: a resumed run finds nothing to do. */
+static bool sync_metadata(lm_coord_t *c, bool final)
+{
+    char msg[1024];
+    lm_error_t e;
+    size_t splits = 0, moves = 0;
+    if (final) {
+        lm_cluster_cleanup(&c->scl);
+        if (!lm_cluster_load(c->src, &c->scl, &c->err)) {
+            lm_error_prefix(&c->err, "source");
+            return false;
+        }
+    }
+    if (!reload_target(c))
+        return false;
+    for (size_t i = 0; i < c->scl.n_dbs; i++) {
+        const lm_cluster_db_t *d = &c->scl.dbs[i];
+        if (!lm_ns_db_selected(&c->job->include, d->name))
+            continue;
+        const char *want = pair_of(c, d->primary);
+        const lm_cluster_db_t *have = lm_cluster_find_db(&c->dcl, d->name);
+        if (!want) {
+            snprintf(msg, sizeof msg, "database %s: its primary shard %s is not in listShards",
+                     d->name, d->primary);
+            if (!meta_problem(c, final, msg))
+                return false;
+        } else if (have && strcmp(have->primary, want) != 0) {
+            snprintf(msg, sizeof msg,
+                     "database %s has primary shard %s on the target, %s expected (paired with "
+                     "the source's %s): run movePrimary on the target while it is empty, or "
+                     "drop the database there",
+                     d->name, have->primary, want, d->primary);
+            if (!meta_problem(c, final, msg))
+                return false;
+        } else if (!have) {
+            lm_error_init(&e);
+            if (!lm_cluster_enable_sharding(c->dst, d->name, want, &e)) {
+                if (!meta_problem(c, final, e.message))
+                    return false;
+            } else {
+                lm_log_info(NULL, "target: database %s registered with primary shard %s", d->name,
+                            want);
+            }
+        }
+    }
+    for (size_t i = 0; i < c->scl.n_colls; i++) {
+        const lm_cluster_coll_t *s = &c->scl.colls[i];
+        char db[128], coll[LM_NS_MAX];
+        if (!lm_ns_split(s->ns, db, sizeof db, coll, sizeof coll) ||
+            !lm_ns_selected(&c->job->include, &c->job->exclude, db, coll))
+            continue;
+        const lm_cluster_coll_t *t = lm_cluster_find_coll(&c->dcl, s->ns);
+        if (t && (!bson_equal(t->key, s->key) || t->unique != s->unique)) {
+            char *sk = bson_as_relaxed_extended_json(s->key, NULL),
+                 *tk = bson_as_relaxed_extended_json(t->key, NULL);
+            snprintf(msg, sizeof msg,
+                     "%s is sharded on %s (unique: %s) on the target but on %s (unique: %s) on "
+                     "the source: drop it on the target",
+                     s->ns, tk ? tk : "?", t->unique ? "true" : "false", sk ? sk : "?",
+                     s->unique ? "true" : "false");
+            bson_free(sk);
+            bson_free(tk);
+            if (!meta_problem(c, final, msg))
+                return false;
+            continue;
+        }
+        if (!t) {
+            lm_error_init(&e);
+            if (!lm_cluster_shard_collection(c->dst, s->ns, s->key, s->unique, &e)) {
+                if (!meta_problem(c, final, e.message))
+                    return false;
+            } else {
+                lm_log_info(NULL, "target: %s sharded with the source's key", s->ns);
+            }
+        }
+    }
+    /* chunk maps: splits first, then (after reading the target again) moves */
+    for (int pass = 0; pass < 2; pass++) {
+        if (!reload_target(c))
+            return false;
+        for (size_t i = 0; i < c->scl.n_colls; i++) {
+            const lm_cluster_coll_t *s = &c->scl.colls[i];
+            const lm_cluster_coll_t *t = lm_cluster_find_coll(&c->dcl, s->ns);
+            char db[128], coll[LM_NS_MAX];
+            if (!t || !lm_ns_split(s->ns, db, sizeof db, coll, sizeof coll) ||
+                !lm_ns_selected(&c->job->include, &c->job->exclude, db, coll) ||
+                !bson_equal(t->key, s->key))
+                continue;
+            lm_chunk_diff_t d;
+            if (!lm_chunk_diff(s->chunks, s->n_chunks, t->chunks, t->n_chunks, pair_of, c, &d))
+                return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
+            bool ok = true;
+            if (pass == 0) {
+                for (size_t k = 0; ok && k < d.n_splits; k++) {
+                    lm_error_init(&e);
+                    if (lm_cluster_split(c->dst, s->ns, d.splits[k]->min, &e))
+                        splits++;
+                    else
+                        ok = meta_problem(c, final, e.message);
+                }
+            } else {
+                for (size_t k = 0; ok && k < d.n_moves; k++) {
+                    lm_error_init(&e);
+                    if (lm_cluster_move_range(c->dst, s->ns, d.moves[k]->min, d.moves[k]->max,
+                                              d.move_to[k], &e))
+                        moves++;
+                    else
+                        ok = meta_problem(c, final, e.message);
+                }
+                if (ok && (d.n_extra || d.n_unmapped || d.n_splits)) {
+                    snprintf(msg, sizeof msg,
+                             "%s: the target's chunk map still differs (%zu boundaries the "
+                             "source does not have, %zu source chunks on unknown shards, %zu "
+                             "splits left)",
+                             s->ns, d.n_extra, d.n_unmapped, d.n_splits);
+                    ok = meta_problem(c, final, msg);
+                }
+            }
+            lm_chunk_diff_cleanup(&d);
+            if (!ok)
+                return false;
+        }
+    }
+    if (splits || moves)
+        lm_log_info(NULL, "target: chunk maps made equal to the source's (%zu splits, %zu moves)",
+                    splits, moves);
+    return true;
+}
+
+/* ---- the overall status ---- */
+
+static void aggregate(lm_coord_t *c)
+{
+    long long docs = 0, bytes = 0, dups = 0, ops = 0, refetched = 0, ddl = 0, rereads = 0;
+    int wa = 0, wm = 0;
+    lm_phase_t phase = LM_PHASE_COMPLETE;
+    lm_stream_status_t agg, s;
+    memset(&agg, 0, sizeof agg);
+    bool all_active = c->n > 0;
+    int64_t now = lm_time_now_ms();
+    for (size_t i = 0; i < c->n; i++) {
+        shard_t *sh = &c->shards[i];
+        docs += atomic_load(&sh->st.docs);
+        bytes += atomic_load(&sh->st.bytes);
+        dups += atomic_load(&sh->st.dup_keys);
+        ops += atomic_load(&sh->st.ops_applied);
+        refetched += atomic_load(&sh->st.ops_refetched);
+        ddl += atomic_load(&sh->st.ddl_applied);
+        rereads += atomic_load(&sh->st.oplog_rereads);
+        wa += atomic_load(&sh->st.copy_writers_active);
+        wm += atomic_load(&sh->st.copy_writers_max);
+        lm_phase_t p = lm_status_get_phase(&sh->st);
+        if (p == LM_PHASE_COPYING && !atomic_load(&sh->copy_started_ms))
+            atomic_store(&sh->copy_started_ms, now);
+        if (p < phase)
+            phase = p;
+        lm_status_get_stream(&sh->st, &s);
+        if (!s.active) {
+            all_active = false;
+            continue;
+        }
+        if (i == 0 || !agg.active) {
+            snprintf(agg.capture, sizeof agg.capture, "%s", s.capture);
+            agg.applied_t = s.applied_t, agg.applied_i = s.applied_i;
+            agg.applied_wall_ms = s.applied_wall_ms;
+        }
+        agg.active = true;
+        if (s.lag_seconds > agg.lag_seconds)
+            agg.lag_seconds = s.lag_seconds;
+        if (s.optime_gap_seconds > agg.optime_gap_seconds)
+            agg.optime_gap_seconds = s.optime_gap_seconds;
+        if (s.apply_latency_ms > agg.apply_latency_ms)
+            agg.apply_latency_ms = s.apply_latency_ms;
+        agg.ops_per_second += s.ops_per_second;
+        if (s.source_t > agg.source_t || (s.source_t == agg.source_t && s.source_i > agg.source_i))
+            agg.source_t = s.source_t, agg.source_i = s.source_i,
+            agg.source_wall_ms = s.source_wall_ms;
+        /* the applied position overall: the least advanced shard's */
+        if (s.applied_t < agg.applied_t ||
+            (s.applied_t == agg.applied_t && s.applied_i < agg.applied_i))
+            agg.applied_t = s.applied_t, agg.applied_i = s.applied_i,
+            agg.applied_wall_ms = s.applied_wall_ms;
+        if (s.final_t > agg.final_t || (s.final_t == agg.final_t && s.final_i > agg.final_i))
+            agg.final_t = s.final_t, agg.final_i = s.final_i;
+        if (s.cutover_requested_ms &&
+            (!agg.cutover_requested_ms || s.cutover_requested_ms < agg.cutover_requested_ms))
+            agg.cutover_requested_ms = s.cutover_requested_ms;
+    }
+    agg.ready_for_cutover = all_active;
+    for (size_t i = 0; all_active && i < c->n; i++) {
+        lm_status_get_stream(&c->shards[i].st, &s);
+        agg.ready_for_cutover = agg.ready_for_cutover && s.ready_for_cutover;
+    }
+    /* readyForCutover and the lag say something only once every shard streams */
+    agg.active = all_active;
+    atomic_store(&c->st->docs, docs);
+    atomic_store(&c->st->bytes, bytes);
+    atomic_store(&c->st->dup_keys, dups);
+    atomic_store(&c->st->ops_applied, ops);
+    atomic_store(&c->st->ops_refetched, refetched);
+    atomic_store(&c->st->ddl_applied, ddl);
+    atomic_store(&c->st->oplog_rereads, rereads);
+    atomic_store(&c->st->copy_writers_active, wa);
+    atomic_store(&c->st->copy_writers_max, wm);
+    lm_status_set_stream(c->st, &agg);
+    if (c->n && lm_status_get_phase(c->st) != phase)
+        lm_status_set_phase(c->st, phase);
+}
+
+static const char *last_of(const lm_strlist_t *l)
+{
+    return l->n ? l->items[l->n - 1] : NULL;
+}
+
+/* The "shards" and "balancer" members of the overall status JSON (called under the overall
+ * status's mutex; takes each shard's). */
+static void json_shards(void *ud, lm_json_writer_t *w)
+{
+    lm_coord_t *c = ud;
+    lm_json_w_key(w, "balancer");
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "source");
+    lm_json_w_str(w, bal_names[atomic_load(&c->src_balancer)]);
+    lm_json_w_key(w, "target");
+    lm_json_w_str(w, bal_names[atomic_load(&c->dst_balancer)]);
+    lm_json_w_map_close(w);
+    lm_json_w_key(w, "shards");
+    lm_json_w_array_open(w);
+    int64_t now = lm_time_now_ms();
+    for (size_t i = 0; i < c->n; i++) {
+        shard_t *sh = &c->shards[i];
+        lm_stream_status_t s;
+        int64_t est_docs, est_bytes;
+        lm_status_get_stream(&sh->st, &s);
+        pthread_mutex_lock(&sh->st.mu);
+        bool known = lm_status_totals(&sh->st, &est_docs, &est_bytes) && sh->st.n_colls > 0;
+        lm_phase_t phase = sh->st.phase;
+        lm_state_t state = sh->st.state;
+        long long docs = atomic_load(&sh->st.docs), bytes = atomic_load(&sh->st.bytes);
+        lm_json_w_map_open(w);
+        lm_json_w_key(w, "name");
+        lm_json_w_str(w, sh->name);
+        lm_json_w_key(w, "targetShard");
+        lm_json_w_str(w, sh->target);
+        lm_json_w_key(w, "state");
+        lm_json_w_str(w, lm_state_name(state));
+        lm_json_w_key(w, "phase");
+        lm_json_w_str(w, lm_phase_name(phase));
+        lm_json_w_key(w, "documentsCopied");
+        lm_json_w_int(w, docs);
+        lm_json_w_key(w, "bytesCopied");
+        lm_json_w_int(w, bytes);
+        lm_json_w_key(w, "documentsEstimated");
+        if (known)
+            lm_json_w_int(w, est_docs);
+        else
+            lm_json_w_null(w);
+        double pct = -1;
+        if (phase > LM_PHASE_COPYING)
+            pct = 100;
+        else if (known)
+            pct = est_bytes > 0 ? 100.0 * (double)bytes / (double)est_bytes : 100;
+        lm_json_w_key(w, "percentage");
+        if (pct >= 0)
+            lm_json_w_double(w, pct > 100 ? 100 : pct);
+        else
+            lm_json_w_null(w);
+        /* remaining: the bytes left at the shard's average rate since its copy started */
+        int64_t t0 = atomic_load(&sh->copy_started_ms);
+        lm_json_w_key(w, "remainingSeconds");
+        if (phase > LM_PHASE_COPYING)
+            lm_json_w_double(w, 0);
+        else if (known && t0 && bytes > 0 && now > t0)
+            lm_json_w_double(w, est_bytes > bytes
+                                    ? (double)(est_bytes - bytes) /
+                                          ((double)bytes / (double)(now - t0)) / 1000.0
+                                    : 0);
+        else
+            lm_json_w_null(w);
+        lm_json_w_key(w, "lagTimeSeconds");
+        if (s.active)
+            lm_json_w_double(w, s.lag_seconds);
+        else
+            lm_json_w_null(w);
+        lm_json_w_key(w, "readyForCutover");
+        lm_json_w_bool(w, s.active && s.ready_for_cutover);
+        lm_json_w_key(w, "optimeGapSeconds");
+        if (s.active)
+            lm_json_w_double(w, s.optime_gap_seconds);
+        else
+            lm_json_w_null(w);
+        lm_json_w_key(w, "opsApplied");
+        lm_json_w_int(w, atomic_load(&sh->st.ops_applied));
+        lm_json_w_key(w, "lastError");
+        lm_json_w_str(w, last_of(&sh->st.errors));
+        lm_json_w_key(w, "warnings");
+        lm_json_w_int(w, (int64_t)sh->st.warnings.n);
+        lm_json_w_map_close(w);
+        pthread_mutex_unlock(&sh->st.mu);
+    }
+    lm_json_w_array_close(w);
+}
+
+/* ---- the engines ---- */
+
+static bool gate(void *ud)
+{
+    lm_coord_t *c = ud;
+    return atomic_load(&c->st->cutover);
+}
+
+static void *shard_main(void *arg)
+{
+    shard_t *sh = arg;
+    sh->outcome = lm_engine_run(sh->e); /* prepared already: copy, indexes, stream */
+    atomic_store(&sh->done, true);
+    return NULL;
+}
+
+static bool setup_shards(lm_coord_t *c)
+{
+    shard_t *all = calloc(c->scl.n_shards, sizeof *all);
+    if (!all)
+        return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
+    pthread_mutex_lock(&c->st->mu); /* the status API reads shards[0, n) */
+    c->shards = all;
+    pthread_mutex_unlock(&c->st->mu);
+    for (size_t i = 0; i < c->scl.n_shards; i++) {
+        shard_t *sh = &c->shards[i];
+        snprintf(sh->name, sizeof sh->name, "%s", c->scl.shards[i].name);
+        snprintf(sh->target, sizeof sh->target, "%s", c->dcl.shards[i].name);
+        lm_status_init(&sh->st, "");
+        pthread_mutex_lock(&c->st->mu);
+        c->n = i + 1;
+        pthread_mutex_unlock(&c->st->mu);
+        if (!lm_cluster_shard_uri(c->job->source.uri, c->scl.shards[i].host, sh->src_uri,
+                                  sizeof sh->src_uri, &c->err) ||
+            !lm_cluster_shard_uri(c->job->target.uri, c->dcl.shards[i].host, sh->dst_uri,
+                                  sizeof sh->dst_uri, &c->err)) {
+            lm_error_prefix(&c->err, "shard %s", sh->name);
+            return false;
+        }
+        snprintf(sh->key, sizeof sh->key, "%.24s.%.38s", c->job_id, sh->name);
+        sh->job = *c->job;
+        sh->job.source.uri = sh->src_uri;
+        sh->job.target.uri = sh->dst_uri;
+        lm_engine_opts_t eo = {.job = &sh->job,
+                               .status = &sh->st,
+                               .stop = &sh->stop,
+                               .checkpoint_key = sh->key,
+                               .cutover_gate = gate,
+                               .gate_ud = c};
+        if (!(sh->e = lm_engine_new(&eo)))
+            return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
+    }
+    return true;
+}
+
+/* POST /api/v1/restart-shard (under the overall status's mutex): only a failed shard. */
+static int restart_hook(void *ud, const char *name, char *msg, size_t msgsz)
+{
+    lm_coord_t *c = ud;
+    for (size_t i = 0; i < c->n; i++) {
+        shard_t *sh = &c->shards[i];
+        if (strcmp(sh->name, name) != 0)
+            continue;
+        if (!atomic_load(&sh->done) || sh->outcome != LM_ENGINE_FAILED) {
+            snprintf(msg, msgsz,
+                     "shard %s has not failed: only a failed shard is restarted (see its "
+                     "state in GET /api/v1/status)",
+                     name);
+            return 409;
+        }
+        atomic_store(&sh->restart, true);
+        snprintf(msg, msgsz, "shard %s restarts from its checkpoint; the other shards go on", name);
+        return 202;
+    }
+    snprintf(msg, msgsz, "no shard named '%s' in this migration", name);
+    return 404;
+}
+
+static bool start_shard(lm_coord_t *c, shard_t *sh)
+{
+    atomic_store(&sh->done, false);
+    sh->started = pthread_create(&sh->thread, NULL, shard_main, sh) == 0;
+    if (!sh->started) {
+        lm_status_error(c->st, "shard %s: cannot start its thread", sh->name);
+        sh->outcome = LM_ENGINE_FAILED;
+        atomic_store(&sh->done, true);
+    }
+    return sh->started;
+}
+
+/* A failed shard restarted by the operator: a new engine on the same checkpoint key (it
+ * resumes where the failed one recorded), its status reset (its errors kept as warnings). */
+static void restart_shard(lm_coord_t *c, shard_t *sh)
+{
+    if (sh->started)
+        pthread_join(sh->thread, NULL);
+    sh->started = false;
+    lm_engine_destroy(sh->e);
+    pthread_mutex_lock(&sh->st.mu);
+    for (size_t k = 0; k < sh->st.errors.n; k++) {
+        char **items = realloc(sh->st.warnings.items, (sh->st.warnings.n + 1) * sizeof *items);
+        if (!items)
+            break;
+        sh->st.warnings.items = items;
+        sh->st.warnings.items[sh->st.warnings.n++] = sh->st.errors.items[k];
+        sh->st.errors.items[k] = NULL;
+    }
+    lm_strlist_cleanup(&sh->st.errors);
+    sh->st.state = LM_STATE_RUNNING;
+    sh->st.finished_ms = 0;
+    sh->st.phase = LM_PHASE_NEW;
+    memset(&sh->st.stream, 0, sizeof sh->st.stream);
+    pthread_mutex_unlock(&sh->st.mu);
+    atomic_store(&sh->st.docs, 0);
+    atomic_store(&sh->st.bytes, 0);
+    atomic_store(&sh->st.dup_keys, 0);
+    atomic_store(&sh->copy_started_ms, 0);
+    atomic_store(&sh->stop, false);
+    sh->failure_reported = false;
+    lm_engine_opts_t eo = {.job = &sh->job,
+                           .status = &sh->st,
+                           .stop = &sh->stop,
+                           .checkpoint_key = sh->key,
+                           .cutover_gate = gate,
+                           .gate_ud = c};
+    sh->e = lm_engine_new(&eo);
+    atomic_store(&sh->restart, false);
+    lm_status_warn(c->st, "shard %s restarted by the operator: it resumes from its checkpoint",
+                   sh->name);
+    if (!sh->e) {
+        sh->outcome = LM_ENGINE_FAILED;
+        atomic_store(&sh->done, true);
+        return;
+    }
+    start_shard(c, sh);
+}
+
+/* Runs the engines side by side; the overall status follows them. Returns when all ended.
+ * A shard that fails: with the status API (restartable), the others go on and the operator
+ * restarts it (restart-shard) or cancels; without, the others are stopped (checkpointed:
+ * run again to resume). */
+static void run_engines(lm_coord_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        start_shard(c, &c->shards[i]);
+    pthread_mutex_lock(&c->st->mu);
+    c->st->restart_shard = c->o.restartable ? restart_hook : NULL;
+    pthread_mutex_unlock(&c->st->mu);
+    bool stopping = false;
+    for (;;) {
+        size_t done = 0;
+        bool failed = false;
+        for (size_t i = 0; i < c->n; i++) {
+            shard_t *sh = &c->shards[i];
+            if (!atomic_load(&sh->done))
+                continue;
+            if (atomic_load(&sh->restart) && !stopping) {
+                restart_shard(c, sh);
+                continue;
+            }
+            done++;
+            if (sh->outcome != LM_ENGINE_FAILED)
+                continue;
+            failed = true;
+            if (!sh->failure_reported && c->o.restartable)
+                lm_status_warn(c->st,
+                               "shard %s failed (%s): the other shards go on; fix the cause, "
+                               "then run `livemig-agent restart-shard %s` (or POST "
+                               "/api/v1/restart-shard?name=%s), or cancel",
+                               sh->name, lm_engine_error(sh->e)->message, sh->name, sh->name);
+            sh->failure_reported = true;
+        }
+        aggregate(c);
+        bool cancel = atomic_load(&c->st->cancel);
+        bool stop = cancel || (c->o.stop && atomic_load(c->o.stop));
+        if (done == c->n && (!failed || stopping || !c->o.restartable))
+            break;
+        if (!stopping && (stop || (failed && !c->o.restartable))) {
+            stopping = true;
+            if (failed)
+                lm_log_warn(NULL, "a shard failed: stopping the other shards (checkpointed)");
+            for (size_t i = 0; i < c->n; i++) {
+                if (cancel)
+                    atomic_store(&c->shards[i].st.cancel, true);
+                atomic_store(&c->shards[i].stop, true);
+            }
+        }
+        lm_time_sleep_ms(250, NULL);
+    }
+    for (size_t i = 0; i < c->n; i++)
+        if (c->shards[i].started)
+            pthread_join(c->shards[i].thread, NULL);
+    aggregate(c);
+}
+
+/* ---- the balancers ---- */
+
+static void restart_balancers(lm_coord_t *c)
+{
+    lm_error_t e;
+    struct {
+        mongoc_client_t *router;
+        bool stopped;
+        atomic_int *state;
+        const char *side, *hosts;
+    } sides[] = {{c->src, c->src_balancer_stopped, &c->src_balancer, "source", c->src_hosts},
+                 {c->dst, c->dst_balancer_stopped, &c->dst_balancer, "target", c->dst_hosts}};
+    for (size_t i = 0; i < 2; i++) {
+        if (!sides[i].stopped)
+            continue;
+        lm_error_init(&e);
+        if (lm_balancer_start(sides[i].router, &e)) {
+            atomic_store(sides[i].state, BAL_STARTED);
+            lm_log_info(NULL, "%s: balancer started again", sides[i].side);
+            continue;
+        }
+        atomic_store(sides[i].state, BAL_RESTART_REFUSED);
+        c->balancer_refused = true;
+        lm_status_warn(c->st,
+                       "the %s cluster's balancer could not be started again (%s): START IT BY "
+                       "HAND through a mongos of the %s (%s): sh.startBalancer() or the "
+                       "balancerStart command",
+                       sides[i].side, e.message, sides[i].side, sides[i].hosts);
+    }
+}
+
+/* ---- the run ---- */
+
+static lm_engine_outcome_t outcome_of(lm_coord_t *c)
+{
+    bool any_failed = false, any_cancelled = false, any_stopped = false, all_already = c->n > 0;
+    for (size_t i = 0; i < c->n; i++) {
+        lm_engine_outcome_t o = c->shards[i].outcome;
+        any_failed = any_failed || o == LM_ENGINE_FAILED;
+        any_cancelled = any_cancelled || o == LM_ENGINE_CANCELLED;
+        any_stopped = any_stopped || o == LM_ENGINE_STOPPED;
+        all_already = all_already && o == LM_ENGINE_ALREADY_COMPLETE;
+    }
+    if (atomic_load(&c->st->cancel) && (any_failed || any_cancelled || any_stopped))
+        return LM_ENGINE_CANCELLED;
+    if (any_failed)
+        return LM_ENGINE_FAILED;
+    if (any_cancelled || atomic_load(&c->st->cancel))
+        return any_stopped || any_cancelled ? LM_ENGINE_CANCELLED : LM_ENGINE_COMPLETE;
+    if (any_stopped)
+        return LM_ENGINE_STOPPED;
+    return all_already ? LM_ENGINE_ALREADY_COMPLETE : LM_ENGINE_COMPLETE;
+}
+
+static bool prepare(lm_coord_t *c)
+{
+    lm_status_set_phase(c->st, LM_PHASE_VALIDATING);
+    if (!(c->src = open_router(c->job, &c->job->source, "source", c->src_hosts, sizeof c->src_hosts,
+                               &c->err)) ||
+        !(c->dst = open_router(c->job, &c->job->target, "target", c->dst_hosts, sizeof c->dst_hosts,
+                               &c->err)))
+        return false;
+    bool is_router;
+    if (!lm_cluster_is_router(c->dst, &is_router, &c->err))
+        return false;
+    if (!is_router)
+        return lm_error_set(&c->err, LM_ERR_INVALID,
+                            "the source is a sharded cluster but the target %s is not a mongos: "
+                            "give a mongos of a sharded cluster with the same number of shards",
+                            c->dst_hosts);
+    if (!lm_cluster_load(c->src, &c->scl, &c->err)) {
+        lm_error_prefix(&c->err, "source");
+        return false;
+    }
+    if (!reload_target(c))
+        return false;
+    if (c->scl.n_shards != c->dcl.n_shards)
+        return lm_error_set(&c->err, LM_ERR_INVALID,
+                            "the source has %zu shards and the target %zu: a sharded migration "
+                            "copies shard to shard and needs the same number of shards (add or "
+                            "remove shards on the target); nothing was written",
+                            c->scl.n_shards, c->dcl.n_shards);
+    if (!load_identity(c))
+        return false;
+    lm_status_set_job_id(c->st, c->job_id);
+    lm_log_info(NULL, "sharded migration %s: %zu shards, %zu databases, %zu sharded collections",
+                c->job_id, c->scl.n_shards, c->scl.n_dbs, c->scl.n_colls);
+    char mode[32] = "";
+    bool in_round = false;
+    if (!lm_balancer_status(c->src, mode, sizeof mode, &in_round, &c->err)) {
+        lm_error_prefix(&c->err, "source balancer");
+        return false;
+    }
+    if (in_round)
+        lm_log_info(NULL,
+                    "a balancer round is in progress on the source (mode %s): stopping the "
+                    "balancer and waiting for the round to end",
+                    mode);
+    else
+        lm_log_info(NULL, "stopping the source's balancer (mode %s)", mode);
+    if (!lm_balancer_stop(c->src, BALANCER_STOP_MS, &c->err)) {
+        lm_error_prefix(&c->err, "source balancer");
+        return false;
+    }
+    c->src_balancer_stopped = true;
+    atomic_store(&c->src_balancer, BAL_STOPPED);
+    if (!lm_balancer_stop(c->dst, BALANCER_STOP_MS, &c->err)) {
+        lm_error_prefix(&c->err, "target balancer");
+        return false;
+    }
+    c->dst_balancer_stopped = true;
+    atomic_store(&c->dst_balancer, BAL_STOPPED);
+    lm_log_info(NULL, "balancers stopped on the source and the target");
+    /* a round that was in progress may have moved chunks: the description used from here
+     * on is read with the balancer stopped */
+    lm_cluster_cleanup(&c->scl);
+    if (!lm_cluster_load(c->src, &c->scl, &c->err)) {
+        lm_error_prefix(&c->err, "source");
+        return false;
+    }
+    if (c->scl.n_shards != c->dcl.n_shards)
+        return lm_error_set(&c->err, LM_ERR_INVALID,
+                            "the source's shards changed while its balancer was being stopped "
+                            "(%zu now, the target has %zu): start the migration again",
+                            c->scl.n_shards, c->dcl.n_shards);
+    if (!setup_shards(c))
+        return false;
+    /* each engine pins its shard's start and creates its collections on its target shard;
+     * the target's metadata is made to match while every target shard is still empty */
+    bool fresh_copy = false;
+    for (size_t i = 0; i < c->n; i++) {
+        shard_t *sh = &c->shards[i];
+        if (!lm_engine_prepare(sh->e)) {
+            c->err = *lm_engine_error(sh->e);
+            lm_error_prefix(&c->err, "shard %s", sh->name);
+            return false;
+        }
+        fresh_copy = fresh_copy ||
+                     (!lm_engine_resumes_streaming(sh->e) && !lm_engine_already_complete(sh->e));
+    }
+    if (fresh_copy && !sync_metadata(c, false))
+        return false;
+    return true;
+}
+
+lm_engine_outcome_t lm_coord_run(lm_coord_t *c)
+{
+    lm_engine_outcome_t out;
+    if (!prepare(c)) {
+        if (c->err.code == LM_ERR_CANCELLED)
+            out = atomic_load(&c->st->cancel) ? LM_ENGINE_CANCELLED : LM_ENGINE_STOPPED;
+        else
+            out = LM_ENGINE_FAILED;
+    } else {
+        run_engines(c);
+        out = outcome_of(c);
+        for (size_t i = 0; i < c->n; i++) {
+            shard_t *sh = &c->shards[i];
+            if (sh->outcome == LM_ENGINE_FAILED)
+                lm_error_set(&c->err, LM_ERR_SERVER, "shard %s: %s", sh->name,
+                             lm_engine_error(sh->e)->message);
+        }
+        if (out == LM_ENGINE_COMPLETE && !sync_metadata(c, true))
+            lm_status_warn(c->st, "the target's metadata could not be checked at the end: %s",
+                           c->err.message);
+    }
+    if (out == LM_ENGINE_FAILED)
+        lm_status_error(c->st, "%s", c->err.message);
+    if (out == LM_ENGINE_STOPPED) {
+        if (c->src_balancer_stopped)
+            lm_log_warn(NULL, "the balancers stay stopped: run the same command again to resume, "
+                              "or cancel to start them again");
+    } else {
+        restart_balancers(c);
+    }
+    if (out == LM_ENGINE_COMPLETE || out == LM_ENGINE_ALREADY_COMPLETE)
+        lm_status_set_phase(c->st, LM_PHASE_COMPLETE);
+    lm_state_t state = out == LM_ENGINE_FAILED      ? LM_STATE_FAILED
+                       : out == LM_ENGINE_CANCELLED ? LM_STATE_CANCELLED
+                       : out == LM_ENGINE_STOPPED   ? LM_STATE_STOPPED
+                                                    : LM_STATE_COMPLETE;
+    lm_status_set_state(c->st, state);
+    return out;
+}
+
+lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts)
+{
+    lm_coord_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->o = *opts;
+    c->job = opts->job;
+    c->st = opts->status;
+    lm_error_init(&c->err);
+    lm_conn_global_init();
+    pthread_mutex_lock(&c->st->mu);
+    c->st->json_extra = json_shards;
+    c->st->hook_ud = c;
+    pthread_mutex_unlock(&c->st->mu);
+    return c;
+}
+
+void lm_coord_destroy(lm_coord_t *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->st->mu);
+    c->st->json_extra = NULL;
+    c->st->restart_shard = NULL;
+    c->st->hook_ud = NULL;
+    pthread_mutex_unlock(&c->st->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        lm_engine_destroy(c->shards[i].e);
+        lm_status_cleanup(&c->shards[i].st);
+        lm_wipe(c->shards[i].src_uri, sizeof c->shards[i].src_uri);
+        lm_wipe(c->shards[i].dst_uri, sizeof c->shards[i].dst_uri);
+    }
+    free(c->shards);
+    lm_cluster_cleanup(&c->scl);
+    lm_cluster_cleanup(&c->dcl);
+    if (c->src)
+        mongoc_client_destroy(c->src);
+    if (c->dst)
+        mongoc_client_destroy(c->dst);
+    free(c);
+}
+
+const char *lm_coord_job_id(const lm_coord_t *c)
+{
+    return c->job_id;
+}
+
+size_t lm_coord_n_shards(const lm_coord_t *c)
+{
+    pthread_mutex_lock(&c->st->mu);
+    size_t n = c->n;
+    pthread_mutex_unlock(&c->st->mu);
+    return n;
+}
+
+const char *lm_coord_shard_name(const lm_coord_t *c, size_t i)
+{
+    return c->shards[i].name;
+}
+
+const char *lm_coord_target_shard_name(const lm_coord_t *c, size_t i)
+{
+    return c->shards[i].target;
+}
+
+lm_status_t *lm_coord_shard_status(lm_coord_t *c, size_t i)
+{
+    return &c->shards[i].st;
+}
+
+bool lm_coord_balancer_restart_refused(const lm_coord_t *c)
+{
+    return c->balancer_refused;
+}

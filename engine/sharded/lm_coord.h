@@ -1,0 +1,60 @@
+/* lm_coord: a live migration of a sharded cluster, shard to shard (docs/sharded.md).
+ *
+ * Given a router (mongos) of the source and one of the target, the coordinator reads both
+ * clusters' descriptions, refuses a target with another number of shards (nothing
+ * written), stops the source's balancer (waiting for a round in progress) and the
+ * target's, prepares one lm_engine_t per shard (engine i reads source shard i's replica set
+ * and writes target shard i, listShards order; its checkpoint key names the shard), makes
+ * the target's metadata match while it is empty (databases with paired primary shards,
+ * sharded collections with the same key and uniqueness, chunk maps made equal by split and
+ * moveRange), then runs the engines side by side. The overall status is computed from
+ * the shards' (lag: the worst shard; readyForCutover: every shard ready); the cutover gate
+ * is shared, so every engine cuts over together. A failed shard can be restarted alone
+ * (restartable: status->restart_shard) while the others go on. At the end (COMPLETE, CANCELLED or
+ * FAILED) the balancers are started again; a refused restart is a warning in the status,
+ * the log and the summary (the migration still completes). A signal (STOPPED, resumable)
+ * leaves them stopped: run again to resume, or cancel.
+ *
+ * Threads: lm_coord_run runs on the caller's thread and starts one thread per engine,
+ * joined before it returns; it copies the overall status from the shards' every 250 ms. */
+#ifndef LM_COORD_H
+#define LM_COORD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "lm_cluster.h"
+#include "lm_engine.h"
+#include "lm_job.h"
+#include "lm_status.h"
+
+typedef struct {
+    const lm_job_t *job;     /* the source and target are routers; must outlive */
+    lm_status_t *status;     /* the overall status: the caller's (served, cancel, cutover) */
+    const atomic_bool *stop; /* signals */
+    /* An operator can restart a failed shard (a status API serves status->restart_shard):
+     * a failed shard then leaves the others running. False: one failure stops them all. */
+    bool restartable;
+} lm_coord_opts_t;
+
+typedef struct lm_coord lm_coord_t;
+
+/* Whether job's source is a sharded cluster's router (hello says isdbgrid). False when the
+ * source cannot be reached: the caller then runs the replica-set engine, which says why. */
+bool lm_coord_source_is_sharded(const lm_job_t *job);
+
+lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts);
+/* Runs the migration to its end; the overall status's state is set. */
+lm_engine_outcome_t lm_coord_run(lm_coord_t *c);
+void lm_coord_destroy(lm_coord_t *c);
+
+/* For summaries: the job id, the shards (0 before the clusters were read), each one's
+ * names and status, and the balancer restarts that were refused. */
+const char *lm_coord_job_id(const lm_coord_t *c);
+size_t lm_coord_n_shards(const lm_coord_t *c);
+const char *lm_coord_shard_name(const lm_coord_t *c, size_t i);
+const char *lm_coord_target_shard_name(const lm_coord_t *c, size_t i);
+lm_status_t *lm_coord_shard_status(lm_coord_t *c, size_t i);
+bool lm_coord_balancer_restart_refused(const lm_coord_t *c);
+
+#endif

@@ -1,0 +1,475 @@
+/* livemig-agent migrate with a sharded source (docs/sharded.md): sharded test beds
+ * (scripts/testbed start sharded: SecantusDB shard replica sets, a config server, a router
+ * stand-in), the agent given the two routers, judged by `scripts/lm_check.py --sharded`
+ * (pymongo: the sharding metadata, then source shard i against target shard i), the
+ * balancers read through the routers. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mongoc/mongoc.h>
+
+#include "lm_cluster.h"
+#include "lm_http.h"
+#include "lm_json.h"
+#include "lm_test_proc.h"
+#include "lm_test_util.h"
+#include "lm_testbed.h"
+#include "lm_time.h"
+
+#define PY LM_SOURCE_DIR "/.deps/venv/bin/python"
+#define WRITER LM_SOURCE_DIR "/scripts/lm_writer.py"
+#define CHECK LM_SOURCE_DIR "/scripts/lm_check.py"
+#define SHARDED LM_SOURCE_DIR "/scripts/lm_sharded.py"
+
+static lm_testbed_server_t src, dst;
+static char dir[512], log_path[600], state_dir[600], writer_log[600];
+static int port;
+
+static void setup(void)
+{
+    lm_test_mkdtemp(dir, sizeof dir);
+    snprintf(log_path, sizeof log_path, "%s/agent.log", dir);
+    snprintf(writer_log, sizeof writer_log, "%s/writer.log", dir);
+    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
+    memset(&src, 0, sizeof src);
+    memset(&dst, 0, sizeof dst);
+    port = lm_test_free_port();
+    mongoc_init();
+}
+
+static void teardown(void)
+{
+    lm_testbed_stop(&src);
+    lm_testbed_stop(&dst);
+    lm_test_rmtree(dir);
+}
+
+TestSuite(sharded, .init = setup, .fini = teardown, .timeout = 240);
+
+/* A source of `n` shards (prefix src) seeded by lm_sharded.py seed, and a target of m
+ * shards (prefix dst). */
+static void beds(int n, int m, int docs)
+{
+    char args[64];
+    snprintf(args, sizeof args, "--shards %d --prefix src", n);
+    lm_testbed_start("sharded", args, &src);
+    snprintf(args, sizeof args, "--shards %d --prefix dst", m);
+    lm_testbed_start("sharded", args, &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' seed --config '%s' --chunks 3 --docs %d > '%s/seed.log' "
+                            "2>&1",
+                            PY, SHARDED, src.config_uri, docs, dir),
+                 0, "seeding the source failed");
+}
+
+static pid_t start_agent(void)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    char *argv[] = {(char *)LM_AGENT_BIN,
+                    "migrate",
+                    "--source",
+                    src.uri,
+                    "--target",
+                    dst.uri,
+                    "--state-dir",
+                    state_dir,
+                    "--status-addr",
+                    addr,
+                    "--cutover-lag",
+                    "30s",
+                    NULL};
+    return lm_test_spawn(argv, log_path);
+}
+
+/* lm_writer.py --sharded on the source's config server: first loads `docs` documents and
+ * shards its collection (so the migration finds the metadata in place), then writes in the
+ * background with `args`. */
+static pid_t start_writer(int docs, const char *args)
+{
+    char cmd[2048];
+    cr_assert_eq(lm_test_sh("'%s' '%s' --sharded --uri '%s' --seconds 0 --docs %d > '%s' 2>&1", PY,
+                            WRITER, src.config_uri, docs, writer_log),
+                 0, "loading the writer's documents failed:\n%s", lm_test_slurp(writer_log));
+    snprintf(cmd, sizeof cmd, "exec '%s' '%s' --sharded --uri '%s' --no-load --docs %d %s", PY,
+             WRITER, src.config_uri, docs, args);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", cmd, NULL};
+    return lm_test_spawn(argv, writer_log);
+}
+
+static void writer_done(pid_t w)
+{
+    int rc = lm_test_wait(w, 120000);
+    cr_assert_eq(rc, 0, "writer failed:\n%s", lm_test_slurp(writer_log));
+}
+
+static void expect_log(const char *needle)
+{
+    char *log = lm_test_slurp(log_path);
+    cr_assert(strstr(log, needle), "the agent log lacks \"%s\":\n%s", needle, log);
+    free(log);
+}
+
+/* The agent's log says `needle` within timeout_ms. */
+static void wait_log(const char *needle, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *log = lm_test_slurp(log_path);
+        bool found = strstr(log, needle) != NULL;
+        if (found || lm_time_mono_ms() > until)
+            cr_assert(found, "the agent log lacks \"%s\":\n%s", needle, log);
+        free(log);
+        if (found)
+            return;
+        lm_time_sleep_ms(100, NULL);
+    }
+}
+
+static lm_json_val_t *status(void)
+{
+    char url[128];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    lm_json_val_t *v = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
+    memset(&resp, 0, sizeof resp);
+    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200)
+        v = lm_json_parse(resp.body, resp.body_len, 0, 0, &err);
+    lm_http_response_cleanup(&resp);
+    return v;
+}
+
+/* Waits until the agent's overall phase is STREAMING with at least min_ops applied (and
+ * readyForCutover when asked); returns that status (lm_json_free it). */
+static lm_json_val_t *wait_streaming(pid_t pid, int64_t min_ops, bool ready)
+{
+    int64_t until = lm_time_mono_ms() + 150000;
+    while (lm_time_mono_ms() < until) {
+        lm_json_val_t *v = status(), *s = NULL;
+        const char *phase = NULL;
+        bool is_ready = false;
+        int64_t ops = -1;
+        lm_error_t err;
+        bool ok =
+            v && lm_json_get_str(v, "phase", true, 0, &phase, &err) &&
+            strcmp(phase, "STREAMING") == 0 && lm_json_get_obj(v, "stream", false, &s, &err) && s &&
+            lm_json_get_int(s, "opsApplied", true, 0, INT64_MAX, &ops, &err) && ops >= min_ops &&
+            lm_json_get_bool(v, "readyForCutover", true, &is_ready, &err) && (!ready || is_ready);
+        if (ok)
+            return v;
+        lm_json_free(v);
+        cr_assert_eq(kill(pid, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(250, NULL);
+    }
+    cr_assert_fail("the agent never streamed %lld changes:\n%s", (long long)min_ops,
+                   lm_test_slurp(log_path));
+    return NULL;
+}
+
+static int agent_cli(const char *cmd)
+{
+    return lm_test_sh("'%s' %s --state-dir '%s' --status-addr 127.0.0.1:%d >> '%s/cli.log' 2>&1",
+                      LM_AGENT_BIN, cmd, state_dir, port, dir);
+}
+
+static void expect_exit(pid_t agent, int code, const char *needle)
+{
+    int rc = lm_test_wait(agent, 120000);
+    char *log = lm_test_slurp(log_path);
+    cr_assert_eq(rc, code, "agent exit %d, %d expected:\n%s", rc, code, log);
+    cr_assert(strstr(log, needle), "the agent's output lacks \"%s\":\n%s", needle, log);
+    free(log);
+}
+
+static void expect_no_differences(void)
+{
+    int rc = lm_test_sh("'%s' '%s' --sharded --source '%s' --target '%s' > '%s/check.log' 2>&1", PY,
+                        CHECK, src.config_uri, dst.config_uri, dir);
+    char p[700];
+    snprintf(p, sizeof p, "%s/check.log", dir);
+    char *report = lm_test_slurp(p);
+    cr_assert_eq(rc, 0, "differences:\n%s\nagent log:\n%s", report, lm_test_slurp(log_path));
+    cr_assert(strstr(report, ": 0 differences"), "%s", report);
+    free(report);
+}
+
+/* The balancer's mode ("full" / "off") and round through a bed's router. */
+static void balancer(const lm_testbed_server_t *bed, char *mode, size_t modesz, bool *in_round)
+{
+    mongoc_client_t *c = mongoc_client_new(bed->uri);
+    lm_error_t err;
+    cr_assert_not_null(c);
+    cr_assert(lm_balancer_status(c, mode, modesz, in_round, &err), "%s", err.message);
+    mongoc_client_destroy(c);
+}
+
+static void expect_balancer(const lm_testbed_server_t *bed, const char *want)
+{
+    char mode[32];
+    bool in_round;
+    balancer(bed, mode, sizeof mode, &in_round);
+    cr_assert_str_eq(mode, want, "balancer of %s", bed->uri);
+}
+
+/* Documents of ns summed over a bed's shards (read directly). */
+static int64_t count_on_shards(const lm_testbed_server_t *bed, const char *db, const char *coll)
+{
+    int64_t n = 0;
+    for (int i = 0; i < bed->nshards; i++) {
+        mongoc_client_t *c = mongoc_client_new(bed->shard_uri[i]);
+        mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
+        bson_t *f = bson_new();
+        bson_error_t be;
+        int64_t k = mongoc_collection_count_documents(col, f, NULL, NULL, NULL, &be);
+        cr_assert_geq(k, 0, "%s", be.message);
+        n += k;
+        bson_destroy(f);
+        mongoc_collection_destroy(col);
+        mongoc_client_destroy(c);
+    }
+    return n;
+}
+
+/* 3 shards to 3 shards under a writer (inserts, every update form, deletes, DDL) through
+ * copy, stream and cutover; the balancers off meanwhile and on again after. */
+Test(sharded, three_shards_live_under_a_writer)
+{
+    beds(3, 3, 600);
+    pid_t w = start_writer(1500, "--seconds 15 --ddl --seed 11");
+    pid_t a = start_agent();
+    lm_json_val_t *v = wait_streaming(a, 1, false);
+    /* per-shard status: three shards paired in listShards order, each streaming */
+    lm_json_val_t *shards = NULL, *bal = NULL;
+    lm_error_t err;
+    cr_assert(lm_json_get_arr(v, "shards", true, 0, &shards, &err), "%s", err.message);
+    cr_assert_eq(lm_json_len(shards), 3);
+    for (size_t i = 0; i < 3; i++) {
+        const char *name = NULL, *target = NULL, *phase = NULL;
+        double pct = -1;
+        char want[32];
+        lm_json_val_t *s = lm_json_at(shards, i);
+        cr_assert(lm_json_get_str(s, "name", true, 0, &name, &err) &&
+                  lm_json_get_str(s, "targetShard", true, 0, &target, &err) &&
+                  lm_json_get_str(s, "phase", true, 0, &phase, &err) &&
+                  lm_json_get_double(s, "percentage", true, &pct, &err));
+        snprintf(want, sizeof want, "src-shard%zu", i);
+        cr_assert_str_eq(name, want);
+        snprintf(want, sizeof want, "dst-shard%zu", i);
+        cr_assert_str_eq(target, want);
+        cr_assert_str_eq(phase, "STREAMING");
+        cr_assert_float_eq(pct, 100.0, 0.001);
+    }
+    cr_assert(lm_json_get_obj(v, "balancer", true, &bal, &err), "%s", err.message);
+    const char *sb = NULL;
+    cr_assert(lm_json_get_str(bal, "source", true, 0, &sb, &err));
+    cr_assert_str_eq(sb, "stopped");
+    lm_json_free(v);
+    expect_balancer(&src, "off");
+    expect_balancer(&dst, "off");
+    /* livemig-agent status shows the shards */
+    char p[700];
+    snprintf(p, sizeof p, "%s/status.txt", dir);
+    cr_assert_eq(
+        lm_test_sh("'%s' status --status-addr 127.0.0.1:%d > '%s' 2>&1", LM_AGENT_BIN, port, p), 0);
+    char *text = lm_test_slurp(p);
+    cr_assert(strstr(text, "src-shard2           dst-shard2           RUNNING   STREAMING"), "%s",
+              text);
+    cr_assert(strstr(text, "balancer:  source stopped, target stopped"), "%s", text);
+    free(text);
+    writer_done(w);
+    lm_json_free(wait_streaming(a, 1, true));
+    cr_assert_eq(agent_cli("cutover"), 0, "livemig-agent cutover failed");
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_log("cutover complete on every shard");
+    expect_no_differences();
+    expect_balancer(&src, "full");
+    expect_balancer(&dst, "full");
+}
+
+/* A 2-shard source and a 3-shard target: validation FAILs on the shard count, migrate
+ * refuses, and nothing is written on the target. */
+Test(sharded, shard_count_mismatch_fails_and_writes_nothing)
+{
+    beds(2, 3, 100);
+    char out[700];
+    snprintf(out, sizeof out, "%s/validate.log", dir);
+    int rc = lm_test_sh("'%s' validate --source '%s' --target '%s' --state-dir '%s' > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, state_dir, out);
+    char *report = lm_test_slurp(out);
+    cr_assert_eq(rc, 1, "validate exit %d:\n%s", rc, report);
+    cr_assert(
+        strstr(report, "shard-count          FAIL   the source has 2 shards and the target 3"),
+        "%s", report);
+    cr_assert(strstr(report, "source-sharded       PASS"), "%s", report);
+    cr_assert(strstr(report, "config-servers       PASS"), "%s", report);
+    free(report);
+    expect_exit(start_agent(), 1, "needs the same number of shards");
+    /* nothing on the target: no database registered, no document on any shard */
+    cr_assert_eq(lm_test_sh("'%s' '%s' describe --config '%s' > '%s/describe.json' 2>&1", PY,
+                            SHARDED, dst.config_uri, dir),
+                 0);
+    snprintf(out, sizeof out, "%s/describe.json", dir);
+    report = lm_test_slurp(out);
+    cr_assert(strstr(report, "\"databases\": {}, \"collections\": {}"), "%s", report);
+    free(report);
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0);
+    cr_assert_eq(count_on_shards(&dst, "__livemig", "jobs"), 0);
+    expect_balancer(&src, "full"); /* never stopped */
+}
+
+/* A balancer round in progress when the migration starts: it waits for it, then copies;
+ * the source's balancer refuses to start again at the end: COMPLETE with the warning. */
+Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
+{
+    beds(2, 2, 300);
+    lm_testbed_fault(&src, "balancer-round 4");
+    lm_testbed_fault(&src, "refuse-balancer-start on");
+    pid_t a = start_agent();
+    lm_json_free(wait_streaming(a, 0, true));
+    expect_log("a balancer round is in progress on the source");
+    char mode[32];
+    bool in_round = true;
+    balancer(&src, mode, sizeof mode, &in_round);
+    cr_assert_not(in_round, "the migration copied while a balancer round was in progress");
+    cr_assert_str_eq(mode, "off");
+    cr_assert_eq(agent_cli("cutover"), 0);
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_log("could not be started again");
+    expect_log("START IT BY HAND");
+    expect_balancer(&src, "off");
+    expect_balancer(&dst, "full");
+    expect_no_differences();
+}
+
+/* Cancel: syncing stops (exit 4), the source's balancer is on again, the copy stays. */
+Test(sharded, cancel_restarts_the_balancer_and_keeps_the_data)
+{
+    beds(2, 2, 300);
+    pid_t a = start_agent();
+    lm_json_free(wait_streaming(a, 0, false));
+    expect_balancer(&src, "off");
+    cr_assert_eq(agent_cli("cancel"), 0);
+    expect_exit(a, 4, "livemig sharded migration CANCELLED");
+    expect_balancer(&src, "full");
+    int64_t want = count_on_shards(&src, "shop", "orders");
+    cr_assert_gt(want, 0);
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), want);
+}
+
+/* kill -9 mid-stream: the next run resumes every shard from its own checkpoint; the
+ * writer's $inc counters show any change applied twice. */
+Test(sharded, kill9_mid_stream_resumes_every_shard)
+{
+    beds(2, 2, 200);
+    pid_t w = start_writer(1000, "--seconds 20 --seed 12");
+    pid_t a = start_agent();
+    lm_json_free(wait_streaming(a, 100, false));
+    kill(a, SIGKILL);
+    cr_assert_eq(lm_test_wait(a, 10000), 128 + SIGKILL);
+    a = start_agent();
+    lm_json_free(wait_streaming(a, 1, false));
+    char *log = lm_test_slurp(log_path);
+    size_t resumed = 0;
+    for (char *p = log; (p = strstr(p, "streaming from the target's checkpoint")); p++)
+        resumed++;
+    cr_assert_eq(resumed, 2, "both shards should resume from their checkpoints:\n%s", log);
+    free(log);
+    writer_done(w);
+    lm_json_free(wait_streaming(a, 1, true));
+    cr_assert_eq(agent_cli("cutover"), 0);
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_no_differences();
+    expect_balancer(&src, "full");
+}
+
+/* shards[i].key of a status (a string), "" when absent. */
+static void shard_str(lm_json_val_t *v, size_t i, const char *key, char *out, size_t outsz)
+{
+    lm_json_val_t *shards = NULL;
+    const char *s = NULL;
+    lm_error_t err;
+    out[0] = '\0';
+    if (v && lm_json_get_arr(v, "shards", false, 0, &shards, &err) && shards &&
+        i < lm_json_len(shards) &&
+        lm_json_get_str(lm_json_at(shards, i), key, false, 0, &s, &err) && s)
+        snprintf(out, outsz, "%s", s);
+}
+
+/* Polls the status until shards[i].key is want (within timeout_ms). */
+static void wait_shard(pid_t a, size_t i, const char *key, const char *want, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    char got[64] = "";
+    while (lm_time_mono_ms() < until) {
+        lm_json_val_t *v = status();
+        shard_str(v, i, key, got, sizeof got);
+        lm_json_free(v);
+        if (strcmp(got, want) == 0)
+            return;
+        cr_assert_eq(kill(a, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(50, NULL);
+    }
+    cr_assert_fail("shard %zu's %s stayed '%s', '%s' expected:\n%s", i, key, got, want,
+                   lm_test_slurp(log_path));
+}
+
+/* One shard's copy fails (its source replica set goes away mid-copy): the other shard goes
+ * on to streaming, a cutover is refused, the operator restarts the failed shard alone
+ * (a shard that did not fail is refused), and the migration completes with 0 differences. */
+Test(sharded, a_failed_shard_is_restarted_alone)
+{
+    beds(2, 2, 300);
+    /* enough on shard 1 that its copy lasts while the shard is taken away */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                            "for i in range(25000)])\"",
+                            PY, src.shard_uri[1]),
+                 0);
+    pid_t a = start_agent();
+    wait_shard(a, 1, "phase", "COPYING", 60000);
+    lm_testbed_fault(&src, "lose-shard 1 8");
+    wait_shard(a, 1, "state", "FAILED", 60000);
+    wait_log("then run `livemig-agent restart-shard src-shard1`", 10000);
+    wait_shard(a, 0, "phase", "STREAMING", 60000);
+    cr_assert_neq(agent_cli("cutover"), 0, "a cutover with a failed shard was accepted");
+    /* the route takes the job's token, as cancel and cutover do */
+    char url[160];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t ho = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/restart-shard?name=src-shard1", port);
+    memset(&resp, 0, sizeof resp);
+    lm_http_request(&ho, "POST", url, NULL, NULL, 0, &resp, &err);
+    cr_assert_eq(resp.status, 401, "restart-shard without the token: HTTP %ld", resp.status);
+    lm_http_response_cleanup(&resp);
+    cr_assert_neq(agent_cli("restart-shard src-shard0"), 0, "a healthy shard was restarted");
+    cr_assert_neq(agent_cli("restart-shard nosuchshard"), 0);
+    char p[700];
+    snprintf(p, sizeof p, "%s/cli.log", dir);
+    char *cli = lm_test_slurp(p);
+    cr_assert(strstr(cli, "has not failed"), "%s", cli);
+    cr_assert(strstr(cli, "no shard named 'nosuchshard'"), "%s", cli);
+    free(cli);
+    /* the shard's server is back after 8 s: restart it */
+    int64_t until = lm_time_mono_ms() + 30000;
+    while (lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                      "M('%s', serverSelectionTimeoutMS=500).admin.command('ping')\" "
+                      ">/dev/null 2>&1",
+                      PY, src.shard_uri[1]) != 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "the lost shard never came back");
+        lm_time_sleep_ms(500, NULL);
+    }
+    cr_assert_eq(agent_cli("restart-shard src-shard1"), 0, "restart-shard failed:\n%s",
+                 lm_test_slurp(p));
+    lm_json_free(wait_streaming(a, 0, true));
+    cr_assert_eq(agent_cli("cutover"), 0);
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_log("shard src-shard1 restarted by the operator");
+    expect_no_differences();
+    expect_balancer(&src, "full");
+}

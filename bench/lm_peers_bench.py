@@ -22,7 +22,7 @@ LM_PEERS_WORKLOADS picks some (space or comma separated; default all six).
 Contenders of a copy workload, each on a fresh target, the same seeded source:
   livemig        livemig-agent migrate --copy-only (defaults); LM_BENCH_AGENT names the binary
   dump|restore   mongodump --archive | mongorestore --archive, defaults
-  dump|restore jJ wW  the best of the settings in LM_PEERS_SETTINGS (default "1x1,4x4,8x2":
+  dump|restore jJ wW  the best of the settings in LM_PEERS_SETTINGS (default "1x1,8x4":
                  -j/--numParallelCollections J on both, --numInsertionWorkersPerCollection W),
                  chosen by a first pass on the workload (one run each, reported as round 0)
   pcsm           pcsm --source S --target T --port P; `pcsm start`; GET /status until
@@ -64,7 +64,7 @@ from lm_benchlib import (AGENT, BENCH, PY, TOP, free_port, pct, proc_cpu,  # noq
 SCALE = float(os.environ.get("LM_BENCH_SCALE") or 1)
 PEERS = os.environ.get("LM_PEERS_DIR") or os.path.join(TOP, ".deps/peers")
 ROUNDS = int(os.environ.get("LM_PEERS_ROUNDS") or 2)
-SETTINGS = os.environ.get("LM_PEERS_SETTINGS") or "1x1,4x4,8x2"
+SETTINGS = os.environ.get("LM_PEERS_SETTINGS") or "1x1,8x4"
 CHECK = os.environ.get("LM_PEERS_CHECK") or "first"
 LIVE_RATES = [int(r) for r in (os.environ.get("LM_PEERS_LIVE_RATES") or "50,200").split(",")]
 LIVE_SECONDS = float(os.environ.get("LM_PEERS_LIVE_SECONDS") or 30)
@@ -420,9 +420,11 @@ class LivemigLive:
         self.state = os.path.join(WORK, "state-live")
         self.log = open(os.path.join(WORK, "livemig-live.log"), "w")
         self.usage = None
-        self.p = subprocess.Popen([AGENT, "migrate", "--source", src, "--target", dst, "--state-dir",
-                                   self.state, "--status-addr", f"127.0.0.1:{self.port}"],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
+        argv = [AGENT, "migrate", "--source", src, "--target", dst, "--state-dir", self.state,
+                "--status-addr", f"127.0.0.1:{self.port}"]
+        if os.environ.get("LM_PEERS_LIVE_LOG_LEVEL"):  # e.g. debug, to see where a cutover goes
+            argv += ["--log-level", os.environ["LM_PEERS_LIVE_LOG_LEVEL"]]
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_synced(self, timeout=1800):
         t0 = time.monotonic()

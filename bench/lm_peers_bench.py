@@ -86,6 +86,11 @@ def say(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def usage_error(msg):
+    say(f"bench/peers: {msg}")
+    sys.exit(2)
+
+
 def emit(rec):
     print(json.dumps(rec), flush=True)
     results.append(rec)
@@ -144,7 +149,7 @@ def seed(w, uri):
         r = subprocess.run([PY, os.path.join(TOP, "scripts/lm_seed.py"), "--uri", uri, "full"],
                            check=True, capture_output=True, text=True)
         return json.loads(r.stdout)["documents"], "lm_seed.py full (sizes fixed)"
-    raise SystemExit(f"bench/peers: unknown workload {w!r}: choose from {' '.join(ALL)}")
+    usage_error(f"unknown workload {w!r}: choose from {' '.join(ALL)}")
 
 
 # ---- fidelity ----
@@ -248,6 +253,9 @@ class Pcsm:
         while http_json(self.port, "/status") is None:
             if self.p.poll() is not None:
                 raise RuntimeError(f"pcsm exited {self.p.returncode} at start: see {self.log.name}")
+            if time.monotonic() - self.t0 > 60:
+                self.stop()
+                raise RuntimeError(f"pcsm served no status within 60 s: see {self.log.name}")
             time.sleep(0.05)
 
     def cli(self, what):
@@ -265,12 +273,14 @@ class Pcsm:
     def wait_initial_sync(self, timeout=1800):
         """Polls until initialSync.completed, ticking the source (see the top of this file)
         once the clone is complete."""
-        tick = client(self.src)[TICK_DB].t
+        c = client(self.src)
+        tick = c[TICK_DB].t
         t0, last_tick, ticks = time.monotonic(), 0.0, 0
         while time.monotonic() - t0 < timeout:
             s = self.status()
             init = s.get("initialSync") or {}
             if init.get("completed"):
+                c.close()
                 return ticks
             if init.get("cloneCompleted") and self.clone_s is None:
                 self.clone_s = round(time.monotonic() - self.t0, 2)
@@ -314,7 +324,8 @@ def run_pcsm(w, src, dst, tag):
         secs = time.monotonic() - p.t0
     finally:
         cpu, rss = p.stop()
-        client(src).drop_database(TICK_DB)
+        with client(src) as c:
+            c.drop_database(TICK_DB)
     return {"seconds": round(secs, 2), "cpu_s": cpu, "max_rss_mb": rss,
             "clone_s": p.clone_s, "initial_sync_s": round(sync_s, 2), "finalize_s": round(fin_s, 2), "ticks": ticks}
 
@@ -327,7 +338,7 @@ def measure(w, tool, fn, src, docs, rnd, do_check, **kw):
         r.update(src_cpu_s=round(src.cpu() - c0s, 2), dst_cpu_s=round(dst.cpu() - c0d, 2))
         if do_check:
             r["check"] = check(src.uri, dst.uri)
-    except RuntimeError as e:
+    except Exception as e:  # noqa: BLE001 - one failed measurement is reported, the run goes on
         r = {"error": str(e)[-600:]}
         say(f"bench/peers: {w} {tool} round {rnd}: {str(e)[-600:]}")
     finally:
@@ -550,7 +561,7 @@ def live_one(cls, seeded_docs):
         tool = None
         emit(dict(base, what="cutover", seconds=round(cut_s, 2), cpu_s=cpu, max_rss_mb=rss,
                   check=check(src.uri, dst.uri), **info))
-    except RuntimeError as e:
+    except Exception as e:  # noqa: BLE001 - reported; the other tool is still measured
         say(f"bench/peers: live {cls.name}: {e}")
         emit(dict(base, what="error", error=str(e)[-600:]))
     finally:
@@ -722,11 +733,11 @@ def main():
         return
     for x in (AGENT, BENCH):
         if not os.access(x, os.X_OK):
-            raise SystemExit(f"bench/peers: {x} is not built (cmake --build build)")
+            usage_error(f"{x} is not built (cmake --build build)")
     chosen = (os.environ.get("LM_PEERS_WORKLOADS") or " ".join(ALL)).replace(",", " ").split()
     for w in chosen:
         if w not in ALL:
-            raise SystemExit(f"bench/peers: unknown workload {w!r}: choose from {' '.join(ALL)}")
+            usage_error(f"unknown workload {w!r}: choose from {' '.join(ALL)}")
     for name in ("mongodump", "mongorestore", "pcsm"):
         if not peer(name):
             say(f"bench/peers: {name} not found in {PEERS}: its contender is skipped "

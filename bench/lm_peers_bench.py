@@ -78,7 +78,7 @@ ALL = ["one-large", "many-50", "many-500", "skewed", "full", "live"]
 PCSM_DB = "percona_clustersync_mongodb"
 TICK_DB = "lm_peers_tick"
 IGNORED_DBS = (PCSM_DB, TICK_DB)
-WORK = tempfile.mkdtemp(prefix="lm-bench-peers-")
+WORK = None  # the run's folder (tool logs, state dirs), made by main
 results = []
 
 
@@ -742,6 +742,8 @@ def main():
         if not peer(name):
             say(f"bench/peers: {name} not found in {PEERS}: its contender is skipped "
                 f"(unpack the peers with /work/shared/peers/unpack DIR and set LM_PEERS_DIR=DIR)")
+    global WORK
+    WORK = tempfile.mkdtemp(prefix="lm-bench-peers-")
     say(f"bench/peers: scale {SCALE}, {ROUNDS} rounds, work dir {WORK}")
     t0 = time.monotonic()
     try:

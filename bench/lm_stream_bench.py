@@ -23,40 +23,20 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.environ.get("LM_BENCH_AGENT") or os.path.join(TOP, "build/agent/livemig-agent")  # another build to compare
-BENCH = os.path.join(TOP, "build/bench/lm_bench")
-PY = os.path.join(TOP, ".deps/venv/bin/python")
-started = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lm_benchlib import AGENT, BENCH, PY, TOP, free_port, pct, started, testbed_stop  # noqa: E402
+from lm_benchlib import testbed_start as _testbed_start  # noqa: E402
 
 
 def testbed_start(*extra):
-    out = subprocess.run([os.path.join(TOP, "scripts/testbed"), "start", "secantus", "--owner-pid",
-                          str(os.getpid()), "--max-seconds", "7200", *extra], check=True,
-                         capture_output=True,
-                         text=True).stdout
-    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    started.append(env["LM_TB_DIR"])
+    env = _testbed_start(*extra)
     return env["LM_TB_URI"], env["LM_TB_DIR"]
-
-
-def testbed_stop(d):
-    subprocess.run([os.path.join(TOP, "scripts/testbed"), "stop", d], capture_output=True)
-    if d in started:
-        started.remove(d)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(port):
@@ -70,13 +50,6 @@ def status(port):
 def emit(rec):
     print(json.dumps(rec), flush=True)
     return rec
-
-
-def pct(values, p):
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
 def seed(uri, docs, threads=2):

@@ -107,6 +107,20 @@ out:
     return http;
 }
 
+/* The cutover's last timing line (lm_stream logs the steps before): COMPLETE, this long
+ * after the stream saw the request. */
+static void log_cutover_time(lm_status_t *st)
+{
+    lm_stream_status_t ss;
+    lm_status_get_stream(st, &ss);
+    pthread_mutex_lock(&st->mu);
+    lm_state_t state = st->state;
+    pthread_mutex_unlock(&st->mu);
+    if (state == LM_STATE_COMPLETE && ss.cutover_requested_ms)
+        lm_log_info(NULL, "cutover step: COMPLETE, status API stopped (+%lld ms)",
+                    (long long)(lm_time_now_ms() - ss.cutover_requested_ms));
+}
+
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
 {
     lm_error_t err;
@@ -135,6 +149,7 @@ int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
     lm_status_http_stop(http);
     if (http) /* the API is gone: nothing may use its token any more */
         lm_status_token_remove(job->state_dir);
+    log_cutover_time(st);
     lm_engine_summary_t sum;
     lm_engine_summary(e, &sum);
     print_summary(&sum, st, outcome == LM_ENGINE_ALREADY_COMPLETE);

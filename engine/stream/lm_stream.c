@@ -116,6 +116,19 @@ static void note_cutover(stream_t *s)
                 "cutover: waiting for the source's writes to stop and the target to catch up");
 }
 
+/* True once the cutover was requested: the gate (or the status flag) is asked until it
+ * says yes once; from then on the answer is kept (a gate may close again: test_engine's
+ * opens only while the phase is STREAMING). */
+static bool cutover_seen(stream_t *s)
+{
+    if (atomic_load(&s->cut_t0))
+        return true;
+    if (!cutover_requested(s))
+        return false;
+    note_cutover(s);
+    return true;
+}
+
 static int64_t time_of(lm_optime_t t, int64_t wall)
 {
     return wall ? wall : (int64_t)t.t * 1000;
@@ -727,8 +740,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
                     break;
                 /* nothing new within the await time (or the cursor ended): the cursor has
                  * given all it will; a cutover can sweep up what is left and end */
-                if (cutover_requested(s)) {
-                    note_cutover(s);
+                if (cutover_seen(s)) {
                     ok = final_sweep(s, oplog, &dec, &cont, &from, &from_wall, err);
                     break;
                 }
@@ -1034,15 +1046,14 @@ static void monitor_fail(stream_t *s, const lm_error_t *err)
     }
 }
 
-/* Sleeps one tick, in short slices so that a cutover request or the end of the stream is
- * seen within SLICE_MS. */
+/* Sleeps one tick, in short slices so that a cutover request (the status flag; a gate,
+ * which may do I/O, is asked once a tick) or the end of the stream is seen within
+ * SLICE_MS. */
 static void monitor_sleep(stream_t *s)
 {
     for (int slept = 0; slept < TICK_MS && !atomic_load(&s->mon_stop); slept += SLICE_MS) {
-        if (!atomic_load(&s->cut_t0) && cutover_requested(s)) {
-            note_cutover(s);
+        if (!s->o->cutover_gate && cutover_seen(s))
             return;
-        }
         lm_time_sleep_ms(SLICE_MS, NULL);
     }
 }
@@ -1085,9 +1096,7 @@ static void *monitor_main(void *arg)
         int64_t wall_now = lm_time_now_ms();
         if (caught_up)
             caught_up_at = wall_now;
-        if (!atomic_load(&s->cut_t0) && cutover_requested(s))
-            note_cutover(s);
-        bool cutting_over = atomic_load(&s->cut_t0) != 0;
+        bool cutting_over = cutover_seen(s);
         if (lm_optime_cmp(wr, latest) > 0) {
             latest = wr;
             latest_wall = wr_wall;

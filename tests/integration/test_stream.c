@@ -391,6 +391,16 @@ Test(stream, cutover_at_zero_lag_ends_at_the_sources_last_write)
         cr_assert(lm_time_mono_ms() < until, "never caught up:\n%s", lm_test_slurp(log_path));
         lm_time_sleep_ms(100, NULL);
     }
+    /* livemig-agent status says so too */
+    char p[700];
+    snprintf(p, sizeof p, "%s/status.txt", dir);
+    cr_assert_eq(
+        lm_test_sh("'%s' status --status-addr 127.0.0.1:%d > '%s' 2>&1", LM_AGENT_BIN, port, p), 0);
+    char *text = lm_test_slurp(p);
+    cr_assert(strstr(text, "stream:    lag 0.0 s, a cutover now would take about 0.0 s, ready for "
+                           "cutover"),
+              "%s", text);
+    free(text);
     uint32_t t, i;
     source_newest(&t, &i);
     cutover();

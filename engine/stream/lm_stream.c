@@ -106,7 +106,7 @@ static void cut_step(stream_t *s, const char *fmt, ...)
  * notes when and enters CUTTING_OVER. */
 static void note_cutover(stream_t *s)
 {
-    int64_t zero = 0, now = lm_time_mono_ms();
+    long long zero = 0, now = lm_time_mono_ms();
     if (!atomic_compare_exchange_strong(&s->cut_t0, &zero, now))
         return;
     atomic_store(&s->cut_empties, atomic_load(&s->empties));

@@ -25,6 +25,8 @@
 static lm_testbed_server_t src, dst;
 static char dir[512], log_path[600], state_dir[600], writer_log[600];
 static int port;
+static pid_t agents[8]; /* started by this test: ended in teardown if a failure left them */
+static int n_agents;
 
 static void setup(void)
 {
@@ -39,6 +41,15 @@ static void setup(void)
 
 static void teardown(void)
 {
+    for (int k = 0; k < n_agents; k++) {
+        int st; /* still our child and running: a failed assertion left it (never a pid
+                 * reaped already, which another process may have by now) */
+        if (waitpid(agents[k], &st, WNOHANG) == 0) {
+            kill(agents[k], SIGKILL);
+            waitpid(agents[k], &st, 0);
+        }
+    }
+    n_agents = 0;
     lm_testbed_stop(&src);
     lm_testbed_stop(&dst);
     lm_test_rmtree(dir);
@@ -59,7 +70,10 @@ static pid_t start_agent(const char *const *extra)
     for (int i = 0; extra && extra[i] && n < 39; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
-    return lm_test_spawn(argv, log_path);
+    pid_t pid = lm_test_spawn(argv, log_path);
+    if (n_agents < (int)(sizeof agents / sizeof agents[0]))
+        agents[n_agents++] = pid;
+    return pid;
 }
 
 /* The writer in the background: lm_writer.py --uri SRC + args (space-separated). */

@@ -371,6 +371,18 @@ static void print_status(lm_json_val_t *v)
         printf("copied:    %lld documents, %.1f MB (already on the target: %lld)\n", (long long)d,
                (double)b / 1e6, (long long)dup);
     }
+    double lag = 0, cut_est = 0;
+    bool ready = false;
+    lm_json_val_t *lv = lm_json_get(v, "lagTimeSeconds"),
+                  *ev = lm_json_get(v, "estimatedCutoverSeconds");
+    if (lv && lm_json_type(lv) != LM_JSON_NULL &&
+        lm_json_get_double(v, "lagTimeSeconds", true, &lag, &err)) {
+        lm_json_get_bool(v, "readyForCutover", false, &ready, &err);
+        if (ev && lm_json_type(ev) != LM_JSON_NULL)
+            lm_json_get_double(v, "estimatedCutoverSeconds", true, &cut_est, &err);
+        printf("stream:    lag %.1f s, a cutover now would take about %.1f s, %s\n", lag, cut_est,
+               ready ? "ready for cutover" : "NOT ready for cutover");
+    }
     if (lm_json_get_arr(v, "collections", false, 0, &colls, &err) && colls && lm_json_len(colls)) {
         printf("\n%-44s %-9s %12s %12s %7s\n", "NAMESPACE", "STATE", "COPIED", "ESTIMATED",
                "RANGES");

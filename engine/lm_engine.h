@@ -64,7 +64,9 @@ typedef struct {
      * one target under distinct keys). NULL: the job's identity in <state_dir>/job.json
      * (created with job->job_id, or a random id). */
     const char *checkpoint_key;
-    /* The cutover gate (NULL: status->cutover). Called from the stream's thread. */
+    /* The cutover gate (NULL: status->cutover). Called from the stream's threads (its
+     * monitor once a tick, 200 ms, and its reader when the cursor idles) until it returns
+     * true once; the answer is then kept. */
     bool (*cutover_gate)(void *ud);
     void *gate_ud;
 } lm_engine_opts_t;

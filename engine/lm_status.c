@@ -107,6 +107,11 @@ static void json_stream(lm_status_t *st, lm_json_writer_t *w)
         lm_json_w_double(w, s->lag_seconds);
     else
         lm_json_w_null(w);
+    lm_json_w_key(w, "estimatedCutoverSeconds");
+    if (s->active)
+        lm_json_w_double(w, s->estimated_cutover_seconds);
+    else
+        lm_json_w_null(w);
     lm_json_w_key(w, "readyForCutover");
     lm_json_w_bool(w, s->active && s->ready_for_cutover);
     if (!s->active)
@@ -500,7 +505,12 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
             out,
             "# HELP livemig_lag_seconds Latest source write minus last applied write.\n"
             "# TYPE livemig_lag_seconds gauge\nlivemig_lag_seconds %.3f\n"
-            "# HELP livemig_ready_for_cutover 1 when the lag is within --cutover-lag.\n"
+            "# HELP livemig_estimated_cutover_seconds How long a cutover requested now would "
+            "take.\n"
+            "# TYPE livemig_estimated_cutover_seconds gauge\n"
+            "livemig_estimated_cutover_seconds %.3f\n"
+            "# HELP livemig_ready_for_cutover 1 when the lag and the estimated cutover are "
+            "within --cutover-lag.\n"
             "# TYPE livemig_ready_for_cutover gauge\nlivemig_ready_for_cutover %d\n"
             "# HELP livemig_optime_gap_seconds Source latest optime minus applied optime.\n"
             "# TYPE livemig_optime_gap_seconds gauge\nlivemig_optime_gap_seconds %.3f\n"
@@ -517,10 +527,10 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
             "# TYPE livemig_apply_ops_per_second gauge\nlivemig_apply_ops_per_second %.1f\n"
             "# HELP livemig_apply_latency_ms Queue-to-write latency of applied changes.\n"
             "# TYPE livemig_apply_latency_ms gauge\nlivemig_apply_latency_ms %.1f\n",
-            s->lag_seconds, s->ready_for_cutover, s->optime_gap_seconds,
-            (long long)atomic_load(&st->ops_applied), (long long)atomic_load(&st->ops_refetched),
-            (long long)atomic_load(&st->ddl_applied), (long long)atomic_load(&st->oplog_rereads),
-            s->ops_per_second, s->apply_latency_ms);
+            s->lag_seconds, s->estimated_cutover_seconds, s->ready_for_cutover,
+            s->optime_gap_seconds, (long long)atomic_load(&st->ops_applied),
+            (long long)atomic_load(&st->ops_refetched), (long long)atomic_load(&st->ddl_applied),
+            (long long)atomic_load(&st->oplog_rereads), s->ops_per_second, s->apply_latency_ms);
     }
     lm_strbuf_appendf(
         out,

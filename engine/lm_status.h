@@ -65,6 +65,7 @@ typedef struct {
     uint32_t source_t, source_i; /* the source's latest write */
     int64_t source_wall_ms;
     double lag_seconds; /* latest source write - last applied write; 0 when caught up */
+    double estimated_cutover_seconds; /* a cutover now would take this long (lm_lag.h) */
     bool ready_for_cutover;
     double optime_gap_seconds; /* source latest optime - applied optime */
     double ops_per_second;

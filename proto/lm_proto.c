@@ -550,6 +550,10 @@ bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_err
         lm_json_w_double(w, m->lag_seconds);
     else
         lm_json_w_null(w);
+    if (m->has_lag) {
+        lm_json_w_key(w, "estimatedCutoverSeconds");
+        lm_json_w_double(w, m->estimated_cutover_seconds);
+    }
     w_bool(w, "readyForCutover", m->ready_for_cutover);
     lm_json_w_key(w, "optimeGapSeconds");
     lm_json_w_double(w, m->optime_gap_seconds);
@@ -618,6 +622,13 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
         m->has_lag = ok;
         if (ok && m->lag_seconds < 0)
             ok = lm_error_set(err, LM_ERR_INVALID, "field 'lagTimeSeconds': must not be negative");
+    }
+    if (ok && (lag = lm_json_get(v, "estimatedCutoverSeconds")) &&
+        lm_json_type(lag) != LM_JSON_NULL) {
+        ok = get_number(v, "estimatedCutoverSeconds", true, &m->estimated_cutover_seconds, err);
+        if (ok && m->estimated_cutover_seconds < 0)
+            ok = lm_error_set(err, LM_ERR_INVALID,
+                              "field 'estimatedCutoverSeconds': must not be negative");
     }
     if (ok && colls && lm_json_len(colls)) {
         m->collections = calloc(lm_json_len(colls), sizeof *m->collections);

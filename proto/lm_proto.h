@@ -188,6 +188,7 @@ typedef struct {
     int64_t docs_copied, docs_total, bytes_copied, bytes_total;
     bool has_lag; /* lagTimeSeconds is null until streaming */
     double lag_seconds;
+    double estimated_cutover_seconds; /* sent with the lag (has_lag) */
     bool ready_for_cutover;
     double optime_gap_seconds;
     size_t n_collections, n_checks, n_errors;

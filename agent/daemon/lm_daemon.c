@@ -681,6 +681,7 @@ static void fill_migration(djob_t *j, lm_proto_status_t *m)
     lm_status_get_stream(st, &ss);
     m->has_lag = ss.active;
     m->lag_seconds = ss.lag_seconds;
+    m->estimated_cutover_seconds = ss.estimated_cutover_seconds;
     m->ready_for_cutover = ss.active && ss.ready_for_cutover;
     m->optime_gap_seconds = ss.optime_gap_seconds;
 }

@@ -10,6 +10,7 @@
 #include "lm_time.h"
 
 #define LIVE_ROWS 6
+#define STREAM_LOG_MS 30000 /* without a terminal: one stream line in the log this often */
 
 struct lm_progress {
     lm_status_t *st;
@@ -49,6 +50,31 @@ static void summary_line(lm_status_t *st, double rate_bytes, char *buf, size_t b
              lm_phase_name(lm_status_get_phase(st)), pct > 100 ? 100.0 : pct, (long long)docs,
              (long long)est_docs, (double)bytes / 1e6, (double)est_bytes / 1e6, rate_bytes / 1e6,
              eta, writers);
+}
+
+/* "STREAMING: lag 0.4 s, cutover est. 12.0 s, NOT ready, 850 changes/s" */
+static void stream_line(lm_status_t *st, char *buf, size_t bufsz)
+{
+    lm_stream_status_t ss;
+    lm_status_get_stream(st, &ss);
+    snprintf(buf, bufsz, "%s: lag %.1f s, cutover est. %.1f s, %s, %.0f changes/s",
+             lm_phase_name(lm_status_get_phase(st)), ss.lag_seconds, ss.estimated_cutover_seconds,
+             ss.ready_for_cutover ? "ready for cutover" : "NOT ready for cutover",
+             ss.ops_per_second);
+}
+
+static void draw_stream(struct lm_progress *p)
+{
+    char line[256];
+    if (p->drawn)
+        fprintf(stderr, "\033[%dA", p->drawn);
+    stream_line(p->st, line, sizeof line);
+    fprintf(stderr, "\033[2K%s\n", line);
+    for (int r = 1; r < p->drawn; r++)
+        fprintf(stderr, "\033[2K\n");
+    if (!p->drawn)
+        p->drawn = 1;
+    fflush(stderr);
 }
 
 static void draw(struct lm_progress *p, double rate)
@@ -93,7 +119,19 @@ static void *progress_main(void *arg)
         rate = rate == 0 ? inst : 0.7 * rate + 0.3 * inst; /* smoothed, for a steadier ETA */
         last_t = now;
         last_bytes = bytes;
-        if (lm_status_get_phase(p->st) != LM_PHASE_COPYING)
+        lm_phase_t phase = lm_status_get_phase(p->st);
+        if (phase == LM_PHASE_STREAMING || phase == LM_PHASE_CUTTING_OVER) {
+            if (p->tty) {
+                draw_stream(p);
+            } else if (now - last_log >= STREAM_LOG_MS) {
+                char line[256];
+                stream_line(p->st, line, sizeof line);
+                lm_log_info("progress=1", "%s", line);
+                last_log = now;
+            }
+            continue;
+        }
+        if (phase != LM_PHASE_COPYING)
             continue;
         if (p->tty) {
             draw(p, rate);

@@ -187,6 +187,20 @@ static int verify_after_cutover(const lm_job_t *job, lm_status_t *st, const atom
     return code;
 }
 
+/* The cutover's last timing line (lm_stream logs the steps before): COMPLETE, this long
+ * after the stream saw the request. */
+static void log_cutover_time(lm_status_t *st)
+{
+    lm_stream_status_t ss;
+    lm_status_get_stream(st, &ss);
+    pthread_mutex_lock(&st->mu);
+    lm_state_t state = st->state;
+    pthread_mutex_unlock(&st->mu);
+    if (state == LM_STATE_COMPLETE && ss.cutover_requested_ms)
+        lm_log_info(NULL, "cutover step: COMPLETE (+%lld ms)",
+                    (long long)(lm_time_now_ms() - ss.cutover_requested_ms));
+}
+
 int lm_run_job(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
 {
     return lm_run_job_then(job, st, stop, NULL, NULL);
@@ -225,6 +239,7 @@ int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *sto
     lm_progress_t *progress = lm_progress_start(st);
     lm_engine_outcome_t outcome = lm_engine_run(e);
     lm_progress_stop(progress);
+    log_cutover_time(st);
     lm_engine_summary_t sum;
     lm_engine_summary(e, &sum);
     print_summary(&sum, st, outcome == LM_ENGINE_ALREADY_COMPLETE);

@@ -280,10 +280,11 @@ static enum MHD_Result do_cutover(lm_status_http_t *h, struct MHD_Connection *c)
     char who[160], detail[400];
     if (!ready && !force && !st->cutover) {
         snprintf(detail, sizeof detail,
-                 "the target is %.1f s behind the source (readyForCutover is false): wait until "
-                 "it is ready, or force it (livemig-agent cutover --force, or ?force=true), "
-                 "knowing the cutover then waits for the whole backlog",
-                 ss.lag_seconds);
+                 "the target is %.1f s behind the source and a cutover now would take about "
+                 "%.1f s (readyForCutover is false): wait until it is ready, or force it "
+                 "(livemig-agent cutover --force, or ?force=true), knowing the cutover then "
+                 "waits for the whole backlog",
+                 ss.lag_seconds, ss.estimated_cutover_seconds);
         return reply_text(c, MHD_HTTP_CONFLICT, "not ready for cutover", detail);
     }
     describe_caller(h, c, who, sizeof who);

@@ -531,6 +531,17 @@ bool lm_apply_pending(lm_apply_t *a, lm_optime_t *before, int64_t *wall_ms)
     return any;
 }
 
+int64_t lm_apply_queued(lm_apply_t *a)
+{
+    int64_t n = 0;
+    for (int i = 0; a && i < a->n; i++) {
+        pthread_mutex_lock(&a->w[i].mu);
+        n += (int64_t)a->w[i].q.n;
+        pthread_mutex_unlock(&a->w[i].mu);
+    }
+    return n;
+}
+
 void lm_apply_stop(lm_apply_t *a)
 {
     if (!a)

@@ -56,6 +56,9 @@ bool lm_apply_drain(lm_apply_t *a, lm_error_t *err);
  * nothing is queued or being applied. */
 bool lm_apply_pending(lm_apply_t *a, lm_optime_t *before, int64_t *wall_ms);
 
+/* Document ops queued and not yet taken by a worker (all workers together). */
+int64_t lm_apply_queued(lm_apply_t *a);
+
 /* True (with err) once a worker failed for good. */
 bool lm_apply_failed(lm_apply_t *a, lm_error_t *err);
 

@@ -2,8 +2,10 @@
 #include "lm_stream.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lm_apply.h"
@@ -14,16 +16,23 @@
 #include "lm_mongo_error.h"
 #include "lm_time.h"
 
-#define AWAIT_MS 1000
+/* An awaited cursor answers "nothing new" after this long: a cutover request waits for the
+ * answer in flight, so it is short (an idle cursor costs a getMore every 250 ms). */
+#define AWAIT_MS 250
 #define TICK_MS 200
+#define SLICE_MS 10 /* the monitor looks for a cutover request and its stop this often */
 #define CHECKPOINT_MS 2000
-#define POLL_MS 1000
 #define CHECK_MS 2000         /* the continuity check's first period (see cont_t) */
 #define CHECK_MAX_MS 600000   /* ... doubling after each clean check up to this */
 #define CHECK_COST_FACTOR 100 /* ... and at least 100x the last count's duration apart */
-#define STUCK_MS 3000         /* an idle cursor behind the oplog's end this long is replaced */
 #define WINDOW_CHECK_MS 30000
 #define STALL_MS 5000 /* a tick this late: the process was paused; check the window now */
+
+#define LOOK_MS 1000         /* the look-ahead (see look_ahead): at most this often while behind */
+#define LOOK_BEHIND_MS 10000 /* ... while the lag alone already says "not ready" */
+#define LOOK_COST_FACTOR 20  /* ... and at least 20x the last one's duration apart */
+#define LOOK_GAP_FACTOR 5    /* ... at once when a DDL starts, but 5x its duration apart */
+#define LOOK_MAX_DDL 256     /* DDL entries ahead remembered, at most */
 
 #define WINDOW_MSG "oplog window exceeded: restart the migration from the beginning"
 
@@ -45,8 +54,8 @@ typedef struct {
     lm_optime_t write_read; /* newest entry read that was not a no-op */
     int64_t write_read_wall;
     atomic_int idle_streak;  /* empty answers in a row from the cursor (see idle_empty) */
+    atomic_llong empties;    /* empty answers in all */
     lm_optime_t unchecked;   /* the checkpoint may not pass this (t = 0: free); see cont_t */
-    atomic_bool reopen;      /* the monitor asks the oplog reader for a new cursor */
     int64_t check_period_ms; /* the oplog reader's (see cont_t) */
     atomic_bool first_check; /* a cursor's first continuity check is still to come */
 
@@ -55,6 +64,16 @@ typedef struct {
     atomic_bool mon_stop, done, failed;
     lm_error_t mon_err;
     lm_optime_t cutoff;
+    lm_optime_t window_need;  /* the monitor's last window check proved the source held this */
+    atomic_llong cut_t0;      /* when the cutover request was seen (monotonic ms; 0: not yet) */
+    atomic_llong cut_wall;    /* ... and its wall time */
+    atomic_llong cut_empties; /* ... and s->empties then */
+    /* the cutover estimate (lm_lag.h), under mu: the model, the DDL running now */
+    lm_est_model_t est;
+    int ddl_running;           /* lm_ddl_kind_t, or -1 */
+    int64_t ddl_started_ms;    /* monotonic */
+    unsigned ddl_seq;          /* bumped when a DDL starts: the monitor looks ahead at once */
+    atomic_llong entries_read; /* oplog entries or events taken */
 } stream_t;
 
 static bool stopped(stream_t *s)
@@ -65,6 +84,49 @@ static bool stopped(stream_t *s)
 static bool cutover_requested(stream_t *s)
 {
     return s->o->cutover_gate ? s->o->cutover_gate(s->o->gate_ud) : atomic_load(&s->st->cutover);
+}
+
+/* One timing line per step of the cutover (info level): what the operator's downtime is
+ * made of, in ms since the monitor saw the request. */
+static void cut_step(stream_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cut_step(stream_t *s, const char *fmt, ...)
+{
+    int64_t t0 = atomic_load(&s->cut_t0);
+    char what[256];
+    va_list ap;
+    if (!t0 || !lm_log_enabled(LM_LOG_INFO))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    lm_log_info(NULL, "cutover step: %s (+%lld ms)", what, (long long)(lm_time_mono_ms() - t0));
+}
+
+/* The cutover was requested: the first thread to see it (the monitor or the oplog reader)
+ * notes when and enters CUTTING_OVER. */
+static void note_cutover(stream_t *s)
+{
+    long long zero = 0, now = lm_time_mono_ms();
+    if (!atomic_compare_exchange_strong(&s->cut_t0, &zero, now))
+        return;
+    atomic_store(&s->cut_empties, atomic_load(&s->empties));
+    atomic_store(&s->cut_wall, lm_time_now_ms());
+    lm_status_set_phase(s->st, LM_PHASE_CUTTING_OVER);
+    lm_log_info(NULL,
+                "cutover: waiting for the source's writes to stop and the target to catch up");
+}
+
+/* True once the cutover was requested: the gate (or the status flag) is asked until it
+ * says yes once; from then on the answer is kept (a gate may close again: test_engine's
+ * opens only while the phase is STREAMING). */
+static bool cutover_seen(stream_t *s)
+{
+    if (atomic_load(&s->cut_t0))
+        return true;
+    if (!cutover_requested(s))
+        return false;
+    note_cutover(s);
+    return true;
 }
 
 static int64_t time_of(lm_optime_t t, int64_t wall)
@@ -162,6 +224,7 @@ static void publish(stream_t *s, lm_optime_t ts, int64_t wall, bool noop,
                     const lm_oplog_decoder_t *dec)
 {
     lm_optime_t hold;
+    atomic_fetch_add(&s->entries_read, 1);
     pthread_mutex_lock(&s->mu);
     if (lm_optime_cmp(ts, s->read_pos) > 0) {
         s->read_pos = ts;
@@ -202,6 +265,7 @@ static void idle_reset(stream_t *s, idle_t *idle)
 static void idle_empty(stream_t *s, mongoc_client_t *poll, idle_t *idle, bool advance_read)
 {
     atomic_fetch_add(&s->idle_streak, 1);
+    atomic_fetch_add(&s->empties, 1);
     if (!advance_read)
         return;
     if (idle->h.t)
@@ -244,6 +308,44 @@ static lm_optime_t checkpoint_position(stream_t *s, int64_t *wall)
     return a;
 }
 
+/* The kind of a DDL op (the command's name is its first key), for the estimate. */
+static lm_ddl_kind_t ddl_kind_of_cmd(const char *cmd)
+{
+    if (strcmp(cmd, "create") == 0)
+        return LM_DDL_CREATE;
+    if (strcmp(cmd, "drop") == 0)
+        return LM_DDL_DROP;
+    if (strcmp(cmd, "createIndexes") == 0 || strcmp(cmd, "commitIndexBuild") == 0)
+        return LM_DDL_CREATE_INDEXES;
+    if (strcmp(cmd, "dropIndexes") == 0 || strcmp(cmd, "deleteIndexes") == 0)
+        return LM_DDL_DROP_INDEXES;
+    return LM_DDL_OTHER;
+}
+
+static void ddl_begin(stream_t *s, const lm_op_t *op)
+{
+    bson_iter_t it;
+    lm_ddl_kind_t k = LM_DDL_OTHER;
+    if (op->kind == LM_OP_DDL && op->doc && bson_iter_init(&it, op->doc) && bson_iter_next(&it))
+        k = ddl_kind_of_cmd(bson_iter_key(&it));
+    pthread_mutex_lock(&s->mu);
+    s->ddl_running = (int)k;
+    s->ddl_started_ms = lm_time_mono_ms();
+    s->ddl_seq++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The DDL ended: what it took teaches the estimate (only when it worked). */
+static void ddl_end(stream_t *s, bool ok)
+{
+    pthread_mutex_lock(&s->mu);
+    if (ok && s->ddl_running >= 0)
+        lm_est_ddl_took(&s->est, (lm_ddl_kind_t)s->ddl_running,
+                        (double)(lm_time_mono_ms() - s->ddl_started_ms) / 1e3);
+    s->ddl_running = -1;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Hands the ops of one entry on: document ops to the appliers, DDL after a drain. */
 static bool dispatch(stream_t *s, lm_oplist_t *ops, lm_optime_t prev, int64_t prev_wall,
                      lm_error_t *err)
@@ -260,8 +362,12 @@ static bool dispatch(stream_t *s, lm_oplist_t *ops, lm_optime_t prev, int64_t pr
         if (!ok || !selected) {
             lm_op_free(op);
         } else if (op->kind == LM_OP_DDL || op->kind == LM_OP_DROP_DATABASE) {
-            ok = lm_apply_drain(s->apply, err) &&
-                 lm_apply_ddl(s->dst, op, &s->job->include, &s->job->exclude, s->st, err);
+            ok = lm_apply_drain(s->apply, err);
+            if (ok) {
+                ddl_begin(s, op);
+                ok = lm_apply_ddl(s->dst, op, &s->job->include, &s->job->exclude, s->st, err);
+                ddl_end(s, ok);
+            }
             lm_op_free(op);
         } else {
             op->prev = prev;
@@ -464,6 +570,9 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     int64_t now = lm_time_mono_ms();
     if (ran)
         c->cost_ms = now - t0;
+    if (ran)
+        cut_step(s, "continuity check after Timestamp(%u, %u): %lld entries on the source, %lld ms",
+                 c->from.t, c->from.i, (long long)n, (long long)(now - t0));
     lm_log_debug(NULL,
                  "continuity check after Timestamp(%u, %u): %lld entries on the source, %lld "
                  "read, %lld ms",
@@ -491,6 +600,83 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     atomic_store(&s->first_check, false);
     c->seen = 0;
     hold_checkpoint(s, c->from);
+    return true;
+}
+
+/* The oplog reader's cutover, run once the cursor has answered "nothing new" after the
+ * request: one plain read of the timestamps of every entry from `need` on (one scan on
+ * SecantusDB, which scans its whole oplog for any query), which proves at once
+ *  - the window: the first entry is `need`, the older of the unchecked range's start and
+ *    the position the monitor's last window check proved; the source discards its oldest
+ *    entries first, so nothing after it was discarded before it was read;
+ *  - continuity: the source holds as many entries in (c->from, *pos] as the cursor gave
+ *    (else that range is read again and replayed, as check_continuity does);
+ *  - the edge: the entries after *pos, if any, are read with a plain query and replayed.
+ * The cutoff is then the last entry read: every entry up to it is handed to the appliers
+ * and none after it will be. False with err set when the source cannot be read, or the
+ * window is gone. */
+static bool final_sweep(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decoder_t *dec, cont_t *c,
+                        lm_optime_t *pos, int64_t *pos_wall, lm_error_t *err)
+{
+    const lm_optime_t end = {UINT32_MAX, UINT32_MAX};
+    int64_t t0 = lm_time_mono_ms(), n = 0, after = 0;
+    lm_optime_t need, newest = *pos;
+    bool ok = true, first = true;
+    const bson_t *doc;
+    bson_error_t e;
+    pthread_mutex_lock(&s->mu);
+    need = s->window_need;
+    pthread_mutex_unlock(&s->mu);
+    if (!need.t || lm_optime_cmp(c->from, need) < 0)
+        need = c->from;
+    mongoc_cursor_t *cur = range_cursor(oplog, need, end, true);
+    while (ok && mongoc_cursor_next(cur, &doc)) {
+        lm_optime_t ts;
+        if (!(ok = entry_ts(doc, &ts, err)))
+            break;
+        if (first && need.t && lm_optime_cmp(ts, need) != 0)
+            ok = window_error(err, need, ts);
+        first = false;
+        if (lm_optime_cmp(ts, c->from) <= 0)
+            continue;
+        lm_optime_cmp(ts, *pos) <= 0 ? n++ : after++;
+        if (lm_optime_cmp(ts, newest) > 0)
+            newest = ts;
+    }
+    if (ok && mongoc_cursor_error(cur, &e))
+        ok = lm_error_set(err, LM_ERR_SERVER, "source: reading local.oplog.rs for the cutover: %s",
+                          e.message);
+    mongoc_cursor_destroy(cur);
+    if (ok && first && need.t)
+        ok = window_error(err, need, end); /* the source holds nothing from `need` on */
+    if (!ok)
+        return false;
+    cut_step(s,
+             "final sweep of the source's oplog after Timestamp(%u, %u): %lld entries read before, "
+             "%lld on the source, %lld newer (%lld ms)",
+             c->from.t, c->from.i, (long long)c->seen, (long long)n, (long long)after,
+             (long long)(lm_time_mono_ms() - t0));
+    if (n > c->seen) {
+        lm_log_warn(NULL,
+                    "the source's oplog cursor skipped %lld of %lld entries after Timestamp(%u, "
+                    "%u); reading them again",
+                    (long long)(n - c->seen), (long long)n, c->from.t, c->from.i);
+        atomic_fetch_add(&s->st->oplog_rereads, 1);
+        ok = replay_range(s, oplog, dec, c->from, newest, pos, pos_wall, err);
+    } else if (after > 0) {
+        ok = replay_range(s, oplog, dec, *pos, newest, pos, pos_wall, err);
+    }
+    if (!ok)
+        return false;
+    if (after > 0 || n > c->seen)
+        cut_step(s, "read up to Timestamp(%u, %u)", pos->t, pos->i);
+    c->from = *pos;
+    c->seen = 0;
+    c->first = false;
+    atomic_store(&s->first_check, false);
+    hold_checkpoint(s, *pos);
+    s->cutoff = *pos;
+    atomic_store(&s->done, true);
     return true;
 }
 
@@ -550,20 +736,21 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
                 cont.due_ms = lm_time_mono_ms() + s->check_period_ms;
             }
             if (!got) {
-                if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur))
+                if (mongoc_cursor_error(cur, &e))
                     break;
-                /* nothing new within the await time: the cursor has given all it will */
+                /* nothing new within the await time (or the cursor ended): the cursor has
+                 * given all it will; a cutover can sweep up what is left and end */
+                if (cutover_seen(s)) {
+                    ok = final_sweep(s, oplog, &dec, &cont, &from, &from_wall, err);
+                    break;
+                }
+                if (!mongoc_cursor_more(cur))
+                    break;
                 bool unchecked = cont.first || lm_optime_cmp(from, cont.from) > 0;
-                if (unchecked &&
-                    (cont.first || cutover_requested(s) || lm_time_mono_ms() >= cont.due_ms)) {
+                if (unchecked && (cont.first || lm_time_mono_ms() >= cont.due_ms)) {
                     if (!(ok = check_continuity(s, oplog, &dec, &cont, &from, &from_wall, err)))
                         break;
                     continue;
-                }
-                if (atomic_exchange(&s->reopen, false)) {
-                    lm_log_info(NULL, "the source's oplog holds entries the cursor does not "
-                                      "return; opening it again");
-                    break;
                 }
                 idle_empty(s, poll, &idle, false);
                 continue;
@@ -743,6 +930,112 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
     return ok && !must_stop(s, err);
 }
 
+/* ---- the cutover estimate ----
+ *
+ * The look-ahead: what the source holds beyond the reader, read by the monitor while the
+ * target is behind (never while caught up, never during the cutover): the number of
+ * entries and each DDL entry's kind and position, so that DDL the reader has not reached
+ * (index builds replayed one after another take seconds each) counts before a cutover is
+ * called ready. One query with a small projection; on SecantusDB it scans the whole oplog,
+ * so it runs at most every LOOK_MS (LOOK_BEHIND_MS while the lag alone is over the
+ * threshold) and 20x its last duration apart, and when a DDL starts (5x apart). Until the
+ * first look, a stream that is behind is not ready: what waits is unknown. */
+typedef struct {
+    bool valid;
+    unsigned seq;      /* s->ddl_seq when it ran */
+    long long read_at; /* s->entries_read when it ran */
+    int64_t entries;   /* entries after the reader's position that are not DDL */
+    int n_ddl;
+    lm_optime_t ddl_ts[LOOK_MAX_DDL];
+    unsigned char ddl_kind[LOOK_MAX_DDL];
+    int64_t last_ms, cost_ms;
+} look_t;
+
+static void look_ahead(stream_t *s, mongoc_client_t *src, lm_optime_t from, look_t *la)
+{
+    static const char *const keys[] = {"create",      "drop",          "createIndexes",
+                                       "dropIndexes", "deleteIndexes", "commitIndexBuild",
+                                       "collMod",     "dropDatabase"};
+    mongoc_collection_t *oplog = mongoc_client_get_collection(src, "local", "oplog.rs");
+    bson_t *filter = BCON_NEW("ts", "{", "$gt", BCON_TIMESTAMP(from.t, from.i), "}");
+    bson_t *opts =
+        BCON_NEW("sort", "{", "$natural", BCON_INT32(1), "}", "batchSize", BCON_INT32(10000));
+    bson_t proj; /* ts, op and the DDL commands' names under o: small whatever the entry */
+    char path[40];
+    int64_t t0 = lm_time_mono_ms();
+    bson_iter_t it;
+    bson_append_document_begin(opts, "projection", -1, &proj);
+    BSON_APPEND_INT32(&proj, "_id", 0);
+    BSON_APPEND_INT32(&proj, "ts", 1);
+    BSON_APPEND_INT32(&proj, "op", 1);
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        snprintf(path, sizeof path, "o.%s", keys[k]);
+        BSON_APPEND_INT32(&proj, path, 1);
+    }
+    bson_append_document_end(opts, &proj);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, filter, opts, NULL);
+    const bson_t *doc;
+    bson_error_t e;
+    la->entries = 0;
+    la->n_ddl = 0;
+    la->read_at = atomic_load(&s->entries_read);
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t o;
+        lm_optime_t ts = {0, 0};
+        bool ddl = false;
+        if (bson_iter_init_find(&it, doc, "ts") && BSON_ITER_HOLDS_TIMESTAMP(&it))
+            bson_iter_timestamp(&it, &ts.t, &ts.i);
+        if (bson_iter_init_find(&it, doc, "op") && BSON_ITER_HOLDS_UTF8(&it) &&
+            strcmp(bson_iter_utf8(&it, NULL), "c") == 0 && bson_iter_init_find(&it, doc, "o") &&
+            BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &o) && bson_iter_next(&o)) {
+            ddl = true;
+            if (la->n_ddl < LOOK_MAX_DDL) {
+                la->ddl_ts[la->n_ddl] = ts;
+                la->ddl_kind[la->n_ddl++] = (unsigned char)ddl_kind_of_cmd(bson_iter_key(&o));
+            }
+        }
+        if (!ddl)
+            la->entries++;
+    }
+    la->valid = !mongoc_cursor_error(cur, &e);
+    if (!la->valid)
+        lm_log_debug(NULL, "looking ahead in the source's oplog failed: %s", e.message);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    mongoc_collection_destroy(oplog);
+    la->last_ms = lm_time_mono_ms();
+    la->cost_ms = la->last_ms - t0;
+}
+
+/* estimatedCutoverSeconds now: the look-ahead (if any) less what the reader has taken
+ * since, the appliers' queues, the DDL running now. */
+static double estimate(stream_t *s, const look_t *la, int64_t queued_ops)
+{
+    int queued[LM_DDL_KINDS] = {0};
+    lm_est_model_t est;
+    int running;
+    double running_s;
+    lm_optime_t r;
+    int64_t unread = 0;
+    pthread_mutex_lock(&s->mu);
+    est = s->est;
+    running = s->ddl_running;
+    running_s = (double)(lm_time_mono_ms() - s->ddl_started_ms) / 1e3;
+    r = s->read_pos;
+    pthread_mutex_unlock(&s->mu);
+    if (la && la->valid) {
+        for (int i = 0; i < la->n_ddl; i++)
+            if (lm_optime_cmp(la->ddl_ts[i], r) > 0)
+                queued[la->ddl_kind[i]]++;
+        if (running >= 0 && queued[running] > 0)
+            queued[running]--; /* the reader publishes an entry after running it */
+        unread = la->entries - (atomic_load(&s->entries_read) - la->read_at);
+    }
+    return lm_est_cutover_seconds(&est, queued_ops + (unread > 0 ? unread : 0), queued, running,
+                                  running_s);
+}
+
 /* ---- the monitor ---- */
 
 static void monitor_fail(stream_t *s, const lm_error_t *err)
@@ -753,6 +1046,18 @@ static void monitor_fail(stream_t *s, const lm_error_t *err)
     }
 }
 
+/* Sleeps one tick, in short slices so that a cutover request (the status flag; a gate,
+ * which may do I/O, is asked once a tick) or the end of the stream is seen within
+ * SLICE_MS. */
+static void monitor_sleep(stream_t *s)
+{
+    for (int slept = 0; slept < TICK_MS && !atomic_load(&s->mon_stop); slept += SLICE_MS) {
+        if (!s->o->cutover_gate && cutover_seen(s))
+            return;
+        lm_time_sleep_ms(SLICE_MS, NULL);
+    }
+}
+
 static void *monitor_main(void *arg)
 {
     stream_t *s = arg;
@@ -760,21 +1065,20 @@ static void *monitor_main(void *arg)
     mongoc_client_t *dst = mongoc_client_pool_pop(s->o->target);
     lm_stream_status_t ss;
     lm_error_t err;
-    int64_t last_tick = lm_time_mono_ms(), last_poll = 0, last_ckpt = lm_time_mono_ms(),
+    int64_t last_tick = lm_time_mono_ms(), last_ckpt = lm_time_mono_ms(),
             last_window = lm_time_mono_ms(), last_rate = lm_time_mono_ms();
     long long last_ops = atomic_load(&s->st->ops_applied), last_lat = 0, last_lat_n = 0;
     lm_optime_t latest = {0, 0}, ckpt = s->o->from, window_prev;
-    lm_optime_t edge = {0, 0}; /* the source's newest oplog entry, polled during the cutover */
-    int64_t latest_wall = 0, caught_up_at = 0, behind_since = 0;
-    bool cutting_over = false, final_window = false;
-    int64_t window_cost = 0;
+    int64_t latest_wall = 0, caught_up_at = 0;
+    int64_t window_cost = 0, last_queued = 0;
+    look_t *la = calloc(1, sizeof *la); /* NULL: no look-ahead, the estimate goes without */
 
     lm_status_get_stream(s->st, &ss);
     pthread_mutex_lock(&s->mu);
     window_prev = s->read_pos;
     pthread_mutex_unlock(&s->mu);
     while (!atomic_load(&s->mon_stop)) {
-        lm_time_sleep_ms(TICK_MS, NULL);
+        monitor_sleep(s);
         int64_t now = lm_time_mono_ms();
         bool stalled = now - last_tick > STALL_MS;
         last_tick = now;
@@ -792,98 +1096,109 @@ static void *monitor_main(void *arg)
         int64_t wall_now = lm_time_now_ms();
         if (caught_up)
             caught_up_at = wall_now;
-
-        if (cutover_requested(s) && !cutting_over) {
-            cutting_over = true;
-            ss.cutover_requested_ms = wall_now;
-            lm_status_set_phase(s->st, LM_PHASE_CUTTING_OVER);
-            lm_log_info(NULL, "cutover: waiting for the source's writes to stop and the "
-                              "target to catch up");
-        }
+        bool cutting_over = cutover_seen(s);
         if (lm_optime_cmp(wr, latest) > 0) {
             latest = wr;
             latest_wall = wr_wall;
-        }
-        /* during the cutover, the source's newest entry gives the exact gap (on some
-         * servers that query reads the whole oplog, so not all the time) */
-        if (cutting_over && s->oplog_readable && now - last_poll >= POLL_MS) {
-            lm_optime_t l;
-            int64_t lw;
-            bson_error_t e;
-            if (lm_stream_oplog_edge(src, -1, &l, &lw, &e)) {
-                edge = l;
-                if (lm_optime_cmp(l, latest) > 0)
-                    latest = l, latest_wall = lw;
-            }
-            last_poll = now;
-        }
-        /* Tailing the oplog, the reader must also have reached the source's newest entry:
-         * a cursor can answer "nothing new" with entries waiting (FerretDB). One that does
-         * so for a while is replaced. */
-        bool at_edge = true;
-        if (cutting_over && !s->use_cs && s->oplog_readable) {
-            lm_optime_t r;
-            pthread_mutex_lock(&s->mu);
-            r = s->read_pos;
-            bool checked = !atomic_load(&s->first_check) &&
-                           (s->unchecked.t == 0 || lm_optime_cmp(s->unchecked, r) >= 0);
-            pthread_mutex_unlock(&s->mu);
-            at_edge = checked && edge.t && lm_optime_cmp(r, edge) >= 0;
-            if (caught_up && !at_edge) {
-                if (!behind_since)
-                    behind_since = now;
-                else if (now - behind_since >= STUCK_MS) {
-                    atomic_store(&s->reopen, true);
-                    behind_since = 0;
-                }
-            } else {
-                behind_since = 0;
-            }
         }
         ss.active = true;
         snprintf(ss.capture, sizeof ss.capture, "%s", s->capture);
         ss.applied_t = a.t, ss.applied_i = a.i, ss.applied_wall_ms = a_wall;
         ss.source_t = latest.t, ss.source_i = latest.i, ss.source_wall_ms = latest_wall;
+        ss.cutover_requested_ms = atomic_load(&s->cut_wall);
         /* Lag: the oldest write not applied yet is newer than both the applied position
          * and the last moment the target was caught up. */
         ss.lag_seconds = lm_lag_seconds(caught_up, time_of(a, a_wall), caught_up_at, wall_now);
         ss.optime_gap_seconds = caught_up                      ? 0
                                 : lm_optime_cmp(latest, a) > 0 ? (double)(latest.t - a.t)
                                                                : ss.lag_seconds;
-        ss.ready_for_cutover = lm_lag_ready(ss.lag_seconds, s->job->cutover_lag_ms);
+        int64_t queued_ops = lm_apply_queued(s->apply);
+        bool running_ddl;
+        unsigned seq;
+        pthread_mutex_lock(&s->mu);
+        running_ddl = s->ddl_running >= 0;
+        seq = s->ddl_seq;
+        lm_optime_t r = s->read_pos;
+        pthread_mutex_unlock(&s->mu);
+        if (la && caught_up && !running_ddl) { /* the reader is at the source's end */
+            la->valid = true;
+            la->entries = 0;
+            la->n_ddl = 0;
+            la->read_at = atomic_load(&s->entries_read);
+        }
+        /* what waits on the source was never looked at (or the look failed): not ready */
+        bool unknown = la && !la->valid && s->oplog_readable;
+        ss.estimated_cutover_seconds = estimate(s, la, queued_ops);
+        ss.ready_for_cutover =
+            !unknown &&
+            lm_est_ready(ss.lag_seconds, ss.estimated_cutover_seconds, s->job->cutover_lag_ms);
         if (now - last_rate >= 1000) {
             long long ops = atomic_load(&s->st->ops_applied);
             long long lat = atomic_load(&s->st->latency_sum_ms),
                       lat_n = atomic_load(&s->st->latency_n);
             ss.ops_per_second = (double)(ops - last_ops) * 1000.0 / (double)(now - last_rate);
+            if (last_queued > 0) { /* a backlog waited all along: the rate is the capacity */
+                pthread_mutex_lock(&s->mu);
+                lm_est_rate(&s->est, ss.ops_per_second);
+                pthread_mutex_unlock(&s->mu);
+            }
+            last_queued = queued_ops;
             ss.apply_latency_ms =
                 lat_n > last_lat_n ? (double)(lat - last_lat) / (double)(lat_n - last_lat_n) : 0;
             last_ops = ops, last_lat = lat, last_lat_n = lat_n, last_rate = now;
         }
         lm_status_set_stream(s->st, &ss);
+        /* then the look-ahead, when due (it may take a while: the status is out first) */
+        int64_t look_period =
+            lm_lag_ready(ss.lag_seconds, s->job->cutover_lag_ms) ? LOOK_MS : LOOK_BEHIND_MS;
+        int64_t look_gap = LOOK_MS; /* after a DDL started, or when nothing is known */
+        if (la && look_period < LOOK_COST_FACTOR * la->cost_ms)
+            look_period = LOOK_COST_FACTOR * la->cost_ms;
+        if (la && look_gap < LOOK_GAP_FACTOR * la->cost_ms)
+            look_gap = LOOK_GAP_FACTOR * la->cost_ms;
+        if (la && (!caught_up || running_ddl) && s->oplog_readable && !cutting_over &&
+            now - la->last_ms >= (!la->valid || seq != la->seq ? look_gap : look_period)) {
+            look_ahead(s, src, r, la);
+            la->seq = seq;
+            ss.estimated_cutover_seconds = estimate(s, la, queued_ops);
+            ss.ready_for_cutover =
+                lm_est_ready(ss.lag_seconds, ss.estimated_cutover_seconds, s->job->cutover_lag_ms);
+            lm_status_set_stream(s->st, &ss);
+        }
 
+        /* A change stream's cutoff: the second empty answer since the request waited from
+         * after it, so every event before the request was handed on before it ended, and
+         * the read position then moved past the source's clock as read after the request
+         * (idle_empty). What was handed on is applied before the end (the drain). The
+         * window is checked once more up to there (the oplog reader's final sweep proves
+         * it itself: see final_sweep, which also decides its cutoff). */
+        bool cs_cutoff = s->use_cs && cutting_over && !atomic_load(&s->done) &&
+                         atomic_load(&s->empties) >= atomic_load(&s->cut_empties) + 2;
         /* no entry discarded before the reader got to it: every 30 s (or 100x what the
-         * query costs: SecantusDB scans its whole oplog for it), after a pause, and once
-         * more when the cutover has caught up */
+         * query costs: SecantusDB scans its whole oplog for it), after a pause, and at a
+         * change stream's cutoff */
+        lm_optime_t reached;
+        pthread_mutex_lock(&s->mu);
+        reached = s->read_pos;
+        pthread_mutex_unlock(&s->mu);
         if (s->oplog_readable &&
-            (stalled ||
+            (stalled || cs_cutoff ||
              now - last_window >= (WINDOW_CHECK_MS > CHECK_COST_FACTOR * window_cost
                                        ? WINDOW_CHECK_MS
-                                       : CHECK_COST_FACTOR * window_cost) ||
-             (cutting_over && caught_up && !final_window))) {
-            lm_optime_t reached;
-            pthread_mutex_lock(&s->mu);
-            reached = s->read_pos;
-            pthread_mutex_unlock(&s->mu);
+                                       : CHECK_COST_FACTOR * window_cost))) {
             int64_t t0 = lm_time_mono_ms();
             if (!check_window(s, src, window_prev, &err)) {
                 monitor_fail(s, &err);
                 break;
             }
-            final_window = cutting_over && caught_up;
             window_prev = reached;
+            pthread_mutex_lock(&s->mu);
+            s->window_need = window_prev;
+            pthread_mutex_unlock(&s->mu);
             last_window = lm_time_mono_ms();
             window_cost = last_window - t0;
+            if (cs_cutoff)
+                cut_step(s, "final oplog window check (%lld ms)", (long long)window_cost);
         }
         int64_t c_wall;
         lm_optime_t c = checkpoint_position(s, &c_wall);
@@ -894,13 +1209,14 @@ static void *monitor_main(void *arg)
                 lm_log_warn(NULL, "%s; will try again", err.message);
             last_ckpt = now;
         }
-        if (cutting_over && caught_up && at_edge && !atomic_load(&s->done)) {
-            s->cutoff = a;
+        if (cs_cutoff) {
+            s->cutoff = reached;
             atomic_store(&s->done, true);
-            lm_log_info(NULL, "cutover: the target holds every change up to Timestamp(%u, %u)", a.t,
-                        a.i);
+            cut_step(s, "the change stream is past the request at Timestamp(%u, %u)", s->cutoff.t,
+                     s->cutoff.i);
         }
     }
+    free(la);
     mongoc_client_pool_push(s->o->source, src);
     mongoc_client_pool_push(s->o->target, dst);
     return NULL;
@@ -952,6 +1268,9 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     s.read_pos = s.safe_pos = o->from;
     s.check_period_ms = CHECK_MS;
     s.read_wall = s.safe_wall = o->from_wall_ms;
+    s.window_need = o->from; /* the window check below proves it */
+    lm_est_init(&s.est);
+    s.ddl_running = -1;
     pthread_mutex_init(&s.mu, NULL);
     lm_error_init(&s.mon_err);
     s.src = mongoc_client_pool_pop(o->source);
@@ -980,12 +1299,15 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     }
     if (ok)
         ok = s.use_cs ? read_change_stream(&s, err) : read_oplog(&s, err);
+    cut_step(&s, "the reader stopped");
     if (ok) /* cutover: every change up to the cutoff applied, nothing after it */
         ok = lm_apply_drain(s.apply, err);
+    cut_step(&s, "every change read is applied");
     if (s.mon_started) {
         atomic_store(&s.mon_stop, true);
         pthread_join(s.mon, NULL);
     }
+    cut_step(&s, "the monitor stopped");
     if (ok && atomic_load(&s.failed)) { /* the final window check failed */
         *err = s.mon_err;
         ok = false;
@@ -1006,12 +1328,17 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
             }
         }
     }
+    cut_step(&s, "final checkpoint written");
     if (ok) {
         lm_stream_status_t ss;
+        lm_log_info(NULL, "cutover: the target holds every change up to Timestamp(%u, %u)", a.t,
+                    a.i);
         lm_status_get_stream(s.st, &ss);
+        ss.cutover_requested_ms = atomic_load(&s.cut_wall);
         ss.applied_t = ss.final_t = a.t;
         ss.applied_i = ss.final_i = a.i;
         ss.lag_seconds = 0;
+        ss.estimated_cutover_seconds = 0;
         ss.optime_gap_seconds = 0;
         lm_status_set_stream(s.st, &ss);
     }

@@ -8,8 +8,11 @@
  *     itself once every earlier op is applied (a barrier);
  *   - the monitor, once every 200 ms: works out the applied position (the entry before
  *     the oldest op not yet applied, or the last entry read), stores it on the target at
- *     least every 2 s, polls the source's latest write for the lag and the optime gap,
- *     checks the source still holds the history the reader needs, and runs the cutover.
+ *     least every 2 s, works out the lag, the cutover estimate and readyForCutover (looking
+ *     ahead in the source's oplog while behind), checks the source still holds the history
+ *     the reader needs, notices a cutover request within 10 ms and decides a change
+ *     stream's cutoff. The oplog reader decides its own cutoff (a final sweep of the
+ *     source's oplog, lm_stream.c) at its cursor's first empty answer after the request.
  *
  * Resume: the applied position is "everything up to here is on the target". A restart
  * reads from it again (the entry itself is read and skipped) and requires the source to
@@ -39,7 +42,8 @@ typedef struct {
     const atomic_bool *stop;
     const char *job_id;
     /* The cutover gate: true once the stream should cut over (drain to the source's newest
-     * position and end). NULL: status->cutover (the status API and the daemon set it). */
+     * position and end); asked until it says yes once. NULL: status->cutover (the status
+     * API and the daemon set it). */
     bool (*cutover_gate)(void *ud);
     void *gate_ud;
     lm_optime_t from; /* applied through (the pinned start for a new stream) */

@@ -3,10 +3,12 @@
  * scripts/lm_check.py (pymongo) must find zero differences in every collection and index.
  * The writer's $inc counters make any change applied twice show up as a difference. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lm_http.h"
@@ -23,6 +25,8 @@
 static lm_testbed_server_t src, dst;
 static char dir[512], log_path[600], state_dir[600], writer_log[600];
 static int port;
+static pid_t agents[8]; /* started by this test: ended in teardown if a failure left them */
+static int n_agents;
 
 static void setup(void)
 {
@@ -37,6 +41,15 @@ static void setup(void)
 
 static void teardown(void)
 {
+    for (int k = 0; k < n_agents; k++) {
+        int st; /* still our child and running: a failed assertion left it (never a pid
+                 * reaped already, which another process may have by now) */
+        if (waitpid(agents[k], &st, WNOHANG) == 0) {
+            kill(agents[k], SIGKILL);
+            waitpid(agents[k], &st, 0);
+        }
+    }
+    n_agents = 0;
     lm_testbed_stop(&src);
     lm_testbed_stop(&dst);
     lm_test_rmtree(dir);
@@ -57,7 +70,10 @@ static pid_t start_agent(const char *const *extra)
     for (int i = 0; extra && extra[i] && n < 39; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
-    return lm_test_spawn(argv, log_path);
+    pid_t pid = lm_test_spawn(argv, log_path);
+    if (n_agents < (int)(sizeof agents / sizeof agents[0]))
+        agents[n_agents++] = pid;
+    return pid;
 }
 
 /* The writer in the background: lm_writer.py --uri SRC + args (space-separated). */
@@ -172,6 +188,58 @@ static void writer_done(pid_t w)
     cr_assert_eq(rc, 0, "writer failed:\n%s", lm_test_slurp(writer_log));
 }
 
+/* The source's newest oplog entry, read with pymongo. */
+static void source_newest(uint32_t *t, uint32_t *i)
+{
+    char p[700];
+    snprintf(p, sizeof p, "%s/newest.txt", dir);
+    cr_assert_eq(lm_test_sh("'%s' -c \"import sys; from pymongo import MongoClient as M; "
+                            "e = M(sys.argv[1], directConnection=True).local['oplog.rs'].find()"
+                            ".sort('\\$natural', -1).limit(1).next(); print(e['ts'].time, "
+                            "e['ts'].inc)\" '%s' > '%s'",
+                            PY, src.uri, p),
+                 0, "reading the source's newest oplog entry failed");
+    char *text = lm_test_slurp(p);
+    cr_assert_eq(sscanf(text, "%u %u", t, i), 2, "%s", text);
+    free(text);
+}
+
+/* The cutoff the agent printed ("every change up to Timestamp(t, i)") is the source's
+ * newest entry `t, i` (exact) or, for a change stream, whose position is the source's
+ * clock, not older than it. */
+static void expect_cutoff(uint32_t t, uint32_t i, bool exact)
+{
+    const char *needle = "every change up to Timestamp(";
+    char *log = lm_test_slurp(log_path), *at = NULL;
+    for (char *p = strstr(log, needle); p; p = strstr(p + 1, needle))
+        at = p;
+    cr_assert(at, "no cutoff in the agent log:\n%s", log);
+    uint32_t ct, ci;
+    cr_assert_eq(sscanf(at + strlen(needle), "%u, %u)", &ct, &ci), 2, "%s", at);
+    if (exact)
+        cr_assert(ct == t && ci == i,
+                  "the cutoff Timestamp(%u, %u) is not the source's last write Timestamp(%u, "
+                  "%u):\n%s",
+                  ct, ci, t, i, log);
+    else
+        cr_assert(ct > t || (ct == t && ci >= i),
+                  "the cutoff Timestamp(%u, %u) is before the source's last write Timestamp(%u, "
+                  "%u):\n%s",
+                  ct, ci, t, i, log);
+    free(log);
+}
+
+/* A number of the status (NAN when absent or null). */
+static double status_number(lm_json_val_t *v, const char *key)
+{
+    lm_json_val_t *n = v ? lm_json_get(v, key) : NULL;
+    double d = NAN;
+    lm_error_t err;
+    if (n && lm_json_type(n) != LM_JSON_NULL && !lm_json_get_double(v, key, true, &d, &err))
+        d = NAN;
+    return d;
+}
+
 /* The whole live migration: writes during the copy and the stream, DDL while streaming. */
 static void live_migration(const char *kind, const char *writer_args, const char *const *extra)
 {
@@ -183,9 +251,15 @@ static void live_migration(const char *kind, const char *writer_args, const char
     wait_streaming(a, 1, false);
     writer_done(w);
     wait_streaming(a, 1, true);
+    uint32_t t, i;
+    source_newest(&t, &i);
     cutover();
     expect_complete(a);
     expect_no_differences();
+    bool change_stream = false;
+    for (int k = 0; extra && extra[k]; k++)
+        change_stream |= strcmp(extra[k], "changestream") == 0;
+    expect_cutoff(t, i, !change_stream);
 }
 
 Test(stream, oplog_capture_replays_every_change_kind)
@@ -302,4 +376,138 @@ Test(stream, cutover_before_streaming_is_refused)
     char p[700];
     snprintf(p, sizeof p, "%s/cli.log", dir);
     cr_assert(strstr(lm_test_slurp(p), "no file means no job runs there"), "%s", lm_test_slurp(p));
+}
+
+/* Issue 18: the cutover with the lag at zero, right after a steady writer stopped: it
+ * completes, the target equals the source, and the cutoff is the source's last write
+ * (every entry up to it applied, none after it: there is none). The oplog reader's final
+ * sweep proved the window and the cursor's continuity on the way (its timing line). */
+Test(stream, cutover_at_zero_lag_ends_at_the_sources_last_write)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    preload(2000);
+    const char *extra[] = {"--capture", "oplog", NULL};
+    pid_t a = start_agent(extra);
+    wait_streaming(a, 0, false);
+    writer_done(start_writer("--no-load --docs 2000 --seconds 8 --rate 300 --seed 7"));
+    int64_t until = lm_time_mono_ms() + 120000;
+    for (;;) { /* caught up: lag 0 and ready */
+        lm_json_val_t *v = status();
+        bool ready = false;
+        lm_error_t err;
+        bool done = v && status_number(v, "lagTimeSeconds") == 0 &&
+                    lm_json_get_bool(v, "readyForCutover", true, &ready, &err) && ready &&
+                    status_number(v, "estimatedCutoverSeconds") == 0;
+        lm_json_free(v);
+        if (done)
+            break;
+        cr_assert(lm_time_mono_ms() < until, "never caught up:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(100, NULL);
+    }
+    /* livemig-agent status says so too */
+    char p[700];
+    snprintf(p, sizeof p, "%s/status.txt", dir);
+    cr_assert_eq(
+        lm_test_sh("'%s' status --status-addr 127.0.0.1:%d > '%s' 2>&1", LM_AGENT_BIN, port, p), 0);
+    char *text = lm_test_slurp(p);
+    cr_assert(strstr(text, "stream:    lag 0.0 s, a cutover now would take about 0.0 s, ready for "
+                           "cutover"),
+              "%s", text);
+    free(text);
+    uint32_t t, i;
+    source_newest(&t, &i);
+    cutover();
+    expect_complete(a);
+    expect_cutoff(t, i, true);
+    expect_log("cutover step: final sweep of the source's oplog");
+    expect_no_differences();
+}
+
+/* A collection of 10 000 documents on the source (a second or two per index build on
+ * SecantusDB). */
+static void load_big(void)
+{
+    cr_assert_eq(lm_test_sh("'%s' -c \"import sys; from pymongo import MongoClient as M; "
+                            "c = M(sys.argv[1], directConnection=True).wr.big; "
+                            "[c.insert_many([{'_id': i, 'a': i, 'b': str(i), 'c': i %% 7, "
+                            "'d': -i} for i in range(s, s + 1000)]) for s in range(0, 10000, "
+                            "1000)]\" '%s'",
+                            PY, src.uri),
+                 0, "loading wr.big failed");
+}
+
+/* Issue 18: readyForCutover tells the truth. Four index builds wait in the source's oplog
+ * (made while the agent was stopped, so that they are all there when it resumes): the
+ * estimate counts them (10 s each before one was measured here) and the job is not ready
+ * although the lag alone is within --cutover-lag; once they are replayed it is ready again
+ * with nothing estimated, and the cutover ends at the source's last write. */
+Test(stream, queued_index_builds_hold_back_ready_for_cutover)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    load_big();
+    const char *extra[] = {"--capture", "oplog", "--cutover-lag", "20s", NULL};
+    pid_t a = start_agent(extra);
+    wait_streaming(a, 0, true);
+    /* a fresh write applied, so that the lag after the restart counts from now */
+    cr_assert_eq(lm_test_sh("'%s' -c \"import sys; from pymongo import MongoClient as M; "
+                            "M(sys.argv[1], directConnection=True).wr.big.insert_one({'_id': "
+                            "-1})\" '%s'",
+                            PY, src.uri),
+                 0);
+    wait_streaming(a, 1, true);
+    kill(a, SIGTERM);
+    cr_assert_eq(lm_test_wait(a, 60000), 3, "%s", lm_test_slurp(log_path));
+    cr_assert_eq(lm_test_sh("'%s' -c \"import sys; from pymongo import MongoClient as M; "
+                            "c = M(sys.argv[1], directConnection=True).wr.big; "
+                            "[c.create_index(f) for f in 'abcd']\" '%s'",
+                            PY, src.uri),
+                 0, "the index builds failed");
+    a = start_agent(extra);
+    char trace[4096] = "", last[64] = "", now[64]; /* lag/estimate/ready/ddl, for messages */
+    size_t tn = 0;
+    bool queued_not_ready = false, ready_after = false;
+    int64_t until = lm_time_mono_ms() + 240000;
+    while (!ready_after) {
+        cr_assert(lm_time_mono_ms() < until, "never ready after the index builds (%s):\n%s", trace,
+                  lm_test_slurp(log_path));
+        cr_assert_eq(kill(a, 0), 0, "the agent ended:\n%s", lm_test_slurp(log_path));
+        lm_json_val_t *v = status(), *s = NULL;
+        bool ready = false;
+        int64_t ddl = 0;
+        lm_error_t err;
+        if (v && lm_json_get_bool(v, "readyForCutover", true, &ready, &err) &&
+            lm_json_get_obj(v, "stream", false, &s, &err) && s &&
+            lm_json_get_int(s, "ddlApplied", true, 0, INT64_MAX, &ddl, &err)) {
+            double lag = status_number(v, "lagTimeSeconds"),
+                   est = status_number(v, "estimatedCutoverSeconds");
+            cr_assert(!isnan(lag) && !isnan(est) && est >= 0, "lag %f, estimate %f", lag, est);
+            snprintf(now, sizeof now, " %.1f/%.1f/%d/%lld", lag, est, ready, (long long)ddl);
+            if (strcmp(now, last) != 0 && tn < sizeof trace - sizeof now) {
+                tn += (size_t)snprintf(trace + tn, sizeof trace - tn, "%s", now);
+                snprintf(last, sizeof last, "%s", now);
+            }
+            /* more than one build's default: the builds waiting behind the running one
+             * count, and they alone hold the job back (the lag is within 20 s) */
+            if (ddl < 4 && est > 20 && lag <= 20 && !ready)
+                queued_not_ready = true;
+            if (ddl >= 4 && ready && est == 0 && lag == 0)
+                ready_after = true;
+        }
+        lm_json_free(v);
+        lm_time_sleep_ms(100, NULL);
+    }
+    cr_log_info("lag/estimate/ready/ddl:%s", trace);
+    cr_assert(queued_not_ready,
+              "never saw the queued index builds hold back readyForCutover (lag/estimate/ready/"
+              "ddl:%s):\n%s",
+              trace, lm_test_slurp(log_path));
+    uint32_t t, i;
+    source_newest(&t, &i);
+    cutover();
+    expect_complete(a);
+    expect_cutoff(t, i, true);
+    expect_log("replayed createIndexes on wr.big");
+    expect_no_differences();
 }

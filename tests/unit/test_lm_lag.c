@@ -95,3 +95,88 @@ Test(ready, exactly_at_a_millisecond_threshold)
     cr_assert_eq(ready_below, -1, "a lag of %lld ms is within a cutover_lag of %lld ms",
                  (long long)ready_below, (long long)(ready_below - 1));
 }
+
+/* ---- estimatedCutoverSeconds ---- */
+
+Test(estimate, nothing_pending_is_zero)
+{
+    lm_est_model_t m;
+    int queued[LM_DDL_KINDS] = {0};
+    lm_est_init(&m);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, queued, -1, 0), 0.0, 1e-12);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, NULL, -1, 0), 0.0, 1e-12);
+    cr_assert(lm_est_ready(0, 0, 0));
+}
+
+Test(estimate, backlog_at_the_default_then_the_measured_rate)
+{
+    lm_est_model_t m;
+    lm_est_init(&m);
+    /* 2000 changes at the default 500/s: 4 s */
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 2000, NULL, -1, 0), 4.0, 1e-9);
+    /* an idle second says nothing */
+    lm_est_rate(&m, 0);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 2000, NULL, -1, 0), 4.0, 1e-9);
+    /* measured 1000/s replaces the default; then 3000/s is averaged in: 2000/s */
+    lm_est_rate(&m, 1000);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 2000, NULL, -1, 0), 2.0, 1e-9);
+    lm_est_rate(&m, 3000);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 2000, NULL, -1, 0), 1.0, 1e-9);
+}
+
+Test(estimate, queued_ddl_costs_what_its_kind_took_here)
+{
+    lm_est_model_t m;
+    int queued[LM_DDL_KINDS] = {0};
+    lm_est_init(&m);
+    queued[LM_DDL_CREATE_INDEXES] = 3;
+    queued[LM_DDL_CREATE] = 1;
+    /* defaults: 3 x 10 s + 2 s */
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, queued, -1, 0), 32.0, 1e-9);
+    /* an index build measured at 5 s replaces the default; a create at 0.1 s */
+    lm_est_ddl_took(&m, LM_DDL_CREATE_INDEXES, 5.0);
+    lm_est_ddl_took(&m, LM_DDL_CREATE, 0.1);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, queued, -1, 0), 15.1, 1e-9);
+    /* the next build took 1 s: averaged, 3 s expected */
+    lm_est_ddl_took(&m, LM_DDL_CREATE_INDEXES, 1.0);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, queued, -1, 0), 9.1, 1e-9);
+    /* other kinds keep their defaults; nonsense is ignored */
+    lm_est_ddl_took(&m, LM_DDL_KINDS, 1.0);
+    lm_est_ddl_took(&m, LM_DDL_DROP, -1.0);
+    cr_assert_float_eq(m.ddl_s[LM_DDL_DROP], 2.0, 1e-12);
+    cr_assert(!m.ddl_measured[LM_DDL_DROP]);
+}
+
+Test(estimate, running_ddl_counts_what_is_left_and_never_reaches_zero)
+{
+    lm_est_model_t m;
+    lm_est_init(&m);
+    lm_est_ddl_took(&m, LM_DDL_CREATE_INDEXES, 6.0);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, NULL, LM_DDL_CREATE_INDEXES, 0), 6.0, 1e-9);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, NULL, LM_DDL_CREATE_INDEXES, 2), 4.0, 1e-9);
+    /* past 2/3 of its expected time: half the time it has run */
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, NULL, LM_DDL_CREATE_INDEXES, 5), 2.5, 1e-9);
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 0, NULL, LM_DDL_CREATE_INDEXES, 60), 30.0, 1e-9);
+    /* everything together */
+    int queued[LM_DDL_KINDS] = {0};
+    queued[LM_DDL_DROP] = 2;
+    cr_assert_float_eq(lm_est_cutover_seconds(&m, 500, queued, LM_DDL_CREATE_INDEXES, 2),
+                       1.0 + 4.0 + 4.0, 1e-9);
+}
+
+Test(estimate, ready_needs_both_the_lag_and_the_estimate_within_the_threshold)
+{
+    /* at the threshold is ready, a hair above is not: each figure on its own */
+    cr_assert(lm_est_ready(2.0, 2.0, 2000));
+    cr_assert(!lm_est_ready(0.0, 2.001, 2000));
+    cr_assert(!lm_est_ready(2.001, 0.0, 2000));
+    /* lag near zero, index builds queued: not ready (the demo's 49 s cutover) */
+    lm_est_model_t m;
+    int queued[LM_DDL_KINDS] = {0};
+    lm_est_init(&m);
+    queued[LM_DDL_CREATE_INDEXES] = 4;
+    lm_est_ddl_took(&m, LM_DDL_CREATE_INDEXES, 5.0);
+    cr_assert(!lm_est_ready(0.2, lm_est_cutover_seconds(&m, 0, queued, -1, 0), 10000));
+    queued[LM_DDL_CREATE_INDEXES] = 0;
+    cr_assert(lm_est_ready(0.2, lm_est_cutover_seconds(&m, 0, queued, -1, 0), 10000));
+}

@@ -151,6 +151,7 @@ Test(proto, status_golden_round_trip)
         if (f == 0) {
             cr_assert(st.has_lag);
             cr_assert_float_eq(st.lag_seconds, 1.5, 1e-9);
+            cr_assert_float_eq(st.estimated_cutover_seconds, 0.5, 1e-9);
             cr_assert_eq(st.n_collections, 1);
             cr_assert(st.collections[0].done);
             cr_assert_not(st.verification.present);
@@ -295,6 +296,11 @@ Test(proto, missing_and_mistyped_fields_are_named)
         "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\",\"phase\":\"COPYING\","
         "\"state\":\"RUNNING\",\"lagTimeSeconds\":-2}",
         "field 'lagTimeSeconds'");
+    REFUSED(
+        lm_proto_status_decode, lm_proto_status_t,
+        "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\",\"phase\":\"COPYING\","
+        "\"state\":\"RUNNING\",\"lagTimeSeconds\":0,\"estimatedCutoverSeconds\":-1}",
+        "field 'estimatedCutoverSeconds'");
     REFUSED(
         lm_proto_status_decode, lm_proto_status_t,
         "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\",\"phase\":\"COPYING\","

@@ -69,6 +69,7 @@ static void stream_active(lm_status_t *st, bool ready)
     s.applied_t = 1717200000, s.applied_i = 2;
     s.source_t = 1717200005, s.source_i = 7;
     s.lag_seconds = 2.5;
+    s.estimated_cutover_seconds = 7.25;
     s.ready_for_cutover = ready;
     s.optime_gap_seconds = 5;
     s.ops_per_second = 12.5;
@@ -168,6 +169,7 @@ Test(status, new_job)
     cr_assert_eq(lm_json_len(jget(v, "collections", LM_JSON_ARRAY)), 0);
     /* no stream yet: the lag is unknown, not 0, and the job is not ready */
     jget(v, "lagTimeSeconds", LM_JSON_NULL);
+    jget(v, "estimatedCutoverSeconds", LM_JSON_NULL);
     cr_assert_not(jbool(v, "readyForCutover"));
     cr_assert_null(lm_json_get(v, "stream"));
     cr_assert_eq(lm_json_len(jget(v, "warnings", LM_JSON_ARRAY)), 0);
@@ -270,6 +272,7 @@ Test(status, stream_lag_and_ready)
     stream_active(&st, false);
     lm_json_val_t *v = render_json(&st);
     cr_assert_float_eq(jdouble(v, "lagTimeSeconds"), 2.5, 1e-9);
+    cr_assert_float_eq(jdouble(v, "estimatedCutoverSeconds"), 7.25, 1e-9);
     cr_assert_not(jbool(v, "readyForCutover"));
     lm_json_val_t *s = jget(v, "stream", LM_JSON_OBJECT);
     cr_assert_str_eq(jstr(s, "capture"), "oplog");
@@ -460,6 +463,7 @@ Test(metrics, new_job)
     cr_assert_eq(metric(m, "livemig_errors"), 0);
     /* the stream's series only once it runs */
     cr_assert_not(has_series(m, "livemig_lag_seconds"));
+    cr_assert_not(has_series(m, "livemig_estimated_cutover_seconds"));
     cr_assert_not(has_series(m, "livemig_ready_for_cutover"));
     free(m);
     lm_status_cleanup(&st);
@@ -502,9 +506,10 @@ Test(metrics, stream_values)
     lm_status_set_phase(&st, LM_PHASE_STREAMING);
     stream_active(&st, false);
     char *m = render_metrics(&st);
-    cr_assert_eq(check_prometheus(m), 19 + 9, "%s", m);
+    cr_assert_eq(check_prometheus(m), 19 + 10, "%s", m);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"STREAMING\"}"), 1);
     cr_assert_float_eq(metric(m, "livemig_lag_seconds"), 2.5, 1e-9);
+    cr_assert_float_eq(metric(m, "livemig_estimated_cutover_seconds"), 7.25, 1e-9);
     cr_assert_eq(metric(m, "livemig_ready_for_cutover"), 0);
     cr_assert_float_eq(metric(m, "livemig_optime_gap_seconds"), 5.0, 1e-9);
     cr_assert_eq(metric(m, "livemig_apply_ops_total"), 77);

@@ -408,7 +408,7 @@ static void print_status(lm_json_val_t *v)
             lm_json_val_t *sh = lm_json_at(shards, i);
             const char *name = "?", *target = "?", *state = "?", *phase = "?", *last = NULL;
             int64_t docs = 0;
-            double pct = -1, lag = -1;
+            double pct = -1, shard_lag = -1;
             lm_json_get_str(sh, "name", false, 0, &name, &err);
             lm_json_get_str(sh, "targetShard", false, 0, &target, &err);
             lm_json_get_str(sh, "state", false, 0, &state, &err);
@@ -418,8 +418,8 @@ static void print_status(lm_json_val_t *v)
             char pcts[16] = "-", lags[16] = "-";
             if (lm_json_get_double(sh, "percentage", false, &pct, &err) && pct >= 0)
                 snprintf(pcts, sizeof pcts, "%.1f", pct);
-            if (lm_json_get_double(sh, "lagTimeSeconds", false, &lag, &err) && lag >= 0)
-                snprintf(lags, sizeof lags, "%.1f", lag);
+            if (lm_json_get_double(sh, "lagTimeSeconds", false, &shard_lag, &err) && shard_lag >= 0)
+                snprintf(lags, sizeof lags, "%.1f", shard_lag);
             printf("%-20.20s %-20.20s %-9s %-17s %12lld %7s %8s\n", name, target, state, phase,
                    (long long)docs, pcts, lags);
             if (last)

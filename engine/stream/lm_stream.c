@@ -307,7 +307,9 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
     if (history_lost(e))
         return lm_error_set(err, LM_ERR_INVALID, "%s" WINDOW_MSG " (the source says: %s)", lost,
                             e->message);
-    if (!lm_conn_error_transient(e))
+    /* a cursor the source no longer has (restarted, killed) is opened again from the
+     * reader's position, as after a lost connection (found by tests/soak) */
+    if (!lm_conn_error_transient(e) && !lm_mongo_cursor_not_found(e->code))
         return lm_error_set(err, lm_mongo_error_class(e->code), "source: %s failed: %s%s", what,
                             e->message, lm_mongo_unauthorized(e->code) ? auth_hint : other_hint);
     int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);

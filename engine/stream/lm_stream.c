@@ -910,17 +910,34 @@ static void *monitor_main(void *arg)
 
 /* ---- choosing the capture mode ---- */
 
-static bool oplog_readable(mongoc_client_t *src, bson_error_t *e)
+/* Whether the source's oplog can be read. A source that cannot be reached (restarted,
+ * network cut) is asked again with backoff until it answers or the job stops: taken for
+ * "not readable", that failed a resumed oplog job ("give the source user read access") and
+ * would switch a new `auto` job to change streams (found by tests/soak). */
+static bool oplog_readable(stream_t *s, bson_error_t *e)
 {
-    lm_optime_t t;
-    int64_t w;
-    return lm_stream_oplog_edge(src, -1, &t, &w, e) || e->code == 0;
+    for (unsigned attempt = 0;; attempt++) {
+        lm_optime_t t;
+        int64_t w;
+        memset(e, 0, sizeof *e);
+        if (lm_stream_oplog_edge(s->src, -1, &t, &w, e) || e->code == 0)
+            return true;
+        if (!lm_conn_error_transient(e) || stopped(s))
+            return false;
+        int64_t wait = lm_time_backoff_ms(attempt, 100, 5000);
+        lm_log_warn(NULL,
+                    "source: cannot reach it to read local.oplog.rs (%s); trying again in %lld ms",
+                    e->message, (long long)wait);
+        lm_time_sleep_ms(wait, s->o->stop);
+    }
 }
 
 static bool choose_capture(stream_t *s, lm_error_t *err)
 {
     bson_error_t e;
-    s->oplog_readable = oplog_readable(s->src, &e);
+    s->oplog_readable = oplog_readable(s, &e);
+    if (!s->oplog_readable && stopped(s))
+        return lm_error_set(err, LM_ERR_CANCELLED, "stopped while streaming changes");
     int mode = s->job->capture;
     if (mode == LM_JOB_CAPTURE_AUTO && s->o->capture && s->o->capture[0])
         mode = strcmp(s->o->capture, "changestream") == 0 ? LM_JOB_CAPTURE_CHANGESTREAM

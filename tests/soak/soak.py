@@ -157,10 +157,10 @@ class Soak:
         self.failures = []
         self.errors_seen = []  # (time, text): the status's error history as the operator sees it
         self.statuses = []
+        self.max_lag = 0  # the largest lagTimeSeconds the control plane showed
         self.servers = {}
         self.stop_monitor = threading.Event()
         self.closing = False  # set by cleanup: fault threads start nothing any more
-        self.cutting_over = False
         self.mig = None
         self.cp_url = None
         self.log(f"seed {a.seed}; directory {self.dir}")
@@ -356,6 +356,7 @@ class Soak:
         describe's errorMessage and the progress report's errors); a FAILED status or an
         agent/control plane that ended by itself is a failure at once."""
         seen = set()
+        next_note = time.monotonic() + 30
         while not self.stop_monitor.wait(2.0):
             for name in ("agent", "cp"):
                 lock = self.locks[name]
@@ -375,6 +376,16 @@ class Soak:
                 rep = self.rest(f"/api/atlas/v2/groups/{self.proj}/liveMigrations/{self.mig}/progress")
             except (SoakFailure, OSError, ValueError, urllib.error.URLError):
                 continue  # the control plane is down (a fault): next time
+            except Exception as e:  # never let the monitor die silently
+                self.log(f"monitor: {type(e).__name__}: {e}")
+                continue
+            lag = d.get("lagTimeSeconds")
+            if isinstance(lag, int) and lag > self.max_lag:
+                self.max_lag = lag
+            if time.monotonic() >= next_note:
+                next_note = time.monotonic() + 30
+                self.log(f"status {d.get('status')} phase {d.get('phase')} lag {lag} "
+                         f"ready {d.get('readyForCutover')} (largest lag so far {self.max_lag} s)")
             texts = list(rep.get("errors") or [])
             if d.get("errorMessage"):
                 texts.append(d["errorMessage"])
@@ -482,12 +493,17 @@ class Soak:
             if t is not None:
                 lines.append((t, line))
         table = []
+        used = set()
         for o in self.outages():
             pat = EVIDENCE[o["path"]].replace("SRCPORT", str(self.pport["src"]))
             rx = re.compile(pat.replace("DSTPORT", str(self.pport["dst"])))
             lo, hi = o["start"] - 0.5, o["end"] + GRACE
-            hit = next((ln for t, ln in lines if lo <= t <= hi and rx.search(ln) and "endSessions" not in ln),
-                       None)  # (endSessions: a client closed at the end, not the outage)
+            # the first line not taken by an earlier outage: one line proves one outage
+            # (endSessions: a client closed at the end, not the outage)
+            hit = next((ln for t, ln in lines if lo <= t <= hi and rx.search(ln) and "endSessions" not in ln
+                        and ln not in used), None)
+            if hit:
+                used.add(hit)
             hist = next((txt for t, txt in self.errors_seen if lo <= t <= hi + 10), None)
             # a server outage while the agent was down or starting again: the new agent may
             # never have had a connection to lose (it waits in server selection, silently)
@@ -635,6 +651,7 @@ class Soak:
             if not hit and o["path"] in STRICT and not o["agent_restarting"]:
                 self.fail(f"the {o['path']} outage at {utc(o['start'])} ({what}) left no trace in the "
                           "agent's log")
+        self.log(f"largest lagTimeSeconds seen: {self.max_lag} s")
         self.log("outages by path (outages / seen in the agent's log / seen in the status's error "
                  "history): " + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]}" for k, v in sorted(paths.items())))
         stats = lm_proxy.send(self.proxy_sock, "stats")

@@ -458,6 +458,8 @@ class Soak:
                     self.start_cp()
                     f["end"] = time.time()
         except Exception as e:  # a fault that could not be injected is a failure of the soak
+            if self.closing:
+                return  # (the soak is ending already: nothing to inject into)
             self.fail(f"fault {kind} at +{at:.0f}s could not be injected: {e}")
             return
         self.log(f"fault {kind}: {utc(f['start'])} .. {utc(f['end'])} {f.get('detail', '')}")

@@ -15,6 +15,7 @@ typedef enum {
     LM_MONGO_UNAUTHORIZED = 13,
     LM_MONGO_NAMESPACE_NOT_FOUND = 26,
     LM_MONGO_INDEX_NOT_FOUND = 27,
+    LM_MONGO_CURSOR_NOT_FOUND = 43,
     LM_MONGO_NAMESPACE_EXISTS = 48,
     LM_MONGO_CAPPED_POSITION_LOST = 136,
     LM_MONGO_CHANGE_STREAM_FATAL = 280,
@@ -47,6 +48,14 @@ static inline bool lm_mongo_namespace_exists(uint32_t code)
 static inline bool lm_mongo_index_not_found(uint32_t code)
 {
     return code == LM_MONGO_INDEX_NOT_FOUND;
+}
+
+/* The server no longer has the cursor: it restarted (its cursors died with it, and the
+ * driver reconnected before the next getMore), or the cursor was killed or timed out. A
+ * reader that knows its position opens a new one from there. */
+static inline bool lm_mongo_cursor_not_found(uint32_t code)
+{
+    return code == LM_MONGO_CURSOR_NOT_FOUND;
 }
 
 /* The change history no longer holds the position asked for: resuming would skip

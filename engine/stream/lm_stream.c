@@ -413,7 +413,9 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
     if (history_lost(e))
         return lm_error_set(err, LM_ERR_INVALID, "%s" WINDOW_MSG " (the source says: %s)", lost,
                             e->message);
-    if (!lm_conn_error_transient(e))
+    /* a cursor the source no longer has (restarted, killed) is opened again from the
+     * reader's position, as after a lost connection (found by tests/soak) */
+    if (!lm_conn_error_transient(e) && !lm_mongo_cursor_not_found(e->code))
         return lm_error_set(err, lm_mongo_error_class(e->code), "source: %s failed: %s%s", what,
                             e->message, lm_mongo_unauthorized(e->code) ? auth_hint : other_hint);
     int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);
@@ -501,7 +503,7 @@ static bool take_entry(stream_t *s, lm_oplog_decoder_t *dec, const bson_t *doc, 
 /* Reads (start, upto] again with a plain query and replays it from a fresh decoder. */
 static bool replay_range(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decoder_t *dec,
                          lm_optime_t start, lm_optime_t upto, lm_optime_t *pos, int64_t *pos_wall,
-                         lm_error_t *err)
+                         bson_error_t *e, lm_error_t *err)
 {
     lm_optime_t hold;
     if (lm_oplog_decoder_hold(dec, &hold) && lm_optime_cmp(hold, start) < 0)
@@ -513,8 +515,8 @@ static bool replay_range(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decod
     *pos_wall = 0;
     mongoc_cursor_t *cur = range_cursor(oplog, start, upto, false);
     const bson_t *doc;
-    bson_error_t e;
     bool ok = true, first = true;
+    memset(e, 0, sizeof *e);
     while (ok && mongoc_cursor_next(cur, &doc)) {
         lm_optime_t ts;
         ok = entry_ts(doc, &ts, err);
@@ -526,31 +528,49 @@ static bool replay_range(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decod
         if (ok && must_stop(s, err))
             ok = false;
     }
-    if (ok && mongoc_cursor_error(cur, &e))
+    if (ok && mongoc_cursor_error(cur, e))
         ok = lm_error_set(err, LM_ERR_SERVER, "source: reading local.oplog.rs again failed: %s",
-                          e.message);
+                          e->message);
+    else
+        memset(e, 0, sizeof *e); /* e->code: the read failed, not the replay */
     mongoc_cursor_destroy(cur);
     return ok;
 }
 
 /* The source's entries in (from, upto]. */
 static bool count_range(mongoc_collection_t *oplog, lm_optime_t from, lm_optime_t upto, int64_t *n,
-                        lm_error_t *err)
+                        bson_error_t *e, lm_error_t *err)
 {
     mongoc_cursor_t *cur = range_cursor(oplog, from, upto, true);
     const bson_t *doc;
-    bson_error_t e;
+    memset(e, 0, sizeof *e);
     *n = 0;
     while (mongoc_cursor_next(cur, &doc)) {
         lm_optime_t ts;
         if (entry_ts(doc, &ts, err) && lm_optime_cmp(ts, from) > 0)
             (*n)++;
     }
-    bool failed = mongoc_cursor_error(cur, &e);
+    bool failed = mongoc_cursor_error(cur, e);
     mongoc_cursor_destroy(cur);
     if (failed)
         return lm_error_set(err, LM_ERR_SERVER, "source: counting oplog entries failed: %s",
-                            e.message);
+                            e->message);
+    return true;
+}
+
+/* After a read of the continuity check failed with e: true when it is worth doing again
+ * (the source restarted, the network dropped), having waited with backoff. Found by the
+ * chaos soak: such a blip during a count or a replay FAILED the job. The check then runs
+ * again over the same range, so nothing it covers is skipped. */
+static bool retry_check(stream_t *s, const bson_error_t *e, const char *what, unsigned *attempt)
+{
+    if (!e->code || (!lm_conn_error_transient(e) && !lm_mongo_cursor_not_found(e->code)) ||
+        stopped(s))
+        return false;
+    int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);
+    lm_log_warn(NULL, "source: %s failed (%s); trying again in %lld ms", what, e->message,
+                (long long)wait);
+    lm_time_sleep_ms(wait, s->o->stop);
     return true;
 }
 
@@ -565,8 +585,11 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
     /* a cursor's first check runs its query even over an empty range: what it costs sets
      * how often the later ones may run */
     bool ran = c->first || lm_optime_cmp(c->upto, c->from) > 0;
-    if (ran && !count_range(oplog, c->from, c->upto, &n, err))
-        return false;
+    bson_error_t e;
+    unsigned attempt = 0;
+    while (ran && !count_range(oplog, c->from, c->upto, &n, &e, err))
+        if (!retry_check(s, &e, "counting oplog entries", &attempt))
+            return false;
     int64_t now = lm_time_mono_ms();
     if (ran)
         c->cost_ms = now - t0;
@@ -591,8 +614,10 @@ static bool check_continuity(stream_t *s, mongoc_collection_t *oplog, lm_oplog_d
                     "%u); reading them again",
                     (long long)(n - c->seen), (long long)n, c->from.t, c->from.i);
         atomic_fetch_add(&s->st->oplog_rereads, 1);
-        if (!replay_range(s, oplog, dec, c->from, c->upto, pos, pos_wall, err))
-            return false;
+        attempt = 0;
+        while (!replay_range(s, oplog, dec, c->from, c->upto, pos, pos_wall, &e, err))
+            if (!retry_check(s, &e, "reading local.oplog.rs again", &attempt))
+                return false;
     }
     if (lm_optime_cmp(c->upto, c->from) > 0)
         c->from = c->upto;
@@ -812,8 +837,9 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
     pthread_mutex_unlock(&s->mu);
     int64_t n;
     lm_error_t cerr;
+    bson_error_t ce;
     if (stopped(s) && !atomic_load(&s->failed) && cont.from.t &&
-        lm_optime_cmp(pos, cont.from) > 0 && count_range(oplog, cont.from, pos, &n, &cerr) &&
+        lm_optime_cmp(pos, cont.from) > 0 && count_range(oplog, cont.from, pos, &n, &ce, &cerr) &&
         n == cont.seen)
         hold_checkpoint(s, pos);
     mongoc_collection_destroy(oplog);
@@ -1224,17 +1250,34 @@ static void *monitor_main(void *arg)
 
 /* ---- choosing the capture mode ---- */
 
-static bool oplog_readable(mongoc_client_t *src, bson_error_t *e)
+/* Whether the source's oplog can be read. A source that cannot be reached (restarted,
+ * network cut) is asked again with backoff until it answers or the job stops: taken for
+ * "not readable", that failed a resumed oplog job ("give the source user read access") and
+ * would switch a new `auto` job to change streams (found by tests/soak). */
+static bool oplog_readable(stream_t *s, bson_error_t *e)
 {
-    lm_optime_t t;
-    int64_t w;
-    return lm_stream_oplog_edge(src, -1, &t, &w, e) || e->code == 0;
+    for (unsigned attempt = 0;; attempt++) {
+        lm_optime_t t;
+        int64_t w;
+        memset(e, 0, sizeof *e);
+        if (lm_stream_oplog_edge(s->src, -1, &t, &w, e) || e->code == 0)
+            return true;
+        if (!lm_conn_error_transient(e) || stopped(s))
+            return false;
+        int64_t wait = lm_time_backoff_ms(attempt, 100, 5000);
+        lm_log_warn(NULL,
+                    "source: cannot reach it to read local.oplog.rs (%s); trying again in %lld ms",
+                    e->message, (long long)wait);
+        lm_time_sleep_ms(wait, s->o->stop);
+    }
 }
 
 static bool choose_capture(stream_t *s, lm_error_t *err)
 {
     bson_error_t e;
-    s->oplog_readable = oplog_readable(s->src, &e);
+    s->oplog_readable = oplog_readable(s, &e);
+    if (!s->oplog_readable && stopped(s))
+        return lm_error_set(err, LM_ERR_CANCELLED, "stopped while streaming changes");
     int mode = s->job->capture;
     if (mode == LM_JOB_CAPTURE_AUTO && s->o->capture && s->o->capture[0])
         mode = strcmp(s->o->capture, "changestream") == 0 ? LM_JOB_CAPTURE_CHANGESTREAM

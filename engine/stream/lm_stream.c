@@ -687,12 +687,15 @@ static bool final_sweep(stream_t *s, mongoc_collection_t *oplog, lm_oplog_decode
                     "%u); reading them again",
                     (long long)(n - c->seen), (long long)n, c->from.t, c->from.i);
         atomic_fetch_add(&s->st->oplog_rereads, 1);
-        ok = replay_range(s, oplog, dec, c->from, newest, pos, pos_wall, err);
-    } else if (after > 0) {
-        ok = replay_range(s, oplog, dec, *pos, newest, pos, pos_wall, err);
     }
-    if (!ok)
-        return false;
+    if (n > c->seen || after > 0) {
+        /* a source that goes away meanwhile is waited for, as in check_continuity */
+        lm_optime_t from = n > c->seen ? c->from : *pos;
+        unsigned attempt = 0;
+        while (!replay_range(s, oplog, dec, from, newest, pos, pos_wall, &e, err))
+            if (!retry_check(s, &e, "reading local.oplog.rs again", &attempt))
+                return false;
+    }
     if (after > 0 || n > c->seen)
         cut_step(s, "read up to Timestamp(%u, %u)", pos->t, pos->i);
     c->from = *pos;

@@ -179,6 +179,73 @@ bool lm_meta_load_plan(mongoc_client_t *c, const char *job_id, const char *ns, b
     return true;
 }
 
+bool lm_meta_load_plans(mongoc_client_t *c, const char *job_id, lm_meta_plan_fn fn, void *ud,
+                        lm_error_t *err)
+{
+    bson_error_t e;
+    const bson_t *d;
+    bson_iter_t it;
+    bson_t *filter = BCON_NEW("job", BCON_UTF8(job_id), "kind", BCON_UTF8("plan"));
+    mongoc_collection_t *coll = meta(c);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    while (mongoc_cursor_next(cur, &d)) {
+        char ns[LM_NS_MAX] = "";
+        bson_t ranges;
+        const uint8_t *data;
+        uint32_t len;
+        copy_str((bson_t *)d, "ns", ns, sizeof ns);
+        if (!*ns || !bson_iter_init_find(&it, d, "ranges") || !BSON_ITER_HOLDS_ARRAY(&it))
+            continue;
+        bson_iter_array(&it, &len, &data);
+        if (bson_init_static(&ranges, data, len))
+            fn(ud, ns, &ranges);
+    }
+    bool ok = !mongoc_cursor_error(cur, &e);
+    if (!ok)
+        fail("read", &e, err);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(filter);
+    return ok;
+}
+
+bool lm_meta_save_plans(mongoc_client_t *c, const char *job_id, size_t n, const char *const *ns,
+                        bson_t *const *ranges, lm_error_t *err)
+{
+    if (n == 0)
+        return true;
+    bson_error_t e;
+    bson_t reply;
+    bool ok = true;
+    bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+    mongoc_collection_t *coll = meta(c);
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
+    for (size_t i = 0; ok && i < n; i++) {
+        char id[LM_NS_MAX + 128];
+        bson_snprintf(id, sizeof id, "plan:%s:%s", job_id, ns[i]);
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
+        bson_t *d =
+            BCON_NEW("kind", BCON_UTF8("plan"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns[i]));
+        BSON_APPEND_ARRAY(d, "ranges", ranges[i]);
+        BSON_APPEND_UTF8(d, "_id", id);
+        ok = mongoc_bulk_operation_replace_one_with_opts(bulk, sel, d, upsert, &e);
+        if (!ok)
+            lm_error_set(err, LM_ERR_INTERNAL, "the plan of %s: %s", ns[i], e.message);
+        bson_destroy(d);
+        bson_destroy(sel);
+    }
+    if (ok) {
+        ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
+        if (!ok)
+            fail("write", &e, err);
+        bson_destroy(&reply);
+    }
+    mongoc_bulk_operation_destroy(bulk);
+    mongoc_collection_destroy(coll);
+    bson_destroy(upsert);
+    return ok;
+}
+
 bool lm_meta_mark_range_done(mongoc_client_t *c, const char *job_id, const char *ns, int range,
                              int64_t docs, lm_error_t *err)
 {

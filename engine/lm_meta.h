@@ -7,7 +7,8 @@
  *   {_id: "done:<id>:<ns>:<r>",  kind: "done", job, ns, range: r, docs}
  *   {_id: "idx:<id>:<ns>",       kind: "indexes", job, ns}
  *
- * Plans are written once when the job starts; each finished range adds one small
+ * Plans are written once when the job starts (in batches, lm_meta_save_plans, and read back
+ * all at once on resume, lm_meta_load_plans); each finished range adds one small
  * document, so progress is never rewritten as one large document. */
 #ifndef LM_META_H
 #define LM_META_H
@@ -49,6 +50,17 @@ bool lm_meta_save_plan(mongoc_client_t *target, const char *job_id, const char *
 /* Loads it into *ranges (a new bson_t, caller destroys), or NULL when none was saved. */
 bool lm_meta_load_plan(mongoc_client_t *target, const char *job_id, const char *ns, bson_t **ranges,
                        lm_error_t *err);
+
+/* Every plan saved for this job, read with ONE query: fn gets each namespace and its ranges
+ * (valid during the call only). A document without a ranges array is skipped (that
+ * namespace is planned again, as lm_meta_load_plan does). */
+typedef void (*lm_meta_plan_fn)(void *ud, const char *ns, const bson_t *ranges);
+bool lm_meta_load_plans(mongoc_client_t *target, const char *job_id, lm_meta_plan_fn fn, void *ud,
+                        lm_error_t *err);
+/* Saves n plans in one bulk write (the driver splits it at the server's batch limits): the
+ * same documents, with the same _ids, as n calls of lm_meta_save_plan. */
+bool lm_meta_save_plans(mongoc_client_t *target, const char *job_id, size_t n,
+                        const char *const *ns, bson_t *const *ranges, lm_error_t *err);
 
 bool lm_meta_mark_range_done(mongoc_client_t *target, const char *job_id, const char *ns, int range,
                              int64_t docs, lm_error_t *err);

@@ -4,7 +4,10 @@
  *    started its own status server and printed its own summary: two would collide);
  *  - the phases can be driven one by one, and a second run of a finished engine finds the
  *    job complete under its key;
- *  - a streaming engine cuts over when its cutover gate (a callback) opens. */
+ *  - a streaming engine cuts over when its cutover gate (a callback) opens;
+ *  - a resumed job copies exactly the ranges its checkpoint planned (read in one query, even
+ *    a plan written by the one-document writer), and the plans it makes itself are saved in
+ *    batches (more than one batch here) that the one-document reader finds. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -259,6 +262,85 @@ Test(engine, a_streaming_engine_cuts_over_when_its_gate_opens)
     lm_engine_destroy(r.engine);
     lm_status_cleanup(&r.st);
     lm_job_cleanup(&r.job);
+    mongoc_client_pool_destroy(sp);
+    mongoc_client_pool_destroy(dp);
+}
+
+Test(engine, a_resumed_job_copies_exactly_the_saved_ranges)
+{
+    static atomic_bool stop;
+    enum { SMALL = 300 }; /* more than one batch of saved plans */
+    const char *key = "resumed";
+    bson_error_t be;
+    lm_error_t err;
+    mongoc_client_pool_t *sp = pool_of(&src, "source"), *dp = pool_of(&dst, "target");
+    mongoc_client_t *s = mongoc_client_pool_pop(sp), *t = mongoc_client_pool_pop(dp);
+    mongoc_collection_t *big = mongoc_client_get_collection(s, "many", "big");
+    for (int i = 0; i < 100; i++) {
+        bson_t *d = BCON_NEW("_id", BCON_INT32(i));
+        cr_assert(mongoc_collection_insert_one(big, d, NULL, NULL, &be), "%s", be.message);
+        bson_destroy(d);
+    }
+    mongoc_collection_destroy(big);
+    for (int k = 0; k < SMALL; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "s%03d", k);
+        mongoc_collection_t *col = mongoc_client_get_collection(s, "many", name);
+        bson_t *d = BCON_NEW("_id", BCON_INT32(k));
+        cr_assert(mongoc_collection_insert_one(col, d, NULL, NULL, &be), "%s", be.message);
+        bson_destroy(d);
+        mongoc_collection_destroy(col);
+    }
+    /* The checkpoint of a run stopped while planning: many.big created and planned in two
+     * ranges (not what the planner would choose for 100 documents), its first range
+     * copied; nothing else planned yet. */
+    lm_meta_job_t m = {.phase = "COPYING"};
+    cr_assert(lm_meta_create_job(t, key, &m, &err), "%s", err.message);
+    bson_t *cmd = BCON_NEW("create", BCON_UTF8("big"));
+    cr_assert(mongoc_client_write_command_with_opts(t, "many", cmd, NULL, NULL, &be), "%s",
+              be.message);
+    bson_destroy(cmd);
+    bson_t *ranges = BCON_NEW("0", "{", "_id", "{", "$lt", BCON_INT32(40), "}", "}", "1", "{",
+                              "_id", "{", "$gte", BCON_INT32(40), "}", "}");
+    cr_assert(lm_meta_save_plan(t, key, "many.big", ranges, &err), "%s", err.message);
+    bson_destroy(ranges);
+    cr_assert(lm_meta_mark_range_done(t, key, "many.big", 0, 40, &err), "%s", err.message);
+
+    lm_job_t job;
+    lm_status_t st;
+    job_for(&job, "many.*", true, key);
+    lm_status_init(&st, key);
+    lm_engine_opts_t o = {.job = &job,
+                          .status = &st,
+                          .stop = &stop,
+                          .source = sp,
+                          .target = dp,
+                          .checkpoint_key = key};
+    lm_engine_t *e = lm_engine_new(&o);
+    cr_assert_eq(lm_engine_run(e), LM_ENGINE_COMPLETE, "%s", lm_engine_error(e)->message);
+    lm_coll_status_t *cs = lm_status_find(&st, "many.big");
+    cr_assert_not_null(cs);
+    cr_assert_eq(cs->ranges_total, 2, "the saved plan is used, not a new one");
+    cr_assert_eq(count(dp, "many", "big"), 60, "only the range not recorded done is copied");
+    cr_assert_eq(atomic_load(&st.docs), 60 + SMALL);
+    /* every other collection: copied, and its plan saved where the one-document reader
+     * finds it */
+    for (int k = 0; k < SMALL; k++) {
+        char name[16], ns[32];
+        bson_t *plan = NULL;
+        snprintf(name, sizeof name, "s%03d", k);
+        snprintf(ns, sizeof ns, "many.%s", name);
+        cr_assert_eq(count(dp, "many", name), 1, "%s", ns);
+        cr_assert(lm_meta_load_plan(t, key, ns, &plan, &err), "%s", err.message);
+        cr_assert_not_null(plan, "the plan of %s was saved", ns);
+        cr_assert_eq(bson_count_keys(plan), 1, "%s: one range", ns);
+        bson_destroy(plan);
+    }
+    lm_engine_destroy(e);
+    lm_status_cleanup(&st);
+    lm_job_cleanup(&job);
+    mongoc_client_pool_push(sp, s);
+    mongoc_client_pool_push(dp, t);
     mongoc_client_pool_destroy(sp);
     mongoc_client_pool_destroy(dp);
 }

@@ -136,6 +136,37 @@ Test(migrate, refused_indexes_are_reported_by_name)
     free(log);
 }
 
+/* The options the target kept are compared once per database after the creates: every
+ * collection whose option FerretDB drops is named, in each database, and no other. */
+Test(migrate, dropped_collection_options_are_warned_by_name)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("ferretdb", NULL, &dst);
+    cr_assert_eq(
+        lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; c=M('%s'); "
+                   "c.shop.create_collection('clustered', clusteredIndex={'key': {'_id': 1}, "
+                   "'unique': True}); c.shop.create_collection('plain'); "
+                   "c.other.create_collection('images', changeStreamPreAndPostImages={'enabled': "
+                   "True}); c.other.create_collection('capped', capped=True, size=65536); "
+                   "[c[d][n].insert_one({'_id': 1}) for d, n in [('shop', 'clustered'), ('shop', "
+                   "'plain'), ('other', 'images'), ('other', 'capped')]]\"",
+                   PY, src.uri),
+        0);
+    int rc = run_agent(NULL);
+    char *log = lm_test_slurp(log_path);
+    cr_assert_eq(rc, 0, "%s", log);
+    cr_assert(strstr(log, "shop.clustered: the target did not keep the collection option "
+                          "'clusteredIndex'"),
+              "%s", log);
+    cr_assert(strstr(log, "other.images: the target did not keep the collection option "
+                          "'changeStreamPreAndPostImages'"),
+              "%s", log);
+    cr_assert(strstr(log, "collection options the target did not keep: 2"), "%s", log);
+    cr_assert_null(strstr(log, "shop.plain: the target"), "%s", log);
+    cr_assert_null(strstr(log, "other.capped: the target"), "capped and size are kept:\n%s", log);
+    free(log);
+}
+
 static int64_t status_docs(int port, char *state, size_t statesz)
 {
     char url[128];

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -17,17 +17,27 @@
 
 extern char **environ;
 
+/* fork + exec rather than posix_spawn: the child asks the kernel to kill it when the test
+ * process that started it ends (PR_SET_PDEATHSIG), so an agent, control plane or CLI never
+ * outlives a test that crashed, timed out or failed an assertion before its teardown. */
 pid_t lm_test_spawn(char *const argv[], const char *log_path)
 {
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "cannot start %s: %s", argv[0], strerror(rc));
+    pid_t parent = getpid();
+    int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    cr_assert_geq(out, 0, "cannot open %s: %s", log_path, strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* between fork and exec: only async-signal-safe calls */
+        int in = open("/dev/null", O_RDONLY);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent || in < 0 ||
+            dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int fork_errno = errno;
+    close(out);
+    cr_assert_gt(pid, 0, "cannot start %s: %s", argv[0], strerror(fork_errno));
     return pid;
 }
 

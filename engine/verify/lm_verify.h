@@ -24,7 +24,12 @@
  * before it returns. Each worker owns a source and a target client popped from the pools;
  * the task list, each namespace's result and the progress counters are shared under the
  * run's mutex; the caller's thread waits on a condition variable (woken when a worker
- * finishes, at the latest every second to report progress). */
+ * finishes, at the latest every second to report progress).
+ *
+ * Resume (opts.state_dir): each finished range's outcome (counts, hashes, candidates) and
+ * each namespace's planned ranges are kept in a local progress file, written by the
+ * caller's thread at most once a second; a later run with the same key skips those ranges
+ * and merges their outcomes. Options and indexes are always compared fresh. */
 #ifndef LM_VERIFY_H
 #define LM_VERIFY_H
 

@@ -238,6 +238,9 @@ static void verify_usage(FILE *out)
           "  --verify-recheck N         re-reads of a differing document (default 3)\n"
           "  --verify-recheck-delay D   the wait before each re-read (default 1s)\n"
           "  --verify-max-ids N         differing _ids listed per namespace (default 20)\n"
+          "  --state-dir D              where its progress is kept while it runs, so that an\n"
+          "                             interrupted verification resumes (default as migrate)\n"
+          "  --restart, --no-resume     start over: remove the progress of an earlier run\n"
           "  --job FILE                 the migration's job file\n"
           "  -o json                    one JSON document instead of the table\n\n"
           "exit codes: 0 every namespace passed, 1 a difference (or verify could not finish),\n"
@@ -250,12 +253,14 @@ static void verify_usage(FILE *out)
  * when it could not finish, 2 on usage errors. */
 static int cmd_verify(int argc, char **argv)
 {
-    bool json = false, help = false;
+    bool json = false, help = false, restart = false;
     char **args = calloc((size_t)argc + 1, sizeof *args);
     int n = 0;
     for (int i = 0; args && i < argc; i++) {
         if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0)
             json = true, i++;
+        else if (strcmp(argv[i], "--restart") == 0 || strcmp(argv[i], "--no-resume") == 0)
+            restart = true;
         else
             args[n++] = argv[i];
     }
@@ -278,7 +283,7 @@ static int cmd_verify(int argc, char **argv)
     lm_log_set_level((lm_log_level_t)job.log_level);
     install_signals(false);
     lm_verify_result_t r;
-    bool ok = lm_run_verify(&job, NULL, &stop_flag, &r, &err);
+    bool ok = lm_run_verify_resumable(&job, NULL, &stop_flag, job.state_dir, restart, &r, &err);
     lm_strbuf_t text;
     lm_strbuf_init(&text, 64u << 20);
     if (json)
@@ -290,6 +295,12 @@ static int cmd_verify(int argc, char **argv)
     lm_strbuf_cleanup(&text);
     if (!ok)
         fprintf(stderr, "livemig-agent verify: %s\n", err.message);
+    if (!ok && r.progress_file[0])
+        fprintf(stderr,
+                "livemig-agent verify: the finished ranges are kept in %s: run the same command "
+                "(same --source, --target, filters, split settings and --state-dir) again to "
+                "resume, or add --restart to start over\n",
+                r.progress_file);
     code = ok && r.n_failed == 0 ? LM_EXIT_OK : LM_EXIT_FAILED;
     lm_verify_result_cleanup(&r);
 out:

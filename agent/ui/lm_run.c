@@ -127,6 +127,13 @@ static void log_verify_progress(void *ud, const lm_verify_progress_t *p)
 bool lm_run_verify(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
                    lm_verify_result_t *result, lm_error_t *err)
 {
+    return lm_run_verify_resumable(job, st, stop, NULL, false, result, err);
+}
+
+bool lm_run_verify_resumable(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
+                             const char *state_dir, bool restart, lm_verify_result_t *result,
+                             lm_error_t *err)
+{
     int64_t last = lm_time_now_ms();
     lm_verify_opts_t o = {.job = job,
                           .workers = (int)job->verify_workers,
@@ -136,7 +143,9 @@ bool lm_run_verify(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
                           .stop = stop,
                           .status = st,
                           .progress = log_verify_progress,
-                          .progress_ud = &last};
+                          .progress_ud = &last,
+                          .state_dir = state_dir,
+                          .restart = restart};
     return lm_verify_run(&o, result, err);
 }
 

@@ -28,5 +28,10 @@ int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *sto
  * be cleaned up (lm_verify_result_cleanup). */
 bool lm_run_verify(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
                    lm_verify_result_t *result, lm_error_t *err);
+/* The same, resumable: its progress kept in state_dir (NULL: not kept); restart removes
+ * an earlier run's progress first (docs/verification.md, Resuming). */
+bool lm_run_verify_resumable(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
+                             const char *state_dir, bool restart, lm_verify_result_t *result,
+                             lm_error_t *err);
 
 #endif

@@ -12,15 +12,19 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "lm_catalog.h"
 #include "lm_conn.h"
+#include "lm_fs.h"
 #include "lm_json.h"
 #include "lm_log.h"
 #include "lm_plan.h"
@@ -506,7 +510,8 @@ void lm_verify_field_diff(const bson_t *s, const bson_t *t, char *buf, size_t si
 /* ---- the run ---- */
 
 typedef struct {
-    size_t ns; /* index into run->items */
+    size_t ns;      /* index into run->items */
+    uint32_t range; /* its index in the namespace's plan */
     const bson_t *filter;
 } task_t;
 
@@ -516,6 +521,9 @@ typedef struct {
     bson_t *plan;                    /* {"0": filter, ...} */
     int ranges_left;                 /* under mu */
     lm_verify_cands_t cands;         /* under mu */
+    uint8_t meta[32];                /* SHA-256 of both sides' type, options and indexes */
+    bson_t done;                     /* under mu: {"0": range record, ...} (resume) */
+    uint32_t n_done;                 /* under mu */
 } nsw_t;
 
 typedef struct {
@@ -532,11 +540,22 @@ typedef struct {
     lm_error_t err;
     int64_t namespaces_done; /* with documents compared, or nothing to read */
     atomic_llong documents_done;
+    /* resume */
+    char key[65];
+    char path[1024];       /* the progress file; "" when not kept */
+    bson_t *saved;         /* an earlier run's progress (NULL: none) */
+    bool dirty;            /* under mu: a range finished since the last save */
+    bool save_failed;      /* warned once */
+    int64_t docs_resumed;  /* documents of the ranges taken from saved */
+    size_t ranges_resumed; /* ranges taken from saved */
+    int64_t stop_after;    /* LM_VERIFY_TEST_STOP_AFTER_RANGES (0: off) */
+    int64_t ranges_fresh;  /* under mu: ranges compared in this run */
+    atomic_bool halt;      /* the test knob's stop */
 } run_t;
 
 static bool stopping(const run_t *r)
 {
-    return r->o->stop && atomic_load(r->o->stop);
+    return (r->o->stop && atomic_load(r->o->stop)) || atomic_load(&r->halt);
 }
 
 static void fail_run(run_t *r, const lm_error_t *e)
@@ -547,6 +566,27 @@ static void fail_run(run_t *r, const lm_error_t *e)
         r->err = *e;
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+/* Appends a finished range's outcome to w->done (under mu): what a resumed run merges
+ * instead of reading the range again. */
+static void record_range(nsw_t *w, uint32_t range, const lm_verify_merge_t *m,
+                         const lm_verify_cands_t *cands)
+{
+    char buf[16];
+    const char *key;
+    size_t klen = bson_uint32_to_string(w->n_done++, &key, buf, sizeof buf);
+    bson_t d;
+    bson_append_document_begin(&w->done, key, (int)klen, &d);
+    BSON_APPEND_INT32(&d, "i", (int32_t)range);
+    BSON_APPEND_INT64(&d, "sd", lm_verify_merge_count(m, 0));
+    BSON_APPEND_INT64(&d, "td", lm_verify_merge_count(m, 1));
+    BSON_APPEND_BINARY(&d, "sh", BSON_SUBTYPE_BINARY, lm_verify_merge_hash(m, 0), 32);
+    BSON_APPEND_BINARY(&d, "th", BSON_SUBTYPE_BINARY, lm_verify_merge_hash(m, 1), 32);
+    BSON_APPEND_BOOL(&d, "ov", lm_verify_merge_overflowed(m));
+    BSON_APPEND_INT64(&d, "ct", cands->total);
+    BSON_APPEND_DOCUMENT(&d, "c", &cands->list);
+    bson_append_document_end(&w->done, &d);
 }
 
 /* Reads one range from both sides, sorted by _id, one document from each side in turn. */
@@ -606,6 +646,12 @@ static bool compare_range(run_t *r, mongoc_client_t *sc, mongoc_client_t *tc, ta
         cands_merge(&w->cands, &cands);
         if (--w->ranges_left == 0)
             r->namespaces_done++;
+        if (r->path[0]) {
+            record_range(w, t->range, m, &cands);
+            r->dirty = true;
+        }
+        if (r->stop_after > 0 && ++r->ranges_fresh >= r->stop_after)
+            atomic_store(&r->halt, true);
         pthread_mutex_unlock(&r->mu);
     }
     lm_verify_cands_cleanup(&cands);
@@ -855,6 +901,336 @@ static bool confirm_all(run_t *r, mongoc_client_t *sc, mongoc_client_t *tc, lm_e
     return ok;
 }
 
+/* ---- resume: the progress file ---- */
+
+bool lm_verify_resume_key(const lm_job_t *job, char hex[65], lm_error_t *err)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, "livemig-verify 1", 17);
+    bool ok = true;
+    for (int side = 0; ok && side < 2; side++) {
+        const lm_endpoint_t *ep = side ? &job->target : &job->source;
+        bson_error_t be;
+        mongoc_uri_t *u = ep->uri ? mongoc_uri_new_with_error(ep->uri, &be) : NULL;
+        if (!u) {
+            ok = lm_error_set(err, LM_ERR_INVALID, "the %s URI does not parse",
+                              side ? "target" : "source");
+            break;
+        }
+        EVP_DigestUpdate(ctx, side ? "\ntarget:" : "\nsource:", 8);
+        const char *srv = mongoc_uri_get_srv_hostname(u);
+        if (srv)
+            EVP_DigestUpdate(ctx, srv, strlen(srv) + 1);
+        for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(u); h; h = h->next)
+            EVP_DigestUpdate(ctx, h->host_and_port, strlen(h->host_and_port) + 1);
+        mongoc_uri_destroy(u);
+    }
+    for (int k = 0; ok && k < 2; k++) {
+        const lm_strlist_t *l = k ? &job->exclude : &job->include;
+        EVP_DigestUpdate(ctx, k ? "\nexclude:" : "\ninclude:", 9);
+        for (size_t i = 0; i < l->n; i++)
+            EVP_DigestUpdate(ctx, l->items[i], strlen(l->items[i]) + 1);
+    }
+    char split[64];
+    int n =
+        snprintf(split, sizeof split, "\nsplit:%d %lld", job->split, (long long)job->split_docs);
+    EVP_DigestUpdate(ctx, split, (size_t)n);
+    uint8_t md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return ok;
+}
+
+bool lm_verify_progress_parse(const char *text, size_t len, const char *key, bson_t **out,
+                              lm_error_t *err)
+{
+    bson_error_t be;
+    bson_iter_t it;
+    *out = NULL;
+    bson_t *doc = bson_new_from_json((const uint8_t *)text, (ssize_t)len, &be);
+    if (!doc)
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "not a livemig verification progress file (not JSON: %s)", be.message);
+    if (!bson_iter_init_find(&it, doc, "livemigVerifyProgress") || !BSON_ITER_HOLDS_INT32(&it) ||
+        bson_iter_int32(&it) != 1) {
+        bson_destroy(doc);
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "not a livemig verification progress file of this version");
+    }
+    if (!bson_iter_init_find(&it, doc, "key") || !BSON_ITER_HOLDS_UTF8(&it) ||
+        strcmp(bson_iter_utf8(&it, NULL), key) != 0) {
+        bson_destroy(doc);
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "it belongs to another comparison (other hosts, filters or split "
+                            "settings)");
+    }
+    if (!bson_iter_init_find(&it, doc, "updated") || !BSON_ITER_HOLDS_DATE_TIME(&it) ||
+        !bson_iter_init_find(&it, doc, "namespaces") || !BSON_ITER_HOLDS_ARRAY(&it)) {
+        bson_destroy(doc);
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "a livemig verification progress file without its 'updated' time or "
+                            "'namespaces' list");
+    }
+    *out = doc;
+    return true;
+}
+
+/* The SHA-256 of both sides' type, options and index specs: a namespace whose metadata
+ * changed since the interrupted run has its documents compared again. */
+static void meta_digest(nsw_t *w)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    memset(w->meta, 0, sizeof w->meta);
+    if (!ctx)
+        return;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    const lm_coll_info_t *c[2] = {w->src, w->dst};
+    for (int i = 0; i < 2; i++) {
+        EVP_DigestUpdate(ctx, c[i]->type, strlen(c[i]->type) + 1);
+        const bson_t *b[2] = {c[i]->options, c[i]->indexes};
+        for (int k = 0; k < 2; k++)
+            if (b[k])
+                EVP_DigestUpdate(ctx, bson_get_data(b[k]), b[k]->len);
+            else
+                EVP_DigestUpdate(ctx, "", 1);
+    }
+    EVP_DigestFinal_ex(ctx, w->meta, &len);
+    EVP_MD_CTX_free(ctx);
+}
+
+static bool sub_doc(const bson_t *d, const char *key, bool array, bson_t *out)
+{
+    bson_iter_t it;
+    const uint8_t *data;
+    uint32_t len;
+    if (!bson_iter_init_find(&it, d, key) ||
+        !(array ? BSON_ITER_HOLDS_ARRAY(&it) : BSON_ITER_HOLDS_DOCUMENT(&it)))
+        return false;
+    if (array)
+        bson_iter_array(&it, &len, &data);
+    else
+        bson_iter_document(&it, &len, &data);
+    return bson_init_static(out, data, len);
+}
+
+static bool bin32(const bson_t *d, const char *key, const uint8_t **out)
+{
+    bson_iter_t it;
+    bson_subtype_t st;
+    uint32_t len = 0;
+    if (!bson_iter_init_find(&it, d, key) || !BSON_ITER_HOLDS_BINARY(&it))
+        return false;
+    bson_iter_binary(&it, &st, &len, out);
+    return len == 32;
+}
+
+static bool int64_field(const bson_t *d, const char *key, int64_t *out)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, d, key) || !BSON_ITER_HOLDS_INT64(&it))
+        return false;
+    *out = bson_iter_int64(&it);
+    return *out >= 0;
+}
+
+/* A finished range's record, checked: its index below n_ranges, counts, hashes and
+ * candidates of a known kind. */
+static bool range_record_ok(const bson_t *rec, uint32_t n_ranges, uint32_t *range)
+{
+    bson_iter_t it, c, e;
+    int64_t v;
+    const uint8_t *h;
+    if (!bson_iter_init_find(&it, rec, "i") || !BSON_ITER_HOLDS_INT32(&it) ||
+        bson_iter_int32(&it) < 0 || (uint32_t)bson_iter_int32(&it) >= n_ranges)
+        return false;
+    *range = (uint32_t)bson_iter_int32(&it);
+    if (!int64_field(rec, "sd", &v) || !int64_field(rec, "td", &v) || !int64_field(rec, "ct", &v) ||
+        !bin32(rec, "sh", &h) || !bin32(rec, "th", &h) || !bson_iter_init_find(&it, rec, "ov") ||
+        !BSON_ITER_HOLDS_BOOL(&it) || !bson_iter_init_find(&c, rec, "c") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&c) || !bson_iter_recurse(&c, &e))
+        return false;
+    while (bson_iter_next(&e)) {
+        bson_iter_t f;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&e) || !bson_iter_recurse(&e, &f) ||
+            !bson_iter_find(&f, "_id") || !bson_iter_recurse(&e, &f) || !bson_iter_find(&f, "k") ||
+            !BSON_ITER_HOLDS_INT32(&f) || bson_iter_int32(&f) < 0 ||
+            bson_iter_int32(&f) > LM_VERIFY_DOC_EXTRA)
+            return false;
+    }
+    return true;
+}
+
+/* Takes w's plan and finished ranges from the earlier run's progress (r->saved) when it
+ * has the namespace with the same metadata: *skip[k] is set for each finished range k. */
+static bool resume_ns(run_t *r, nsw_t *w, uint8_t **skip)
+{
+    bson_t list, entry, plan, done;
+    bson_iter_t it, f;
+    if (!r->saved || !sub_doc(r->saved, "namespaces", true, &list) || !bson_iter_init(&it, &list))
+        return false;
+    while (bson_iter_next(&it)) {
+        const uint8_t *data, *meta;
+        uint32_t len;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+            continue;
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&entry, data, len) || !bson_iter_init_find(&f, &entry, "ns") ||
+            !BSON_ITER_HOLDS_UTF8(&f) || strcmp(bson_iter_utf8(&f, NULL), w->res->ns) != 0)
+            continue;
+        if (!bin32(&entry, "meta", &meta) || memcmp(meta, w->meta, 32) != 0) {
+            lm_log_info(NULL,
+                        "verify: %s: its type, options or indexes changed since the interrupted "
+                        "run: its documents are compared again",
+                        w->res->ns);
+            return false;
+        }
+        uint32_t n = 0;
+        bool ok = sub_doc(&entry, "plan", false, &plan) && sub_doc(&entry, "done", true, &done);
+        bson_iter_t p, d;
+        if (ok && bson_iter_init(&p, &plan))
+            while (ok && bson_iter_next(&p))
+                ok = BSON_ITER_HOLDS_DOCUMENT(&p) && ++n < 1000000;
+        uint8_t *sk = ok ? calloc(n ? n : 1, 1) : NULL;
+        ok = sk && bson_iter_init(&d, &done);
+        while (ok && bson_iter_next(&d)) {
+            bson_t rec;
+            uint32_t k;
+            ok = BSON_ITER_HOLDS_DOCUMENT(&d);
+            if (ok) {
+                bson_iter_document(&d, &len, &data);
+                ok = bson_init_static(&rec, data, len) && range_record_ok(&rec, n, &k) && !sk[k];
+            }
+            if (ok)
+                sk[k] = 1;
+        }
+        if (!ok) {
+            lm_log_warn(NULL,
+                        "verify: %s: its record in the progress file %s is damaged: its "
+                        "documents are compared again",
+                        w->res->ns, r->path);
+            free(sk);
+            return false;
+        }
+        /* every record checked: merge them as if their ranges had just been compared */
+        w->plan = bson_copy(&plan);
+        w->ranges_left = (int)n;
+        bson_iter_init(&d, &done);
+        while (bson_iter_next(&d)) {
+            bson_t rec;
+            bson_iter_document(&d, &len, &data);
+            bson_init_static(&rec, data, len);
+            int64_t sd = 0, td = 0, ct = 0;
+            const uint8_t *sh, *th;
+            int64_field(&rec, "sd", &sd);
+            int64_field(&rec, "td", &td);
+            int64_field(&rec, "ct", &ct);
+            bin32(&rec, "sh", &sh);
+            bin32(&rec, "th", &th);
+            bson_iter_init_find(&f, &rec, "ov");
+            w->res->overflow |= bson_iter_bool(&f);
+            w->res->source_docs += sd;
+            w->res->target_docs += td;
+            for (int i = 0; i < 32; i++) {
+                w->res->source_hash[i] ^= sh[i];
+                w->res->target_hash[i] ^= th[i];
+            }
+            lm_verify_cands_t c = {.n = 0, .total = ct};
+            sub_doc(&rec, "c", false, &c.list);
+            cands_merge(&w->cands, &c);
+            char buf[16];
+            const char *key;
+            size_t klen = bson_uint32_to_string(w->n_done++, &key, buf, sizeof buf);
+            bson_append_document(&w->done, key, (int)klen, &rec);
+            w->ranges_left--;
+            r->ranges_resumed++;
+            r->docs_resumed += sd;
+        }
+        atomic_fetch_add(&r->documents_done, w->res->source_docs);
+        *skip = sk;
+        return true;
+    }
+    return false;
+}
+
+/* Writes the progress file when a range finished since the last write. */
+static void progress_save(run_t *r)
+{
+    if (!r->path[0])
+        return;
+    bson_t doc = BSON_INITIALIZER, arr;
+    pthread_mutex_lock(&r->mu);
+    bool dirty = r->dirty;
+    r->dirty = false;
+    if (dirty) {
+        BSON_APPEND_INT32(&doc, "livemigVerifyProgress", 1);
+        BSON_APPEND_UTF8(&doc, "key", r->key);
+        BSON_APPEND_DATE_TIME(&doc, "updated", lm_time_now_ms());
+        BSON_APPEND_ARRAY_BEGIN(&doc, "namespaces", &arr);
+        uint32_t k = 0;
+        for (size_t i = 0; i < r->n_ns; i++) {
+            nsw_t *w = &r->ns[i];
+            if (!w->plan)
+                continue;
+            char buf[16];
+            const char *key;
+            size_t klen = bson_uint32_to_string(k++, &key, buf, sizeof buf);
+            bson_t e;
+            bson_append_document_begin(&arr, key, (int)klen, &e);
+            BSON_APPEND_UTF8(&e, "ns", w->res->ns);
+            BSON_APPEND_BINARY(&e, "meta", BSON_SUBTYPE_BINARY, w->meta, 32);
+            BSON_APPEND_DOCUMENT(&e, "plan", w->plan);
+            BSON_APPEND_ARRAY(&e, "done", &w->done);
+            bson_append_document_end(&arr, &e);
+        }
+        bson_append_array_end(&doc, &arr);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!dirty)
+        return;
+    size_t len = 0;
+    char *json = bson_as_canonical_extended_json(&doc, &len);
+    lm_error_t err;
+    lm_error_init(&err);
+    bool ok = json && lm_fs_mkdir_p(r->o->state_dir, 0700, &err) &&
+              lm_fs_write_atomic(r->path, json, len, 0600, &err);
+    if (!ok && !r->save_failed) {
+        r->save_failed = true;
+        lm_log_warn(NULL,
+                    "verify: cannot keep its progress in %s: %s (the verification goes on; an "
+                    "interrupted one would start over)",
+                    r->path, json ? err.message : "out of memory");
+    }
+    bson_free(json);
+    bson_destroy(&doc);
+}
+
+/* Reads an earlier run's progress file, if there is one; a damaged or foreign one is
+ * ignored with a warning (and replaced as this run goes). */
+static void progress_load(run_t *r)
+{
+    struct stat st;
+    char *text = NULL;
+    size_t len = 0;
+    lm_error_t err;
+    lm_error_init(&err);
+    if (stat(r->path, &st) != 0)
+        return;
+    if (!lm_fs_read_file(r->path, 1u << 30, &text, &len, &err) ||
+        !lm_verify_progress_parse(text, len, r->key, &r->saved, &err))
+        lm_log_warn(NULL,
+                    "verify: ignoring the progress file %s: %s; the verification starts over "
+                    "(the file is replaced as it goes)",
+                    r->path, err.message);
+    free(text);
+}
+
 /* ---- catalogs ---- */
 
 static const lm_coll_info_t *find_coll(const lm_catalog_t *cat, const char *ns)
@@ -889,6 +1265,7 @@ static bool build_namespaces(run_t *r, const lm_catalog_t *sc, const lm_catalog_
             nsw_t *w = &r->ns[r->n_ns];
             w->res = res;
             lm_verify_cands_init(&w->cands);
+            bson_init(&w->done);
             out->n++, r->n_ns++;
             snprintf(res->ns, sizeof res->ns, "%s", c->ns);
             snprintf(res->type, sizeof res->type, "%s", c->type);
@@ -936,6 +1313,11 @@ static bool build_namespaces(run_t *r, const lm_catalog_t *sc, const lm_catalog_
 static bool plan_tasks(run_t *r, mongoc_client_t *src, lm_error_t *err)
 {
     size_t cap = 0;
+    /* per namespace: the ranges taken as done from r->saved */
+    uint8_t **skip = calloc(r->n_ns ? r->n_ns : 1, sizeof *skip);
+    bool ok = skip != NULL;
+    if (!ok)
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < r->n_ns; i++) {
         nsw_t *w = &r->ns[i];
         if (!w->src || !w->dst || lm_coll_is_view(w->src) || lm_coll_is_view(w->dst)) {
@@ -943,34 +1325,48 @@ static bool plan_tasks(run_t *r, mongoc_client_t *src, lm_error_t *err)
             continue;
         }
         w->res->source_docs = w->res->target_docs = 0;
-        w->plan = bson_new();
-        lm_coll_info_t info = *w->src; /* lm_plan fills est_docs */
-        if (!lm_plan_ranges(src, &info, r->o->job->split_docs, r->o->job->split, w->plan, err))
-            return false;
-        w->ranges_left = (int)bson_count_keys(w->plan);
+        meta_digest(w);
+        if (!resume_ns(r, w, &skip[i])) {
+            w->plan = bson_new();
+            lm_coll_info_t info = *w->src; /* lm_plan fills est_docs */
+            if (!lm_plan_ranges(src, &info, r->o->job->split_docs, r->o->job->split, w->plan,
+                                err)) {
+                ok = false;
+                break;
+            }
+            w->ranges_left = (int)bson_count_keys(w->plan);
+        }
         cap += (size_t)w->ranges_left;
         if (w->ranges_left == 0)
             r->namespaces_done++;
     }
-    r->tasks = calloc(cap ? cap : 1, sizeof *r->tasks);
-    if (!r->tasks)
-        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
-    for (size_t i = 0; i < r->n_ns; i++) {
+    r->tasks = ok ? calloc(cap ? cap : 1, sizeof *r->tasks) : NULL;
+    if (ok && !r->tasks)
+        ok = lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; ok && i < r->n_ns; i++) {
         bson_iter_t it;
         if (!r->ns[i].plan || !bson_iter_init(&it, r->ns[i].plan))
             continue;
-        while (bson_iter_next(&it)) {
+        for (uint32_t k = 0; ok && bson_iter_next(&it); k++) {
             const uint8_t *data;
             uint32_t len;
+            if (skip[i] && skip[i][k])
+                continue;
             bson_iter_document(&it, &len, &data);
             bson_t *f = bson_new_from_data(data, len);
-            if (!f)
-                return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+            if (!f) {
+                ok = lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+                break;
+            }
             r->tasks[r->n_tasks].ns = i;
+            r->tasks[r->n_tasks].range = k;
             r->tasks[r->n_tasks++].filter = f;
         }
     }
-    return true;
+    for (size_t i = 0; i < r->n_ns; i++)
+        free(skip[i]);
+    free(skip);
+    return ok;
 }
 
 static int64_t estimate_docs(run_t *r, mongoc_client_t *src)
@@ -998,12 +1394,14 @@ static void publish(run_t *r, lm_verify_state_t state, int64_t total_docs, int64
     p.namespaces_done = r->namespaces_done;
     pthread_mutex_unlock(&r->mu);
     double secs = (double)(lm_time_now_ms() - started) / 1000.0;
+    /* the rate is of this run's documents: a resumed run starts its count at the documents
+     * of the ranges it took as done */
+    int64_t fresh = p.documents_done - r->docs_resumed;
     /* not before 5% are done: a server that materialises a query's result before the first
      * batch (SecantusDB) makes the first seconds look far slower than the rest */
-    if (total_docs > 0 && p.documents_done >= total_docs / 20 && p.documents_done > 0 &&
-        secs > 0.5) {
+    if (total_docs > 0 && fresh >= (total_docs - r->docs_resumed) / 20 && fresh > 0 && secs > 0.5) {
         double left = (double)(total_docs - p.documents_done);
-        p.eta_seconds = left > 0 ? left / ((double)p.documents_done / secs) : 0;
+        p.eta_seconds = left > 0 ? left / ((double)fresh / secs) : 0;
     }
     if (r->o->status)
         lm_status_set_verify_progress(r->o->status, state, &p, error);
@@ -1088,6 +1486,7 @@ static void run_cleanup(run_t *r)
     for (size_t i = 0; r->ns && i < r->n_ns; i++) {
         bson_destroy(r->ns[i].plan);
         lm_verify_cands_cleanup(&r->ns[i].cands);
+        bson_destroy(&r->ns[i].done);
     }
     free(r->ns);
 }
@@ -1097,6 +1496,7 @@ static bool run_workers(run_t *r, int workers, int64_t total_docs, int64_t start
 {
     pthread_t th[MAX_WORKERS];
     int started_n = 0;
+    int64_t last_save = lm_time_mono_ms();
     pthread_mutex_lock(&r->mu);
     r->workers_left = 0;
     pthread_mutex_unlock(&r->mu);
@@ -1122,11 +1522,16 @@ static bool run_workers(run_t *r, int workers, int64_t total_docs, int64_t start
         pthread_cond_timedwait(&r->done_cv, &r->mu, &ts);
         pthread_mutex_unlock(&r->mu);
         publish(r, LM_VERIFY_RUNNING, total_docs, started, NULL);
+        if (lm_time_mono_ms() - last_save >= 1000) {
+            progress_save(r);
+            last_save = lm_time_mono_ms();
+        }
         pthread_mutex_lock(&r->mu);
     }
     pthread_mutex_unlock(&r->mu);
     for (int i = 0; i < started_n; i++)
         pthread_join(th[i], NULL);
+    progress_save(r); /* the ranges finished since the last save (stopped, or failed) */
     if (r->failed) {
         *err = r->err;
         return false;
@@ -1154,6 +1559,20 @@ bool lm_verify_run(const lm_verify_opts_t *o, lm_verify_result_t *out, lm_error_
     lm_error_init(&r.err);
     if (o->status)
         lm_status_set_verify_progress(o->status, LM_VERIFY_RUNNING, NULL, NULL);
+    const char *knob = getenv("LM_VERIFY_TEST_STOP_AFTER_RANGES");
+    r.stop_after = knob ? strtoll(knob, NULL, 10) : 0;
+    if (o->state_dir && o->state_dir[0]) {
+        lm_error_t kerr;
+        lm_error_init(&kerr);
+        if (!lm_verify_resume_key(o->job, r.key, &kerr))
+            lm_log_warn(NULL, "verify: its progress is not kept: %s", kerr.message);
+        else if ((size_t)snprintf(r.path, sizeof r.path, "%s/verify-%.32s.json", o->state_dir,
+                                  r.key) >= sizeof r.path)
+            r.path[0] = '\0';
+        if (r.path[0] && o->restart && unlink(r.path) == 0)
+            lm_log_info(NULL, "verify: --restart: the progress of an earlier run (%s) is removed",
+                        r.path);
+    }
 
     r.src_pool = o->source ? o->source : open_pool(o, &o->job->source, "source", workers, err);
     r.dst_pool = o->target ? o->target : open_pool(o, &o->job->target, "target", workers, err);
@@ -1167,11 +1586,27 @@ bool lm_verify_run(const lm_verify_opts_t *o, lm_verify_result_t *out, lm_error_
         lm_error_prefix(err, "reading the target's namespaces");
         goto out;
     }
-    if (!build_namespaces(&r, &scat, &tcat, out, err) || !plan_tasks(&r, sc, err))
+    if (!build_namespaces(&r, &scat, &tcat, out, err))
         goto out;
+    if (r.path[0] && !o->restart)
+        progress_load(&r);
+    if (!plan_tasks(&r, sc, err))
+        goto out;
+    out->ranges_total = r.n_tasks + r.ranges_resumed;
+    out->ranges_resumed = r.ranges_resumed;
+    if (r.saved) {
+        bson_iter_t it;
+        char when[LM_TIME_ISO8601_LEN];
+        bson_iter_init_find(&it, r.saved, "updated");
+        lm_time_format_iso8601(bson_iter_date_time(&it), when, sizeof when);
+        lm_log_info(NULL, "resuming verification: %zu of %zu ranges done at %s (%s)",
+                    r.ranges_resumed, out->ranges_total, when, r.path);
+    }
     total_docs = estimate_docs(&r, sc);
-    lm_log_info(NULL, "verify: %zu namespaces, %zu ranges, about %lld documents, %d workers",
-                r.n_ns, r.n_tasks, (long long)total_docs, workers);
+    lm_log_info(NULL,
+                "verify: %zu namespaces, %zu ranges to compare (%zu done before), about %lld "
+                "documents, %d workers",
+                r.n_ns, r.n_tasks, r.ranges_resumed, (long long)total_docs, workers);
     publish(&r, LM_VERIFY_RUNNING, total_docs, started, NULL);
     if (r.n_tasks && !run_workers(&r, workers, total_docs, started, err))
         goto out;
@@ -1182,11 +1617,18 @@ bool lm_verify_run(const lm_verify_opts_t *o, lm_verify_result_t *out, lm_error_
             summarize(o, &r.ns[i]);
     ok = true;
 out:
+    if (r.path[0]) {
+        /* finished (pass or fail): the progress goes; stopped or failed: it is kept */
+        if (ok && !stopping(&r))
+            unlink(r.path);
+        else if (access(r.path, F_OK) == 0)
+            snprintf(out->progress_file, sizeof out->progress_file, "%s", r.path);
+    }
     if (sc)
         mongoc_client_pool_push(r.src_pool, sc);
     if (tc)
         mongoc_client_pool_push(r.dst_pool, tc);
-    out->stopped = o->stop && atomic_load(o->stop);
+    out->stopped = stopping(&r);
     if (out->stopped && ok)
         ok = lm_error_set(err, LM_ERR_CANCELLED, "verification stopped before it finished");
     out->documents = atomic_load(&r.documents_done);
@@ -1198,6 +1640,7 @@ out:
     if (ok)
         publish_differences(o, out);
     run_cleanup(&r);
+    bson_destroy(r.saved);
     lm_catalog_cleanup(&scat);
     lm_catalog_cleanup(&tcat);
     if (r.src_pool && !o->source)

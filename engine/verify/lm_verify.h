@@ -24,7 +24,12 @@
  * before it returns. Each worker owns a source and a target client popped from the pools;
  * the task list, each namespace's result and the progress counters are shared under the
  * run's mutex; the caller's thread waits on a condition variable (woken when a worker
- * finishes, at the latest every second to report progress). */
+ * finishes, at the latest every second to report progress).
+ *
+ * Resume (opts.state_dir): each finished range's outcome (counts, hashes, candidates) and
+ * each namespace's planned ranges are kept in a local progress file, written by the
+ * caller's thread at most once a second; a later run with the same key skips those ranges
+ * and merges their outcomes. Options and indexes are always compared fresh. */
 #ifndef LM_VERIFY_H
 #define LM_VERIFY_H
 
@@ -81,6 +86,10 @@ typedef struct {
     int64_t documents; /* documents compared (source side) */
     int64_t elapsed_ms;
     bool stopped; /* *stop was set: the result covers part of the namespaces */
+    /* resume: ranges of the whole comparison, ranges taken as done from an earlier run's
+     * progress file, and that file while it is kept ("" once removed or never written) */
+    size_t ranges_total, ranges_resumed;
+    char progress_file[1024];
 } lm_verify_result_t;
 
 typedef struct {
@@ -96,6 +105,11 @@ typedef struct {
     lm_status_t *status;      /* its verification section is kept up to date (may be NULL) */
     void (*progress)(void *ud, const lm_verify_progress_t *p); /* about once a second */
     void *progress_ud;
+    /* resume (docs/verification.md): the progress of the run is kept in
+     * <state_dir>/verify-<key>.json (0600, written atomically at most once a second); a run
+     * that finds a matching file skips the ranges it lists as finished. NULL: not kept. */
+    const char *state_dir;
+    bool restart; /* remove a progress file of an earlier run and start over */
 } lm_verify_opts_t;
 
 /* Verifies; false with err set when it could not (connection, catalog, a read failed):
@@ -105,6 +119,17 @@ bool lm_verify_run(const lm_verify_opts_t *opts, lm_verify_result_t *result, lm_
 void lm_verify_result_cleanup(lm_verify_result_t *r);
 
 /* ---- the pure parts, exposed for callers and unit tests ---- */
+
+/* The key of a comparison: the SHA-256 (hex, 64 characters) of the source's and the
+ * target's host lists, the include/exclude filters and the split settings. No user name,
+ * password or URI option goes in. False if a URI does not parse. */
+bool lm_verify_resume_key(const lm_job_t *job, char hex[65], lm_error_t *err);
+
+/* Checks a progress file's text: extended JSON of {livemigVerifyProgress: 1, key,
+ * updated, namespaces: [{ns, meta, plan, done: [...]}]} whose key is `key`. On success
+ * *out is the parsed document (bson_destroy it). False with err saying what is wrong. */
+bool lm_verify_progress_parse(const char *text, size_t len, const char *key, bson_t **out,
+                              lm_error_t *err);
 
 /* Records one differing _id of kind in ns: counted always, listed while fewer than max_ids. */
 void lm_verify_ns_add_id(lm_verify_ns_t *ns, const bson_value_t *id, lm_verify_doc_kind_t kind,

@@ -6,10 +6,12 @@
  * migrate's own verification catches a document planted on the target (exit 5). And the
  * dataset once more on FerretDB. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lm_http.h"
@@ -64,11 +66,18 @@ static void copy_only(void)
     cr_assert_eq(rc, 0, "the copy failed:\n%s", lm_test_slurp(log_path));
 }
 
-/* livemig-agent verify SRC DST extra...; its stdout and stderr in out_path (replaced). */
+/* [env] livemig-agent verify SRC DST --state-dir STATE extra...; its stdout and stderr in
+ * out_path (replaced). */
+static int verify_env(const char *env, const char *extra)
+{
+    return lm_test_sh("%s '%s' verify --source '%s' --target '%s' --state-dir '%s' %s > '%s' 2>&1",
+                      env ? env : "", LM_AGENT_BIN, src.uri, dst.uri, state_dir, extra ? extra : "",
+                      out_path);
+}
+
 static int verify(const char *extra)
 {
-    return lm_test_sh("'%s' verify --source '%s' --target '%s' %s > '%s' 2>&1", LM_AGENT_BIN,
-                      src.uri, dst.uri, extra ? extra : "", out_path);
+    return verify_env(NULL, extra);
 }
 
 static char *out(void)
@@ -332,4 +341,142 @@ Test(verify, ferretdb_dataset_clean_then_type_change_named)
                              NULL};
     expect_named("missing", "shop.orders", missing, NULL);
     expect_clean();
+}
+
+/* The progress file of a verification in state_dir (malloc'd path), or NULL. */
+static char *progress_file(void)
+{
+    DIR *d = opendir(state_dir);
+    char *found = NULL;
+    struct dirent *e;
+    while (d && !found && (e = readdir(d)))
+        if (strncmp(e->d_name, "verify-", 7) == 0 && strstr(e->d_name, ".json") &&
+            !strstr(e->d_name, ".tmp")) {
+            size_t n = strlen(state_dir) + strlen(e->d_name) + 2;
+            found = malloc(n);
+            snprintf(found, n, "%s/%s", state_dir, e->d_name);
+        }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* The ranges of ns that the progress file lists as finished (-1: ns not in it). */
+static int done_ranges(const char *path, const char *ns)
+{
+    char *text = lm_test_slurp(path);
+    lm_error_t err;
+    lm_json_val_t *v = lm_json_parse(text, strlen(text), 0, 0, &err);
+    cr_assert_not_null(v, "progress file not JSON: %s", text);
+    lm_json_val_t *list = lm_json_get(v, "namespaces");
+    int n = -1;
+    for (size_t i = 0; list && i < lm_json_len(list); i++) {
+        lm_json_val_t *e = lm_json_at(list, i);
+        const char *name = lm_json_string(lm_json_get(e, "ns"));
+        if (name && strcmp(name, ns) == 0)
+            n = (int)lm_json_len(lm_json_get(e, "done"));
+    }
+    lm_json_free(v);
+    free(text);
+    return n;
+}
+
+#define ONE "--verify-workers 1 --verify-recheck 1 --verify-recheck-delay 100ms "
+
+/* Stops a verification after n ranges (the test knob; one worker, so the ranges are taken
+ * in namespace order: analytics.*, crm.*, shop.orders last): exit 1, the message says how
+ * to resume, the progress file is 0600. Returns its path. */
+static char *interrupt(int n)
+{
+    char env[64];
+    snprintf(env, sizeof env, "LM_VERIFY_TEST_STOP_AFTER_RANGES=%d", n);
+    int rc = verify_env(env, SPLIT ONE);
+    char *o = out();
+    cr_assert_eq(rc, 1, "stopped verify exit %d:\n%s", rc, o);
+    cr_assert(strstr(o, "again to resume"), "no resume hint:\n%s", o);
+    free(o);
+    char *path = progress_file();
+    cr_assert_not_null(path, "no progress file in %s", state_dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", (unsigned)(st.st_mode & 0777));
+    return path;
+}
+
+Test(verify, interrupted_then_resumed_skips_the_finished_ranges)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    seed_full("secantus");
+    copy_only();
+
+    /* an uninterrupted run: its result, and no progress file left */
+    int rc = verify(SPLIT ONE "-o json");
+    char *o = out();
+    cr_assert_eq(rc, 0, "%s", o);
+    char *whole = strdup(strstr(o, "\"results\""));
+    free(o);
+    cr_assert_null(progress_file(), "a finished run left its progress file");
+
+    /* stopped after 3 ranges, then run again: it resumes, compares only the rest, and its
+     * result is the uninterrupted run's */
+    char *path = interrupt(3);
+    rc = verify(SPLIT ONE "-o json");
+    o = out();
+    cr_assert_eq(rc, 0, "resumed verify exit %d:\n%s", rc, o);
+    cr_assert(strstr(o, "resuming verification: 3 of "), "no resume line:\n%s", o);
+    cr_assert(strstr(o, "(3 done before)"), "%s", o);
+    cr_assert_str_eq(strstr(o, "\"results\""), whole, "resumed result differs:\n%s", o);
+    free(o);
+    cr_assert_neq(access(path, F_OK), 0, "the progress file outlived the run");
+    free(path);
+
+    /* a difference planted in a finished range is not seen again (that is what resuming
+     * means), one in a range still to compare is */
+    path = interrupt(7);
+    cr_assert_gt(done_ranges(path, "analytics.types"), 0, "%s", lm_test_slurp(path));
+    cr_assert_leq(done_ranges(path, "shop.orders"), 0, "%s", lm_test_slurp(path));
+    plant("plant", "type");    /* analytics.types _id 15: finished */
+    plant("plant", "missing"); /* shop.orders _id 7: not yet */
+    rc = verify(SPLIT ONE);
+    o = out();
+    cr_assert_eq(rc, 1, "%s", o);
+    cr_assert(strstr(o, "resuming verification: 7 of "), "%s", o);
+    const char *missing[] = {"{ \"_id\" : { \"$numberInt\" : \"7\" } }", "missing on the target",
+                             NULL};
+    cr_assert(has_line(o, missing), "%s", o);
+    cr_assert(strstr(o, "verification FAILED: 1 of "), "%s", o);
+    cr_assert_null(strstr(o, "\"15\""), "a finished range was read again:\n%s", o);
+    free(o);
+    cr_assert_neq(access(path, F_OK), 0, "the progress file outlived a failed run");
+    free(path);
+    /* from scratch (--restart) the planted type change is found too */
+    path = interrupt(3);
+    rc = verify(SPLIT ONE "--restart");
+    o = out();
+    cr_assert_eq(rc, 1, "%s", o);
+    cr_assert_null(strstr(o, "resuming verification"), "%s", o);
+    cr_assert(strstr(o, "the progress of an earlier run"), "%s", o);
+    cr_assert(strstr(o, "verification FAILED: 2 of "), "%s", o);
+    free(o);
+    cr_assert_neq(access(path, F_OK), 0);
+    free(path);
+    plant("undo", "type");
+    plant("undo", "missing");
+
+    /* a damaged progress file: a warning, and a whole run */
+    path = interrupt(3);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("{\"livemigVerifyProgress\": 1, \"key\": tru", f);
+    fclose(f);
+    rc = verify(SPLIT ONE);
+    o = out();
+    cr_assert_eq(rc, 0, "%s", o);
+    cr_assert(strstr(o, "ignoring the progress file"), "%s", o);
+    cr_assert_null(strstr(o, "resuming verification"), "%s", o);
+    free(o);
+    cr_assert_neq(access(path, F_OK), 0);
+    free(path);
+    free(whole);
 }

@@ -334,3 +334,69 @@ Test(verify_status, verification_section_in_the_status_json)
     lm_strbuf_cleanup(&out);
     lm_status_cleanup(&st);
 }
+
+/* The resume key: the same for the same hosts, filters and split settings whatever the
+ * credentials in the URIs (which never go in), different when any of those changes. */
+Test(verify_resume, key_from_hosts_filters_and_split_never_credentials)
+{
+    lm_job_t a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    char s1[] = "mongodb://127.0.0.1:27017,127.0.0.1:27018/?replicaSet=rs",
+         s2[] = "mongodb://alice:s3cret@127.0.0.1:27017,127.0.0.1:27018/?replicaSet=rs",
+         t[] = "mongodb://127.0.0.1:27019", t2[] = "mongodb://127.0.0.1:27020";
+    a.source.uri = s1, a.target.uri = t;
+    b.source.uri = s2, b.target.uri = t;
+    char ka[65], kb[65];
+    lm_error_t err;
+    cr_assert(lm_verify_resume_key(&a, ka, &err));
+    cr_assert(lm_verify_resume_key(&b, kb, &err));
+    cr_assert_eq(strlen(ka), 64);
+    cr_assert_str_eq(ka, kb, "credentials changed the key");
+    b.target.uri = t2;
+    cr_assert(lm_verify_resume_key(&b, kb, &err));
+    cr_assert_str_neq(ka, kb, "another target, the same key");
+    b.target.uri = t;
+    char *inc = "shop.*";
+    b.include.items = &inc, b.include.n = 1;
+    cr_assert(lm_verify_resume_key(&b, kb, &err));
+    cr_assert_str_neq(ka, kb, "a filter did not change the key");
+    b.include.n = 0;
+    b.split_docs = 1000;
+    cr_assert(lm_verify_resume_key(&b, kb, &err));
+    cr_assert_str_neq(ka, kb, "the split settings did not change the key");
+    char bad[] = "nope://x";
+    b.source.uri = bad;
+    cr_assert_not(lm_verify_resume_key(&b, kb, &err));
+}
+
+/* A progress file is taken only when it is one, of this version and this comparison. */
+Test(verify_resume, progress_parse_refuses_damaged_and_foreign_files)
+{
+    const char *key = "ab12";
+    bson_t *d = NULL;
+    lm_error_t err;
+    const char *good = "{\"livemigVerifyProgress\": 1, \"key\": \"ab12\", \"updated\": {\"$date\": "
+                       "{\"$numberLong\": \"1796032047285\"}}, \"namespaces\": []}";
+    cr_assert(lm_verify_progress_parse(good, strlen(good), key, &d, &err), "%s", err.message);
+    cr_assert_not_null(d);
+    bson_destroy(d);
+    const struct {
+        const char *text, *says;
+    } bad[] = {
+        {"{\"livemigVerifyProgress\": 1, \"key\": tru", "not JSON"},
+        {"", "not JSON"},
+        {"[1, 2]", "not a livemig verification progress file"},
+        {"{\"livemigVerifyProgress\": 2, \"key\": \"ab12\"}", "of this version"},
+        {"{\"livemigVerifyProgress\": 1, \"key\": \"cd34\", \"namespaces\": []}",
+         "another comparison"},
+        {"{\"livemigVerifyProgress\": 1, \"key\": \"ab12\", \"namespaces\": {}}", "'namespaces'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        d = NULL;
+        cr_assert_not(lm_verify_progress_parse(bad[i].text, strlen(bad[i].text), key, &d, &err),
+                      "%s", bad[i].text);
+        cr_assert_null(d);
+        cr_assert(strstr(err.message, bad[i].says), "%s: %s", bad[i].text, err.message);
+    }
+}

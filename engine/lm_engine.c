@@ -517,10 +517,10 @@ bool lm_engine_prepare(engine_t *e)
     }
     if (e->meta.exists && (saved == LM_PHASE_STREAMING || saved == LM_PHASE_CUTTING_OVER)) {
         lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
-        lm_log_info(NULL,
-                    "resuming job %s: the copy is done; streaming from the target's "
-                    "checkpoint",
-                    e->job_id);
+        lm_status_event_info(e->st, "agent_resumed",
+                             "resuming job %s: the copy is done; streaming from the target's "
+                             "checkpoint",
+                             e->job_id);
         e->resume_streaming = e->prepared = true;
         return true;
     }
@@ -529,8 +529,9 @@ bool lm_engine_prepare(engine_t *e)
         return false;
     if (!fresh) {
         lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
-        lm_log_info(NULL, "resuming job %s (phase %s) from the target's checkpoint", e->job_id,
-                    e->meta.phase);
+        lm_status_event_info(e->st, "agent_resumed",
+                             "resuming job %s (phase %s) from the target's checkpoint", e->job_id,
+                             e->meta.phase);
     }
     if (!lm_catalog_load(e->src, e->job, &e->cat, &e->err))
         return false;

@@ -243,14 +243,19 @@ void lm_status_error(lm_status_t *st, const char *fmt, ...)
     va_end(ap);
 }
 
-void lm_status_event(lm_status_t *st, const char *kind, const char *fmt, ...)
+static void add_event(lm_status_t *st, lm_log_level_t level, const char *kind, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
+static void add_event(lm_status_t *st, lm_log_level_t level, const char *kind, const char *fmt,
+                      va_list ap)
 {
-    va_list ap;
     char msg[LM_STATUS_EVENT_MSG_MAX];
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    lm_log_write(LM_LOG_WARN, NULL, "%s", msg);
+    lm_log_write(level, NULL, "%s", msg);
+    lm_status_record_event(st, kind, msg);
+}
+
+void lm_status_record_event(lm_status_t *st, const char *kind, const char *msg)
+{
     pthread_mutex_lock(&st->mu);
     lm_status_event_t *e = &st->events[st->events_total % LM_STATUS_MAX_EVENTS];
     e->at_ms = lm_time_now_ms();
@@ -258,6 +263,22 @@ void lm_status_event(lm_status_t *st, const char *kind, const char *fmt, ...)
     snprintf(e->message, sizeof e->message, "%s", msg);
     st->events_total++;
     pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_event(lm_status_t *st, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_event(st, LM_LOG_WARN, kind, fmt, ap);
+    va_end(ap);
+}
+
+void lm_status_event_info(lm_status_t *st, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_event(st, LM_LOG_INFO, kind, fmt, ap);
+    va_end(ap);
 }
 
 /* The last n (<= max) events, oldest first; under mu. */

@@ -183,6 +183,11 @@ void lm_status_error(lm_status_t *st, const char *fmt, ...) __attribute__((forma
  * Safe from any thread (libmongoc's monitor threads included). */
 void lm_status_event(lm_status_t *st, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same, logged as information (an agent resuming a job is no fault). */
+void lm_status_event_info(lm_status_t *st, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records an event without logging it (the caller logged it once for many jobs). */
+void lm_status_record_event(lm_status_t *st, const char *kind, const char *message);
 /* Copies the last events (at most max, oldest first) to out; returns how many. */
 size_t lm_status_get_events(lm_status_t *st, lm_status_event_t *out, size_t max);
 

@@ -793,6 +793,17 @@ static void after_call(daemon_t *d, backoff_t *b, bool ok, const lm_error_t *err
                      (double)(now - b->down_ms) / 1000.0);
             lm_log_warn(NULL, "%s", msg);
             jobs_event(d, "controlplane_back", msg);
+        } else {
+            unsigned retried = lm_link_take_retried();
+            if (retried) { /* an outage lm_http's retries absorbed: seen all the same */
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "the control plane did not answer at first (%s): it answered when "
+                         "asked again (%u call%s)",
+                         what, retried, retried == 1 ? "" : "s");
+                lm_log_warn(NULL, "%s", msg);
+                jobs_event(d, "controlplane_retried", msg);
+            }
         }
         b->failures = 0;
         b->next_ms = 0;

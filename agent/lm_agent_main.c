@@ -460,6 +460,19 @@ static void print_status(lm_json_val_t *v)
                 if (lm_json_string(lm_json_at(diffs, i)))
                     printf("  differs: %s\n", lm_json_string(lm_json_at(diffs, i)));
     }
+    lm_json_val_t *events = NULL; /* the fault history: the last 10 */
+    if (lm_json_get_arr(v, "events", false, 0, &events, &err) && events && lm_json_len(events)) {
+        size_t n = lm_json_len(events), from = n > 10 ? n - 10 : 0;
+        printf("\nevents (%zu, the last %zu):\n", n, n - from);
+        for (size_t i = from; i < n; i++) {
+            lm_json_val_t *e = lm_json_at(events, i);
+            const char *at = "?", *kind = "?", *msg = "";
+            lm_json_get_str(e, "time", false, 0, &at, &err);
+            lm_json_get_str(e, "kind", false, 0, &kind, &err);
+            lm_json_get_str(e, "message", false, 0, &msg, &err);
+            printf("  %s %-20s %s\n", at, kind, msg);
+        }
+    }
     const char *kinds[] = {"warnings", "errors"};
     for (int k = 0; k < 2; k++)
         if (lm_json_get_arr(v, kinds[k], false, 0, &list, &err) && list)

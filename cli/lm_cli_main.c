@@ -672,6 +672,24 @@ static void print_verification(const lm_json_val_t *v)
                "from the source (above); verify changed no data\n");
 }
 
+/* The live migration's fault history under its table: the last 10 events. */
+static void print_events(const lm_json_val_t *v)
+{
+    lm_json_val_t *evs = lm_json_get(v, "events");
+    size_t n = evs && lm_json_type(evs) == LM_JSON_ARRAY ? lm_json_len(evs) : 0;
+    if (!n)
+        return;
+    size_t from = n > 10 ? n - 10 : 0;
+    printf("\nevents (%zu, the last %zu; --json for all):\n", n, n - from);
+    for (size_t i = from; i < n; i++) {
+        lm_json_val_t *e = lm_json_at(evs, i);
+        const char *t = lm_json_string(lm_json_get(e, "time"));
+        const char *k = lm_json_string(lm_json_get(e, "kind"));
+        const char *m = lm_json_string(lm_json_get(e, "message"));
+        printf("  %s %-24s %s\n", t ? t : "?", k ? k : "?", m ? m : "");
+    }
+}
+
 static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
     const char *proj = need_project(c, a);
@@ -690,6 +708,7 @@ static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
     if (msg && msg[0])
         printf("\nerror: %s\n", msg);
     print_verification(v);
+    print_events(v);
     lm_json_free(v);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* lm_http: see lm_http.h. */
 #include "lm_http.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,22 @@ static bool anchors_load(const char *ca_file, const char *pin, anchors_t *a, lm_
     return true;
 }
 
+bool lm_http_detail_is_disconnect(const char *detail)
+{
+    static const char *const needles[] = {
+        "reset by peer", "connection reset",   "ssl_error_syscall", "unexpected eof",
+        "broken pipe",   "connection refused", "send failure",      "recv failure"};
+    char low[512];
+    size_t n = 0;
+    for (; detail && detail[n] && n + 1 < sizeof low; n++)
+        low[n] = (char)tolower((unsigned char)detail[n]);
+    low[n] = 0;
+    for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
+        if (strstr(low, needles[i]))
+            return true;
+    return false;
+}
+
 /* Turns a failed transfer into an operator-facing error. */
 static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, const char *detail,
                      const body_t *b, const anchors_t *a, lm_error_t *err)
@@ -252,7 +269,25 @@ static void describe(const lm_http_opts_t *o, const char *url, CURLcode rc, cons
                      url, a->pinned ? "the pinned CA" : "a CA of the CA file");
         return;
     }
+    /* a connection the server (or something between) reset or closed during the TLS
+     * handshake is no TLS problem (found by the chaos soak): say what happened */
+    if (rc == CURLE_SSL_CONNECT_ERROR && lm_http_detail_is_disconnect(d)) {
+        lm_error_set(err, LM_ERR_NET,
+                     "%s: the connection was reset or closed during the TLS handshake (%s): the "
+                     "server stopped or restarted, or something between closed it; it is tried "
+                     "again",
+                     url, d);
+        return;
+    }
     switch (rc) {
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+        lm_error_set(err, LM_ERR_NET,
+                     "%s: the connection was reset or closed by the server (%s): the server "
+                     "stopped or restarted, or something between closed it",
+                     url, d);
+        return;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CONNECT_ERROR:

@@ -58,6 +58,10 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
 
 void lm_http_response_cleanup(lm_http_response_t *resp);
 
+/* True when a libcurl error detail says the connection was reset, refused or closed (then a
+ * failed TLS handshake is no TLS problem, and the error says so). */
+bool lm_http_detail_is_disconnect(const char *detail);
+
 /* The SHA-256 (lowercase hex) of the first certificate in a PEM file, over its DER: the
  * CA pin a link-token carries. */
 bool lm_http_ca_pin(const char *pem_file, char out[65], lm_error_t *err);

@@ -9,6 +9,7 @@
 #include "lm_log.h"
 #include "lm_mongo_error.h"
 #include "lm_redact.h"
+#include "lm_time.h"
 
 #define DEFAULT_CONNECT_MS 10000
 
@@ -240,6 +241,83 @@ mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *o, lm_error_t *err)
     return client;
 }
 
+/* ---- watching the servers (SDAM monitoring) ---- */
+
+void lm_conn_monitor_init(lm_conn_monitor_t *m, const char *side,
+                          void (*on_event)(void *ud, const char *kind, const char *message),
+                          void *ud)
+{
+    memset(m, 0, sizeof *m);
+    m->side = side;
+    m->on_event = on_event;
+    m->ud = ud;
+    pthread_mutex_init(&m->mu, NULL);
+}
+
+void lm_conn_monitor_cleanup(lm_conn_monitor_t *m)
+{
+    pthread_mutex_destroy(&m->mu);
+}
+
+/* The record of host (under mu); NULL when the table is full. */
+static int monitor_slot(lm_conn_monitor_t *m, const char *host)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->servers[i].host, host) == 0)
+            return (int)i;
+    if (m->n == LM_CONN_MONITOR_SERVERS)
+        return -1;
+    snprintf(m->servers[m->n].host, sizeof m->servers[m->n].host, "%s", host);
+    return (int)m->n++;
+}
+
+/* host went down (error: why, or NULL) or came back; reports transitions only. */
+static void monitor_note(lm_conn_monitor_t *m, const char *host, bool down, const char *error)
+{
+    char kind[48], msg[512];
+    pthread_mutex_lock(&m->mu);
+    int i = monitor_slot(m, host);
+    if (i >= 0 && m->servers[i].down != down) {
+        m->servers[i].down = down;
+        if (down) {
+            m->servers[i].down_since_ms = lm_time_mono_ms();
+            snprintf(kind, sizeof kind, "%s_unreachable", m->side);
+            snprintf(msg, sizeof msg,
+                     "%s %s unreachable: %s; waiting for it (the copy/stream resumes by itself)",
+                     m->side, host, error && *error ? error : "connection lost");
+        } else {
+            double s = (double)(lm_time_mono_ms() - m->servers[i].down_since_ms) / 1000.0;
+            snprintf(kind, sizeof kind, "%s_back", m->side);
+            snprintf(msg, sizeof msg, "%s %s reachable again after %.1f s", m->side, host, s);
+        }
+        m->on_event(m->ud, kind, msg);
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void on_heartbeat_failed(const mongoc_apm_server_heartbeat_failed_t *ev)
+{
+    lm_conn_monitor_t *m = mongoc_apm_server_heartbeat_failed_get_context(ev);
+    const mongoc_host_list_t *h = mongoc_apm_server_heartbeat_failed_get_host(ev);
+    bson_error_t e;
+    mongoc_apm_server_heartbeat_failed_get_error(ev, &e);
+    monitor_note(m, h->host_and_port, true, e.message);
+}
+
+static void on_server_changed(const mongoc_apm_server_changed_t *ev)
+{
+    lm_conn_monitor_t *m = mongoc_apm_server_changed_get_context(ev);
+    const mongoc_host_list_t *h = mongoc_apm_server_changed_get_host(ev);
+    const mongoc_server_description_t *now = mongoc_apm_server_changed_get_new_description(ev);
+    const mongoc_server_description_t *was = mongoc_apm_server_changed_get_previous_description(ev);
+    bool unknown = strcmp(mongoc_server_description_type(now), "Unknown") == 0;
+    bool was_unknown = strcmp(mongoc_server_description_type(was), "Unknown") == 0;
+    if (unknown && !was_unknown)
+        monitor_note(m, h->host_and_port, true, NULL);
+    else if (!unknown)
+        monitor_note(m, h->host_and_port, false, NULL);
+}
+
 mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
 {
     bson_error_t berr;
@@ -250,6 +328,10 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
 
     if (!uri)
         return NULL;
+    /* a watched pool checks its servers every 2 s (libmongoc's pools: 10 s), so a short
+     * outage is seen and its end too */
+    if (o->monitor && !mongoc_uri_has_option(uri, MONGOC_URI_HEARTBEATFREQUENCYMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_HEARTBEATFREQUENCYMS, 2000);
     pool = mongoc_client_pool_new_with_error(uri, &berr);
     mongoc_uri_destroy(uri);
     if (!pool) {
@@ -257,6 +339,13 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
         return NULL;
     }
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    if (o->monitor) { /* before the first pop: libmongoc takes callbacks only then */
+        mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
+        mongoc_apm_set_server_heartbeat_failed_cb(cbs, on_heartbeat_failed);
+        mongoc_apm_set_server_changed_cb(cbs, on_server_changed);
+        mongoc_client_pool_set_apm_callbacks(pool, cbs, o->monitor);
+        mongoc_apm_callbacks_destroy(cbs);
+    }
     probe = mongoc_client_pool_pop(pool);
     ok = ping(probe, o, err);
     mongoc_client_pool_push(pool, probe);

@@ -7,6 +7,7 @@
 #ifndef LM_CONN_H
 #define LM_CONN_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -23,6 +24,30 @@ typedef struct {
     atomic_bool no_cursor_timeout_refused;
 } lm_conn_caps_t;
 
+/* Watches a pool's servers through libmongoc's SDAM monitoring: when one becomes
+ * unreachable (its type turns Unknown) and when it answers again, on_event gets a kind
+ * ("<side>_unreachable" / "<side>_back") and a message naming host:port only, once per
+ * transition. Called on libmongoc's monitor threads (under mu); keep on_event cheap. The
+ * monitor must outlive the pool. */
+#define LM_CONN_MONITOR_SERVERS 16
+typedef struct {
+    const char *side;
+    void (*on_event)(void *ud, const char *kind, const char *message);
+    void *ud;
+    pthread_mutex_t mu;
+    struct {
+        char host[128];
+        bool down;
+        int64_t down_since_ms; /* monotonic */
+    } servers[LM_CONN_MONITOR_SERVERS];
+    size_t n;
+} lm_conn_monitor_t;
+
+void lm_conn_monitor_init(lm_conn_monitor_t *m, const char *side,
+                          void (*on_event)(void *ud, const char *kind, const char *message),
+                          void *ud);
+void lm_conn_monitor_cleanup(lm_conn_monitor_t *m);
+
 typedef struct {
     const char *side;           /* "source" or "target": used in messages and flag names */
     const char *uri;            /* mongodb:// or mongodb+srv:// */
@@ -33,6 +58,7 @@ typedef struct {
     int32_t connect_timeout_ms; /* 0: 10 s; also bounds server selection */
     const char *app_name;       /* shown in the server's logs; default "livemig" */
     bool allow_insecure_tls;    /* accept URI options that turn certificate checks off */
+    lm_conn_monitor_t *monitor; /* lm_conn_pool_new: watch the pool's servers (NULL: none) */
 } lm_conn_opts_t;
 
 /* The first URI option of uri that turns TLS certificate or host name checks off

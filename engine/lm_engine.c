@@ -32,6 +32,7 @@ struct lm_engine {
     mongoc_client_pool_t *src_pool, *dst_pool; /* o.source / o.target, or the engine's own */
     mongoc_client_t *src, *dst;                /* for the engine's own commands */
     lm_conn_caps_t src_caps;                   /* what this job's source refused */
+    lm_conn_monitor_t src_mon, dst_mon;        /* the engine's own pools' servers watched */
     char job_id[64];
     char src_hosts[256], dst_hosts[256];
     lm_catalog_t cat;
@@ -111,6 +112,16 @@ static bool load_identity(engine_t *e)
 /* ---- connecting ---- */
 
 /* The side's pool: the caller's (given) or a new one; hosts gets its host list. */
+/* A watched server became unreachable or came back: an event of the fault history. */
+static void on_conn_event(void *ud, const char *kind, const char *message)
+{
+    engine_t *e = ud;
+    if (e->st)
+        lm_status_event(e->st, kind, "%s", message);
+    else
+        lm_log_write(LM_LOG_WARN, NULL, "%s", message);
+}
+
 static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, const char *side,
                                        char *hosts, size_t hostsz, mongoc_client_pool_t *given)
 {
@@ -120,7 +131,8 @@ static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, con
                         .username = ep->user,
                         .password = ep->password,
                         .connect_timeout_ms = (int32_t)e->job->connect_timeout_ms,
-                        .allow_insecure_tls = e->job->allow_insecure_tls};
+                        .allow_insecure_tls = e->job->allow_insecure_tls,
+                        .monitor = strcmp(side, "source") == 0 ? &e->src_mon : &e->dst_mon};
     mongoc_uri_t *uri = lm_conn_uri_new(&o, &e->err);
     if (!uri)
         return NULL;
@@ -673,10 +685,10 @@ bool lm_engine_prepare(engine_t *e)
     }
     if (e->meta.exists && (saved == LM_PHASE_STREAMING || saved == LM_PHASE_CUTTING_OVER)) {
         lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
-        lm_log_info(NULL,
-                    "resuming job %s: the copy is done; streaming from the target's "
-                    "checkpoint",
-                    e->job_id);
+        lm_status_event_info(e->st, "agent_resumed",
+                             "resuming job %s: the copy is done; streaming from the target's "
+                             "checkpoint",
+                             e->job_id);
         e->resume_streaming = e->prepared = true;
         return true;
     }
@@ -685,8 +697,9 @@ bool lm_engine_prepare(engine_t *e)
         return false;
     if (!fresh) {
         lm_status_set_start(e->st, e->meta.start_ts, e->meta.start_inc);
-        lm_log_info(NULL, "resuming job %s (phase %s) from the target's checkpoint", e->job_id,
-                    e->meta.phase);
+        lm_status_event_info(e->st, "agent_resumed",
+                             "resuming job %s (phase %s) from the target's checkpoint", e->job_id,
+                             e->meta.phase);
     }
     if (!lm_catalog_load(e->src, e->job, &e->cat, &e->err))
         return false;
@@ -824,6 +837,8 @@ lm_engine_t *lm_engine_new(const lm_engine_opts_t *opts)
     e->st = opts->status;
     e->stop = opts->stop;
     lm_error_init(&e->err);
+    lm_conn_monitor_init(&e->src_mon, "source", on_conn_event, e);
+    lm_conn_monitor_init(&e->dst_mon, "target", on_conn_event, e);
     lm_conn_global_init();
     return e;
 }
@@ -867,5 +882,7 @@ void lm_engine_destroy(engine_t *e)
         mongoc_client_pool_push(e->dst_pool, e->dst);
     destroy_pools(e->src_pool != e->o.source ? e->src_pool : NULL,
                   e->dst_pool != e->o.target ? e->dst_pool : NULL);
+    lm_conn_monitor_cleanup(&e->src_mon); /* after the pools: their monitors call it */
+    lm_conn_monitor_cleanup(&e->dst_mon);
     free(e);
 }

@@ -243,6 +243,64 @@ void lm_status_error(lm_status_t *st, const char *fmt, ...)
     va_end(ap);
 }
 
+static void add_event(lm_status_t *st, lm_log_level_t level, const char *kind, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
+static void add_event(lm_status_t *st, lm_log_level_t level, const char *kind, const char *fmt,
+                      va_list ap)
+{
+    char msg[LM_STATUS_EVENT_MSG_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    lm_log_write(level, NULL, "%s", msg);
+    lm_status_record_event(st, kind, msg);
+}
+
+void lm_status_record_event(lm_status_t *st, const char *kind, const char *msg)
+{
+    pthread_mutex_lock(&st->mu);
+    lm_status_event_t *e = &st->events[st->events_total % LM_STATUS_MAX_EVENTS];
+    e->at_ms = lm_time_now_ms();
+    snprintf(e->kind, sizeof e->kind, "%s", kind);
+    snprintf(e->message, sizeof e->message, "%s", msg);
+    st->events_total++;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void lm_status_event(lm_status_t *st, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_event(st, LM_LOG_WARN, kind, fmt, ap);
+    va_end(ap);
+}
+
+void lm_status_event_info(lm_status_t *st, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_event(st, LM_LOG_INFO, kind, fmt, ap);
+    va_end(ap);
+}
+
+/* The last n (<= max) events, oldest first; under mu. */
+static size_t events_locked(const lm_status_t *st, lm_status_event_t *out, size_t max)
+{
+    uint64_t total = st->events_total;
+    size_t n = total < LM_STATUS_MAX_EVENTS ? (size_t)total : LM_STATUS_MAX_EVENTS;
+    if (n > max)
+        n = max;
+    for (size_t k = 0; k < n; k++)
+        out[k] = st->events[(total - n + k) % LM_STATUS_MAX_EVENTS];
+    return n;
+}
+
+size_t lm_status_get_events(lm_status_t *st, lm_status_event_t *out, size_t max)
+{
+    pthread_mutex_lock(&st->mu);
+    size_t n = events_locked(st, out, max);
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
 const char *lm_verify_state_name(lm_verify_state_t s)
 {
     static const char *const names[] = {"none", "running", "passed", "failed", "error"};
@@ -338,6 +396,29 @@ static void json_strlist(lm_json_writer_t *w, const char *key, const lm_strlist_
     lm_json_w_array_close(w);
 }
 
+/* "events": [{"time", "kind", "message"}], oldest first; under mu. */
+static void json_events(const lm_status_t *st, lm_json_writer_t *w)
+{
+    char ts[LM_TIME_ISO8601_LEN];
+    uint64_t total = st->events_total;
+    size_t n = total < LM_STATUS_MAX_EVENTS ? (size_t)total : LM_STATUS_MAX_EVENTS;
+    lm_json_w_key(w, "events");
+    lm_json_w_array_open(w);
+    for (size_t k = 0; k < n; k++) {
+        const lm_status_event_t *ev = &st->events[(total - n + k) % LM_STATUS_MAX_EVENTS];
+        lm_json_w_map_open(w);
+        lm_time_format_iso8601(ev->at_ms, ts, sizeof ts);
+        lm_json_w_key(w, "time");
+        lm_json_w_str(w, ts);
+        lm_json_w_key(w, "kind");
+        lm_json_w_str(w, ev->kind);
+        lm_json_w_key(w, "message");
+        lm_json_w_str(w, ev->message);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+}
+
 void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
 {
     char ts[LM_TIME_ISO8601_LEN];
@@ -425,6 +506,7 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
     json_verify(st, w);
     json_strlist(w, "warnings", &st->warnings);
     json_strlist(w, "errors", &st->errors);
+    json_events(st, w);
     if (st->json_extra)
         st->json_extra(st->hook_ud, w);
     lm_json_w_map_close(w);

@@ -92,6 +92,20 @@ typedef struct {
 
 #define LM_STATUS_MAX_DIFFERENCES 50
 
+/* The fault history: what went wrong and recovered while the job ran (a server that became
+ * unreachable and came back, a cursor reopened), the last LM_STATUS_MAX_EVENTS of them,
+ * oldest first. Warnings and errors stay what they were (a message each, no time); an event
+ * is a time, a kind and a message. */
+#define LM_STATUS_MAX_EVENTS 50
+#define LM_STATUS_EVENT_KIND_MAX 32
+#define LM_STATUS_EVENT_MSG_MAX 512
+
+typedef struct {
+    int64_t at_ms; /* wall clock, ms since the epoch */
+    char kind[LM_STATUS_EVENT_KIND_MAX];
+    char message[LM_STATUS_EVENT_MSG_MAX];
+} lm_status_event_t;
+
 typedef struct {
     lm_verify_state_t state;
     lm_verify_progress_t progress;
@@ -123,6 +137,9 @@ typedef struct {
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
     lm_stream_status_t stream;  /* under mu */
     lm_verify_status_t verify;  /* under mu */
+    /* the fault history (under mu): a ring, events_total ever recorded */
+    lm_status_event_t events[LM_STATUS_MAX_EVENTS];
+    uint64_t events_total;
     /* A sharded migration's hooks (lm_coord), set and cleared under mu, called under mu
      * with hook_ud; NULL for none. json_extra writes more members of the JSON object
      * ("shards", "balancer"); restart_shard asks for one failed shard's restart (POST
@@ -160,6 +177,19 @@ bool lm_status_totals(lm_status_t *st, int64_t *est_docs, int64_t *est_bytes);
 /* Records a warning or error (logged too), at most LM_STATUS_MAX_MESSAGES each. */
 void lm_status_warn(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lm_status_error(lm_status_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records an event of the fault history (kind: source_unreachable, source_back,
+ * target_unreachable, target_back, cursor_reopened, ...) and logs its message as a warning.
+ * Safe from any thread (libmongoc's monitor threads included). */
+void lm_status_event(lm_status_t *st, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same, logged as information (an agent resuming a job is no fault). */
+void lm_status_event_info(lm_status_t *st, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records an event without logging it (the caller logged it once for many jobs). */
+void lm_status_record_event(lm_status_t *st, const char *kind, const char *message);
+/* Copies the last events (at most max, oldest first) to out; returns how many. */
+size_t lm_status_get_events(lm_status_t *st, lm_status_event_t *out, size_t max);
 
 /* The verification section: state and progress (p NULL keeps the last progress; a new
  * RUNNING verification forgets the previous differences), error for LM_VERIFY_ERROR. */

@@ -583,7 +583,56 @@ bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_err
         lm_json_w_key(w, "verification");
         lm_proto_verification_w(w, &m->verification);
     }
+    if (m->n_events) {
+        size_t from = m->n_events > LM_PROTO_MAX_EVENTS ? m->n_events - LM_PROTO_MAX_EVENTS : 0;
+        lm_json_w_key(w, "events");
+        lm_json_w_array_open(w);
+        for (size_t i = from; i < m->n_events; i++) {
+            lm_json_w_map_open(w);
+            w_int(w, "timeMs", m->events[i].time_ms);
+            w_str(w, "kind", m->events[i].kind);
+            w_str(w, "message", m->events[i].message);
+            lm_json_w_map_close(w);
+        }
+        lm_json_w_array_close(w);
+    }
     return finish(w, out, err);
+}
+
+/* The events section: the last LM_PROTO_MAX_EVENTS, strings clipped; an item that is not
+ * {timeMs >= 0, kind (non-empty string), message (string)} refuses the section. */
+static bool get_events(const lm_json_val_t *arr, lm_proto_status_t *m, lm_error_t *err)
+{
+    if (lm_json_type(arr) != LM_JSON_ARRAY)
+        return lm_error_set(err, LM_ERR_INVALID, "expected an array");
+    size_t n = lm_json_len(arr), from = 0;
+    if (n > LM_PROTO_MAX_EVENTS) {
+        from = n - LM_PROTO_MAX_EVENTS;
+        m->events_clipped = true;
+    }
+    m->events = n > from ? calloc(n - from, sizeof *m->events) : NULL;
+    if (n > from && !m->events)
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = from; i < n; i++) {
+        lm_json_val_t *e = lm_json_at(arr, i);
+        lm_proto_event_t *p = &m->events[i - from];
+        if (lm_json_type(e) != LM_JSON_OBJECT)
+            return lm_error_set(err, LM_ERR_INVALID, "item %zu: expected an object", i);
+        const char *kind = lm_json_string(lm_json_get(e, "kind"));
+        const char *msg = lm_json_string(lm_json_get(e, "message"));
+        if (!lm_json_get_int(e, "timeMs", true, 0, INT64_MAX, &p->time_ms, err))
+            return in_item(false, err, "events", i);
+        if (!kind || !kind[0])
+            return lm_error_set(err, LM_ERR_INVALID, "events[%zu]: field 'kind': expected a name",
+                                i);
+        if (!msg)
+            return lm_error_set(err, LM_ERR_INVALID,
+                                "events[%zu]: field 'message': expected a string", i);
+        m->events_clipped |= lm_proto_clip_text(kind, p->kind, sizeof p->kind);
+        m->events_clipped |= lm_proto_clip_text(msg, p->message, sizeof p->message);
+        m->n_events = i - from + 1;
+    }
+    return true;
 }
 
 bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, lm_error_t *err)
@@ -670,6 +719,19 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
                      "field 'verification': %s", verr.message);
         }
     }
+    /* an events section that cannot be read costs the section, not the report */
+    lm_json_val_t *evs = ok ? lm_json_get(v, "events") : NULL;
+    if (evs && lm_json_type(evs) != LM_JSON_NULL) {
+        lm_error_t eerr;
+        if (!get_events(evs, m, &eerr)) {
+            free(m->events);
+            m->events = NULL;
+            m->n_events = 0;
+            m->events_clipped = false;
+            snprintf(m->events_refused, sizeof m->events_refused, "field 'events': %s",
+                     eerr.message);
+        }
+    }
     if (!ok && v)
         lm_error_prefix(err, "status report");
     lm_json_free_wipe(v);
@@ -678,6 +740,7 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
 
 void lm_proto_status_cleanup(lm_proto_status_t *m)
 {
+    free(m->events);
     free(m->collections);
     free(m->checks);
     free(m->errors);

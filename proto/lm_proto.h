@@ -178,6 +178,22 @@ typedef struct {
     bool clipped;                      /* the decoder cut lists or strings to the caps */
 } lm_proto_verification_t;
 
+/* The job's fault history (the agent status's "events": a server unreachable and back, a
+ * cursor reopened, the control plane unreachable and back, the agent resumed), as the agent
+ * reports it. Bounded: the last LM_PROTO_MAX_EVENTS, a kind of LM_PROTO_EVENT_KIND - 1
+ * bytes, a message of LM_PROTO_EVENT_TEXT - 1 bytes at most; the decoder keeps the last
+ * LM_PROTO_MAX_EVENTS and clips longer strings (saying so in events_clipped) instead of
+ * refusing the report. */
+#define LM_PROTO_MAX_EVENTS 50
+#define LM_PROTO_EVENT_KIND 32
+#define LM_PROTO_EVENT_TEXT 512
+
+typedef struct {
+    int64_t time_ms; /* wall clock, ms since the epoch ("timeMs") */
+    char kind[LM_PROTO_EVENT_KIND];
+    char message[LM_PROTO_EVENT_TEXT];
+} lm_proto_event_t;
+
 typedef struct {
     char agent_id[LM_PROTO_ID_LEN + 1];
     char job_id[LM_PROTO_ID_LEN + 1];
@@ -199,6 +215,11 @@ typedef struct {
     /* a verification section the decoder could not read (a wrong type, an unknown state):
      * the rest of the report stands, the section is left out and this says why */
     char verification_refused[LM_PROTO_TEXT_LEN];
+    size_t n_events;
+    lm_proto_event_t *events; /* oldest first, allocated */
+    bool events_clipped;      /* the decoder dropped older events or cut strings */
+    /* an events section the decoder could not read: left out, this says why */
+    char events_refused[LM_PROTO_TEXT_LEN];
 } lm_proto_status_t;
 
 /* Encoders append one JSON document to out; decoders fill a zeroed struct (free the

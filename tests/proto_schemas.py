@@ -59,6 +59,17 @@ def main():
                 if validator.is_valid(broken):
                     failures += 1
                     print(f"status: accepts a verification with a bad '{change}'")
+        # the status schema must refuse events past their caps or without a kind
+        if example == "status_migration.json":
+            for change in ("count", "kind"):
+                broken = copy.deepcopy(doc)
+                if change == "count":
+                    broken["events"] = broken["events"] * 26
+                else:
+                    del broken["events"][0]["kind"]
+                if validator.is_valid(broken):
+                    failures += 1
+                    print(f"status: accepts events with a bad '{change}'")
     print(f"{len(PAIRS)} examples checked, {failures} failures")
     sys.exit(1 if failures else 0)
 

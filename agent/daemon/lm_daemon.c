@@ -647,6 +647,21 @@ static void take_command(daemon_t *d, const lm_proto_command_t *c)
 
 /* ---- reports ---- */
 
+/* The job's fault history (the status's last events). */
+static void fill_events(djob_t *j, lm_proto_status_t *m)
+{
+    lm_status_event_t *ev = calloc(LM_PROTO_MAX_EVENTS, sizeof *ev);
+    size_t n = ev ? lm_status_get_events(&j->st, ev, LM_PROTO_MAX_EVENTS) : 0;
+    m->events = n ? calloc(n, sizeof *m->events) : NULL;
+    for (size_t i = 0; m->events && i < n; i++) {
+        m->events[i].time_ms = ev[i].at_ms;
+        lm_proto_clip_text(ev[i].kind, m->events[i].kind, sizeof m->events[i].kind);
+        lm_proto_clip_text(ev[i].message, m->events[i].message, sizeof m->events[i].message);
+    }
+    m->n_events = m->events ? n : 0;
+    free(ev);
+}
+
 static void fill_migration(djob_t *j, lm_proto_status_t *m)
 {
     lm_status_t *st = &j->st;
@@ -684,6 +699,7 @@ static void fill_migration(djob_t *j, lm_proto_status_t *m)
     m->estimated_cutover_seconds = ss.estimated_cutover_seconds;
     m->ready_for_cutover = ss.active && ss.ready_for_cutover;
     m->optime_gap_seconds = ss.optime_gap_seconds;
+    fill_events(j, m);
 }
 
 /* The verification section: the outcome once there is one, else the progress. */
@@ -752,15 +768,43 @@ typedef struct {
     int failures;
     int64_t next_ms;   /* no call before this (backoff) */
     int64_t logged_ms; /* when "unreachable" was last logged */
+    int64_t down_ms;   /* when the first failed call of this outage failed */
 } backoff_t;
+
+/* An event of every job's fault history (the control plane unreachable or back): logged
+ * once here, recorded in each job's status, so its next report carries it. */
+static void jobs_event(daemon_t *d, const char *kind, const char *msg)
+{
+    pthread_mutex_lock(&d->mu);
+    for (djob_t *j = d->jobs; j; j = j->next)
+        if (!atomic_load(&j->finished))
+            lm_status_record_event(&j->st, kind, msg);
+    pthread_mutex_unlock(&d->mu);
+}
 
 /* After a call: count failures, wait longer after each, log the outage now and then. */
 static void after_call(daemon_t *d, backoff_t *b, bool ok, const lm_error_t *err, const char *what)
 {
     int64_t now = lm_time_mono_ms();
     if (ok) {
-        if (b->failures)
-            lm_log_info(NULL, "the control plane answers again (%s)", what);
+        if (b->failures) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "the control plane answers again (%s) after %.1f s", what,
+                     (double)(now - b->down_ms) / 1000.0);
+            lm_log_warn(NULL, "%s", msg);
+            jobs_event(d, "controlplane_back", msg);
+        } else {
+            unsigned retried = lm_link_take_retried();
+            if (retried) { /* an outage lm_http's retries absorbed: seen all the same */
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "the control plane did not answer at first (%s): it answered when "
+                         "asked again (%u call%s)",
+                         what, retried, retried == 1 ? "" : "s");
+                lm_log_warn(NULL, "%s", msg);
+                jobs_event(d, "controlplane_retried", msg);
+            }
+        }
         b->failures = 0;
         b->next_ms = 0;
         return;
@@ -775,6 +819,13 @@ static void after_call(daemon_t *d, backoff_t *b, bool ok, const lm_error_t *err
         return;
     }
     int64_t wait = lm_time_backoff_ms((unsigned)b->failures, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+    if (b->failures == 0) {
+        char msg[LM_STATUS_EVENT_MSG_MAX];
+        b->down_ms = now;
+        snprintf(msg, sizeof msg, "control plane unreachable (%s failed: %s); jobs go on", what,
+                 err->message);
+        jobs_event(d, "controlplane_unreachable", msg);
+    }
     b->failures++;
     b->next_ms = now + wait;
     if (b->failures == 1 || now - b->logged_ms >= UNREACHABLE_LOG_MS) {

@@ -122,6 +122,14 @@ static void detail_of(const lm_http_response_t *r, char *code, size_t csz, char 
  * ca_file (lm_http checks it in the handshake, before the credential is written); the
  * answer's body goes to *out (caller frees). Refusals become errors that say what to do; a
  * deleted link-token is LM_ERR_REVOKED "... revoked ...". */
+/* Calls that were answered only after lm_http retried them (a short outage it absorbed). */
+static atomic_uint retried_calls;
+
+unsigned lm_link_take_retried(void)
+{
+    return atomic_exchange(&retried_calls, 0);
+}
+
 static bool agent_call(const char *base, const char *cred_id, const char *secret, bool enrolling,
                        const char *ca_file, const char *ca_pin, const atomic_bool *cancel,
                        const char *method, const char *path, const char *body, int64_t timeout_ms,
@@ -169,6 +177,8 @@ static bool agent_call(const char *base, const char *cred_id, const char *secret
                 "the control plane refused %s %s (HTTP %ld %s): %s", method, path, r.status, code,
                 detail[0] ? detail : "no detail");
     }
+    if (ok && r.attempts > 1)
+        atomic_fetch_add(&retried_calls, 1);
     *out = ok ? strdup(r.body ? r.body : "") : NULL;
     lm_http_response_cleanup(&r);
     lm_wipe(bearer.data, bearer.len);

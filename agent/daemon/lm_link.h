@@ -65,5 +65,8 @@ bool lm_link_poll(const lm_identity_t *id, const char *ca_file, const atomic_boo
                   int wait_seconds, int64_t ack, lm_proto_assignments_t *m, lm_error_t *err);
 bool lm_link_report(const lm_identity_t *id, const char *ca_file, const atomic_bool *cancel,
                     const lm_proto_status_t *st, lm_error_t *err);
+/* How many calls since the last time asked were answered only after being sent again (the
+ * control plane did not answer, then did: an outage the retries absorbed); resets it. */
+unsigned lm_link_take_retried(void);
 
 #endif

@@ -737,6 +737,27 @@ static void write_verification(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
     sqlite3_finalize(st);
 }
 
+/* "events": the migration's fault history, oldest first, as its agents reported it (kept
+ * across agent restarts): time, kind, message, agentId. */
+static void write_events(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
+{
+    sqlite3_stmt *st = lm_cp_store_job_events(cp->db, id);
+    char ts[LM_TIME_ISO8601_LEN];
+    lm_json_w_key(w, "events");
+    lm_json_w_array_open(w);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_time_format_iso8601(sqlite3_column_int64(st, 0), ts, sizeof ts);
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "time", ts);
+        cp_w_kv(w, "kind", lm_cp_col(st, 1));
+        cp_w_kv(w, "message", lm_cp_col(st, 2));
+        cp_w_kv(w, "agentId", lm_cp_col(st, 3));
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    sqlite3_finalize(st);
+}
+
 static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
 {
     sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
@@ -767,6 +788,7 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
         sqlite3_finalize(rep);
     } else {
         write_verification(cp, w, id);
+        write_events(cp, w, id);
     }
     return done(r, 200, w);
 }

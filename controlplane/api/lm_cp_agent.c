@@ -448,6 +448,27 @@ static bool store_verification(lm_cp_t *cp, const lm_proto_status_t *m, bool end
     return ok;
 }
 
+/* Keeps the report's events in the job's fault history (each once); a section the decoder
+ * could not read is logged, the report is taken. */
+static bool store_events(lm_cp_t *cp, const lm_proto_status_t *m, const char *agent_id)
+{
+    if (m->events_refused[0])
+        lm_log_warn(NULL, "live migration %s: the events in agent %s's report are left out: %s",
+                    m->job_id, agent_id, m->events_refused);
+    if (!m->n_events)
+        return true;
+    lm_cp_event_row_t *rows = calloc(m->n_events, sizeof *rows);
+    if (!rows)
+        return false;
+    for (size_t i = 0; i < m->n_events; i++)
+        rows[i] = (lm_cp_event_row_t){.time_ms = m->events[i].time_ms,
+                                      .kind = m->events[i].kind,
+                                      .message = m->events[i].message};
+    bool ok = lm_cp_store_job_events_add(cp->db, m->job_id, agent_id, rows, m->n_events);
+    free(rows);
+    return ok;
+}
+
 static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 {
     lm_proto_status_t m;
@@ -541,6 +562,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                                   .open_window = open,
                                   .window_end = window.end_ms};
         ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now) &&
+             store_events(cp, &m, a->agent_id) &&
              (m.kind != LM_PROTO_JOB_MIGRATION ||
               (!m.verification.present && !m.verification_refused[0]) ||
               store_verification(cp, &m, false, NULL));

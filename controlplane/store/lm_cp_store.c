@@ -36,7 +36,12 @@ static const char schema_sql[] =
     "TEXT, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS commands(seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT "
     "NULL REFERENCES jobs(id), kind TEXT NOT NULL, deadline INTEGER, delivered INTEGER NOT NULL "
-    "DEFAULT 0, created INTEGER NOT NULL);";
+    "DEFAULT 0, created INTEGER NOT NULL);"
+    /* the fault history: one row per event an agent reported (agent, time, kind: a report
+     * sent again adds nothing), the newest LM_CP_JOB_EVENTS_MAX per job kept */
+    "CREATE TABLE IF NOT EXISTS job_events(job_id TEXT NOT NULL, agent_id TEXT NOT NULL, time "
+    "INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY(job_id, agent_id, "
+    "time, kind));";
 
 /* Schema migrations, by PRAGMA user_version: a database made by an older control plane
  * (version 0, the tables above) is brought up to date at open, in one transaction.
@@ -712,6 +717,33 @@ sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const c
                    "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND (j.holder IS NULL OR "
                    "j.holder = ?) AND c.delivered = 0 ORDER BY c.seq LIMIT ?",
                    "sssi", org, host, agent, limit);
+}
+
+bool lm_cp_store_job_events_add(sqlite3 *db, const char *job_id, const char *agent_id,
+                                const lm_cp_event_row_t *ev, size_t n)
+{
+    /* no transaction: the connection is shared by the server's threads; each insert and
+     * the trim are whole, and a report sent again redoes them */
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = lm_cp_exec(db,
+                        "INSERT OR IGNORE INTO job_events(job_id, agent_id, time, kind, message) "
+                        "VALUES(?, ?, ?, ?, ?)",
+                        "ssiss", job_id, agent_id, ev[i].time_ms, ev[i].kind, ev[i].message);
+    if (ok && n)
+        ok = lm_cp_exec(db,
+                        "DELETE FROM job_events WHERE job_id = ? AND rowid NOT IN (SELECT rowid "
+                        "FROM job_events WHERE job_id = ? ORDER BY time DESC, rowid DESC LIMIT ?)",
+                        "ssi", job_id, job_id, (int64_t)LM_CP_JOB_EVENTS_MAX);
+    return ok;
+}
+
+sqlite3_stmt *lm_cp_store_job_events(sqlite3 *db, const char *job_id)
+{
+    return lm_cp_q(db,
+                   "SELECT time, kind, message, agent_id FROM job_events WHERE job_id = ? ORDER "
+                   "BY time, rowid",
+                   "s", job_id);
 }
 
 sqlite3_stmt *lm_cp_store_job_verification(sqlite3 *db, const char *id)

@@ -179,6 +179,18 @@ typedef struct {
 } lm_cp_job_report_t;
 bool lm_cp_store_job_report(sqlite3 *db, const char *id, const lm_cp_job_report_t *rep,
                             int64_t now);
+/* The fault history of a job: the events of its agents' reports, each once (one agent,
+ * time and kind: one event, so a report sent again adds nothing), the newest
+ * LM_CP_JOB_EVENTS_MAX kept, across agent restarts. */
+#define LM_CP_JOB_EVENTS_MAX 100
+typedef struct {
+    int64_t time_ms;
+    const char *kind, *message;
+} lm_cp_event_row_t;
+bool lm_cp_store_job_events_add(sqlite3 *db, const char *job_id, const char *agent_id,
+                                const lm_cp_event_row_t *ev, size_t n);
+/* Rows: time (ms), kind, message, agent_id of job_id's events, oldest first (step it). */
+sqlite3_stmt *lm_cp_store_job_events(sqlite3 *db, const char *job_id);
 /* Row: verification (the agent's section as JSON, "" before any), verify_req (1: asked for,
  * its end not reported yet) of job id. */
 sqlite3_stmt *lm_cp_store_job_verification(sqlite3 *db, const char *id);

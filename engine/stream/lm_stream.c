@@ -419,8 +419,10 @@ static bool retry_cursor(stream_t *s, const bson_error_t *e, const char *what, c
         return lm_error_set(err, lm_mongo_error_class(e->code), "source: %s failed: %s%s", what,
                             e->message, lm_mongo_unauthorized(e->code) ? auth_hint : other_hint);
     int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);
-    lm_log_warn(NULL, "source: %s failed (%s); reconnecting in %lld ms", what, e->message,
-                (long long)wait);
+    lm_status_event(s->st, "cursor_reopened",
+                    "source: %s failed (%s); reconnecting in %lld ms (the cursor is opened again "
+                    "from the last position read)",
+                    what, e->message, (long long)wait);
     lm_time_sleep_ms(wait, s->o->stop);
     return true;
 }
@@ -568,8 +570,8 @@ static bool retry_check(stream_t *s, const bson_error_t *e, const char *what, un
         stopped(s))
         return false;
     int64_t wait = lm_time_backoff_ms((*attempt)++, 100, 5000);
-    lm_log_warn(NULL, "source: %s failed (%s); trying again in %lld ms", what, e->message,
-                (long long)wait);
+    lm_status_event(s->st, "source_read_retried", "source: %s failed (%s); trying again in %lld ms",
+                    what, e->message, (long long)wait);
     lm_time_sleep_ms(wait, s->o->stop);
     return true;
 }

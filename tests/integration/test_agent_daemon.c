@@ -187,6 +187,30 @@ static void wait_status(const char *mig, const char *want, bool need_ready, int 
     }
 }
 
+/* Waits until the migration's fault history in the control plane (`lm describe -o json`,
+ * "events") holds an event of each kind in `kinds` (NULL-ended). */
+static void wait_events(const char *mig, const char *const *kinds, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *out, want[96];
+        cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+        bool all = true;
+        for (int k = 0; kinds[k] && all; k++) {
+            snprintf(want, sizeof want, "\"kind\": \"%s\"", kinds[k]);
+            all = strstr(out, want) != NULL;
+        }
+        if (!all && lm_time_mono_ms() >= until)
+            cr_assert_fail("live migration %s: the events lack one of %s...; last answer:\n%s\n"
+                           "agent:\n%s",
+                           mig, kinds[0], out, lm_test_slurp(agent_log));
+        free(out);
+        if (all)
+            return;
+        lm_time_sleep_ms(500, NULL);
+    }
+}
+
 /* Waits until `lm describe -o json` shows verification.state `want`; returns the answer
  * (free it) and the verification's namespacesTotal. */
 static char *wait_verification(const char *mig, const char *want, int64_t *namespaces,
@@ -303,6 +327,9 @@ Test(agent_daemon, a_user_migrates_with_the_cli_through_restarts)
     lm_test_cp_start(&cp);
     wait_log("the control plane answers again", 1, 60000);
     wait_status(mig, "WORKING", true, 60000);
+    /* the outage is in the migration's fault history (issue 19) */
+    const char *cp_outage[] = {"controlplane_unreachable", "controlplane_back", NULL};
+    wait_events(mig, cp_outage, 60000);
 
     /* the agent killed outright and started again: it resumes from the target's checkpoint,
      * with the credentials the control plane hands out again */
@@ -312,6 +339,10 @@ Test(agent_daemon, a_user_migrates_with_the_cli_through_restarts)
     start_agent();
     wait_log("resuming job", 1, 60000);
     wait_status(mig, "WORKING", true, 120000);
+    /* the restart is an event, and the control plane kept the history from before it */
+    const char *after_restart[] = {"agent_resumed", "controlplane_unreachable", "controlplane_back",
+                                   NULL};
+    wait_events(mig, after_restart, 60000);
 
     /* the writer stops; the cutover completes */
     kill(writer_pid, SIGTERM);

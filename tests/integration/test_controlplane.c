@@ -1836,6 +1836,81 @@ Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
  * the CLI; a section past the caps clipped, a malformed one refused without touching the
  * migration; a verification on demand goes to the agent as a verify-only job, whose
  * reports change nothing but the verification. */
+/* Issue 19: the events an agent reports are the migration's fault history in GET and in
+ * `lm describe`; a report sent again adds none twice, and a restarted agent (whose report
+ * carries only its new events) does not erase the earlier ones. */
+Test(controlplane, reported_events_are_kept_once_across_agent_restarts)
+{
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_status_t s;
+    lm_proto_event_t ev[2] = {
+        {.time_ms = INT64_C(1764495000000),
+         .kind = "target_unreachable",
+         .message = "target 127.0.0.1:2 unreachable: connection refused; waiting for it"},
+        {.time_ms = INT64_C(1764495012300),
+         .kind = "target_back",
+         .message = "target 127.0.0.1:2 reachable again after 12.3 s"}};
+    migration_report(&s, &a, mig, "RUNNING", false, 3);
+    s.events = ev;
+    s.n_events = 2;
+    post_report(&a, &s);
+    post_report(&a, &s); /* the same report again (a retry): nothing doubles */
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    lm_error_t err;
+    lm_json_val_t *v = lm_json_parse(out, strlen(out), 0, 0, &err), *evs = NULL;
+    cr_assert(v && lm_json_get_arr(v, "events", true, 0, &evs, &err), "%s", out);
+    cr_assert_eq(lm_json_len(evs), 2, "%s", out);
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 0), "kind")), "target_unreachable");
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 0), "time")),
+                     "2025-11-30T09:30:00.000Z");
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 1), "message")),
+                     "target 127.0.0.1:2 reachable again after 12.3 s");
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 1), "agentId")), a.id);
+    lm_json_free(v);
+    free(out);
+    /* the agent restarted: its report holds only what happened since */
+    lm_proto_event_t resumed = {.time_ms = INT64_C(1764495100000),
+                                .kind = "agent_resumed",
+                                .message = "resuming job x (phase STREAMING)"};
+    s.events = &resumed;
+    s.n_events = 1;
+    post_report(&a, &s);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    v = lm_json_parse(out, strlen(out), 0, 0, &err);
+    cr_assert(v && lm_json_get_arr(v, "events", true, 0, &evs, &err), "%s", out);
+    cr_assert_eq(lm_json_len(evs), 3, "%s", out);
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 2), "kind")), "agent_resumed");
+    lm_json_free(v);
+    free(out);
+    /* the table shows them too */
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "events (3") && strstr(out, "target_back") &&
+                  strstr(out, "reachable again after 12.3 s"),
+              "%s", out);
+    free(out);
+    /* bounded per migration: the newest LM_CP_JOB_EVENTS_MAX (100) */
+    lm_proto_event_t many[LM_PROTO_MAX_EVENTS];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < LM_PROTO_MAX_EVENTS; i++) {
+            many[i].time_ms = INT64_C(1764496000000) + round * 1000 + i;
+            snprintf(many[i].kind, sizeof many[i].kind, "cursor_reopened");
+            snprintf(many[i].message, sizeof many[i].message, "round %d event %d", round, i);
+        }
+        s.events = many;
+        s.n_events = LM_PROTO_MAX_EVENTS;
+        post_report(&a, &s);
+    }
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    v = lm_json_parse(out, strlen(out), 0, 0, &err);
+    cr_assert(v && lm_json_get_arr(v, "events", true, 0, &evs, &err), "%s", out);
+    cr_assert_eq(lm_json_len(evs), 100, "%zu", lm_json_len(evs));
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 0), "message")), "round 1 event 0");
+    lm_json_free(v);
+    free(out);
+}
+
 Test(controlplane, verification_reports_and_verification_on_demand)
 {
     char proj[80], mig[80], *out, *resp;

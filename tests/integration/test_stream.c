@@ -338,6 +338,63 @@ Test(stream, source_restart_mid_stream_reconnects)
     expect_log("reconnecting"); /* it saw the source go away */
 }
 
+/* The position (0-based) of the first event of `kind` in the agent's status at or after
+ * `from`, or -1 (none yet). */
+static int event_index(lm_json_val_t *v, const char *kind, int from)
+{
+    lm_json_val_t *ev = NULL;
+    lm_error_t err;
+    if (!v || !lm_json_get_arr(v, "events", true, 0, &ev, &err))
+        return -1;
+    for (size_t i = from > 0 ? (size_t)from : 0; i < lm_json_len(ev); i++) {
+        const char *k = NULL;
+        if (lm_json_get_str(lm_json_at(ev, i), "kind", true, 0, &k, &err) && strcmp(k, kind) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Waits until the status's fault history holds `first` and, after it, `then`. */
+static void wait_events(pid_t pid, const char *first, const char *then)
+{
+    int64_t until = lm_time_mono_ms() + 90000;
+    while (lm_time_mono_ms() < until) {
+        lm_json_val_t *v = status();
+        int i = event_index(v, first, 0);
+        bool ok = i >= 0 && event_index(v, then, i + 1) > i;
+        lm_json_free(v);
+        if (ok)
+            return;
+        cr_assert_eq(kill(pid, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(200, NULL);
+    }
+    cr_assert_fail("the status never showed %s then %s:\n%s", first, then, lm_test_slurp(log_path));
+}
+
+/* Issue 19: a target that goes away for a moment while the agent streams is seen (libmongoc
+ * would wait for it silently): target_unreachable then target_back in the status's fault
+ * history, a warning in the log, and the job ends with nothing lost. */
+Test(stream, target_restart_mid_stream_is_in_the_fault_history)
+{
+    pid_t a, w = writer_then_agent("--docs 2000 --seconds 20 --seed 6", &a);
+    wait_streaming(a, 200, false);
+    lm_json_val_t *before = status();
+    cr_assert_eq(event_index(before, "target_unreachable", 0), -1,
+                 "a target outage before the target stopped");
+    lm_json_free(before);
+    lm_testbed_restart(&dst);
+    wait_events(a, "target_unreachable", "target_back");
+    expect_log("warn  target 127.0.0.1:"); /* a warning naming host:port only */
+    expect_log("unreachable: ");
+    expect_log("waiting for it (the copy/stream resumes by itself)");
+    expect_log("reachable again after");
+    writer_done(w);
+    wait_streaming(a, 1, true);
+    cutover();
+    expect_complete(a);
+    expect_no_differences();
+}
+
 Test(stream, paused_agent_past_the_oplog_window_fails_loudly)
 {
     lm_testbed_start("secantus", "--oplog-max-entries 300", &src);

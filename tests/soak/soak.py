@@ -64,7 +64,7 @@ PATH = {"agent_kill": "agent", "cp_kill": "cp", "cut_cp": "cp", "src_restart": "
         "dst_restart": "dst", "cut_dst": "dst"}
 EVIDENCE = {
     "agent": r"live migration \S+: starting",
-    "cp": r"jobs go on, retrying|the control plane answers again",
+    "cp": r"jobs go on, retrying|the control plane answers again|the control plane did not answer at first",
     "src": r" (warn|error) +(source|.*SRCPORT)",
     "dst": r" (warn|error) +(target|applying|.*checkpoint|.*DSTPORT|.*; retrying in \d+ ms)",
 }
@@ -74,6 +74,16 @@ EVIDENCE = {
 # by the driver's retried read or lm_http's own retries).
 STRICT = ("agent",)
 GRACE = 45.0
+# What each outage must leave in the migration's fault history (the control plane's
+# liveMigrations/{id} "events", issue 19) when it lasted longer than EVENT_MIN_SECONDS: an
+# event of one of these kinds stamped inside it or within GRACE s after it.
+EVENT_KINDS = {
+    "agent": ("agent_resumed",),
+    "cp": ("controlplane_unreachable", "controlplane_back", "controlplane_retried"),
+    "src": ("source_unreachable", "source_back", "cursor_reopened", "source_read_retried"),
+    "dst": ("target_unreachable", "target_back"),
+}
+EVENT_MIN_SECONDS = 3.0
 
 
 class SoakFailure(Exception):
@@ -157,6 +167,7 @@ class Soak:
         self.faults = []
         self.failures = []
         self.errors_seen = []  # (time, text): the status's error history as the operator sees it
+        self.events_seen = {}  # (time, kind, message, agentId) -> epoch s: the fault history
         self.statuses = []
         self.max_lag = 0  # the largest lagTimeSeconds the control plane showed
         self.servers = {}
@@ -390,6 +401,7 @@ class Soak:
             texts = list(rep.get("errors") or [])
             if d.get("errorMessage"):
                 texts.append(d["errorMessage"])
+            self.take_events(d)
             for t in texts:
                 if t not in seen:
                     seen.add(t)
@@ -403,6 +415,14 @@ class Soak:
             if d.get("status") in ("FAILED", "CANCELLED", "EXPIRED"):
                 self.fail(f"the migration became {d['status']}: {d.get('errorMessage')}")
                 return
+
+    def take_events(self, d):
+        """The migration's fault history (describe's "events") into events_seen."""
+        for e in d.get("events") or []:
+            key = (e.get("time"), e.get("kind"), e.get("message"), e.get("agentId"))
+            if key not in self.events_seen:
+                self.events_seen[key] = parse_utc(e.get("time") or "") or 0.0
+                self.log(f"fault history: {e.get('time')} {e.get('kind')}: {e.get('message')}")
 
     def fail(self, msg):
         self.log("FAILURE: " + msg)
@@ -520,6 +540,13 @@ class Soak:
             # never have had a connection to lose (it waits in server selection, silently)
             o["agent_restarting"] = o["path"] in ("src", "dst") and any(
                 f["kind"] == "agent_kill" and f["start"] <= o["end"] and o["start"] <= f["end"] + 5
+                for f in self.faults)
+            o["event"] = next((f"{kind}: {msg}" for (_, kind, msg, _), t in
+                               sorted(self.events_seen.items(), key=lambda kv: kv[1])
+                               if kind in EVENT_KINDS[o["path"]] and lo <= t <= hi), None)
+            # the agent killed soon after (or during) a cp outage may never report what it saw
+            o["agent_killed_after"] = o["path"] != "agent" and any(
+                f["kind"] == "agent_kill" and o["start"] <= f["start"] <= o["end"] + 10
                 for f in self.faults)
             table.append((o, hits.get(k), hist))
         return table
@@ -643,22 +670,34 @@ class Soak:
                  f"{(r.stdout + r.stderr).strip()[:3000]}")
         if r.returncode != 0:
             self.fail("the target differs from the source")
+        self.take_events(self.describe())  # the last reports' events too
         kinds = {}
         for f in self.faults:
             kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
         self.log("faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
         paths = {}
         for o, hit, hist in self.evidence():
-            p = paths.setdefault(o["path"], [0, 0, 0])
+            p = paths.setdefault(o["path"], [0, 0, 0, 0])
             p[0] += 1
             p[1] += bool(hit)
             p[2] += bool(hist)
+            p[3] += bool(o["event"])
             what = "+".join(f["kind"] for f in o["faults"])
             if o["agent_restarting"]:
                 what += ", the agent restarting"
             self.log(f"outage {o['path']} {utc(o['start'])} .. {utc(o['end'])} ({what}): agent log: "
                      f"{hit.strip()[:200] if hit else 'NONE'}; status error history: "
-                     f"{hist[:160] if hist else 'none'}")
+                     f"{hist[:160] if hist else 'none'}; fault history: "
+                     f"{o['event'][:200] if o['event'] else 'NONE'}")
+            long_enough = o["end"] - o["start"] > EVENT_MIN_SECONDS
+            if not o["event"] and long_enough and not o["agent_restarting"] and \
+                    not o["agent_killed_after"]:
+                self.fail(f"the {o['path']} outage at {utc(o['start'])} ({what}, "
+                          f"{o['end'] - o['start']:.1f} s) left no event in the migration's fault "
+                          "history (the control plane's events)")
+            elif not o["event"]:
+                self.log(f"FINDING: the {o['path']} outage at {utc(o['start'])} ({what}, "
+                         f"{o['end'] - o['start']:.1f} s) left no event in the fault history")
             if not hit and o["path"] in STRICT and not o["agent_restarting"]:
                 self.fail(f"the {o['path']} outage at {utc(o['start'])} ({what}) left no trace in the "
                           "agent's log")
@@ -667,7 +706,8 @@ class Soak:
                          "naming it in the agent's log")
         self.log(f"largest lagTimeSeconds seen: {self.max_lag} s")
         self.log("outages by path (outages / seen in the agent's log / seen in the status's error "
-                 "history): " + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]}" for k, v in sorted(paths.items())))
+                 "history / seen in the fault history): " +
+                 ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]}/{v[3]}" for k, v in sorted(paths.items())))
         stats = lm_proxy.send(self.proxy_sock, "stats")
         self.log(f"proxy: {stats}")
         self.secrets_absent()

@@ -1,10 +1,15 @@
 /* lm_http against a real HTTPS server started by the test with a throwaway CA. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "lm_http.h"
@@ -230,6 +235,70 @@ Test(http, nothing_listening_is_retried_then_reported)
     cr_assert_eq(err.code, LM_ERR_NET, "%s", err.message);
     cr_assert(strstr(err.message, "after 3 attempts"), "%s", err.message);
     cr_assert(strstr(err.message, "cannot connect"), "%s", err.message);
+}
+
+/* A listener that resets every connection it accepts (SO_LINGER 0) once the TLS handshake
+ * began, until stopped. */
+typedef struct {
+    int fd;
+    atomic_bool stop;
+} resetter_t;
+
+static void *reset_all(void *arg)
+{
+    resetter_t *r = arg;
+    while (!atomic_load(&r->stop)) {
+        int c = accept(r->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char hello[64]; /* the start of the ClientHello: the handshake has begun */
+        struct timeval tv = {.tv_sec = 2};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)!read(c, hello, sizeof hello);
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        close(c);
+    }
+    return NULL;
+}
+
+Test(http, a_reset_connection_is_not_called_a_tls_failure)
+{
+    resetter_t r = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    cr_assert(r.fd >= 0);
+    cr_assert_eq(bind(r.fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(r.fd, 8), 0);
+    cr_assert_eq(getsockname(r.fd, (struct sockaddr *)&a, &alen), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, reset_all, &r), 0);
+    char u[128];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/x", ntohs(a.sin_port));
+    lm_http_opts_t o = {.max_retries = 0, .ca_file = ca};
+    bool ok = lm_http_request(&o, "GET", u, NULL, NULL, 0, &resp, &err);
+    atomic_store(&r.stop, true);
+    shutdown(r.fd, SHUT_RDWR);
+    close(r.fd);
+    pthread_join(t, NULL);
+    cr_assert_not(ok);
+    cr_assert_eq(err.code, LM_ERR_NET, "%s", err.message);
+    cr_assert(strstr(err.message, "reset or closed"), "%s", err.message);
+    cr_assert_null(strstr(err.message, "TLS 1.2"), "%s", err.message);
+}
+
+Test(http, disconnect_details_are_told_from_tls_ones)
+{
+    cr_assert(lm_http_detail_is_disconnect("OpenSSL SSL_connect: Connection reset by peer in "
+                                           "connection to 127.0.0.1:443"));
+    cr_assert(lm_http_detail_is_disconnect("OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection"));
+    cr_assert(lm_http_detail_is_disconnect("error:0A000126:SSL routines::unexpected eof while "
+                                           "reading"));
+    cr_assert_not(
+        lm_http_detail_is_disconnect("error:0A00042E:SSL routines::tlsv1 alert protocol version"));
+    cr_assert_not(lm_http_detail_is_disconnect("SSL certificate problem: unable to get local "
+                                               "issuer certificate"));
+    cr_assert_not(lm_http_detail_is_disconnect(NULL));
 }
 
 Test(http, cancel_stops_retrying)

@@ -155,6 +155,12 @@ Test(proto, status_golden_round_trip)
             cr_assert_eq(st.n_collections, 1);
             cr_assert(st.collections[0].done);
             cr_assert_not(st.verification.present);
+            cr_assert_eq(st.n_events, 2);
+            cr_assert_eq(st.events[0].time_ms, INT64_C(1764495000000));
+            cr_assert_str_eq(st.events[0].kind, "target_unreachable");
+            cr_assert_str_eq(st.events[1].message,
+                             "target 10.0.0.7:27017 reachable again after 12.3 s");
+            cr_assert_not(st.events_clipped);
         } else if (f == 2) {
             cr_assert(st.verification.present);
             cr_assert_str_eq(st.verification.state, "failed");
@@ -244,6 +250,68 @@ Test(proto, status_verification_is_clipped_or_left_out)
         cr_assert(strstr(st.verification_refused, "field 'verification'"), "%s: %s", msg,
                   st.verification_refused);
         cr_assert_str_eq(st.state, "COMPLETE");
+        lm_proto_status_cleanup(&st);
+    }
+}
+
+/* An events section past the caps keeps the last LM_PROTO_MAX_EVENTS with strings clipped;
+ * one that cannot be read is left out: the report is taken either way. */
+Test(proto, status_events_are_clipped_or_left_out)
+{
+    lm_strbuf_t in;
+    lm_strbuf_init(&in, LM_PROTO_MAX_BYTES);
+    lm_strbuf_append(&in, "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\","
+                          "\"phase\":\"STREAMING\",\"state\":\"RUNNING\",\"events\":[");
+    for (int i = 0; i < 70; i++) {
+        lm_strbuf_appendf(&in, "%s{\"timeMs\":%d,\"kind\":\"%s\",\"message\":\"", i ? "," : "",
+                          1000 + i, i == 69 ? "a_kind_longer_than_the_thirty_one_bytes_cap" : "k");
+        for (int k = 0; k < (i == 69 ? 300 : 1); k++)
+            lm_strbuf_append(&in, "\xc3\xa9xx"); /* 1200 bytes in the last one */
+        lm_strbuf_append(&in, "\"}");
+    }
+    lm_strbuf_append(&in, "]}");
+    lm_proto_status_t st;
+    lm_error_t err;
+    const char *t = lm_strbuf_str(&in);
+    cr_assert(lm_proto_status_decode(t, strlen(t), &st, &err), "%s", err.message);
+    cr_assert_eq(st.n_events, LM_PROTO_MAX_EVENTS);
+    cr_assert(st.events_clipped);
+    cr_assert_eq(st.events[0].time_ms, 1000 + 70 - LM_PROTO_MAX_EVENTS, "the oldest are dropped");
+    lm_proto_event_t *last = &st.events[LM_PROTO_MAX_EVENTS - 1];
+    cr_assert_eq(last->time_ms, 1069);
+    cr_assert_eq(strlen(last->kind), LM_PROTO_EVENT_KIND - 1);
+    size_t n = strlen(last->message);
+    cr_assert(n < LM_PROTO_EVENT_TEXT && n > LM_PROTO_EVENT_TEXT - 5, "%zu", n);
+    cr_assert(((unsigned char)last->message[n - 1] & 0xC0) != 0xC0, "cut inside a character");
+    cr_assert_eq(st.events_refused[0], 0);
+    /* encoded again it stays within the caps */
+    lm_strbuf_t out;
+    lm_strbuf_init(&out, LM_PROTO_MAX_BYTES);
+    cr_assert(lm_proto_status_encode(&st, &out, &err), "%s", err.message);
+    cr_assert_null(strstr(lm_strbuf_str(&out), "\"timeMs\":1019,"));
+    cr_assert(strstr(lm_strbuf_str(&out), "\"timeMs\":1020,"));
+    lm_strbuf_cleanup(&out);
+    lm_proto_status_cleanup(&st);
+    lm_strbuf_cleanup(&in);
+
+    const char *bad[] = {
+        "\"events\":{\"kind\":\"x\"}",
+        "\"events\":[5]",
+        "\"events\":[{\"timeMs\":-1,\"kind\":\"x\",\"message\":\"m\"}]",
+        "\"events\":[{\"timeMs\":1,\"kind\":\"\",\"message\":\"m\"}]",
+        "\"events\":[{\"timeMs\":1,\"kind\":\"x\"}]",
+        "\"events\":[{\"kind\":\"x\",\"message\":\"m\"}]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\","
+                 "\"phase\":\"STREAMING\",\"state\":\"RUNNING\",%s}",
+                 bad[i]);
+        cr_assert(lm_proto_status_decode(msg, strlen(msg), &st, &err), "%s: %s", msg, err.message);
+        cr_assert_eq(st.n_events, 0, "%s", msg);
+        cr_assert(strstr(st.events_refused, "field 'events'"), "%s: %s", msg, st.events_refused);
+        cr_assert_str_eq(st.state, "RUNNING");
         lm_proto_status_cleanup(&st);
     }
 }

@@ -347,6 +347,45 @@ Test(status, warnings_and_errors)
     lm_status_cleanup(&st);
 }
 
+Test(status, events_keep_the_last_ones_with_time_and_kind)
+{
+    lm_status_t st;
+    lm_status_init(&st, "j");
+    cr_assert_eq(lm_json_len(jget(render_json(&st), "events", LM_JSON_ARRAY)), 0);
+    lm_status_event(&st, "target_unreachable", "target %s unreachable: %s", "127.0.0.1:9",
+                    "connection refused");
+    lm_status_event(&st, "target_back", "target 127.0.0.1:9 reachable again after 2.5 s");
+    lm_json_val_t *v = render_json(&st);
+    lm_json_val_t *ev = jget(v, "events", LM_JSON_ARRAY);
+    cr_assert_eq(lm_json_len(ev), 2);
+    cr_assert_str_eq(jstr(lm_json_at(ev, 0), "kind"), "target_unreachable");
+    cr_assert_str_eq(jstr(lm_json_at(ev, 0), "message"),
+                     "target 127.0.0.1:9 unreachable: connection refused");
+    cr_assert_str_eq(jstr(lm_json_at(ev, 1), "kind"), "target_back");
+    regex_t re; /* an ISO 8601 UTC time */
+    cr_assert_eq(regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$", REG_EXTENDED | REG_NOSUB),
+                 0);
+    cr_assert_eq(regexec(&re, jstr(lm_json_at(ev, 1), "time"), 0, NULL, 0), 0, "%s",
+                 jstr(lm_json_at(ev, 1), "time"));
+    regfree(&re);
+    lm_json_free(v);
+    /* bounded: the last LM_STATUS_MAX_EVENTS, oldest first */
+    for (int i = 0; i < LM_STATUS_MAX_EVENTS + 7; i++)
+        lm_status_event(&st, "cursor_reopened", "reopen %d", i);
+    v = render_json(&st);
+    ev = jget(v, "events", LM_JSON_ARRAY);
+    cr_assert_eq(lm_json_len(ev), LM_STATUS_MAX_EVENTS);
+    cr_assert_str_eq(jstr(lm_json_at(ev, 0), "message"), "reopen 7");
+    char last[32];
+    snprintf(last, sizeof last, "reopen %d", LM_STATUS_MAX_EVENTS + 6);
+    cr_assert_str_eq(jstr(lm_json_at(ev, LM_STATUS_MAX_EVENTS - 1), "message"), last);
+    lm_status_event_t got[3];
+    cr_assert_eq(lm_status_get_events(&st, got, 3), 3);
+    cr_assert_str_eq(got[2].message, last);
+    lm_json_free(v);
+    lm_status_cleanup(&st);
+}
+
 Test(status, messages_are_capped)
 {
     lm_status_t st;

@@ -659,6 +659,25 @@ class Soak:
                                   f"answer {d}\nagent log:\n{self.tail('agent.log')}")
             time.sleep(1)
         self.log(f"live migration {self.mig}: COMPLETE")
+        # livemig's own verification: the agent runs it after the cutover (on by default) and
+        # the control plane shows it; the soak also judges with its own checker (verify()).
+        deadline = time.monotonic() + self.a.complete_seconds
+        while True:
+            try:
+                v = self.describe().get("verification") or {}
+            except SoakFailure:
+                v = {}
+            state = v.get("state")
+            if state == "passed":
+                self.log(f"livemig's verification after the cutover: passed, "
+                         f"{v.get('namespacesChecked')} namespaces, {v.get('documentsChecked')} documents")
+                break
+            if state in ("failed", "error"):
+                raise SoakFailure(f"livemig's verification after the cutover: {state}: {json.dumps(v)[:3000]}")
+            if time.monotonic() > deadline:
+                raise SoakFailure(f"stuck: no verification result {self.a.complete_seconds} s after COMPLETE "
+                                  f"(last: {v})\nagent log:\n{self.tail('agent.log')}")
+            time.sleep(1)
 
     def verify(self):
         src, dst = self.servers["src"], self.servers["dst"]

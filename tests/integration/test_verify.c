@@ -184,7 +184,7 @@ Test(verify, full_dataset_clean_then_each_planted_difference_named)
     const char *unique[] = {"index 'cust_id_unique' differs", "'unique' missing on the target",
                             NULL};
     expect_named("unique", "shop.orders", unique, NULL);
-    const char *ttl[] = {"index 'ts_1' differs", "expireAfterSeconds", "target 5", NULL};
+    const char *ttl[] = {"index 'ts_1' differs", "expireAfterSeconds", "target 999999999", NULL};
     expect_named("ttl", "shop.orders", ttl, NULL);
     const char *order[] = {"{ \"_id\" : { \"$numberInt\" : \"3\" } }",
                            "differs: field order: source (_id, kind, v), target (_id, v, kind)",

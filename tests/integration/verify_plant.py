@@ -5,7 +5,8 @@ undoes it (the target gets the source's bytes back). Used by test_verify.c.
 
 KIND: field (shop.orders _id 5: a value changed), missing (shop.orders _id 7 deleted),
 extra (shop.orders _id 999999 inserted), unique (index cust_id_unique recreated without
-unique), ttl (index ts_1: expireAfterSeconds changed by collMod), order (analytics.types
+unique), ttl (index ts_1: expireAfterSeconds changed by collMod to 999999999, one second
+less than the source's: a small value would let the TTL monitor delete the collection), order (analytics.types
 _id 3: the same fields in another order), type (analytics.types _id 15: int32 -> double),
 option (crm.events: capped collection dropped and recreated plain with its documents).
 """
@@ -49,7 +50,7 @@ def main():
         orders.create_index([("cust", 1), ("_id", -1)], name="cust_id_unique", unique=not plant)
     elif kind == "ttl":
         t.shop.command("collMod", "orders",
-                       index={"name": "ts_1", "expireAfterSeconds": 5 if plant else 1000000000})
+                       index={"name": "ts_1", "expireAfterSeconds": 999999999 if plant else 1000000000})
     elif kind == "order":
         if plant:
             d = s.analytics.types.find_one({"_id": 3})

@@ -277,16 +277,36 @@ Test(verify, live_source_no_false_differences_then_loud_failure_after_cutover)
     char *wargv[] = {(char *)"/bin/sh", (char *)"-c", cmd, NULL};
     pid_t writer = lm_test_spawn(wargv, wlog);
     lm_time_sleep_ms(2000, NULL);
+    /* The stream applies a change within milliseconds, so a difference in flight is made
+     * certain: the agent is paused (SIGSTOP) while the writer goes on. */
+    cr_assert_eq(kill(agent, SIGSTOP), 0);
+    lm_time_sleep_ms(1500, NULL);
     /* no re-check: what is in flight is reported */
     int rc = verify("--verify-recheck 0");
     char *o = out();
     cr_assert_eq(rc, 1, "changes in flight were not seen (exit %d):\n%s", rc, o);
     free(o);
-    /* re-checks for 16 s, longer than the writer runs: nothing left */
-    rc = verify("--verify-recheck 8 --verify-recheck-delay 2s");
+    /* re-checks for 16 s: the agent resumes once the first differences are being read
+     * again, applies them, and nothing is left */
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' verify --source '%s' --target '%s' --state-dir '%s' "
+             "--verify-recheck 8 --verify-recheck-delay 2s",
+             LM_AGENT_BIN, src.uri, dst.uri, state_dir);
+    pid_t checker = lm_test_spawn(wargv, out_path);
+    int64_t until = lm_time_mono_ms() + 60000;
+    bool rechecking = false;
+    while (!rechecking && lm_time_mono_ms() < until && kill(checker, 0) == 0) {
+        o = out();
+        rechecking = o && strstr(o, "reading them again");
+        free(o);
+        if (!rechecking)
+            lm_time_sleep_ms(50, NULL);
+    }
+    cr_assert_eq(kill(agent, SIGCONT), 0);
+    rc = lm_test_wait(checker, 120000);
     o = out();
+    cr_assert(rechecking, "no document was in flight:\n%s", o);
     cr_assert_eq(rc, 0, "false differences on a live source (exit %d):\n%s", rc, o);
-    cr_assert(strstr(o, "reading them again"), "no document was in flight:\n%s", o);
     free(o);
     cr_assert_eq(lm_test_wait(writer, 60000), 0, "%s", lm_test_slurp(wlog));
     wait_ready(agent);

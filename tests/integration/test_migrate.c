@@ -169,22 +169,15 @@ Test(migrate, dropped_collection_options_are_warned_by_name)
 
 static int64_t status_docs(int port, char *state, size_t statesz)
 {
-    char url[128];
-    lm_http_response_t resp;
     lm_error_t err;
-    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 2000};
     int64_t docs = -1;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
-    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200) {
-        lm_json_val_t *v = lm_json_parse(resp.body, resp.body_len, 0, 0, &err), *c = NULL;
-        const char *s = NULL;
-        if (v && lm_json_get_obj(v, "counters", true, &c, &err))
-            lm_json_get_int(c, "documentsCopied", true, 0, INT64_MAX, &docs, &err);
-        if (v && state && lm_json_get_str(v, "state", true, 0, &s, &err))
-            snprintf(state, statesz, "%s", s);
-        lm_json_free(v);
-    }
-    lm_http_response_cleanup(&resp);
+    lm_json_val_t *v = lm_test_agent_status(port), *c = NULL;
+    const char *s = NULL;
+    if (v && lm_json_get_obj(v, "counters", true, &c, &err))
+        lm_json_get_int(c, "documentsCopied", true, 0, INT64_MAX, &docs, &err);
+    if (v && state && lm_json_get_str(v, "state", true, 0, &s, &err))
+        snprintf(state, statesz, "%s", s);
+    lm_json_free(v);
     return docs;
 }
 

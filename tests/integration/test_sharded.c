@@ -129,28 +129,13 @@ static void wait_log(const char *needle, int timeout_ms)
     }
 }
 
-static lm_json_val_t *status(void)
-{
-    char url[128];
-    lm_http_response_t resp;
-    lm_error_t err;
-    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
-    lm_json_val_t *v = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
-    memset(&resp, 0, sizeof resp);
-    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200)
-        v = lm_json_parse(resp.body, resp.body_len, 0, 0, &err);
-    lm_http_response_cleanup(&resp);
-    return v;
-}
-
 /* Waits until the agent's overall phase is STREAMING with at least min_ops applied (and
  * readyForCutover when asked); returns that status (lm_json_free it). */
 static lm_json_val_t *wait_streaming(pid_t pid, int64_t min_ops, bool ready)
 {
     int64_t until = lm_time_mono_ms() + 150000;
     while (lm_time_mono_ms() < until) {
-        lm_json_val_t *v = status(), *s = NULL;
+        lm_json_val_t *v = lm_test_agent_status(port), *s = NULL;
         const char *phase = NULL;
         bool is_ready = false;
         int64_t ops = -1;
@@ -406,7 +391,7 @@ static void wait_shard(pid_t a, size_t i, const char *key, const char *want, int
     int64_t until = lm_time_mono_ms() + timeout_ms;
     char got[64] = "";
     while (lm_time_mono_ms() < until) {
-        lm_json_val_t *v = status();
+        lm_json_val_t *v = lm_test_agent_status(port);
         shard_str(v, i, key, got, sizeof got);
         lm_json_free(v);
         if (strcmp(got, want) == 0)

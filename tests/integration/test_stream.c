@@ -101,22 +101,6 @@ static void expect_log(const char *needle)
     free(log);
 }
 
-/* GET /api/v1/status parsed, or NULL while the agent does not answer. */
-static lm_json_val_t *status(void)
-{
-    char url[128];
-    lm_http_response_t resp;
-    lm_error_t err;
-    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
-    lm_json_val_t *v = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
-    memset(&resp, 0, sizeof resp);
-    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200)
-        v = lm_json_parse(resp.body, resp.body_len, 0, 0, &err);
-    lm_http_response_cleanup(&resp);
-    return v;
-}
-
 static int64_t ops_applied(lm_json_val_t *v)
 {
     lm_json_val_t *s = NULL;
@@ -133,7 +117,7 @@ static void wait_streaming(pid_t pid, int64_t min_ops, bool ready)
 {
     int64_t until = lm_time_mono_ms() + 180000;
     while (lm_time_mono_ms() < until) {
-        lm_json_val_t *v = status();
+        lm_json_val_t *v = lm_test_agent_status(port);
         const char *phase = NULL;
         bool is_ready = false;
         lm_error_t err;
@@ -359,7 +343,7 @@ static void wait_events(pid_t pid, const char *first, const char *then)
 {
     int64_t until = lm_time_mono_ms() + 90000;
     while (lm_time_mono_ms() < until) {
-        lm_json_val_t *v = status();
+        lm_json_val_t *v = lm_test_agent_status(port);
         int i = event_index(v, first, 0);
         bool ok = i >= 0 && event_index(v, then, i + 1) > i;
         lm_json_free(v);
@@ -378,7 +362,7 @@ Test(stream, target_restart_mid_stream_is_in_the_fault_history)
 {
     pid_t a, w = writer_then_agent("--docs 2000 --seconds 20 --seed 6", &a);
     wait_streaming(a, 200, false);
-    lm_json_val_t *before = status();
+    lm_json_val_t *before = lm_test_agent_status(port);
     cr_assert_eq(event_index(before, "target_unreachable", 0), -1,
                  "a target outage before the target stopped");
     lm_json_free(before);
@@ -450,7 +434,7 @@ Test(stream, cutover_at_zero_lag_ends_at_the_sources_last_write)
     writer_done(start_writer("--no-load --docs 2000 --seconds 8 --rate 300 --seed 7"));
     int64_t until = lm_time_mono_ms() + 120000;
     for (;;) { /* caught up: lag 0 and ready */
-        lm_json_val_t *v = status();
+        lm_json_val_t *v = lm_test_agent_status(port);
         bool ready = false;
         lm_error_t err;
         bool done = v && status_number(v, "lagTimeSeconds") == 0 &&
@@ -530,7 +514,7 @@ Test(stream, queued_index_builds_hold_back_ready_for_cutover)
         cr_assert(lm_time_mono_ms() < until, "never ready after the index builds (%s):\n%s", trace,
                   lm_test_slurp(log_path));
         cr_assert_eq(kill(a, 0), 0, "the agent ended:\n%s", lm_test_slurp(log_path));
-        lm_json_val_t *v = status(), *s = NULL;
+        lm_json_val_t *v = lm_test_agent_status(port), *s = NULL;
         bool ready = false;
         int64_t ddl = 0;
         lm_error_t err;

@@ -216,28 +216,11 @@ Test(verify, usage_errors_exit_2)
     cr_assert(strstr(out(), "exit codes: 0"), "%s", out());
 }
 
-/* GET /api/v1/status as text, or NULL. */
-static char *status_text(void)
-{
-    char url[128];
-    lm_http_response_t resp;
-    lm_error_t err;
-    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
-    char *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
-    memset(&resp, 0, sizeof resp);
-    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200 &&
-        resp.body)
-        body = strdup(resp.body);
-    lm_http_response_cleanup(&resp);
-    return body;
-}
-
 static void wait_ready(pid_t agent)
 {
     int64_t until = lm_time_mono_ms() + 180000;
     while (lm_time_mono_ms() < until) {
-        char *s = status_text();
+        char *s = lm_test_agent_status_text(port);
         bool ok =
             s && strstr(s, "\"phase\":\"STREAMING\"") && strstr(s, "\"readyForCutover\":true");
         free(s);
@@ -319,7 +302,7 @@ Test(verify, live_source_no_false_differences_then_loud_failure_after_cutover)
                  0);
     bool seen_running = false;
     while (kill(agent, 0) == 0 && !seen_running) {
-        char *s = status_text();
+        char *s = lm_test_agent_status_text(port);
         seen_running = s && strstr(s, "\"verification\":{\"state\":\"running\"");
         free(s);
         lm_time_sleep_ms(100, NULL);

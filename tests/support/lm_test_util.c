@@ -17,6 +17,8 @@
 
 #include <criterion/criterion.h>
 
+#include "lm_http.h"
+
 void lm_test_mkdtemp(char *buf, size_t bufsz)
 {
     const char *tmp = getenv("TMPDIR");
@@ -129,4 +131,29 @@ void lm_test_rogue_system_ca(const char *dir, char *rogue_dir, size_t rsz, char 
         lm_test_sh("'%s' openssl verify '%s/server.pem' >/dev/null 2>&1", wrapper, rogue_dir), 0,
         "a private mount namespace (unshare -rm) is needed to put a rogue CA into the "
         "system store of a test process; it could not be made here");
+}
+
+char *lm_test_agent_status_text(int port)
+{
+    char url[128];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    char *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/status", port);
+    memset(&resp, 0, sizeof resp);
+    if (lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err) && resp.status == 200 &&
+        resp.body)
+        body = strdup(resp.body);
+    lm_http_response_cleanup(&resp);
+    return body;
+}
+
+lm_json_val_t *lm_test_agent_status(int port)
+{
+    char *body = lm_test_agent_status_text(port);
+    lm_error_t err;
+    lm_json_val_t *v = body ? lm_json_parse(body, strlen(body), 0, 0, &err) : NULL;
+    free(body);
+    return v;
 }

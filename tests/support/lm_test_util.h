@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lm_json.h"
+
 /* Makes a fresh directory under $TMPDIR (or /tmp) into buf; aborts the test on failure. */
 void lm_test_mkdtemp(char *buf, size_t bufsz);
 /* rm -rf for a directory lm_test_mkdtemp made. */
@@ -27,6 +29,11 @@ void lm_test_rogue_system_ca(const char *dir, char *rogue_dir, size_t rsz, char 
                              size_t wsz);
 /* A free TCP port on 127.0.0.1 (bound and released; callers retry on a race). */
 int lm_test_free_port(void);
+
+/* An agent's GET http://127.0.0.1:port/api/v1/status: the body (malloc'd) or parsed
+ * (lm_json_free it); NULL while the agent does not answer 200. */
+char *lm_test_agent_status_text(int port);
+lm_json_val_t *lm_test_agent_status(int port);
 
 /* The binaries under test: the build's own (compiled in as LM_*_BIN_BUILT), unless the
  * environment names others. scripts/check runs the integration tests against the

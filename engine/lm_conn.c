@@ -367,3 +367,17 @@ bool lm_conn_error_transient(const bson_error_t *e)
             return true;
     return false;
 }
+
+lm_conn_opts_t lm_conn_opts_for(const lm_job_t *job, const lm_endpoint_t *ep, const char *side,
+                                const char *uri, const char *app_name)
+{
+    lm_conn_opts_t o = {.side = side,
+                        .uri = uri ? uri : ep->uri,
+                        .tls_ca_file = ep->tls_ca_file,
+                        .username = ep->user,
+                        .password = ep->password,
+                        .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
+                        .app_name = app_name,
+                        .allow_insecure_tls = job->allow_insecure_tls};
+    return o;
+}

@@ -15,6 +15,7 @@
 #include <mongoc/mongoc.h>
 
 #include "lm_error.h"
+#include "lm_job.h"
 
 /* What one deployment was found to refuse, learnt while talking to it. Each side of each
  * job has its own record, so a quirk of one server (FerretDB refuses noCursorTimeout)
@@ -60,6 +61,13 @@ typedef struct {
     bool allow_insecure_tls;    /* accept URI options that turn certificate checks off */
     lm_conn_monitor_t *monitor; /* lm_conn_pool_new: watch the pool's servers (NULL: none) */
 } lm_conn_opts_t;
+
+/* The options that reach one side of a job: the endpoint's URI, CA, user and password with
+ * the job's connect timeout and insecure-TLS permission (no monitor). uri replaces the
+ * endpoint's URI when not NULL (a shard of a sharded endpoint). The result points into ep
+ * and job. */
+lm_conn_opts_t lm_conn_opts_for(const lm_job_t *job, const lm_endpoint_t *ep, const char *side,
+                                const char *uri, const char *app_name);
 
 /* The first URI option of uri that turns TLS certificate or host name checks off
  * (tlsInsecure, tlsAllowInvalidCertificates, tlsAllowInvalidHostnames, their ssl* aliases,

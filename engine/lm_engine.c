@@ -125,14 +125,8 @@ static void on_conn_event(void *ud, const char *kind, const char *message)
 static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, const char *side,
                                        char *hosts, size_t hostsz, mongoc_client_pool_t *given)
 {
-    lm_conn_opts_t o = {.side = side,
-                        .uri = ep->uri,
-                        .tls_ca_file = ep->tls_ca_file,
-                        .username = ep->user,
-                        .password = ep->password,
-                        .connect_timeout_ms = (int32_t)e->job->connect_timeout_ms,
-                        .allow_insecure_tls = e->job->allow_insecure_tls,
-                        .monitor = strcmp(side, "source") == 0 ? &e->src_mon : &e->dst_mon};
+    lm_conn_opts_t o = lm_conn_opts_for(e->job, ep, side, NULL, NULL);
+    o.monitor = strcmp(side, "source") == 0 ? &e->src_mon : &e->dst_mon;
     mongoc_uri_t *uri = lm_conn_uri_new(&o, &e->err);
     if (!uri)
         return NULL;

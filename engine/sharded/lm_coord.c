@@ -53,23 +53,10 @@ static const char *const bal_names[] = {"unchanged", "stopped", "started", "rest
 
 /* ---- connecting ---- */
 
-static lm_conn_opts_t conn_opts(const lm_job_t *job, const lm_endpoint_t *ep, const char *side)
-{
-    lm_conn_opts_t o = {.side = side,
-                        .uri = ep->uri,
-                        .tls_ca_file = ep->tls_ca_file,
-                        .username = ep->user,
-                        .password = ep->password,
-                        .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
-                        .allow_insecure_tls = job->allow_insecure_tls,
-                        .app_name = "livemig-coordinator"};
-    return o;
-}
-
 static mongoc_client_t *open_router(const lm_job_t *job, const lm_endpoint_t *ep, const char *side,
                                     char *hosts, size_t hostsz, lm_error_t *err)
 {
-    lm_conn_opts_t o = conn_opts(job, ep, side);
+    lm_conn_opts_t o = lm_conn_opts_for(job, ep, side, NULL, "livemig-coordinator");
     mongoc_uri_t *uri = lm_conn_uri_new(&o, err);
     if (!uri)
         return NULL;

@@ -96,14 +96,7 @@ static void reach(const lm_job_t *job, const lm_endpoint_t *ep, side_t *s, lm_ch
 {
     char name[32];
     lm_error_t err;
-    lm_conn_opts_t o = {.side = s->side,
-                        .uri = ep->uri,
-                        .tls_ca_file = ep->tls_ca_file,
-                        .username = ep->user,
-                        .password = ep->password,
-                        .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
-                        .allow_insecure_tls = job->allow_insecure_tls,
-                        .app_name = "livemig-validate"};
+    lm_conn_opts_t o = lm_conn_opts_for(job, ep, s->side, NULL, "livemig-validate");
     snprintf(name, sizeof name, "%s-reachable", s->side);
     mongoc_uri_t *uri = lm_conn_uri_new(&o, &err);
     if (uri)

@@ -104,14 +104,8 @@ static void shards_reachable(const lm_job_t *job, const lm_cluster_t *cl, lm_che
             lm_checks_add(out, name, LM_PROTO_CHECK_FAIL, "%s", err.message);
             continue;
         }
-        lm_conn_opts_t o = {.side = "source shard",
-                            .uri = uri,
-                            .tls_ca_file = job->source.tls_ca_file,
-                            .username = job->source.user,
-                            .password = job->source.password,
-                            .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
-                            .allow_insecure_tls = job->allow_insecure_tls,
-                            .app_name = "livemig-validate"};
+        lm_conn_opts_t o =
+            lm_conn_opts_for(job, &job->source, "source shard", uri, "livemig-validate");
         mongoc_client_t *c = lm_conn_client_new(&o, &err);
         memset(uri, 0, sizeof uri);
         if (!c) {

@@ -1438,14 +1438,7 @@ static void publish_differences(const lm_verify_opts_t *o, const lm_verify_resul
 static mongoc_client_pool_t *open_pool(const lm_verify_opts_t *o, const lm_endpoint_t *ep,
                                        const char *side, int workers, lm_error_t *err)
 {
-    lm_conn_opts_t c = {.side = side,
-                        .uri = ep->uri,
-                        .tls_ca_file = ep->tls_ca_file,
-                        .username = ep->user,
-                        .password = ep->password,
-                        .connect_timeout_ms = (int32_t)o->job->connect_timeout_ms,
-                        .app_name = "livemig-verify",
-                        .allow_insecure_tls = o->job->allow_insecure_tls};
+    lm_conn_opts_t c = lm_conn_opts_for(o->job, ep, side, NULL, "livemig-verify");
     mongoc_client_pool_t *p = lm_conn_pool_new(&c, err);
     if (p)
         mongoc_client_pool_max_size(p, (uint32_t)workers + 2);

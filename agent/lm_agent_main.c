@@ -145,29 +145,47 @@ out:
     return code;
 }
 
+/* The flags of validate and verify: migrate's job flags, `-o json`, and for verify
+ * `--restart`/`--no-resume` (restart NULL: not accepted). Prints the usage error and
+ * returns false; *help when --help was asked (the job is then not finished). */
+static bool job_args(const char *cmd, int argc, char **argv, lm_job_t *job, bool *json,
+                     bool *restart, bool *help)
+{
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    int n = 0;
+    lm_error_t err;
+    *json = *help = false;
+    if (restart)
+        *restart = false;
+    memset(job, 0, sizeof *job);
+    for (int i = 0; args && i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0)
+            *json = true, i++;
+        else if (restart &&
+                 (strcmp(argv[i], "--restart") == 0 || strcmp(argv[i], "--no-resume") == 0))
+            *restart = true;
+        else
+            args[n++] = argv[i];
+    }
+    bool ok =
+        args && lm_job_from_args(job, n, args, help, &err) && (*help || lm_job_finish(job, &err));
+    if (!ok)
+        fprintf(stderr, "livemig-agent %s: %s\n", cmd, args ? err.message : "out of memory");
+    free(args);
+    return ok;
+}
+
 /* livemig-agent validate --source URI --target URI [migrate's flags] [-o json]: the checks
  * before a migration, printed as a table (or JSON). Exit 0 when nothing FAILed, 1 when
  * something did, 2 on usage errors. */
 static int cmd_validate(int argc, char **argv)
 {
-    bool json = false, help = false;
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    int n = 0;
-    for (int i = 0; args && i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0)
-            json = true, i++;
-        else
-            args[n++] = argv[i];
-    }
+    bool json, help;
     lm_job_t job;
     lm_error_t err;
     int code = LM_EXIT_USAGE;
-    memset(&job, 0, sizeof job);
-    if (!args || !lm_job_from_args(&job, n, args, &help, &err) ||
-        (!help && !lm_job_finish(&job, &err))) {
-        fprintf(stderr, "livemig-agent validate: %s\n", args ? err.message : "out of memory");
+    if (!job_args("validate", argc, argv, &job, &json, NULL, &help))
         goto out;
-    }
     if (help) {
         fputs("usage: livemig-agent validate --source URI --target URI [-o json] [the connection, "
               "filter and capture flags of migrate]\n",
@@ -216,7 +234,6 @@ static int cmd_validate(int argc, char **argv)
     code = failed ? LM_EXIT_FAILED : LM_EXIT_OK;
 out:
     lm_job_cleanup(&job);
-    free(args);
     return code;
 }
 
@@ -253,27 +270,12 @@ static void verify_usage(FILE *out)
  * when it could not finish, 2 on usage errors. */
 static int cmd_verify(int argc, char **argv)
 {
-    bool json = false, help = false, restart = false;
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    int n = 0;
-    for (int i = 0; args && i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0)
-            json = true, i++;
-        else if (strcmp(argv[i], "--restart") == 0 || strcmp(argv[i], "--no-resume") == 0)
-            restart = true;
-        else
-            args[n++] = argv[i];
-    }
+    bool json, help, restart;
     lm_job_t job;
     lm_error_t err;
     int code = LM_EXIT_USAGE;
-    memset(&job, 0, sizeof job);
-    if (!args || !lm_job_from_args(&job, n, args, &help, &err) ||
-        (!help && !lm_job_finish(&job, &err))) {
-        fprintf(stderr, "livemig-agent verify: %s\n  (see livemig-agent verify --help)\n",
-                args ? err.message : "out of memory");
+    if (!job_args("verify", argc, argv, &job, &json, &restart, &help))
         goto out;
-    }
     if (help) {
         verify_usage(stdout);
         code = LM_EXIT_OK;
@@ -305,7 +307,6 @@ static int cmd_verify(int argc, char **argv)
     lm_verify_result_cleanup(&r);
 out:
     lm_job_cleanup(&job);
-    free(args);
     return code;
 }
 

@@ -38,15 +38,12 @@ static bool put(mongoc_client_t *c, const char *id, bson_t *doc, lm_error_t *err
     return ok;
 }
 
-/* Finds one document by _id into *out (a copy, caller destroys) or NULL. */
-static bool get(mongoc_client_t *c, const char *id, bson_t **out, lm_error_t *err)
+/* The end of every read of the meta collection: the cursor's error (as a read failure),
+ * and the cursor, collection and filter freed. */
+static bool end_read(mongoc_cursor_t *cur, mongoc_collection_t *coll, bson_t *filter,
+                     lm_error_t *err)
 {
     bson_error_t e;
-    const bson_t *d;
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
-    mongoc_collection_t *coll = meta(c);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
-    *out = mongoc_cursor_next(cur, &d) ? bson_copy(d) : NULL;
     bool ok = !mongoc_cursor_error(cur, &e);
     if (!ok)
         fail("read", &e, err);
@@ -54,6 +51,17 @@ static bool get(mongoc_client_t *c, const char *id, bson_t **out, lm_error_t *er
     mongoc_collection_destroy(coll);
     bson_destroy(filter);
     return ok;
+}
+
+/* Finds one document by _id into *out (a copy, caller destroys) or NULL. */
+static bool get(mongoc_client_t *c, const char *id, bson_t **out, lm_error_t *err)
+{
+    const bson_t *d;
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    mongoc_collection_t *coll = meta(c);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    *out = mongoc_cursor_next(cur, &d) ? bson_copy(d) : NULL;
+    return end_read(cur, coll, filter, err);
 }
 
 static void copy_str(bson_t *d, const char *key, char *out, size_t outsz)
@@ -182,7 +190,6 @@ bool lm_meta_load_plan(mongoc_client_t *c, const char *job_id, const char *ns, b
 bool lm_meta_load_plans(mongoc_client_t *c, const char *job_id, lm_meta_plan_fn fn, void *ud,
                         lm_error_t *err)
 {
-    bson_error_t e;
     const bson_t *d;
     bson_iter_t it;
     bson_t *filter = BCON_NEW("job", BCON_UTF8(job_id), "kind", BCON_UTF8("plan"));
@@ -200,13 +207,7 @@ bool lm_meta_load_plans(mongoc_client_t *c, const char *job_id, lm_meta_plan_fn 
         if (bson_init_static(&ranges, data, len))
             fn(ud, ns, &ranges);
     }
-    bool ok = !mongoc_cursor_error(cur, &e);
-    if (!ok)
-        fail("read", &e, err);
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    bson_destroy(filter);
-    return ok;
+    return end_read(cur, coll, filter, err);
 }
 
 bool lm_meta_save_plans(mongoc_client_t *c, const char *job_id, size_t n, const char *const *ns,
@@ -273,7 +274,6 @@ bool lm_meta_mark_indexes_done(mongoc_client_t *c, const char *job_id, const cha
 bool lm_meta_each_done(mongoc_client_t *c, const char *job_id, lm_meta_done_fn fn, void *ud,
                        lm_error_t *err)
 {
-    bson_error_t e;
     const bson_t *d;
     bson_iter_t it;
     bson_t *filter = BCON_NEW("job", BCON_UTF8(job_id), "kind", "{", "$in", "[", BCON_UTF8("done"),
@@ -292,11 +292,5 @@ bool lm_meta_each_done(mongoc_client_t *c, const char *job_id, lm_meta_done_fn f
             docs = bson_iter_as_int64(&it);
         fn(ud, ns, range, docs);
     }
-    bool ok = !mongoc_cursor_error(cur, &e);
-    if (!ok)
-        fail("read", &e, err);
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    bson_destroy(filter);
-    return ok;
+    return end_read(cur, coll, filter, err);
 }

@@ -327,6 +327,37 @@ Test(sharded, shard_count_mismatch_fails_and_writes_nothing)
 Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
 {
     beds(2, 2, 300);
+    /* validate runs the replica-set checks per shard pair: a namespace planted on one target
+     * shard (the router does not know it) fails that shard's line, named */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.insert_one({'_id': 'planted'})\"",
+                            PY, dst.shard_uri[1]),
+                 0);
+    char out[700];
+    snprintf(out, sizeof out, "%s/validate.log", dir);
+    int rc = lm_test_sh("'%s' validate --source '%s' --target '%s' --state-dir '%s' > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, state_dir, out);
+    char *report = lm_test_slurp(out);
+    cr_assert_eq(rc, 1, "validate exit %d:\n%s", rc, report);
+    cr_assert(strstr(report, "namespaces@src-shard1 FAIL   shard src-shard1 -> dst-shard1: the "
+                             "target already holds 1 of the namespaces to copy (shop.orders)"),
+              "%s", report);
+    cr_assert(strstr(report, "namespaces@src-shard0 PASS   shard src-shard0 -> dst-shard0"), "%s",
+              report);
+    cr_assert(strstr(report, "target-namespaces    PASS"), "%s", report); /* the router's view */
+    /* no auth on the bed: the roles are said not checked, on each shard and the config servers */
+    cr_assert(strstr(report, "user-roles@src-shard1 INFO   shard src-shard1 -> dst-shard1: not "
+                             "checked: source shard src-shard1"),
+              "%s", report);
+    cr_assert(strstr(report, "user-roles@config    INFO   not checked: the config server"), "%s",
+              report);
+    cr_assert(strstr(report, "oplog-window@src-shard1 PASS"), "%s", report);
+    cr_assert(strstr(report, "change-history@src-shard0 PASS"), "%s", report);
+    free(report);
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.drop()\"",
+                            PY, dst.shard_uri[1]),
+                 0);
     lm_testbed_fault(&src, "balancer-round 4");
     lm_testbed_fault(&src, "refuse-balancer-start on");
     pid_t a = start_agent();

@@ -549,6 +549,12 @@ static int restart_hook(void *ud, const char *name, char *msg, size_t msgsz)
             snprintf(msg, msgsz,
                      "shard %s has not failed: only a failed shard is restarted (see its "
                      "state in GET /api/v1/status)",
+        /* this pair's verification after the cutover (lm_run_sharded_verify) */
+        lm_json_w_key(w, "verification");
+        if (sh->st.verify.state == LM_VERIFY_NONE)
+            lm_json_w_null(w);
+        else
+            lm_json_w_str(w, lm_verify_state_name(sh->st.verify.state));
                      name);
             return 409;
         }

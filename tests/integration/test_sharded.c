@@ -329,9 +329,28 @@ Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
     beds(2, 2, 300);
     /* validate runs the replica-set checks per shard pair: a namespace planted on one target
      * shard (the router does not know it) fails that shard's line, named */
+    /* the agent's own verification, shard i against shard i */
+    expect_log("shard src-shard2 -> dst-shard2:");
+    expect_log("verification passed on every shard pair (3)");
     cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
                             "M('%s').shop.orders.insert_one({'_id': 'planted'})\"",
                             PY, dst.shard_uri[1]),
+    /* a document planted on one target shard: `livemig-agent verify` given the two routers
+     * compares shard by shard, names the pair and the _id, exit 1 */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.insert_one({'_id': 'planted-extra'})\"",
+                            PY, dst.shard_uri[2]),
+                 0);
+    snprintf(p, sizeof p, "%s/verify.txt", dir);
+    int rc = lm_test_sh("'%s' verify --source '%s' --target '%s' --state-dir '%s/v' > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, dir, p);
+    text = lm_test_slurp(p);
+    cr_assert_eq(rc, 1, "verify exit %d:\n%s", rc, text);
+    char *pair = strstr(text, "shard src-shard2 -> dst-shard2:");
+    cr_assert(pair, "%s", text);
+    cr_assert(strstr(pair, "{ \"_id\" : \"planted-extra\" } extra on the target"), "%s", text);
+    cr_assert(strstr(text, "VERIFICATION FAILED: 1 of 3 shard pairs differ"), "%s", text);
+    free(text);
                  0);
     char out[700];
     snprintf(out, sizeof out, "%s/validate.log", dir);

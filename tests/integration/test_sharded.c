@@ -65,24 +65,21 @@ static void beds(int n, int m, int docs)
                  0, "seeding the source failed");
 }
 
-static pid_t start_agent(void)
+/* The agent, with one more argument (extra, NULL for none). */
+static pid_t start_agent_with(const char *extra)
 {
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    char *argv[] = {(char *)LM_AGENT_BIN,
-                    "migrate",
-                    "--source",
-                    src.uri,
-                    "--target",
-                    dst.uri,
-                    "--state-dir",
-                    state_dir,
-                    "--status-addr",
-                    addr,
-                    "--cutover-lag",
-                    "30s",
-                    NULL};
+    char *argv[] = {(char *)LM_AGENT_BIN, "migrate", "--source",      src.uri,
+                    "--target",           dst.uri,   "--state-dir",   state_dir,
+                    "--status-addr",      addr,      "--cutover-lag", "30s",
+                    (char *)extra,        NULL};
     return lm_test_spawn(argv, log_path);
+}
+
+static pid_t start_agent(void)
+{
+    return start_agent_with(NULL);
 }
 
 /* lm_writer.py --sharded on the source's config server: first loads `docs` documents and
@@ -396,19 +393,42 @@ Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
     expect_no_differences();
 }
 
-/* Cancel: syncing stops (exit 4), the source's balancer is on again, the copy stays. */
-Test(sharded, cancel_restarts_the_balancer_and_keeps_the_data)
+/* Cancel mid-copy: syncing stops (exit 4), the source's balancer is on again, what was
+ * copied stays. The same command again is refused and names --drop-target; with
+ * --drop-target what the cancelled run wrote is dropped (sharded collections through the
+ * target's router, the others on each target shard) and the migration runs to COMPLETE:
+ * the agent's verification passes, and so does the checker. */
+Test(sharded, cancel_keeps_the_data_then_drop_target_starts_again)
 {
     beds(2, 2, 300);
     pid_t a = start_agent();
-    lm_json_free(wait_streaming(a, 0, false));
+    int64_t until = lm_time_mono_ms() + 60000;
+    while (count_on_shards(&dst, "crm", "bulk") == 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "crm.bulk was never copied:\n%s",
+                     lm_test_slurp(log_path));
+        cr_assert_eq(kill(a, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(100, NULL);
+    }
     expect_balancer(&src, "off");
     cr_assert_eq(agent_cli("cancel"), 0);
     expect_exit(a, 4, "livemig sharded migration CANCELLED");
     expect_balancer(&src, "full");
-    int64_t want = count_on_shards(&src, "shop", "orders");
-    cr_assert_gt(want, 0);
-    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), want);
+    cr_assert_gt(count_on_shards(&dst, "crm", "bulk"), 0); /* kept */
+    cr_assert_gt(count_on_shards(&dst, "shop", "orders"), 0);
+    /* the same command: refused, nothing resumed */
+    expect_exit(start_agent(), 1, "was cancelled");
+    expect_log("run the same command with --drop-target");
+    expect_balancer(&src, "full");
+    /* with --drop-target: wiped, then migrated */
+    a = start_agent_with("--drop-target");
+    lm_json_free(wait_streaming(a, 0, true));
+    expect_log("dropped shop.orders on the target through its router");
+    expect_log("dropped crm.bulk on the target (--drop-target)");
+    cr_assert_eq(agent_cli("cutover"), 0);
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_log("verification passed on every shard pair (2)");
+    expect_no_differences();
+    expect_balancer(&src, "full");
 }
 
 /* kill -9 mid-stream: the next run resumes every shard from its own checkpoint; the
@@ -446,6 +466,12 @@ static void shard_str(lm_json_val_t *v, size_t i, const char *key, char *out, si
     out[0] = '\0';
     if (v && lm_json_get_arr(v, "shards", false, 0, &shards, &err) && shards &&
         i < lm_json_len(shards) &&
+    /* enough on shard 1 that its copy is cancelled midway */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                            "for i in range(25000)])\"",
+                            PY, src.shard_uri[1]),
+                 0);
         lm_json_get_str(lm_json_at(shards, i), key, false, 0, &s, &err) && s)
         snprintf(out, outsz, "%s", s);
 }

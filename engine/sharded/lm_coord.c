@@ -549,10 +549,85 @@ static void json_shards(void *ud, lm_json_writer_t *w)
         lm_json_w_str(w, last_of(&sh->st.errors));
         lm_json_w_key(w, "warnings");
         lm_json_w_int(w, (int64_t)sh->st.warnings.n);
+        /* this pair's verification after the cutover (lm_run_sharded_verify) */
+        lm_json_w_key(w, "verification");
+        if (sh->st.verify.state == LM_VERIFY_NONE)
+            lm_json_w_null(w);
+        else
+            lm_json_w_str(w, lm_verify_state_name(sh->st.verify.state));
         lm_json_w_map_close(w);
         pthread_mutex_unlock(&sh->st.mu);
     }
     lm_json_w_array_close(w);
+}
+
+/* The per-shard series of /metrics (called under the overall status's mutex; takes each
+ * shard's): labels shard and target_shard. */
+static void metrics_labels(lm_strbuf_t *out, const char *metric, const shard_t *sh)
+{
+    lm_strbuf_appendf(out, "%s{shard=\"", metric);
+    lm_status_metrics_label(out, sh->name);
+    lm_strbuf_append(out, "\",target_shard=\"");
+    lm_status_metrics_label(out, sh->target);
+    lm_strbuf_append(out, "\"");
+}
+
+static void metrics_shards(void *ud, lm_strbuf_t *out)
+{
+    lm_coord_t *c = ud;
+    static const struct {
+        const char *name, *type, *help;
+    } series[] = {
+        {"livemig_shard_documents_copied", "gauge", "Documents copied by the shard's engine."},
+        {"livemig_shard_bytes_copied", "gauge", "BSON bytes copied by the shard's engine."},
+        {"livemig_shard_lag_seconds", "gauge",
+         "The shard's latest source write minus its last applied write (once it streams)."},
+        {"livemig_shard_ready_for_cutover", "gauge",
+         "1 when the shard streams within --cutover-lag."},
+        {"livemig_shard_failed", "gauge", "1 when the shard's engine failed (restart-shard)."},
+        {"livemig_shard_phase", "gauge", "1 for the phase the shard is in."},
+    };
+    for (size_t k = 0; k < sizeof series / sizeof series[0]; k++) {
+        lm_strbuf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help,
+                          series[k].name, series[k].type);
+        for (size_t i = 0; i < c->n; i++) {
+            shard_t *sh = &c->shards[i];
+            lm_stream_status_t s;
+            lm_status_get_stream(&sh->st, &s);
+            pthread_mutex_lock(&sh->st.mu);
+            lm_phase_t phase = sh->st.phase;
+            lm_state_t state = sh->st.state;
+            pthread_mutex_unlock(&sh->st.mu);
+            switch (k) {
+            case 0:
+            case 1:
+                metrics_labels(out, series[k].name, sh);
+                lm_strbuf_appendf(out, "} %lld\n",
+                                  (long long)atomic_load(k == 0 ? &sh->st.docs : &sh->st.bytes));
+                break;
+            case 2:
+                if (s.active) {
+                    metrics_labels(out, series[k].name, sh);
+                    lm_strbuf_appendf(out, "} %.3f\n", s.lag_seconds);
+                }
+                break;
+            case 3:
+                metrics_labels(out, series[k].name, sh);
+                lm_strbuf_appendf(out, "} %d\n", s.active && s.ready_for_cutover);
+                break;
+            case 4:
+                metrics_labels(out, series[k].name, sh);
+                lm_strbuf_appendf(out, "} %d\n", state == LM_STATE_FAILED);
+                break;
+            default:
+                for (int p = 0; p <= LM_PHASE_COMPLETE; p++) {
+                    metrics_labels(out, series[k].name, sh);
+                    lm_strbuf_appendf(out, ",phase=\"%s\"} %d\n", lm_phase_name((lm_phase_t)p),
+                                      phase == (lm_phase_t)p);
+                }
+            }
+        }
+    }
 }
 
 /* ---- the engines ---- */
@@ -622,12 +697,6 @@ static int restart_hook(void *ud, const char *name, char *msg, size_t msgsz)
             snprintf(msg, msgsz,
                      "shard %s has not failed: only a failed shard is restarted (see its "
                      "state in GET /api/v1/status)",
-        /* this pair's verification after the cutover (lm_run_sharded_verify) */
-        lm_json_w_key(w, "verification");
-        if (sh->st.verify.state == LM_VERIFY_NONE)
-            lm_json_w_null(w);
-        else
-            lm_json_w_str(w, lm_verify_state_name(sh->st.verify.state));
                      name);
             return 409;
         }
@@ -881,6 +950,8 @@ static bool prepare(lm_coord_t *c)
                             "the source's shards changed while its balancer was being stopped "
                             "(%zu now, the target has %zu): start the migration again",
                             c->scl.n_shards, c->dcl.n_shards);
+    if (c->job->drop_target && c->fresh_identity && !wipe_target(c))
+        return false;
     if (!setup_shards(c))
         return false;
     /* each engine pins its shard's start and creates its collections on its target shard;
@@ -938,6 +1009,13 @@ lm_engine_outcome_t lm_coord_run(lm_coord_t *c)
                        : out == LM_ENGINE_STOPPED   ? LM_STATE_STOPPED
                                                     : LM_STATE_COMPLETE;
     lm_status_set_state(c->st, state);
+    /* a cancelled run is over: the next one with this state dir starts again (--drop-target) */
+    if (out == LM_ENGINE_CANCELLED && c->job_id[0]) {
+        lm_error_t keep = c->err;
+        if (!write_identity(c, true))
+            lm_log_warn(NULL, "%s/sharded.json: %s", c->job->state_dir, c->err.message);
+        c->err = keep;
+    }
     return out;
 }
 
@@ -950,11 +1028,10 @@ lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts)
     c->job = opts->job;
     c->st = opts->status;
     lm_error_init(&c->err);
-    if (c->job->drop_target && c->fresh_identity && !wipe_target(c))
-        return false;
     lm_conn_global_init();
     pthread_mutex_lock(&c->st->mu);
     c->st->json_extra = json_shards;
+    c->st->metrics_extra = metrics_shards;
     c->st->hook_ud = c;
     pthread_mutex_unlock(&c->st->mu);
     return c;
@@ -966,6 +1043,7 @@ void lm_coord_destroy(lm_coord_t *c)
         return;
     pthread_mutex_lock(&c->st->mu);
     c->st->json_extra = NULL;
+    c->st->metrics_extra = NULL;
     c->st->restart_shard = NULL;
     c->st->hook_ud = NULL;
     pthread_mutex_unlock(&c->st->mu);
@@ -1009,13 +1087,6 @@ const char *lm_coord_target_shard_name(const lm_coord_t *c, size_t i)
 }
 
 lm_status_t *lm_coord_shard_status(lm_coord_t *c, size_t i)
-    /* a cancelled run is over: the next one with this state dir starts again (--drop-target) */
-    if (out == LM_ENGINE_CANCELLED && c->job_id[0]) {
-        lm_error_t keep = c->err;
-        if (!write_identity(c, true))
-            lm_log_warn(NULL, "%s/sharded.json: %s", c->job->state_dir, c->err.message);
-        c->err = keep;
-    }
 {
     return &c->shards[i].st;
 }

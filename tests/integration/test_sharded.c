@@ -232,6 +232,51 @@ static int64_t count_on_shards(const lm_testbed_server_t *bed, const char *db, c
     return n;
 }
 
+/* While every shard streams (the copy counters no longer move): /metrics has the per-shard
+ * series, each shard STREAMING, and the shards' documents add up to the overall counter. */
+static void expect_shard_metrics(int n)
+{
+    char url[128];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    memset(&resp, 0, sizeof resp);
+    cr_assert(lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert_eq(resp.status, 200);
+    const char *m = resp.body ? resp.body : "";
+    long long total = -1, sum = 0;
+    const char *t = strstr(m, "\nlivemig_copy_documents_total ");
+    cr_assert(t && sscanf(t, "\nlivemig_copy_documents_total %lld", &total) == 1, "%s", m);
+    for (int i = 0; i < n; i++) {
+        char want[200];
+        long long docs = -1;
+        snprintf(
+            want, sizeof want,
+            "livemig_shard_documents_copied{shard=\"src-shard%d\",target_shard=\"dst-shard%d\"} ",
+            i, i);
+        const char *at = strstr(m, want);
+        cr_assert(at && sscanf(at + strlen(want), "%lld", &docs) == 1 && docs > 0, "%s", m);
+        sum += docs;
+        snprintf(want, sizeof want,
+                 "livemig_shard_phase{shard=\"src-shard%d\",target_shard=\"dst-shard%d\","
+                 "phase=\"STREAMING\"} 1\n",
+                 i, i);
+        cr_assert(strstr(m, want), "%s", m);
+        snprintf(want, sizeof want,
+                 "livemig_shard_lag_seconds{shard=\"src-shard%d\",target_shard=\"dst-shard%d\"} ",
+                 i, i);
+        cr_assert(strstr(m, want), "%s", m);
+        snprintf(want, sizeof want,
+                 "livemig_shard_failed{shard=\"src-shard%d\",target_shard=\"dst-shard%d\"} 0\n", i,
+                 i);
+        cr_assert(strstr(m, want), "%s", m);
+    }
+    cr_assert_eq(sum, total, "the shards' documents (%lld) do not add up to the total (%lld)", sum,
+                 total);
+    lm_http_response_cleanup(&resp);
+}
+
 /* 3 shards to 3 shards under a writer (inserts, every update form, deletes, DDL) through
  * copy, stream and cutover; the balancers off meanwhile and on again after. */
 Test(sharded, three_shards_live_under_a_writer)
@@ -278,14 +323,34 @@ Test(sharded, three_shards_live_under_a_writer)
               text);
     cr_assert(strstr(text, "balancer:  source stopped, target stopped"), "%s", text);
     free(text);
+    expect_shard_metrics(3);
     writer_done(w);
     lm_json_free(wait_streaming(a, 1, true));
     cr_assert_eq(agent_cli("cutover"), 0, "livemig-agent cutover failed");
     expect_exit(a, 0, "livemig sharded migration COMPLETE");
     expect_log("cutover complete on every shard");
+    /* the agent's own verification, shard i against shard i */
+    expect_log("shard src-shard2 -> dst-shard2:");
+    expect_log("verification passed on every shard pair (3)");
     expect_no_differences();
     expect_balancer(&src, "full");
     expect_balancer(&dst, "full");
+    /* a document planted on one target shard: `livemig-agent verify` given the two routers
+     * compares shard by shard, names the pair and the _id, exit 1 */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.insert_one({'_id': 'planted-extra'})\"",
+                            PY, dst.shard_uri[2]),
+                 0);
+    snprintf(p, sizeof p, "%s/verify.txt", dir);
+    int rc = lm_test_sh("'%s' verify --source '%s' --target '%s' --state-dir '%s/v' > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, dir, p);
+    text = lm_test_slurp(p);
+    cr_assert_eq(rc, 1, "verify exit %d:\n%s", rc, text);
+    char *pair = strstr(text, "shard src-shard2 -> dst-shard2:");
+    cr_assert(pair, "%s", text);
+    cr_assert(strstr(pair, "{ \"_id\" : \"planted-extra\" } extra on the target"), "%s", text);
+    cr_assert(strstr(text, "VERIFICATION FAILED: 1 of 3 shard pairs differ"), "%s", text);
+    free(text);
 }
 
 /* A 2-shard source and a 3-shard target: validation FAILs on the shard count, migrate
@@ -326,28 +391,9 @@ Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
     beds(2, 2, 300);
     /* validate runs the replica-set checks per shard pair: a namespace planted on one target
      * shard (the router does not know it) fails that shard's line, named */
-    /* the agent's own verification, shard i against shard i */
-    expect_log("shard src-shard2 -> dst-shard2:");
-    expect_log("verification passed on every shard pair (3)");
     cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
                             "M('%s').shop.orders.insert_one({'_id': 'planted'})\"",
                             PY, dst.shard_uri[1]),
-    /* a document planted on one target shard: `livemig-agent verify` given the two routers
-     * compares shard by shard, names the pair and the _id, exit 1 */
-    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
-                            "M('%s').shop.orders.insert_one({'_id': 'planted-extra'})\"",
-                            PY, dst.shard_uri[2]),
-                 0);
-    snprintf(p, sizeof p, "%s/verify.txt", dir);
-    int rc = lm_test_sh("'%s' verify --source '%s' --target '%s' --state-dir '%s/v' > '%s' 2>&1",
-                        LM_AGENT_BIN, src.uri, dst.uri, dir, p);
-    text = lm_test_slurp(p);
-    cr_assert_eq(rc, 1, "verify exit %d:\n%s", rc, text);
-    char *pair = strstr(text, "shard src-shard2 -> dst-shard2:");
-    cr_assert(pair, "%s", text);
-    cr_assert(strstr(pair, "{ \"_id\" : \"planted-extra\" } extra on the target"), "%s", text);
-    cr_assert(strstr(text, "VERIFICATION FAILED: 1 of 3 shard pairs differ"), "%s", text);
-    free(text);
                  0);
     char out[700];
     snprintf(out, sizeof out, "%s/validate.log", dir);
@@ -401,6 +447,12 @@ Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
 Test(sharded, cancel_keeps_the_data_then_drop_target_starts_again)
 {
     beds(2, 2, 300);
+    /* enough on shard 1 that its copy is cancelled midway */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                            "for i in range(25000)])\"",
+                            PY, src.shard_uri[1]),
+                 0);
     pid_t a = start_agent();
     int64_t until = lm_time_mono_ms() + 60000;
     while (count_on_shards(&dst, "crm", "bulk") == 0) {
@@ -466,12 +518,6 @@ static void shard_str(lm_json_val_t *v, size_t i, const char *key, char *out, si
     out[0] = '\0';
     if (v && lm_json_get_arr(v, "shards", false, 0, &shards, &err) && shards &&
         i < lm_json_len(shards) &&
-    /* enough on shard 1 that its copy is cancelled midway */
-    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
-                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
-                            "for i in range(25000)])\"",
-                            PY, src.shard_uri[1]),
-                 0);
         lm_json_get_str(lm_json_at(shards, i), key, false, 0, &s, &err) && s)
         snprintf(out, outsz, "%s", s);
 }

@@ -177,12 +177,12 @@ static bool load_pairs(const lm_job_t *job, lm_cluster_t *scl, lm_cluster_t *dcl
     bool is_router = false;
     memset(scl, 0, sizeof *scl);
     memset(dcl, 0, sizeof *dcl);
-    if (ok && (!lm_cluster_is_router(d, &is_router, err) || !is_router))
-        ok = is_router ? false
-                       : lm_error_set(err, LM_ERR_INVALID,
-                                      "the source is a sharded cluster but the target is not a "
-                                      "mongos: verify compares shard i with shard i; give a "
-                                      "mongos of the target");
+    if (ok && !lm_cluster_is_router(d, &is_router, err))
+        ok = (lm_error_prefix(err, "target"), false);
+    else if (ok && !is_router)
+        ok = lm_error_set(err, LM_ERR_INVALID,
+                          "the source is a sharded cluster but the target is not a mongos: "
+                          "verify compares shard i with shard i; give a mongos of the target");
     if (ok && !lm_cluster_load(s, scl, err))
         ok = (lm_error_prefix(err, "source"), false);
     if (ok && !lm_cluster_load(d, dcl, err))
@@ -209,6 +209,8 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
     size_t pairs_failed = 0, ns_total = 0, ns_failed = 0;
     int64_t docs = 0;
     bool finished = true;
+    vprogress_t vp = {.st = st, .last_log = lm_time_now_ms()};
+    vp.base.eta_seconds = -1;
     lm_error_init(&err);
     lm_strbuf_init(&out, 64u << 20);
     if (st)
@@ -217,8 +219,6 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
         finished = false;
         goto done;
     }
-    vprogress_t vp = {.st = st, .last_log = lm_time_now_ms()};
-    vp.base.eta_seconds = -1;
     if (json)
         lm_strbuf_append(&out, "{\"shards\": [");
     for (size_t i = 0; i < scl.n_shards && finished; i++) {
@@ -271,6 +271,7 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
         vp.base.namespaces_total += (int64_t)r.n;
         vp.base.namespaces_done += (int64_t)r.n;
         vp.base.documents_done += r.documents;
+        vp.base.documents_total += r.documents;
         if (r.n_failed)
             pairs_failed++;
         for (size_t k = 0; k < r.n; k++) {
@@ -309,7 +310,7 @@ done:
             printf("VERIFICATION DID NOT FINISH: %s\n", err.message);
         fprintf(stderr, "livemig-agent: verification did not finish: %s\n", err.message);
         if (st)
-            lm_status_set_verify_progress(st, LM_VERIFY_ERROR, NULL, err.message);
+            lm_status_set_verify_progress(st, LM_VERIFY_ERROR, &vp.base, err.message);
     } else if (ns_failed) {
         code = fail_code;
         if (!json)
@@ -319,7 +320,7 @@ done:
         lm_log_error(NULL, "verification FAILED: %zu of %zu shard pairs differ", pairs_failed,
                      scl.n_shards);
         if (st)
-            lm_status_set_verify_progress(st, LM_VERIFY_FAILED, NULL, NULL);
+            lm_status_set_verify_progress(st, LM_VERIFY_FAILED, &vp.base, NULL);
     } else {
         if (!json)
             printf("verification passed on every shard pair (%zu): %zu namespaces, %lld "
@@ -330,7 +331,7 @@ done:
                     "documents, 0 differences",
                     scl.n_shards, ns_total, (long long)docs);
         if (st)
-            lm_status_set_verify_progress(st, LM_VERIFY_PASSED, NULL, NULL);
+            lm_status_set_verify_progress(st, LM_VERIFY_PASSED, &vp.base, NULL);
     }
     fflush(stdout);
     lm_cluster_cleanup(&scl);

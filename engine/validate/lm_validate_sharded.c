@@ -1,4 +1,6 @@
-/* lm_validate_sharded: see lm_validate_sharded.h. Nothing is written to either cluster. */
+/* lm_validate_sharded: see lm_validate_sharded.h. Nothing is written to either cluster but
+ * the index probe's scratch database on each target shard (dropped again, as for a replica
+ * set). */
 #include "lm_validate_sharded.h"
 
 #include <stdio.h>

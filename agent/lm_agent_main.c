@@ -33,6 +33,8 @@
 #include "lm_link.h"
 #include "lm_validate.h"
 #include "lm_verify.h"
+#include "lm_run_sharded.h"
+#include "lm_coord.h"
 #include "lm_log.h"
 #include "lm_status_http.h"
 
@@ -260,6 +262,8 @@ static void verify_usage(FILE *out)
           "  --restart, --no-resume     start over: remove the progress of an earlier run\n"
           "  --job FILE                 the migration's job file\n"
           "  -o json                    one JSON document instead of the table\n\n"
+          "Given two routers (mongos), each source shard is compared with its target shard\n"
+          "(listShards order, as a sharded migration pairs them), one pair after the other.\n\n"
           "exit codes: 0 every namespace passed, 1 a difference (or verify could not finish),\n"
           "2 bad usage\n",
           out);
@@ -284,6 +288,11 @@ static int cmd_verify(int argc, char **argv)
     lm_log_set_format(job.log_format == LM_JOB_LOG_JSON ? LM_LOG_JSON : LM_LOG_TEXT);
     lm_log_set_level((lm_log_level_t)job.log_level);
     install_signals(false);
+    if (lm_coord_source_is_sharded(&job)) { /* two routers: shard i against shard i */
+        code = lm_run_sharded_verify(&job, NULL, NULL, &stop_flag, job.state_dir, restart, json,
+                                     LM_EXIT_FAILED);
+        goto out;
+    }
     lm_verify_result_t r;
     bool ok = lm_run_verify_resumable(&job, NULL, &stop_flag, job.state_dir, restart, &r, &err);
     lm_strbuf_t text;

@@ -254,6 +254,13 @@ void lm_conn_monitor_init(lm_conn_monitor_t *m, const char *side,
     pthread_mutex_init(&m->mu, NULL);
 }
 
+void lm_conn_monitor_close(lm_conn_monitor_t *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->closing = true;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void lm_conn_monitor_cleanup(lm_conn_monitor_t *m)
 {
     pthread_mutex_destroy(&m->mu);
@@ -276,7 +283,7 @@ static void monitor_note(lm_conn_monitor_t *m, const char *host, bool down, cons
 {
     char kind[48], msg[512];
     pthread_mutex_lock(&m->mu);
-    int i = monitor_slot(m, host);
+    int i = m->closing ? -1 : monitor_slot(m, host);
     if (i >= 0 && m->servers[i].down != down) {
         m->servers[i].down = down;
         if (down) {

@@ -42,11 +42,15 @@ typedef struct {
         int64_t down_since_ms; /* monotonic */
     } servers[LM_CONN_MONITOR_SERVERS];
     size_t n;
+    bool closing; /* lm_conn_monitor_close: the pool is being destroyed, nothing is reported */
 } lm_conn_monitor_t;
 
 void lm_conn_monitor_init(lm_conn_monitor_t *m, const char *side,
                           void (*on_event)(void *ud, const char *kind, const char *message),
                           void *ud);
+/* Before the pool is destroyed: its shutdown turns every server Unknown, which is no
+ * outage; from here on nothing is reported. */
+void lm_conn_monitor_close(lm_conn_monitor_t *m);
 void lm_conn_monitor_cleanup(lm_conn_monitor_t *m);
 
 typedef struct {

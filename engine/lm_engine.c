@@ -874,6 +874,8 @@ void lm_engine_destroy(engine_t *e)
         mongoc_client_pool_push(e->src_pool, e->src);
     if (e->dst)
         mongoc_client_pool_push(e->dst_pool, e->dst);
+    lm_conn_monitor_close(&e->src_mon); /* the pools' shutdown is no outage */
+    lm_conn_monitor_close(&e->dst_mon);
     destroy_pools(e->src_pool != e->o.source ? e->src_pool : NULL,
                   e->dst_pool != e->o.target ? e->dst_pool : NULL);
     lm_conn_monitor_cleanup(&e->src_mon); /* after the pools: their monitors call it */

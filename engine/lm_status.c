@@ -520,7 +520,7 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
 }
 
 /* Prometheus label values escape backslash, quote and newline. */
-static void label(lm_strbuf_t *out, const char *v)
+void lm_status_metrics_label(lm_strbuf_t *out, const char *v)
 {
     for (; *v; v++) {
         if (*v == '\\' || *v == '"')
@@ -567,7 +567,7 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
                      "# TYPE livemig_collection_documents_copied gauge\n");
     for (size_t i = 0; i < st->n_colls; i++) {
         lm_strbuf_append(out, "livemig_collection_documents_copied{ns=\"");
-        label(out, st->colls[i].ns);
+        lm_status_metrics_label(out, st->colls[i].ns);
         lm_strbuf_appendf(out, "\"} %lld\n", (long long)atomic_load(&st->colls[i].docs));
     }
     lm_strbuf_append(
@@ -578,7 +578,7 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
         if (est < 0)
             continue; /* not estimated yet */
         lm_strbuf_append(out, "livemig_collection_documents_estimated{ns=\"");
-        label(out, st->colls[i].ns);
+        lm_status_metrics_label(out, st->colls[i].ns);
         lm_strbuf_appendf(out, "\"} %lld\n", est);
     }
     if (st->stream.active) {
@@ -620,6 +620,8 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
         "# HELP livemig_warnings Warnings recorded.\n# TYPE livemig_warnings gauge\n"
         "livemig_warnings %zu\n",
         st->errors.n, st->warnings.n);
+    if (st->metrics_extra)
+        st->metrics_extra(st->hook_ud, out);
     pthread_mutex_unlock(&st->mu);
 }
 

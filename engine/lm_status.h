@@ -143,8 +143,10 @@ typedef struct {
     /* A sharded migration's hooks (lm_coord), set and cleared under mu, called under mu
      * with hook_ud; NULL for none. json_extra writes more members of the JSON object
      * ("shards", "balancer"); restart_shard asks for one failed shard's restart (POST
-     * /api/v1/restart-shard): an HTTP status (202 accepted) and a message. */
+     * /api/v1/restart-shard): an HTTP status (202 accepted) and a message; metrics_extra
+     * appends more Prometheus series (per shard) to /metrics. */
     void (*json_extra)(void *ud, lm_json_writer_t *w);
+    void (*metrics_extra)(void *ud, lm_strbuf_t *out);
     int (*restart_shard)(void *ud, const char *name, char *msg, size_t msgsz);
     void *hook_ud;
 } lm_status_t;
@@ -206,5 +208,7 @@ const char *lm_coll_state_name(lm_coll_state_t s);
 /* Appends the status as JSON / Prometheus text. */
 void lm_status_json(lm_status_t *st, lm_strbuf_t *out);
 void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out);
+/* Appends v as a Prometheus label value (backslash, quote and newline escaped). */
+void lm_status_metrics_label(lm_strbuf_t *out, const char *v);
 
 #endif

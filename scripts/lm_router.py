@@ -271,6 +271,12 @@ class Router:
         self.meta.move_range(ns, cmd["min"], cmd.get("max"), to)
         return {}
 
+    def cmd_drop(self, cmd):
+        """drop through mongos: on every shard, with the collection's registration and chunks."""
+        ns = f"{cmd.get('$db', 'test')}.{cmd['drop']}"
+        self.meta.drop_collection(ns)
+        return {"ns": ns}
+
     def cmd_listDatabases(self, cmd):
         """Each database with its size summed over the shards and per shard, as mongos lists."""
         sizes = {}

@@ -224,6 +224,19 @@ class Metadata:
                                              {f: MaxKey() for f in key}, primary, Timestamp(1, 0), ts))
         return doc
 
+    def drop_collection(self, ns):
+        """The `drop` command through a mongos: the collection on every shard, then its
+        registration and chunks (a collection that does not exist: nothing to do)."""
+        db, _, coll = ns.partition(".")
+        if not db or not coll:
+            raise ShardingError(73, "InvalidNamespace", f"'{ns}' is not a namespace (db.collection)")
+        for s in self.shards():
+            self.shard_client(s["_id"])[db].drop_collection(coll)
+        have = self.collection(ns)
+        if have:
+            self.cfg.chunks.delete_many({"uuid": have["uuid"]})
+            self.cfg.collections.delete_one({"_id": ns})
+
     def sharded(self, ns):
         coll = self.collection(ns)
         if coll is None:

@@ -6,9 +6,15 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "lm_cluster.h"
+#include "lm_conn.h"
 #include "lm_coord.h"
+#include "lm_encode.h"
+#include "lm_strbuf.h"
+#include "lm_verify.h"
 #include "lm_engine.h"
 #include "lm_log.h"
 #include "lm_time.h"
@@ -117,6 +123,223 @@ static void print_summary(lm_coord_t *c, lm_status_t *st, lm_engine_outcome_t ou
     fflush(stdout);
 }
 
+/* ---- verification, shard pair by shard pair ---- */
+
+typedef struct {
+    lm_status_t *st;           /* overall (may be NULL) */
+    lm_verify_progress_t base; /* the pairs done before this one */
+    const char *pair;
+    int64_t last_log;
+} vprogress_t;
+
+/* Logs every 10 s; the overall section shows the pairs done plus this one's progress. */
+static void on_verify_progress(void *ud, const lm_verify_progress_t *p)
+{
+    vprogress_t *v = ud;
+    if (v->st) {
+        lm_verify_progress_t all = v->base;
+        all.namespaces_total += p->namespaces_total;
+        all.namespaces_done += p->namespaces_done;
+        all.documents_done += p->documents_done;
+        all.documents_total = p->documents_total >= 0 ? all.documents_total + p->documents_total
+                                                      : all.documents_total;
+        all.eta_seconds = -1;
+        lm_status_set_verify_progress(v->st, LM_VERIFY_RUNNING, &all, NULL);
+    }
+    int64_t now = lm_time_now_ms();
+    if (now - v->last_log < 10000)
+        return;
+    v->last_log = now;
+    lm_log_info(NULL, "verify shard %s: %lld/%lld namespaces, %lld/%lld documents compared",
+                v->pair, (long long)p->namespaces_done, (long long)p->namespaces_total,
+                (long long)p->documents_done, (long long)p->documents_total);
+}
+
+static mongoc_client_t *open_router(const lm_job_t *job, const lm_endpoint_t *ep, const char *side,
+                                    lm_error_t *err)
+{
+    lm_conn_opts_t o = {.side = side,
+                        .uri = ep->uri,
+                        .tls_ca_file = ep->tls_ca_file,
+                        .username = ep->user,
+                        .password = ep->password,
+                        .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
+                        .allow_insecure_tls = job->allow_insecure_tls,
+                        .app_name = "livemig-verify"};
+    return lm_conn_client_new(&o, err);
+}
+
+/* Both clusters' descriptions through their routers, the same number of shards. */
+static bool load_pairs(const lm_job_t *job, lm_cluster_t *scl, lm_cluster_t *dcl, lm_error_t *err)
+{
+    mongoc_client_t *s = open_router(job, &job->source, "source", err), *d = NULL;
+    bool ok = s && (d = open_router(job, &job->target, "target", err));
+    bool is_router = false;
+    memset(scl, 0, sizeof *scl);
+    memset(dcl, 0, sizeof *dcl);
+    if (ok && !lm_cluster_is_router(d, &is_router, err))
+        ok = (lm_error_prefix(err, "target"), false);
+    else if (ok && !is_router)
+        ok = lm_error_set(err, LM_ERR_INVALID,
+                          "the source is a sharded cluster but the target is not a mongos: "
+                          "verify compares shard i with shard i; give a mongos of the target");
+    if (ok && !lm_cluster_load(s, scl, err))
+        ok = (lm_error_prefix(err, "source"), false);
+    if (ok && !lm_cluster_load(d, dcl, err))
+        ok = (lm_error_prefix(err, "target"), false);
+    if (ok && scl->n_shards != dcl->n_shards)
+        ok = lm_error_set(err, LM_ERR_INVALID,
+                          "the source has %zu shards and the target %zu: a sharded target is "
+                          "verified shard i against shard i, which needs the same number",
+                          scl->n_shards, dcl->n_shards);
+    if (s)
+        mongoc_client_destroy(s);
+    if (d)
+        mongoc_client_destroy(d);
+    return ok;
+}
+
+int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coord,
+                          const atomic_bool *stop, const char *state_dir, bool restart, bool json,
+                          int fail_code)
+{
+    lm_cluster_t scl, dcl;
+    lm_error_t err;
+    lm_strbuf_t out;
+    size_t pairs_failed = 0, ns_total = 0, ns_failed = 0;
+    int64_t docs = 0;
+    bool finished = true;
+    vprogress_t vp = {.st = st, .last_log = lm_time_now_ms()};
+    vp.base.eta_seconds = -1;
+    lm_error_init(&err);
+    lm_strbuf_init(&out, 64u << 20);
+    if (st)
+        lm_status_set_verify_progress(st, LM_VERIFY_RUNNING, NULL, NULL);
+    if (!load_pairs(job, &scl, &dcl, &err)) {
+        finished = false;
+        goto done;
+    }
+    if (json)
+        lm_strbuf_append(&out, "{\"shards\": [");
+    for (size_t i = 0; i < scl.n_shards && finished; i++) {
+        char su[1200], du[1200], pair[2 * LM_SHARD_NAME_MAX + 8];
+        const char *sname = scl.shards[i].name, *dname = dcl.shards[i].name;
+        snprintf(pair, sizeof pair, "%s -> %s", sname, dname);
+        if (!lm_cluster_shard_uri(job->source.uri, scl.shards[i].host, su, sizeof su, &err) ||
+            !lm_cluster_shard_uri(job->target.uri, dcl.shards[i].host, du, sizeof du, &err)) {
+            lm_error_prefix(&err, "shard %s", pair);
+            finished = false;
+            break;
+        }
+        lm_job_t sj = *job;
+        sj.source.uri = su;
+        sj.target.uri = du;
+        /* the coordinator's shard i is this pair (both in listShards order) */
+        lm_status_t *sst = NULL;
+        size_t n = coord ? lm_coord_n_shards(coord) : 0;
+        if (i < n && strcmp(lm_coord_shard_name(coord, i), sname) == 0)
+            sst = lm_coord_shard_status(coord, i);
+        vp.pair = pair;
+        lm_verify_opts_t o = {.job = &sj,
+                              .workers = (int)job->verify_workers,
+                              .recheck_count = (int)job->verify_recheck,
+                              .recheck_delay_ms = job->verify_recheck_delay_ms,
+                              .max_ids = (int)job->verify_max_ids,
+                              .stop = stop,
+                              .status = sst,
+                              .progress = on_verify_progress,
+                              .progress_ud = &vp,
+                              .state_dir = state_dir,
+                              .restart = restart};
+        lm_verify_result_t r;
+        lm_log_info(NULL, "verify: shard %s", pair);
+        bool ok = lm_verify_run(&o, &r, &err);
+        lm_wipe(su, sizeof su);
+        lm_wipe(du, sizeof du);
+        if (json) {
+            lm_strbuf_appendf(&out, "%s{\"source\": \"%s\", \"target\": \"%s\", \"result\": ",
+                              i ? ", " : "", sname, dname);
+            lm_verify_render_json(&r, &out);
+            lm_strbuf_append(&out, "}");
+        } else {
+            lm_strbuf_appendf(&out, "\nshard %s:\n", pair);
+            lm_verify_render_table(&r, r.n > 50, &out);
+        }
+        ns_total += r.n;
+        ns_failed += r.n_failed;
+        docs += r.documents;
+        vp.base.namespaces_total += (int64_t)r.n;
+        vp.base.namespaces_done += (int64_t)r.n;
+        vp.base.documents_done += r.documents;
+        vp.base.documents_total += r.documents;
+        if (r.n_failed)
+            pairs_failed++;
+        for (size_t k = 0; k < r.n; k++) {
+            if (r.items[k].pass)
+                continue;
+            char line[1024];
+            snprintf(line, sizeof line, "shard %s: %s: %s%s%s", pair, r.items[k].ns,
+                     r.items[k].reasons.n ? r.items[k].reasons.items[0] : "differs",
+                     r.items[k].n_ids ? ", first _id " : "",
+                     r.items[k].n_ids ? r.items[k].ids[0].id_json : "");
+            if (st)
+                lm_status_verify_add_difference(st, line);
+            lm_log_error(NULL, "verification: %s", line);
+        }
+        if (!ok) {
+            lm_error_prefix(&err, "shard %s", pair);
+            finished = false;
+        }
+        lm_verify_result_cleanup(&r);
+    }
+    if (json)
+        lm_strbuf_append(&out, "]");
+done:
+    if (json) {
+        if (!out.len)
+            lm_strbuf_append(&out, "{\"shards\": []");
+        lm_strbuf_appendf(&out,
+                          ", \"shardPairs\": %zu, \"shardPairsFailed\": %zu, \"passed\": %s}\n",
+                          scl.n_shards, pairs_failed, finished && !ns_failed ? "true" : "false");
+    }
+    printf("%s", lm_strbuf_str(&out));
+    int code = LM_EXIT_OK;
+    if (!finished) {
+        code = fail_code;
+        if (!json)
+            printf("VERIFICATION DID NOT FINISH: %s\n", err.message);
+        fprintf(stderr, "livemig-agent: verification did not finish: %s\n", err.message);
+        if (st)
+            lm_status_set_verify_progress(st, LM_VERIFY_ERROR, &vp.base, err.message);
+    } else if (ns_failed) {
+        code = fail_code;
+        if (!json)
+            printf("VERIFICATION FAILED: %zu of %zu shard pairs differ (%zu of %zu namespaces; "
+                   "listed above under their shard). Verify only read: it changed no data.\n",
+                   pairs_failed, scl.n_shards, ns_failed, ns_total);
+        lm_log_error(NULL, "verification FAILED: %zu of %zu shard pairs differ", pairs_failed,
+                     scl.n_shards);
+        if (st)
+            lm_status_set_verify_progress(st, LM_VERIFY_FAILED, &vp.base, NULL);
+    } else {
+        if (!json)
+            printf("verification passed on every shard pair (%zu): %zu namespaces, %lld "
+                   "documents, 0 differences\n",
+                   scl.n_shards, ns_total, (long long)docs);
+        lm_log_info(NULL,
+                    "verification passed on every shard pair (%zu): %zu namespaces, %lld "
+                    "documents, 0 differences",
+                    scl.n_shards, ns_total, (long long)docs);
+        if (st)
+            lm_status_set_verify_progress(st, LM_VERIFY_PASSED, &vp.base, NULL);
+    }
+    fflush(stdout);
+    lm_cluster_cleanup(&scl);
+    lm_cluster_cleanup(&dcl);
+    lm_strbuf_cleanup(&out);
+    return code;
+}
+
 int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
 {
     lm_log_info(NULL, "the source is a sharded cluster (its router says isdbgrid): migrating "
@@ -138,6 +361,18 @@ int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
         pthread_join(th, NULL);
     }
     print_summary(c, st, out);
+    int code = lm_engine_exit_code(out);
+    /* the status API stays up while it runs: its "verification" section shows it */
+    if (out == LM_ENGINE_COMPLETE && job->verify && !(stop && atomic_load(stop))) {
+        lm_log_info(NULL, "cutover complete: verifying every target shard against its source "
+                          "shard (it only reads; --no-verify skips this)");
+        printf("\nlivemig verification of the target, shard pair by shard pair:\n");
+        code = lm_run_sharded_verify(job, st, c, stop, NULL, false, false, LM_EXIT_VERIFY_FAILED);
+        if (code != LM_EXIT_OK)
+            printf("  the migration itself is COMPLETE (cut over), but do not point the "
+                   "application at the target before you know why; run `livemig-agent verify` "
+                   "with the two routers to check again\n");
+    }
     lm_coord_destroy(c);
-    return lm_engine_exit_code(out);
+    return code;
 }

@@ -6,10 +6,24 @@
 
 #include <stdatomic.h>
 
+#include "lm_coord.h"
 #include "lm_job.h"
 #include "lm_status.h"
 
 /* Runs the sharded migration to its end; returns an exit code (LM_EXIT_*, lm_engine.h). */
 int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop);
+
+/* Verification of a sharded target (job's source and target are routers): both clusters'
+ * listShards read, source shard i compared with target shard i (the engines' pairs, reached
+ * through the same shard URIs) by lm_verify, pair after pair, with the job's verify_*
+ * options. Prints a table per pair (or, with json, one JSON document for all) and an
+ * overall line. st (may be NULL) keeps the overall verification section (differences
+ * prefixed with their pair); coord (may be NULL) gives each shard's status, whose own
+ * section the status JSON shows per shard. state_dir/restart: resumable, per pair
+ * (lm_verify). Returns LM_EXIT_OK when every pair passed, else fail_code (a difference,
+ * or it could not finish: the reason printed). */
+int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coord,
+                          const atomic_bool *stop, const char *state_dir, bool restart, bool json,
+                          int fail_code);
 
 #endif

@@ -43,6 +43,7 @@ struct lm_coord {
     shard_t *shards;
     size_t n;
     bool src_balancer_stopped, dst_balancer_stopped;
+    bool fresh_identity; /* this run made the job id: nothing of it is on the target yet */
     atomic_int src_balancer, dst_balancer; /* balancer_state_t, shown in the status */
     bool balancer_refused;
     lm_error_t err;
@@ -83,40 +84,10 @@ bool lm_coord_source_is_sharded(const lm_job_t *job)
 
 /* ---- identity: <state_dir>/sharded.json ---- */
 
-static bool load_identity(lm_coord_t *c)
+static bool write_identity(lm_coord_t *c, bool cancelled)
 {
-    char path[1024], *text = NULL;
-    lm_error_t rerr;
+    char path[1024];
     snprintf(path, sizeof path, "%s/sharded.json", c->job->state_dir);
-    if (!lm_fs_mkdir_p(c->job->state_dir, 0700, &c->err))
-        return false;
-    if (lm_fs_read_file(path, 65536, &text, NULL, &rerr)) {
-        lm_json_val_t *v = lm_json_parse(text, strlen(text), 0, 0, &c->err);
-        const char *id = NULL, *src = NULL, *dst = NULL;
-        bool ok = v && lm_json_get_str(v, "jobId", true, 60, &id, &c->err) &&
-                  lm_json_get_str(v, "source", true, 255, &src, &c->err) &&
-                  lm_json_get_str(v, "target", true, 255, &dst, &c->err);
-        if (ok && (strcmp(src, c->src_hosts) != 0 || strcmp(dst, c->dst_hosts) != 0))
-            ok = lm_error_set(&c->err, LM_ERR_INVALID,
-                              "%s belongs to a sharded migration from %s to %s: use another "
-                              "--state-dir for %s -> %s",
-                              path, src, dst, c->src_hosts, c->dst_hosts);
-        if (ok)
-            snprintf(c->job_id, sizeof c->job_id, "%s", id);
-        else
-            lm_error_prefix(&c->err, "%s", path);
-        lm_json_free(v);
-        free(text);
-        return ok;
-    }
-    if (rerr.code != LM_ERR_NOT_FOUND) {
-        c->err = rerr;
-        return false;
-    }
-    if (c->job->job_id[0])
-        snprintf(c->job_id, sizeof c->job_id, "%.40s", c->job->job_id);
-    else if (!lm_random_hex(c->job_id, 12))
-        return lm_error_set(&c->err, LM_ERR_IO, "no randomness for a job id");
     lm_json_writer_t *w = lm_json_writer_new(true);
     lm_json_w_map_open(w);
     lm_json_w_key(w, "jobId");
@@ -127,12 +98,114 @@ static bool load_identity(lm_coord_t *c)
     lm_json_w_str(w, c->dst_hosts);
     lm_json_w_key(w, "sharded");
     lm_json_w_bool(w, true);
+    lm_json_w_key(w, "cancelled");
+    lm_json_w_bool(w, cancelled);
     lm_json_w_map_close(w);
     size_t len;
     const char *doc = lm_json_writer_result(w, &len, &c->err);
     bool ok = doc && lm_fs_write_atomic(path, doc, len, 0600, &c->err);
     lm_json_writer_destroy(w);
     return ok;
+}
+
+/* A new job id (the job's own, unless a cancelled run of this state dir used it). */
+static bool new_identity(lm_coord_t *c, bool after_cancel)
+{
+    if (c->job->job_id[0] && !after_cancel)
+        snprintf(c->job_id, sizeof c->job_id, "%.40s", c->job->job_id);
+    else if (!lm_random_hex(c->job_id, 12))
+        return lm_error_set(&c->err, LM_ERR_IO, "no randomness for a job id");
+    c->fresh_identity = true;
+    return write_identity(c, false);
+}
+
+/* The job id of this state dir: a new one, the one of a run to resume, or, after a
+ * cancelled run, a new one with --drop-target (its checkpoints are not resumed: the
+ * balancers ran since) and a refusal without. */
+static bool load_identity(lm_coord_t *c)
+{
+    char path[1024], *text = NULL;
+    lm_error_t rerr;
+    snprintf(path, sizeof path, "%s/sharded.json", c->job->state_dir);
+    if (!lm_fs_mkdir_p(c->job->state_dir, 0700, &c->err))
+        return false;
+    if (lm_fs_read_file(path, 65536, &text, NULL, &rerr)) {
+        lm_json_val_t *v = lm_json_parse(text, strlen(text), 0, 0, &c->err);
+        const char *id = NULL, *src = NULL, *dst = NULL;
+        bool cancelled = false;
+        bool ok = v && lm_json_get_str(v, "jobId", true, 60, &id, &c->err) &&
+                  lm_json_get_str(v, "source", true, 255, &src, &c->err) &&
+                  lm_json_get_str(v, "target", true, 255, &dst, &c->err) &&
+                  lm_json_get_bool(v, "cancelled", false, &cancelled, &c->err);
+        if (ok && (strcmp(src, c->src_hosts) != 0 || strcmp(dst, c->dst_hosts) != 0))
+            ok = lm_error_set(&c->err, LM_ERR_INVALID,
+                              "%s belongs to a sharded migration from %s to %s: use another "
+                              "--state-dir for %s -> %s",
+                              path, src, dst, c->src_hosts, c->dst_hosts);
+        if (ok && cancelled && !c->job->drop_target)
+            ok = lm_error_set(&c->err, LM_ERR_INVALID,
+                              "sharded migration %s was cancelled: what it copied is still on "
+                              "the target and its checkpoints are not resumed (the balancers ran "
+                              "since). To start again, run the same command with --drop-target: "
+                              "the namespaces to copy are dropped on the target first (through "
+                              "its router, on every target shard)",
+                              id);
+        if (ok && cancelled) {
+            lm_log_warn(NULL,
+                        "sharded migration %s was cancelled: starting again with --drop-target "
+                        "(what it wrote on the target is dropped first)",
+                        id);
+            ok = new_identity(c, true);
+        } else if (ok) {
+            snprintf(c->job_id, sizeof c->job_id, "%s", id);
+        } else {
+            lm_error_prefix(&c->err, "%s", path);
+        }
+        lm_json_free(v);
+        free(text);
+        return ok;
+    }
+    if (rerr.code != LM_ERR_NOT_FOUND) {
+        c->err = rerr;
+        return false;
+    }
+    return new_identity(c, false);
+}
+
+/* --drop-target (as Atlas's dropDestinationData) on a new start: every collection to copy
+ * that the target's router has registered as sharded is dropped through the router (on
+ * every target shard, with its registration and chunks), before the metadata step makes
+ * them again; the engines then drop, each on its target shard, the other namespaces to copy
+ * they find there (lm_engine's check_conflicts). */
+static bool reload_target(lm_coord_t *c);
+
+static bool wipe_target(lm_coord_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->dcl.n_colls; i++) {
+        const char *ns = c->dcl.colls[i].ns;
+        char db[128], coll[LM_NS_MAX];
+        if (!lm_ns_split(ns, db, sizeof db, coll, sizeof coll) ||
+            !lm_ns_selected(&c->job->include, &c->job->exclude, db, coll) ||
+            (!lm_cluster_find_db(&c->scl, db) && !lm_cluster_find_coll(&c->scl, ns)))
+            continue;
+        bson_t *cmd = BCON_NEW("drop", BCON_UTF8(coll));
+        bson_t reply;
+        bson_error_t be;
+        bool ok = mongoc_client_write_command_with_opts(c->dst, db, cmd, NULL, &reply, &be);
+        bson_destroy(&reply);
+        bson_destroy(cmd);
+        if (!ok && be.code != 26) /* NamespaceNotFound: gone already */
+            return lm_error_set(&c->err, LM_ERR_SERVER,
+                                "target: cannot drop %s through its router (--drop-target): %s", ns,
+                                be.message);
+        lm_log_warn(NULL,
+                    "dropped %s on the target through its router: on every target shard, with "
+                    "its sharding registration (--drop-target)",
+                    ns);
+        n++;
+    }
+    return n == 0 || reload_target(c);
 }
 
 /* ---- the target's metadata ---- */
@@ -463,10 +536,85 @@ static void json_shards(void *ud, lm_json_writer_t *w)
         lm_json_w_str(w, last_of(&sh->st.errors));
         lm_json_w_key(w, "warnings");
         lm_json_w_int(w, (int64_t)sh->st.warnings.n);
+        /* this pair's verification after the cutover (lm_run_sharded_verify) */
+        lm_json_w_key(w, "verification");
+        if (sh->st.verify.state == LM_VERIFY_NONE)
+            lm_json_w_null(w);
+        else
+            lm_json_w_str(w, lm_verify_state_name(sh->st.verify.state));
         lm_json_w_map_close(w);
         pthread_mutex_unlock(&sh->st.mu);
     }
     lm_json_w_array_close(w);
+}
+
+/* The per-shard series of /metrics (called under the overall status's mutex; takes each
+ * shard's): labels shard and target_shard. */
+static void metrics_labels(lm_strbuf_t *out, const char *metric, const shard_t *sh)
+{
+    lm_strbuf_appendf(out, "%s{shard=\"", metric);
+    lm_status_metrics_label(out, sh->name);
+    lm_strbuf_append(out, "\",target_shard=\"");
+    lm_status_metrics_label(out, sh->target);
+    lm_strbuf_append(out, "\"");
+}
+
+static void metrics_shards(void *ud, lm_strbuf_t *out)
+{
+    lm_coord_t *c = ud;
+    static const struct {
+        const char *name, *type, *help;
+    } series[] = {
+        {"livemig_shard_documents_copied", "gauge", "Documents copied by the shard's engine."},
+        {"livemig_shard_bytes_copied", "gauge", "BSON bytes copied by the shard's engine."},
+        {"livemig_shard_lag_seconds", "gauge",
+         "The shard's latest source write minus its last applied write (once it streams)."},
+        {"livemig_shard_ready_for_cutover", "gauge",
+         "1 when the shard streams within --cutover-lag."},
+        {"livemig_shard_failed", "gauge", "1 when the shard's engine failed (restart-shard)."},
+        {"livemig_shard_phase", "gauge", "1 for the phase the shard is in."},
+    };
+    for (size_t k = 0; k < sizeof series / sizeof series[0]; k++) {
+        lm_strbuf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help,
+                          series[k].name, series[k].type);
+        for (size_t i = 0; i < c->n; i++) {
+            shard_t *sh = &c->shards[i];
+            lm_stream_status_t s;
+            lm_status_get_stream(&sh->st, &s);
+            pthread_mutex_lock(&sh->st.mu);
+            lm_phase_t phase = sh->st.phase;
+            lm_state_t state = sh->st.state;
+            pthread_mutex_unlock(&sh->st.mu);
+            switch (k) {
+            case 0:
+            case 1:
+                metrics_labels(out, series[k].name, sh);
+                lm_strbuf_appendf(out, "} %lld\n",
+                                  (long long)atomic_load(k == 0 ? &sh->st.docs : &sh->st.bytes));
+                break;
+            case 2:
+                if (s.active) {
+                    metrics_labels(out, series[k].name, sh);
+                    lm_strbuf_appendf(out, "} %.3f\n", s.lag_seconds);
+                }
+                break;
+            case 3:
+                metrics_labels(out, series[k].name, sh);
+                lm_strbuf_appendf(out, "} %d\n", s.active && s.ready_for_cutover);
+                break;
+            case 4:
+                metrics_labels(out, series[k].name, sh);
+                lm_strbuf_appendf(out, "} %d\n", state == LM_STATE_FAILED);
+                break;
+            default:
+                for (int p = 0; p <= LM_PHASE_COMPLETE; p++) {
+                    metrics_labels(out, series[k].name, sh);
+                    lm_strbuf_appendf(out, ",phase=\"%s\"} %d\n", lm_phase_name((lm_phase_t)p),
+                                      phase == (lm_phase_t)p);
+                }
+            }
+        }
+    }
 }
 
 /* ---- the engines ---- */
@@ -789,6 +937,8 @@ static bool prepare(lm_coord_t *c)
                             "the source's shards changed while its balancer was being stopped "
                             "(%zu now, the target has %zu): start the migration again",
                             c->scl.n_shards, c->dcl.n_shards);
+    if (c->job->drop_target && c->fresh_identity && !wipe_target(c))
+        return false;
     if (!setup_shards(c))
         return false;
     /* each engine pins its shard's start and creates its collections on its target shard;
@@ -846,6 +996,13 @@ lm_engine_outcome_t lm_coord_run(lm_coord_t *c)
                        : out == LM_ENGINE_STOPPED   ? LM_STATE_STOPPED
                                                     : LM_STATE_COMPLETE;
     lm_status_set_state(c->st, state);
+    /* a cancelled run is over: the next one with this state dir starts again (--drop-target) */
+    if (out == LM_ENGINE_CANCELLED && c->job_id[0]) {
+        lm_error_t keep = c->err;
+        if (!write_identity(c, true))
+            lm_log_warn(NULL, "%s/sharded.json: %s", c->job->state_dir, c->err.message);
+        c->err = keep;
+    }
     return out;
 }
 
@@ -861,6 +1018,7 @@ lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts)
     lm_conn_global_init();
     pthread_mutex_lock(&c->st->mu);
     c->st->json_extra = json_shards;
+    c->st->metrics_extra = metrics_shards;
     c->st->hook_ud = c;
     pthread_mutex_unlock(&c->st->mu);
     return c;
@@ -872,6 +1030,7 @@ void lm_coord_destroy(lm_coord_t *c)
         return;
     pthread_mutex_lock(&c->st->mu);
     c->st->json_extra = NULL;
+    c->st->metrics_extra = NULL;
     c->st->restart_shard = NULL;
     c->st->hook_ud = NULL;
     pthread_mutex_unlock(&c->st->mu);

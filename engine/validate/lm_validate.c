@@ -779,3 +779,149 @@ void lm_validate(const lm_job_t *job, const char *host_state_dir, lm_checks_t *o
     if (dst.client)
         mongoc_client_destroy(dst.client);
 }
+
+/* ---- a sharded source: the replica-set checks per shard (lm_validate_sharded.c) ---- */
+
+/* Whether "role@db, role@db" (roles_of) holds want ("role@db"). */
+static bool has_role(const char *roles, const char *want)
+{
+    size_t n = strlen(want);
+    for (const char *p = roles; (p = strstr(p, want)); p += n)
+        if ((p == roles || p[-1] == ' ') && (p[n] == '\0' || p[n] == ','))
+            return true;
+    return false;
+}
+
+/* The roles a sharded migration's source user needs where c is connected (a shard's replica
+ * set or the config servers): readAnyDatabase, clusterMonitor and backup on admin, read on
+ * local (the oplog). The roles connectionStatus reports are compared by name, and the reads
+ * are tried (listDatabases, the oplog's newest entry): a role granted through a custom role
+ * is not seen by name, so a missing name with working reads is a WARN, with failing reads a
+ * FAIL. A server that asks for no authentication needs no role: said so (INFO). */
+static void user_roles(mongoc_client_t *c, const char *where, bool oplog, lm_checks_t *out)
+{
+    char roles[400], missing[200] = "";
+    bool authenticated;
+    roles_of(c, roles, sizeof roles, &authenticated);
+    if (!authenticated) {
+        lm_checks_add(out, "user-roles", LM_PROTO_CHECK_INFO,
+                      "not checked: %s asks for no authentication, so no role is needed there "
+                      "(with authentication the user needs readAnyDatabase, clusterMonitor, "
+                      "backup and read on local)",
+                      where);
+        return;
+    }
+    bool root = has_role(roles, "root@admin") || has_role(roles, "__system@admin");
+    static const char *const need[] = {"readAnyDatabase@admin", "clusterMonitor@admin",
+                                       "backup@admin"};
+    for (size_t i = 0; !root && i < sizeof need / sizeof need[0]; i++)
+        if (!has_role(roles, need[i]))
+            snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%.*s",
+                     missing[0] ? ", " : "", (int)(strchr(need[i], '@') - need[i]), need[i]);
+    if (!root && !has_role(roles, "read@local") && !has_role(roles, "readWrite@local"))
+        snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%sread on local",
+                 missing[0] ? ", " : "");
+    bson_error_t e;
+    memset(&e, 0, sizeof e);
+    bson_t *opts = BCON_NEW("nameOnly", BCON_BOOL(true));
+    char **dbs = mongoc_client_get_database_names_with_opts(c, opts, &e);
+    bson_destroy(opts);
+    bool reads = dbs != NULL;
+    bson_strfreev(dbs);
+    if (reads && oplog) {
+        lm_optime_t t;
+        int64_t wall;
+        reads = lm_stream_oplog_edge(c, -1, &t, &wall, &e);
+    }
+    if (!missing[0])
+        lm_checks_add(out, "user-roles", LM_PROTO_CHECK_PASS, "the user on %s has the roles: %s",
+                      where, roles);
+    else if (reads)
+        lm_checks_add(out, "user-roles", LM_PROTO_CHECK_WARN,
+                      "the user on %s is not granted by name: %s (its roles: %s); the reads the "
+                      "migration needs work, so a custom role may grant them: grant them by name "
+                      "to be sure",
+                      where, missing, roles[0] ? roles : "none");
+    else
+        lm_checks_add(out, "user-roles", LM_PROTO_CHECK_FAIL,
+                      "the user on %s lacks %s (its roles: %s; %s): grant them on %s", where,
+                      missing, roles[0] ? roles : "none",
+                      e.message[0] ? e.message : "a read failed", where);
+}
+
+/* Appends tmp's checks to out as "<name>@<tag>", each message after `prefix`. */
+static void add_tagged(lm_checks_t *out, const lm_checks_t *tmp, const char *tag,
+                       const char *prefix)
+{
+    for (size_t i = 0; i < tmp->n; i++) {
+        char name[LM_PROTO_ID_LEN + 1];
+        snprintf(name, sizeof name, "%s@%.*s", tmp->items[i].name,
+                 (int)(LM_PROTO_ID_LEN - 1 - strlen(tmp->items[i].name)), tag);
+        lm_checks_add(out, name, tmp->items[i].result, "%s%s", prefix, tmp->items[i].message);
+    }
+}
+
+void lm_validate_config_user(const lm_job_t *job, lm_checks_t *out)
+{
+    side_t cs = {.side = "config-servers"};
+    lm_checks_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    reach(job, &job->source, &cs, &tmp);
+    if (cs.client) {
+        char where[300];
+        snprintf(where, sizeof where, "the config server replica set %s", cs.hosts);
+        lm_checks_t roles;
+        memset(&roles, 0, sizeof roles);
+        user_roles(cs.client, where, false, &roles);
+        add_tagged(out, &roles, "config", "");
+        lm_checks_cleanup(&roles);
+        mongoc_client_destroy(cs.client);
+    } else {
+        add_tagged(out, &tmp, "config", "the config servers: ");
+    }
+    lm_checks_cleanup(&tmp);
+}
+
+void lm_validate_shard_pair(const lm_job_t *job, const char *src_shard, const char *dst_shard,
+                            lm_checks_t *out)
+{
+    side_t src = {.side = "source"}, dst = {.side = "target"};
+    lm_checks_t tmp;
+    char prefix[2 * LM_PROTO_ID_LEN + 32], where[300];
+    memset(&tmp, 0, sizeof tmp);
+    snprintf(prefix, sizeof prefix, "shard %.64s -> %.64s: ", src_shard, dst_shard);
+    reach(job, &job->source, &src, &tmp);
+    reach(job, &job->target, &dst, &tmp);
+    if (src.client) {
+        snprintf(where, sizeof where, "source shard %s (%s)", src_shard, src.hosts);
+        user_roles(src.client, where, true, &tmp);
+        change_history(job, &src, &tmp);
+    }
+    lm_catalog_t cat;
+    lm_error_t err;
+    memset(&cat, 0, sizeof cat);
+    const char *later[] = {"namespaces", "indexes", "target-disk", "oplog-window"};
+    if (!src.client || !dst.client) {
+        for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+            lm_checks_add(&tmp, later[i], LM_PROTO_CHECK_FAIL,
+                          "not checked: the %s shard cannot be reached",
+                          src.client ? "target" : "source");
+    } else if (!lm_catalog_load(src.client, job, &cat, &err)) {
+        for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+            lm_checks_add(&tmp, later[i], LM_PROTO_CHECK_FAIL,
+                          "not checked: the shard's catalog cannot be read: %s", err.message);
+    } else {
+        int64_t bytes = source_bytes(&src, &cat);
+        namespaces(job, &dst, &cat, &tmp);
+        indexes(&src, &dst, &cat, &tmp);
+        target_disk(&dst, bytes, &tmp);
+        oplog_window(job, &src, &cat, bytes, &tmp);
+    }
+    lm_catalog_cleanup(&cat);
+    add_tagged(out, &tmp, src_shard, prefix);
+    lm_checks_cleanup(&tmp);
+    if (src.client)
+        mongoc_client_destroy(src.client);
+    if (dst.client)
+        mongoc_client_destroy(dst.client);
+}

@@ -1,4 +1,6 @@
-/* lm_validate_sharded: see lm_validate_sharded.h. Nothing is written to either cluster. */
+/* lm_validate_sharded: see lm_validate_sharded.h. Nothing is written to either cluster but
+ * the index probe's scratch database on each target shard (dropped again, as for a replica
+ * set). */
 #include "lm_validate_sharded.h"
 
 #include <stdio.h>
@@ -6,6 +8,7 @@
 
 #include "lm_cluster.h"
 #include "lm_conn.h"
+#include "lm_encode.h"
 
 typedef struct {
     char version[32];
@@ -38,7 +41,7 @@ static void read_version(mongoc_client_t *c, version_t *v)
 }
 
 /* getShardMap's map.config: "set/host:port,..." for config servers that are a replica set. */
-static void config_servers(mongoc_client_t *src, lm_checks_t *out)
+static void config_servers(const lm_job_t *job, mongoc_client_t *src, lm_checks_t *out)
 {
     bson_t reply, *cmd = BCON_NEW("getShardMap", BCON_INT32(1));
     bson_error_t be;
@@ -52,11 +55,26 @@ static void config_servers(mongoc_client_t *src, lm_checks_t *out)
                BSON_ITER_HOLDS_UTF8(&it)) {
         const char *cs = bson_iter_utf8(&it, NULL);
         const char *slash = strchr(cs, '/');
-        if (slash && slash != cs)
+        if (slash && slash != cs) {
             lm_checks_add(out, "config-servers", LM_PROTO_CHECK_PASS,
                           "the config servers are replica set '%.*s' (CSRS): %s", (int)(slash - cs),
                           cs, slash + 1);
-        else
+            /* the user's roles there, reached with the router's credentials and options */
+            char uri[1200];
+            lm_error_t err;
+            lm_error_init(&err);
+            if (lm_cluster_shard_uri(job->source.uri, cs, uri, sizeof uri, &err)) {
+                lm_job_t cj = *job;
+                cj.source.uri = uri;
+                lm_validate_config_user(&cj, out);
+            } else {
+                lm_checks_add(out, "user-roles@config", LM_PROTO_CHECK_WARN,
+                              "the config servers' address cannot be used (%s): check by hand "
+                              "that the user has clusterMonitor and read on config there",
+                              err.message);
+            }
+            lm_wipe(uri, sizeof uri);
+        } else
             lm_checks_add(out, "config-servers", LM_PROTO_CHECK_FAIL,
                           "the config servers (%s) are not a replica set (mirrored SCCC config "
                           "servers): convert them to a config server replica set first",
@@ -142,6 +160,30 @@ static void shards_reachable(const lm_job_t *job, const lm_cluster_t *cl, lm_che
     }
 }
 
+/* Source shard i against target shard i, as the engines pair them: the replica-set checks
+ * per pair (lm_validate_shard_pair), each line naming its shard. */
+static void shard_pairs(const lm_job_t *job, const lm_cluster_t *scl, const lm_cluster_t *dcl,
+                        lm_checks_t *out)
+{
+    for (size_t i = 0; i < scl->n_shards; i++) {
+        char su[1200], du[1200], name[LM_SHARD_NAME_MAX + 16];
+        lm_error_t err;
+        lm_error_init(&err);
+        snprintf(name, sizeof name, "shard-%s", scl->shards[i].name);
+        if (!lm_cluster_shard_uri(job->source.uri, scl->shards[i].host, su, sizeof su, &err) ||
+            !lm_cluster_shard_uri(job->target.uri, dcl->shards[i].host, du, sizeof du, &err)) {
+            lm_checks_add(out, name, LM_PROTO_CHECK_FAIL, "%s", err.message);
+            continue;
+        }
+        lm_job_t sj = *job;
+        sj.source.uri = su;
+        sj.target.uri = du;
+        lm_validate_shard_pair(&sj, scl->shards[i].name, dcl->shards[i].name, out);
+        lm_wipe(su, sizeof su);
+        lm_wipe(du, sizeof du);
+    }
+}
+
 void lm_validate_sharded(const lm_job_t *job, mongoc_client_t *src, mongoc_client_t *dst,
                          lm_checks_t *out)
 {
@@ -166,7 +208,7 @@ void lm_validate_sharded(const lm_job_t *job, mongoc_client_t *src, mongoc_clien
                       "sharded collections: migrated shard to shard",
                       scl.n_shards, names, scl.n_dbs, scl.n_colls);
     }
-    config_servers(src, out);
+    config_servers(job, src, out);
     if (dst && lm_cluster_is_router(dst, &dst_router, &err) && dst_router)
         have_dst = lm_cluster_load(dst, &dcl, &err);
     if (!dst)
@@ -240,7 +282,9 @@ void lm_validate_sharded(const lm_job_t *job, mongoc_client_t *src, mongoc_clien
     balancer(src, "source", out);
     if (dst && dst_router)
         balancer(dst, "target", out);
-    if (have_src)
+    if (have_src && have_dst && scl.n_shards == dcl.n_shards)
+        shard_pairs(job, &scl, &dcl, out);
+    else if (have_src)
         shards_reachable(job, &scl, out);
     if (have_src)
         lm_cluster_cleanup(&scl);

@@ -65,24 +65,21 @@ static void beds(int n, int m, int docs)
                  0, "seeding the source failed");
 }
 
-static pid_t start_agent(void)
+/* The agent, with one more argument (extra, NULL for none). */
+static pid_t start_agent_with(const char *extra)
 {
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    char *argv[] = {(char *)LM_AGENT_BIN,
-                    "migrate",
-                    "--source",
-                    src.uri,
-                    "--target",
-                    dst.uri,
-                    "--state-dir",
-                    state_dir,
-                    "--status-addr",
-                    addr,
-                    "--cutover-lag",
-                    "30s",
-                    NULL};
+    char *argv[] = {(char *)LM_AGENT_BIN, "migrate", "--source",      src.uri,
+                    "--target",           dst.uri,   "--state-dir",   state_dir,
+                    "--status-addr",      addr,      "--cutover-lag", "30s",
+                    (char *)extra,        NULL};
     return lm_test_spawn(argv, log_path);
+}
+
+static pid_t start_agent(void)
+{
+    return start_agent_with(NULL);
 }
 
 /* lm_writer.py --sharded on the source's config server: first loads `docs` documents and
@@ -220,6 +217,51 @@ static int64_t count_on_shards(const lm_testbed_server_t *bed, const char *db, c
     return n;
 }
 
+/* While every shard streams (the copy counters no longer move): /metrics has the per-shard
+ * series, each shard STREAMING, and the shards' documents add up to the overall counter. */
+static void expect_shard_metrics(int n)
+{
+    char url[128];
+    lm_http_response_t resp;
+    lm_error_t err;
+    lm_http_opts_t o = {.connect_timeout_ms = 500, .total_timeout_ms = 3000};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    memset(&resp, 0, sizeof resp);
+    cr_assert(lm_http_request(&o, "GET", url, NULL, NULL, 0, &resp, &err), "%s", err.message);
+    cr_assert_eq(resp.status, 200);
+    const char *m = resp.body ? resp.body : "";
+    long long total = -1, sum = 0;
+    const char *t = strstr(m, "\nlivemig_copy_documents_total ");
+    cr_assert(t && sscanf(t, "\nlivemig_copy_documents_total %lld", &total) == 1, "%s", m);
+    for (int i = 0; i < n; i++) {
+        char want[200];
+        long long docs = -1;
+        snprintf(
+            want, sizeof want,
+            "livemig_shard_documents_copied{shard=\"src-shard%d\",target_shard=\"dst-shard%d\"} ",
+            i, i);
+        const char *at = strstr(m, want);
+        cr_assert(at && sscanf(at + strlen(want), "%lld", &docs) == 1 && docs > 0, "%s", m);
+        sum += docs;
+        snprintf(want, sizeof want,
+                 "livemig_shard_phase{shard=\"src-shard%d\",target_shard=\"dst-shard%d\","
+                 "phase=\"STREAMING\"} 1\n",
+                 i, i);
+        cr_assert(strstr(m, want), "%s", m);
+        snprintf(want, sizeof want,
+                 "livemig_shard_lag_seconds{shard=\"src-shard%d\",target_shard=\"dst-shard%d\"} ",
+                 i, i);
+        cr_assert(strstr(m, want), "%s", m);
+        snprintf(want, sizeof want,
+                 "livemig_shard_failed{shard=\"src-shard%d\",target_shard=\"dst-shard%d\"} 0\n", i,
+                 i);
+        cr_assert(strstr(m, want), "%s", m);
+    }
+    cr_assert_eq(sum, total, "the shards' documents (%lld) do not add up to the total (%lld)", sum,
+                 total);
+    lm_http_response_cleanup(&resp);
+}
+
 /* 3 shards to 3 shards under a writer (inserts, every update form, deletes, DDL) through
  * copy, stream and cutover; the balancers off meanwhile and on again after. */
 Test(sharded, three_shards_live_under_a_writer)
@@ -266,14 +308,38 @@ Test(sharded, three_shards_live_under_a_writer)
               text);
     cr_assert(strstr(text, "balancer:  source stopped, target stopped"), "%s", text);
     free(text);
+    expect_shard_metrics(3);
     writer_done(w);
     lm_json_free(wait_streaming(a, 1, true));
     cr_assert_eq(agent_cli("cutover"), 0, "livemig-agent cutover failed");
     expect_exit(a, 0, "livemig sharded migration COMPLETE");
     expect_log("cutover complete on every shard");
+    /* the engines' pools shut down after the summary: no outage is reported then */
+    char *log = lm_test_slurp(log_path), *end = strstr(log, "livemig sharded migration COMPLETE");
+    cr_assert(end && !strstr(end, "unreachable"), "%s", end);
+    free(log);
+    /* the agent's own verification, shard i against shard i */
+    expect_log("shard src-shard2 -> dst-shard2:");
+    expect_log("verification passed on every shard pair (3)");
     expect_no_differences();
     expect_balancer(&src, "full");
     expect_balancer(&dst, "full");
+    /* a document planted on one target shard: `livemig-agent verify` given the two routers
+     * compares shard by shard, names the pair and the _id, exit 1 */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.insert_one({'_id': 'planted-extra'})\"",
+                            PY, dst.shard_uri[2]),
+                 0);
+    snprintf(p, sizeof p, "%s/verify.txt", dir);
+    int rc = lm_test_sh("'%s' verify --source '%s' --target '%s' --state-dir '%s/v' > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, dir, p);
+    text = lm_test_slurp(p);
+    cr_assert_eq(rc, 1, "verify exit %d:\n%s", rc, text);
+    char *pair = strstr(text, "shard src-shard2 -> dst-shard2:");
+    cr_assert(pair, "%s", text);
+    cr_assert(strstr(pair, "{ \"_id\" : \"planted-extra\" } extra on the target"), "%s", text);
+    cr_assert(strstr(text, "VERIFICATION FAILED: 1 of 3 shard pairs differ"), "%s", text);
+    free(text);
 }
 
 /* A 2-shard source and a 3-shard target: validation FAILs on the shard count, migrate
@@ -312,6 +378,37 @@ Test(sharded, shard_count_mismatch_fails_and_writes_nothing)
 Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
 {
     beds(2, 2, 300);
+    /* validate runs the replica-set checks per shard pair: a namespace planted on one target
+     * shard (the router does not know it) fails that shard's line, named */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.insert_one({'_id': 'planted'})\"",
+                            PY, dst.shard_uri[1]),
+                 0);
+    char out[700];
+    snprintf(out, sizeof out, "%s/validate.log", dir);
+    int rc = lm_test_sh("'%s' validate --source '%s' --target '%s' --state-dir '%s' > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, state_dir, out);
+    char *report = lm_test_slurp(out);
+    cr_assert_eq(rc, 1, "validate exit %d:\n%s", rc, report);
+    cr_assert(strstr(report, "namespaces@src-shard1 FAIL   shard src-shard1 -> dst-shard1: the "
+                             "target already holds 1 of the namespaces to copy (shop.orders)"),
+              "%s", report);
+    cr_assert(strstr(report, "namespaces@src-shard0 PASS   shard src-shard0 -> dst-shard0"), "%s",
+              report);
+    cr_assert(strstr(report, "target-namespaces    PASS"), "%s", report); /* the router's view */
+    /* no auth on the bed: the roles are said not checked, on each shard and the config servers */
+    cr_assert(strstr(report, "user-roles@src-shard1 INFO   shard src-shard1 -> dst-shard1: not "
+                             "checked: source shard src-shard1"),
+              "%s", report);
+    cr_assert(strstr(report, "user-roles@config    INFO   not checked: the config server"), "%s",
+              report);
+    cr_assert(strstr(report, "oplog-window@src-shard1 PASS"), "%s", report);
+    cr_assert(strstr(report, "change-history@src-shard0 PASS"), "%s", report);
+    free(report);
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').shop.orders.drop()\"",
+                            PY, dst.shard_uri[1]),
+                 0);
     lm_testbed_fault(&src, "balancer-round 4");
     lm_testbed_fault(&src, "refuse-balancer-start on");
     pid_t a = start_agent();
@@ -331,19 +428,48 @@ Test(sharded, balancer_round_waited_for_and_refused_restart_warned)
     expect_no_differences();
 }
 
-/* Cancel: syncing stops (exit 4), the source's balancer is on again, the copy stays. */
-Test(sharded, cancel_restarts_the_balancer_and_keeps_the_data)
+/* Cancel mid-copy: syncing stops (exit 4), the source's balancer is on again, what was
+ * copied stays. The same command again is refused and names --drop-target; with
+ * --drop-target what the cancelled run wrote is dropped (sharded collections through the
+ * target's router, the others on each target shard) and the migration runs to COMPLETE:
+ * the agent's verification passes, and so does the checker. */
+Test(sharded, cancel_keeps_the_data_then_drop_target_starts_again)
 {
     beds(2, 2, 300);
+    /* enough on shard 1 that its copy is cancelled midway */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                            "for i in range(25000)])\"",
+                            PY, src.shard_uri[1]),
+                 0);
     pid_t a = start_agent();
-    lm_json_free(wait_streaming(a, 0, false));
+    int64_t until = lm_time_mono_ms() + 60000;
+    while (count_on_shards(&dst, "crm", "bulk") == 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "crm.bulk was never copied:\n%s",
+                     lm_test_slurp(log_path));
+        cr_assert_eq(kill(a, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(100, NULL);
+    }
     expect_balancer(&src, "off");
     cr_assert_eq(agent_cli("cancel"), 0);
     expect_exit(a, 4, "livemig sharded migration CANCELLED");
     expect_balancer(&src, "full");
-    int64_t want = count_on_shards(&src, "shop", "orders");
-    cr_assert_gt(want, 0);
-    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), want);
+    cr_assert_gt(count_on_shards(&dst, "crm", "bulk"), 0); /* kept */
+    cr_assert_gt(count_on_shards(&dst, "shop", "orders"), 0);
+    /* the same command: refused, nothing resumed */
+    expect_exit(start_agent(), 1, "was cancelled");
+    expect_log("run the same command with --drop-target");
+    expect_balancer(&src, "full");
+    /* with --drop-target: wiped, then migrated */
+    a = start_agent_with("--drop-target");
+    lm_json_free(wait_streaming(a, 0, true));
+    expect_log("dropped shop.orders on the target through its router");
+    expect_log("dropped crm.bulk on the target (--drop-target)");
+    cr_assert_eq(agent_cli("cutover"), 0);
+    expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    expect_log("verification passed on every shard pair (2)");
+    expect_no_differences();
+    expect_balancer(&src, "full");
 }
 
 /* kill -9 mid-stream: the next run resumes every shard from its own checkpoint; the

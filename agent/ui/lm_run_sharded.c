@@ -158,14 +158,7 @@ static void on_verify_progress(void *ud, const lm_verify_progress_t *p)
 static mongoc_client_t *open_router(const lm_job_t *job, const lm_endpoint_t *ep, const char *side,
                                     lm_error_t *err)
 {
-    lm_conn_opts_t o = {.side = side,
-                        .uri = ep->uri,
-                        .tls_ca_file = ep->tls_ca_file,
-                        .username = ep->user,
-                        .password = ep->password,
-                        .connect_timeout_ms = (int32_t)job->connect_timeout_ms,
-                        .allow_insecure_tls = job->allow_insecure_tls,
-                        .app_name = "livemig-verify"};
+    lm_conn_opts_t o = lm_conn_opts_for(job, ep, side, NULL, "livemig-verify");
     return lm_conn_client_new(&o, err);
 }
 

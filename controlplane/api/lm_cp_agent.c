@@ -315,11 +315,13 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
             lm_proto_command_t *cmd = &m->commands[m->n_commands++];
             snprintf(cmd->job_id, sizeof cmd->job_id, "%s", lm_cp_col(st, 1));
             const char *k = lm_cp_col(st, 2);
-            cmd->kind = strcmp(k, "cutover") == 0  ? LM_PROTO_CMD_CUTOVER
-                        : strcmp(k, "cancel") == 0 ? LM_PROTO_CMD_CANCEL
-                        : strcmp(k, "extend") == 0 ? LM_PROTO_CMD_EXTEND
-                                                   : LM_PROTO_CMD_EXPIRE;
+            cmd->kind = strcmp(k, "cutover") == 0         ? LM_PROTO_CMD_CUTOVER
+                        : strcmp(k, "cancel") == 0        ? LM_PROTO_CMD_CANCEL
+                        : strcmp(k, "extend") == 0        ? LM_PROTO_CMD_EXTEND
+                        : strcmp(k, "restart-shard") == 0 ? LM_PROTO_CMD_RESTART_SHARD
+                                                          : LM_PROTO_CMD_EXPIRE;
             cmd->deadline_ms = sqlite3_column_int64(st, 3);
+            snprintf(cmd->shard, sizeof cmd->shard, "%s", lm_cp_col(st, 4));
             cmd->seq = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
@@ -448,6 +450,28 @@ static bool store_verification(lm_cp_t *cp, const lm_proto_status_t *m, bool end
     return ok;
 }
 
+/* Keeps a sharded migration's per-shard status (one row per shard, with the host that
+ * reported it); a section the decoder could not read is logged, the report is taken. */
+static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t *a)
+{
+    if (m->shards_refused[0])
+        lm_log_warn(NULL, "live migration %s: the shards in agent %s's report are left out: %s",
+                    m->job_id, a->agent_id, m->shards_refused);
+    bool ok = true;
+    for (size_t i = 0; ok && i < m->n_shards; i++) {
+        lm_json_writer_t *w = lm_json_writer_new(false);
+        lm_proto_shard_w(w, &m->shards[i], NULL);
+        size_t len;
+        lm_error_t err;
+        const char *text = lm_json_writer_result(w, &len, &err);
+        ok = text &&
+             lm_cp_store_job_shard_report(cp->db, m->job_id, m->shards[i].name, a->host,
+                                          a->agent_id, m->shards[i].state, text, lm_time_now_ms());
+        lm_json_writer_destroy(w);
+    }
+    return ok;
+}
+
 /* Keeps the report's events in the job's fault history (each once); a section the decoder
  * could not read is logged, the report is taken. */
 static bool store_events(lm_cp_t *cp, const lm_proto_status_t *m, const char *agent_id)
@@ -562,7 +586,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                                   .open_window = open,
                                   .window_end = window.end_ms};
         ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now) &&
-             store_events(cp, &m, a->agent_id) &&
+             store_events(cp, &m, a->agent_id) && store_shards(cp, &m, a) &&
              (m.kind != LM_PROTO_JOB_MIGRATION ||
               (!m.verification.present && !m.verification_refused[0]) ||
               store_verification(cp, &m, false, NULL));

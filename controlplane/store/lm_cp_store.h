@@ -210,11 +210,23 @@ sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now);
 /* A command (cutover, cancel, extend, expire) for the agent that runs job_id. */
 bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
                                 int64_t now);
+/* A command with an argument (restart-shard: the shard's name) for the agent of job_id. */
+bool lm_cp_store_command_insert_arg(sqlite3 *db, const char *job_id, const char *kind,
+                                    const char *arg, int64_t now);
+/* A sharded migration's shard as its agent (agent_id on host) last reported it: state (the
+ * shard's RUNNING, FAILED, ...) and status (its row as JSON, lm_proto_shard_t's members). */
+bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *name,
+                                  const char *host, const char *agent_id, const char *state,
+                                  const char *status, int64_t now);
+/* List: name, host, agent_id, state, status (JSON), updated of job_id's shards, by name. */
+sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id);
+/* Row: state, host of shard `name` of job_id. */
+sqlite3_stmt *lm_cp_store_job_shard(sqlite3 *db, const char *job_id, const char *name);
 /* `agent`, on host of org, has every command up to seq of the jobs it holds (or that no
  * agent holds yet). */
 bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, const char *agent,
                               int64_t seq, int64_t now);
-/* List: seq, job_id, kind, deadline of at most limit commands not acknowledged, of the jobs
+/* List: seq, job_id, kind, deadline, arg of at most limit commands not acknowledged, of the jobs
  * of host of org that `agent` holds (or no agent holds yet), in order. */
 sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
                                            const char *agent, int64_t limit);

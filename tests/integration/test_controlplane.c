@@ -1767,7 +1767,7 @@ static void older_secrets(const char *key_file, const char *src, const char *dst
 }
 
 /* An upgrade: secrets sealed by an older control plane (no associated data) are sealed
- * again bound to their rows when the database is opened (schema version 3), and still
+ * again bound to their rows when the database is opened (schema version 3, then 4), and still
  * deliver their passwords; an unbound secret found after that is refused with what to do;
  * under the wrong key the control plane does not start and changes nothing. */
 Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
@@ -1786,7 +1786,7 @@ Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
     lm_proto_assignments_cleanup(m);
     free(m);
     lm_test_cp_stop(&cp);
-    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 3, v; "
+    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 4, v; "
                            "rows=db.execute('SELECT src_password FROM jobs UNION ALL SELECT "
                            "password FROM clusters').fetchall(); "
                            "assert all(r[0] is None or r[0].startswith('v2:') for r in rows), rows",

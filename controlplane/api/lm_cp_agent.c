@@ -451,9 +451,16 @@ static bool store_verification(lm_cp_t *cp, const lm_proto_status_t *m, bool end
 }
 
 /* Keeps a sharded migration's per-shard status (one row per shard, with the host that
- * reported it); a section the decoder could not read is logged, the report is taken. */
-static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t *a)
+ * reported it); a section the decoder could not read is logged, the report is taken. The
+ * report of the end carries no shards (the coordinator is gone): a COMPLETE or CANCELLED
+ * migration's shards still RUNNING in their last report take its state (each shard ended
+ * so, or the coordinator would not have). */
+static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t *a,
+                         lm_agent_state_t state)
 {
+    if (!m->n_shards && (state == LM_AGENT_COMPLETE || state == LM_AGENT_CANCELLED))
+        return lm_cp_store_job_shards_end(cp->db, m->job_id, lm_agent_state_name(state),
+                                          lm_time_now_ms());
     if (m->shards_refused[0])
         lm_log_warn(NULL, "live migration %s: the shards in agent %s's report are left out: %s",
                     m->job_id, a->agent_id, m->shards_refused);
@@ -586,7 +593,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                                   .open_window = open,
                                   .window_end = window.end_ms};
         ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now) &&
-             store_events(cp, &m, a->agent_id) && store_shards(cp, &m, a) &&
+             store_events(cp, &m, a->agent_id) && store_shards(cp, &m, a, state) &&
              (m.kind != LM_PROTO_JOB_MIGRATION ||
               (!m.verification.present && !m.verification_refused[0]) ||
               store_verification(cp, &m, false, NULL));

@@ -592,6 +592,16 @@ bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *n
         "ssssssi", job_id, name, host, agent_id, state, status, now);
 }
 
+bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *state, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE job_shards SET state = ?1, status = json_set(status, '$.state', ?1, "
+                      "'$.phase', CASE WHEN ?1 = 'COMPLETE' THEN 'COMPLETE' ELSE "
+                      "json_extract(status, '$.phase') END), updated = ?2 WHERE job_id = ?3 AND "
+                      "state = 'RUNNING' AND json_valid(status)",
+                      "sis", state, now, job_id);
+}
+
 sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id)
 {
     return lm_cp_q(db,

@@ -218,6 +218,9 @@ bool lm_cp_store_command_insert_arg(sqlite3 *db, const char *job_id, const char 
 bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *name,
                                   const char *host, const char *agent_id, const char *state,
                                   const char *status, int64_t now);
+/* The migration ended (state: COMPLETE or CANCELLED, as its agent reported) after its last
+ * per-shard report: its shards still RUNNING take that state (and phase COMPLETE). */
+bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *state, int64_t now);
 /* List: name, host, agent_id, state, status (JSON), updated of job_id's shards, by name. */
 sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id);
 /* Row: state, host of shard `name` of job_id. */

@@ -244,8 +244,11 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
               "%s", out);
     free(out);
 
-    /* shard 1's source goes away for 8 s mid-copy: that shard FAILED, the other goes on */
-    lm_testbed_fault(&src, "lose-shard 1 8");
+    /* shard 1's source goes away for 25 s mid-copy: that shard FAILED, the other goes on.
+     * (Longer than the engines' server selection timeout, connect_timeout, 10 s: a shorter
+     * outage is waited out by a read issued meanwhile, and fails the shard only when it
+     * breaks a read in flight, which made an 8 s loss fail the shard in one run of two.) */
+    lm_testbed_fault(&src, "lose-shard 1 25");
     wait_shard(mig, "src-shard1", "state", "FAILED", 90000);
     v = describe(mig, NULL);
     const char *last = lm_json_string(lm_json_get(shard_of(v, "src-shard1"), "lastError"));
@@ -286,8 +289,8 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     cr_assert_str_eq(lm_json_string(lm_json_get(shard_of(v, "src-shard1"), "state")), "FAILED");
     lm_json_free(v);
 
-    /* the shard's server is back after 8 s: restart it through the control plane */
-    int64_t until = lm_time_mono_ms() + 30000;
+    /* the shard's server is back after 25 s: restart it through the control plane */
+    int64_t until = lm_time_mono_ms() + 60000;
     while (lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
                       "M('%s', serverSelectionTimeoutMS=500).admin.command('ping')\" "
                       ">/dev/null 2>&1",
@@ -310,6 +313,16 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     free(out);
     wait_status(mig, "COMPLETE", false, 180000);
     wait_log("shard src-shard1 restarted by the operator", 1000);
+    /* the rows end with the migration: every shard COMPLETE */
+    v = describe(mig, NULL);
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "src-shard%d", i);
+        lm_json_val_t *sh = shard_of(v, name);
+        cr_assert_str_eq(lm_json_string(lm_json_get(sh, "state")), "COMPLETE", "%s", name);
+        cr_assert_str_eq(lm_json_string(lm_json_get(sh, "phase")), "COMPLETE", "%s", name);
+    }
+    lm_json_free(v);
     int rc = lm_test_sh("'%s' '%s' --sharded --source '%s' --target '%s' > '%s/check.log' 2>&1", PY,
                         CHECK, src.config_uri, dst.config_uri, dir);
     char p[700];

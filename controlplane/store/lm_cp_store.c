@@ -54,7 +54,8 @@ static const char schema_sql[] =
  * opened with a reseal function makes it.
  * Version 4: a sharded migration's shards (job_shards: one row per source shard, the host
  * and agent that reported it, its state and its last status as JSON), and commands get an
- * argument (arg: the shard of a restart-shard). */
+ * argument (arg: the shard of a restart-shard), and agents the time they were found lost
+ * (lost_since: no heartbeat for host_grace; NULL while they heartbeat). */
 #define SCHEMA_VERSION 4
 static const char migrate_2_sql[] =
     "ALTER TABLE agents ADD COLUMN cred_salt TEXT;"
@@ -149,13 +150,21 @@ static bool migrate(sqlite3 *db, lm_cp_store_reseal_fn reseal, void *ctx, lm_err
         if (!ok)
             lm_error_prefix(err, "binding the stored secrets to their rows (schema version 3)");
     }
-    if (ok && target >= 4 && version < 4 &&
-        (sqlite3_exec(db, migrate_4_sql, NULL, NULL, &msg) != SQLITE_OK ||
-         (!has_column(db, "commands", "arg") &&
-          sqlite3_exec(db, "ALTER TABLE commands ADD COLUMN arg TEXT", NULL, NULL, &msg) !=
-              SQLITE_OK)))
-        ok = lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 4: %s",
-                          msg ? msg : "?");
+    static const char *const added_4[][3] = {{"commands", "arg", "TEXT"},
+                                             {"agents", "lost_since", "INTEGER"}};
+    if (ok && target >= 4 && version < 4) {
+        ok = sqlite3_exec(db, migrate_4_sql, NULL, NULL, &msg) == SQLITE_OK;
+        for (size_t i = 0; ok && i < sizeof added_4 / sizeof added_4[0]; i++) {
+            char sql[160];
+            snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", added_4[i][0],
+                     added_4[i][1], added_4[i][2]);
+            ok = has_column(db, added_4[i][0], added_4[i][1]) ||
+                 sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK;
+        }
+        if (!ok)
+            lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 4: %s",
+                         msg ? msg : "?");
+    }
     char sql[40];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", target);
     if (ok && sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
@@ -663,6 +672,39 @@ bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64
                       "UPDATE agents SET last_seen = ?, uptime = ?, free_bytes = ?, running = ?, "
                       "version = ? WHERE id = ?",
                       "iiisss", now, uptime, free_bytes, running, version, id);
+}
+
+sqlite3_stmt *lm_cp_store_agents_silent(sqlite3 *db, int64_t before)
+{
+    return lm_cp_q(db,
+                   "SELECT a.id, a.hostname, a.last_seen FROM agents a WHERE a.last_seen IS NOT "
+                   "NULL AND a.last_seen < ? AND a.lost_since IS NULL AND EXISTS (SELECT 1 FROM "
+                   "jobs j WHERE j.holder = a.id AND j.kind = 'migration' AND j.status NOT "
+                   "IN " LM_CP_STATUS_TERMINAL ")",
+                   "i", before);
+}
+
+sqlite3_stmt *lm_cp_store_agent_lost_since(sqlite3 *db, const char *id)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT lost_since FROM agents WHERE id = ? AND lost_since IS "
+                             "NOT NULL",
+                             "s", id));
+}
+
+bool lm_cp_store_agent_set_lost(sqlite3 *db, const char *id, int64_t since)
+{
+    if (!since)
+        return lm_cp_exec(db, "UPDATE agents SET lost_since = NULL WHERE id = ?", "s", id);
+    return lm_cp_exec(db, "UPDATE agents SET lost_since = ? WHERE id = ?", "is", since, id);
+}
+
+sqlite3_stmt *lm_cp_store_agent_live_migrations(sqlite3 *db, const char *agent_id)
+{
+    return lm_cp_q(db,
+                   "SELECT id FROM jobs WHERE holder = ? AND kind = 'migration' AND status NOT "
+                   "IN " LM_CP_STATUS_TERMINAL " ORDER BY created",
+                   "s", agent_id);
 }
 
 bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id)

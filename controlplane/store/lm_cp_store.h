@@ -121,6 +121,15 @@ bool lm_cp_store_agent_replace(sqlite3 *db, const char *old_id, const lm_cp_agen
 /* running: the JSON array of the job ids the agent runs. */
 bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
                                  int64_t free_bytes, const char *running, const char *version);
+/* List: id, hostname, last_seen of the agents whose last heartbeat was before `before`, not
+ * marked lost yet, that hold a live migration that has not ended. */
+sqlite3_stmt *lm_cp_store_agents_silent(sqlite3 *db, int64_t before);
+/* Row: lost_since of agent id when it is marked lost; NULL when it is not. */
+sqlite3_stmt *lm_cp_store_agent_lost_since(sqlite3 *db, const char *id);
+/* Marks agent id lost since `since` (0: not lost any more). */
+bool lm_cp_store_agent_set_lost(sqlite3 *db, const char *id, int64_t since);
+/* List: id of the live migrations agent_id holds that have not ended. */
+sqlite3_stmt *lm_cp_store_agent_live_migrations(sqlite3 *db, const char *agent_id);
 /* Whether link-token id has been deleted. */
 bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id);
 /* Row: uri, tls, ca_file, username, password (sealed) of cluster `name` of project `group`. */

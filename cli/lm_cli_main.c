@@ -690,6 +690,42 @@ static void print_events(const lm_json_val_t *v)
     }
 }
 
+/* A sharded migration's shards under its table: one row each, then the last error of each
+ * shard that has one. */
+static void print_shards(const lm_json_val_t *v)
+{
+    static const char *const cols[] = {"name",
+                                       "migrationHost",
+                                       "state",
+                                       "phase",
+                                       "documentsCopied",
+                                       "bytesCopied",
+                                       "percentage",
+                                       "remainingSeconds",
+                                       "lagTimeSeconds",
+                                       "readyForCutover",
+                                       NULL};
+    lm_json_val_t *shards = lm_json_get(v, "shards");
+    size_t n = shards && lm_json_type(shards) == LM_JSON_ARRAY ? lm_json_len(shards) : 0;
+    if (!n)
+        return;
+    printf("\nshards (%zu):\n", n);
+    table(shards, cols);
+    for (size_t i = 0; i < n; i++) {
+        lm_json_val_t *sh = lm_json_at(shards, i);
+        const char *name = lm_json_string(lm_json_get(sh, "name"));
+        const char *state = lm_json_string(lm_json_get(sh, "state"));
+        const char *err = lm_json_string(lm_json_get(sh, "lastError"));
+        if (err && err[0])
+            printf("shard %s%s: %s\n", name ? name : "?",
+                   state && strcmp(state, "FAILED") == 0 ? " FAILED" : "", err);
+        if (state && strcmp(state, "FAILED") == 0)
+            printf("  fix the cause, then `livemig lm restart-shard ID --shard %s` (it resumes "
+                   "from its checkpoint)\n",
+                   name ? name : "NAME");
+    }
+}
+
 static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
     const char *proj = need_project(c, a);
@@ -707,9 +743,43 @@ static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
     const char *msg = lm_json_string(lm_json_get(v, "errorMessage"));
     if (msg && msg[0])
         printf("\nerror: %s\n", msg);
+    print_shards(v);
     print_verification(v);
     print_events(v);
     lm_json_free(v);
+    return 0;
+}
+
+/* Restart one failed shard of a sharded live migration. */
+static int cmd_restart_shard(lm_cli_conn_t *c, const lm_cli_args_t *a)
+{
+    const char *proj = need_project(c, a);
+    if (!proj)
+        return 1;
+    const char *shard = flag(a, "shard");
+    if (!shard || !shard[0])
+        return die("--shard is required: the source shard's name, as `livemig lm describe %s` "
+                   "lists it",
+                   a->operand);
+    for (const char *p = shard; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-' || *p == '.') ||
+            p - shard >= 64)
+            return die("--shard '%s': a shard name is 1-64 of letters, digits, '_', '-' and '.'",
+                       shard);
+    char path[1024];
+    long st = 0;
+    snprintf(path, sizeof path, "/groups/%s/liveMigrations/%s/shards/%s/restart", proj, a->operand,
+             shard);
+    lm_json_val_t *v = call(c, "POST", path, NULL, &st);
+    if (!v)
+        return 1;
+    if (want_json(a))
+        return show(a, v, NULL);
+    lm_json_free(v);
+    printf("restart of shard %s of live migration %s requested: it resumes from its checkpoint; "
+           "`livemig lm describe %s` shows it\n",
+           shard, a->operand, a->operand);
     return 0;
 }
 
@@ -995,6 +1065,7 @@ static const lm_cli_flag_t cli_flags[] = {
      "Drop the destination's collections that the source also has before "
      "copying (otherwise they are refused).",
      false},
+    {"shard", 0, "NAME", "The source shard's name, as `liveMigrations describe` lists it.", false},
     {"noVerify", 0, NULL,
      "Do not verify the destination against the source after the cutover (verification "
      "only reads; it is on by default).",
@@ -1040,6 +1111,8 @@ static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"drop", 0},
                                                     {"noVerify", 0},
                                                     {NULL, 0}};
+static const lm_cli_flag_use_t restart_shard_flags[] = {
+    {"projectId", REQ}, {"shard", REQ}, {NULL, 0}};
 static const lm_cli_flag_use_t clusters_add_flags[] = {
     {"projectId", REQ}, {"connectionString", REQ}, {"tls", 0},          {"allowInsecureTls", 0},
     {"tlsCAFile", 0},   {"username", 0},           {"passwordFile", 0}, {NULL, 0}};
@@ -1162,6 +1235,14 @@ static const lm_cli_cmd_t cli_cmds[] = {
      "The agent reads both sides (it changes no data); `liveMigrations describe` shows the\n"
      "result (state, namespaces, and per failing namespace the reasons and _ids).",
      cmd_job_action},
+    {{LM, "restart-shard"},
+     NULL,
+     "ID",
+     restart_shard_flags,
+     "Restart one FAILED shard of a sharded live migration; the other shards go on.",
+     "Fix what made it fail first (its lastError in `liveMigrations describe`). The shard's\n"
+     "agent starts it again from its checkpoint on the destination shard.",
+     cmd_restart_shard},
     {{LM, "list"},
      NULL,
      NULL,

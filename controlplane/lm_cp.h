@@ -20,6 +20,7 @@ typedef struct {
     char *db_path;
     char *secrets_key_file; /* 64 hex digits: the AES-256-GCM key for stored passwords */
     int64_t heartbeat_ms, poll_ms;
+    int64_t host_grace_ms; /* an agent silent this long is lost to the migrations it runs */
     int64_t cutover_window_ms, extend_ms;
     int64_t relink_ms; /* how long an Owner's permission to relink a host lasts */
     int64_t max_body;

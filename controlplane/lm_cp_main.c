@@ -55,6 +55,10 @@ const lm_config_field_t lm_cp_config_schema[] = {
      "(make one with `openssl rand -hex 32 > FILE; chmod 600 FILE`)."},
     {"heartbeat_interval", LM_CFG_DURATION, offsetof(lm_cp_config_t, heartbeat_ms), "10s", 1000,
      3600000, 0, NULL, NULL, "How often agents send a heartbeat."},
+    {"host_grace", LM_CFG_DURATION, offsetof(lm_cp_config_t, host_grace_ms), "60s", 1000, 86400000,
+     0, NULL, NULL,
+     "How long an agent may send no heartbeat before the live migrations it runs record its\n"
+     "host lost (an event in their history, and another when it is back)."},
     {"poll_timeout", LM_CFG_DURATION, offsetof(lm_cp_config_t, poll_ms), "30s", 1000, 120000, 0,
      NULL, NULL, "How long an agent's poll for work is held open."},
     {"cutover_window", LM_CFG_DURATION, offsetof(lm_cp_config_t, cutover_window_ms), "120h", 1000,

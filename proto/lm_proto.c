@@ -12,7 +12,8 @@
 #define TOKEN_PREFIX "lmlt1."
 
 static const char *const job_kinds[] = {"validation", "migration", NULL};
-static const char *const cmd_kinds[] = {"cutover", "cancel", "extend", "expire", "revoked", NULL};
+static const char *const cmd_kinds[] = {"cutover", "cancel",        "extend", "expire",
+                                        "revoked", "restart-shard", NULL};
 static const char *const check_results[] = {"PASS", "WARN", "FAIL", "INFO", NULL};
 static const char *const captures[] = {"auto", "oplog", "changestream", NULL};
 static const char *const verify_states[] = {"running", "passed", "failed", "error", NULL};
@@ -24,7 +25,7 @@ const char *lm_proto_job_kind_name(lm_proto_job_kind_t k)
 
 const char *lm_proto_cmd_kind_name(lm_proto_cmd_kind_t k)
 {
-    return k <= LM_PROTO_CMD_REVOKED ? cmd_kinds[k] : "?";
+    return k <= LM_PROTO_CMD_RESTART_SHARD ? cmd_kinds[k] : "?";
 }
 
 const char *lm_proto_check_result_name(lm_proto_check_result_t r)
@@ -452,6 +453,8 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
             w_str(w, "jobId", c->job_id);
         if (c->kind == LM_PROTO_CMD_EXTEND)
             w_int(w, "deadlineMs", c->deadline_ms);
+        if (c->kind == LM_PROTO_CMD_RESTART_SHARD)
+            w_str(w, "shard", c->shard);
         if (c->seq > 0)
             w_int(w, "seq", c->seq);
         lm_json_w_map_close(w);
@@ -506,6 +509,8 @@ bool lm_proto_assignments_decode(const char *buf, size_t len, lm_proto_assignmen
         ok = ok && lm_json_get_int(c, "deadlineMs", kind == LM_PROTO_CMD_EXTEND, 0, INT64_MAX,
                                    &cmd->deadline_ms, err);
         ok = ok && lm_json_get_int(c, "seq", false, 0, INT64_MAX, &cmd->seq, err);
+        ok = ok && get_text(c, "shard", kind == LM_PROTO_CMD_RESTART_SHARD, cmd->shard,
+                            sizeof cmd->shard, err);
         ok = in_item(ok, err, "commands", i);
         m->n_commands = i + 1;
     }
@@ -527,6 +532,35 @@ void lm_proto_assignments_cleanup(lm_proto_assignments_t *m)
 /* ---- status report ---- */
 
 static bool get_verification(const lm_json_val_t *v, lm_proto_verification_t *out, lm_error_t *err);
+
+static void w_opt_double(lm_json_writer_t *w, const char *key, bool has, double v)
+{
+    lm_json_w_key(w, key);
+    if (has)
+        lm_json_w_double(w, v);
+    else
+        lm_json_w_null(w);
+}
+
+void lm_proto_shard_w(lm_json_writer_t *w, const lm_proto_shard_t *s, const char *host)
+{
+    lm_json_w_map_open(w);
+    w_str(w, "name", s->name);
+    if (host)
+        w_str(w, "migrationHost", host);
+    w_str(w, "targetShard", s->target_shard);
+    w_str(w, "state", s->state);
+    w_str(w, "phase", s->phase);
+    w_int(w, "documentsCopied", s->docs_copied);
+    w_int(w, "bytesCopied", s->bytes_copied);
+    w_opt_double(w, "percentage", s->has_percentage, s->percentage);
+    w_opt_double(w, "remainingSeconds", s->has_remaining, s->remaining_seconds);
+    w_opt_double(w, "lagTimeSeconds", s->has_lag, s->lag_seconds);
+    w_bool(w, "readyForCutover", s->ready_for_cutover);
+    lm_json_w_key(w, "lastError");
+    lm_json_w_str(w, s->last_error[0] ? s->last_error : NULL);
+    lm_json_w_map_close(w);
+}
 
 bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_error_t *err)
 {
@@ -596,6 +630,13 @@ bool lm_proto_status_encode(const lm_proto_status_t *m, lm_strbuf_t *out, lm_err
         }
         lm_json_w_array_close(w);
     }
+    if (m->n_shards) {
+        lm_json_w_key(w, "shards");
+        lm_json_w_array_open(w);
+        for (size_t i = 0; i < m->n_shards && i < LM_PROTO_MAX_SHARDS; i++)
+            lm_proto_shard_w(w, &m->shards[i], NULL);
+        lm_json_w_array_close(w);
+    }
     return finish(w, out, err);
 }
 
@@ -632,6 +673,99 @@ static bool get_events(const lm_json_val_t *arr, lm_proto_status_t *m, lm_error_
         m->events_clipped |= lm_proto_clip_text(msg, p->message, sizeof p->message);
         m->n_events = i - from + 1;
     }
+    return true;
+}
+
+/* A number member that may be null or absent (*has false then); negative refused. */
+static bool get_opt_number(const lm_json_val_t *obj, const char *key, bool *has, double *out,
+                           lm_error_t *err)
+{
+    lm_json_val_t *n = lm_json_get(obj, key);
+    *has = false;
+    if (!n || lm_json_type(n) == LM_JSON_NULL)
+        return true;
+    if (!get_number(obj, key, true, out, err))
+        return false;
+    if (*out < 0)
+        return lm_error_set(err, LM_ERR_INVALID, "field '%s': must not be negative", key);
+    *has = true;
+    return true;
+}
+
+/* A string member that may be null or absent (""), clipped to buf[size]. */
+static bool get_opt_clipped(const lm_json_val_t *obj, const char *key, char *buf, size_t size,
+                            bool *clipped, lm_error_t *err)
+{
+    lm_json_val_t *s = lm_json_get(obj, key);
+    buf[0] = '\0';
+    if (!s || lm_json_type(s) == LM_JSON_NULL)
+        return true;
+    if (!lm_json_string(s))
+        return lm_error_set(err, LM_ERR_INVALID, "field '%s': expected a string or null", key);
+    *clipped |= lm_proto_clip_text(lm_json_string(s), buf, size);
+    return true;
+}
+
+/* The shards section: the first LM_PROTO_MAX_SHARDS, strings clipped; an item that is not
+ * an object with a name, or with a member of the wrong type, refuses the section (m->shards
+ * is left empty). */
+static bool get_shards(const lm_json_val_t *arr, lm_proto_status_t *m, lm_error_t *err)
+{
+    free(m->shards);
+    m->shards = NULL;
+    m->n_shards = 0;
+    m->shards_clipped = false;
+    if (lm_json_type(arr) != LM_JSON_ARRAY)
+        return lm_error_set(err, LM_ERR_INVALID, "expected an array");
+    size_t n = lm_json_len(arr);
+    if (n > LM_PROTO_MAX_SHARDS) {
+        n = LM_PROTO_MAX_SHARDS;
+        m->shards_clipped = true;
+    }
+    lm_proto_shard_t *out = n ? calloc(n, sizeof *out) : NULL;
+    if (n && !out)
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    bool clipped = false;
+    for (size_t i = 0; i < n; i++) {
+        lm_json_val_t *e = lm_json_at(arr, i);
+        lm_proto_shard_t *p = &out[i];
+        const char *name = lm_json_string(lm_json_get(e, "name"));
+        bool ok = lm_json_type(e) == LM_JSON_OBJECT;
+        if (!ok) {
+            lm_error_set(err, LM_ERR_INVALID, "item %zu: expected an object", i);
+        } else if (!name || !name[0] || strlen(name) > LM_PROTO_ID_LEN) {
+            ok = lm_error_set(err, LM_ERR_INVALID,
+                              "shards[%zu]: field 'name': expected a shard name of 1-%d bytes", i,
+                              LM_PROTO_ID_LEN);
+        } else {
+            snprintf(p->name, sizeof p->name, "%s", name);
+            ok =
+                get_opt_clipped(e, "targetShard", p->target_shard, sizeof p->target_shard, &clipped,
+                                err) &&
+                get_opt_clipped(e, "state", p->state, sizeof p->state, &clipped, err) &&
+                get_opt_clipped(e, "phase", p->phase, sizeof p->phase, &clipped, err) &&
+                lm_json_get_int(e, "documentsCopied", false, 0, INT64_MAX, &p->docs_copied, err) &&
+                lm_json_get_int(e, "bytesCopied", false, 0, INT64_MAX, &p->bytes_copied, err) &&
+                get_opt_number(e, "percentage", &p->has_percentage, &p->percentage, err) &&
+                get_opt_number(e, "remainingSeconds", &p->has_remaining, &p->remaining_seconds,
+                               err) &&
+                get_opt_number(e, "lagTimeSeconds", &p->has_lag, &p->lag_seconds, err) &&
+                lm_json_get_bool(e, "readyForCutover", false, &p->ready_for_cutover, err) &&
+                get_opt_clipped(e, "lastError", p->last_error, sizeof p->last_error, &clipped, err);
+            if (ok && p->has_percentage && p->percentage > 100)
+                p->percentage = 100;
+            if (!ok)
+                lm_error_prefix(err, "shards[%zu] (%s)", i, p->name);
+        }
+        if (!ok) {
+            free(out);
+            m->shards_clipped = false;
+            return false;
+        }
+    }
+    m->shards = out;
+    m->n_shards = n;
+    m->shards_clipped |= clipped;
     return true;
 }
 
@@ -732,14 +866,38 @@ bool lm_proto_status_decode(const char *buf, size_t len, lm_proto_status_t *m, l
                      eerr.message);
         }
     }
+    /* a shards section that cannot be read costs the section, not the report */
+    lm_json_val_t *shs = ok ? lm_json_get(v, "shards") : NULL;
+    if (shs && lm_json_type(shs) != LM_JSON_NULL) {
+        lm_error_t serr;
+        if (!get_shards(shs, m, &serr))
+            snprintf(m->shards_refused, sizeof m->shards_refused, "field 'shards': %s",
+                     serr.message);
+    }
     if (!ok && v)
         lm_error_prefix(err, "status report");
     lm_json_free_wipe(v);
     return ok;
 }
 
+bool lm_proto_shards_decode(const char *buf, size_t len, lm_proto_status_t *m, lm_error_t *err)
+{
+    lm_json_val_t *v = lm_json_parse(buf, len, LM_PROTO_MAX_BYTES, 16, err);
+    bool ok = v != NULL;
+    if (ok && lm_json_type(v) != LM_JSON_OBJECT)
+        ok = lm_error_set(err, LM_ERR_INVALID, "expected a JSON object");
+    lm_json_val_t *shs = ok ? lm_json_get(v, "shards") : NULL;
+    if (ok && shs && lm_json_type(shs) != LM_JSON_NULL && !get_shards(shs, m, err)) {
+        lm_error_prefix(err, "field 'shards'");
+        ok = false;
+    }
+    lm_json_free(v);
+    return ok;
+}
+
 void lm_proto_status_cleanup(lm_proto_status_t *m)
 {
+    free(m->shards);
     free(m->events);
     free(m->collections);
     free(m->checks);

@@ -112,9 +112,10 @@ typedef struct {
 typedef enum {
     LM_PROTO_CMD_CUTOVER,
     LM_PROTO_CMD_CANCEL,
-    LM_PROTO_CMD_EXTEND, /* the cutover window now ends at deadline_ms */
-    LM_PROTO_CMD_EXPIRE, /* the window is over: stop syncing */
-    LM_PROTO_CMD_REVOKED /* the agent's link-token was deleted: stop asking */
+    LM_PROTO_CMD_EXTEND,       /* the cutover window now ends at deadline_ms */
+    LM_PROTO_CMD_EXPIRE,       /* the window is over: stop syncing */
+    LM_PROTO_CMD_REVOKED,      /* the agent's link-token was deleted: stop asking */
+    LM_PROTO_CMD_RESTART_SHARD /* "restart-shard": restart the failed shard `shard` */
 } lm_proto_cmd_kind_t;
 
 typedef struct {
@@ -122,6 +123,7 @@ typedef struct {
     lm_proto_cmd_kind_t kind;
     int64_t deadline_ms; /* EXTEND: the new end of the cutover window (Unix ms) */
     int64_t seq; /* increasing; a command comes again until a poll acknowledges it (?ack=SEQ) */
+    char shard[LM_PROTO_ID_LEN + 1]; /* RESTART_SHARD: the source shard's name */
 } lm_proto_command_t;
 
 typedef struct {
@@ -194,6 +196,26 @@ typedef struct {
     char message[LM_PROTO_EVENT_TEXT];
 } lm_proto_event_t;
 
+/* A sharded migration's per-shard status (the agent status's "shards", from the
+ * coordinator's): at most LM_PROTO_MAX_SHARDS, names of LM_PROTO_ID_LEN bytes, lastError of
+ * LM_PROTO_SHARD_ERROR - 1 bytes at most. The decoder keeps the first LM_PROTO_MAX_SHARDS
+ * and clips longer strings (shards_clipped) instead of refusing the report; a shard it
+ * cannot read (no name, a wrong type) refuses the section, not the report. */
+#define LM_PROTO_MAX_SHARDS 64
+#define LM_PROTO_SHARD_ERROR 512
+
+typedef struct {
+    char name[LM_PROTO_ID_LEN + 1];         /* the source shard */
+    char target_shard[LM_PROTO_ID_LEN + 1]; /* "targetShard" */
+    char state[16];                         /* RUNNING COMPLETE FAILED CANCELLED STOPPED ... */
+    char phase[32];
+    int64_t docs_copied, bytes_copied;
+    bool has_percentage, has_remaining, has_lag; /* null until known */
+    double percentage, remaining_seconds, lag_seconds;
+    bool ready_for_cutover;
+    char last_error[LM_PROTO_SHARD_ERROR]; /* "" = null */
+} lm_proto_shard_t;
+
 typedef struct {
     char agent_id[LM_PROTO_ID_LEN + 1];
     char job_id[LM_PROTO_ID_LEN + 1];
@@ -220,6 +242,11 @@ typedef struct {
     bool events_clipped;      /* the decoder dropped older events or cut strings */
     /* an events section the decoder could not read: left out, this says why */
     char events_refused[LM_PROTO_TEXT_LEN];
+    size_t n_shards;
+    lm_proto_shard_t *shards; /* a sharded migration's shards, allocated; none otherwise */
+    bool shards_clipped;      /* the decoder dropped shards past the cap or cut strings */
+    /* a shards section the decoder could not read: left out, this says why */
+    char shards_refused[LM_PROTO_TEXT_LEN];
 } lm_proto_status_t;
 
 /* Encoders append one JSON document to out; decoders fill a zeroed struct (free the
@@ -252,6 +279,14 @@ void lm_proto_verification_w(lm_json_writer_t *w, const lm_proto_verification_t 
 bool lm_proto_verification_decode(const char *buf, size_t len, lm_proto_verification_t *v,
                                   lm_error_t *err);
 void lm_proto_verification_cleanup(lm_proto_verification_t *v);
+/* One shard as a JSON object (the report's "shards" item); with host, "migrationHost" too
+ * (the control plane stores the item and shows it with the host that runs the shard). */
+void lm_proto_shard_w(lm_json_writer_t *w, const lm_proto_shard_t *s, const char *host);
+/* The "shards" array of a JSON object (buf: the coordinator's status members, or a
+ * report) into m->shards with the status decoder's rules (clipped to the caps; an item
+ * that cannot be read refuses the section: false, err says why, m->shards empty). An
+ * absent or null "shards" is none. */
+bool lm_proto_shards_decode(const char *buf, size_t len, lm_proto_status_t *m, lm_error_t *err);
 /* s into buf[size], cut before a UTF-8 character that does not fit; true when it was cut. */
 bool lm_proto_clip_text(const char *s, char *buf, size_t size);
 

@@ -17,6 +17,7 @@ PAIRS = {
     "status_migration.json": "status",
     "status_validation.json": "status",
     "status_verification.json": "status",
+    "status_sharded.json": "status",
 }
 
 
@@ -70,6 +71,26 @@ def main():
                 if validator.is_valid(broken):
                     failures += 1
                     print(f"status: accepts events with a bad '{change}'")
+        # the status schema must refuse a shard without a name or past the caps
+        if example == "status_sharded.json":
+            for change in ("name", "count", "percentage"):
+                broken = copy.deepcopy(doc)
+                if change == "name":
+                    del broken["shards"][0]["name"]
+                elif change == "count":
+                    broken["shards"] = broken["shards"] * 33
+                else:
+                    broken["shards"][1]["percentage"] = 101
+                if validator.is_valid(broken):
+                    failures += 1
+                    print(f"status: accepts shards with a bad '{change}'")
+        # the assignments schema must refuse a restart-shard without its shard
+        if schema_name == "assignments":
+            broken = copy.deepcopy(doc)
+            del broken["commands"][2]["shard"]
+            if validator.is_valid(broken):
+                failures += 1
+                print("assignments: accepts a restart-shard without 'shard'")
     print(f"{len(PAIRS)} examples checked, {failures} failures")
     sys.exit(1 if failures else 0)
 

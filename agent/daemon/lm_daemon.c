@@ -640,6 +640,30 @@ static void take_command(daemon_t *d, const lm_proto_command_t *c)
         lm_log_info(NULL, "live migration %s: the cutover window now ends at %s", j->id, when);
         break;
     }
+    case LM_PROTO_CMD_RESTART_SHARD: {
+        /* the coordinator's restart (as POST /api/v1/restart-shard): only a failed shard */
+        char name[LM_PROTO_ID_LEN + 1], raw[LM_PROTO_TEXT_LEN], msg[LM_PROTO_TEXT_LEN];
+        printable(c->shard, name, sizeof name);
+        int code = 404;
+        pthread_mutex_lock(&j->st.mu);
+        if (j->st.restart_shard)
+            code = j->st.restart_shard(j->st.hook_ud, c->shard, raw, sizeof raw);
+        else
+            snprintf(raw, sizeof raw,
+                     "it is not a sharded migration (or has not read its shards yet)");
+        pthread_mutex_unlock(&j->st.mu);
+        printable(raw, msg, sizeof msg); /* it may quote the name the control plane sent */
+        if (code == 202)
+            lm_log_info(NULL,
+                        "live migration %s: restart of shard %s requested by the control plane: %s",
+                        j->id, name, msg);
+        else
+            lm_log_warn(NULL,
+                        "live migration %s: restart of shard %s requested by the control plane, "
+                        "not done: %s",
+                        j->id, name, msg);
+        break;
+    }
     case LM_PROTO_CMD_REVOKED: break;
     }
     pthread_mutex_unlock(&d->mu);
@@ -660,6 +684,28 @@ static void fill_events(djob_t *j, lm_proto_status_t *m)
     }
     m->n_events = m->events ? n : 0;
     free(ev);
+}
+
+/* A sharded migration's per-shard status: the coordinator's "shards" (its status hook, the
+ * same members GET /api/v1/status has), read with the protocol's rules. */
+static void fill_shards(djob_t *j, lm_proto_status_t *m)
+{
+    lm_status_t *st = &j->st;
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_map_open(w);
+    pthread_mutex_lock(&st->mu);
+    bool sharded = st->json_extra != NULL;
+    if (sharded)
+        st->json_extra(st->hook_ud, w);
+    pthread_mutex_unlock(&st->mu);
+    lm_json_w_map_close(w);
+    size_t len;
+    lm_error_t err;
+    const char *text = sharded ? lm_json_writer_result(w, &len, &err) : NULL;
+    if (text && !lm_proto_shards_decode(text, len, m, &err))
+        lm_log_warn(NULL, "live migration %s: the per-shard status is left out of the report: %s",
+                    j->id, err.message);
+    lm_json_writer_destroy(w);
 }
 
 static void fill_migration(djob_t *j, lm_proto_status_t *m)
@@ -700,6 +746,7 @@ static void fill_migration(djob_t *j, lm_proto_status_t *m)
     m->ready_for_cutover = ss.active && ss.ready_for_cutover;
     m->optime_gap_seconds = ss.optime_gap_seconds;
     fill_events(j, m);
+    fill_shards(j, m);
 }
 
 /* The verification section: the outcome once there is one, else the progress. */

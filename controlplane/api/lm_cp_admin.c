@@ -758,6 +758,35 @@ static void write_events(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
     sqlite3_finalize(st);
 }
 
+/* "shards": a sharded migration's shards as their agents last reported them, by name, each
+ * with the host that runs it (migrationHost); [] for a replica set. A stored row that does
+ * not read (it cannot happen short of a damaged database) is left out. */
+static void write_shards(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
+{
+    sqlite3_stmt *st = lm_cp_store_job_shards(cp->db, id);
+    lm_json_w_key(w, "shards");
+    lm_json_w_array_open(w);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_strbuf_t one;
+        lm_strbuf_init(&one, LM_PROTO_MAX_BYTES);
+        lm_strbuf_append(&one, "{\"shards\":[");
+        lm_strbuf_append(&one, lm_cp_col(st, 4));
+        lm_strbuf_append(&one, "]}");
+        lm_proto_status_t m;
+        lm_error_t err;
+        memset(&m, 0, sizeof m);
+        if (lm_proto_shards_decode(lm_strbuf_str(&one), one.len, &m, &err) && m.n_shards == 1)
+            lm_proto_shard_w(w, &m.shards[0], lm_cp_col(st, 1));
+        else
+            lm_log_warn(NULL, "live migration %s: stored shard %s does not read: %s", id,
+                        lm_cp_col(st, 0), err.message);
+        lm_proto_status_cleanup(&m);
+        lm_strbuf_cleanup(&one);
+    }
+    lm_json_w_array_close(w);
+    sqlite3_finalize(st);
+}
+
 static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
 {
     sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
@@ -789,6 +818,7 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
     } else {
         write_verification(cp, w, id);
         write_events(cp, w, id);
+        write_shards(cp, w, id);
     }
     return done(r, 200, w);
 }
@@ -854,6 +884,47 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
         lm_json_w_int(w, deadline);
         return done(r, 200, w);
     }
+    r->status = 202;
+    return true;
+}
+
+/* Restart one failed shard of a sharded migration: a restart-shard command for the agent
+ * that runs it (acknowledged like cutover and cancel), which restarts the shard from its
+ * checkpoint. 404 for a shard the migration's reports never named, 409 unless the shard's
+ * last reported state is FAILED or the migration has ended. */
+static bool shard_restart(lm_cp_t *cp, const char *group, const char *id, const char *name,
+                          resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, "migration");
+    if (!st)
+        return cp_fail(r, 404, "RESOURCE_NOT_FOUND", "no live migration %s in project %s", id,
+                       group);
+    char status[16];
+    snprintf(status, sizeof status, "%s", lm_cp_col(st, 1));
+    sqlite3_finalize(st);
+    lm_job_status_t s = LM_STATUS_NEW;
+    if (lm_job_status_parse(status, &s) && lm_job_status_terminal(s))
+        return cp_fail(r, 409, "MIGRATION_NOT_ACTIVE", "live migration %s is %s already", id,
+                       status);
+    st = lm_cp_store_job_shard(cp->db, id, name);
+    if (!st)
+        return cp_fail(r, 404, "SHARD_NOT_FOUND",
+                       "live migration %s has no shard named '%s' (`livemig lm describe %s` "
+                       "lists its shards)",
+                       id, name, id);
+    char state[16], host[80];
+    snprintf(state, sizeof state, "%s", lm_cp_col(st, 0));
+    snprintf(host, sizeof host, "%s", lm_cp_col(st, 1));
+    sqlite3_finalize(st);
+    if (strcmp(state, "FAILED") != 0)
+        return cp_fail(r, 409, "SHARD_NOT_FAILED",
+                       "shard %s of live migration %s is %s: only a FAILED shard is restarted (its "
+                       "lastError says why it failed; fix that first)",
+                       name, id, state);
+    if (!lm_cp_store_command_insert_arg(cp->db, id, "restart-shard", name, lm_time_now_ms()))
+        return cp_fail(r, 500, "INTERNAL", "cannot store the restart-shard command");
+    pthread_cond_broadcast(&cp->changed);
+    lm_log_info(NULL, "live migration %s: restart of shard %s requested (host %s)", id, name, host);
     r->status = 202;
     return true;
 }
@@ -1018,6 +1089,11 @@ static bool on_verify(cp_call_t *k)
     return job_verify(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), k->r);
 }
 
+static bool on_shard_restart(cp_call_t *k)
+{
+    return shard_restart(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), cp_arg(k, "name"), k->r);
+}
+
 static bool on_progress(cp_call_t *k)
 {
     return job_progress(k->cp, cp_arg(k, "groupId"), cp_arg(k, "id"), k->r);
@@ -1051,6 +1127,8 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"POST", GROUP "/liveMigrations/{id}/extend", LM_CP_ROLE_OWNER, on_extend},
     {"POST", GROUP "/liveMigrations/{id}/verify", LM_CP_ROLE_OWNER, on_verify},
     {"GET", GROUP "/liveMigrations/{id}/progress", LM_CP_ROLE_MEMBER, on_progress},
+    {"POST", GROUP "/liveMigrations/{id}/shards/{name}/restart", LM_CP_ROLE_OWNER,
+     on_shard_restart},
     {NULL, NULL, LM_CP_ROLE_MEMBER, NULL},
 };
 

@@ -149,6 +149,42 @@ static void redeliver(lm_cp_t *cp, const agent_t *a, const char *running)
                     a->agent_id, a->host);
 }
 
+/* An event of the fault history of every live migration agent_id holds (its host lost or
+ * back: the control plane sees it, the agent cannot report it). */
+static void host_event(lm_cp_t *cp, const char *agent_id, const char *kind, const char *msg,
+                       int64_t now)
+{
+    sqlite3_stmt *st = lm_cp_store_agent_live_migrations(cp->db, agent_id);
+    char ids[LM_PROTO_MAX_JOBS][80];
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW && n < LM_PROTO_MAX_JOBS)
+        snprintf(ids[n++], sizeof ids[0], "%s", lm_cp_col(st, 0));
+    sqlite3_finalize(st);
+    lm_cp_event_row_t ev = {.time_ms = now, .kind = kind, .message = msg};
+    for (int i = 0; i < n; i++)
+        if (!lm_cp_store_job_events_add(cp->db, ids[i], agent_id, &ev, 1))
+            lm_log_warn(NULL, "live migration %s: cannot record the event \"%s\"", ids[i], msg);
+}
+
+/* An agent marked lost (host_grace without a heartbeat) heartbeats again: its migrations
+ * record it. */
+static void host_back(lm_cp_t *cp, const agent_t *a)
+{
+    sqlite3_stmt *st = lm_cp_store_agent_lost_since(cp->db, a->agent_id);
+    int64_t since = st ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (!since)
+        return;
+    int64_t now = lm_time_now_ms();
+    char msg[300];
+    snprintf(msg, sizeof msg,
+             "migration host %s (agent %s) sends heartbeats again, %.0f s after it was found lost",
+             a->host, a->agent_id, (double)(now - since) / 1000.0);
+    lm_cp_store_agent_set_lost(cp->db, a->agent_id, 0);
+    host_event(cp, a->agent_id, "host_back", msg, now);
+    lm_log_info(NULL, "%s", msg);
+}
+
 static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
 {
     lm_proto_heartbeat_t m;
@@ -168,6 +204,7 @@ static bool do_heartbeat(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     const char *running = lm_json_writer_result(w, &len, &err);
     lm_cp_store_agent_heartbeat(cp->db, a->agent_id, lm_time_now_ms(), m.uptime_seconds,
                                 m.state_dir_free_bytes, running, m.agent_version);
+    host_back(cp, a);
     if (running)
         redeliver(cp, a, running);
     lm_json_writer_destroy(w);
@@ -315,11 +352,13 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
             lm_proto_command_t *cmd = &m->commands[m->n_commands++];
             snprintf(cmd->job_id, sizeof cmd->job_id, "%s", lm_cp_col(st, 1));
             const char *k = lm_cp_col(st, 2);
-            cmd->kind = strcmp(k, "cutover") == 0  ? LM_PROTO_CMD_CUTOVER
-                        : strcmp(k, "cancel") == 0 ? LM_PROTO_CMD_CANCEL
-                        : strcmp(k, "extend") == 0 ? LM_PROTO_CMD_EXTEND
-                                                   : LM_PROTO_CMD_EXPIRE;
+            cmd->kind = strcmp(k, "cutover") == 0         ? LM_PROTO_CMD_CUTOVER
+                        : strcmp(k, "cancel") == 0        ? LM_PROTO_CMD_CANCEL
+                        : strcmp(k, "extend") == 0        ? LM_PROTO_CMD_EXTEND
+                        : strcmp(k, "restart-shard") == 0 ? LM_PROTO_CMD_RESTART_SHARD
+                                                          : LM_PROTO_CMD_EXPIRE;
             cmd->deadline_ms = sqlite3_column_int64(st, 3);
+            snprintf(cmd->shard, sizeof cmd->shard, "%s", lm_cp_col(st, 4));
             cmd->seq = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
@@ -448,6 +487,35 @@ static bool store_verification(lm_cp_t *cp, const lm_proto_status_t *m, bool end
     return ok;
 }
 
+/* Keeps a sharded migration's per-shard status (one row per shard, with the host that
+ * reported it); a section the decoder could not read is logged, the report is taken. The
+ * report of the end carries no shards (the coordinator is gone): a COMPLETE or CANCELLED
+ * migration's shards still RUNNING in their last report take its state (each shard ended
+ * so, or the coordinator would not have). */
+static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t *a,
+                         lm_agent_state_t state)
+{
+    if (!m->n_shards && (state == LM_AGENT_COMPLETE || state == LM_AGENT_CANCELLED))
+        return lm_cp_store_job_shards_end(cp->db, m->job_id, lm_agent_state_name(state),
+                                          lm_time_now_ms());
+    if (m->shards_refused[0])
+        lm_log_warn(NULL, "live migration %s: the shards in agent %s's report are left out: %s",
+                    m->job_id, a->agent_id, m->shards_refused);
+    bool ok = true;
+    for (size_t i = 0; ok && i < m->n_shards; i++) {
+        lm_json_writer_t *w = lm_json_writer_new(false);
+        lm_proto_shard_w(w, &m->shards[i], NULL);
+        size_t len;
+        lm_error_t err;
+        const char *text = lm_json_writer_result(w, &len, &err);
+        ok = text &&
+             lm_cp_store_job_shard_report(cp->db, m->job_id, m->shards[i].name, a->host,
+                                          a->agent_id, m->shards[i].state, text, lm_time_now_ms());
+        lm_json_writer_destroy(w);
+    }
+    return ok;
+}
+
 /* Keeps the report's events in the job's fault history (each once); a section the decoder
  * could not read is logged, the report is taken. */
 static bool store_events(lm_cp_t *cp, const lm_proto_status_t *m, const char *agent_id)
@@ -562,7 +630,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                                   .open_window = open,
                                   .window_end = window.end_ms};
         ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now) &&
-             store_events(cp, &m, a->agent_id) &&
+             store_events(cp, &m, a->agent_id) && store_shards(cp, &m, a, state) &&
              (m.kind != LM_PROTO_JOB_MIGRATION ||
               (!m.verification.present && !m.verification_refused[0]) ||
               store_verification(cp, &m, false, NULL));
@@ -660,5 +728,38 @@ void lm_cp_tick(lm_cp_t *cp)
     }
     if (n)
         pthread_cond_broadcast(&cp->changed);
+    /* agents silent for host_grace: the migrations they run record their host lost, once
+     * (host_back records its return). Not in the first host_grace after this process
+     * started: a control plane that was down heard no heartbeat meanwhile, which says
+     * nothing of the agents. (One control plane per process: the start is a static.) */
+    static int64_t started_ms;
+    if (!started_ms)
+        started_ms = now;
+    st = now - started_ms >= cp->cfg->host_grace_ms
+             ? lm_cp_store_agents_silent(cp->db, now - cp->cfg->host_grace_ms)
+             : NULL;
+    struct {
+        char id[80], host[80];
+        int64_t last;
+    } lost[64];
+    int k = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW && k < 64) {
+        snprintf(lost[k].id, sizeof lost[k].id, "%s", lm_cp_col(st, 0));
+        snprintf(lost[k].host, sizeof lost[k].host, "%s", lm_cp_col(st, 1));
+        lost[k++].last = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < k; i++) {
+        char msg[400], grace[32];
+        lm_time_format_duration(cp->cfg->host_grace_ms, grace, sizeof grace);
+        snprintf(msg, sizeof msg,
+                 "migration host %s (agent %s) has sent no heartbeat for %.0f s (host_grace %s): "
+                 "its migrations make no progress there until it is back; check the agent and "
+                 "its host",
+                 lost[i].host, lost[i].id, (double)(now - lost[i].last) / 1000.0, grace);
+        lm_cp_store_agent_set_lost(cp->db, lost[i].id, now);
+        host_event(cp, lost[i].id, "host_lost", msg, now);
+        lm_log_warn(NULL, "%s", msg);
+    }
     pthread_mutex_unlock(&cp->mu);
 }

@@ -51,8 +51,12 @@ static const char schema_sql[] =
  * for a host to link again).
  * Version 3: every sealed secret (jobs.src_password, clusters.password) is bound to its row
  * and field (GCM associated data, LM_CP_AD_*): sealed again with the key, so only a store
- * opened with a reseal function makes it. */
-#define SCHEMA_VERSION 3
+ * opened with a reseal function makes it.
+ * Version 4: a sharded migration's shards (job_shards: one row per source shard, the host
+ * and agent that reported it, its state and its last status as JSON), and commands get an
+ * argument (arg: the shard of a restart-shard), and agents the time they were found lost
+ * (lost_since: no heartbeat for host_grace; NULL while they heartbeat). */
+#define SCHEMA_VERSION 4
 static const char migrate_2_sql[] =
     "ALTER TABLE agents ADD COLUMN cred_salt TEXT;"
     "ALTER TABLE agents ADD COLUMN cred_hash TEXT;"
@@ -61,6 +65,21 @@ static const char migrate_2_sql[] =
     "CREATE TABLE IF NOT EXISTS relinks(org_id TEXT NOT NULL, hostname TEXT NOT NULL, expires "
     "INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(org_id, hostname));"
     "CREATE INDEX IF NOT EXISTS agents_host ON agents(org_id, hostname);";
+static const char migrate_4_sql[] =
+    "CREATE TABLE IF NOT EXISTS job_shards(job_id TEXT NOT NULL REFERENCES jobs(id), name TEXT "
+    "NOT NULL, host TEXT NOT NULL, agent_id TEXT, state TEXT NOT NULL, status TEXT NOT NULL, "
+    "updated INTEGER NOT NULL, PRIMARY KEY(job_id, name));";
+
+/* Whether table has column (a database an older control plane was run on again may have
+ * the newer columns with an older user_version). */
+static bool has_column(sqlite3 *db, const char *table, const char *column)
+{
+    sqlite3_stmt *st =
+        lm_cp_q(db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", "ss", table, column);
+    bool has = st && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return has;
+}
 
 /* The sealed secrets of one column: the SELECT yields the row's key (one or two columns)
  * and the sealed text, the UPDATE takes the new text and the key; ad_fmt names the row. */
@@ -126,10 +145,25 @@ static bool migrate(sqlite3 *db, lm_cp_store_reseal_fn reseal, void *ctx, lm_err
     bool ok = version >= 2 || sqlite3_exec(db, migrate_2_sql, NULL, NULL, &msg) == SQLITE_OK;
     if (!ok)
         lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 2: %s", msg ? msg : "?");
-    if (ok && target >= 3) {
+    if (ok && target >= 3 && version < 3) {
         ok = reseal_all(db, reseal, ctx, err);
         if (!ok)
             lm_error_prefix(err, "binding the stored secrets to their rows (schema version 3)");
+    }
+    static const char *const added_4[][3] = {{"commands", "arg", "TEXT"},
+                                             {"agents", "lost_since", "INTEGER"}};
+    if (ok && target >= 4 && version < 4) {
+        ok = sqlite3_exec(db, migrate_4_sql, NULL, NULL, &msg) == SQLITE_OK;
+        for (size_t i = 0; ok && i < sizeof added_4 / sizeof added_4[0]; i++) {
+            char sql[160];
+            snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", added_4[i][0],
+                     added_4[i][1], added_4[i][2]);
+            ok = has_column(db, added_4[i][0], added_4[i][1]) ||
+                 sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK;
+        }
+        if (!ok)
+            lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 4: %s",
+                         msg ? msg : "?");
     }
     char sql[40];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", target);
@@ -546,6 +580,51 @@ bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kin
                       "ssii", job_id, kind, deadline, now);
 }
 
+bool lm_cp_store_command_insert_arg(sqlite3 *db, const char *job_id, const char *kind,
+                                    const char *arg, int64_t now)
+{
+    return lm_cp_exec(
+        db, "INSERT INTO commands(job_id, kind, deadline, arg, created) VALUES(?,?,0,?,?)", "sssi",
+        job_id, kind, arg, now);
+}
+
+bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *name,
+                                  const char *host, const char *agent_id, const char *state,
+                                  const char *status, int64_t now)
+{
+    return lm_cp_exec(
+        db,
+        "INSERT INTO job_shards(job_id, name, host, agent_id, state, status, updated) "
+        "VALUES(?,?,?,?,?,?,?) ON CONFLICT(job_id, name) DO UPDATE SET host = "
+        "excluded.host, agent_id = excluded.agent_id, state = excluded.state, status "
+        "= excluded.status, updated = excluded.updated",
+        "ssssssi", job_id, name, host, agent_id, state, status, now);
+}
+
+bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *state, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE job_shards SET state = ?1, status = json_set(status, '$.state', ?1, "
+                      "'$.phase', CASE WHEN ?1 = 'COMPLETE' THEN 'COMPLETE' ELSE "
+                      "json_extract(status, '$.phase') END), updated = ?2 WHERE job_id = ?3 AND "
+                      "state = 'RUNNING' AND json_valid(status)",
+                      "sis", state, now, job_id);
+}
+
+sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id)
+{
+    return lm_cp_q(db,
+                   "SELECT name, host, agent_id, state, status, updated FROM job_shards WHERE "
+                   "job_id = ? ORDER BY name",
+                   "s", job_id);
+}
+
+sqlite3_stmt *lm_cp_store_job_shard(sqlite3 *db, const char *job_id, const char *name)
+{
+    return first_row(lm_cp_q(db, "SELECT state, host FROM job_shards WHERE job_id = ? AND name = ?",
+                             "ss", job_id, name));
+}
+
 sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname)
 {
     return first_row(lm_cp_q(db,
@@ -593,6 +672,39 @@ bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64
                       "UPDATE agents SET last_seen = ?, uptime = ?, free_bytes = ?, running = ?, "
                       "version = ? WHERE id = ?",
                       "iiisss", now, uptime, free_bytes, running, version, id);
+}
+
+sqlite3_stmt *lm_cp_store_agents_silent(sqlite3 *db, int64_t before)
+{
+    return lm_cp_q(db,
+                   "SELECT a.id, a.hostname, a.last_seen FROM agents a WHERE a.last_seen IS NOT "
+                   "NULL AND a.last_seen < ? AND a.lost_since IS NULL AND EXISTS (SELECT 1 FROM "
+                   "jobs j WHERE j.holder = a.id AND j.kind = 'migration' AND j.status NOT "
+                   "IN " LM_CP_STATUS_TERMINAL ")",
+                   "i", before);
+}
+
+sqlite3_stmt *lm_cp_store_agent_lost_since(sqlite3 *db, const char *id)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT lost_since FROM agents WHERE id = ? AND lost_since IS "
+                             "NOT NULL",
+                             "s", id));
+}
+
+bool lm_cp_store_agent_set_lost(sqlite3 *db, const char *id, int64_t since)
+{
+    if (!since)
+        return lm_cp_exec(db, "UPDATE agents SET lost_since = NULL WHERE id = ?", "s", id);
+    return lm_cp_exec(db, "UPDATE agents SET lost_since = ? WHERE id = ?", "is", since, id);
+}
+
+sqlite3_stmt *lm_cp_store_agent_live_migrations(sqlite3 *db, const char *agent_id)
+{
+    return lm_cp_q(db,
+                   "SELECT id FROM jobs WHERE holder = ? AND kind = 'migration' AND status NOT "
+                   "IN " LM_CP_STATUS_TERMINAL " ORDER BY created",
+                   "s", agent_id);
 }
 
 bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id)
@@ -712,11 +824,12 @@ bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, co
 sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
                                            const char *agent, int64_t limit)
 {
-    return lm_cp_q(db,
-                   "SELECT c.seq, c.job_id, c.kind, c.deadline FROM commands c JOIN jobs j ON "
-                   "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND (j.holder IS NULL OR "
-                   "j.holder = ?) AND c.delivered = 0 ORDER BY c.seq LIMIT ?",
-                   "sssi", org, host, agent, limit);
+    return lm_cp_q(
+        db,
+        "SELECT c.seq, c.job_id, c.kind, c.deadline, c.arg FROM commands c JOIN jobs j ON "
+        "j.id = c.job_id WHERE j.org_id = ? AND j.host = ? AND (j.holder IS NULL OR "
+        "j.holder = ?) AND c.delivered = 0 ORDER BY c.seq LIMIT ?",
+        "sssi", org, host, agent, limit);
 }
 
 bool lm_cp_store_job_events_add(sqlite3 *db, const char *job_id, const char *agent_id,

@@ -121,6 +121,15 @@ bool lm_cp_store_agent_replace(sqlite3 *db, const char *old_id, const lm_cp_agen
 /* running: the JSON array of the job ids the agent runs. */
 bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64_t uptime,
                                  int64_t free_bytes, const char *running, const char *version);
+/* List: id, hostname, last_seen of the agents whose last heartbeat was before `before`, not
+ * marked lost yet, that hold a live migration that has not ended. */
+sqlite3_stmt *lm_cp_store_agents_silent(sqlite3 *db, int64_t before);
+/* Row: lost_since of agent id when it is marked lost; NULL when it is not. */
+sqlite3_stmt *lm_cp_store_agent_lost_since(sqlite3 *db, const char *id);
+/* Marks agent id lost since `since` (0: not lost any more). */
+bool lm_cp_store_agent_set_lost(sqlite3 *db, const char *id, int64_t since);
+/* List: id of the live migrations agent_id holds that have not ended. */
+sqlite3_stmt *lm_cp_store_agent_live_migrations(sqlite3 *db, const char *agent_id);
 /* Whether link-token id has been deleted. */
 bool lm_cp_store_link_token_revoked(sqlite3 *db, const char *id);
 /* Row: uri, tls, ca_file, username, password (sealed) of cluster `name` of project `group`. */
@@ -210,11 +219,26 @@ sqlite3_stmt *lm_cp_store_windows_closed(sqlite3 *db, int64_t now);
 /* A command (cutover, cancel, extend, expire) for the agent that runs job_id. */
 bool lm_cp_store_command_insert(sqlite3 *db, const char *job_id, const char *kind, int64_t deadline,
                                 int64_t now);
+/* A command with an argument (restart-shard: the shard's name) for the agent of job_id. */
+bool lm_cp_store_command_insert_arg(sqlite3 *db, const char *job_id, const char *kind,
+                                    const char *arg, int64_t now);
+/* A sharded migration's shard as its agent (agent_id on host) last reported it: state (the
+ * shard's RUNNING, FAILED, ...) and status (its row as JSON, lm_proto_shard_t's members). */
+bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *name,
+                                  const char *host, const char *agent_id, const char *state,
+                                  const char *status, int64_t now);
+/* The migration ended (state: COMPLETE or CANCELLED, as its agent reported) after its last
+ * per-shard report: its shards still RUNNING take that state (and phase COMPLETE). */
+bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *state, int64_t now);
+/* List: name, host, agent_id, state, status (JSON), updated of job_id's shards, by name. */
+sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id);
+/* Row: state, host of shard `name` of job_id. */
+sqlite3_stmt *lm_cp_store_job_shard(sqlite3 *db, const char *job_id, const char *name);
 /* `agent`, on host of org, has every command up to seq of the jobs it holds (or that no
  * agent holds yet). */
 bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, const char *agent,
                               int64_t seq, int64_t now);
-/* List: seq, job_id, kind, deadline of at most limit commands not acknowledged, of the jobs
+/* List: seq, job_id, kind, deadline, arg of at most limit commands not acknowledged, of the jobs
  * of host of org that `agent` holds (or no agent holds yet), in order. */
 sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
                                            const char *agent, int64_t limit);

@@ -1767,7 +1767,7 @@ static void older_secrets(const char *key_file, const char *src, const char *dst
 }
 
 /* An upgrade: secrets sealed by an older control plane (no associated data) are sealed
- * again bound to their rows when the database is opened (schema version 3), and still
+ * again bound to their rows when the database is opened (schema version 3, then 4), and still
  * deliver their passwords; an unbound secret found after that is refused with what to do;
  * under the wrong key the control plane does not start and changes nothing. */
 Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
@@ -1786,7 +1786,7 @@ Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
     lm_proto_assignments_cleanup(m);
     free(m);
     lm_test_cp_stop(&cp);
-    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 3, v; "
+    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 4, v; "
                            "rows=db.execute('SELECT src_password FROM jobs UNION ALL SELECT "
                            "password FROM clusters').fetchall(); "
                            "assert all(r[0] is None or r[0].startswith('v2:') for r in rows), rows",
@@ -1908,6 +1908,161 @@ Test(controlplane, reported_events_are_kept_once_across_agent_restarts)
     cr_assert_eq(lm_json_len(evs), 100, "%zu", lm_json_len(evs));
     cr_assert_str_eq(lm_json_string(lm_json_get(lm_json_at(evs, 0), "message")), "round 1 event 0");
     lm_json_free(v);
+    free(out);
+}
+
+/* The events of migration `mig` of kind `kind` in `lm describe -o json` (issue 16). */
+static int count_events(const char *mig, const char *proj, const char *kind, char **text)
+{
+    char *out;
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    lm_error_t err;
+    lm_json_val_t *v = lm_json_parse(out, strlen(out), 0, 0, &err), *evs = NULL;
+    cr_assert(v && lm_json_get_arr(v, "events", true, 0, &evs, &err), "%s", out);
+    int n = 0;
+    for (size_t i = 0; i < lm_json_len(evs); i++) {
+        const char *k = lm_json_string(lm_json_get(lm_json_at(evs, i), "kind"));
+        n += k && strcmp(k, kind) == 0;
+    }
+    lm_json_free(v);
+    if (text)
+        *text = out;
+    else
+        free(out);
+    return n;
+}
+
+/* Issue 16: an agent that sends no heartbeat for host_grace is recorded lost in the history
+ * of the migrations it runs (once), and back when it heartbeats again; one that heartbeats
+ * is never lost. */
+Test(controlplane, a_silent_migration_host_is_recorded_lost_and_back)
+{
+    lm_test_cp_config(&cp, "host_grace: 2s\n");
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 1); /* the agent holds the migration */
+    cr_assert_eq(m->n_jobs, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    cr_assert_eq(agent_heartbeat(&a, &out), 200, "%s", out);
+    free(out);
+    agent_report(&a, mig, "RUNNING", false, 3);
+    int64_t until = lm_time_mono_ms() + 15000;
+    while (count_events(mig, proj, "host_lost", NULL) == 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "the silent host was never recorded lost:\n%s",
+                     lm_test_slurp(cp.log));
+        lm_time_sleep_ms(300, NULL);
+    }
+    cr_assert_eq(count_events(mig, proj, "host_lost", &out), 1);
+    cr_assert(strstr(out, "migration host mig-host-1") && strstr(out, "host_grace 2s") &&
+                  strstr(out, a.id),
+              "%s", out);
+    free(out);
+    lm_time_sleep_ms(2500, NULL); /* still silent: recorded once */
+    cr_assert_eq(count_events(mig, proj, "host_lost", NULL), 1);
+    cr_assert_eq(count_events(mig, proj, "host_back", NULL), 0);
+    /* it heartbeats again: back, and while it heartbeats it is not lost again */
+    for (int i = 0; i < 8; i++) {
+        cr_assert_eq(agent_heartbeat(&a, &out), 200, "%s", out);
+        free(out);
+        lm_time_sleep_ms(500, NULL);
+    }
+    cr_assert_eq(count_events(mig, proj, "host_back", &out), 1);
+    cr_assert(strstr(out, "sends heartbeats again"), "%s", out);
+    free(out);
+    cr_assert_eq(count_events(mig, proj, "host_lost", NULL), 1);
+    cr_assert(strstr(lm_test_slurp(cp.log), "has sent no heartbeat for"), "%s",
+              lm_test_slurp(cp.log));
+}
+
+/* Issue 16: a sharded migration's per-shard rows from an agent's reports (a section that
+ * does not read is left out, the report taken), shown with the host; restart-shard: 404 for
+ * an unknown shard, 409 for one not FAILED, 202 and a command with the shard, acknowledged. */
+Test(controlplane, shards_are_shown_and_a_failed_one_restarted)
+{
+    char proj[80], mig[80], *out;
+    agent_t a;
+    prepare(proj, sizeof proj, &a, mig, sizeof mig);
+    lm_proto_assignments_t *m = agent_poll(&a, 1);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    lm_proto_status_t s;
+    lm_proto_shard_t sh[2] = {{.name = "src-shard0",
+                               .target_shard = "dst-shard0",
+                               .state = "RUNNING",
+                               .phase = "STREAMING",
+                               .docs_copied = 10,
+                               .has_lag = true,
+                               .lag_seconds = 0.5,
+                               .ready_for_cutover = true},
+                              {.name = "src-shard1",
+                               .target_shard = "dst-shard1",
+                               .state = "FAILED",
+                               .phase = "COPYING",
+                               .docs_copied = 7,
+                               .has_percentage = true,
+                               .percentage = 12.5,
+                               .last_error = "source unreachable"}};
+    migration_report(&s, &a, mig, "RUNNING", false, 3);
+    s.shards = sh;
+    s.n_shards = 2;
+    post_report(&a, &s);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"name\": \"src-shard1\"") &&
+                  strstr(out, "\"migrationHost\": \"mig-host-1\"") &&
+                  strstr(out, "\"lastError\": \"source unreachable\"") &&
+                  strstr(out, "\"percentage\": 12.5"),
+              "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "shards (2):") &&
+                  strstr(out, "shard src-shard1 FAILED: source unreachable"),
+              "%s", out);
+    free(out);
+    /* a shards section that does not read: the report is taken, the rows stay */
+    char body[600], *resp;
+    snprintf(body, sizeof body,
+             "{\"v\":1,\"agentId\":\"%s\",\"jobId\":\"%s\",\"kind\":\"migration\","
+             "\"phase\":\"STREAMING\",\"state\":\"RUNNING\",\"lagTimeSeconds\":1.5,"
+             "\"shards\":[{\"phase\":\"COPYING\"}]}",
+             a.id, mig);
+    cr_assert_eq(https("POST", "/api/agent/v1/status", a.bearer, a.id, body, &resp), 200, "%s",
+                 resp);
+    free(resp);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"lagTimeSeconds\": 2") && strstr(out, "src-shard1"), "%s", out);
+    free(out);
+    cr_assert(strstr(lm_test_slurp(cp.log), "the shards in agent"), "%s", lm_test_slurp(cp.log));
+    /* restart: unknown (404), not failed (409), failed (202) */
+    cr_assert_neq(CLI(&out, "lm restart-shard %s --projectId %s --shard nosuch", mig, proj), 0);
+    cr_assert(strstr(out, "404") && strstr(out, "SHARD_NOT_FOUND"), "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "lm restart-shard %s --projectId %s --shard src-shard0", mig, proj), 0);
+    cr_assert(strstr(out, "409") && strstr(out, "is RUNNING"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm restart-shard %s --projectId %s --shard src-shard1", mig, proj), 0,
+                 "%s", out);
+    free(out);
+    m = agent_poll(&a, 2);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_RESTART_SHARD);
+    cr_assert_str_eq(m->commands[0].shard, "src-shard1");
+    cr_assert_str_eq(m->commands[0].job_id, mig);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    m = agent_poll(&a, 1); /* acknowledged: not sent again */
+    cr_assert_eq(m->n_commands, 0);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    /* the migration ends: its shards end with it, and nothing is restarted any more */
+    agent_report(&a, mig, "COMPLETE", false, 0);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"state\": \"COMPLETE\"") && strstr(out, "\"state\": \"FAILED\""),
+              "src-shard0 COMPLETE, src-shard1 keeps FAILED: %s", out);
+    free(out);
+    cr_assert_neq(CLI(&out, "lm restart-shard %s --projectId %s --shard src-shard1", mig, proj), 0);
+    cr_assert(strstr(out, "MIGRATION_NOT_ACTIVE"), "%s", out);
     free(out);
 }
 

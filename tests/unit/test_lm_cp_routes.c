@@ -70,6 +70,8 @@ static const want_t every[] = {
      OWNER, "g12", NULL, "m6"},
     {"GET", "/api/atlas/v2/groups/g11/liveMigrations/m5/progress",
      G "/liveMigrations/{id}/progress", MEMBER, "g11", NULL, "m5"},
+    {"POST", "/api/atlas/v2/groups/g13/liveMigrations/m7/shards/src-shard1/restart",
+     G "/liveMigrations/{id}/shards/{name}/restart", OWNER, "g13", NULL, "m7"},
     {"POST", "/api/agent/v1/register", "/api/agent/v1/register", LM_CP_ROLE_ENROLL, NULL, NULL,
      NULL},
     {"POST", "/api/agent/v1/heartbeat", "/api/agent/v1/heartbeat", LM_CP_ROLE_LINKED_AGENT, NULL,
@@ -118,7 +120,9 @@ Test(cp_routes, every_route_matches_with_its_params_and_role)
         expect_param(&p, "id", w->id, w->path);
         bool host = strstr(w->pattern, "{hostname}") != NULL; /* always mig-host-1 here */
         expect_param(&p, "hostname", host ? "mig-host-1" : NULL, w->path);
-        size_t n = (w->group != NULL) + (w->org != NULL) + (w->id != NULL) + host;
+        bool shard = strstr(w->pattern, "{name}") != NULL; /* always src-shard1 here */
+        expect_param(&p, "name", shard ? "src-shard1" : NULL, w->path);
+        size_t n = (w->group != NULL) + (w->org != NULL) + (w->id != NULL) + host + shard;
         cr_assert_eq(p.n, n, "%s: %zu params", w->path, p.n);
         seen++;
     }

@@ -126,8 +126,11 @@ Test(proto, assignments_golden_round_trip)
     cr_assert(m->jobs[0].source.tls);
     cr_assert_eq(m->jobs[0].n_include, 1);
     cr_assert_str_eq(m->jobs[0].exclude[0], "shop.tmp_*");
-    cr_assert_eq(m->n_commands, 2);
+    cr_assert_eq(m->n_commands, 3);
     cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_EXTEND);
+    cr_assert_eq(m->commands[2].kind, LM_PROTO_CMD_RESTART_SHARD);
+    cr_assert_str_eq(m->commands[2].shard, "src-shard1");
+    cr_assert_eq(m->commands[2].seq, 43);
     cr_assert_eq(m->commands[0].deadline_ms, 1795400000000LL);
     lm_strbuf_init(&sb, 1u << 20);
     cr_assert(lm_proto_assignments_encode(m, &sb, &err));
@@ -141,8 +144,8 @@ Test(proto, assignments_golden_round_trip)
 Test(proto, status_golden_round_trip)
 {
     const char *files[] = {"status_migration.json", "status_validation.json",
-                           "status_verification.json"};
-    for (size_t f = 0; f < 3; f++) {
+                           "status_verification.json", "status_sharded.json"};
+    for (size_t f = 0; f < 4; f++) {
         lm_error_t err;
         lm_strbuf_t sb;
         char *g = golden(files[f]);
@@ -161,6 +164,21 @@ Test(proto, status_golden_round_trip)
             cr_assert_str_eq(st.events[1].message,
                              "target 10.0.0.7:27017 reachable again after 12.3 s");
             cr_assert_not(st.events_clipped);
+            cr_assert_eq(st.n_shards, 0, "a replica set has no shards section");
+        } else if (f == 3) {
+            cr_assert_eq(st.n_shards, 2);
+            cr_assert_str_eq(st.shards[0].name, "src-shard0");
+            cr_assert_str_eq(st.shards[0].target_shard, "dst-shard0");
+            cr_assert(st.shards[0].has_lag && st.shards[0].ready_for_cutover);
+            cr_assert_float_eq(st.shards[0].lag_seconds, 0.75, 1e-9);
+            cr_assert_str_eq(st.shards[1].state, "FAILED");
+            cr_assert_eq(st.shards[1].docs_copied, 11000);
+            cr_assert(st.shards[1].has_percentage && !st.shards[1].has_remaining);
+            cr_assert_float_eq(st.shards[1].percentage, 18.5, 1e-9);
+            cr_assert_str_eq(st.shards[1].last_error,
+                             "copy of crm.bulk failed: source unreachable");
+            cr_assert_not(st.shards_clipped);
+            cr_assert_eq(st.shards_refused[0], 0);
         } else if (f == 2) {
             cr_assert(st.verification.present);
             cr_assert_str_eq(st.verification.state, "failed");
@@ -316,6 +334,87 @@ Test(proto, status_events_are_clipped_or_left_out)
     }
 }
 
+/* A shards section past the caps keeps the first LM_PROTO_MAX_SHARDS with strings clipped;
+ * one that cannot be read is left out: the report is taken either way. */
+Test(proto, status_shards_are_clipped_or_left_out)
+{
+    lm_strbuf_t in;
+    lm_strbuf_init(&in, LM_PROTO_MAX_BYTES);
+    lm_strbuf_append(&in, "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\","
+                          "\"phase\":\"COPYING\",\"state\":\"RUNNING\",\"shards\":[");
+    for (int i = 0; i < 70; i++) {
+        lm_strbuf_appendf(&in,
+                          "%s{\"name\":\"s%d\",\"percentage\":%s,\"documentsCopied\":%d,"
+                          "\"lastError\":\"",
+                          i ? "," : "", i, i == 0 ? "140.5" : "null", i);
+        for (int k = 0; k < (i == 0 ? 300 : 1); k++)
+            lm_strbuf_append(&in, "\xc3\xa9xx"); /* 1200 bytes in the first one */
+        lm_strbuf_append(&in, "\"}");
+    }
+    lm_strbuf_append(&in, "]}");
+    lm_proto_status_t st;
+    lm_error_t err;
+    const char *t = lm_strbuf_str(&in);
+    cr_assert(lm_proto_status_decode(t, strlen(t), &st, &err), "%s", err.message);
+    cr_assert_eq(st.n_shards, LM_PROTO_MAX_SHARDS);
+    cr_assert(st.shards_clipped);
+    cr_assert_str_eq(st.shards[LM_PROTO_MAX_SHARDS - 1].name, "s63", "the first ones are kept");
+    cr_assert_float_eq(st.shards[0].percentage, 100, 1e-9, "a percentage is at most 100");
+    cr_assert_not(st.shards[1].has_percentage, "null stays null");
+    size_t n = strlen(st.shards[0].last_error);
+    cr_assert(n < LM_PROTO_SHARD_ERROR && n > LM_PROTO_SHARD_ERROR - 5, "%zu", n);
+    cr_assert(((unsigned char)st.shards[0].last_error[n - 1] & 0xC0) != 0xC0,
+              "cut inside a character");
+    cr_assert_eq(st.shards_refused[0], 0);
+    lm_strbuf_t out;
+    lm_strbuf_init(&out, LM_PROTO_MAX_BYTES);
+    cr_assert(lm_proto_status_encode(&st, &out, &err), "%s", err.message);
+    cr_assert(strstr(lm_strbuf_str(&out), "\"name\":\"s63\""));
+    cr_assert_null(strstr(lm_strbuf_str(&out), "\"name\":\"s64\""));
+    lm_strbuf_cleanup(&out);
+    lm_proto_status_cleanup(&st);
+    lm_strbuf_cleanup(&in);
+
+    const char *bad[] = {
+        "\"shards\":{\"name\":\"x\"}",
+        "\"shards\":[5]",
+        "\"shards\":[{\"phase\":\"COPYING\"}]",
+        "\"shards\":[{\"name\":\"\"}]",
+        "\"shards\":[{\"name\":\"s0\"},{\"name\":\"s1\",\"documentsCopied\":-1}]",
+        "\"shards\":[{\"name\":\"s0\",\"lagTimeSeconds\":-2}]",
+        "\"shards\":[{\"name\":\"s0\",\"state\":7}]",
+        "\"shards\":[{\"name\":\"s0\",\"readyForCutover\":\"yes\"}]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\","
+                 "\"phase\":\"STREAMING\",\"state\":\"RUNNING\",%s}",
+                 bad[i]);
+        cr_assert(lm_proto_status_decode(msg, strlen(msg), &st, &err), "%s: %s", msg, err.message);
+        cr_assert_eq(st.n_shards, 0, "%s", msg);
+        cr_assert_null(st.shards, "%s", msg);
+        cr_assert(strstr(st.shards_refused, "field 'shards'"), "%s: %s", msg, st.shards_refused);
+        cr_assert_str_eq(st.state, "RUNNING");
+        lm_proto_status_cleanup(&st);
+    }
+    /* the coordinator's members, read with the same rules (the daemon's per-shard status) */
+    memset(&st, 0, sizeof st);
+    const char *coord = "{\"balancer\":{\"source\":\"stopped\"},\"shards\":[{\"name\":\"s0\","
+                        "\"documentsEstimated\":5,\"opsApplied\":3,\"warnings\":0}]}";
+    cr_assert(lm_proto_shards_decode(coord, strlen(coord), &st, &err), "%s", err.message);
+    cr_assert_eq(st.n_shards, 1);
+    lm_proto_status_cleanup(&st);
+    const char *nosh = "{\"balancer\":{}}";
+    cr_assert(lm_proto_shards_decode(nosh, strlen(nosh), &st, &err), "%s", err.message);
+    cr_assert_eq(st.n_shards, 0);
+    const char *badsh = "{\"shards\":[{}]}";
+    cr_assert_not(lm_proto_shards_decode(badsh, strlen(badsh), &st, &err));
+    cr_assert(strstr(err.message, "field 'shards'"), "%s", err.message);
+    cr_assert_eq(st.n_shards, 0);
+    lm_proto_status_cleanup(&st);
+}
+
 /* decode(text) must fail with a message containing `needle`. */
 #define REFUSED(decode, type, text, needle)                                                        \
     do {                                                                                           \
@@ -359,6 +458,9 @@ Test(proto, missing_and_mistyped_fields_are_named)
     REFUSED(lm_proto_assignments_decode, lm_proto_assignments_t,
             "{\"v\":1,\"commands\":[{\"command\":\"extend\",\"jobId\":\"j\"}]}",
             "commands[0]: field 'deadlineMs'");
+    REFUSED(lm_proto_assignments_decode, lm_proto_assignments_t,
+            "{\"v\":1,\"commands\":[{\"command\":\"restart-shard\",\"jobId\":\"j\"}]}",
+            "commands[0]: field 'shard'");
     REFUSED(
         lm_proto_status_decode, lm_proto_status_t,
         "{\"v\":1,\"agentId\":\"a\",\"jobId\":\"j\",\"kind\":\"migration\",\"phase\":\"COPYING\","

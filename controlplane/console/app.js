@@ -529,6 +529,8 @@ async function pageProgress(gid, id) {
   const status = h('span', { id: 'status' });
   const lag = h('span', { id: 'lag-timer', class: 'big', 'aria-live': 'off' });
   const docs = h('span', { id: 'docs' });
+  const eta = h('span', { id: 'copy-remaining' }, '-');
+  let prev = null; /* the last poll's documents copied, for the copy's time remaining */
   const prepare = h('button', { type: 'button', class: 'go', id: 'prepare', disabled: true }, 'Prepare to Cutover');
   prepare.addEventListener('click', () => go(`#/project/${gid}/migration/${id}/cutover`));
   const colls = h('tbody', { id: 'collections' });
@@ -537,7 +539,8 @@ async function pageProgress(gid, id) {
     h('div', { class: 'metrics' },
       h('div', { class: 'metric' }, h('div', { class: 'label', text: 'Phase' }), phase),
       h('div', { class: 'metric' }, h('div', { class: 'label', id: 'lag-label', text: 'Lag timer (source ahead of target)' }), lag),
-      h('div', { class: 'metric' }, h('div', { class: 'label', text: 'Documents copied' }), docs)),
+      h('div', { class: 'metric' }, h('div', { class: 'label', text: 'Documents copied' }), docs,
+        h('div', { class: 'label', text: 'Copy time remaining' }), eta)),
     h('p', { class: 'row' }, prepare, h('span', { class: 'muted', id: 'prepare-note' })),
     h('h2', { text: 'Collections' }),
     h('table', {}, h('thead', {}, h('tr', {}, ['Namespace', 'Copied', 'Progress'].map((t) => h('th', { scope: 'col', text: t })))), colls),
@@ -551,6 +554,11 @@ async function pageProgress(gid, id) {
     lag.dataset.seconds = m.lagTimeSeconds === null ? '' : String(m.lagTimeSeconds);
     const p = rep.progress || {};
     docs.textContent = p.docsTotal ? `${p.docsCopied} / ${p.docsTotal}` : String(p.docsCopied || 0);
+    /* the copy's time remaining at the rate seen between two polls (the API gives none) */
+    const now = Date.now();
+    if (p.docsTotal && p.docsCopied >= p.docsTotal) eta.textContent = 'copied';
+    else if (prev && p.docsTotal && p.docsCopied > prev.c) eta.textContent = fmtSeconds((p.docsTotal - p.docsCopied) / ((p.docsCopied - prev.c) / ((now - prev.t) / 1000)));
+    prev = { t: now, c: p.docsCopied || 0 };
     const ready = m.readyForCutover && m.status === 'WORKING';
     prepare.disabled = !ready;
     prepare.classList.toggle('ready', ready);

@@ -282,9 +282,10 @@ class Bed:
         return base64.b64encode(dig).decode()
 
     def shot(self, page, name):
+        """A screenshot of the page with the link-token, when shown, painted over."""
         self.shot_n += 1
         path = os.path.join(self.shots, f"{self.shot_n:02d}-{name}.png")
-        page.screenshot(path=path, full_page=True)
+        page.screenshot(path=path, full_page=True, mask=[page.locator("#token-value")])
         log(f"screenshot {os.path.basename(path)}")
 
     def new_page(self, browser):

@@ -47,7 +47,7 @@ import urllib.request
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = os.path.join(TOP, ".deps", "venv", "bin", "python")
 CHROMIUM = "/usr/bin/chromium"
-IDLE_SECONDS = 12  # console_session_idle of this control plane
+IDLE_SECONDS = 20  # console_session_idle of this control plane (pages poll every 2 s)
 WAIT = 240  # the longest any one wait may take, in seconds
 
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -202,7 +202,8 @@ class Bed:
                     f"  ca_file: {certs}/ca.pem\n"
                     f"db_path: {self.dir}/cp.db\nsecrets_key_file: {key}\nheartbeat_interval: 1s\n"
                     f"poll_timeout: 3s\nconsole_session_idle: {IDLE_SECONDS}s\nlog_level: debug\n")
-        cp_bin = os.path.join(self.build, "controlplane", "livemig-controlplane")
+        # LM_CP_BIN / LM_AGENT_BIN: other builds of them (a ThreadSanitizer one, by hand)
+        cp_bin = os.environ.get("LM_CP_BIN") or os.path.join(self.build, "controlplane", "livemig-controlplane")
         r = subprocess.run([cp_bin, "--config", self.cp_conf, "bootstrap", "--org", "org1"],
                            capture_output=True, text=True, check=True)
         self.pub = re.search(r"public key:\s+(\S+)", r.stdout).group(1)
@@ -265,7 +266,8 @@ class Bed:
                     f"state_dir: {self.dir}/agent-state\nhostname: console-host\n"
                     f"heartbeat_interval: 1s\npoll_timeout: 3s\n"
                     f"status_addr: 127.0.0.1:{free_port()}\nlog_level: info\n")
-        self.spawn("agent", [os.path.join(self.build, "agent", "livemig-agent"), "--config", conf],
+        agent_bin = os.environ.get("LM_AGENT_BIN") or os.path.join(self.build, "agent", "livemig-agent")
+        self.spawn("agent", [agent_bin, "--config", conf],
                    "agent.log")
 
     # ---- browser helpers ----

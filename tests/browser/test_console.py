@@ -545,6 +545,36 @@ def run(bed):
             log(f"cancelled; the second target keeps its {count.stdout.strip()} documents")
             bed.shot(page, "cancelled")
 
+            # ---- 5b. the wizard with connection details to a source that is down: the
+            # source is registered (password kept by the server, never shown), Validate
+            # FAILS naming the check and what to fix, and the wizard goes no further ----
+            page.goto(f"{bed.url}/console/#/project/{bed.gid}/wizard")
+            page.wait_for_selector("#target-cluster")
+            page.select_option("#target-cluster", "c-target")
+            press(page, "#ready")
+            page.wait_for_selector("#kind-det")
+            page.check("#kind-det")
+            down = free_port()
+            page.fill("#src-name", "z-down")
+            page.fill("#src-uri", f"mongodb://127.0.0.1:{down}/?directConnection=true&serverSelectionTimeoutMS=2000")
+            page.fill("#src-user", "app")
+            page.fill("#src-password", "down-secret-1")
+            bed.secrets.append("down-secret-1")
+            press(page, "#source-next")
+            page.wait_for_selector("#mig-host")
+            st, cl, _ = bed.rest("GET", f"{g}/clusters")
+            z = [c for c in cl["results"] if c["name"] == "z-down"]
+            assert z and z[0]["username"] == "app" and "down-secret-1" not in json.dumps(cl), cl
+            press(page, "#host-next")
+            press(page, "#validate")
+            page.wait_for_selector("#validation-result .badge", timeout=WAIT * 1000)
+            assert page.text_content("#validation-result").strip() == "FAILED"
+            row = page.text_content("tr[data-check=source-reachable]")
+            assert "FAIL" in row and str(down) in row, row
+            assert page.eval_on_selector("#validate-next", "(b) => b.disabled")
+            log(f"a source that is down: validation FAILED, shown as {row.strip()[:160]!r}")
+            bed.shot(page, "validate-failed")
+
             # ---- 7. CSRF (the Owner's own session) ----
             csrf = page.evaluate("fetch('/console/api/session').then((r) => r.json()).then((j) => j.csrfToken)")
             bed.secrets.append(csrf)

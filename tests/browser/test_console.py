@@ -49,6 +49,7 @@ PY = os.path.join(TOP, ".deps", "venv", "bin", "python")
 CHROMIUM = "/usr/bin/chromium"
 IDLE_SECONDS = 20  # console_session_idle of this control plane (pages poll every 2 s)
 WAIT = 240  # the longest any one wait may take, in seconds
+WINDOW_SECONDS = 300  # cutover_window: short, so that the console warns it closes soon
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -201,7 +202,8 @@ class Bed:
                     f"tls:\n  cert_file: {certs}/server.pem\n  key_file: {certs}/server.key\n"
                     f"  ca_file: {certs}/ca.pem\n"
                     f"db_path: {self.dir}/cp.db\nsecrets_key_file: {key}\nheartbeat_interval: 1s\n"
-                    f"poll_timeout: 3s\nconsole_session_idle: {IDLE_SECONDS}s\nlog_level: debug\n")
+                    f"poll_timeout: 3s\nconsole_session_idle: {IDLE_SECONDS}s\nlog_level: debug\n"
+                    f"cutover_window: {WINDOW_SECONDS}s\n")
         # LM_CP_BIN / LM_AGENT_BIN: other builds of them (a ThreadSanitizer one, by hand)
         cp_bin = os.environ.get("LM_CP_BIN") or os.path.join(self.build, "controlplane", "livemig-controlplane")
         r = subprocess.run([cp_bin, "--config", self.cp_conf, "bootstrap", "--org", "org1"],
@@ -521,8 +523,11 @@ def run(bed):
                 "#prepare", "(b) => !b.disabled"), WAIT)
             press(page, "#prepare")
             left0 = float(until("the window", lambda: page.get_attribute("#window-left", "data-seconds"), 10))
+            assert left0 <= WINDOW_SECONDS, left0
+            page.wait_for_selector("[data-banner=window-closing]", timeout=10000)  # under an hour left
             press(page, "#extend")
             until("the extended window", lambda: float(page.get_attribute("#window-left", "data-seconds") or 0) > left0 + 86000, 10)
+            page.wait_for_selector("[data-banner=window-closing]", state="detached", timeout=10000)
             st, m, _ = bed.rest("GET", f"{g}/liveMigrations/{mig2}")
             assert m["cutoverWindowEndMs"] / 1000 - time.time() > 86400 + left0 - 60, m
             log(f"extended: time left {left0:.0f} s -> {page.get_attribute('#window-left', 'data-seconds')} s")
@@ -544,6 +549,22 @@ def run(bed):
             assert count.returncode == 0 and int(count.stdout) > 0, count
             log(f"cancelled; the second target keeps its {count.stdout.strip()} documents")
             bed.shot(page, "cancelled")
+
+            # ---- 5a. a migration that fails (its target holds the namespaces already): the
+            # progress page shows the agent's error as a banner ----
+            st, m3, _ = bed.rest("POST", f"{g}/liveMigrations", {
+                "source": {"clusterName": "b-source", "groupId": bed.gid},
+                "destination": {"clusterName": "a-target", "groupId": bed.gid},
+                "migrationHosts": ["console-host"]})
+            assert st == 200, (st, m3)
+            page.goto(f"{bed.url}/console/#/project/{bed.gid}/migration/{m3['_id']}")
+            until("the failed migration's banner", lambda: page.query_selector("[data-banner=last-error]"), WAIT)
+            st, m, _ = bed.rest("GET", f"{g}/liveMigrations/{m3['_id']}")
+            banner = page.text_content("[data-banner=last-error]")
+            assert m["status"] == "FAILED" and m["errorMessage"] in banner, (m, banner)
+            assert "FAILED" in page.text_content("#status")
+            log(f"a failed migration: banner {banner[:160]!r}")
+            bed.shot(page, "failed-banner")
 
             # ---- 5b. the wizard with connection details to a source that is down: the
             # source is registered (password kept by the server, never shown), Validate

@@ -379,10 +379,13 @@ async function pageWizard(gid) {
   function stepTarget() {
     const sel = h('select', {}, clusters.results.map((c) => h('option', { value: c.name, text: `${c.name} (${c.connectionString})` })));
     if (w.target) sel.value = w.target;
+    const drop = changeInput(h('input', { type: 'checkbox' }));
+    drop.checked = !!w.drop;
     return [h('h2', { text: 'Choose the target cluster' }),
-      h('p', { class: 'muted', text: 'The cluster of this project the data goes to. Its data is replaced by the source\'s.' }),
-      h('div', { class: 'grid' }, field('target-cluster', 'Target cluster', sel)),
-      h('p', {}, changeButton('I\'m ready', { class: 'primary', id: 'ready' }, () => { w.target = sel.value; next(); }))];
+      h('p', { class: 'muted', text: 'The cluster of this project the data goes to.' }),
+      h('div', { class: 'grid' }, field('target-cluster', 'Target cluster', sel),
+        field('drop-target', 'Clear the target\'s copies of the migrated collections first (dropDestinationData)', drop)),
+      h('p', {}, changeButton('I\'m ready', { class: 'primary', id: 'ready' }, () => { w.target = sel.value; w.drop = drop.checked; next(); }))];
   }
 
   function stepSource() {
@@ -454,7 +457,7 @@ async function pageWizard(gid) {
   function request() {
     return { source: { clusterName: w.sourceCluster, groupId: w.sourceGroup },
       destination: { clusterName: w.target, groupId: gid, hostnameSchemaType: 'PUBLIC' },
-      migrationHosts: [w.host], dropDestinationData: false };
+      migrationHosts: [w.host], dropDestinationData: !!w.drop };
   }
 
   function stepValidate() {
@@ -494,6 +497,7 @@ async function pageWizard(gid) {
         h('dt', { text: 'Source project' }), h('dd', { text: p ? p.name : w.sourceGroup }),
         h('dt', { text: 'Source cluster' }), h('dd', { text: w.sourceCluster }),
         h('dt', { text: 'Target cluster' }), h('dd', { text: w.target }),
+        h('dt', { text: 'Clear the target first' }), h('dd', { text: w.drop ? 'yes: its copies of the migrated collections are dropped' : 'no' }),
         h('dt', { text: 'Migration host' }), h('dd', { text: w.host })),
       err,
       h('p', { class: 'row' }, back(), changeButton('Start the Migration', { class: 'primary', id: 'start' }, async () => {

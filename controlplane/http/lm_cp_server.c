@@ -41,6 +41,7 @@ static const char *reason_of(unsigned status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
     case 503: return "Service Unavailable";
@@ -506,6 +507,28 @@ typedef struct {
     char key[80];      /* the API key's public part once authenticated, else "" */
 } audit_t;
 
+/* The console's requests come before any credential: only the sign-in has a body, a small
+ * one with its length announced (411 / 413 at once otherwise), so nobody unauthenticated
+ * makes the server read more than LM_CP_SIGN_IN_MAX bytes. */
+#define LM_CP_SIGN_IN_MAX 4096
+static bool console_body_ok(struct MHD_Connection *c, const char *method, resp_t *r)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    char *end = NULL;
+    unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+    if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 && strcmp(method, "PATCH") != 0 &&
+        !te && (!cl || n == 0))
+        return true;
+    if (!cl || te || !end || *end)
+        return cp_fail(r, 411, "LENGTH_REQUIRED",
+                       "the console's sign-in takes a body with its Content-Length");
+    if (n > LM_CP_SIGN_IN_MAX)
+        return cp_fail(r, 413, "PAYLOAD_TOO_LARGE", "the sign-in body is over %d bytes",
+                       LM_CP_SIGN_IN_MAX);
+    return true;
+}
+
 /* Routes one request: finds its route, checks its role and calls its handler under cp->mu
  * (agent polls wait on cp->changed, which releases it). Fills *au. check_only: the
  * headers have come, the body not yet: only the credential and role are checked, so that
@@ -523,7 +546,7 @@ static bool dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
         au->admin = strcmp(url, "/console/api/session") == 0;
         au->route = au->admin ? "/console/api/session" : NULL;
         if (check_only)
-            return true;
+            return console_body_ok(c, method, r);
         lm_cp_console_answer(cp, c, method, url, q, r, au->key);
         return r->status < 400;
     }

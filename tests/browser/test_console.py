@@ -694,7 +694,16 @@ def run(bed):
                 raise Failure("a text/plain sign-in was accepted")
             except urllib.error.HTTPError as e:
                 assert e.code == 415 and "Set-Cookie" not in e.headers, (e.code, dict(e.headers))
-            log("a deleted key's session is refused; a text/plain sign-in is refused (415)")
+            # nobody unauthenticated makes the server read a large body: 413 / 411 at once
+            for body, chunked, want in ((b"{" + b" " * 5000 + b"}", False, 413), (iter([b"{}"]), True, 411)):
+                conn = http.client.HTTPSConnection("127.0.0.1", bed.cp_port, context=bed.ctx, timeout=20)
+                conn.request("POST", "/console/api/session", body=body, encode_chunked=chunked,
+                             headers={"Content-Type": "application/json"})
+                got = conn.getresponse().status
+                conn.close()
+                assert got == want, (chunked, got)
+            log("a deleted key's session is refused; a text/plain sign-in is refused (415); "
+                "a sign-in body over 4 KiB 413, without a length 411")
         finally:
             browser.close()
 

@@ -47,6 +47,18 @@ function changeButton(text, attrs, onclick) {
   return b;
 }
 
+/* Runs rebuild (which replaces rows every poll) and gives the keyboard focus back to the
+ * element of the same data-focus-key: a keyboard user keeps their place. */
+function keepFocus(rebuild) {
+  const a = document.activeElement;
+  const key = a && a.dataset ? a.dataset.focusKey : null;
+  rebuild();
+  if (key) {
+    const el = document.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    if (el && el !== document.activeElement) el.focus();
+  }
+}
+
 /* An input that only feeds a change: disabled for an Organization Member too. */
 function changeInput(el) {
   el.setAttribute('data-change', '1');
@@ -335,13 +347,13 @@ async function pageLiveMigration(gid) {
     const [migs, hosts] = await Promise.all([
       api('GET', `${API}/groups/${gid}/liveMigrations`),
       api('GET', `${API}/orgs/${org}/liveMigrations/agents`)]);
-    migBody.replaceChildren(...(migs.results.length ? migs.results.map((m) => h('tr', { 'data-migration': m._id },
-      h('td', {}, h('a', { href: `#/project/${gid}/migration/${m._id}`, text: m._id })),
+    keepFocus(() => migBody.replaceChildren(...(migs.results.length ? migs.results.map((m) => h('tr', { 'data-migration': m._id },
+      h('td', {}, h('a', { href: `#/project/${gid}/migration/${m._id}`, 'data-focus-key': `mig-${m._id}`, text: m._id })),
       h('td', {}, badge(m.status)),
       h('td', { text: m.source ? m.source.clusterName : '-' }),
       h('td', { text: m.destination ? m.destination.clusterName : '-' }),
       h('td', { text: (m.migrationHosts || []).join(', ') }),
-      h('td', { text: fmtSeconds(m.lagTimeSeconds) }))) : [h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'No live migration yet.' }))]));
+      h('td', { text: fmtSeconds(m.lagTimeSeconds) }))) : [h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'No live migration yet.' }))])));
     hostBody.replaceChildren(...(hosts.results.length ? hosts.results.map((a) => h('tr', { 'data-host': a.hostname },
       h('td', { text: a.hostname + (a.revoked ? ' (unlinked)' : '') }),
       h('td', { text: a.version || '-' }),
@@ -581,7 +593,7 @@ async function pageProgress(gid, id) {
 /* The per-shard table, when the migration reports shards (a sharded source). */
 function renderShards(box, gid, id, m) {
   if (!Array.isArray(m.shards) || !m.shards.length) { box.replaceChildren(); return; }
-  box.replaceChildren(h('h2', { text: 'Shards' }),
+  keepFocus(() => box.replaceChildren(h('h2', { text: 'Shards' }),
     h('table', { id: 'shard-table' }, h('thead', {}, h('tr', {}, ['Shard', 'Target shard', 'Host', 'State', 'Phase', 'Copied', 'Progress', 'Time left', 'Lag', 'Ready', ''].map((t) => h('th', { scope: 'col', text: t })))),
       h('tbody', {}, m.shards.map((s) => h('tr', { 'data-shard': s.name },
         h('td', { text: s.name }), h('td', { text: s.targetShard || '-' }), h('td', { text: s.migrationHost || '-' }),
@@ -590,10 +602,10 @@ function renderShards(box, gid, id, m) {
         h('td', {}, h('progress', { max: 100, value: Math.round(s.percentage || 0), 'aria-label': `shard ${s.name} progress` }), ` ${Math.round(s.percentage || 0)}%`),
         h('td', { text: fmtSeconds(s.remainingSeconds) }), h('td', { text: fmtSeconds(s.lagTimeSeconds) }),
         h('td', { text: s.readyForCutover ? 'yes' : 'no' }),
-        h('td', {}, changeButton('Restart', { 'aria-label': `Restart shard ${s.name}` }, async () => {
+        h('td', {}, changeButton('Restart', { 'aria-label': `Restart shard ${s.name}`, 'data-focus-key': `restart-${s.name}` }, async () => {
           if (!await confirmBox(`Restart shard ${s.name}?`, 'This shard\'s copy starts again from its last checkpoint; the other shards go on.', 'Restart')) return;
           try { await api('POST', `${API}/groups/${gid}/liveMigrations/${id}/shards/${encodeURIComponent(s.name)}/restart`); flash('info', `Shard ${s.name} restarting.`); } catch (e) { flash('error', e.message); }
-        })))))));
+        }))))))));
 }
 
 /* ---- cutover ---- */

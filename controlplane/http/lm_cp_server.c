@@ -542,7 +542,7 @@ static bool dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
     url = lm_cp_route_path(url);
     if (lm_cp_console_path(url)) {
         /* the web console: its files and its session API (lm_cp_console.c); the sign-in's
-         * small body is read before anything is checked (max_request_body caps it) */
+         * body (at most LM_CP_SIGN_IN_MAX bytes) is read before anything is checked */
         au->admin = strcmp(url, "/console/api/session") == 0;
         au->route = au->admin ? "/console/api/session" : NULL;
         if (check_only)

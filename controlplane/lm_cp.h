@@ -28,6 +28,9 @@ typedef struct {
      * the idle timeouts before and after a connection's first authenticated request */
     int64_t max_connections, max_per_address, max_waiting_polls;
     int64_t auth_timeout_ms, idle_timeout_ms;
+    /* the web console's sessions: ended after this long without a request, and this long
+     * after the sign-in whatever happens */
+    int64_t console_idle_ms, console_lifetime_ms;
     int log_level, log_format;
 } lm_cp_config_t;
 

@@ -89,6 +89,13 @@ const lm_config_field_t lm_cp_config_schema[] = {
      "handshake and headers included)."},
     {"idle_timeout", LM_CFG_DURATION, offsetof(lm_cp_config_t, idle_timeout_ms), "120s", 1000,
      3600000, 0, NULL, NULL, "An authenticated connection idle this long is closed."},
+    {"console_session_idle", LM_CFG_DURATION, offsetof(lm_cp_config_t, console_idle_ms), "30m",
+     1000, 86400000, 0, NULL, NULL,
+     "The web console (/console/): a session with no request for this long ends (sign in\n"
+     "again)."},
+    {"console_session_lifetime", LM_CFG_DURATION, offsetof(lm_cp_config_t, console_lifetime_ms),
+     "12h", 60000, INT64_C(2592000000), 0, NULL, NULL,
+     "The web console: a session ends this long after its sign-in, however busy."},
     {"log_level", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_level), "info", 0, 0, 0, log_levels,
      NULL, "debug, info, warn or error."},
     {"log_format", LM_CFG_ENUM, offsetof(lm_cp_config_t, log_format), "text", 0, 0, 0, log_formats,

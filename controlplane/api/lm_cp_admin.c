@@ -243,7 +243,9 @@ static bool delete_api_key(lm_cp_t *cp, const char *org, const char *id, resp_t 
         return cp_fail(r, 500, "INTERNAL", "cannot delete the API key");
     if (!had)
         return cp_fail(r, 404, "API_KEY_NOT_FOUND", "no API key %s in organization %s", id, org);
-    lm_log_info(NULL, "API key %s of organization %s deleted", id, org);
+    int ended = lm_cp_session_end_key(cp->sessions, id);
+    lm_log_info(NULL, "API key %s of organization %s deleted (%d console session(s) ended)", id,
+                org, ended);
     r->status = 204;
     return true;
 }
@@ -492,6 +494,48 @@ static bool allow_relink(lm_cp_t *cp, const caller_t *who, const char *org, cons
     return done(r, 200, w);
 }
 
+/* The organization's migration hosts (linked agents): host name, version, last heartbeat,
+ * free disk, the jobs they run; revoked ones (link-token deleted) say so. Beyond Atlas. */
+static bool list_agents(lm_cp_t *cp, const char *org, resp_t *r)
+{
+    sqlite3_stmt *st = lm_cp_store_agents(cp->db, org);
+    lm_json_writer_t *w = results_open();
+    int n = 0;
+    lm_error_t err;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "hostname", lm_cp_col(st, 0));
+        cp_w_kv(w, "agentId", lm_cp_col(st, 1));
+        cp_w_kv(w, "version", lm_cp_col(st, 2));
+        cp_w_kv(w, "os", lm_cp_col(st, 3));
+        w_time(w, "registered", sqlite3_column_int64(st, 4));
+        w_time(w, "lastHeartbeat", sqlite3_column_int64(st, 5));
+        lm_json_w_key(w, "freeDiskBytes");
+        if (sqlite3_column_type(st, 6) == SQLITE_NULL)
+            lm_json_w_null(w);
+        else
+            lm_json_w_int(w, sqlite3_column_int64(st, 6));
+        lm_json_w_key(w, "runningJobs");
+        lm_json_w_array_open(w);
+        const char *running = lm_cp_col(st, 7);
+        lm_json_val_t *jobs =
+            running[0] ? lm_json_parse(running, strlen(running), 0, 0, &err) : NULL;
+        for (size_t i = 0; jobs && i < lm_json_len(jobs); i++) {
+            const char *id = lm_json_string(lm_json_at(jobs, i));
+            if (id)
+                lm_json_w_str(w, id);
+        }
+        lm_json_free(jobs);
+        lm_json_w_array_close(w);
+        lm_json_w_key(w, "revoked");
+        lm_json_w_bool(w, sqlite3_column_int(st, 8) != 0);
+        lm_json_w_map_close(w);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return results_close(r, w, n);
+}
+
 static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
 {
     sqlite3_stmt *st = lm_cp_store_projects(cp->db, org);
@@ -613,6 +657,26 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
     return true;
 }
 
+/* "source" {clusterName, groupId} and "destination" {clusterName, groupId} of a stored
+ * spec (which holds no password). */
+static void write_ends(lm_json_writer_t *w, const char *spec)
+{
+    static const char *const sides[] = {"source", "destination"};
+    lm_error_t err;
+    lm_json_val_t *v = spec[0] ? lm_json_parse(spec, strlen(spec), 0, 0, &err) : NULL;
+    for (size_t i = 0; i < 2; i++) {
+        lm_json_val_t *side = v ? lm_json_get(v, sides[i]) : NULL;
+        const char *cluster = lm_json_string(lm_json_get(side, "clusterName"));
+        const char *group = lm_json_string(lm_json_get(side, "groupId"));
+        lm_json_w_key(w, sides[i]);
+        lm_json_w_map_open(w);
+        cp_w_kv(w, "clusterName", cluster ? cluster : "");
+        cp_w_kv(w, "groupId", group ? group : "");
+        lm_json_w_map_close(w);
+    }
+    lm_json_free(v);
+}
+
 /* The Atlas shape of a live migration (and our extra fields). */
 static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
 {
@@ -658,6 +722,14 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
         lm_json_w_str(w, lm_cp_col(st, 7));
     else
         lm_json_w_null(w);
+    /* beyond Atlas: the optime gap the agent reports (source's newest entry minus the one
+     * applied; null before streaming), and where the migration goes from and to */
+    lm_json_w_key(w, "optimeGapSeconds");
+    if (sqlite3_column_type(st, 10) == SQLITE_NULL)
+        lm_json_w_null(w);
+    else
+        lm_json_w_double(w, sqlite3_column_double(st, 10));
+    write_ends(w, lm_cp_col(st, 11));
 }
 
 static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, const char *kind,
@@ -1029,6 +1101,11 @@ static bool on_relink(cp_call_t *k)
     return allow_relink(k->cp, &k->who, cp_arg(k, "orgId"), cp_arg(k, "hostname"), k->r);
 }
 
+static bool on_list_agents(cp_call_t *k)
+{
+    return list_agents(k->cp, cp_arg(k, "orgId"), k->r);
+}
+
 static bool on_available_projects(cp_call_t *k)
 {
     return available_projects(k->cp, cp_arg(k, "orgId"), k->r);
@@ -1115,6 +1192,7 @@ const lm_cp_route_t lm_cp_admin_routes[] = {
     {"DELETE", ORG "/liveMigrations/linkTokens", LM_CP_ROLE_OWNER, on_delete_link_token},
     {"POST", ORG "/liveMigrations/agents/{hostname}/relink", LM_CP_ROLE_OWNER, on_relink},
     {"GET", ORG "/liveMigrations/availableProjects", LM_CP_ROLE_MEMBER, on_available_projects},
+    {"GET", ORG "/liveMigrations/agents", LM_CP_ROLE_MEMBER, on_list_agents},
     {"POST", GROUP "/clusters", LM_CP_ROLE_OWNER, on_add_cluster},
     {"GET", GROUP "/clusters", LM_CP_ROLE_MEMBER, on_list_clusters},
     {"POST", GROUP "/liveMigrations/validate", LM_CP_ROLE_OWNER, on_create_validation},

@@ -11,6 +11,7 @@
 
 #include "lm_cp.h"
 #include "lm_cp_routes.h"
+#include "lm_cp_session.h"
 #include "lm_cp_store.h"
 #include "lm_json.h"
 #include "lm_time.h"
@@ -25,7 +26,8 @@ struct lm_cp {
     pthread_cond_t changed;
     int64_t waiting_polls; /* agent polls waiting on `changed` (max_waiting_polls) */
     int port;
-    char public_url[300]; /* what link-tokens carry */
+    char public_url[300];       /* what link-tokens carry */
+    lm_cp_sessions_t *sessions; /* the web console's sign-ins (lm_cp_session.h), under mu */
 };
 
 /* One request as it arrives: its body, and what it is being answered with. */
@@ -34,17 +36,25 @@ typedef struct {
     bool too_large;
 } req_t;
 
-/* What a handler answers. */
+/* What a handler answers. The fields after body are the web console's (lm_cp_console.c);
+ * zero means a JSON answer that no cache keeps. */
 typedef struct {
     unsigned status;
     lm_strbuf_t body;
+    const char *content_type;   /* NULL: application/json */
+    const unsigned char *asset; /* a console asset compiled in: sent instead of body */
+    size_t asset_len;
+    const char *etag;     /* with asset */
+    char set_cookie[300]; /* "" for none */
 } resp_t;
 
-/* The caller, once authenticated. */
+/* The caller, once authenticated: by HTTP Basic auth, or by a console session's cookie
+ * (session: then every call that may change state carried the session's CSRF token). */
 typedef struct {
     char key_id[80];
     char org[80];
     bool owner;
+    bool session;
 } caller_t;
 
 /* An agent, once authenticated: its address, its link-token's organization and id; for
@@ -58,6 +68,7 @@ typedef struct {
 struct cp_call {
     lm_cp_t *cp;
     struct MHD_Connection *c;
+    const char *method;
     const req_t *q;
     resp_t *r;
     lm_cp_params_t params;
@@ -78,8 +89,16 @@ void cp_w_kv(lm_json_writer_t *w, const char *k, const char *v);
 lm_json_val_t *cp_body_json(const req_t *q, resp_t *r);
 /* A field error (from the lm_json getters) as a 400. */
 bool cp_bad_field(resp_t *r, const lm_error_t *err);
-/* Admin callers: an API key by HTTP Basic auth; its role; its organization. */
-bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t *r);
+/* Admin callers: an API key by HTTP Basic auth, or else the web console's session cookie
+ * (then a method other than GET or HEAD needs the session's X-CSRF-Token header: 403
+ * without); its role; its organization. */
+bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, const char *method, caller_t *who,
+                   resp_t *r);
+/* Whether API key `id` with secret `secret` is live: fills who (not who->session); else a
+ * 401 in r. Records the key's use. */
+bool cp_check_key(lm_cp_t *cp, const char *id, const char *secret, caller_t *who, resp_t *r);
+/* Whether method may change state (anything but GET and HEAD). */
+bool cp_changes_state(const char *method);
 bool cp_need_owner(const caller_t *who, resp_t *r);
 bool cp_own_org(const caller_t *who, const char *org, resp_t *r);
 bool cp_own_group(lm_cp_t *cp, const caller_t *who, const char *group, resp_t *r);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lm_cp_console.h"
 #include "lm_cp_http.h"
 #include "lm_cp_tls.h"
 #include "lm_encode.h"
@@ -24,6 +25,11 @@
  * only. Debian's GnuTLS still accepts TLS 1.0 and 1.1 under plain NORMAL. */
 #define LM_CP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
+/* The Content-Security-Policy of every answer (the console's pages above all). */
+#define LM_CP_CSP                                                                                  \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
 /* ---- answers ---- */
 
 static const char *reason_of(unsigned status)
@@ -35,7 +41,9 @@ static const char *reason_of(unsigned status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Error";
     }
@@ -121,11 +129,105 @@ bool cp_bad_field(resp_t *r, const lm_error_t *err)
 
 /* ---- authentication ---- */
 
-/* Admin API: "Authorization: Basic base64(publicKey:privateKey)". */
-bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t *r)
+bool cp_check_key(lm_cp_t *cp, const char *id, const char *secret, caller_t *who, resp_t *r)
+{
+    bool ok = false, expired = false;
+    int64_t now = lm_time_now_ms();
+    sqlite3_stmt *st = lm_cp_store_api_key(cp->db, id);
+    if (st) {
+        char hash[65];
+        int64_t expires = sqlite3_column_int64(st, 4);
+        lm_cp_hash_secret(lm_cp_col(st, 2), secret, hash);
+        /* an expired key is told so only when its secret is right */
+        if (lm_cp_equal(hash, lm_cp_col(st, 3)) && !(expired = expires && now >= expires)) {
+            ok = true;
+            snprintf(who->key_id, sizeof who->key_id, "%s", id);
+            snprintf(who->org, sizeof who->org, "%s", lm_cp_col(st, 0));
+            who->owner = strcmp(lm_cp_col(st, 1), "ORG_OWNER") == 0;
+        }
+    }
+    sqlite3_finalize(st);
+    if (expired)
+        return cp_fail(r, 401, "API_KEY_EXPIRED",
+                       "this API key has expired: use another key, or have an Organization Owner "
+                       "create a new one");
+    if (!ok)
+        return cp_fail(r, 401, "NOT_AUTHENTICATED",
+                       "the API key is unknown (or deleted) or its secret is wrong");
+    lm_cp_store_api_key_used(cp->db, who->key_id, now);
+    return true;
+}
+
+bool cp_changes_state(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+/* The web console's session cookie: a live session whose API key is still live (not
+ * deleted, not expired: checked on every call, as Basic auth is), and for a call that may
+ * change state the session's CSRF token in X-CSRF-Token. */
+static bool auth_session(lm_cp_t *cp, struct MHD_Connection *c, const char *method,
+                         const char *cookies, caller_t *who, resp_t *r)
+{
+    char id[LM_CP_SESSION_TOKEN_LEN + 2];
+    lm_cp_session_state_t state = LM_CP_SESSION_UNKNOWN;
+    lm_cp_session_t *s = NULL;
+    if (lm_cp_cookie_get(cookies, LM_CP_SESSION_COOKIE, id, sizeof id))
+        s = lm_cp_session_find(cp->sessions, id, lm_time_now_ms(), &state);
+    if (!s) {
+        lm_wipe(id, sizeof id);
+        if (state == LM_CP_SESSION_IDLE_EXPIRED || state == LM_CP_SESSION_TOO_OLD)
+            return cp_fail(
+                r, 401, "SESSION_EXPIRED",
+                state == LM_CP_SESSION_IDLE_EXPIRED
+                    ? "the console session expired after %lld s without a request: "
+                      "sign in again"
+                    : "the console session reached its longest life (%lld s): sign "
+                      "in again",
+                (long long)((state == LM_CP_SESSION_IDLE_EXPIRED ? cp->cfg->console_idle_ms
+                                                                 : cp->cfg->console_lifetime_ms) /
+                            1000));
+        return cp_fail(r, 401, "NOT_AUTHENTICATED",
+                       "no console session (signed out, expired or the control plane restarted): "
+                       "sign in again, or send an API key as HTTP Basic auth");
+    }
+    /* the key behind the session: deleted or expired since the sign-in ends it */
+    sqlite3_stmt *st = lm_cp_store_api_key(cp->db, s->key_id);
+    int64_t now = lm_time_now_ms(), expires = st ? sqlite3_column_int64(st, 4) : 0;
+    bool live = st && !(expires && now >= expires);
+    sqlite3_finalize(st);
+    if (!live) {
+        lm_cp_session_end(cp->sessions, id);
+        lm_wipe(id, sizeof id);
+        return cp_fail(r, 401, "NOT_AUTHENTICATED",
+                       "the API key of this console session was deleted or has expired: sign in "
+                       "with another key");
+    }
+    lm_wipe(id, sizeof id);
+    /* the caller is known (the audit log names the key) even when the change is refused */
+    snprintf(who->key_id, sizeof who->key_id, "%s", s->key_id);
+    snprintf(who->org, sizeof who->org, "%s", s->org);
+    who->owner = s->owner;
+    if (cp_changes_state(method) &&
+        !lm_cp_session_csrf_ok(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token")))
+        return cp_fail(r, 403, "CSRF_TOKEN_INVALID",
+                       "a change made with the console's session cookie needs the session's "
+                       "X-CSRF-Token header (the console sends it): reload the console");
+    who->session = true;
+    lm_cp_store_api_key_used(cp->db, who->key_id, now);
+    return true;
+}
+
+/* Admin API: "Authorization: Basic base64(publicKey:privateKey)", or else the web
+ * console's session cookie. */
+bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, const char *method, caller_t *who,
+                   resp_t *r)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *cookies = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
     char plain[256];
+    if (!h && cookies && strstr(cookies, LM_CP_SESSION_COOKIE "="))
+        return auth_session(cp, c, method, cookies, who, r);
     if (!h || strncmp(h, "Basic ", 6) != 0)
         return cp_fail(
             r, 401, "NOT_AUTHENTICATED",
@@ -140,32 +242,9 @@ bool cp_auth_admin(lm_cp_t *cp, struct MHD_Connection *c, caller_t *who, resp_t 
     if (!decoded || !(colon = strchr(plain, ':')))
         return cp_fail(r, 401, "NOT_AUTHENTICATED", "the Authorization header is malformed");
     *colon = '\0';
-    bool ok = false, expired = false;
-    int64_t now = lm_time_now_ms();
-    sqlite3_stmt *st = lm_cp_store_api_key(cp->db, plain);
-    if (st) {
-        char hash[65];
-        int64_t expires = sqlite3_column_int64(st, 4);
-        lm_cp_hash_secret(lm_cp_col(st, 2), colon + 1, hash);
-        /* an expired key is told so only when its secret is right */
-        if (lm_cp_equal(hash, lm_cp_col(st, 3)) && !(expired = expires && now >= expires)) {
-            ok = true;
-            snprintf(who->key_id, sizeof who->key_id, "%s", plain);
-            snprintf(who->org, sizeof who->org, "%s", lm_cp_col(st, 0));
-            who->owner = strcmp(lm_cp_col(st, 1), "ORG_OWNER") == 0;
-        }
-    }
-    sqlite3_finalize(st);
+    bool ok = cp_check_key(cp, plain, colon + 1, who, r);
     lm_wipe(plain, sizeof plain);
-    if (expired)
-        return cp_fail(r, 401, "API_KEY_EXPIRED",
-                       "this API key has expired: use another key, or have an Organization Owner "
-                       "create a new one");
-    if (!ok)
-        return cp_fail(r, 401, "NOT_AUTHENTICATED",
-                       "the API key is unknown (or deleted) or its secret is wrong");
-    lm_cp_store_api_key_used(cp->db, who->key_id, now);
-    return true;
+    return ok;
 }
 
 bool cp_need_owner(const caller_t *who, resp_t *r)
@@ -407,7 +486,7 @@ static bool authorize(cp_call_t *k, lm_cp_role_t role)
                                          : cp_auth_agent(k->cp, k->c, &k->agent, k->r);
     const char *group = lm_cp_param(&k->params, "groupId");
     const char *org = lm_cp_param(&k->params, "orgId");
-    return cp_auth_admin(k->cp, k->c, &k->who, k->r) &&
+    return cp_auth_admin(k->cp, k->c, k->method, &k->who, k->r) &&
            (!group || cp_own_group(k->cp, &k->who, group, k->r)) &&
            (lm_cp_role_admits_key(role, k->who.owner) || cp_need_owner(&k->who, k->r)) &&
            (!org || cp_own_org(&k->who, org, k->r));
@@ -428,6 +507,28 @@ typedef struct {
     char key[80];      /* the API key's public part once authenticated, else "" */
 } audit_t;
 
+/* The console's requests come before any credential: only the sign-in has a body, a small
+ * one with its length announced (411 / 413 at once otherwise), so nobody unauthenticated
+ * makes the server read more than LM_CP_SIGN_IN_MAX bytes. */
+#define LM_CP_SIGN_IN_MAX 4096
+static bool console_body_ok(struct MHD_Connection *c, const char *method, resp_t *r)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    char *end = NULL;
+    unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+    if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 && strcmp(method, "PATCH") != 0 &&
+        !te && (!cl || n == 0))
+        return true;
+    if (!cl || te || !end || *end)
+        return cp_fail(r, 411, "LENGTH_REQUIRED",
+                       "the console's sign-in takes a body with its Content-Length");
+    if (n > LM_CP_SIGN_IN_MAX)
+        return cp_fail(r, 413, "PAYLOAD_TOO_LARGE", "the sign-in body is over %d bytes",
+                       LM_CP_SIGN_IN_MAX);
+    return true;
+}
+
 /* Routes one request: finds its route, checks its role and calls its handler under cp->mu
  * (agent polls wait on cp->changed, which releases it). Fills *au. check_only: the
  * headers have come, the body not yet: only the credential and role are checked, so that
@@ -437,8 +538,18 @@ static bool dispatch(lm_cp_t *cp, struct MHD_Connection *c, const char *method, 
                      const req_t *q, resp_t *r, audit_t *au, bool check_only)
 {
     const lm_cp_route_t *const tables[] = {lm_cp_admin_routes, lm_cp_agent_routes};
-    cp_call_t k = {.cp = cp, .c = c, .q = q, .r = r};
+    cp_call_t k = {.cp = cp, .c = c, .method = method, .q = q, .r = r};
     url = lm_cp_route_path(url);
+    if (lm_cp_console_path(url)) {
+        /* the web console: its files and its session API (lm_cp_console.c); the sign-in's
+         * body (at most LM_CP_SIGN_IN_MAX bytes) is read before anything is checked */
+        au->admin = strcmp(url, "/console/api/session") == 0;
+        au->route = au->admin ? "/console/api/session" : NULL;
+        if (check_only)
+            return console_body_ok(c, method, r);
+        lm_cp_console_answer(cp, c, method, url, q, r, au->key);
+        return r->status < 400;
+    }
     const lm_cp_route_t *route = NULL;
     lm_cp_match_t m = LM_CP_ROUTE_NOT_FOUND;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0] && m == LM_CP_ROUTE_NOT_FOUND; i++)
@@ -511,12 +622,35 @@ static enum MHD_Result answer(struct MHD_Connection *c, const char *method, cons
         lm_log_debug(NULL, "%s %.200s: %u", method, url, r->status);
     size_t len = r->body.len;
     char *data = lm_strbuf_steal(&r->body);
-    struct MHD_Response *resp =
-        data ? MHD_create_response_from_buffer_with_free_callback(len, data, wipe_free)
-             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    struct MHD_Response *resp;
+    if (r->asset) /* a console file compiled in */
+        resp =
+            MHD_create_response_from_buffer(r->asset_len, (void *)r->asset, MHD_RESPMEM_PERSISTENT);
+    else if (data)
+        resp = MHD_create_response_from_buffer_with_free_callback(len, data, wipe_free);
+    else
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (r->asset)
+        free(data);
+    if (r->status != 304 && r->status != 204)
+        MHD_add_response_header(resp, "Content-Type",
+                                r->content_type ? r->content_type : "application/json");
+    if (r->etag) { /* console files: the browser asks again each time, cheaply */
+        MHD_add_response_header(resp, "ETag", r->etag);
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    } else {
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+    }
+    if (r->set_cookie[0])
+        MHD_add_response_header(resp, "Set-Cookie", r->set_cookie);
+    /* every answer: what a browser may do with it (the console's pages run no inline
+     * script, load nothing from elsewhere and may not be framed) */
+    MHD_add_response_header(resp, "Content-Security-Policy", LM_CP_CSP);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
     enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+    lm_wipe(r->set_cookie, sizeof r->set_cookie);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -600,6 +734,16 @@ lm_cp_t *lm_cp_start(const lm_cp_config_t *cfg, lm_error_t *err)
     snprintf(cp->public_url, sizeof cp->public_url, "%s", cfg->public_url ? cfg->public_url : "");
     pthread_mutex_init(&cp->mu, NULL);
     pthread_cond_init(&cp->changed, NULL);
+    cp->sessions = calloc(1, sizeof *cp->sessions);
+    if (!cp->sessions) {
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        pthread_cond_destroy(&cp->changed);
+        pthread_mutex_destroy(&cp->mu);
+        free(cp);
+        return NULL;
+    }
+    cp->sessions->idle_ms = cfg->console_idle_ms;
+    cp->sessions->lifetime_ms = cfg->console_lifetime_ms;
     char host[256];
     int port = 0;
     const char *colon = strrchr(cfg->listen, ':');
@@ -679,6 +823,9 @@ void lm_cp_stop(lm_cp_t *cp)
         sqlite3_close(cp->db);
     lm_cp_tls_cleanup();
     lm_wipe(cp->secrets_key, sizeof cp->secrets_key);
+    if (cp->sessions)
+        lm_wipe(cp->sessions, sizeof *cp->sessions);
+    free(cp->sessions);
     pthread_cond_destroy(&cp->changed);
     pthread_mutex_destroy(&cp->mu);
     free(cp);

@@ -502,6 +502,16 @@ bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host)
                            "ss", org, host));
 }
 
+sqlite3_stmt *lm_cp_store_agents(sqlite3 *db, const char *org)
+{
+    return lm_cp_q(db,
+                   "SELECT a.hostname, a.id, a.version, a.os, a.registered, "
+                   "COALESCE(a.last_seen, 0), a.free_bytes, a.running, t.deleted != 0 FROM "
+                   "agents a JOIN link_tokens t ON t.id = a.token_id WHERE a.org_id = ? ORDER BY "
+                   "a.hostname",
+                   "s", org);
+}
+
 sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind)
 {
     return first_row(lm_cp_q(db,

@@ -108,6 +108,10 @@ bool lm_cp_store_host_linked(sqlite3 *db, const char *org, const char *host);
 /* Row: id of the agent registered on hostname in org, and whether its link-token is live
  * (1; 0 when deleted: the agent is revoked). */
 sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname);
+/* List: hostname, id, version, os, registered, last_seen (0: never), free_bytes (NULL:
+ * unknown), running (a JSON array of job ids, "" before the first heartbeat), revoked (1:
+ * its link-token was deleted) of org's agents, by host name. */
+sqlite3_stmt *lm_cp_store_agents(sqlite3 *db, const char *org);
 /* An agent as registered: cred_salt and cred_hash are the salted SHA-256 of its secret. */
 typedef struct {
     const char *id, *org, *token, *hostname, *version, *os, *cred_salt, *cred_hash;
@@ -137,7 +141,8 @@ sqlite3_stmt *lm_cp_store_cluster(sqlite3 *db, const char *group, const char *na
 
 /* jobs (live migrations and validations) and their commands */
 /* The columns of a job as the admin API shows it. */
-#define LM_CP_JOB_COLUMNS "id, status, ready, lag, host, phase, window_end, error, project_id, kind"
+#define LM_CP_JOB_COLUMNS                                                                          \
+    "id, status, ready, lag, host, phase, window_end, error, project_id, kind, gap, spec"
 /* Row: LM_CP_JOB_COLUMNS of job id of `kind` in project `group`. */
 sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind);
 /* List: LM_CP_JOB_COLUMNS of the live migrations of project `group`, oldest first. */

@@ -48,6 +48,8 @@ static const want_t every[] = {
      O "/liveMigrations/agents/{hostname}/relink", OWNER, NULL, "o6", NULL},
     {"GET", "/api/atlas/v2/orgs/O5/liveMigrations/availableProjects",
      O "/liveMigrations/availableProjects", MEMBER, NULL, "O5", NULL},
+    {"GET", "/api/atlas/v2/orgs/O7/liveMigrations/agents", O "/liveMigrations/agents", MEMBER, NULL,
+     "O7", NULL},
     {"POST", "/api/atlas/v2/groups/g1/clusters", G "/clusters", OWNER, "g1", NULL, NULL},
     {"GET", "/api/atlas/v2/groups/g2/clusters", G "/clusters", MEMBER, "g2", NULL, NULL},
     {"POST", "/api/atlas/v2/groups/g3/liveMigrations/validate", G "/liveMigrations/validate", OWNER,

@@ -125,6 +125,12 @@ static bool transient(CURLcode rc, long status)
     }
 }
 
+/* Methods that may be sent twice with the effect of once (RFC 9110 9.2.2). */
+static bool idempotent(const char *method)
+{
+    return strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
+}
+
 static bool sha256_der(X509 *x, unsigned char md[32])
 {
     unsigned len = 0;
@@ -441,8 +447,9 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
         char *scheme = NULL;
         curl_easy_getinfo(h, CURLINFO_SCHEME, &scheme);
         bool tls = scheme && strcasecmp(scheme, "https") == 0;
-        long status = 0;
+        long status = 0, sent = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
         curl_easy_cleanup(h);
         if (rc == CURLE_FILESIZE_EXCEEDED) {
             rc = CURLE_WRITE_ERROR;
@@ -465,7 +472,13 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
             resp->body_len = b.len;
             b.data = NULL;
         }
-        if (attempt < o.max_retries && transient(rc, status)) {
+        /* A POST or PATCH that reached the server may have been carried out: it is only
+         * sent again when it never left (nothing sent) or the server said it did not take
+         * it (429, 503); otherwise the error says so (a retried "create" would create
+         * twice). */
+        bool repeatable =
+            idempotent(method) || sent == 0 || (rc == CURLE_OK && (status == 429 || status == 503));
+        if (attempt < o.max_retries && transient(rc, status) && repeatable) {
             int64_t wait = lm_time_backoff_ms(attempt, o.backoff_base_ms, o.backoff_max_ms);
             lm_log_debug(NULL, "%s %s: attempt %u failed (%s), retrying in %lld ms", method, url,
                          attempt + 1, rc == CURLE_OK ? "server busy" : curl_easy_strerror(rc),
@@ -479,6 +492,13 @@ bool lm_http_request(const lm_http_opts_t *opts, const char *method, const char 
         }
         if (rc != CURLE_OK) {
             describe(&o, url, rc, errbuf, &b, o.ca_file ? &anchors : NULL, err);
+            if (!repeatable && transient(rc, status)) {
+                size_t n = strlen(err->message);
+                snprintf(err->message + n, sizeof err->message - n,
+                         " (the %s was sent and may have been carried out: look before sending "
+                         "it again)",
+                         method);
+            }
             if (resp->attempts > 1)
                 lm_error_prefix(err, "after %u attempts", resp->attempts);
             body_free(&b);

@@ -8,7 +8,9 @@
  * store. Optional client certificate. Connect and total timeouts. A
  * response body over max_response_bytes is refused, not truncated. Transient failures
  * (cannot connect, timeout, reset, HTTP 429/502/503/504) are retried up to max_retries
- * times with exponential backoff and jitter; TLS and other errors are not retried.
+ * times with exponential backoff and jitter; TLS and other errors are not retried. A POST
+ * or PATCH is retried only when it was never sent or the server answered 429/503: once it
+ * reached the server it may have been carried out.
  * Errors name the URL (redacted) and say what to check. */
 #ifndef LM_HTTP_H
 #define LM_HTTP_H

@@ -226,6 +226,28 @@ Test(http, total_timeout)
     lm_test_https_stop(s);
 }
 
+/* A POST that reached the server and got no answer is not sent again (a retried "create"
+ * would create twice); a GET is; a POST the server refused as busy (503) is. */
+Test(http, a_post_that_reached_the_server_is_not_sent_twice)
+{
+    lm_test_https_t *s = lm_test_https_start(cert, key, handler, NULL);
+    lm_http_opts_t o = {
+        .ca_file = ca, .total_timeout_ms = 400, .max_retries = 3, .backoff_base_ms = 10};
+    cr_assert_not(lm_http_request(&o, "POST", url(s, "/slow"), NULL, "{}", 2, &resp, &err));
+    cr_assert_eq(lm_test_https_hits(s), 1);
+    cr_assert(strstr(err.message, "the POST was sent and may have been carried out"), "%s",
+              err.message);
+    cr_assert_not(lm_http_request(&o, "GET", url(s, "/slow"), NULL, NULL, 0, &resp, &err));
+    cr_assert_eq(lm_test_https_hits(s), 5, "the GET was not retried");
+    lm_test_https_stop(s);
+    s = lm_test_https_start(cert, key, handler, NULL);
+    cr_assert(lm_http_request(&o, "POST", url(s, "/flaky"), NULL, "{}", 2, &resp, &err), "%s",
+              err.message);
+    cr_assert_eq(resp.status, 200);
+    cr_assert_eq(lm_test_https_hits(s), 3);
+    lm_test_https_stop(s);
+}
+
 Test(http, nothing_listening_is_retried_then_reported)
 {
     char u[128];

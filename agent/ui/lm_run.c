@@ -231,7 +231,9 @@ int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *sto
         }
     }
     if (lm_coord_source_is_sharded(job)) { /* a mongos: one engine per shard */
-        int code = lm_run_sharded(job, st, stop);
+        /* a failed shard can be restarted alone through the status API, or through the
+         * control plane that drives a daemon's job (after: the daemon's hook) */
+        int code = lm_run_sharded(job, st, stop, http != NULL || after != NULL);
         lm_status_http_stop(http);
         if (http)
             lm_status_token_remove(job->state_dir);

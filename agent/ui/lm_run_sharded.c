@@ -333,13 +333,11 @@ done:
     return code;
 }
 
-int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop)
+int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop, bool restartable)
 {
     lm_log_info(NULL, "the source is a sharded cluster (its router says isdbgrid): migrating "
                       "shard to shard");
-    /* with a status API, a failed shard can be restarted alone (restart-shard) */
-    lm_coord_opts_t o = {
-        .job = job, .status = st, .stop = stop, .restartable = strcmp(job->status_addr, "0") != 0};
+    lm_coord_opts_t o = {.job = job, .status = st, .stop = stop, .restartable = restartable};
     lm_coord_t *c = lm_coord_new(&o);
     if (!c) {
         fprintf(stderr, "livemig-agent: out of memory\n");

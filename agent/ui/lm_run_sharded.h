@@ -10,8 +10,11 @@
 #include "lm_job.h"
 #include "lm_status.h"
 
-/* Runs the sharded migration to its end; returns an exit code (LM_EXIT_*, lm_engine.h). */
-int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop);
+/* Runs the sharded migration to its end; returns an exit code (LM_EXIT_*, lm_engine.h).
+ * restartable: someone can restart a failed shard (a status API serves st, or a control
+ * plane drives the run), so a failed shard leaves the others running; otherwise a failure
+ * stops them all (checkpointed). */
+int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop, bool restartable);
 
 /* Verification of a sharded target (job's source and target are routers): both clusters'
  * listShards read, source shard i compared with target shard i (the engines' pairs, reached

@@ -290,7 +290,7 @@ static int cmd_verify(int argc, char **argv)
     install_signals(false);
     if (lm_coord_source_is_sharded(&job)) { /* two routers: shard i against shard i */
         code = lm_run_sharded_verify(&job, NULL, NULL, &stop_flag, job.state_dir, restart, json,
-                                     LM_EXIT_FAILED);
+                                     LM_EXIT_FAILED, NULL, NULL);
         goto out;
     }
     lm_verify_result_t r;

@@ -127,6 +127,11 @@ static void log_verify_progress(void *ud, const lm_verify_progress_t *p)
 bool lm_run_verify(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop,
                    lm_verify_result_t *result, lm_error_t *err)
 {
+    if (lm_coord_source_is_sharded(job)) { /* routers: shard i against shard i */
+        memset(result, 0, sizeof *result);
+        lm_run_sharded_verify(job, st, NULL, stop, NULL, false, false, LM_EXIT_FAILED, result, err);
+        return err->code == LM_ERR_NONE;
+    }
     return lm_run_verify_resumable(job, st, stop, NULL, false, result, err);
 }
 
@@ -233,7 +238,7 @@ int lm_run_job_then(const lm_job_t *job, lm_status_t *st, const atomic_bool *sto
     if (lm_coord_source_is_sharded(job)) { /* a mongos: one engine per shard */
         /* a failed shard can be restarted alone through the status API, or through the
          * control plane that drives a daemon's job (after: the daemon's hook) */
-        int code = lm_run_sharded(job, st, stop, http != NULL || after != NULL);
+        int code = lm_run_sharded(job, st, stop, http != NULL || after != NULL, after, ud);
         lm_status_http_stop(http);
         if (http)
             lm_status_token_remove(job->state_dir);

@@ -192,9 +192,27 @@ static bool load_pairs(const lm_job_t *job, lm_cluster_t *scl, lm_cluster_t *dcl
     return ok;
 }
 
+/* Moves the namespaces of one pair's result into all, each named "SHARD:ns". */
+static void gather(lm_verify_result_t *all, lm_verify_result_t *r, const char *shard)
+{
+    all->n_failed += r->n_failed;
+    all->documents += r->documents;
+    all->elapsed_ms += r->elapsed_ms;
+    lm_verify_ns_t *items = realloc(all->items, (all->n + r->n + 1) * sizeof *items);
+    if (!items)
+        return; /* the counts above still say what failed */
+    all->items = items;
+    for (size_t k = 0; k < r->n; k++) {
+        lm_verify_ns_t *to = &all->items[all->n++];
+        *to = r->items[k];
+        snprintf(to->ns, sizeof to->ns, "%s:%s", shard, r->items[k].ns);
+    }
+    r->n = 0; /* the items belong to all now */
+}
+
 int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coord,
                           const atomic_bool *stop, const char *state_dir, bool restart, bool json,
-                          int fail_code)
+                          int fail_code, lm_verify_result_t *all, lm_error_t *why)
 {
     lm_cluster_t scl, dcl;
     lm_error_t err;
@@ -283,6 +301,8 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
             lm_error_prefix(&err, "shard %s", pair);
             finished = false;
         }
+        if (all)
+            gather(all, &r, sname);
         lm_verify_result_cleanup(&r);
     }
     if (json)
@@ -295,18 +315,25 @@ done:
                           ", \"shardPairs\": %zu, \"shardPairsFailed\": %zu, \"passed\": %s}\n",
                           scl.n_shards, pairs_failed, finished && !ns_failed ? "true" : "false");
     }
-    printf("%s", lm_strbuf_str(&out));
+    bool print = !all;
+    if (print)
+        printf("%s", lm_strbuf_str(&out));
     int code = LM_EXIT_OK;
+    if (why && finished)
+        lm_error_init(why);
+    else if (why)
+        *why = err;
     if (!finished) {
         code = fail_code;
-        if (!json)
+        if (!json && print)
             printf("VERIFICATION DID NOT FINISH: %s\n", err.message);
-        fprintf(stderr, "livemig-agent: verification did not finish: %s\n", err.message);
+        if (print)
+            fprintf(stderr, "livemig-agent: verification did not finish: %s\n", err.message);
         if (st)
             lm_status_set_verify_progress(st, LM_VERIFY_ERROR, &vp.base, err.message);
     } else if (ns_failed) {
         code = fail_code;
-        if (!json)
+        if (!json && print)
             printf("VERIFICATION FAILED: %zu of %zu shard pairs differ (%zu of %zu namespaces; "
                    "listed above under their shard). Verify only read: it changed no data.\n",
                    pairs_failed, scl.n_shards, ns_failed, ns_total);
@@ -315,7 +342,7 @@ done:
         if (st)
             lm_status_set_verify_progress(st, LM_VERIFY_FAILED, &vp.base, NULL);
     } else {
-        if (!json)
+        if (!json && print)
             printf("verification passed on every shard pair (%zu): %zu namespaces, %lld "
                    "documents, 0 differences\n",
                    scl.n_shards, ns_total, (long long)docs);
@@ -333,7 +360,8 @@ done:
     return code;
 }
 
-int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop, bool restartable)
+int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop, bool restartable,
+                   void (*after)(void *ud), void *ud)
 {
     lm_log_info(NULL, "the source is a sharded cluster (its router says isdbgrid): migrating "
                       "shard to shard");
@@ -354,11 +382,14 @@ int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
     print_summary(c, st, out);
     int code = lm_engine_exit_code(out);
     /* the status API stays up while it runs: its "verification" section shows it */
-    if (out == LM_ENGINE_COMPLETE && job->verify && !(stop && atomic_load(stop))) {
+    if (out == LM_ENGINE_COMPLETE && after && !(stop && atomic_load(stop))) {
+        after(ud); /* a daemon's job: it verifies and reports to its control plane */
+    } else if (out == LM_ENGINE_COMPLETE && job->verify && !(stop && atomic_load(stop))) {
         lm_log_info(NULL, "cutover complete: verifying every target shard against its source "
                           "shard (it only reads; --no-verify skips this)");
         printf("\nlivemig verification of the target, shard pair by shard pair:\n");
-        code = lm_run_sharded_verify(job, st, c, stop, NULL, false, false, LM_EXIT_VERIFY_FAILED);
+        code = lm_run_sharded_verify(job, st, c, stop, NULL, false, false, LM_EXIT_VERIFY_FAILED,
+                                     NULL, NULL);
         if (code != LM_EXIT_OK)
             printf("  the migration itself is COMPLETE (cut over), but do not point the "
                    "application at the target before you know why; run `livemig-agent verify` "

@@ -371,6 +371,30 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     cr_assert_eq(rc, 0, "differences:\n%s\nagent log:\n%s", report, lm_test_slurp(agent_log));
     cr_assert(strstr(report, ": 0 differences"), "%s", report);
     free(report);
+    /* the agent verified the target shard pair by shard pair after the cutover and the
+     * control plane shows it: passed, every namespace of both pairs ("SHARD:ns") */
+    int64_t verified_by = lm_time_mono_ms() + 120000;
+    for (;;) {
+        char *text;
+        v = describe(mig, &text);
+        lm_json_val_t *ver = lm_json_get(v, "verification");
+        const char *vs = lm_json_string(lm_json_get(ver, "state"));
+        int64_t nss = -1;
+        lm_json_get_int(ver, "namespacesTotal", false, 0, INT64_MAX, &nss, &err);
+        bool passed = vs && strcmp(vs, "passed") == 0;
+        cr_assert(!vs || (strcmp(vs, "failed") != 0 && strcmp(vs, "error") != 0),
+                  "the verification after the sharded cutover: %s\nagent:\n%s", text,
+                  lm_test_slurp(agent_log));
+        cr_assert(lm_time_mono_ms() < verified_by, "never verified:\n%s\nagent:\n%s", text,
+                  lm_test_slurp(agent_log));
+        lm_json_free(v);
+        free(text);
+        if (passed) {
+            cr_assert_gt(nss, 1, "namespaces verified: %lld", (long long)nss);
+            break;
+        }
+        lm_time_sleep_ms(500, NULL);
+    }
     /* the restart command was acknowledged: once done, it is not delivered again */
     char *alog = lm_test_slurp(agent_log);
     int n = 0;

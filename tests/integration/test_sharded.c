@@ -472,28 +472,56 @@ Test(sharded, cancel_keeps_the_data_then_drop_target_starts_again)
     expect_balancer(&src, "full");
 }
 
-/* kill -9 mid-stream: the next run resumes every shard from its own checkpoint; the
- * writer's $inc counters show any change applied twice. */
-Test(sharded, kill9_mid_stream_resumes_every_shard)
+/* kill -9 mid-copy, then mid-stream: each next run resumes every shard from its own
+ * checkpoint (the shard that was copying resumes its copy; the ranges it recorded are not
+ * copied again); the writer's $inc counters show any change applied twice. */
+Test(sharded, kill9_mid_copy_and_mid_stream_resumes_every_shard)
 {
     beds(2, 2, 200);
-    pid_t w = start_writer(1000, "--seconds 20 --seed 12");
+    /* enough on shard 1 that the first kill comes while it copies */
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                            "for i in range(50000)])\"",
+                            PY, src.shard_uri[1]),
+                 0);
+    pid_t w = start_writer(1000, "--seconds 40 --seed 12");
     pid_t a = start_agent();
-    lm_json_free(wait_streaming(a, 100, false));
+    int64_t until = lm_time_mono_ms() + 60000;
+    while (count_on_shards(&dst, "crm", "bulk") == 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "crm.bulk was never copied:\n%s",
+                     lm_test_slurp(log_path));
+        cr_assert_eq(kill(a, 0), 0, "the agent ended early:\n%s", lm_test_slurp(log_path));
+        lm_time_sleep_ms(50, NULL);
+    }
+    kill(a, SIGKILL);
+    cr_assert_eq(lm_test_wait(a, 10000), 128 + SIGKILL);
+    int64_t partial = count_on_shards(&dst, "crm", "bulk");
+    cr_assert_lt(partial, 50000, "the kill came after shard 1's copy");
+    char *log = lm_test_slurp(log_path);
+    size_t mark = strlen(log);
+    free(log);
+    a = start_agent();
+    lm_json_free(wait_streaming(a, 1, false));
+    log = lm_test_slurp(log_path);
+    cr_assert(strstr(log + mark, "(phase COPYING) from the target's checkpoint"),
+              "shard 1 should resume its copy from its checkpoint:\n%s", log + mark);
+    mark = strlen(log);
+    free(log);
     kill(a, SIGKILL);
     cr_assert_eq(lm_test_wait(a, 10000), 128 + SIGKILL);
     a = start_agent();
     lm_json_free(wait_streaming(a, 1, false));
-    char *log = lm_test_slurp(log_path);
+    log = lm_test_slurp(log_path);
     size_t resumed = 0;
-    for (char *p = log; (p = strstr(p, "streaming from the target's checkpoint")); p++)
+    for (char *p = log + mark; (p = strstr(p, "streaming from the target's checkpoint")); p++)
         resumed++;
-    cr_assert_eq(resumed, 2, "both shards should resume from their checkpoints:\n%s", log);
+    cr_assert_eq(resumed, 2, "both shards should resume from their checkpoints:\n%s", log + mark);
     free(log);
     writer_done(w);
     lm_json_free(wait_streaming(a, 1, true));
     cr_assert_eq(agent_cli("cutover"), 0);
     expect_exit(a, 0, "livemig sharded migration COMPLETE");
+    cr_assert_eq(count_on_shards(&dst, "crm", "bulk"), 50000);
     expect_no_differences();
     expect_balancer(&src, "full");
 }

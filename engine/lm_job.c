@@ -128,7 +128,7 @@ const lm_config_field_t lm_job_schema[] = {
     {"migration_id", LM_CFG_STRING, offsetof(lm_job_t, migration_id), NULL, 0, 0, 0, NULL, NULL,
      "The job id of a sharded migration run by several agents: the same on each of them (its\n"
      "shards' checkpoints on the target are keyed <migration id>.<shard>). Letters, digits,\n"
-     "'_' and '-', at most 40."},
+     "'_' and '-', at most 24."},
     {"shards", LM_CFG_STRING_LIST, offsetof(lm_job_t, shards), NULL, 0, 0, 0, NULL, NULL,
      "A sharded migration run by several agents: the source shards this agent runs (names as\n"
      "listShards gives them; comma-separated or repeated). Empty: every shard."},
@@ -359,7 +359,7 @@ bool lm_job_finish(lm_job_t *job, lm_error_t *err)
             return false;
     if (job->migration_id) {
         size_t n = strlen(job->migration_id);
-        bool ok = n > 0 && n <= 40;
+        bool ok = n > 0 && n <= 24; /* the checkpoint keys keep 24 (lm_coord) */
         for (size_t i = 0; ok && i < n; i++) {
             char ch = job->migration_id[i];
             ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -367,7 +367,7 @@ bool lm_job_finish(lm_job_t *job, lm_error_t *err)
         }
         if (!ok)
             return lm_error_set(err, LM_ERR_INVALID,
-                                "--migration-id '%s': use 1 to 40 letters, digits, '_' or '-'",
+                                "--migration-id '%s': use 1 to 24 letters, digits, '_' or '-'",
                                 job->migration_id);
         snprintf(job->job_id, sizeof job->job_id, "%s", job->migration_id);
     }

@@ -600,7 +600,8 @@ static void use(const part_t *p)
     snprintf(state_dir, sizeof state_dir, "%s", p->state_dir);
 }
 
-static void start_part(part_t *p, const char *name, const char *role, const char *shards)
+static void start_part_with(part_t *p, const char *name, const char *role, const char *shards,
+                            const char *extra, const char *extra_value)
 {
     char addr[64];
     p->port = lm_test_free_port();
@@ -625,9 +626,16 @@ static void start_part(part_t *p, const char *name, const char *role, const char
                     (char *)role,
                     "--shards",
                     (char *)shards,
+                    (char *)extra,
+                    (char *)extra_value,
                     NULL};
     p->pid = lm_test_spawn(argv, p->log);
     use(p);
+}
+
+static void start_part(part_t *p, const char *name, const char *role, const char *shards)
+{
+    start_part_with(p, name, role, shards, NULL, NULL);
 }
 
 /* The shards of a part's status: their names joined by ',' into names, their documents
@@ -724,4 +732,37 @@ Test(sharded, one_migration_over_several_agents, .timeout = 360)
     expect_no_differences();
     expect_balancer(&src, "full");
     expect_balancer(&dst, "full");
+}
+
+/* A follower whose lead never comes: it says it waits, gives up after --lead-wait with what
+ * to do, copies nothing and leaves the balancers alone. The flags that make no sense alone
+ * are refused before anything is done. */
+Test(sharded, a_follower_without_its_lead_gives_up_clearly)
+{
+    beds(2, 2, 100);
+    part_t f;
+    start_part_with(&f, "lonely", "follower", "src-shard1", "--lead-wait", "2s");
+    expect_exit(f.pid, 1, "did not record \"metadata ready\" within 2 s (--lead-wait)");
+    expect_log("waiting for the lead agent of sharded migration mig16");
+    expect_log(
+        "start the lead (livemig-agent migrate ... --migration-id mig16 --sharded-role lead)");
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0);
+    expect_balancer(&src, "full");
+    expect_balancer(&dst, "full");
+    char out[700];
+    snprintf(out, sizeof out, "%s/flags.log", dir);
+    int rc = lm_test_sh("'%s' migrate --source '%s' --target '%s' --state-dir '%s/x' "
+                        "--sharded-role lead --shards src-shard0 > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, dir, out);
+    char *text = lm_test_slurp(out);
+    cr_assert_neq(rc, 0, "%s", text);
+    cr_assert(strstr(text, "--sharded-role lead needs --migration-id ID"), "%s", text);
+    free(text);
+    rc = lm_test_sh("'%s' migrate --source '%s' --target '%s' --state-dir '%s/x' --shards "
+                    "src-shard0 > '%s' 2>&1",
+                    LM_AGENT_BIN, src.uri, dst.uri, dir, out);
+    text = lm_test_slurp(out);
+    cr_assert_neq(rc, 0, "%s", text);
+    cr_assert(strstr(text, "say which part this agent plays with --sharded-role lead"), "%s", text);
+    free(text);
 }

@@ -671,16 +671,24 @@ Test(sharded, one_migration_over_several_agents, .timeout = 360)
     beds(3, 3, 300);
     pid_t w = start_writer(1000, "--seconds 25 --seed 16");
     part_t lead, fol, third;
+    lm_json_val_t *v = NULL;
     /* a shard that does not exist: a clear refusal, nothing started */
     start_part(&third, "typo", "lead", "src-shard0,src-shard9");
     expect_exit(third.pid, 1, "--shards names 'src-shard9', which is not a shard of the source");
     expect_balancer(&src, "full");
     start_part(&fol, "follower", "follower", "src-shard1,src-shard2");
     wait_log("waiting for the lead agent of sharded migration mig16", 60000);
+    lm_time_sleep_ms(1500, NULL); /* it keeps waiting: still validating, nothing copied */
+    v = lm_test_agent_status(port);
+    const char *phase = NULL;
+    lm_error_t err;
+    cr_assert(v && lm_json_get_str(v, "phase", true, 0, &phase, &err));
+    cr_assert_str_eq(phase, "VALIDATING");
+    lm_json_free(v);
     expect_balancer(&src, "full"); /* a follower leaves the balancers alone */
     cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0, "a follower copied before the lead");
     start_part(&lead, "lead", "lead", "src-shard0");
-    lm_json_val_t *v = wait_streaming(lead.pid, 1, false);
+    v = wait_streaming(lead.pid, 1, false);
     char names[128];
     int64_t lead_docs = 0, fol_docs = 0;
     part_shards(v, names, sizeof names, &lead_docs);

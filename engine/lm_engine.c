@@ -182,6 +182,20 @@ static bool pin_start(engine_t *e)
 
 /* ---- target namespaces ---- */
 
+/* Whether c's collection on the target holds no document (false when it cannot say). */
+static bool target_empty(engine_t *e, const lm_coll_info_t *c)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(e->dst, c->db, c->coll);
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+    bson_error_t be;
+    int64_t n = mongoc_collection_count_documents(coll, &filter, opts, NULL, NULL, &be);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(coll);
+    return n == 0;
+}
+
 static bool check_conflicts(engine_t *e)
 {
     lm_strbuf_t list;
@@ -191,6 +205,11 @@ static bool check_conflicts(engine_t *e)
         const lm_coll_info_t *c = &e->cat.items[i];
         if (!lm_catalog_target_has(e->dst, c))
             continue;
+        if (e->o.existing_empty_ok && target_empty(e, c)) {
+            lm_log_info(NULL, "%s exists on the target, empty (the sharded metadata step made it)",
+                        c->ns);
+            continue;
+        }
         if (e->job->drop_target) {
             bson_error_t be;
             mongoc_collection_t *coll = mongoc_client_get_collection(e->dst, c->db, c->coll);

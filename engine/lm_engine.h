@@ -69,6 +69,9 @@ typedef struct {
      * true once; the answer is then kept. */
     bool (*cutover_gate)(void *ud);
     void *gate_ud;
+    /* A new copy accepts a namespace to copy that exists but is empty on the target (made by
+     * another agent's sharded metadata step: lm_coord's follower); other ones still refuse. */
+    bool existing_empty_ok;
 } lm_engine_opts_t;
 
 /* What a finished (or stopped) engine did, for summaries and reports. */

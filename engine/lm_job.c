@@ -2,6 +2,7 @@
 #include "lm_job.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ extern char **environ; /* POSIX; unistd.h declares it only for _GNU_SOURCE */
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const split_modes[] = {"auto", "always", "never", NULL};
+static const char *const sharded_roles[] = {"all", "lead", "follower", NULL};
 static const char *const capture_modes[] = {"auto", "oplog", "changestream", NULL};
 
 #define ENDPOINT_FIELDS(side)                                                                      \
@@ -123,6 +125,19 @@ const lm_config_field_t lm_job_schema[] = {
      600000, 0, NULL, NULL, "Verification: the wait before each re-read."},
     {"verify_max_ids", LM_CFG_INT, offsetof(lm_job_t, verify_max_ids), "20", 1, 10000, 0, NULL,
      NULL, "Verification: differing _ids listed per namespace (all are counted)."},
+    {"migration_id", LM_CFG_STRING, offsetof(lm_job_t, migration_id), NULL, 0, 0, 0, NULL, NULL,
+     "The job id of a sharded migration run by several agents: the same on each of them (its\n"
+     "shards' checkpoints on the target are keyed <migration id>.<shard>). Letters, digits,\n"
+     "'_' and '-', at most 24."},
+    {"shards", LM_CFG_STRING_LIST, offsetof(lm_job_t, shards), NULL, 0, 0, 0, NULL, NULL,
+     "A sharded migration run by several agents: the source shards this agent runs (names as\n"
+     "listShards gives them; comma-separated or repeated). Empty: every shard."},
+    {"sharded_role", LM_CFG_ENUM, offsetof(lm_job_t, sharded_role), "all", 0, 0, 0, sharded_roles,
+     NULL,
+     "all (one agent runs every shard), lead (this agent stops and starts the balancers and\n"
+     "makes the target's metadata match) or follower (waits for the lead's metadata)."},
+    {"lead_wait", LM_CFG_DURATION, offsetof(lm_job_t, lead_wait_ms), "30m", 1000, 604800000, 0,
+     NULL, NULL, "A follower waits at most this long for the lead's \"metadata ready\"."},
     LM_CONFIG_END,
 };
 
@@ -162,6 +177,10 @@ static const struct {
     {"--verify-recheck", "verify_recheck", false},
     {"--verify-recheck-delay", "verify_recheck_delay", false},
     {"--verify-max-ids", "verify_max_ids", false},
+    {"--migration-id", "migration_id", false},
+    {"--shards", "shards", false},
+    {"--sharded-role", "sharded_role", false},
+    {"--lead-wait", "lead_wait", false},
 };
 
 void lm_job_usage(FILE *out)
@@ -338,6 +357,30 @@ bool lm_job_finish(lm_job_t *job, lm_error_t *err)
     for (size_t i = 0; i < job->exclude.n; i++)
         if (!lm_ns_pattern_valid(job->exclude.items[i], err))
             return false;
+    if (job->migration_id) {
+        size_t n = strlen(job->migration_id);
+        bool ok = n > 0 && n <= 24; /* the checkpoint keys keep 24 (lm_coord) */
+        for (size_t i = 0; ok && i < n; i++) {
+            char ch = job->migration_id[i];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '_' || ch == '-';
+        }
+        if (!ok)
+            return lm_error_set(err, LM_ERR_INVALID,
+                                "--migration-id '%s': use 1 to 24 letters, digits, '_' or '-'",
+                                job->migration_id);
+        snprintf(job->job_id, sizeof job->job_id, "%s", job->migration_id);
+    }
+    if (job->sharded_role != LM_JOB_ROLE_ALL && !job->job_id[0])
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "--sharded-role %s needs --migration-id ID, the same on every agent of "
+                            "the migration (its shards' checkpoints are found by it)",
+                            job->sharded_role == LM_JOB_ROLE_LEAD ? "lead" : "follower");
+    if (job->shards.n && job->sharded_role == LM_JOB_ROLE_ALL)
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "--shards runs part of a sharded migration: say which part this agent "
+                            "plays with --sharded-role lead (one agent: it stops the balancers and "
+                            "makes the target's metadata match) or --sharded-role follower");
     return read_password(&job->source, "source", "LIVEMIG_SOURCE_PASSWORD", err) &&
            read_password(&job->target, "target", "LIVEMIG_TARGET_PASSWORD", err);
 }

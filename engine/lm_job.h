@@ -52,7 +52,14 @@ typedef struct {
     int64_t verify_recheck_delay_ms; /* between re-reads */
     int64_t verify_max_ids;          /* differing _ids listed per namespace */
     char job_id[65]; /* not a key: the control plane's id, which a new job takes; "" = random */
+    /* one sharded migration over several agents (docs/sharded.md "Several agents") */
+    char *migration_id;   /* --migration-id: the job id every agent of the migration shares */
+    lm_strlist_t shards;  /* --shards: the source shards this agent runs (empty: every shard) */
+    int sharded_role;     /* LM_JOB_ROLE_* */
+    int64_t lead_wait_ms; /* a follower waits this long for the lead's "metadata ready" */
 } lm_job_t;
+
+enum { LM_JOB_ROLE_ALL = 0, LM_JOB_ROLE_LEAD = 1, LM_JOB_ROLE_FOLLOWER = 2 };
 
 extern const lm_config_field_t lm_job_schema[];
 

@@ -16,6 +16,7 @@ static const char *const cmd_kinds[] = {"cutover", "cancel",        "extend", "e
                                         "revoked", "restart-shard", NULL};
 static const char *const check_results[] = {"PASS", "WARN", "FAIL", "INFO", NULL};
 static const char *const captures[] = {"auto", "oplog", "changestream", NULL};
+static const char *const sharded_roles[] = {"all", "lead", "follower", NULL};
 static const char *const verify_states[] = {"running", "passed", "failed", "error", NULL};
 
 const char *lm_proto_job_kind_name(lm_proto_job_kind_t k)
@@ -440,6 +441,12 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
                 j->n_include);
         w_names(w, "exclude", j->exclude ? j->exclude[0] : NULL, sizeof j->exclude[0],
                 j->n_exclude);
+        if (j->migration_id[0])
+            w_str(w, "migrationId", j->migration_id);
+        if (j->sharded_role[0])
+            w_str(w, "shardedRole", j->sharded_role);
+        if (j->n_shards)
+            w_names(w, "shards", j->shards[0], sizeof j->shards[0], j->n_shards);
         lm_json_w_map_close(w);
     }
     lm_json_w_array_close(w);
@@ -465,7 +472,7 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
 
 static bool get_job(const lm_json_val_t *v, lm_proto_job_t *j, lm_error_t *err)
 {
-    int kind = 0, capture = 0;
+    int kind = 0, capture = 0, role = -1;
     j->verify = true; /* a control plane older than verification after the cutover */
     if (!get_text(v, "jobId", true, j->job_id, sizeof j->job_id, err) ||
         !get_enum(v, "kind", true, job_kinds, &kind, err) ||
@@ -480,8 +487,14 @@ static bool get_job(const lm_json_val_t *v, lm_proto_job_t *j, lm_error_t *err)
         !get_names(v, "include", sizeof j->include[0], LM_PROTO_MAX_NAMES, (char **)&j->include,
                    &j->n_include, err) ||
         !get_names(v, "exclude", sizeof j->exclude[0], LM_PROTO_MAX_NAMES, (char **)&j->exclude,
-                   &j->n_exclude, err))
+                   &j->n_exclude, err) ||
+        !get_text(v, "migrationId", false, j->migration_id, sizeof j->migration_id, err) ||
+        !get_enum(v, "shardedRole", false, sharded_roles, &role, err) ||
+        !get_names(v, "shards", sizeof j->shards[0], LM_PROTO_MAX_NAMES, (char **)&j->shards,
+                   &j->n_shards, err))
         return false;
+    if (role >= 0)
+        snprintf(j->sharded_role, sizeof j->sharded_role, "%s", sharded_roles[role]);
     j->kind = (lm_proto_job_kind_t)kind;
     snprintf(j->capture, sizeof j->capture, "%s", captures[capture]);
     return true;
@@ -525,6 +538,7 @@ void lm_proto_assignments_cleanup(lm_proto_assignments_t *m)
     for (size_t i = 0; i < m->n_jobs && i < LM_PROTO_MAX_JOBS; i++) {
         free(m->jobs[i].include);
         free(m->jobs[i].exclude);
+        free(m->jobs[i].shards);
     }
     lm_wipe(m, sizeof *m);
 }

@@ -107,6 +107,13 @@ typedef struct {
     size_t n_include, n_exclude;
     char (*include)[LM_PROTO_TEXT_LEN]; /* namespace patterns, allocated */
     char (*exclude)[LM_PROTO_TEXT_LEN];
+    /* A part of a sharded migration run by several agents (docs/sharded.md "Several
+     * agents"): the id its engines share ("" = jobId), the source shards it runs (none:
+     * every shard) and its role: "" (= "all"), "all", "lead" or "follower". Sent only when set. */
+    char migration_id[LM_PROTO_ID_LEN + 1];
+    char sharded_role[16];
+    size_t n_shards;
+    char (*shards)[LM_PROTO_ID_LEN + 1]; /* allocated */
 } lm_proto_job_t;
 
 typedef enum {

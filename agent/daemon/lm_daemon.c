@@ -385,6 +385,29 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
      * the control plane: lm_run's own verification is not used */
     job->verify = false;
     snprintf(job->job_id, sizeof job->job_id, "%s", pj->job_id);
+    /* a part of a sharded migration run by several agents: the engines' shared id, the
+     * shards this part runs and its role (docs/sharded.md "Several agents") */
+    if (pj->migration_id[0] &&
+        (!lm_proto_job_id_valid(pj->migration_id) || strlen(pj->migration_id) > 24))
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "job %s: migrationId: 1 to 24 letters, digits, '_' or '-' expected",
+                            pj->job_id);
+    if (pj->migration_id[0] &&
+        !lm_config_set(lm_job_schema, job, "migration_id", pj->migration_id, err))
+        return false;
+    if (pj->migration_id[0])
+        snprintf(job->job_id, sizeof job->job_id, "%s", pj->migration_id);
+    for (size_t i = 0; i < pj->n_shards; i++)
+        if (!lm_config_set(lm_job_schema, job, "shards", pj->shards[i], err))
+            return false;
+    if (pj->sharded_role[0] &&
+        !lm_config_set(lm_job_schema, job, "sharded_role", pj->sharded_role, err))
+        return false;
+    if (job->sharded_role != LM_JOB_ROLE_ALL && !pj->migration_id[0])
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "job %s is a part of a sharded migration (shardedRole %s) without a "
+                            "migrationId: the control plane must send the id its parts share",
+                            pj->job_id, pj->sharded_role);
     snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
     return lm_config_set(lm_job_schema, job, "state_dir", dir, err) &&
            lm_config_set(lm_job_schema, job, "status_addr",

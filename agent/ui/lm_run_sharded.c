@@ -217,7 +217,7 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
     lm_cluster_t scl, dcl;
     lm_error_t err;
     lm_strbuf_t out;
-    size_t pairs_failed = 0, ns_total = 0, ns_failed = 0;
+    size_t pairs_failed = 0, ns_total = 0, ns_failed = 0, n_pairs = 0;
     int64_t docs = 0;
     bool finished = true;
     vprogress_t vp = {.st = st, .last_log = lm_time_now_ms()};
@@ -235,6 +235,9 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
     for (size_t i = 0; i < scl.n_shards && finished; i++) {
         char su[1200], du[1200], pair[2 * LM_SHARD_NAME_MAX + 8];
         const char *sname = scl.shards[i].name, *dname = dcl.shards[i].name;
+        /* an agent running part of the migration (--shards) verifies its own pairs */
+        if (!lm_coord_shard_listed(&job->shards, sname))
+            continue;
         snprintf(pair, sizeof pair, "%s -> %s", sname, dname);
         if (!lm_cluster_shard_uri(job->source.uri, scl.shards[i].host, su, sizeof su, &err) ||
             !lm_cluster_shard_uri(job->target.uri, dcl.shards[i].host, du, sizeof du, &err)) {
@@ -245,11 +248,12 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
         lm_job_t sj = *job;
         sj.source.uri = su;
         sj.target.uri = du;
-        /* the coordinator's shard i is this pair (both in listShards order) */
+        /* the coordinator's shard of this pair (it may run only some: found by name) */
         lm_status_t *sst = NULL;
         size_t n = coord ? lm_coord_n_shards(coord) : 0;
-        if (i < n && strcmp(lm_coord_shard_name(coord, i), sname) == 0)
-            sst = lm_coord_shard_status(coord, i);
+        for (size_t k = 0; k < n && !sst; k++)
+            if (strcmp(lm_coord_shard_name(coord, k), sname) == 0)
+                sst = lm_coord_shard_status(coord, k);
         vp.pair = pair;
         lm_verify_opts_t o = {.job = &sj,
                               .workers = (int)job->verify_workers,
@@ -269,13 +273,14 @@ int lm_run_sharded_verify(const lm_job_t *job, lm_status_t *st, lm_coord_t *coor
         lm_wipe(du, sizeof du);
         if (json) {
             lm_strbuf_appendf(&out, "%s{\"source\": \"%s\", \"target\": \"%s\", \"result\": ",
-                              i ? ", " : "", sname, dname);
+                              n_pairs ? ", " : "", sname, dname);
             lm_verify_render_json(&r, &out);
             lm_strbuf_append(&out, "}");
         } else {
             lm_strbuf_appendf(&out, "\nshard %s:\n", pair);
             lm_verify_render_table(&r, r.n > 50, &out);
         }
+        n_pairs++;
         ns_total += r.n;
         ns_failed += r.n_failed;
         docs += r.documents;
@@ -313,7 +318,7 @@ done:
             lm_strbuf_append(&out, "{\"shards\": []");
         lm_strbuf_appendf(&out,
                           ", \"shardPairs\": %zu, \"shardPairsFailed\": %zu, \"passed\": %s}\n",
-                          scl.n_shards, pairs_failed, finished && !ns_failed ? "true" : "false");
+                          n_pairs, pairs_failed, finished && !ns_failed ? "true" : "false");
     }
     bool print = !all;
     if (print)
@@ -336,20 +341,20 @@ done:
         if (!json && print)
             printf("VERIFICATION FAILED: %zu of %zu shard pairs differ (%zu of %zu namespaces; "
                    "listed above under their shard). Verify only read: it changed no data.\n",
-                   pairs_failed, scl.n_shards, ns_failed, ns_total);
+                   pairs_failed, n_pairs, ns_failed, ns_total);
         lm_log_error(NULL, "verification FAILED: %zu of %zu shard pairs differ", pairs_failed,
-                     scl.n_shards);
+                     n_pairs);
         if (st)
             lm_status_set_verify_progress(st, LM_VERIFY_FAILED, &vp.base, NULL);
     } else {
         if (!json && print)
             printf("verification passed on every shard pair (%zu): %zu namespaces, %lld "
                    "documents, 0 differences\n",
-                   scl.n_shards, ns_total, (long long)docs);
+                   n_pairs, ns_total, (long long)docs);
         lm_log_info(NULL,
                     "verification passed on every shard pair (%zu): %zu namespaces, %lld "
                     "documents, 0 differences",
-                    scl.n_shards, ns_total, (long long)docs);
+                    n_pairs, ns_total, (long long)docs);
         if (st)
             lm_status_set_verify_progress(st, LM_VERIFY_PASSED, &vp.base, NULL);
     }
@@ -365,7 +370,13 @@ int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
 {
     lm_log_info(NULL, "the source is a sharded cluster (its router says isdbgrid): migrating "
                       "shard to shard");
-    lm_coord_opts_t o = {.job = job, .status = st, .stop = stop, .restartable = restartable};
+    lm_coord_opts_t o = {.job = job,
+                         .status = st,
+                         .stop = stop,
+                         .restartable = restartable,
+                         .shards = &job->shards,
+                         .role = job->sharded_role,
+                         .lead_wait_ms = job->lead_wait_ms};
     lm_coord_t *c = lm_coord_new(&o);
     if (!c) {
         fprintf(stderr, "livemig-agent: out of memory\n");

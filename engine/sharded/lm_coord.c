@@ -46,6 +46,8 @@ struct lm_coord {
     bool fresh_identity; /* this run made the job id: nothing of it is on the target yet */
     atomic_int src_balancer, dst_balancer; /* balancer_state_t, shown in the status */
     bool balancer_refused;
+    bool leads;             /* this coordinator stops/starts the balancers, makes the metadata */
+    bool meta_ready_before; /* the lead's "metadata ready" was there before the engines prepared */
     lm_error_t err;
 };
 
@@ -111,6 +113,11 @@ static bool write_identity(lm_coord_t *c, bool cancelled)
 /* A new job id (the job's own, unless a cancelled run of this state dir used it). */
 static bool new_identity(lm_coord_t *c, bool after_cancel)
 {
+    if (after_cancel && c->o.role != LM_JOB_ROLE_ALL)
+        return lm_error_set(&c->err, LM_ERR_INVALID,
+                            "this agent's part of sharded migration %s was cancelled: to start "
+                            "again give every agent a new --migration-id (with --drop-target)",
+                            c->job->job_id);
     if (c->job->job_id[0] && !after_cancel)
         snprintf(c->job_id, sizeof c->job_id, "%.40s", c->job->job_id);
     else if (!lm_random_hex(c->job_id, 12))
@@ -206,6 +213,175 @@ static bool wipe_target(lm_coord_t *c)
         n++;
     }
     return n == 0 || reload_target(c);
+}
+
+/* ---- several agents: the shards this one runs, the lead's "metadata ready" ---- */
+
+/* Whether name is among the listed shards (every shard when none is listed). */
+bool lm_coord_shard_listed(const lm_strlist_t *shards, const char *name)
+{
+    if (!shards || !shards->n)
+        return true;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < shards->n; i++)
+        for (const char *p = shards->items[i]; *p;) {
+            size_t k = strcspn(p, ",");
+            if (k == n && strncmp(p, name, n) == 0)
+                return true;
+            p += k;
+            if (*p == ',')
+                p++;
+        }
+    return false;
+}
+
+static bool runs_shard(const lm_coord_t *c, const char *name)
+{
+    return lm_coord_shard_listed(c->o.shards, name);
+}
+
+/* Every listed shard exists on the source (a typo would leave a shard run by no one). */
+static bool check_shard_list(lm_coord_t *c)
+{
+    if (!c->o.shards)
+        return true;
+    char all[1024] = "";
+    for (size_t i = 0; i < c->scl.n_shards; i++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "",
+                 c->scl.shards[i].name);
+    size_t runs = 0;
+    for (size_t i = 0; i < c->o.shards->n; i++)
+        for (const char *p = c->o.shards->items[i]; *p;) {
+            size_t k = strcspn(p, ",");
+            char name[LM_SHARD_NAME_MAX];
+            snprintf(name, sizeof name, "%.*s", (int)(k < sizeof name ? k : sizeof name - 1), p);
+            if (k == 0 || k >= sizeof name || lm_cluster_shard_index(&c->scl, name) < 0)
+                return lm_error_set(&c->err, LM_ERR_INVALID,
+                                    "--shards names '%.*s', which is not a shard of the source "
+                                    "(its shards, listShards order: %s): correct the list",
+                                    (int)k, p, all);
+            p += k;
+            if (*p == ',')
+                p++;
+        }
+    for (size_t i = 0; i < c->scl.n_shards; i++)
+        runs += runs_shard(c, c->scl.shards[i].name);
+    if (!runs)
+        return lm_error_set(&c->err, LM_ERR_INVALID, "--shards lists no shard (the source's: %s)",
+                            all);
+    return true;
+}
+
+/* A client of the target's first shard (listShards order), where the lead records
+ * "metadata ready": a replica set of its own, so the record survives every restart. */
+static mongoc_client_t *ready_client(lm_coord_t *c)
+{
+    char uri[1200];
+    if (!c->dcl.n_shards) {
+        lm_error_set(&c->err, LM_ERR_INVALID, "the target has no shard");
+        return NULL;
+    }
+    if (!lm_cluster_shard_uri(c->job->target.uri, c->dcl.shards[0].host, uri, sizeof uri, &c->err))
+        return NULL;
+    lm_conn_opts_t o =
+        lm_conn_opts_for(c->job, &c->job->target, "target", uri, "livemig-coordinator");
+    mongoc_client_t *cl = lm_conn_client_new(&o, &c->err);
+    lm_wipe(uri, sizeof uri);
+    if (!cl)
+        lm_error_prefix(&c->err, "target shard %s", c->dcl.shards[0].name);
+    return cl;
+}
+
+/* Whether the lead recorded "metadata ready" for this job id. */
+static bool meta_ready(lm_coord_t *c, mongoc_client_t *cl, bool *ready)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(cl, "__livemig", "sharded");
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(c->job_id), "metadataReady", BCON_BOOL(true));
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+    bson_error_t be;
+    int64_t n = mongoc_collection_count_documents(coll, filter, opts, NULL, NULL, &be);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    if (n < 0)
+        return lm_error_set(&c->err, LM_ERR_SERVER,
+                            "target shard %s: cannot read __livemig.sharded: %s",
+                            c->dcl.shards[0].name, be.message);
+    *ready = n > 0;
+    return true;
+}
+
+static bool record_meta_ready(lm_coord_t *c)
+{
+    mongoc_client_t *cl = ready_client(c);
+    if (!cl)
+        return false;
+    mongoc_collection_t *coll = mongoc_client_get_collection(cl, "__livemig", "sharded");
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(c->job_id));
+    bson_t *upd = BCON_NEW("$set", "{", "metadataReady", BCON_BOOL(true), "balancersStopped",
+                           BCON_BOOL(true), "at", BCON_DATE_TIME(lm_time_now_ms()), "}");
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true), "writeConcern", "{", "w", "majority", "}");
+    bson_error_t be;
+    bool ok = mongoc_collection_update_one(coll, sel, upd, opts, NULL, &be);
+    bson_destroy(opts);
+    bson_destroy(upd);
+    bson_destroy(sel);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(cl);
+    if (!ok)
+        return lm_error_set(&c->err, LM_ERR_SERVER,
+                            "target shard %s: cannot record \"metadata ready\" in "
+                            "__livemig.sharded: %s",
+                            c->dcl.shards[0].name, be.message);
+    lm_log_info(NULL,
+                "sharded migration %s: balancers stopped and the target's metadata made to "
+                "match: recorded \"metadata ready\" for the followers",
+                c->job_id);
+    return true;
+}
+
+/* A follower: waits (bounded, stop-able) for the lead's "metadata ready". */
+static bool wait_meta_ready(lm_coord_t *c)
+{
+    mongoc_client_t *cl = ready_client(c);
+    if (!cl)
+        return false;
+    int64_t limit = c->o.lead_wait_ms > 0 ? c->o.lead_wait_ms : 30 * 60 * 1000;
+    int64_t t0 = lm_time_mono_ms(), told = 0;
+    bool ready = false, ok = true;
+    while (ok && !ready) {
+        if (!(ok = meta_ready(c, cl, &ready)) || ready)
+            break;
+        int64_t waited = lm_time_mono_ms() - t0;
+        if (atomic_load(&c->st->cancel) || (c->o.stop && atomic_load(c->o.stop))) {
+            ok = lm_error_set(&c->err, LM_ERR_CANCELLED, "stopped while waiting for the lead");
+            break;
+        }
+        if (waited >= limit) {
+            ok = lm_error_set(&c->err, LM_ERR_INVALID,
+                              "the lead agent of sharded migration %s did not record \"metadata "
+                              "ready\" within %lld s (--lead-wait): start the lead (livemig-agent "
+                              "migrate ... --migration-id %s --sharded-role lead), see its log, "
+                              "then run this agent again (nothing was copied)",
+                              c->job_id, (long long)(limit / 1000), c->job_id);
+            break;
+        }
+        if (!told || waited - told >= 30000) {
+            told = waited ? waited : 1;
+            lm_log_info(NULL,
+                        "waiting for the lead agent of sharded migration %s to stop the balancers "
+                        "and make the target's metadata match (\"metadata ready\" in "
+                        "__livemig.sharded on target shard %s): %lld s of at most %lld s; start "
+                        "it with --migration-id %s --sharded-role lead",
+                        c->job_id, c->dcl.shards[0].name, (long long)(waited / 1000),
+                        (long long)(limit / 1000), c->job_id);
+        }
+        lm_time_sleep_ms(500, NULL);
+    }
+    mongoc_client_destroy(cl);
+    if (ready)
+        lm_log_info(NULL, "the lead recorded \"metadata ready\": copying this agent's shards");
+    return ok;
 }
 
 /* ---- the target's metadata ---- */
@@ -458,6 +634,9 @@ static const char *last_of(const lm_strlist_t *l)
 static void json_shards(void *ud, lm_json_writer_t *w)
 {
     lm_coord_t *c = ud;
+    static const char *const roles[] = {"all", "lead", "follower"};
+    lm_json_w_key(w, "shardedRole");
+    lm_json_w_str(w, roles[c->o.role >= 0 && c->o.role <= 2 ? c->o.role : 0]);
     lm_json_w_key(w, "balancer");
     lm_json_w_map_open(w);
     lm_json_w_key(w, "source");
@@ -642,12 +821,14 @@ static bool setup_shards(lm_coord_t *c)
     c->shards = all;
     pthread_mutex_unlock(&c->st->mu);
     for (size_t i = 0; i < c->scl.n_shards; i++) {
-        shard_t *sh = &c->shards[i];
+        if (!runs_shard(c, c->scl.shards[i].name))
+            continue;
+        shard_t *sh = &c->shards[c->n];
         snprintf(sh->name, sizeof sh->name, "%s", c->scl.shards[i].name);
         snprintf(sh->target, sizeof sh->target, "%s", c->dcl.shards[i].name);
         lm_status_init(&sh->st, "");
         pthread_mutex_lock(&c->st->mu);
-        c->n = i + 1;
+        c->n++;
         pthread_mutex_unlock(&c->st->mu);
         if (!lm_cluster_shard_uri(c->job->source.uri, c->scl.shards[i].host, sh->src_uri,
                                   sizeof sh->src_uri, &c->err) ||
@@ -665,7 +846,8 @@ static bool setup_shards(lm_coord_t *c)
                                .stop = &sh->stop,
                                .checkpoint_key = sh->key,
                                .cutover_gate = gate,
-                               .gate_ud = c};
+                               .gate_ud = c,
+                               .existing_empty_ok = c->meta_ready_before};
         if (!(sh->e = lm_engine_new(&eo)))
             return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
     }
@@ -741,7 +923,8 @@ static void restart_shard(lm_coord_t *c, shard_t *sh)
                            .stop = &sh->stop,
                            .checkpoint_key = sh->key,
                            .cutover_gate = gate,
-                           .gate_ud = c};
+                           .gate_ud = c,
+                           .existing_empty_ok = c->meta_ready_before};
     sh->e = lm_engine_new(&eo);
     atomic_store(&sh->restart, false);
     lm_status_warn(c->st, "shard %s restarted by the operator: it resumes from its checkpoint",
@@ -866,7 +1049,10 @@ static lm_engine_outcome_t outcome_of(lm_coord_t *c)
     return all_already ? LM_ENGINE_ALREADY_COMPLETE : LM_ENGINE_COMPLETE;
 }
 
-static bool prepare(lm_coord_t *c)
+static bool stop_balancers(lm_coord_t *c);
+
+/* Connects, reads both clusters, takes the job's identity, stops the balancers (a lead). */
+static bool prepare_clusters(lm_coord_t *c)
 {
     lm_status_set_phase(c->st, LM_PHASE_VALIDATING);
     if (!(c->src = open_router(c->job, &c->job->source, "source", c->src_hosts, sizeof c->src_hosts,
@@ -894,11 +1080,33 @@ static bool prepare(lm_coord_t *c)
                             "copies shard to shard and needs the same number of shards (add or "
                             "remove shards on the target); nothing was written",
                             c->scl.n_shards, c->dcl.n_shards);
-    if (!load_identity(c))
+    if (!check_shard_list(c) || !load_identity(c))
         return false;
     lm_status_set_job_id(c->st, c->job_id);
     lm_log_info(NULL, "sharded migration %s: %zu shards, %zu databases, %zu sharded collections",
                 c->job_id, c->scl.n_shards, c->scl.n_dbs, c->scl.n_colls);
+    if (c->o.role != LM_JOB_ROLE_ALL) {
+        char mine[512] = "";
+        for (size_t i = 0; i < c->scl.n_shards; i++)
+            if (runs_shard(c, c->scl.shards[i].name))
+                snprintf(mine + strlen(mine), sizeof mine - strlen(mine), "%s%s", *mine ? ", " : "",
+                         c->scl.shards[i].name);
+        lm_log_info(NULL, "this agent is the %s of sharded migration %s and runs shards %s",
+                    c->o.role == LM_JOB_ROLE_LEAD ? "lead" : "follower", c->job_id, mine);
+        mongoc_client_t *cl = ready_client(c);
+        bool ok = cl && meta_ready(c, cl, &c->meta_ready_before);
+        if (cl)
+            mongoc_client_destroy(cl);
+        if (!ok)
+            return false;
+    }
+    return c->leads ? stop_balancers(c) : true;
+}
+
+/* The lead's part (or a lone coordinator's): the balancers stopped, the description read
+ * again with them stopped. */
+static bool stop_balancers(lm_coord_t *c)
+{
     char mode[32] = "";
     bool in_round = false;
     if (!lm_balancer_status(c->src, mode, sizeof mode, &in_round, &c->err)) {
@@ -937,7 +1145,15 @@ static bool prepare(lm_coord_t *c)
                             "the source's shards changed while its balancer was being stopped "
                             "(%zu now, the target has %zu): start the migration again",
                             c->scl.n_shards, c->dcl.n_shards);
-    if (c->job->drop_target && c->fresh_identity && !wipe_target(c))
+    return true;
+}
+
+static bool prepare(lm_coord_t *c)
+{
+    if (!prepare_clusters(c))
+        return false;
+    if (c->leads && c->job->drop_target && c->fresh_identity && !c->meta_ready_before &&
+        !wipe_target(c))
         return false;
     if (!setup_shards(c))
         return false;
@@ -954,7 +1170,12 @@ static bool prepare(lm_coord_t *c)
         fresh_copy = fresh_copy ||
                      (!lm_engine_resumes_streaming(sh->e) && !lm_engine_already_complete(sh->e));
     }
-    if (fresh_copy && !sync_metadata(c, false))
+    if (!c->leads) /* a follower copies once the lead has made the metadata */
+        return wait_meta_ready(c);
+    bool recorded = c->o.role == LM_JOB_ROLE_LEAD && c->meta_ready_before;
+    if ((fresh_copy || (c->o.role == LM_JOB_ROLE_LEAD && !recorded)) && !sync_metadata(c, false))
+        return false;
+    if (c->o.role == LM_JOB_ROLE_LEAD && !recorded && !record_meta_ready(c))
         return false;
     return true;
 }
@@ -976,7 +1197,7 @@ lm_engine_outcome_t lm_coord_run(lm_coord_t *c)
                 lm_error_set(&c->err, LM_ERR_SERVER, "shard %s: %s", sh->name,
                              lm_engine_error(sh->e)->message);
         }
-        if (out == LM_ENGINE_COMPLETE && !sync_metadata(c, true))
+        if (out == LM_ENGINE_COMPLETE && c->leads && !sync_metadata(c, true))
             lm_status_warn(c->st, "the target's metadata could not be checked at the end: %s",
                            c->err.message);
     }
@@ -1013,6 +1234,7 @@ lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts)
         return NULL;
     c->o = *opts;
     c->job = opts->job;
+    c->leads = opts->role != LM_JOB_ROLE_FOLLOWER;
     c->st = opts->status;
     lm_error_init(&c->err);
     lm_conn_global_init();

@@ -35,6 +35,16 @@ typedef struct {
     /* An operator can restart a failed shard (a status API serves status->restart_shard):
      * a failed shard then leaves the others running. False: one failure stops them all. */
     bool restartable;
+    /* One migration over several agents (docs/sharded.md "Several agents"): the source
+     * shards this coordinator runs (NULL or empty: every shard; items may be
+     * comma-separated lists), and its role (LM_JOB_ROLE_*). Only the lead (or "all") stops
+     * and starts the balancers and makes the target's metadata match; the lead then records
+     * "metadata ready" on the target's first shard (__livemig.sharded, _id the job id); a
+     * follower prepares its shards and waits for that document (at most lead_wait_ms, 0:
+     * 30 min) before copying. The job id must be the same on every agent (job->job_id). */
+    const lm_strlist_t *shards;
+    int role;
+    int64_t lead_wait_ms;
 } lm_coord_opts_t;
 
 typedef struct lm_coord lm_coord_t;
@@ -42,6 +52,10 @@ typedef struct lm_coord lm_coord_t;
 /* Whether job's source is a sharded cluster's router (hello says isdbgrid). False when the
  * source cannot be reached: the caller then runs the replica-set engine, which says why. */
 bool lm_coord_source_is_sharded(const lm_job_t *job);
+
+/* Pure: whether the source shard name is in shards (--shards: items may be comma-separated
+ * lists; NULL or empty lists every shard). */
+bool lm_coord_shard_listed(const lm_strlist_t *shards, const char *name);
 
 lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts);
 /* Runs the migration to its end; the overall status's state is set. */

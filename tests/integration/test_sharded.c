@@ -612,3 +612,193 @@ Test(sharded, a_failed_shard_is_restarted_alone)
     expect_no_differences();
     expect_balancer(&src, "full");
 }
+
+/* One agent process of a migration run by several (--shards, --sharded-role): its own state
+ * dir, status port and log. use() points the helpers above (port, log_path, state_dir) at it. */
+typedef struct {
+    pid_t pid;
+    int port;
+    char state_dir[600], log[600];
+} part_t;
+
+static void use(const part_t *p)
+{
+    port = p->port;
+    snprintf(log_path, sizeof log_path, "%s", p->log);
+    snprintf(state_dir, sizeof state_dir, "%s", p->state_dir);
+}
+
+static void start_part_with(part_t *p, const char *name, const char *role, const char *shards,
+                            const char *extra, const char *extra_value)
+{
+    char addr[64];
+    p->port = lm_test_free_port();
+    snprintf(p->state_dir, sizeof p->state_dir, "%s/%s", dir, name);
+    snprintf(p->log, sizeof p->log, "%s/%s.log", dir, name);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", p->port);
+    char *argv[] = {(char *)LM_AGENT_BIN,
+                    "migrate",
+                    "--source",
+                    src.uri,
+                    "--target",
+                    dst.uri,
+                    "--state-dir",
+                    p->state_dir,
+                    "--status-addr",
+                    addr,
+                    "--cutover-lag",
+                    "30s",
+                    "--migration-id",
+                    "mig16",
+                    "--sharded-role",
+                    (char *)role,
+                    "--shards",
+                    (char *)shards,
+                    (char *)extra,
+                    (char *)extra_value,
+                    NULL};
+    p->pid = lm_test_spawn(argv, p->log);
+    use(p);
+}
+
+static void start_part(part_t *p, const char *name, const char *role, const char *shards)
+{
+    start_part_with(p, name, role, shards, NULL, NULL);
+}
+
+/* The shards of a part's status: their names joined by ',' into names, their documents
+ * copied summed into *docs. */
+static void part_shards(lm_json_val_t *v, char *names, size_t namesz, int64_t *docs)
+{
+    lm_json_val_t *shards = NULL;
+    lm_error_t err;
+    names[0] = '\0';
+    *docs = 0;
+    cr_assert(lm_json_get_arr(v, "shards", true, 0, &shards, &err), "%s", err.message);
+    for (size_t i = 0; i < lm_json_len(shards); i++) {
+        const char *name = NULL;
+        int64_t d = 0;
+        lm_json_val_t *s = lm_json_at(shards, i);
+        cr_assert(lm_json_get_str(s, "name", true, 0, &name, &err) &&
+                      lm_json_get_int(s, "documentsCopied", true, 0, INT64_MAX, &d, &err),
+                  "%s", err.message);
+        snprintf(names + strlen(names), namesz - strlen(names), "%s%s", i ? "," : "", name);
+        *docs += d;
+    }
+}
+
+/* Issue 16 step 2, the agents' side: one migration over three agent processes. A follower
+ * for shards 1 and 2, started first, prepares and waits for the lead's "metadata ready";
+ * the lead runs shard 0, stops the balancers and makes the metadata; both stream under a
+ * writer. The follower is killed (-9) mid-stream and a third process (another state dir)
+ * takes its shards: they resume from their checkpoints on the target (nothing copied
+ * again). Each agent is cut over (the follower first: the lead starts the balancers again
+ * at its end); 0 differences, the balancers on. */
+Test(sharded, one_migration_over_several_agents, .timeout = 360)
+{
+    beds(3, 3, 300);
+    pid_t w = start_writer(1000, "--seconds 25 --seed 16");
+    part_t lead, fol, third;
+    lm_json_val_t *v = NULL;
+    /* a shard that does not exist: a clear refusal, nothing started */
+    start_part(&third, "typo", "lead", "src-shard0,src-shard9");
+    expect_exit(third.pid, 1, "--shards names 'src-shard9', which is not a shard of the source");
+    expect_balancer(&src, "full");
+    start_part(&fol, "follower", "follower", "src-shard1,src-shard2");
+    wait_log("waiting for the lead agent of sharded migration mig16", 60000);
+    lm_time_sleep_ms(1500, NULL); /* it keeps waiting: still validating, nothing copied */
+    v = lm_test_agent_status(port);
+    const char *phase = NULL;
+    lm_error_t err;
+    cr_assert(v && lm_json_get_str(v, "phase", true, 0, &phase, &err));
+    cr_assert_str_eq(phase, "VALIDATING");
+    lm_json_free(v);
+    expect_balancer(&src, "full"); /* a follower leaves the balancers alone */
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0, "a follower copied before the lead");
+    start_part(&lead, "lead", "lead", "src-shard0");
+    v = wait_streaming(lead.pid, 1, false);
+    char names[128];
+    int64_t lead_docs = 0, fol_docs = 0;
+    part_shards(v, names, sizeof names, &lead_docs);
+    cr_assert_str_eq(names, "src-shard0");
+    cr_assert_gt(lead_docs, 0);
+    lm_json_free(v);
+    expect_log("recorded \"metadata ready\" for the followers");
+    expect_balancer(&src, "off");
+    expect_balancer(&dst, "off");
+    use(&fol);
+    v = wait_streaming(fol.pid, 20, false);
+    part_shards(v, names, sizeof names, &fol_docs);
+    cr_assert_str_eq(names, "src-shard1,src-shard2");
+    cr_assert_gt(fol_docs, 0);
+    lm_json_free(v);
+    expect_log("the lead recorded \"metadata ready\": copying this agent's shards");
+    /* the follower dies mid-stream (the writer goes on) */
+    kill(fol.pid, SIGKILL);
+    cr_assert_eq(lm_test_wait(fol.pid, 10000), 128 + SIGKILL);
+    start_part(&third, "third", "follower", "src-shard1,src-shard2");
+    v = wait_streaming(third.pid, 1, false);
+    int64_t third_docs = -1;
+    part_shards(v, names, sizeof names, &third_docs);
+    cr_assert_str_eq(names, "src-shard1,src-shard2");
+    cr_assert_eq(third_docs, 0, "the third agent copied %lld documents again",
+                 (long long)third_docs);
+    lm_json_free(v);
+    char *log = lm_test_slurp(third.log);
+    size_t resumed = 0;
+    for (char *p = log; (p = strstr(p, "streaming from the target's checkpoint")); p++)
+        resumed++;
+    cr_assert_eq(resumed, 2, "both shards should resume from their checkpoints:\n%s", log);
+    cr_assert_not(strstr(log, "waiting for the lead agent"), "%s", log);
+    free(log);
+    writer_done(w);
+    lm_json_free(wait_streaming(third.pid, 1, true));
+    use(&lead);
+    lm_json_free(wait_streaming(lead.pid, 1, true));
+    /* cutover, part by part: the follower's part, then the lead's */
+    use(&third);
+    cr_assert_eq(agent_cli("cutover"), 0, "cutover of the third agent failed");
+    expect_exit(third.pid, 0, "livemig sharded migration COMPLETE");
+    expect_log("verification passed on every shard pair (2)");
+    expect_balancer(&src, "off"); /* the lead still streams */
+    use(&lead);
+    cr_assert_eq(agent_cli("cutover"), 0, "cutover of the lead failed");
+    expect_exit(lead.pid, 0, "livemig sharded migration COMPLETE");
+    expect_log("verification passed on every shard pair (1)");
+    expect_no_differences();
+    expect_balancer(&src, "full");
+    expect_balancer(&dst, "full");
+}
+
+/* A follower whose lead never comes: it says it waits, gives up after --lead-wait with what
+ * to do, copies nothing and leaves the balancers alone. The flags that make no sense alone
+ * are refused before anything is done. */
+Test(sharded, a_follower_without_its_lead_gives_up_clearly)
+{
+    beds(2, 2, 100);
+    part_t f;
+    start_part_with(&f, "lonely", "follower", "src-shard1", "--lead-wait", "2s");
+    expect_exit(f.pid, 1, "did not record \"metadata ready\" within 2 s (--lead-wait)");
+    expect_log("waiting for the lead agent of sharded migration mig16");
+    expect_log(
+        "start the lead (livemig-agent migrate ... --migration-id mig16 --sharded-role lead)");
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0);
+    expect_balancer(&src, "full");
+    expect_balancer(&dst, "full");
+    char out[700];
+    snprintf(out, sizeof out, "%s/flags.log", dir);
+    int rc = lm_test_sh("'%s' migrate --source '%s' --target '%s' --state-dir '%s/x' "
+                        "--sharded-role lead --shards src-shard0 > '%s' 2>&1",
+                        LM_AGENT_BIN, src.uri, dst.uri, dir, out);
+    char *text = lm_test_slurp(out);
+    cr_assert_neq(rc, 0, "%s", text);
+    cr_assert(strstr(text, "--sharded-role lead needs --migration-id ID"), "%s", text);
+    free(text);
+    rc = lm_test_sh("'%s' migrate --source '%s' --target '%s' --state-dir '%s/x' --shards "
+                    "src-shard0 > '%s' 2>&1",
+                    LM_AGENT_BIN, src.uri, dst.uri, dir, out);
+    text = lm_test_slurp(out);
+    cr_assert_neq(rc, 0, "%s", text);
+    cr_assert(strstr(text, "say which part this agent plays with --sharded-role lead"), "%s", text);
+    free(text);
+}

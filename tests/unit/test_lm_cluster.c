@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lm_cluster.h"
+#include "lm_coord.h"
 
 static void uri_ok(const char *router, const char *host, const char *want)
 {
@@ -164,4 +165,22 @@ Test(cluster, chunk_diff_reports_what_it_cannot_fix)
     lm_chunk_diff_cleanup(&d);
     free_chunks(s, 2);
     free_chunks(t, 3);
+}
+
+/* --shards: items are names or comma-separated lists; none listed: every shard. */
+Test(cluster, shard_lists_of_several_agents)
+{
+    lm_strlist_t l = {0};
+    cr_assert(lm_coord_shard_listed(NULL, "s0"));
+    cr_assert(lm_coord_shard_listed(&l, "s0"));
+    char *items[] = {"s1,s2", "s10"};
+    l.items = items;
+    l.n = 2;
+    cr_assert(lm_coord_shard_listed(&l, "s1"));
+    cr_assert(lm_coord_shard_listed(&l, "s2"));
+    cr_assert(lm_coord_shard_listed(&l, "s10"));
+    cr_assert_not(lm_coord_shard_listed(&l, "s0"));
+    cr_assert_not(lm_coord_shard_listed(&l, "s"));     /* no prefix match */
+    cr_assert_not(lm_coord_shard_listed(&l, "s1,s2")); /* a list is not a name */
+    cr_assert_not(lm_coord_shard_listed(&l, ""));
 }

@@ -141,6 +141,52 @@ Test(proto, assignments_golden_round_trip)
     free(g);
 }
 
+/* A part of a sharded migration run by several agents: migrationId, shardedRole and shards
+ * round-trip; left out when unset (the golden example above has none); a role outside
+ * all/lead/follower is refused, named. */
+Test(proto, assignments_sharded_part_round_trip)
+{
+    lm_error_t err;
+    lm_strbuf_t sb;
+    char *g = golden("assignments.json");
+    lm_proto_assignments_t *m = calloc(1, sizeof *m);
+    cr_assert(lm_proto_assignments_decode(g, strlen(g), m, &err), "%s", err.message);
+    cr_assert_str_eq(m->jobs[0].migration_id, "");
+    cr_assert_str_eq(m->jobs[0].sharded_role, "");
+    cr_assert_eq(m->jobs[0].n_shards, 0);
+    snprintf(m->jobs[0].migration_id, sizeof m->jobs[0].migration_id, "mig16");
+    snprintf(m->jobs[0].sharded_role, sizeof m->jobs[0].sharded_role, "follower");
+    m->jobs[0].shards = calloc(2, sizeof m->jobs[0].shards[0]);
+    m->jobs[0].n_shards = 2;
+    snprintf(m->jobs[0].shards[0], sizeof m->jobs[0].shards[0], "src-shard1");
+    snprintf(m->jobs[0].shards[1], sizeof m->jobs[0].shards[1], "src-shard2");
+    lm_strbuf_init(&sb, 1u << 20);
+    cr_assert(lm_proto_assignments_encode(m, &sb, &err));
+    const char *text = lm_strbuf_str(&sb);
+    cr_assert(strstr(text, "\"migrationId\":\"mig16\",\"shardedRole\":\"follower\","
+                           "\"shards\":[\"src-shard1\",\"src-shard2\"]"),
+              "%s", text);
+    lm_proto_assignments_t *back = calloc(1, sizeof *back);
+    cr_assert(lm_proto_assignments_decode(text, strlen(text), back, &err), "%s", err.message);
+    cr_assert_str_eq(back->jobs[0].migration_id, "mig16");
+    cr_assert_str_eq(back->jobs[0].sharded_role, "follower");
+    cr_assert_eq(back->jobs[0].n_shards, 2);
+    cr_assert_str_eq(back->jobs[0].shards[1], "src-shard2");
+    lm_proto_assignments_cleanup(back);
+    /* a role the agent does not know */
+    char *bad = strdup(text), *at = strstr(bad, "\"follower\"");
+    memcpy(at, "\"boss\"    ", 10);
+    cr_assert_not(lm_proto_assignments_decode(bad, strlen(bad), back, &err));
+    cr_assert(strstr(err.message, "shardedRole"), "%s", err.message);
+    lm_proto_assignments_cleanup(back);
+    free(back);
+    free(bad);
+    lm_strbuf_cleanup(&sb);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    free(g);
+}
+
 Test(proto, status_golden_round_trip)
 {
     const char *files[] = {"status_migration.json", "status_validation.json",

@@ -726,6 +726,32 @@ static void print_shards(const lm_json_val_t *v)
     }
 }
 
+/* Where the live migration goes from and to, and its optime gap (the source's newest write
+ * minus the last one applied to the target: 0 once the writes stopped, before the cutover);
+ * each only when the control plane's answer has it. */
+static void print_ends(const lm_json_val_t *v)
+{
+    static const char *const sides[] = {"source", "destination"};
+    for (size_t i = 0; i < 2; i++) {
+        lm_json_val_t *side = lm_json_get(v, sides[i]);
+        if (!side || lm_json_type(side) != LM_JSON_OBJECT)
+            continue;
+        const char *cluster = lm_json_string(lm_json_get(side, "clusterName"));
+        const char *group = lm_json_string(lm_json_get(side, "groupId"));
+        printf("%-17s %s (project %s)\n",
+               i ? "destination:" : "source:", cluster && cluster[0] ? cluster : "?",
+               group && group[0] ? group : "?");
+    }
+    char gap[160];
+    cell(v, "optimeGapSeconds", gap, sizeof gap);
+    if (!gap[0])
+        return;
+    if (strcmp(gap, "-") == 0)
+        printf("%-17s - (known once the changes stream)\n", "optimeGapSeconds:");
+    else
+        printf("%-17s %s\n", "optimeGapSeconds:", gap);
+}
+
 static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
 {
     const char *proj = need_project(c, a);
@@ -740,6 +766,7 @@ static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
     if (want_json(a))
         return show(a, v, job_cols);
     table_one(v, job_cols);
+    print_ends(v);
     const char *msg = lm_json_string(lm_json_get(v, "errorMessage"));
     if (msg && msg[0])
         printf("\nerror: %s\n", msg);
@@ -1203,7 +1230,9 @@ static const lm_cli_cmd_t cli_cmds[] = {
      "ID",
      project_flags,
      "Show a live migration: status, phase, lag, whether it is ready for the cutover.",
-     NULL,
+     "Under the table: its source and destination (cluster and project), the optime gap (the\n"
+     "source's newest write minus the last applied; 0 once writes stopped), one row per shard\n"
+     "of a sharded source, the verification after the cutover, the last events.",
      cmd_describe},
     {{LM, "cutover"},
      NULL,

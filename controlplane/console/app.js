@@ -536,7 +536,22 @@ function migrationBanners(m, rep) {
   if (bal) for (const [side, s] of Object.entries(bal)) if (/refused/i.test(String(s))) list.push({ kind: 'warning', id: 'balancer', text: `The ${side} balancer was not restarted (${s}): start it by hand (sh.startBalancer()).` });
   for (const ev of (m.events || []).slice(-20)) if (/balancer/i.test(ev.kind + ev.message)) list.push({ kind: 'warning', id: 'balancer', text: ev.message });
   for (const s of m.shards || []) if (s.lastError) list.push({ kind: 'error', id: `shard-${s.name}`, text: `Shard ${s.name}: ${s.lastError}` });
+  for (const n of shardNotes) if (n.until > Date.now() && n.migration === m._id) list.push(n);
   banners(list);
+}
+
+/* The answers to the per-shard Restart buttons, kept for 20 s: the page's poll rebuilds the
+ * banners every 2 s and must not wipe them before they are read. */
+const shardNotes = [];
+
+function shardNote(migration, name, kind, text) {
+  const i = shardNotes.findIndex((n) => n.id === `shard-restart-${name}`);
+  if (i >= 0) shardNotes.splice(i, 1);
+  const n = { kind, id: `shard-restart-${name}`, text, migration, until: Date.now() + 20000 };
+  shardNotes.push(n);
+  const box = document.getElementById('banners');
+  box.querySelectorAll(`[data-banner="${CSS.escape(n.id)}"]`).forEach((e) => e.remove());
+  box.append(h('div', { class: `banner ${kind}`, role: kind === 'error' ? 'alert' : 'status', 'data-banner': n.id }, text));
 }
 
 async function pageProgress(gid, id) {
@@ -572,7 +587,15 @@ async function pageProgress(gid, id) {
     docs.textContent = p.docsTotal ? `${p.docsCopied} / ${p.docsTotal}` : String(p.docsCopied || 0);
     /* the copy's time remaining at the rate seen between two polls (the API gives none) */
     const now = Date.now();
-    if (p.docsTotal && p.docsCopied >= p.docsTotal) eta.textContent = 'copied';
+    const shards = Array.isArray(m.shards) ? m.shards : [];
+    if (shards.length) {
+      /* a sharded source: the shards' own counts; copied once every shard is past its copy
+       * (a shard that failed mid-copy has not reported its total: the sum alone is shown) */
+      docs.textContent = String(shards.reduce((n, s) => n + (s.documentsCopied || 0), 0));
+      const copying = shards.filter((s) => s.phase !== 'STREAMING' && s.phase !== 'COMPLETE' && s.phase !== 'CUTTING_OVER');
+      const left = copying.map((s) => s.remainingSeconds).filter((x) => typeof x === 'number');
+      eta.textContent = !copying.length ? 'copied' : left.length === copying.length ? fmtSeconds(Math.max(...left)) : '-';
+    } else if (p.docsTotal && p.docsCopied >= p.docsTotal) eta.textContent = 'copied';
     else if (prev && p.docsTotal && p.docsCopied > prev.c) eta.textContent = fmtSeconds((p.docsTotal - p.docsCopied) / ((p.docsCopied - prev.c) / ((now - prev.t) / 1000)));
     prev = { t: now, c: p.docsCopied || 0 };
     const ready = m.readyForCutover && m.status === 'WORKING';
@@ -580,7 +603,10 @@ async function pageProgress(gid, id) {
     prepare.classList.toggle('ready', ready);
     document.getElementById('prepare-note').textContent = ready ? 'Ready: the lag is within the cutover lag.'
       : m.status === 'WORKING' ? 'Turns green when the target has caught up (readyForCutover).' : `The migration is ${m.status}.`;
-    colls.replaceChildren(...(rep.collections || []).map((c) => {
+    /* a sharded source reports its progress per shard (the table below), not per collection */
+    if (!(rep.collections || []).length && Array.isArray(m.shards) && m.shards.length) {
+      colls.replaceChildren(h('tr', {}, h('td', { colspan: 3, class: 'muted', id: 'collections-sharded', text: 'A sharded source: its progress is shown per shard, below.' })));
+    } else colls.replaceChildren(...(rep.collections || []).map((c) => {
       const pct = c.docsTotal ? Math.min(100, Math.round((100 * c.docsCopied) / c.docsTotal)) : (c.done ? 100 : 0);
       return h('tr', {}, h('td', { text: c.ns }), h('td', { text: `${c.docsCopied}${c.docsTotal ? ' / ' + c.docsTotal : ''}` }),
         h('td', {}, h('progress', { max: 100, value: pct, 'aria-label': `${c.ns} copied` }), ` ${pct}%${c.done ? ' done' : ''}`));
@@ -604,7 +630,13 @@ function renderShards(box, gid, id, m) {
         h('td', { text: s.readyForCutover ? 'yes' : 'no' }),
         h('td', {}, changeButton('Restart', { 'aria-label': `Restart shard ${s.name}`, 'data-focus-key': `restart-${s.name}` }, async () => {
           if (!await confirmBox(`Restart shard ${s.name}?`, 'This shard\'s copy starts again from its last checkpoint; the other shards go on.', 'Restart')) return;
-          try { await api('POST', `${API}/groups/${gid}/liveMigrations/${id}/shards/${encodeURIComponent(s.name)}/restart`); flash('info', `Shard ${s.name} restarting.`); } catch (e) { flash('error', e.message); }
+          try {
+            await api('POST', `${API}/groups/${gid}/liveMigrations/${id}/shards/${encodeURIComponent(s.name)}/restart`);
+            shardNote(id, s.name, 'info', `Shard ${s.name}: restart requested; it starts again from its last checkpoint.`);
+          } catch (e) {
+            /* the server says why (409 SHARD_NOT_FAILED: only a FAILED shard restarts) */
+            shardNote(id, s.name, 'error', `Shard ${s.name} was not restarted (${e.status}${e.code ? ' ' + e.code : ''}): ${e.message}`);
+          }
         }))))))));
 }
 

@@ -12,7 +12,8 @@ page (screenshots of each step go to BUILD/console-screenshots/):
  3. the wizard: target, "I'm ready", source, host, Validate (every check shown), review,
     Start; the lag timer shows the lag, Prepare to Cutover turns green;
  4. the cutover page: the writer stops, the optime gap reaches zero, Cut Over enabled,
-    pressed: COMPLETE, then scripts/lm_check.py finds 0 differences;
+    pressed: COMPLETE, then scripts/lm_check.py finds 0 differences (the per-shard view of
+    a real sharded migration is tests/browser/test_console_sharded.py);
  5. a second migration: Extend (+24 h seen in the time left) and Cancel (the confirmation
     says the data stays; it does);
  6. an Organization Member: every change control disabled, and a forged fetch refused 403
@@ -105,12 +106,12 @@ def until_strict(what, fn, seconds=WAIT, every=0.5):
 
 
 class Bed:
-    def __init__(self, build, keep):
+    def __init__(self, build, keep, shots="console-screenshots"):
         self.build = os.path.abspath(build)
         self.keep = keep
         self.dir = tempfile.mkdtemp(prefix="lm-console-")
         os.chmod(self.dir, 0o700)
-        self.shots = os.path.join(self.build, "console-screenshots")
+        self.shots = os.path.join(self.build, shots)
         shutil.rmtree(self.shots, ignore_errors=True)
         os.makedirs(self.shots)
         self.procs = {}
@@ -262,12 +263,13 @@ class Bed:
         token_file = self.path("link.token")
         write_private(token_file, token + "\n")
         conf = self.path("agent.yaml")
+        self.status_port = free_port()  # the agent's local status API
         with open(conf, "w") as f:
             f.write(f"control_plane:\n  link_token_file: {token_file}\n  ca_file: {self.ca}\n"
                     f"  url: {self.url}\n"
                     f"state_dir: {self.dir}/agent-state\nhostname: console-host\n"
                     f"heartbeat_interval: 1s\npoll_timeout: 3s\n"
-                    f"status_addr: 127.0.0.1:{free_port()}\nlog_level: info\n")
+                    f"status_addr: 127.0.0.1:{self.status_port}\nlog_level: info\n")
         agent_bin = os.environ.get("LM_AGENT_BIN") or os.path.join(self.build, "agent", "livemig-agent")
         self.spawn("agent", [agent_bin, "--config", conf],
                    "agent.log")
@@ -513,57 +515,6 @@ def run(bed):
             log(f"lm_check: {r.stdout.strip()[:300]}")
             if r.returncode != 0 or " 0 differences" not in r.stdout:
                 raise Failure(f"the target differs from the source: {r.stdout}{r.stderr}")
-
-            # ---- 4b. the per-shard table. The `shards` array and the restart endpoint are
-            # another change's (a sharded source); until then the browser's answer for this
-            # migration is the server's own, with a `shards` array added by the test, and
-            # the restart call is caught in the browser: what is checked is the page's part
-            # (rows, bars, the shard's error as a banner, Restart sending POST with the
-            # session's CSRF token) ----
-            shards = [{"name": "rs0", "targetShard": "t0", "migrationHost": "console-host", "state": "RUNNING",
-                       "phase": "STREAMING", "documentsCopied": 1200, "bytesCopied": 1 << 20, "percentage": 100,
-                       "remainingSeconds": 0, "lagTimeSeconds": 1, "readyForCutover": True, "lastError": None},
-                      {"name": "rs1", "targetShard": "t1", "migrationHost": "console-host", "state": "FAILED",
-                       "phase": "COPYING", "documentsCopied": 300, "bytesCopied": 4096, "percentage": 37.5,
-                       "remainingSeconds": 42, "lagTimeSeconds": None, "readyForCutover": False,
-                       "lastError": "shard rs1: source unreachable"}]
-
-            def with_shards(route):
-                _, body, _ = bed.rest("GET", f"{g}/liveMigrations/{mig}")
-                body["shards"] = shards
-                route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
-            restarts = []
-
-            def on_restart(route):
-                req = route.request
-                restarts.append((req.method, req.url, req.headers.get("x-csrf-token")))
-                route.fulfill(status=202, body="")
-            page.route(re.compile(rf".*/liveMigrations/{mig}$"), with_shards)
-            page.route(re.compile(r".*/shards/[^/]+/restart$"), on_restart)
-            page.goto(f"{bed.url}/console/#/project/{bed.gid}/migration/{mig}")
-            page.wait_for_selector("tr[data-shard=rs1]")
-            assert page.eval_on_selector_all("#shard-table progress", "(p) => p.map((x) => x.value)") == [100, 38]
-            assert "source unreachable" in page.text_content("[data-banner=shard-rs1]")
-            bed.shot(page, "shards")
-            press(page, "[aria-label='Restart shard rs1']")
-            page.wait_for_selector("#confirm[open]")
-            tab_to(page, "#confirm-yes")
-            page.keyboard.press("Enter")
-            for _ in range(50):  # route handlers run while Playwright waits, not in time.sleep
-                if restarts:
-                    break
-                page.wait_for_timeout(200)
-            assert restarts, "Restart sent no request"
-            # the rows are rebuilt every 2 s: the keyboard focus stays on the same button
-            page.focus("[aria-label='Restart shard rs0']")
-            page.wait_for_timeout(4500)
-            assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Restart shard rs0"
-            csrf = page.evaluate("fetch('/console/api/session').then((r) => r.json()).then((j) => j.csrfToken)")
-            method, url, sent = restarts[0]
-            assert method == "POST" and url.endswith(f"{g}/liveMigrations/{mig}/shards/rs1/restart") and sent == csrf, restarts[0]
-            page.unroute(re.compile(rf".*/liveMigrations/{mig}$"))
-            page.unroute(re.compile(r".*/shards/[^/]+/restart$"))
-            log("per-shard table: 2 rows, bars, the shard's error banner; Restart sent POST .../shards/rs1/restart with the CSRF token")
 
             # ---- 5. a second migration: Extend, then Cancel ----
             st, m2, _ = bed.rest("POST", f"{g}/liveMigrations", {

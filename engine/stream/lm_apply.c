@@ -460,16 +460,29 @@ static void *worker_main(void *arg)
         w->busy = true;
         w->busy_prev = first->prev;
         w->busy_prev_wall = first->prev_wall_ms;
-        while (w->q.head && n < (size_t)max && strcmp(w->q.head->db, first->db) == 0 &&
-               strcmp(w->q.head->coll, first->coll) == 0) {
-            lm_op_t *op = w->q.head;
-            w->q.head = op->next;
+        /* every queued change of the first one's collection, in their order: changes to
+         * other collections are other documents, so they may wait behind it (the applied
+         * position is the one before the oldest change not applied, wherever it waits);
+         * taking only the changes up to the next other collection split an interleaved
+         * stream into many small writes */
+        lm_op_t *prev = NULL;
+        for (lm_op_t *op = w->q.head, *next; op && n < (size_t)max; op = next) {
+            next = op->next;
+            if (strcmp(op->db, first->db) != 0 || strcmp(op->coll, first->coll) != 0) {
+                prev = op;
+                continue;
+            }
+            if (prev)
+                prev->next = next;
+            else
+                w->q.head = next;
+            if (w->q.tail == op)
+                w->q.tail = prev;
+            op->next = NULL;
             w->q.n--;
             w->q_bytes -= op_bytes(op);
             batch[n++] = op;
         }
-        if (!w->q.head)
-            w->q.tail = NULL;
         pthread_cond_broadcast(&w->can_push);
         pthread_mutex_unlock(&w->mu);
 

@@ -1,8 +1,9 @@
 /* lm_apply: the parallel appliers of the change stream.
  *
  * Each document op goes to the worker chosen by hash(namespace, _id), so the changes of
- * one document are applied in the order they were made; workers run consecutive ops on
- * one collection as one ordered bulk write (replace-upsert, update, delete), with
+ * one document are applied in the order they were made; a worker takes the queued ops of
+ * one collection (those of other collections wait behind them) and runs them as one
+ * ordered bulk write (insert, replace-upsert, update, delete), with
  * bypassDocumentValidation. Everything applied is idempotent, so replaying from an
  * earlier position converges on the same result.
  *

@@ -2,7 +2,7 @@
 
 Run through bench/stream (which checks the build). Steps, all on 127.0.0.1:
  1. Two SecantusDB servers; the source gets D docs (default 100 000, ~200 B) in bench.c000.
- 2. livemig-agent migrate (defaults: 8 apply workers, oplog capture) copies them and streams;
+ 2. livemig-agent migrate (defaults: apply workers chosen by the apply, oplog capture) copies them and streams;
     15 s of warm-up (--warmup) let its first continuity checks pass.
  3. Rising rates: `lm_bench load` runs the 50/40/10 insert/update/delete mix at R ops/s for
     S seconds (default 60) while lagTimeSeconds is sampled from the status API every 250 ms.

@@ -88,8 +88,9 @@ const lm_config_field_t lm_job_schema[] = {
     {"capture", LM_CFG_ENUM, offsetof(lm_job_t, capture), "auto", 0, 0, 0, capture_modes, NULL,
      "How changes are read from the source: oplog (tail local.oplog.rs), changestream\n"
      "(cluster-wide change stream) or auto (the oplog where it is readable)."},
-    {"apply_workers", LM_CFG_INT, offsetof(lm_job_t, apply_workers), "8", 1, 64, 0, NULL, NULL,
-     "Threads applying changes; each document's changes stay in order."},
+    {"apply_workers", LM_CFG_INT, offsetof(lm_job_t, apply_workers), "0", 0, 64, 0, NULL, NULL,
+     "Threads applying changes; each document's changes stay in order. 0 (auto): the apply\n"
+     "chooses 1 to 8 by itself, fewer when the stream is quiet (fewer, larger writes)."},
     {"cutover_lag", LM_CFG_DURATION, offsetof(lm_job_t, cutover_lag_ms), "10s", 0, 86400000, 0,
      NULL, NULL, "readyForCutover when the lag is at most this."},
     {"copy_workers", LM_CFG_INT, offsetof(lm_job_t, copy_workers), "0", 0, 64, 0, NULL, NULL,

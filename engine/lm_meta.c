@@ -1,6 +1,7 @@
 /* lm_meta: see lm_meta.h. */
 #include "lm_meta.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "lm_mongo_error.h"
@@ -210,40 +211,112 @@ bool lm_meta_load_plans(mongoc_client_t *c, const char *job_id, lm_meta_plan_fn 
     return end_read(cur, coll, filter, err);
 }
 
-bool lm_meta_save_plans(mongoc_client_t *c, const char *job_id, size_t n, const char *const *ns,
-                        bson_t *const *ranges, lm_error_t *err)
+/* Marks in dup[] the documents an insert reply refused as duplicate keys; false when it
+ * refused one for another reason. */
+static bool dups_only(const bson_t *reply, size_t n, bool *dup)
+{
+    bson_iter_t it, errs, one;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !bson_iter_recurse(&it, &errs))
+        return false;
+    while (bson_iter_next(&errs)) {
+        int64_t index = -1, code = 0;
+        if (!bson_iter_recurse(&errs, &one))
+            return false;
+        while (bson_iter_next(&one)) {
+            if (strcmp(bson_iter_key(&one), "index") == 0)
+                index = bson_iter_as_int64(&one);
+            else if (strcmp(bson_iter_key(&one), "code") == 0)
+                code = bson_iter_as_int64(&one);
+        }
+        if (index < 0 || (size_t)index >= n || !lm_mongo_duplicate_key((uint32_t)code))
+            return false;
+        dup[index] = true;
+    }
+    return true;
+}
+
+/* Writes n documents with these _ids (ids[k] becomes docs[k]'s _id), as put() would one by
+ * one: first as one unordered insert, which a new record needs (an upsert costs SecantusDB
+ * about 5x an insert: 500 upserts 1.1 s, 500 inserts 0.23 s), then the ones that already
+ * existed (a repeated record) as replacing upserts. */
+static bool put_many(mongoc_client_t *c, size_t n, char *const *ids, bson_t *const *docs,
+                     lm_error_t *err)
 {
     if (n == 0)
         return true;
     bson_error_t e;
     bson_t reply;
-    bool ok = true;
-    bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+    const bson_t **ptrs = calloc(n, sizeof *ptrs);
+    bool *dup = calloc(n, sizeof *dup);
+    if (!ptrs || !dup) {
+        free(ptrs);
+        free(dup);
+        return lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        BSON_APPEND_UTF8(docs[i], "_id", ids[i]);
+        ptrs[i] = docs[i];
+    }
     mongoc_collection_t *coll = meta(c);
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
-    for (size_t i = 0; ok && i < n; i++) {
-        char id[LM_NS_MAX + 128];
-        bson_snprintf(id, sizeof id, "plan:%s:%s", job_id, ns[i]);
-        bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
-        bson_t *d =
-            BCON_NEW("kind", BCON_UTF8("plan"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns[i]));
-        BSON_APPEND_ARRAY(d, "ranges", ranges[i]);
-        BSON_APPEND_UTF8(d, "_id", id);
-        ok = mongoc_bulk_operation_replace_one_with_opts(bulk, sel, d, upsert, &e);
-        if (!ok)
-            lm_error_set(err, LM_ERR_INTERNAL, "the plan of %s: %s", ns[i], e.message);
-        bson_destroy(d);
-        bson_destroy(sel);
+    bson_t *iopts = BCON_NEW("ordered", BCON_BOOL(false));
+    bool ok = mongoc_collection_insert_many(coll, ptrs, n, iopts, &reply, &e);
+    bool redo = !ok && dups_only(&reply, n, dup);
+    bson_destroy(&reply);
+    bson_destroy(iopts);
+    if (!ok && !redo)
+        fail("write", &e, err);
+    if (redo) {
+        bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+        mongoc_bulk_operation_t *bulk =
+            mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
+        ok = true;
+        for (size_t i = 0; ok && i < n; i++) {
+            if (!dup[i])
+                continue;
+            bson_t *sel = BCON_NEW("_id", BCON_UTF8(ids[i]));
+            ok = mongoc_bulk_operation_replace_one_with_opts(bulk, sel, docs[i], upsert, &e);
+            if (!ok)
+                lm_error_set(err, LM_ERR_INTERNAL, "the checkpoint record %s: %s", ids[i],
+                             e.message);
+            bson_destroy(sel);
+        }
+        if (ok) {
+            ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
+            if (!ok)
+                fail("write", &e, err);
+            bson_destroy(&reply);
+        }
+        mongoc_bulk_operation_destroy(bulk);
+        bson_destroy(upsert);
     }
-    if (ok) {
-        ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
-        if (!ok)
-            fail("write", &e, err);
-        bson_destroy(&reply);
-    }
-    mongoc_bulk_operation_destroy(bulk);
     mongoc_collection_destroy(coll);
-    bson_destroy(upsert);
+    free(ptrs);
+    free(dup);
+    return ok;
+}
+
+bool lm_meta_save_plans(mongoc_client_t *c, const char *job_id, size_t n, const char *const *ns,
+                        bson_t *const *ranges, lm_error_t *err)
+{
+    char **ids = calloc(n ? n : 1, sizeof *ids);
+    bson_t **d = calloc(n ? n : 1, sizeof *d);
+    bool ok = ids && d;
+    if (!ok)
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; ok && i < n; i++) {
+        ids[i] = bson_strdup_printf("plan:%s:%s", job_id, ns[i]);
+        d[i] =
+            BCON_NEW("kind", BCON_UTF8("plan"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns[i]));
+        BSON_APPEND_ARRAY(d[i], "ranges", ranges[i]);
+    }
+    ok = ok && put_many(c, n, ids, d, err);
+    for (size_t i = 0; ids && d && i < n; i++) {
+        bson_free(ids[i]);
+        if (d[i])
+            bson_destroy(d[i]);
+    }
+    free(ids);
+    free(d);
     return ok;
 }
 
@@ -268,6 +341,55 @@ bool lm_meta_mark_indexes_done(mongoc_client_t *c, const char *job_id, const cha
         BCON_NEW("kind", BCON_UTF8("indexes"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns));
     bool ok = put(c, id, d, err);
     bson_destroy(d);
+    return ok;
+}
+
+bool lm_meta_mark_ranges_done(mongoc_client_t *c, const char *job_id, size_t n,
+                              const char *const *ns, const int *range, const int64_t *docs,
+                              lm_error_t *err)
+{
+    char **ids = calloc(n ? n : 1, sizeof *ids);
+    bson_t **d = calloc(n ? n : 1, sizeof *d);
+    bool ok = ids && d;
+    if (!ok)
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; ok && i < n; i++) {
+        ids[i] = bson_strdup_printf("done:%s:%s:%d", job_id, ns[i], range[i]);
+        d[i] = BCON_NEW("kind", BCON_UTF8("done"), "job", BCON_UTF8(job_id), "ns", BCON_UTF8(ns[i]),
+                        "range", BCON_INT32(range[i]), "docs", BCON_INT64(docs[i]));
+    }
+    ok = ok && put_many(c, n, ids, d, err);
+    for (size_t i = 0; ids && d && i < n; i++) {
+        bson_free(ids[i]);
+        if (d[i])
+            bson_destroy(d[i]);
+    }
+    free(ids);
+    free(d);
+    return ok;
+}
+
+bool lm_meta_mark_indexes_done_many(mongoc_client_t *c, const char *job_id, size_t n,
+                                    const char *const *ns, lm_error_t *err)
+{
+    char **ids = calloc(n ? n : 1, sizeof *ids);
+    bson_t **d = calloc(n ? n : 1, sizeof *d);
+    bool ok = ids && d;
+    if (!ok)
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; ok && i < n; i++) {
+        ids[i] = bson_strdup_printf("idx:%s:%s", job_id, ns[i]);
+        d[i] = BCON_NEW("kind", BCON_UTF8("indexes"), "job", BCON_UTF8(job_id), "ns",
+                        BCON_UTF8(ns[i]));
+    }
+    ok = ok && put_many(c, n, ids, d, err);
+    for (size_t i = 0; ids && d && i < n; i++) {
+        bson_free(ids[i]);
+        if (d[i])
+            bson_destroy(d[i]);
+    }
+    free(ids);
+    free(d);
     return ok;
 }
 

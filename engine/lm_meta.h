@@ -67,6 +67,14 @@ bool lm_meta_mark_range_done(mongoc_client_t *target, const char *job_id, const 
 bool lm_meta_mark_indexes_done(mongoc_client_t *target, const char *job_id, const char *ns,
                                lm_error_t *err);
 
+/* The same records as n calls of the two above, in one bulk write each (the driver splits
+ * it at the server's limits). */
+bool lm_meta_mark_ranges_done(mongoc_client_t *target, const char *job_id, size_t n,
+                              const char *const *ns, const int *range, const int64_t *docs,
+                              lm_error_t *err);
+bool lm_meta_mark_indexes_done_many(mongoc_client_t *target, const char *job_id, size_t n,
+                                    const char *const *ns, lm_error_t *err);
+
 /* Calls fn for every finished range (range >= 0) and finished index build (range -1). */
 typedef void (*lm_meta_done_fn)(void *ud, const char *ns, int range, int64_t docs);
 bool lm_meta_each_done(mongoc_client_t *target, const char *job_id, lm_meta_done_fn fn, void *ud,

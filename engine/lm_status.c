@@ -136,6 +136,18 @@ static void json_stream(lm_status_t *st, lm_json_writer_t *w)
     lm_json_w_double(w, s->ops_per_second);
     lm_json_w_key(w, "applyLatencyMs");
     lm_json_w_double(w, s->apply_latency_ms);
+    /* the apply's batching, chosen against the lag target (lm_batch.h) */
+    lm_json_w_key(w, "applyWorkers");
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "active");
+    lm_json_w_int(w, atomic_load(&st->apply_workers_active));
+    lm_json_w_key(w, "max");
+    lm_json_w_int(w, atomic_load(&st->apply_workers_max));
+    lm_json_w_map_close(w);
+    lm_json_w_key(w, "applyLingerMs");
+    lm_json_w_int(w, atomic_load(&st->apply_linger_ms));
+    lm_json_w_key(w, "applyWrites");
+    lm_json_w_int(w, atomic_load(&st->apply_batches));
     lm_json_w_key(w, "cutoverRequestedAt");
     if (s->cutover_requested_ms) {
         lm_time_format_iso8601(s->cutover_requested_ms, ts, sizeof ts);
@@ -613,6 +625,19 @@ void lm_status_metrics(lm_status_t *st, lm_strbuf_t *out)
             s->optime_gap_seconds, (long long)atomic_load(&st->ops_applied),
             (long long)atomic_load(&st->ops_refetched), (long long)atomic_load(&st->ddl_applied),
             (long long)atomic_load(&st->oplog_rereads), s->ops_per_second, s->apply_latency_ms);
+        lm_strbuf_appendf(
+            out,
+            "# HELP livemig_apply_workers Apply workers taking changes now.\n"
+            "# TYPE livemig_apply_workers gauge\nlivemig_apply_workers %d\n"
+            "# HELP livemig_apply_workers_max The most apply workers the apply may run.\n"
+            "# TYPE livemig_apply_workers_max gauge\nlivemig_apply_workers_max %d\n"
+            "# HELP livemig_apply_linger_ms How long changes gather before a write.\n"
+            "# TYPE livemig_apply_linger_ms gauge\nlivemig_apply_linger_ms %lld\n"
+            "# HELP livemig_apply_writes_total Bulk writes the apply sent.\n"
+            "# TYPE livemig_apply_writes_total counter\nlivemig_apply_writes_total %lld\n",
+            atomic_load(&st->apply_workers_active), atomic_load(&st->apply_workers_max),
+            (long long)atomic_load(&st->apply_linger_ms),
+            (long long)atomic_load(&st->apply_batches));
     }
     lm_strbuf_appendf(
         out,

@@ -135,8 +135,13 @@ typedef struct {
     /* streaming: counters bumped by the apply workers */
     atomic_llong ops_applied, ops_refetched, ddl_applied, latency_sum_ms, latency_n;
     atomic_llong oplog_rereads; /* oplog ranges read again after the cursor skipped entries */
-    lm_stream_status_t stream;  /* under mu */
-    lm_verify_status_t verify;  /* under mu */
+    /* the apply's batching (lm_batch.h): workers taking changes now and at most, how long
+     * changes gather before a write, and the bulk writes sent (changes per write =
+     * ops_applied / apply_batches) */
+    atomic_int apply_workers_active, apply_workers_max;
+    atomic_llong apply_linger_ms, apply_batches;
+    lm_stream_status_t stream; /* under mu */
+    lm_verify_status_t verify; /* under mu */
     /* the fault history (under mu): a ring, events_total ever recorded */
     lm_status_event_t events[LM_STATUS_MAX_EVENTS];
     uint64_t events_total;

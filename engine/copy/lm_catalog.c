@@ -73,7 +73,7 @@ void lm_catalog_estimate(mongoc_client_t *src, lm_coll_info_t *c)
 }
 
 static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbname,
-                    lm_catalog_t *cat, size_t *cap, lm_error_t *err)
+                    bool with_indexes, lm_catalog_t *cat, size_t *cap, lm_error_t *err)
 {
     bson_error_t e;
     const bson_t *d;
@@ -119,7 +119,7 @@ static bool load_db(mongoc_client_t *src, const lm_job_t *job, const char *dbnam
                 c->has_collation = bson_iter_init_find(&ci, &opts, "collation");
             }
         }
-        if (lm_coll_is_view(c))
+        if (lm_coll_is_view(c) || !with_indexes)
             continue;
         mongoc_collection_t *coll = mongoc_database_get_collection(db, name);
         ok = load_indexes(coll, c, err);
@@ -147,6 +147,30 @@ static int by_kind_then_name(const void *a, const void *b)
 
 bool lm_catalog_load(mongoc_client_t *src, const lm_job_t *job, lm_catalog_t *cat, lm_error_t *err)
 {
+    return lm_catalog_load_ex(src, job, true, cat, err);
+}
+
+bool lm_catalog_load_indexes(mongoc_client_t *src, lm_catalog_t *cat, const atomic_bool *stop,
+                             lm_error_t *err)
+{
+    for (size_t i = 0; i < cat->n; i++) {
+        lm_coll_info_t *c = &cat->items[i];
+        if (stop && atomic_load(stop))
+            return lm_error_set(err, LM_ERR_CANCELLED, "stopped while reading index specs");
+        if (lm_coll_is_view(c))
+            continue;
+        mongoc_collection_t *coll = mongoc_client_get_collection(src, c->db, c->coll);
+        bool ok = load_indexes(coll, c, err);
+        mongoc_collection_destroy(coll);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool lm_catalog_load_ex(mongoc_client_t *src, const lm_job_t *job, bool with_indexes,
+                        lm_catalog_t *cat, lm_error_t *err)
+{
     bson_error_t e;
     size_t cap = 0;
     bool ok = true;
@@ -161,7 +185,7 @@ bool lm_catalog_load(mongoc_client_t *src, const lm_job_t *job, lm_catalog_t *ca
     }
     for (size_t i = 0; ok && names[i]; i++)
         if (lm_ns_db_selected(&job->include, names[i]))
-            ok = load_db(src, job, names[i], cat, &cap, err);
+            ok = load_db(src, job, names[i], with_indexes, cat, &cap, err);
     bson_strfreev(names);
     if (ok && cat->n)
         qsort(cat->items, cat->n, sizeof cat->items[0], by_kind_then_name);

@@ -5,6 +5,7 @@
 #ifndef LM_CATALOG_H
 #define LM_CATALOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,6 +36,16 @@ typedef struct {
  * engine asks for it only where planning needs it, and otherwise alongside the copy. */
 bool lm_catalog_load(mongoc_client_t *source, const lm_job_t *job, lm_catalog_t *cat,
                      lm_error_t *err);
+/* The same; with_indexes false leaves every `indexes` empty (lm_catalog_load_indexes fills
+ * them later: one listIndexes per collection is the catalog's largest part with many
+ * collections, and the engine needs the specs only after the copy). */
+bool lm_catalog_load_ex(mongoc_client_t *source, const lm_job_t *job, bool with_indexes,
+                        lm_catalog_t *cat, lm_error_t *err);
+/* Reads every collection's index specs (one listIndexes each) into its empty `indexes`.
+ * Writes nothing but those, so it may run in another thread (with its own client) while
+ * other fields are read or estimated; stops early (LM_ERR_CANCELLED) when *stop is set. */
+bool lm_catalog_load_indexes(mongoc_client_t *source, lm_catalog_t *cat, const atomic_bool *stop,
+                             lm_error_t *err);
 void lm_catalog_cleanup(lm_catalog_t *cat);
 
 bool lm_coll_is_view(const lm_coll_info_t *c);

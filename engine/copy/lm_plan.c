@@ -191,13 +191,30 @@ int lm_plan_split(const bson_t *sample, int n_ranges, bson_t *ranges, const char
 bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs, int split_mode,
                     bson_t *ranges, lm_error_t *err)
 {
+    return lm_plan_ranges_cached(src, c, split_docs, split_mode, NULL, ranges, err);
+}
+
+/* With a cache, the server's answer for the first collection stands for every later one. */
+static bool ranges_use_index_cached(mongoc_client_t *src, const lm_coll_info_t *c, int *cache)
+{
+    if (cache && *cache >= 0)
+        return *cache == 1;
+    bool ixscan = ranges_use_index(src, c);
+    if (cache)
+        *cache = ixscan ? 1 : 0;
+    return ixscan;
+}
+
+bool lm_plan_ranges_cached(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs,
+                           int split_mode, int *ixscan_cache, bson_t *ranges, lm_error_t *err)
+{
     bson_iter_t it;
     (void)err;
     bool capped = bson_iter_init_find(&it, c->options, "capped") && bson_iter_as_bool(&it);
     /* cheapest reasons first: the count may cost a scan of the collection */
     if (split_mode == LM_JOB_SPLIT_NEVER || capped || c->has_collation ||
         strcmp(c->type, "collection") != 0 ||
-        (split_mode == LM_JOB_SPLIT_AUTO && !ranges_use_index(src, c))) {
+        (split_mode == LM_JOB_SPLIT_AUTO && !ranges_use_index_cached(src, c, ixscan_cache))) {
         single(ranges);
         return true;
     }

@@ -29,6 +29,15 @@
 bool lm_plan_ranges(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs, int split_mode,
                     bson_t *ranges, lm_error_t *err);
 
+/* The same, for many collections of one source: *ixscan_cache (-1 before the first call)
+ * keeps the source's answer to "is an _id range an index scan?" (asked with one explain)
+ * from the first collection that needed it, so the later ones do not ask again. How a
+ * server plans an _id range is a property of the server, not of one collection (every
+ * collection that may be split has the _id index); a wrong guess would only change the
+ * number of ranges, never what is copied. NULL asks every time. */
+bool lm_plan_ranges_cached(mongoc_client_t *src, lm_coll_info_t *c, int64_t split_docs,
+                           int split_mode, int *ixscan_cache, bson_t *ranges, lm_error_t *err);
+
 /* The pure part of the plan: appends to `ranges` (from key "0" on) the filters that split
  * a collection into at most n_ranges (capped at LM_PLAN_MAX_RANGES) ranges, from `sample`,
  * a document whose values are _ids sampled from the collection (keys are ignored): ranges

@@ -14,11 +14,13 @@
  * way out, and the stream's thread, which polls them, stops the pool. */
 #include "lm_apply.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_batch.h"
 #include "lm_catalog.h"
 #include "lm_conn.h"
 #include "lm_indexes.h"
@@ -48,6 +50,13 @@ struct lm_apply {
     worker_t *w;
     int n;
     int64_t per_worker_bytes;
+    /* the producer's: how many workers take changes now, and their controller */
+    int active;
+    lm_batch_tune_t tune;
+    atomic_llong linger_ms; /* how long a worker lets changes gather (0: none) */
+    atomic_int flushing;    /* drains under way: nothing gathers */
+    atomic_bool hurry;      /* the cutover: nothing gathers any more */
+    atomic_llong busy_ms;   /* summed over workers: time spent writing */
     atomic_bool failed, stopping;
     pthread_mutex_t err_mu;
     lm_error_t err;
@@ -192,7 +201,7 @@ static bool add_op(mongoc_bulk_operation_t *bulk, const lm_op_t *op, bson_t *ups
                    bson_t *plain_opts, bson_error_t *e)
 {
     switch (op->kind) {
-    case LM_OP_INSERT:
+    case LM_OP_INSERT: return mongoc_bulk_operation_insert_with_opts(bulk, op->doc, plain_opts, e);
     case LM_OP_REPLACE:
         return mongoc_bulk_operation_replace_one_with_opts(bulk, op->id, op->doc, upsert_opts, e);
     case LM_OP_DELETE: return mongoc_bulk_operation_remove_one_with_opts(bulk, op->id, NULL, e);
@@ -242,8 +251,24 @@ static bool first_write_error(const bson_t *reply, uint32_t *index, uint32_t *co
     return true;
 }
 
-/* Applies ops[0..n) (one collection) in order. */
-static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
+/* Takes back count_applied(a, ops, n): those are applied again. */
+static void uncount_applied(struct lm_apply *a, lm_op_t **ops, size_t n)
+{
+    lm_status_t *st = a->o.status;
+    int64_t now = lm_time_now_ms(), lat = 0;
+    for (size_t i = 0; i < n; i++)
+        lat += now - ops[i]->queued_ms;
+    atomic_fetch_sub(&st->ops_applied, (long long)n);
+    atomic_fetch_sub(&st->latency_sum_ms, lat);
+    atomic_fetch_sub(&st->latency_n, (long long)n);
+}
+
+/* Applies ops[0..n) (one collection) in order. orig, when not NULL, is the order the
+ * changes were made in, and ops an lm_batch_order of it: a duplicate key that is not an
+ * insert's own _id (a unique index, whose values two changes of the batch may trade) sends
+ * the whole batch again in orig's order, where the source's order of those changes holds
+ * (everything applied is idempotent). */
+static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_op_t **orig, lm_error_t *err)
 {
     struct lm_apply *a = w->a;
     size_t i = 0;
@@ -336,6 +361,21 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
         size_t bad = widx < nw ? map[widx] : i;
         count_applied(a, ops + i, bad - i); /* ordered: everything before it was applied */
         i = bad;
+        if (lm_mongo_duplicate_key(code) && ops[i]->kind == LM_OP_INSERT) {
+            /* its _id is there already (copied, or an earlier run replayed it): replayed as
+             * a replacement, as every insert was before inserts were batched */
+            ops[i]->kind = LM_OP_REPLACE;
+            continue;
+        }
+        if (lm_mongo_duplicate_key(code) && orig) {
+            lm_log_debug(NULL, "%s.%s: %s: the batch again in the source's order", ops[i]->db,
+                         ops[i]->coll, msg);
+            uncount_applied(a, ops, i);
+            memcpy(ops, orig, n * sizeof *ops);
+            orig = NULL;
+            i = 0;
+            continue;
+        }
         if (lm_mongo_duplicate_key(code)) {
             if (!dup_since)
                 dup_since = lm_time_now_ms();
@@ -370,12 +410,35 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_error_t *err)
     return ok;
 }
 
+static bool gathering(struct lm_apply *a)
+{
+    return atomic_load(&a->flushing) == 0 && !atomic_load(&a->hurry) &&
+           atomic_load(&a->linger_ms) > 0 && !stopping(a);
+}
+
+/* Under w->mu, with a change queued: lets changes gather until the oldest has waited the
+ * linger, a batch is full, or a drain, the cutover or a stop asks for them. */
+static void linger(worker_t *w, size_t max)
+{
+    struct lm_apply *a = w->a;
+    while (w->q.head && w->q.n < max && gathering(a)) {
+        int64_t due = w->q.head->queued_ms + atomic_load(&a->linger_ms);
+        if (lm_time_now_ms() >= due)
+            return;
+        struct timespec ts = {.tv_sec = (time_t)(due / 1000),
+                              .tv_nsec = (long)(due % 1000) * 1000000L};
+        if (pthread_cond_timedwait(&w->can_pop, &w->mu, &ts) == ETIMEDOUT)
+            return;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     struct lm_apply *a = w->a;
     int max = a->o.batch_ops > 0 ? a->o.batch_ops : 1000;
     lm_op_t **batch = calloc((size_t)max, sizeof *batch);
+    lm_op_t **scratch = calloc((size_t)max, sizeof *scratch);
     lm_error_t err;
     lm_error_init(&err);
     w->dst = mongoc_client_pool_pop(a->o.target);
@@ -383,29 +446,51 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->mu);
         while (!w->q.head && !atomic_load(&a->stopping) && !atomic_load(&a->failed))
             pthread_cond_wait(&w->can_pop, &w->mu);
-        if (stopping(a) || !batch) {
+        if (!stopping(a) && batch && scratch)
+            linger(w, (size_t)max);
+        if (stopping(a) || !batch || !scratch || !w->q.head) {
+            bool leave = stopping(a) || !batch || !scratch;
             pthread_mutex_unlock(&w->mu);
-            break;
+            if (leave)
+                break;
+            continue;
         }
         size_t n = 0;
         lm_op_t *first = w->q.head;
         w->busy = true;
         w->busy_prev = first->prev;
         w->busy_prev_wall = first->prev_wall_ms;
-        while (w->q.head && n < (size_t)max && strcmp(w->q.head->db, first->db) == 0 &&
-               strcmp(w->q.head->coll, first->coll) == 0) {
-            lm_op_t *op = w->q.head;
-            w->q.head = op->next;
+        /* every queued change of the first one's collection, in their order: changes to
+         * other collections are other documents, so they may wait behind it (the applied
+         * position is the one before the oldest change not applied, wherever it waits);
+         * taking only the changes up to the next other collection split an interleaved
+         * stream into many small writes */
+        lm_op_t *prev = NULL;
+        for (lm_op_t *op = w->q.head, *next; op && n < (size_t)max; op = next) {
+            next = op->next;
+            if (strcmp(op->db, first->db) != 0 || strcmp(op->coll, first->coll) != 0) {
+                prev = op;
+                continue;
+            }
+            if (prev)
+                prev->next = next;
+            else
+                w->q.head = next;
+            if (w->q.tail == op)
+                w->q.tail = prev;
+            op->next = NULL;
             w->q.n--;
             w->q_bytes -= op_bytes(op);
             batch[n++] = op;
         }
-        if (!w->q.head)
-            w->q.tail = NULL;
         pthread_cond_broadcast(&w->can_push);
         pthread_mutex_unlock(&w->mu);
 
-        bool ok = apply_batch(w, batch, n, &err);
+        size_t runs = lm_batch_order(batch, n, scratch); /* scratch: the source's order */
+        int64_t t0 = lm_time_mono_ms();
+        bool ok = apply_batch(w, batch, n, runs < n ? scratch : NULL, &err);
+        atomic_fetch_add(&a->busy_ms, lm_time_mono_ms() - t0);
+        atomic_fetch_add(&a->o.status->apply_batches, 1);
         for (size_t i = 0; i < n; i++)
             lm_op_free(batch[i]);
         pthread_mutex_lock(&w->mu);
@@ -419,6 +504,7 @@ static void *worker_main(void *arg)
         }
     }
     free(batch);
+    free(scratch);
     /* the producer may wait for room or for this worker to go idle: it re-checks now */
     pthread_mutex_lock(&w->mu);
     w->busy = false;
@@ -446,6 +532,15 @@ lm_apply_t *lm_apply_start(const lm_apply_opts_t *o, lm_error_t *err)
     }
     a->o = *o;
     a->n = n;
+    lm_batch_tune_init(&a->tune, n, o->workers_fixed, o->batch_ops, o->lag_target_ms,
+                       lm_time_mono_ms());
+    a->active = a->tune.active;
+    atomic_store(&a->linger_ms, a->tune.linger_ms);
+    if (o->status) {
+        atomic_store(&o->status->apply_workers_active, a->active);
+        atomic_store(&o->status->apply_workers_max, n);
+        atomic_store(&o->status->apply_linger_ms, a->tune.linger_ms);
+    }
     a->per_worker_bytes = (o->buffer_bytes > 0 ? o->buffer_bytes : 64 << 20) / n;
     pthread_mutex_init(&a->err_mu, NULL);
     lm_error_init(&a->err);
@@ -468,9 +563,39 @@ lm_apply_t *lm_apply_start(const lm_apply_opts_t *o, lm_error_t *err)
     return a;
 }
 
+/* Steps the controller (at most once a second does anything); a new number of workers
+ * takes effect once every queue is empty, so one document's changes never sit in two
+ * queues (the hash that picks a worker depends on the number). */
+static bool retune(lm_apply_t *a, lm_error_t *err)
+{
+    if (lm_time_mono_ms() - a->tune.win_start_ms < 1000)
+        return true;
+    lm_batch_sample_t smp = {.applied = atomic_load(&a->o.status->ops_applied),
+                             .busy_ms = atomic_load(&a->busy_ms),
+                             .queued = lm_apply_queued(a)};
+    if (!lm_batch_tune_step(&a->tune, lm_time_mono_ms(), &smp))
+        return true;
+    atomic_store(&a->linger_ms, a->tune.linger_ms);
+    atomic_store(&a->o.status->apply_linger_ms, a->tune.linger_ms);
+    if (a->tune.active != a->active) {
+        if (!lm_apply_drain(a, err))
+            return false;
+        lm_log_debug(NULL, "%d apply workers, linger %lld ms (%.0f changes/s, writing %.0f%%)",
+                     a->tune.active, (long long)a->tune.linger_ms, a->tune.last_rate,
+                     a->tune.last_util * 100);
+        a->active = a->tune.active;
+        atomic_store(&a->o.status->apply_workers_active, a->active);
+    }
+    return true;
+}
+
 bool lm_apply_push(lm_apply_t *a, lm_op_t *op, lm_error_t *err)
 {
-    worker_t *w = &a->w[lm_apply_worker_of(op, a->n)];
+    if (a->o.status && !retune(a, err)) {
+        lm_op_free(op);
+        return false;
+    }
+    worker_t *w = &a->w[lm_apply_worker_of(op, a->active)];
     int64_t b = op_bytes(op);
     op->queued_ms = lm_time_now_ms();
     pthread_mutex_lock(&w->mu);
@@ -495,16 +620,36 @@ bool lm_apply_push(lm_apply_t *a, lm_op_t *op, lm_error_t *err)
 
 bool lm_apply_drain(lm_apply_t *a, lm_error_t *err)
 {
-    for (int i = 0; i < a->n; i++) {
+    atomic_fetch_add(&a->flushing, 1);
+    for (int i = 0; i < a->n; i++) { /* gathering workers write now */
+        pthread_mutex_lock(&a->w[i].mu);
+        pthread_cond_broadcast(&a->w[i].can_pop);
+        pthread_mutex_unlock(&a->w[i].mu);
+    }
+    bool ok = true;
+    for (int i = 0; ok && i < a->n; i++) {
         worker_t *w = &a->w[i];
         pthread_mutex_lock(&w->mu);
         while ((w->q.head || w->busy) && !stopping(a) && !w->exited)
             pthread_cond_wait(&w->idle, &w->mu);
         pthread_mutex_unlock(&w->mu);
         if (stopping(a))
-            return why_not(a, err);
+            ok = why_not(a, err);
     }
-    return true;
+    atomic_fetch_sub(&a->flushing, 1);
+    return ok;
+}
+
+void lm_apply_hurry(lm_apply_t *a)
+{
+    if (!a)
+        return;
+    atomic_store(&a->hurry, true);
+    for (int i = 0; i < a->n; i++) {
+        pthread_mutex_lock(&a->w[i].mu);
+        pthread_cond_broadcast(&a->w[i].can_pop);
+        pthread_mutex_unlock(&a->w[i].mu);
+    }
 }
 
 bool lm_apply_pending(lm_apply_t *a, lm_optime_t *before, int64_t *wall_ms)

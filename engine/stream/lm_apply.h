@@ -1,8 +1,9 @@
 /* lm_apply: the parallel appliers of the change stream.
  *
  * Each document op goes to the worker chosen by hash(namespace, _id), so the changes of
- * one document are applied in the order they were made; workers run consecutive ops on
- * one collection as one ordered bulk write (replace-upsert, update, delete), with
+ * one document are applied in the order they were made; a worker takes the queued ops of
+ * one collection (those of other collections wait behind them) and runs them as one
+ * ordered bulk write (insert, replace-upsert, update, delete), with
  * bypassDocumentValidation. Everything applied is idempotent, so replaying from an
  * earlier position converges on the same result.
  *
@@ -14,6 +15,13 @@
  *   - a duplicate key on a unique index (two documents trading a value, applied by
  *     different workers): retried while other workers catch up, then the job fails;
  *   - anything else fails the job with the namespace and the server's reason.
+ *
+ * Batching (lm_batch.h): a worker lets changes gather for up to a linger (chosen once a
+ * second against the lag target: none while there is a backlog), writes a run of changes
+ * to different _ids as one command per kind (inserts as inserts: one that finds its _id
+ * taken is replayed as a replacement), and only as many workers work as the load needs;
+ * the number changes only when every queue is empty, so a document's changes never sit in
+ * two queues. A drain, a DDL and the cutover write at once.
  *
  * DDL is not queued: the stream drains the workers (lm_apply_drain) and runs it with
  * lm_apply_ddl. */
@@ -33,12 +41,16 @@
 
 typedef struct lm_apply lm_apply_t;
 
+#define LM_APPLY_AUTO_MAX 8 /* apply_workers 0 (auto): the most workers lm_batch may choose */
+
 typedef struct {
     mongoc_client_pool_t *source; /* for documents that must be copied again */
     mongoc_client_pool_t *target;
-    int workers;
-    int64_t buffer_bytes; /* ops queued, at most (all workers together) */
-    int batch_ops;        /* ops per bulk write, at most; 0: 1000 */
+    int workers;           /* the most workers (all of them when workers_fixed) */
+    bool workers_fixed;    /* false: lm_batch chooses how many of them work (1..workers) */
+    int64_t lag_target_ms; /* the job's --cutover-lag: how long changes may gather (lm_batch.h) */
+    int64_t buffer_bytes;  /* ops queued, at most (all workers together) */
+    int batch_ops;         /* ops per bulk write, at most; 0: 1000 */
     lm_status_t *status;
     const atomic_bool *stop;
 } lm_apply_opts_t;
@@ -61,6 +73,10 @@ int64_t lm_apply_queued(lm_apply_t *a);
 
 /* True (with err) once a worker failed for good. */
 bool lm_apply_failed(lm_apply_t *a, lm_error_t *err);
+
+/* From now on nothing gathers: every change is written as soon as a worker has it (the
+ * cutover). Safe from any thread. */
+void lm_apply_hurry(lm_apply_t *a);
 
 /* Stops the workers; ops not applied are dropped (the checkpoint is before them). */
 void lm_apply_stop(lm_apply_t *a);

@@ -111,6 +111,7 @@ static void note_cutover(stream_t *s)
         return;
     atomic_store(&s->cut_empties, atomic_load(&s->empties));
     atomic_store(&s->cut_wall, lm_time_now_ms());
+    lm_apply_hurry(s->apply); /* nothing gathers from now on */
     lm_status_set_phase(s->st, LM_PHASE_CUTTING_OVER);
     lm_log_info(NULL,
                 "cutover: waiting for the source's writes to stop and the target to catch up");
@@ -1328,7 +1329,10 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     if (ok) {
         lm_apply_opts_t ao = {.source = o->source,
                               .target = o->target,
-                              .workers = (int)s.job->apply_workers,
+                              .workers = s.job->apply_workers > 0 ? (int)s.job->apply_workers
+                                                                  : LM_APPLY_AUTO_MAX,
+                              .workers_fixed = s.job->apply_workers > 0,
+                              .lag_target_ms = s.job->cutover_lag_ms,
                               .buffer_bytes = s.job->buffer_mb << 20,
                               .status = s.st,
                               .stop = o->stop};
@@ -1338,9 +1342,11 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     if (ok) {
         lm_status_set_phase(s.st, LM_PHASE_STREAMING);
         lm_log_info(NULL,
-                    "streaming the source's changes from Timestamp(%u, %u) with %lld apply "
+                    "streaming the source's changes from Timestamp(%u, %u) with %s%lld apply "
                     "workers",
-                    o->from.t, o->from.i, (long long)s.job->apply_workers);
+                    o->from.t, o->from.i, s.job->apply_workers > 0 ? "" : "up to ",
+                    s.job->apply_workers > 0 ? (long long)s.job->apply_workers
+                                             : (long long)LM_APPLY_AUTO_MAX);
         s.mon_started = pthread_create(&s.mon, NULL, monitor_main, &s) == 0;
         if (!s.mon_started)
             ok = lm_error_set(err, LM_ERR_INTERNAL, "cannot start the stream monitor");

@@ -344,3 +344,71 @@ Test(engine, a_resumed_job_copies_exactly_the_saved_ranges)
     mongoc_client_pool_destroy(sp);
     mongoc_client_pool_destroy(dp);
 }
+
+typedef struct {
+    int ranges, indexed;
+    int64_t docs_x1; /* docs recorded for a.x range 1 */
+} done_seen_t;
+
+static void on_done_seen(void *ud, const char *ns, int range, int64_t docs)
+{
+    done_seen_t *d = ud;
+    if (range < 0) {
+        d->indexed++;
+        return;
+    }
+    d->ranges++;
+    if (strcmp(ns, "a.x") == 0 && range == 1)
+        d->docs_x1 = docs;
+}
+
+static void on_plan_seen(void *ud, const char *ns, const bson_t *ranges)
+{
+    if (strcmp(ns, "a.x") == 0)
+        *(uint32_t *)ud = bson_count_keys(ranges);
+}
+
+/* The checkpoint records written in batches (inserts first, then upserts of the ones that
+ * were already there) read back as the one-by-one writes did, repeats replacing. */
+Test(engine, batched_checkpoint_records_replace_repeats)
+{
+    const char *key = "batched";
+    lm_error_t err;
+    mongoc_client_pool_t *dp = pool_of(&dst, "target");
+    mongoc_client_t *t = mongoc_client_pool_pop(dp);
+    lm_meta_job_t m = {.phase = "COPYING"};
+    cr_assert(lm_meta_create_job(t, key, &m, &err), "%s", err.message);
+
+    const char *ns1[] = {"a.x", "a.x", "a.y"};
+    int r1[] = {0, 1, 0};
+    int64_t d1[] = {10, 20, 30};
+    cr_assert(lm_meta_mark_ranges_done(t, key, 3, ns1, r1, d1, &err), "%s", err.message);
+    const char *ns2[] = {"a.x", "a.z"}; /* a.x range 1 again, a.z new */
+    int r2[] = {1, 0};
+    int64_t d2[] = {25, 5};
+    cr_assert(lm_meta_mark_ranges_done(t, key, 2, ns2, r2, d2, &err), "%s", err.message);
+    const char *ix1[] = {"a.x", "a.y"}, *ix2[] = {"a.y", "a.z"};
+    cr_assert(lm_meta_mark_indexes_done_many(t, key, 2, ix1, &err), "%s", err.message);
+    cr_assert(lm_meta_mark_indexes_done_many(t, key, 2, ix2, &err), "%s", err.message);
+    done_seen_t seen = {0};
+    cr_assert(lm_meta_each_done(t, key, on_done_seen, &seen, &err), "%s", err.message);
+    cr_assert_eq(seen.ranges, 4, "a.x 0 and 1, a.y 0, a.z 0: %d", seen.ranges);
+    cr_assert_eq(seen.docs_x1, 25, "the repeated record replaced the first: %lld",
+                 (long long)seen.docs_x1);
+    cr_assert_eq(seen.indexed, 3, "a.x, a.y, a.z: %d", seen.indexed);
+
+    bson_t *one = BCON_NEW("0", "{", "}");
+    bson_t *two = BCON_NEW("0", "{", "_id", "{", "$lt", BCON_INT32(5), "}", "}", "1", "{", "_id",
+                           "{", "$gte", BCON_INT32(5), "}", "}");
+    const char *pn[] = {"a.x"};
+    bson_t *p1[] = {one}, *p2[] = {two};
+    cr_assert(lm_meta_save_plans(t, key, 1, pn, p1, &err), "%s", err.message);
+    cr_assert(lm_meta_save_plans(t, key, 1, pn, p2, &err), "%s", err.message);
+    uint32_t nranges = 0;
+    cr_assert(lm_meta_load_plans(t, key, on_plan_seen, &nranges, &err), "%s", err.message);
+    cr_assert_eq(nranges, 2, "the plan saved last is the one read: %u ranges", nranges);
+    bson_destroy(one);
+    bson_destroy(two);
+    mongoc_client_pool_push(dp, t);
+    mongoc_client_pool_destroy(dp);
+}

@@ -79,6 +79,10 @@ static void stream_active(lm_status_t *st, bool ready)
     atomic_store(&st->ops_refetched, 5);
     atomic_store(&st->ddl_applied, 2);
     atomic_store(&st->oplog_rereads, 1);
+    atomic_store(&st->apply_workers_active, 2);
+    atomic_store(&st->apply_workers_max, 8);
+    atomic_store(&st->apply_linger_ms, 500);
+    atomic_store(&st->apply_batches, 11);
 }
 
 /* ---- JSON helpers ---- */
@@ -289,6 +293,11 @@ Test(status, stream_lag_and_ready)
     cr_assert_eq(jint(s, "oplogRereads"), 1);
     cr_assert_float_eq(jdouble(s, "opsPerSecond"), 12.5, 1e-9);
     cr_assert_float_eq(jdouble(s, "applyLatencyMs"), 3.3, 1e-9);
+    const lm_json_val_t *aw = jget(s, "applyWorkers", LM_JSON_OBJECT);
+    cr_assert_eq(jint(aw, "active"), 2);
+    cr_assert_eq(jint(aw, "max"), 8);
+    cr_assert_eq(jint(s, "applyLingerMs"), 500);
+    cr_assert_eq(jint(s, "applyWrites"), 11);
     jget(s, "cutoverRequestedAt", LM_JSON_NULL);
     cr_assert_null(lm_json_get(s, "finalOptime"));
     lm_json_free(v);
@@ -545,7 +554,7 @@ Test(metrics, stream_values)
     lm_status_set_phase(&st, LM_PHASE_STREAMING);
     stream_active(&st, false);
     char *m = render_metrics(&st);
-    cr_assert_eq(check_prometheus(m), 19 + 10, "%s", m);
+    cr_assert_eq(check_prometheus(m), 19 + 14, "%s", m);
     cr_assert_eq(metric(m, "livemig_phase{phase=\"STREAMING\"}"), 1);
     cr_assert_float_eq(metric(m, "livemig_lag_seconds"), 2.5, 1e-9);
     cr_assert_float_eq(metric(m, "livemig_estimated_cutover_seconds"), 7.25, 1e-9);
@@ -557,6 +566,10 @@ Test(metrics, stream_values)
     cr_assert_eq(metric(m, "livemig_oplog_rereads_total"), 1);
     cr_assert_float_eq(metric(m, "livemig_apply_ops_per_second"), 12.5, 1e-9);
     cr_assert_float_eq(metric(m, "livemig_apply_latency_ms"), 3.3, 1e-9);
+    cr_assert_eq(metric(m, "livemig_apply_workers"), 2);
+    cr_assert_eq(metric(m, "livemig_apply_workers_max"), 8);
+    cr_assert_eq(metric(m, "livemig_apply_linger_ms"), 500);
+    cr_assert_eq(metric(m, "livemig_apply_writes_total"), 11);
     free(m);
 
     stream_active(&st, true);

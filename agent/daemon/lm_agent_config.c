@@ -25,8 +25,9 @@ static const lm_config_field_t cp_fields[] = {
 static const lm_config_field_t limit_fields[] = {
     {"copy_workers", LM_CFG_INT, offsetof(lm_agent_limits_t, copy_workers), "0", 0, 64, 0, NULL,
      NULL, "Parallel readers/writers of the copy; 0 (auto): each copy chooses 1 to 8 itself."},
-    {"apply_workers", LM_CFG_INT, offsetof(lm_agent_limits_t, apply_workers), "8", 1, 64, 0, NULL,
-     NULL, "Parallel appliers of the change stream."},
+    {"apply_workers", LM_CFG_INT, offsetof(lm_agent_limits_t, apply_workers), "0", 0, 64, 0, NULL,
+     NULL,
+     "Parallel appliers of the change stream; 0 (auto): each stream chooses 1 to 8 by its load."},
     {"buffer_mb", LM_CFG_INT, offsetof(lm_agent_limits_t, buffer_mb), "256", 16, 65536, 0, NULL,
      NULL, "Memory for documents in flight, in MiB."},
     LM_CONFIG_END};

@@ -549,7 +549,8 @@ static bool sync_metadata(lm_coord_t *c, bool final)
 static void aggregate(lm_coord_t *c)
 {
     long long docs = 0, bytes = 0, dups = 0, ops = 0, refetched = 0, ddl = 0, rereads = 0;
-    int wa = 0, wm = 0;
+    long long writes = 0, linger = 0;
+    int wa = 0, wm = 0, aa = 0, am = 0;
     lm_phase_t phase = LM_PHASE_COMPLETE;
     lm_stream_status_t agg, s;
     memset(&agg, 0, sizeof agg);
@@ -566,6 +567,11 @@ static void aggregate(lm_coord_t *c)
         rereads += atomic_load(&sh->st.oplog_rereads);
         wa += atomic_load(&sh->st.copy_writers_active);
         wm += atomic_load(&sh->st.copy_writers_max);
+        aa += atomic_load(&sh->st.apply_workers_active);
+        am += atomic_load(&sh->st.apply_workers_max);
+        writes += atomic_load(&sh->st.apply_batches);
+        if (atomic_load(&sh->st.apply_linger_ms) > linger)
+            linger = atomic_load(&sh->st.apply_linger_ms);
         lm_phase_t p = lm_status_get_phase(&sh->st);
         if (p == LM_PHASE_COPYING && !atomic_load(&sh->copy_started_ms))
             atomic_store(&sh->copy_started_ms, now);
@@ -586,6 +592,9 @@ static void aggregate(lm_coord_t *c)
             agg.lag_seconds = s.lag_seconds;
         if (s.optime_gap_seconds > agg.optime_gap_seconds)
             agg.optime_gap_seconds = s.optime_gap_seconds;
+        /* the shards cut over side by side: the slowest one's estimate */
+        if (s.estimated_cutover_seconds > agg.estimated_cutover_seconds)
+            agg.estimated_cutover_seconds = s.estimated_cutover_seconds;
         if (s.apply_latency_ms > agg.apply_latency_ms)
             agg.apply_latency_ms = s.apply_latency_ms;
         agg.ops_per_second += s.ops_per_second;
@@ -619,6 +628,10 @@ static void aggregate(lm_coord_t *c)
     atomic_store(&c->st->oplog_rereads, rereads);
     atomic_store(&c->st->copy_writers_active, wa);
     atomic_store(&c->st->copy_writers_max, wm);
+    atomic_store(&c->st->apply_workers_active, aa);
+    atomic_store(&c->st->apply_workers_max, am);
+    atomic_store(&c->st->apply_batches, writes);
+    atomic_store(&c->st->apply_linger_ms, linger);
     lm_status_set_stream(c->st, &agg);
     if (c->n && lm_status_get_phase(c->st) != phase)
         lm_status_set_phase(c->st, phase);

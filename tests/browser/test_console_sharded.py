@@ -62,7 +62,7 @@ class ShardedBed(Bed):
             raise Failure(f"seeding the source: {r.stdout}{r.stderr}")
         # shard 1 holds enough that its copy lasts while its server is taken away
         r = subprocess.run([PY, "-c", "import sys, pymongo; pymongo.MongoClient(sys.argv[1]).crm.bulk"
-                            ".insert_many([{'_id': i, 'v': 'x' * 200} for i in range(25000)])",
+                            ".insert_many([{'_id': i, 'v': 'x' * 200} for i in range(100000)])",
                             src["LM_TB_SHARD1_URI"]], capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise Failure(f"loading shard 1: {r.stderr}")

@@ -92,7 +92,7 @@ static void prepare(void)
                  0, "seeding the source failed");
     cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
                             "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
-                            "for i in range(25000)])\"",
+                            "for i in range(100000)])\"",
                             PY, src.shard_uri[1]),
                  0);
     lm_test_cp_init(&cp, dir, "cutover_window: 1h\n");

@@ -203,18 +203,14 @@ static int cmd_validate(int argc, char **argv)
     if (json) {
         lm_json_writer_t *w = lm_json_writer_new(true);
         lm_json_w_map_open(w);
-        lm_json_w_key(w, "result");
-        lm_json_w_str(w, failed ? "FAIL" : "PASS");
+        lm_json_w_kv_str(w, "result", failed ? "FAIL" : "PASS");
         lm_json_w_key(w, "checks");
         lm_json_w_array_open(w);
         for (size_t i = 0; i < checks.n; i++) {
             lm_json_w_map_open(w);
-            lm_json_w_key(w, "name");
-            lm_json_w_str(w, checks.items[i].name);
-            lm_json_w_key(w, "result");
-            lm_json_w_str(w, lm_proto_check_result_name(checks.items[i].result));
-            lm_json_w_key(w, "message");
-            lm_json_w_str(w, checks.items[i].message);
+            lm_json_w_kv_str(w, "name", checks.items[i].name);
+            lm_json_w_kv_str(w, "result", lm_proto_check_result_name(checks.items[i].result));
+            lm_json_w_kv_str(w, "message", checks.items[i].message);
             lm_json_w_map_close(w);
         }
         lm_json_w_array_close(w);

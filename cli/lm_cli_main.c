@@ -373,33 +373,25 @@ static char *migration_body(const lm_cli_args_t *a, const char *project)
     lm_json_w_map_open(w);
     lm_json_w_key(w, "source");
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "clusterName");
-    lm_json_w_str(w, src);
-    lm_json_w_key(w, "groupId");
-    lm_json_w_str(w, src_proj);
+    lm_json_w_kv_str(w, "clusterName", src);
+    lm_json_w_kv_str(w, "groupId", src_proj);
     lm_json_w_key(w, "ssl");
     lm_json_w_bool(w, has(a, "sourceSsl"));
     lm_json_w_key(w, "managedAuthentication");
     lm_json_w_bool(w, has(a, "managedAuthentication"));
     if (ca) {
-        lm_json_w_key(w, "caCertificatePath");
-        lm_json_w_str(w, ca);
+        lm_json_w_kv_str(w, "caCertificatePath", ca);
     }
     if (user) {
-        lm_json_w_key(w, "username");
-        lm_json_w_str(w, user);
-        lm_json_w_key(w, "password");
-        lm_json_w_str(w, pw);
+        lm_json_w_kv_str(w, "username", user);
+        lm_json_w_kv_str(w, "password", pw);
     }
     lm_json_w_map_close(w);
     lm_json_w_key(w, "destination");
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "clusterName");
-    lm_json_w_str(w, dest);
-    lm_json_w_key(w, "groupId");
-    lm_json_w_str(w, project);
-    lm_json_w_key(w, "hostnameSchemaType");
-    lm_json_w_str(w, "PUBLIC");
+    lm_json_w_kv_str(w, "clusterName", dest);
+    lm_json_w_kv_str(w, "groupId", project);
+    lm_json_w_kv_str(w, "hostnameSchemaType", "PUBLIC");
     lm_json_w_map_close(w);
     lm_json_w_key(w, "migrationHosts");
     lm_json_w_array_open(w);
@@ -857,10 +849,8 @@ static int cmd_clusters_add(lm_cli_conn_t *c, const lm_cli_args_t *a)
         return 1;
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "name");
-    lm_json_w_str(w, a->operand);
-    lm_json_w_key(w, "connectionString");
-    lm_json_w_str(w, uri);
+    lm_json_w_kv_str(w, "name", a->operand);
+    lm_json_w_kv_str(w, "connectionString", uri);
     lm_json_w_key(w, "tls");
     lm_json_w_bool(w, has(a, "tls"));
     if (has(a, "allowInsecureTls")) {
@@ -868,16 +858,13 @@ static int cmd_clusters_add(lm_cli_conn_t *c, const lm_cli_args_t *a)
         lm_json_w_bool(w, true);
     }
     if (flag(a, "tlsCAFile")) { /* --caFile is the control plane's CA */
-        lm_json_w_key(w, "caFile");
-        lm_json_w_str(w, flag(a, "tlsCAFile"));
+        lm_json_w_kv_str(w, "caFile", flag(a, "tlsCAFile"));
     }
     if (flag(a, "username")) {
-        lm_json_w_key(w, "username");
-        lm_json_w_str(w, flag(a, "username"));
+        lm_json_w_kv_str(w, "username", flag(a, "username"));
     }
     if (pw) {
-        lm_json_w_key(w, "password");
-        lm_json_w_str(w, pw);
+        lm_json_w_kv_str(w, "password", pw);
     }
     lm_json_w_map_close(w);
     size_t len;

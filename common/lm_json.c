@@ -202,6 +202,12 @@ void lm_json_w_str(lm_json_writer_t *w, const char *s)
     w_check(w, yajl_gen_string(w->g, (const unsigned char *)s, strlen(s)));
 }
 
+void lm_json_w_kv_str(lm_json_writer_t *w, const char *key, const char *s)
+{
+    lm_json_w_key(w, key);
+    lm_json_w_str(w, s);
+}
+
 void lm_json_w_int(lm_json_writer_t *w, int64_t v)
 {
     w_check(w, yajl_gen_integer(w->g, (long long)v));

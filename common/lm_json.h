@@ -33,6 +33,8 @@ void lm_json_w_array_open(lm_json_writer_t *w);
 void lm_json_w_array_close(lm_json_writer_t *w);
 void lm_json_w_key(lm_json_writer_t *w, const char *key);
 void lm_json_w_str(lm_json_writer_t *w, const char *s); /* NULL writes null */
+/* A member: key, then the string (NULL writes null). */
+void lm_json_w_kv_str(lm_json_writer_t *w, const char *key, const char *s);
 void lm_json_w_int(lm_json_writer_t *w, int64_t v);
 void lm_json_w_double(lm_json_writer_t *w, double v);
 void lm_json_w_bool(lm_json_writer_t *w, bool v);

@@ -109,12 +109,9 @@ static bool load_identity(engine_t *e)
         return lm_error_set(&e->err, LM_ERR_IO, "no randomness for a job id");
     lm_json_writer_t *w = lm_json_writer_new(true);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "jobId");
-    lm_json_w_str(w, e->job_id);
-    lm_json_w_key(w, "source");
-    lm_json_w_str(w, e->src_hosts);
-    lm_json_w_key(w, "target");
-    lm_json_w_str(w, e->dst_hosts);
+    lm_json_w_kv_str(w, "jobId", e->job_id);
+    lm_json_w_kv_str(w, "source", e->src_hosts);
+    lm_json_w_kv_str(w, "target", e->dst_hosts);
     lm_json_w_map_close(w);
     size_t len;
     const char *doc = lm_json_writer_result(w, &len, &e->err);

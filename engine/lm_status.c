@@ -118,8 +118,7 @@ static void json_stream(lm_status_t *st, lm_json_writer_t *w)
         return;
     lm_json_w_key(w, "stream");
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "capture");
-    lm_json_w_str(w, s->capture);
+    lm_json_w_kv_str(w, "capture", s->capture);
     json_optime(w, "appliedOptime", s->applied_t, s->applied_i);
     json_optime(w, "sourceOptime", s->source_t, s->source_i);
     lm_json_w_key(w, "optimeGapSeconds");
@@ -372,8 +371,7 @@ static void json_verify(lm_status_t *st, lm_json_writer_t *w)
         return;
     }
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "state");
-    lm_json_w_str(w, lm_verify_state_name(v->state));
+    lm_json_w_kv_str(w, "state", lm_verify_state_name(v->state));
     lm_json_w_key(w, "namespacesTotal");
     lm_json_w_int(w, v->progress.namespaces_total);
     lm_json_w_key(w, "namespacesChecked");
@@ -420,12 +418,9 @@ static void json_events(const lm_status_t *st, lm_json_writer_t *w)
         const lm_status_event_t *ev = &st->events[(total - n + k) % LM_STATUS_MAX_EVENTS];
         lm_json_w_map_open(w);
         lm_time_format_iso8601(ev->at_ms, ts, sizeof ts);
-        lm_json_w_key(w, "time");
-        lm_json_w_str(w, ts);
-        lm_json_w_key(w, "kind");
-        lm_json_w_str(w, ev->kind);
-        lm_json_w_key(w, "message");
-        lm_json_w_str(w, ev->message);
+        lm_json_w_kv_str(w, "time", ts);
+        lm_json_w_kv_str(w, "kind", ev->kind);
+        lm_json_w_kv_str(w, "message", ev->message);
         lm_json_w_map_close(w);
     }
     lm_json_w_array_close(w);
@@ -439,15 +434,11 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
 
     pthread_mutex_lock(&st->mu);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "jobId");
-    lm_json_w_str(w, st->job_id);
-    lm_json_w_key(w, "state");
-    lm_json_w_str(w, state_names[st->state]);
-    lm_json_w_key(w, "phase");
-    lm_json_w_str(w, lm_phase_name(st->phase));
+    lm_json_w_kv_str(w, "jobId", st->job_id);
+    lm_json_w_kv_str(w, "state", state_names[st->state]);
+    lm_json_w_kv_str(w, "phase", lm_phase_name(st->phase));
     lm_time_format_iso8601(st->started_ms, ts, sizeof ts);
-    lm_json_w_key(w, "startedAt");
-    lm_json_w_str(w, ts);
+    lm_json_w_kv_str(w, "startedAt", ts);
     lm_json_w_key(w, "elapsedSeconds");
     lm_json_w_double(w,
                      (double)((st->finished_ms ? st->finished_ms : now) - st->started_ms) / 1000.0);
@@ -483,12 +474,9 @@ void lm_status_json(lm_status_t *st, lm_strbuf_t *out)
     for (size_t i = 0; i < st->n_colls; i++) {
         lm_coll_status_t *c = &st->colls[i];
         lm_json_w_map_open(w);
-        lm_json_w_key(w, "ns");
-        lm_json_w_str(w, c->ns);
-        lm_json_w_key(w, "type");
-        lm_json_w_str(w, c->is_view ? "view" : "collection");
-        lm_json_w_key(w, "state");
-        lm_json_w_str(w, coll_state_names[atomic_load(&c->state)]);
+        lm_json_w_kv_str(w, "ns", c->ns);
+        lm_json_w_kv_str(w, "type", c->is_view ? "view" : "collection");
+        lm_json_w_kv_str(w, "state", coll_state_names[atomic_load(&c->state)]);
         lm_json_w_key(w, "documentsCopied");
         lm_json_w_int(w, atomic_load(&c->docs));
         lm_json_w_key(w, "documentsEstimated");

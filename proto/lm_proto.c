@@ -162,8 +162,7 @@ static lm_json_writer_t *begin(void)
 
 static void w_str(lm_json_writer_t *w, const char *key, const char *v)
 {
-    lm_json_w_key(w, key);
-    lm_json_w_str(w, v);
+    lm_json_w_kv_str(w, key, v);
 }
 
 static void w_int(lm_json_writer_t *w, const char *key, int64_t v)
@@ -571,8 +570,7 @@ void lm_proto_shard_w(lm_json_writer_t *w, const lm_proto_shard_t *s, const char
     w_opt_double(w, "remainingSeconds", s->has_remaining, s->remaining_seconds);
     w_opt_double(w, "lagTimeSeconds", s->has_lag, s->lag_seconds);
     w_bool(w, "readyForCutover", s->ready_for_cutover);
-    lm_json_w_key(w, "lastError");
-    lm_json_w_str(w, s->last_error[0] ? s->last_error : NULL);
+    lm_json_w_kv_str(w, "lastError", s->last_error[0] ? s->last_error : NULL);
     lm_json_w_map_close(w);
 }
 
@@ -1042,8 +1040,7 @@ void lm_proto_verification_w(lm_json_writer_t *w, const lm_proto_verification_t 
     w_int(w, "namespacesChecked", v->namespaces_checked);
     w_int(w, "namespacesFailed", v->namespaces_failed);
     w_int(w, "documentsChecked", v->documents_checked);
-    lm_json_w_key(w, "error");
-    lm_json_w_str(w, v->error[0] ? v->error : NULL);
+    lm_json_w_kv_str(w, "error", v->error[0] ? v->error : NULL);
     lm_json_w_key(w, "differences");
     lm_json_w_array_open(w);
     for (size_t i = 0; i < v->n_differences && i < LM_PROTO_VERIFY_MAX_NS; i++) {

@@ -84,8 +84,7 @@ static bool identity_save(const char *state_dir, const lm_identity_t *id, lm_err
     const char *vals[] = {id->url,    id->org_id,   id->token_id, id->agent_secret,
                           id->ca_pin, id->agent_id, id->hostname};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        lm_json_w_key(w, keys[i]);
-        lm_json_w_str(w, vals[i]);
+        lm_json_w_kv_str(w, keys[i], vals[i]);
     }
     lm_json_w_key(w, "heartbeatSeconds");
     lm_json_w_int(w, id->heartbeat_seconds);

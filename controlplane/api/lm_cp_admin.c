@@ -108,9 +108,9 @@ static bool create_group(lm_cp_t *cp, const caller_t *who, const req_t *q, resp_
         ok = cp_fail(r, 409, "DUPLICATE_GROUP_NAME", "a project named %s exists already", name);
     if (ok) {
         lm_json_writer_t *w = obj();
-        cp_w_kv(w, "id", id);
-        cp_w_kv(w, "name", name);
-        cp_w_kv(w, "orgId", org);
+        lm_json_w_kv_str(w, "id", id);
+        lm_json_w_kv_str(w, "name", name);
+        lm_json_w_kv_str(w, "orgId", org);
         done(r, 201, w);
     }
     lm_json_free_wipe(v); /* request bodies may carry passwords */
@@ -124,9 +124,9 @@ static bool list_groups(lm_cp_t *cp, const char *org, resp_t *r)
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
-        cp_w_kv(w, "id", lm_cp_col(st, 0));
-        cp_w_kv(w, "name", lm_cp_col(st, 1));
-        cp_w_kv(w, "orgId", org);
+        lm_json_w_kv_str(w, "id", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "name", lm_cp_col(st, 1));
+        lm_json_w_kv_str(w, "orgId", org);
         lm_json_w_map_close(w);
         n++;
     }
@@ -172,10 +172,10 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the API key");
     if (ok) {
         lm_json_writer_t *w = obj();
-        cp_w_kv(w, "id", id);
-        cp_w_kv(w, "publicKey", id);
-        cp_w_kv(w, "privateKey", secret); /* shown once */
-        cp_w_kv(w, "desc", desc ? desc : "");
+        lm_json_w_kv_str(w, "id", id);
+        lm_json_w_kv_str(w, "publicKey", id);
+        lm_json_w_kv_str(w, "privateKey", secret); /* shown once */
+        lm_json_w_kv_str(w, "desc", desc ? desc : "");
         lm_json_w_key(w, "roles");
         lm_json_w_array_open(w);
         lm_json_w_str(w, role);
@@ -183,7 +183,7 @@ static bool create_api_key(lm_cp_t *cp, const char *org, const req_t *q, resp_t 
         if (expires) {
             char when[40];
             lm_time_format_iso8601(expires, when, sizeof when);
-            cp_w_kv(w, "expires", when);
+            lm_json_w_kv_str(w, "expires", when);
         }
         done(r, 201, w);
         lm_wipe(secret, sizeof secret);
@@ -217,9 +217,9 @@ static bool list_api_keys(lm_cp_t *cp, const char *org, resp_t *r)
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         int64_t expires = sqlite3_column_int64(st, 5);
         lm_json_w_map_open(w);
-        cp_w_kv(w, "id", lm_cp_col(st, 0));
-        cp_w_kv(w, "publicKey", lm_cp_col(st, 0));
-        cp_w_kv(w, "desc", lm_cp_col(st, 2));
+        lm_json_w_kv_str(w, "id", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "publicKey", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "desc", lm_cp_col(st, 2));
         lm_json_w_key(w, "roles");
         lm_json_w_array_open(w);
         lm_json_w_str(w, lm_cp_col(st, 1));
@@ -340,9 +340,9 @@ static bool add_cluster(lm_cp_t *cp, const char *group, const req_t *q, resp_t *
     lm_strbuf_cleanup(&sealed);
     if (ok) {
         lm_json_writer_t *w = obj();
-        cp_w_kv(w, "name", name);
-        cp_w_kv(w, "groupId", group);
-        cp_w_kv(w, "connectionString", uri);
+        lm_json_w_kv_str(w, "name", name);
+        lm_json_w_kv_str(w, "groupId", group);
+        lm_json_w_kv_str(w, "connectionString", uri);
         done(r, 201, w);
     }
     lm_json_free_wipe(v); /* request bodies may carry passwords */
@@ -356,13 +356,13 @@ static bool list_clusters(lm_cp_t *cp, const char *group, resp_t *r)
     int n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
-        cp_w_kv(w, "name", lm_cp_col(st, 0));
-        cp_w_kv(w, "groupId", group);
-        cp_w_kv(w, "connectionString", lm_cp_col(st, 1));
+        lm_json_w_kv_str(w, "name", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "groupId", group);
+        lm_json_w_kv_str(w, "connectionString", lm_cp_col(st, 1));
         lm_json_w_key(w, "tls");
         lm_json_w_bool(w, sqlite3_column_int(st, 2) != 0);
-        cp_w_kv(w, "caFile", lm_cp_col(st, 3));
-        cp_w_kv(w, "username", lm_cp_col(st, 4));
+        lm_json_w_kv_str(w, "caFile", lm_cp_col(st, 3));
+        lm_json_w_kv_str(w, "username", lm_cp_col(st, 4));
         lm_json_w_map_close(w);
         n++;
     }
@@ -434,12 +434,12 @@ static bool create_link_token(lm_cp_t *cp, const char *org, const req_t *q, resp
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
     if (ok) {
         lm_json_writer_t *w = obj();
-        cp_w_kv(w, "linkToken", lm_strbuf_str(&tok)); /* shown once */
+        lm_json_w_kv_str(w, "linkToken", lm_strbuf_str(&tok)); /* shown once */
         char when[40] = "never";
         if (expires)
             lm_time_format_iso8601(expires, when, sizeof when);
         if (expires)
-            cp_w_kv(w, "expires", when);
+            lm_json_w_kv_str(w, "expires", when);
         done(r, 200, w);
         lm_log_info(NULL, "link-token %s created for organization %s (enrolls agents until %s)",
                     t.token_id, org, when);
@@ -488,9 +488,9 @@ static bool allow_relink(lm_cp_t *cp, const caller_t *who, const char *org, cons
     lm_log_info(NULL, "API key %s allows host %s of organization %s to link again once, until %s",
                 who->key_id, host, org, when);
     lm_json_writer_t *w = obj();
-    cp_w_kv(w, "hostname", host);
-    cp_w_kv(w, "orgId", org);
-    cp_w_kv(w, "expires", when);
+    lm_json_w_kv_str(w, "hostname", host);
+    lm_json_w_kv_str(w, "orgId", org);
+    lm_json_w_kv_str(w, "expires", when);
     return done(r, 200, w);
 }
 
@@ -504,10 +504,10 @@ static bool list_agents(lm_cp_t *cp, const char *org, resp_t *r)
     lm_error_t err;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
-        cp_w_kv(w, "hostname", lm_cp_col(st, 0));
-        cp_w_kv(w, "agentId", lm_cp_col(st, 1));
-        cp_w_kv(w, "version", lm_cp_col(st, 2));
-        cp_w_kv(w, "os", lm_cp_col(st, 3));
+        lm_json_w_kv_str(w, "hostname", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "agentId", lm_cp_col(st, 1));
+        lm_json_w_kv_str(w, "version", lm_cp_col(st, 2));
+        lm_json_w_kv_str(w, "os", lm_cp_col(st, 3));
         w_time(w, "registered", sqlite3_column_int64(st, 4));
         w_time(w, "lastHeartbeat", sqlite3_column_int64(st, 5));
         lm_json_w_key(w, "freeDiskBytes");
@@ -543,15 +543,15 @@ static bool available_projects(lm_cp_t *cp, const char *org, resp_t *r)
     lm_json_w_array_open(w);
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_json_w_map_open(w);
-        cp_w_kv(w, "id", lm_cp_col(st, 0));
-        cp_w_kv(w, "name", lm_cp_col(st, 1));
-        cp_w_kv(w, "orgId", org);
+        lm_json_w_kv_str(w, "id", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "name", lm_cp_col(st, 1));
+        lm_json_w_kv_str(w, "orgId", org);
         lm_json_w_key(w, "deployments");
         lm_json_w_array_open(w);
         sqlite3_stmt *cl = lm_cp_store_cluster_names(cp->db, lm_cp_col(st, 0));
         while (cl && sqlite3_step(cl) == SQLITE_ROW) {
             lm_json_w_map_open(w);
-            cp_w_kv(w, "name", lm_cp_col(cl, 0));
+            lm_json_w_kv_str(w, "name", lm_cp_col(cl, 0));
             lm_json_w_map_close(w);
         }
         sqlite3_finalize(cl);
@@ -634,20 +634,20 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
     lm_json_w_map_open(spec);
     lm_json_w_key(spec, "source");
     lm_json_w_map_open(spec);
-    cp_w_kv(spec, "clusterName", s_cluster);
-    cp_w_kv(spec, "groupId", s_group);
+    lm_json_w_kv_str(spec, "clusterName", s_cluster);
+    lm_json_w_kv_str(spec, "groupId", s_group);
     lm_json_w_key(spec, "ssl");
     lm_json_w_bool(spec, ssl);
-    cp_w_kv(spec, "caCertificatePath", ca ? ca : "");
-    cp_w_kv(spec, "username", user ? user : "");
+    lm_json_w_kv_str(spec, "caCertificatePath", ca ? ca : "");
+    lm_json_w_kv_str(spec, "username", user ? user : "");
     lm_json_w_key(spec, "managedAuthentication");
     lm_json_w_bool(spec, managed);
     lm_json_w_map_close(spec);
     lm_json_w_key(spec, "destination");
     lm_json_w_map_open(spec);
-    cp_w_kv(spec, "clusterName", d_cluster);
-    cp_w_kv(spec, "groupId", d_group);
-    cp_w_kv(spec, "hostnameSchemaType", schema ? schema : "PUBLIC");
+    lm_json_w_kv_str(spec, "clusterName", d_cluster);
+    lm_json_w_kv_str(spec, "groupId", d_group);
+    lm_json_w_kv_str(spec, "hostnameSchemaType", schema ? schema : "PUBLIC");
     lm_json_w_map_close(spec);
     lm_json_w_key(spec, "dropDestinationData");
     lm_json_w_bool(spec, drop);
@@ -670,8 +670,8 @@ static void write_ends(lm_json_writer_t *w, const char *spec)
         const char *group = lm_json_string(lm_json_get(side, "groupId"));
         lm_json_w_key(w, sides[i]);
         lm_json_w_map_open(w);
-        cp_w_kv(w, "clusterName", cluster ? cluster : "");
-        cp_w_kv(w, "groupId", group ? group : "");
+        lm_json_w_kv_str(w, "clusterName", cluster ? cluster : "");
+        lm_json_w_kv_str(w, "groupId", group ? group : "");
         lm_json_w_map_close(w);
     }
     lm_json_free(v);
@@ -681,17 +681,17 @@ static void write_ends(lm_json_writer_t *w, const char *spec)
 static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
 {
     /* columns: id, status, ready, lag, host, phase, window_end, error, project_id, kind */
-    cp_w_kv(w, "_id", lm_cp_col(st, 0));
-    cp_w_kv(w, "groupId", lm_cp_col(st, 8));
+    lm_json_w_kv_str(w, "_id", lm_cp_col(st, 0));
+    lm_json_w_kv_str(w, "groupId", lm_cp_col(st, 8));
     bool validation = strcmp(lm_cp_col(st, 9), "validation") == 0;
     const char *status = lm_cp_col(st, 1);
     if (validation) { /* PENDING, SUCCESS or FAILED */
         lm_job_status_t s = LM_STATUS_NEW;
         lm_job_status_parse(status, &s);
-        cp_w_kv(w, "status",
-                s == LM_STATUS_COMPLETE     ? "SUCCESS"
-                : lm_job_status_terminal(s) ? "FAILED"
-                                            : "PENDING");
+        lm_json_w_kv_str(w, "status",
+                         s == LM_STATUS_COMPLETE     ? "SUCCESS"
+                         : lm_job_status_terminal(s) ? "FAILED"
+                                                     : "PENDING");
         lm_json_w_key(w, "errorMessage");
         if (lm_cp_col(st, 7)[0])
             lm_json_w_str(w, lm_cp_col(st, 7));
@@ -699,7 +699,7 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
             lm_json_w_null(w);
         return;
     }
-    cp_w_kv(w, "status", status);
+    lm_json_w_kv_str(w, "status", status);
     lm_json_w_key(w, "readyForCutover");
     lm_json_w_bool(w, sqlite3_column_int(st, 2) != 0);
     lm_json_w_key(w, "lagTimeSeconds");
@@ -711,7 +711,8 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
     lm_json_w_array_open(w);
     lm_json_w_str(w, lm_cp_col(st, 4));
     lm_json_w_array_close(w);
-    cp_w_kv(w, "phase", lm_cp_col(st, 5)[0] ? lm_cp_col(st, 5) : lm_phase_name(LM_PHASE_NEW));
+    lm_json_w_kv_str(w, "phase",
+                     lm_cp_col(st, 5)[0] ? lm_cp_col(st, 5) : lm_phase_name(LM_PHASE_NEW));
     lm_json_w_key(w, "cutoverWindowEndMs");
     if (sqlite3_column_type(st, 6) == SQLITE_NULL)
         lm_json_w_null(w);
@@ -776,7 +777,7 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
         sqlite3_finalize(st);
         if (strcmp(kind, "validation") == 0) {
             lm_json_val_t *src = lm_json_get(v, "source");
-            cp_w_kv(w, "sourceGroupId", lm_json_string(lm_json_get(src, "groupId")));
+            lm_json_w_kv_str(w, "sourceGroupId", lm_json_string(lm_json_get(src, "groupId")));
         }
         done(r, 200, w);
     }
@@ -800,7 +801,7 @@ static void write_verification(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
         lm_proto_verification_w(w, &v);
     } else if (requested) {
         lm_json_w_map_open(w);
-        cp_w_kv(w, "state", "requested");
+        lm_json_w_kv_str(w, "state", "requested");
         lm_json_w_map_close(w);
     } else {
         lm_json_w_null(w);
@@ -820,10 +821,10 @@ static void write_events(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         lm_time_format_iso8601(sqlite3_column_int64(st, 0), ts, sizeof ts);
         lm_json_w_map_open(w);
-        cp_w_kv(w, "time", ts);
-        cp_w_kv(w, "kind", lm_cp_col(st, 1));
-        cp_w_kv(w, "message", lm_cp_col(st, 2));
-        cp_w_kv(w, "agentId", lm_cp_col(st, 3));
+        lm_json_w_kv_str(w, "time", ts);
+        lm_json_w_kv_str(w, "kind", lm_cp_col(st, 1));
+        lm_json_w_kv_str(w, "message", lm_cp_col(st, 2));
+        lm_json_w_kv_str(w, "agentId", lm_cp_col(st, 3));
         lm_json_w_map_close(w);
     }
     lm_json_w_array_close(w);
@@ -879,9 +880,9 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
         for (size_t i = 0; checks && i < lm_json_len(checks); i++) {
             lm_json_val_t *c = lm_json_at(checks, i);
             lm_json_w_map_open(w);
-            cp_w_kv(w, "name", lm_json_string(lm_json_get(c, "name")));
-            cp_w_kv(w, "result", lm_json_string(lm_json_get(c, "result")));
-            cp_w_kv(w, "message", lm_json_string(lm_json_get(c, "message")));
+            lm_json_w_kv_str(w, "name", lm_json_string(lm_json_get(c, "name")));
+            lm_json_w_kv_str(w, "result", lm_json_string(lm_json_get(c, "result")));
+            lm_json_w_kv_str(w, "message", lm_json_string(lm_json_get(c, "message")));
             lm_json_w_map_close(w);
         }
         lm_json_w_array_close(w);

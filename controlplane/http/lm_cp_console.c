@@ -78,13 +78,13 @@ static void who_answer(resp_t *r, unsigned status, const lm_cp_session_t *s, int
 {
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_map_open(w);
-    cp_w_kv(w, "publicKey", s->key_id);
-    cp_w_kv(w, "orgId", s->org);
+    lm_json_w_kv_str(w, "publicKey", s->key_id);
+    lm_json_w_kv_str(w, "orgId", s->org);
     lm_json_w_key(w, "roles");
     lm_json_w_array_open(w);
     lm_json_w_str(w, s->owner ? "ORG_OWNER" : "ORG_MEMBER");
     lm_json_w_array_close(w);
-    cp_w_kv(w, "csrfToken", s->csrf);
+    lm_json_w_kv_str(w, "csrfToken", s->csrf);
     lm_json_w_key(w, "idleTimeoutSeconds");
     lm_json_w_int(w, idle_ms / 1000);
     lm_json_w_map_close(w);

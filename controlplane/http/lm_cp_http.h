@@ -84,7 +84,6 @@ bool cp_fail(resp_t *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Closes nothing: w holds one complete JSON value; it becomes r's body with status. */
 bool cp_answer(resp_t *r, unsigned status, lm_json_writer_t *w);
-void cp_w_kv(lm_json_writer_t *w, const char *k, const char *v);
 /* The request body as a JSON object, or NULL with a 400 in r. */
 lm_json_val_t *cp_body_json(const req_t *q, resp_t *r);
 /* A field error (from the lm_json getters) as a 400. */

@@ -60,12 +60,9 @@ bool cp_fail(resp_t *r, unsigned status, const char *code, const char *fmt, ...)
     lm_json_w_map_open(w);
     lm_json_w_key(w, "error");
     lm_json_w_int(w, status);
-    lm_json_w_key(w, "errorCode");
-    lm_json_w_str(w, code);
-    lm_json_w_key(w, "detail");
-    lm_json_w_str(w, detail);
-    lm_json_w_key(w, "reason");
-    lm_json_w_str(w, reason_of(status));
+    lm_json_w_kv_str(w, "errorCode", code);
+    lm_json_w_kv_str(w, "detail", detail);
+    lm_json_w_kv_str(w, "reason", reason_of(status));
     lm_json_w_map_close(w);
     size_t len;
     lm_error_t err;
@@ -93,12 +90,6 @@ bool cp_answer(resp_t *r, unsigned status, lm_json_writer_t *w)
     lm_json_writer_destroy(w);
     r->status = status;
     return true;
-}
-
-void cp_w_kv(lm_json_writer_t *w, const char *k, const char *v)
-{
-    lm_json_w_key(w, k);
-    lm_json_w_str(w, v);
 }
 
 /* ---- request bodies ---- */

@@ -92,12 +92,9 @@ static bool write_identity(lm_coord_t *c, bool cancelled)
     snprintf(path, sizeof path, "%s/sharded.json", c->job->state_dir);
     lm_json_writer_t *w = lm_json_writer_new(true);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "jobId");
-    lm_json_w_str(w, c->job_id);
-    lm_json_w_key(w, "source");
-    lm_json_w_str(w, c->src_hosts);
-    lm_json_w_key(w, "target");
-    lm_json_w_str(w, c->dst_hosts);
+    lm_json_w_kv_str(w, "jobId", c->job_id);
+    lm_json_w_kv_str(w, "source", c->src_hosts);
+    lm_json_w_kv_str(w, "target", c->dst_hosts);
     lm_json_w_key(w, "sharded");
     lm_json_w_bool(w, true);
     lm_json_w_key(w, "cancelled");
@@ -648,14 +645,11 @@ static void json_shards(void *ud, lm_json_writer_t *w)
 {
     lm_coord_t *c = ud;
     static const char *const roles[] = {"all", "lead", "follower"};
-    lm_json_w_key(w, "shardedRole");
-    lm_json_w_str(w, roles[c->o.role >= 0 && c->o.role <= 2 ? c->o.role : 0]);
+    lm_json_w_kv_str(w, "shardedRole", roles[c->o.role >= 0 && c->o.role <= 2 ? c->o.role : 0]);
     lm_json_w_key(w, "balancer");
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "source");
-    lm_json_w_str(w, bal_names[atomic_load(&c->src_balancer)]);
-    lm_json_w_key(w, "target");
-    lm_json_w_str(w, bal_names[atomic_load(&c->dst_balancer)]);
+    lm_json_w_kv_str(w, "source", bal_names[atomic_load(&c->src_balancer)]);
+    lm_json_w_kv_str(w, "target", bal_names[atomic_load(&c->dst_balancer)]);
     lm_json_w_map_close(w);
     lm_json_w_key(w, "shards");
     lm_json_w_array_open(w);
@@ -671,14 +665,10 @@ static void json_shards(void *ud, lm_json_writer_t *w)
         lm_state_t state = sh->st.state;
         long long docs = atomic_load(&sh->st.docs), bytes = atomic_load(&sh->st.bytes);
         lm_json_w_map_open(w);
-        lm_json_w_key(w, "name");
-        lm_json_w_str(w, sh->name);
-        lm_json_w_key(w, "targetShard");
-        lm_json_w_str(w, sh->target);
-        lm_json_w_key(w, "state");
-        lm_json_w_str(w, lm_state_name(state));
-        lm_json_w_key(w, "phase");
-        lm_json_w_str(w, lm_phase_name(phase));
+        lm_json_w_kv_str(w, "name", sh->name);
+        lm_json_w_kv_str(w, "targetShard", sh->target);
+        lm_json_w_kv_str(w, "state", lm_state_name(state));
+        lm_json_w_kv_str(w, "phase", lm_phase_name(phase));
         lm_json_w_key(w, "documentsCopied");
         lm_json_w_int(w, docs);
         lm_json_w_key(w, "bytesCopied");
@@ -724,8 +714,7 @@ static void json_shards(void *ud, lm_json_writer_t *w)
             lm_json_w_null(w);
         lm_json_w_key(w, "opsApplied");
         lm_json_w_int(w, atomic_load(&sh->st.ops_applied));
-        lm_json_w_key(w, "lastError");
-        lm_json_w_str(w, last_of(&sh->st.errors));
+        lm_json_w_kv_str(w, "lastError", last_of(&sh->st.errors));
         lm_json_w_key(w, "warnings");
         lm_json_w_int(w, (int64_t)sh->st.warnings.n);
         /* this pair's verification after the cutover (lm_run_sharded_verify) */

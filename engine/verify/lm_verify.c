@@ -1708,8 +1708,7 @@ void lm_verify_render_json(const lm_verify_result_t *r, lm_strbuf_t *out)
     char h[65];
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "result");
-    lm_json_w_str(w, r->stopped ? "STOPPED" : r->n_failed ? "FAIL" : "PASS");
+    lm_json_w_kv_str(w, "result", r->stopped ? "STOPPED" : r->n_failed ? "FAIL" : "PASS");
     lm_json_w_key(w, "namespaces");
     lm_json_w_int(w, (int64_t)r->n);
     lm_json_w_key(w, "namespacesFailed");
@@ -1723,12 +1722,9 @@ void lm_verify_render_json(const lm_verify_result_t *r, lm_strbuf_t *out)
     for (size_t i = 0; i < r->n; i++) {
         const lm_verify_ns_t *ns = &r->items[i];
         lm_json_w_map_open(w);
-        lm_json_w_key(w, "ns");
-        lm_json_w_str(w, ns->ns);
-        lm_json_w_key(w, "type");
-        lm_json_w_str(w, ns->type);
-        lm_json_w_key(w, "result");
-        lm_json_w_str(w, ns->pass ? "PASS" : "FAIL");
+        lm_json_w_kv_str(w, "ns", ns->ns);
+        lm_json_w_kv_str(w, "type", ns->type);
+        lm_json_w_kv_str(w, "result", ns->pass ? "PASS" : "FAIL");
         lm_json_w_key(w, "sourceDocuments");
         ns->source_docs >= 0 ? lm_json_w_int(w, ns->source_docs) : lm_json_w_null(w);
         lm_json_w_key(w, "targetDocuments");
@@ -1756,10 +1752,8 @@ void lm_verify_render_json(const lm_verify_result_t *r, lm_strbuf_t *out)
         lm_json_w_array_open(w);
         for (size_t k = 0; k < ns->n_ids; k++) {
             lm_json_w_map_open(w);
-            lm_json_w_key(w, "id");
-            lm_json_w_str(w, ns->ids[k].id_json);
-            lm_json_w_key(w, "kind");
-            lm_json_w_str(w, lm_verify_doc_kind_name(ns->ids[k].kind));
+            lm_json_w_kv_str(w, "id", ns->ids[k].id_json);
+            lm_json_w_kv_str(w, "kind", lm_verify_doc_kind_name(ns->ids[k].kind));
             lm_json_w_key(w, "detail");
             lm_json_w_str(w, ns->ids[k].detail); /* NULL writes null */
             lm_json_w_map_close(w);

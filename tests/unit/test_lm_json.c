@@ -104,8 +104,7 @@ Test(json, writer_round_trip)
     lm_error_t err;
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "name");
-    lm_json_w_str(w, "a \"quoted\"\nline");
+    lm_json_w_kv_str(w, "name", "a \"quoted\"\nline");
     lm_json_w_key(w, "n");
     lm_json_w_int(w, -7);
     lm_json_w_key(w, "inf");
@@ -134,8 +133,7 @@ Test(json, writer_rejects_bad_utf8_and_misuse)
     lm_error_t err;
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "k");
-    lm_json_w_str(w, "\xff\xfe");
+    lm_json_w_kv_str(w, "k", "\xff\xfe");
     cr_assert_null(lm_json_writer_result(w, NULL, &err));
     cr_assert(strstr(err.message, "UTF-8"), "%s", err.message);
     lm_json_writer_destroy(w);

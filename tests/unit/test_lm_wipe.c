@@ -104,11 +104,9 @@ Test(wipe, the_json_writer_leaves_no_copy)
     watch(SECRET);
     lm_json_writer_t *w = lm_json_writer_new(false);
     lm_json_w_map_open(w);
-    lm_json_w_key(w, "password");
-    lm_json_w_str(w, SECRET);
+    lm_json_w_kv_str(w, "password", SECRET);
     for (int i = 0; i < 300; i++) { /* the output buffer grows (realloc) many times */
-        lm_json_w_key(w, "k");
-        lm_json_w_str(w, "a-value-to-make-the-buffer-grow");
+        lm_json_w_kv_str(w, "k", "a-value-to-make-the-buffer-grow");
     }
     lm_json_w_map_close(w);
     size_t len;

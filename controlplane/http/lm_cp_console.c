@@ -158,9 +158,15 @@ static void session_call(lm_cp_t *cp, struct MHD_Connection *c, const char *meth
             r->status = 204;
             lm_log_info(NULL, "console: API key %s signed out", who.key_id);
         } else {
+            /* found again: it may have expired since cp_auth_admin looked */
             lm_cp_session_state_t st;
-            who_answer(r, 200, lm_cp_session_find(cp->sessions, id, lm_time_now_ms(), &st),
-                       cp->cfg->console_idle_ms);
+            lm_cp_session_t *s = lm_cp_session_find(cp->sessions, id, lm_time_now_ms(), &st);
+            if (s) {
+                who_answer(r, 200, s, cp->cfg->console_idle_ms);
+            } else {
+                cp_fail(r, 401, "SESSION_EXPIRED", "the console session has ended: sign in again");
+                session_cookie(r, "", 0);
+            }
         }
     } else if (r->status == 401) {
         session_cookie(r, "", 0); /* a dead session: the browser forgets its cookie */

@@ -58,7 +58,8 @@ static void drop(lm_cp_session_t *s)
 bool lm_cp_session_new(lm_cp_sessions_t *t, const char *key_id, const char *org, bool owner,
                        int64_t now, char id[65], char csrf[65])
 {
-    lm_cp_session_t *slot = NULL, *oldest = NULL;
+    lm_cp_session_t *slot = NULL, *oldest = NULL, *oldest_own = NULL;
+    size_t own = 0;
     for (size_t i = 0; i < LM_CP_SESSIONS_MAX; i++) {
         lm_cp_session_t *s = &t->s[i];
         if (s->used &&
@@ -68,8 +69,16 @@ bool lm_cp_session_new(lm_cp_sessions_t *t, const char *key_id, const char *org,
             slot = s;
         if (s->used && (!oldest || s->last_ms < oldest->last_ms))
             oldest = s;
+        if (s->used && strcmp(s->key_id, key_id) == 0) {
+            own++;
+            if (!oldest_own || s->last_ms < oldest_own->last_ms)
+                oldest_own = s;
+        }
     }
-    if (!slot) {
+    if (own >= LM_CP_SESSIONS_PER_KEY) {
+        drop(oldest_own); /* this key's least recently used session makes room */
+        slot = oldest_own;
+    } else if (!slot) {
         drop(oldest); /* the table is full of live sessions: the least recently used goes */
         slot = oldest;
     }

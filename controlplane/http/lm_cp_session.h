@@ -17,6 +17,7 @@
 /* Session ids and CSRF tokens: 32 random bytes as 64 hex digits. */
 #define LM_CP_SESSION_TOKEN_LEN 64
 #define LM_CP_SESSIONS_MAX 1024
+#define LM_CP_SESSIONS_PER_KEY 16 /* one key cannot push the others' sessions out */
 
 typedef struct {
     bool used;
@@ -52,8 +53,10 @@ bool lm_cp_cookie_get(const char *header, const char *name, char *out, size_t si
 bool lm_cp_session_token_valid(const char *s);
 
 /* A new session for the API key key_id of org: its id into id[65] (for the cookie, never
- * stored) and its CSRF token into csrf[65]. A full table first drops expired sessions,
- * then the least recently used one. False when no randomness could be had. */
+ * stored) and its CSRF token into csrf[65]. Expired sessions are dropped first; a key with
+ * LM_CP_SESSIONS_PER_KEY live sessions loses its own least recently used one (so a key
+ * signing in again and again cannot push other keys' sessions out); a full table then
+ * drops the least recently used session. False when no randomness could be had. */
 bool lm_cp_session_new(lm_cp_sessions_t *t, const char *key_id, const char *org, bool owner,
                        int64_t now, char id[65], char csrf[65]);
 

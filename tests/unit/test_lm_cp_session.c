@@ -130,13 +130,38 @@ Test(cp_session, full_table_drops_least_recently_used)
     static char ids[LM_CP_SESSIONS_MAX][65];
     char csrf[65], extra[65];
     lm_cp_session_state_t st;
-    for (int i = 0; i < LM_CP_SESSIONS_MAX; i++)
-        cr_assert(lm_cp_session_new(t, "k", "o", false, 10 + i, ids[i], csrf));
+    char key[16];
+    for (int i = 0; i < LM_CP_SESSIONS_MAX; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        cr_assert(lm_cp_session_new(t, key, "o", false, 10 + i, ids[i], csrf));
+    }
     cr_assert(lm_cp_session_find(t, ids[0], 5000, &st)); /* the oldest is used again */
-    cr_assert(lm_cp_session_new(t, "k", "o", false, 6000, extra, csrf));
+    cr_assert(lm_cp_session_new(t, "other", "o", false, 6000, extra, csrf));
     cr_assert(lm_cp_session_find(t, ids[0], 6001, &st));
     cr_assert_null(lm_cp_session_find(t, ids[1], 6001, &st)); /* least recently used */
     cr_assert(lm_cp_session_find(t, extra, 6001, &st));
+    free(t);
+}
+
+/* The attack: a Member's key signs in again and again to push an Owner's session out of
+ * the table. Each key keeps at most LM_CP_SESSIONS_PER_KEY sessions: the flood only
+ * replaces its own. */
+Test(cp_session, one_key_signing_in_again_and_again_pushes_out_only_its_own)
+{
+    lm_cp_sessions_t *t = table(1000000, 1000000);
+    char owner[65], first[65], id[65], csrf[65];
+    lm_cp_session_state_t st;
+    cr_assert(lm_cp_session_new(t, "owner", "o", true, 1, owner, csrf));
+    cr_assert(lm_cp_session_new(t, "member", "o", false, 2, first, csrf));
+    for (int i = 0; i < 4 * LM_CP_SESSIONS_MAX; i++)
+        cr_assert(lm_cp_session_new(t, "member", "o", false, 3 + i, id, csrf));
+    cr_assert(lm_cp_session_find(t, owner, 100000, &st), "the owner was signed out");
+    cr_assert_null(lm_cp_session_find(t, first, 100000, &st));
+    cr_assert(lm_cp_session_find(t, id, 100000, &st));
+    size_t members = 0;
+    for (size_t i = 0; i < LM_CP_SESSIONS_MAX; i++)
+        members += t->s[i].used && strcmp(t->s[i].key_id, "member") == 0;
+    cr_assert_eq(members, LM_CP_SESSIONS_PER_KEY);
     free(t);
 }
 

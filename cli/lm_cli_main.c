@@ -734,14 +734,16 @@ static void print_ends(const lm_json_val_t *v)
                i ? "destination:" : "source:", cluster && cluster[0] ? cluster : "?",
                group && group[0] ? group : "?");
     }
-    char gap[160];
+    char gap[160], est[160];
     cell(v, "optimeGapSeconds", gap, sizeof gap);
-    if (!gap[0])
-        return;
-    if (strcmp(gap, "-") == 0)
+    if (gap[0] && strcmp(gap, "-") == 0)
         printf("%-17s - (known once the changes stream)\n", "optimeGapSeconds:");
-    else
+    else if (gap[0])
         printf("%-17s %s\n", "optimeGapSeconds:", gap);
+    cell(v, "estimatedCutoverSeconds", est, sizeof est);
+    if (est[0] && strcmp(est, "-") != 0)
+        printf("%-17s %s (how long a cutover now would take, by the agent's estimate)\n",
+               "estimatedCutover:", est);
 }
 
 static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)

@@ -730,6 +730,13 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
         lm_json_w_null(w);
     else
         lm_json_w_double(w, sqlite3_column_double(st, 10));
+    /* and how long a cutover now would take, by the agent's estimate (queued index builds
+     * and DDL, the backlog); null until the changes stream */
+    lm_json_w_key(w, "estimatedCutoverSeconds");
+    if (sqlite3_column_type(st, 12) == SQLITE_NULL)
+        lm_json_w_null(w);
+    else
+        lm_json_w_double(w, sqlite3_column_double(st, 12));
     write_ends(w, lm_cp_col(st, 11));
 }
 

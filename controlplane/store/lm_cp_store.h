@@ -142,7 +142,8 @@ sqlite3_stmt *lm_cp_store_cluster(sqlite3 *db, const char *group, const char *na
 /* jobs (live migrations and validations) and their commands */
 /* The columns of a job as the admin API shows it. */
 #define LM_CP_JOB_COLUMNS                                                                          \
-    "id, status, ready, lag, host, phase, window_end, error, project_id, kind, gap, spec"
+    "id, status, ready, lag, host, phase, window_end, error, project_id, kind, gap, spec, "        \
+    "json_extract(report, '$.estimatedCutoverSeconds')"
 /* Row: LM_CP_JOB_COLUMNS of job id of `kind` in project `group`. */
 sqlite3_stmt *lm_cp_store_job(sqlite3 *db, const char *group, const char *id, const char *kind);
 /* List: LM_CP_JOB_COLUMNS of the live migrations of project `group`, oldest first. */

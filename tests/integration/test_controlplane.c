@@ -313,14 +313,19 @@ Test(controlplane, a_migration_from_link_to_cutover)
     lm_proto_status_t gs;
     migration_report(&gs, &a, mig, "RUNNING", false, 42.4);
     gs.optime_gap_seconds = 3.5;
+    gs.estimated_cutover_seconds = 12.5;
     post_report(&a, &gs);
     cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
     char want_src[160], want_dst[160];
     snprintf(want_src, sizeof want_src, "source:           src (project %s)\n", proj);
     snprintf(want_dst, sizeof want_dst, "destination:      dst (project %s)\n", proj);
     cr_assert(strstr(out, want_src) && strstr(out, want_dst) &&
-                  strstr(out, "optimeGapSeconds: 3.5\n"),
+                  strstr(out, "optimeGapSeconds: 3.5\n") &&
+                  strstr(out, "estimatedCutover: 12.5 (how long a cutover now would take"),
               "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "\"estimatedCutoverSeconds\": 12.5"), "%s", out);
     free(out);
     cr_assert_neq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0);
     cr_assert(strstr(out, "not ready for cutover"), "%s", out);

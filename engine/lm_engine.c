@@ -588,6 +588,8 @@ static void *estimator_main(void *arg)
 
 #define DONE_BATCH 64     /* finished ranges recorded per bulk write */
 #define DONE_FLUSH_MS 500 /* ... or this long after the oldest was buffered */
+/* ... or at once after a range this large: copying it again costs far more than its record */
+#define DONE_BIG_DOCS 1000
 
 /* Records the buffered finished ranges on the target, in one bulk write. A record that is
  * lost (a crash before the flush, a refused write) only means that range is copied again on
@@ -630,8 +632,10 @@ static void on_task_done(void *ud, lm_copy_task_t *t)
     if (e->n_done == 0)
         e->done_first_ms = now;
     e->done_buf[e->n_done++] = t;
+    /* checked when a range ends (no timer): a big range is recorded at once, so a crash
+     * never costs more than the small ranges of the last DONE_FLUSH_MS */
     bool flush = e->n_done == sizeof e->done_buf / sizeof e->done_buf[0] ||
-                 now - e->done_first_ms >= DONE_FLUSH_MS;
+                 now - e->done_first_ms >= DONE_FLUSH_MS || atomic_load(&t->docs) >= DONE_BIG_DOCS;
     pthread_mutex_unlock(&e->done_mu);
     if (flush)
         flush_done(e);

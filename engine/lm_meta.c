@@ -295,6 +295,19 @@ static bool put_many(mongoc_client_t *c, size_t n, char *const *ids, bson_t *con
     return ok;
 }
 
+/* Frees what a put_many caller built: n ids and documents (either array may be NULL, an
+ * entry NULL when building stopped early). */
+static void free_many(size_t n, char **ids, bson_t **d)
+{
+    for (size_t i = 0; ids && d && i < n; i++) {
+        bson_free(ids[i]);
+        if (d[i])
+            bson_destroy(d[i]);
+    }
+    free(ids);
+    free(d);
+}
+
 bool lm_meta_save_plans(mongoc_client_t *c, const char *job_id, size_t n, const char *const *ns,
                         bson_t *const *ranges, lm_error_t *err)
 {
@@ -310,13 +323,7 @@ bool lm_meta_save_plans(mongoc_client_t *c, const char *job_id, size_t n, const 
         BSON_APPEND_ARRAY(d[i], "ranges", ranges[i]);
     }
     ok = ok && put_many(c, n, ids, d, err);
-    for (size_t i = 0; ids && d && i < n; i++) {
-        bson_free(ids[i]);
-        if (d[i])
-            bson_destroy(d[i]);
-    }
-    free(ids);
-    free(d);
+    free_many(n, ids, d);
     return ok;
 }
 
@@ -359,13 +366,7 @@ bool lm_meta_mark_ranges_done(mongoc_client_t *c, const char *job_id, size_t n,
                         "range", BCON_INT32(range[i]), "docs", BCON_INT64(docs[i]));
     }
     ok = ok && put_many(c, n, ids, d, err);
-    for (size_t i = 0; ids && d && i < n; i++) {
-        bson_free(ids[i]);
-        if (d[i])
-            bson_destroy(d[i]);
-    }
-    free(ids);
-    free(d);
+    free_many(n, ids, d);
     return ok;
 }
 
@@ -383,13 +384,7 @@ bool lm_meta_mark_indexes_done_many(mongoc_client_t *c, const char *job_id, size
                         BCON_UTF8(ns[i]));
     }
     ok = ok && put_many(c, n, ids, d, err);
-    for (size_t i = 0; ids && d && i < n; i++) {
-        bson_free(ids[i]);
-        if (d[i])
-            bson_destroy(d[i]);
-    }
-    free(ids);
-    free(d);
+    free_many(n, ids, d);
     return ok;
 }
 

@@ -678,6 +678,16 @@ static void write_ends(lm_json_writer_t *w, const char *spec)
 }
 
 /* The Atlas shape of a live migration (and our extra fields). */
+/* Member key: column col of st as a number, null when the column is NULL. */
+static void w_real_or_null(lm_json_writer_t *w, const char *key, sqlite3_stmt *st, int col)
+{
+    lm_json_w_key(w, key);
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        lm_json_w_null(w);
+    else
+        lm_json_w_double(w, sqlite3_column_double(st, col));
+}
+
 static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
 {
     /* columns: id, status, ready, lag, host, phase, window_end, error, project_id, kind */
@@ -725,18 +735,10 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
         lm_json_w_null(w);
     /* beyond Atlas: the optime gap the agent reports (source's newest entry minus the one
      * applied; null before streaming), and where the migration goes from and to */
-    lm_json_w_key(w, "optimeGapSeconds");
-    if (sqlite3_column_type(st, 10) == SQLITE_NULL)
-        lm_json_w_null(w);
-    else
-        lm_json_w_double(w, sqlite3_column_double(st, 10));
+    w_real_or_null(w, "optimeGapSeconds", st, 10);
     /* and how long a cutover now would take, by the agent's estimate (queued index builds
      * and DDL, the backlog); null until the changes stream */
-    lm_json_w_key(w, "estimatedCutoverSeconds");
-    if (sqlite3_column_type(st, 12) == SQLITE_NULL)
-        lm_json_w_null(w);
-    else
-        lm_json_w_double(w, sqlite3_column_double(st, 12));
+    w_real_or_null(w, "estimatedCutoverSeconds", st, 12);
     write_ends(w, lm_cp_col(st, 11));
 }
 

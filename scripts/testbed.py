@@ -155,6 +155,45 @@ def spawn(st):
     return p
 
 
+def listening_inodes(port):
+    """The inodes of the sockets listening on TCP `port` (any address), from /proc/net."""
+    found = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    # cols: sl local_address rem_address st ... uid timeout inode
+                    if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        found.add(cols[9])
+        except OSError:
+            pass
+    return found
+
+
+def listens_on(pid, port):
+    """True when process `pid` itself holds a socket listening on `port`. A ping alone does
+    not prove that: when two test beds chose the same free port at once, the one whose
+    server lost the bind would otherwise take the other's server for its own, and the two
+    tests would share (and one would stop) a single server."""
+    inodes = listening_inodes(port)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
 def wait_ready(st, proc):
     deadline = time.monotonic() + READY_SECONDS
     last = None
@@ -162,12 +201,16 @@ def wait_ready(st, proc):
         if proc.poll() is not None:
             raise TestbedError(f"{st['kind']} exited with status {proc.returncode} while starting; "
                                f"see {st['dir']}/server.log")
+        if not listens_on(proc.pid, st["port"]):
+            last = f"process {proc.pid} is not listening on port {st['port']} yet"
+            time.sleep(0.2)
+            continue
         try:
             c = pymongo_client(st)
             c.admin.command("ping")
             c.close()
             return
-        except Exception as e:  # not listening yet
+        except Exception as e:  # not answering yet
             last = e
             time.sleep(0.2)
     raise TestbedError(f"{st['kind']} on port {st['port']} not ready after {READY_SECONDS}s: {last}")

@@ -12,8 +12,8 @@
 #define TOKEN_PREFIX "lmlt1."
 
 static const char *const job_kinds[] = {"validation", "migration", NULL};
-static const char *const cmd_kinds[] = {"cutover", "cancel",        "extend", "expire",
-                                        "revoked", "restart-shard", NULL};
+static const char *const cmd_kinds[] = {"cutover", "cancel",        "extend",        "expire",
+                                        "revoked", "restart-shard", "assign-shards", NULL};
 static const char *const check_results[] = {"PASS", "WARN", "FAIL", "INFO", NULL};
 static const char *const captures[] = {"auto", "oplog", "changestream", NULL};
 static const char *const sharded_roles[] = {"all", "lead", "follower", NULL};
@@ -26,7 +26,7 @@ const char *lm_proto_job_kind_name(lm_proto_job_kind_t k)
 
 const char *lm_proto_cmd_kind_name(lm_proto_cmd_kind_t k)
 {
-    return k <= LM_PROTO_CMD_RESTART_SHARD ? cmd_kinds[k] : "?";
+    return k <= LM_PROTO_CMD_ASSIGN_SHARDS ? cmd_kinds[k] : "?";
 }
 
 const char *lm_proto_check_result_name(lm_proto_check_result_t r)
@@ -446,6 +446,10 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
             w_str(w, "shardedRole", j->sharded_role);
         if (j->n_shards)
             w_names(w, "shards", j->shards[0], sizeof j->shards[0], j->n_shards);
+        if (j->await_shards)
+            w_bool(w, "awaitShards", true);
+        if (j->lease_seconds > 0)
+            w_int(w, "leaseSeconds", j->lease_seconds);
         lm_json_w_map_close(w);
     }
     lm_json_w_array_close(w);
@@ -461,6 +465,8 @@ bool lm_proto_assignments_encode(const lm_proto_assignments_t *m, lm_strbuf_t *o
             w_int(w, "deadlineMs", c->deadline_ms);
         if (c->kind == LM_PROTO_CMD_RESTART_SHARD)
             w_str(w, "shard", c->shard);
+        if (c->kind == LM_PROTO_CMD_ASSIGN_SHARDS)
+            w_str(w, "shards", c->shards);
         if (c->seq > 0)
             w_int(w, "seq", c->seq);
         lm_json_w_map_close(w);
@@ -490,7 +496,9 @@ static bool get_job(const lm_json_val_t *v, lm_proto_job_t *j, lm_error_t *err)
         !get_text(v, "migrationId", false, j->migration_id, sizeof j->migration_id, err) ||
         !get_enum(v, "shardedRole", false, sharded_roles, &role, err) ||
         !get_names(v, "shards", sizeof j->shards[0], LM_PROTO_MAX_NAMES, (char **)&j->shards,
-                   &j->n_shards, err))
+                   &j->n_shards, err) ||
+        !lm_json_get_bool(v, "awaitShards", false, &j->await_shards, err) ||
+        !lm_json_get_int(v, "leaseSeconds", false, 0, 86400, &j->lease_seconds, err))
         return false;
     if (role >= 0)
         snprintf(j->sharded_role, sizeof j->sharded_role, "%s", sharded_roles[role]);
@@ -523,6 +531,8 @@ bool lm_proto_assignments_decode(const char *buf, size_t len, lm_proto_assignmen
         ok = ok && lm_json_get_int(c, "seq", false, 0, INT64_MAX, &cmd->seq, err);
         ok = ok && get_text(c, "shard", kind == LM_PROTO_CMD_RESTART_SHARD, cmd->shard,
                             sizeof cmd->shard, err);
+        ok = ok && get_text(c, "shards", kind == LM_PROTO_CMD_ASSIGN_SHARDS, cmd->shards,
+                            sizeof cmd->shards, err);
         ok = in_item(ok, err, "commands", i);
         m->n_commands = i + 1;
     }
@@ -571,6 +581,8 @@ void lm_proto_shard_w(lm_json_writer_t *w, const lm_proto_shard_t *s, const char
     w_opt_double(w, "lagTimeSeconds", s->has_lag, s->lag_seconds);
     w_bool(w, "readyForCutover", s->ready_for_cutover);
     lm_json_w_kv_str(w, "lastError", s->last_error[0] ? s->last_error : NULL);
+    if (s->has_size)
+        w_int(w, "sizeBytes", s->size_bytes);
     lm_json_w_map_close(w);
 }
 
@@ -704,6 +716,20 @@ static bool get_opt_number(const lm_json_val_t *obj, const char *key, bool *has,
     return true;
 }
 
+/* A non-negative integer member that may be null or absent (*has false). */
+static bool get_opt_int(const lm_json_val_t *obj, const char *key, bool *has, int64_t *out,
+                        lm_error_t *err)
+{
+    lm_json_val_t *n = lm_json_get(obj, key);
+    *has = false;
+    if (!n || lm_json_type(n) == LM_JSON_NULL)
+        return true;
+    if (!lm_json_get_int(obj, key, true, 0, INT64_MAX, out, err))
+        return false;
+    *has = true;
+    return true;
+}
+
 /* A string member that may be null or absent (""), clipped to buf[size]. */
 static bool get_opt_clipped(const lm_json_val_t *obj, const char *key, char *buf, size_t size,
                             bool *clipped, lm_error_t *err)
@@ -751,19 +777,20 @@ static bool get_shards(const lm_json_val_t *arr, lm_proto_status_t *m, lm_error_
                               LM_PROTO_ID_LEN);
         } else {
             snprintf(p->name, sizeof p->name, "%s", name);
-            ok =
-                get_opt_clipped(e, "targetShard", p->target_shard, sizeof p->target_shard, &clipped,
+            ok = get_opt_clipped(e, "targetShard", p->target_shard, sizeof p->target_shard,
+                                 &clipped, err) &&
+                 get_opt_clipped(e, "state", p->state, sizeof p->state, &clipped, err) &&
+                 get_opt_clipped(e, "phase", p->phase, sizeof p->phase, &clipped, err) &&
+                 lm_json_get_int(e, "documentsCopied", false, 0, INT64_MAX, &p->docs_copied, err) &&
+                 lm_json_get_int(e, "bytesCopied", false, 0, INT64_MAX, &p->bytes_copied, err) &&
+                 get_opt_number(e, "percentage", &p->has_percentage, &p->percentage, err) &&
+                 get_opt_number(e, "remainingSeconds", &p->has_remaining, &p->remaining_seconds,
                                 err) &&
-                get_opt_clipped(e, "state", p->state, sizeof p->state, &clipped, err) &&
-                get_opt_clipped(e, "phase", p->phase, sizeof p->phase, &clipped, err) &&
-                lm_json_get_int(e, "documentsCopied", false, 0, INT64_MAX, &p->docs_copied, err) &&
-                lm_json_get_int(e, "bytesCopied", false, 0, INT64_MAX, &p->bytes_copied, err) &&
-                get_opt_number(e, "percentage", &p->has_percentage, &p->percentage, err) &&
-                get_opt_number(e, "remainingSeconds", &p->has_remaining, &p->remaining_seconds,
-                               err) &&
-                get_opt_number(e, "lagTimeSeconds", &p->has_lag, &p->lag_seconds, err) &&
-                lm_json_get_bool(e, "readyForCutover", false, &p->ready_for_cutover, err) &&
-                get_opt_clipped(e, "lastError", p->last_error, sizeof p->last_error, &clipped, err);
+                 get_opt_number(e, "lagTimeSeconds", &p->has_lag, &p->lag_seconds, err) &&
+                 lm_json_get_bool(e, "readyForCutover", false, &p->ready_for_cutover, err) &&
+                 get_opt_clipped(e, "lastError", p->last_error, sizeof p->last_error, &clipped,
+                                 err) &&
+                 get_opt_int(e, "sizeBytes", &p->has_size, &p->size_bytes, err);
             if (ok && p->has_percentage && p->percentage > 100)
                 p->percentage = 100;
             if (!ok)

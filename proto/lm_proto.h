@@ -114,15 +114,24 @@ typedef struct {
     char sharded_role[16];
     size_t n_shards;
     char (*shards)[LM_PROTO_ID_LEN + 1]; /* allocated */
+    /* The lead of a migration spread by the control plane ("awaitShards"): it reports every
+     * source shard (state ASSIGNING, sizeBytes) and runs the shards an "assign-shards"
+     * command gives it (docs/agent-daemon.md). */
+    bool await_shards;
+    /* "leaseSeconds": a part of a migration spread over several hosts stops its engines
+     * (checkpointed, resumable) when the agent has not reached the control plane for this
+     * long, before the control plane may hand its shards to another host. 0: no lease. */
+    int64_t lease_seconds;
 } lm_proto_job_t;
 
 typedef enum {
     LM_PROTO_CMD_CUTOVER,
     LM_PROTO_CMD_CANCEL,
-    LM_PROTO_CMD_EXTEND,       /* the cutover window now ends at deadline_ms */
-    LM_PROTO_CMD_EXPIRE,       /* the window is over: stop syncing */
-    LM_PROTO_CMD_REVOKED,      /* the agent's link-token was deleted: stop asking */
-    LM_PROTO_CMD_RESTART_SHARD /* "restart-shard": restart the failed shard `shard` */
+    LM_PROTO_CMD_EXTEND,        /* the cutover window now ends at deadline_ms */
+    LM_PROTO_CMD_EXPIRE,        /* the window is over: stop syncing */
+    LM_PROTO_CMD_REVOKED,       /* the agent's link-token was deleted: stop asking */
+    LM_PROTO_CMD_RESTART_SHARD, /* "restart-shard": restart the failed shard `shard` */
+    LM_PROTO_CMD_ASSIGN_SHARDS  /* "assign-shards": the lead's shards, `shards` (a,b,c) */
 } lm_proto_cmd_kind_t;
 
 typedef struct {
@@ -131,6 +140,7 @@ typedef struct {
     int64_t deadline_ms; /* EXTEND: the new end of the cutover window (Unix ms) */
     int64_t seq; /* increasing; a command comes again until a poll acknowledges it (?ack=SEQ) */
     char shard[LM_PROTO_ID_LEN + 1]; /* RESTART_SHARD: the source shard's name */
+    char shards[LM_PROTO_TEXT_LEN];  /* ASSIGN_SHARDS: source shard names, comma-separated */
 } lm_proto_command_t;
 
 typedef struct {
@@ -221,6 +231,8 @@ typedef struct {
     double percentage, remaining_seconds, lag_seconds;
     bool ready_for_cutover;
     char last_error[LM_PROTO_SHARD_ERROR]; /* "" = null */
+    bool has_size;      /* "sizeBytes": the shard's data size as the lead measured it to */
+    int64_t size_bytes; /* spread the shards over the hosts (null: not measured) */
 } lm_proto_shard_t;
 
 typedef struct {

@@ -687,6 +687,9 @@ static void take_command(daemon_t *d, const lm_proto_command_t *c)
                         j->id, name, msg);
         break;
     }
+    case LM_PROTO_CMD_ASSIGN_SHARDS: /* the lead's shards: taken by the coordinator (step 2) */
+        lm_log_warn(NULL, "live migration %s: assign-shards is not handled yet", j->id);
+        break;
     case LM_PROTO_CMD_REVOKED: break;
     }
     pthread_mutex_unlock(&d->mu);

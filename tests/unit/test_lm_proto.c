@@ -160,6 +160,13 @@ Test(proto, assignments_sharded_part_round_trip)
     m->jobs[0].n_shards = 2;
     snprintf(m->jobs[0].shards[0], sizeof m->jobs[0].shards[0], "src-shard1");
     snprintf(m->jobs[0].shards[1], sizeof m->jobs[0].shards[1], "src-shard2");
+    m->jobs[0].await_shards = true;
+    m->jobs[0].lease_seconds = 30;
+    m->commands[0].kind = LM_PROTO_CMD_ASSIGN_SHARDS;
+    snprintf(m->commands[0].job_id, sizeof m->commands[0].job_id, "job1");
+    snprintf(m->commands[0].shards, sizeof m->commands[0].shards, "src-shard0,src-shard2");
+    if (m->n_commands == 0)
+        m->n_commands = 1;
     lm_strbuf_init(&sb, 1u << 20);
     cr_assert(lm_proto_assignments_encode(m, &sb, &err));
     const char *text = lm_strbuf_str(&sb);
@@ -172,7 +179,19 @@ Test(proto, assignments_sharded_part_round_trip)
     cr_assert_str_eq(back->jobs[0].sharded_role, "follower");
     cr_assert_eq(back->jobs[0].n_shards, 2);
     cr_assert_str_eq(back->jobs[0].shards[1], "src-shard2");
+    cr_assert(back->jobs[0].await_shards);
+    cr_assert_eq(back->jobs[0].lease_seconds, 30);
+    cr_assert_eq(back->commands[0].kind, LM_PROTO_CMD_ASSIGN_SHARDS);
+    cr_assert_str_eq(back->commands[0].shards, "src-shard0,src-shard2");
     lm_proto_assignments_cleanup(back);
+    /* assign-shards without its shards is refused */
+    char *noshards = strdup(text), *sh = strstr(noshards, "\"shards\":\"src-shard0");
+    cr_assert_not_null(sh);
+    memcpy(sh, "\"xhards\"", 8);
+    cr_assert_not(lm_proto_assignments_decode(noshards, strlen(noshards), back, &err));
+    cr_assert(strstr(err.message, "shards"), "%s", err.message);
+    lm_proto_assignments_cleanup(back);
+    free(noshards);
     /* a role the agent does not know */
     char *bad = strdup(text), *at = strstr(bad, "\"follower\"");
     memcpy(at, "\"boss\"    ", 10);

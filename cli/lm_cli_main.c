@@ -395,8 +395,25 @@ static char *migration_body(const lm_cli_args_t *a, const char *project)
     lm_json_w_map_close(w);
     lm_json_w_key(w, "migrationHosts");
     lm_json_w_array_open(w);
-    lm_json_w_str(w, host);
+    for (int i = 0; i < a->n_flags; i++) /* several: the shards are spread over them */
+        if (strcmp(a->flag_name[i], "migrationHost") == 0)
+            lm_json_w_str(w, a->flag_val[i]);
     lm_json_w_array_close(w);
+    if (flag(a, "maxShardsPerHost")) {
+        char *end;
+        long max = strtol(flag(a, "maxShardsPerHost"), &end, 10);
+        if (*end || max < 1 || max > 1000) {
+            lm_json_writer_destroy(w);
+            if (prompted) {
+                lm_wipe(prompted, strlen(prompted));
+                free(prompted);
+            }
+            die("--maxShardsPerHost: a number from 1 to 1000");
+            return NULL;
+        }
+        lm_json_w_key(w, "maxShardsPerHost");
+        lm_json_w_int(w, max);
+    }
     lm_json_w_key(w, "dropDestinationData");
     lm_json_w_bool(w, has(a, "drop"));
     if (has(a, "noVerify")) {
@@ -718,6 +735,19 @@ static void print_shards(const lm_json_val_t *v)
     }
 }
 
+/* A migration spread over several hosts: its parts (one per host that runs shards). */
+static void print_parts(const lm_json_val_t *v)
+{
+    static const char *const cols[] = {"partId", "migrationHost",   "role",   "status",
+                                       "phase",  "readyForCutover", "shards", NULL};
+    lm_json_val_t *parts = lm_json_get(v, "parts");
+    size_t n = parts && lm_json_type(parts) == LM_JSON_ARRAY ? lm_json_len(parts) : 0;
+    if (!n)
+        return;
+    printf("\nparts (%zu, one per migration host):\n", n);
+    table(parts, cols);
+}
+
 /* Where the live migration goes from and to, and its optime gap (the source's newest write
  * minus the last one applied to the target: 0 once the writes stopped, before the cutover);
  * each only when the control plane's answer has it. */
@@ -765,6 +795,7 @@ static int cmd_describe(lm_cli_conn_t *c, const lm_cli_args_t *a)
     if (msg && msg[0])
         printf("\nerror: %s\n", msg);
     print_shards(v);
+    print_parts(v);
     print_verification(v);
     print_events(v);
     lm_json_free(v);
@@ -1055,7 +1086,12 @@ static const lm_cli_flag_t cli_flags[] = {
      "The destination cluster, as registered in the project with "
      "`clusters add`.",
      false},
-    {"migrationHost", 0, "HOST", "The host name of the linked agent that runs it.", false},
+    {"migrationHost", 0, "HOST",
+     "The host name of the linked agent that runs it; repeat it to spread a sharded source's "
+     "shards over several hosts (the first is the lead).",
+     false},
+    {"maxShardsPerHost", 0, "N",
+     "With several --migrationHost: at most N shards on one host (default: no maximum).", false},
     {"sourceClusterName", 0, "SRC", "The source cluster, as registered in --sourceProjectId.",
      false},
     {"sourceProjectId", 0, "SP", "The project the source cluster is registered in.", false},
@@ -1115,7 +1151,8 @@ static const lm_cli_flag_use_t link_create_flags[] = {
 static const lm_cli_flag_use_t link_delete_flags[] = {{"orgId", REQ}, {"force", 0}, {NULL, 0}};
 static const lm_cli_flag_use_t migration_flags[] = {{"projectId", REQ},
                                                     {"clusterName", REQ},
-                                                    {"migrationHost", REQ},
+                                                    {"migrationHost", REQ | LM_CLI_REPEATED},
+                                                    {"maxShardsPerHost", 0},
                                                     {"sourceClusterName", REQ},
                                                     {"sourceProjectId", REQ},
                                                     {"sourceUsername", 0},

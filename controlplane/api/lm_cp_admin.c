@@ -580,7 +580,7 @@ static bool cluster_exists(lm_cp_t *cp, const caller_t *who, const char *group, 
  * spec and the source password into *password (owned by v). */
 static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm_json_val_t *v,
                          lm_json_writer_t *spec, const char **password, const char **host,
-                         resp_t *r)
+                         size_t *n_hosts, resp_t *r)
 {
     lm_json_val_t *src = NULL, *dst = NULL, *hosts = NULL;
     lm_error_t err;
@@ -618,19 +618,39 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
     if (strcmp(d_group, group) != 0)
         return cp_fail(r, 400, "INVALID_ATTRIBUTE",
                        "destination.groupId must be the project in the path (%s)", group);
-    if (lm_json_len(hosts) != 1 || !(*host = lm_json_string(lm_json_at(hosts, 0))) || !(*host)[0] ||
-        strlen(*host) > 64)
+    /* one host, or several for a sharded source (the shards are spread over them) */
+    *n_hosts = lm_json_len(hosts);
+    if (*n_hosts < 1)
         return cp_fail(r, 400, "INVALID_ATTRIBUTE",
-                       "field 'migrationHosts': expected exactly one host name (a linked agent)");
+                       "field 'migrationHosts': expected one or more host names (linked agents)");
+    for (size_t i = 0; i < *n_hosts; i++) {
+        const char *h = lm_json_string(lm_json_at(hosts, i));
+        if (!h || !h[0] || strlen(h) > 64 || !lm_cp_valid_id(h))
+            return cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                           "field 'migrationHosts[%zu]': a host name of a linked agent (letters, "
+                           "digits, '_', '-', '.')",
+                           i);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(h, lm_json_string(lm_json_at(hosts, k))) == 0)
+                return cp_fail(r, 400, "INVALID_ATTRIBUTE",
+                               "field 'migrationHosts': host %s is listed twice", h);
+    }
+    *host = lm_json_string(lm_json_at(hosts, 0));
+    int64_t max_per_host = 0;
+    if (!lm_json_get_int(v, "maxShardsPerHost", false, 1, 1000, &max_per_host, &err))
+        return cp_bad_field(r, &err);
     if (!cp_own_group(cp, who, s_group, r) ||
         !cluster_exists(cp, who, s_group, s_cluster, "source", r) ||
         !cluster_exists(cp, who, group, d_cluster, "destination", r))
         return false;
-    if (!lm_cp_store_host_linked(cp->db, who->org, *host))
-        return cp_fail(r, 400, "MIGRATION_HOST_NOT_FOUND",
-                       "no agent on host %s is linked to this organization: link one with a "
-                       "link-token first",
-                       *host);
+    for (size_t i = 0; i < *n_hosts; i++) {
+        const char *h = lm_json_string(lm_json_at(hosts, i));
+        if (!lm_cp_store_host_linked(cp->db, who->org, h))
+            return cp_fail(r, 400, "MIGRATION_HOST_NOT_FOUND",
+                           "no agent on host %s is linked to this organization: link one with a "
+                           "link-token first",
+                           h);
+    }
     lm_json_w_map_open(spec);
     lm_json_w_key(spec, "source");
     lm_json_w_map_open(spec);
@@ -653,6 +673,15 @@ static bool read_request(lm_cp_t *cp, const caller_t *who, const char *group, lm
     lm_json_w_bool(spec, drop);
     lm_json_w_key(spec, "verify");
     lm_json_w_bool(spec, verify);
+    lm_json_w_key(spec, "migrationHosts");
+    lm_json_w_array_open(spec);
+    for (size_t i = 0; i < *n_hosts; i++)
+        lm_json_w_str(spec, lm_json_string(lm_json_at(hosts, i)));
+    lm_json_w_array_close(spec);
+    if (max_per_host) {
+        lm_json_w_key(spec, "maxShardsPerHost");
+        lm_json_w_int(spec, max_per_host);
+    }
     lm_json_w_map_close(spec);
     return true;
 }
@@ -674,6 +703,25 @@ static void write_ends(lm_json_writer_t *w, const char *spec)
         lm_json_w_kv_str(w, "groupId", group ? group : "");
         lm_json_w_map_close(w);
     }
+    lm_json_free(v);
+}
+
+/* The hosts of a stored spec ("migrationHosts"; one listed before several could be, `host`). */
+static void write_hosts(lm_json_writer_t *w, const char *spec, const char *host)
+{
+    lm_error_t err;
+    lm_json_val_t *v = spec[0] ? lm_json_parse(spec, strlen(spec), 0, 0, &err) : NULL;
+    lm_json_val_t *list = v ? lm_json_get(v, "migrationHosts") : NULL;
+    size_t n = 0;
+    for (size_t i = 0; list && i < lm_json_len(list); i++) {
+        const char *h = lm_json_string(lm_json_at(list, i));
+        if (h) {
+            lm_json_w_str(w, h);
+            n++;
+        }
+    }
+    if (!n)
+        lm_json_w_str(w, host);
     lm_json_free(v);
 }
 
@@ -719,7 +767,7 @@ static void write_job(lm_json_writer_t *w, sqlite3_stmt *st)
         lm_json_w_int(w, (int64_t)(sqlite3_column_double(st, 3) + 0.5));
     lm_json_w_key(w, "migrationHosts");
     lm_json_w_array_open(w);
-    lm_json_w_str(w, lm_cp_col(st, 4));
+    write_hosts(w, lm_cp_col(st, 11), lm_cp_col(st, 4));
     lm_json_w_array_close(w);
     lm_json_w_kv_str(w, "phase",
                      lm_cp_col(st, 5)[0] ? lm_cp_col(st, 5) : lm_phase_name(LM_PHASE_NEW));
@@ -747,8 +795,12 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
 {
     lm_json_val_t *v = cp_body_json(q, r);
     const char *password = NULL, *host = NULL;
+    size_t n_hosts = 0;
     lm_json_writer_t *spec = lm_json_writer_new(false);
-    bool ok = v && read_request(cp, who, group, v, spec, &password, &host, r);
+    bool ok = v && read_request(cp, who, group, v, spec, &password, &host, &n_hosts, r);
+    /* several hosts: the migration is spread over them (its row is never handed out: each
+     * host gets a part, the first the lead); a validation runs on the first */
+    bool spread = ok && n_hosts > 1 && strcmp(kind, "migration") == 0;
     size_t len;
     lm_error_t err;
     const char *spec_text = ok ? lm_json_writer_result(spec, &len, &err) : NULL;
@@ -772,13 +824,16 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     if (ok && password && password[0] && !lm_cp_seal(cp->secrets_key, ad, password, &sealed, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
     int64_t now = lm_time_now_ms();
-    if (ok && !lm_cp_store_job_insert(cp->db, id, kind, who->org, group, host, spec_text,
-                                      sealed.len ? lm_strbuf_str(&sealed) : NULL, now))
+    if (ok && !lm_cp_store_job_insert(cp->db, id, kind, who->org, group, spread ? "" : host,
+                                      spec_text, sealed.len ? lm_strbuf_str(&sealed) : NULL, now))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
+    if (ok && spread && !cp_spread_start(cp, id, host, &err))
+        ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
     lm_strbuf_cleanup(&sealed);
     if (ok) {
         pthread_cond_broadcast(&cp->changed);
-        lm_log_info(NULL, "%s %s created for host %s", kind, id, host);
+        lm_log_info(NULL, "%s %s created for host %s%s", kind, id, host,
+                    spread ? " and the other listed hosts" : "");
         sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
         lm_json_writer_t *w = obj();
         if (st)
@@ -869,6 +924,39 @@ static void write_shards(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
     sqlite3_finalize(st);
 }
 
+/* "parts": a migration spread over several hosts, one per host that runs shards (its id,
+ * host, role lead or follower, status, phase, shards); [] otherwise. */
+static void write_parts(lm_cp_t *cp, lm_json_writer_t *w, const char *id)
+{
+    sqlite3_stmt *st = lm_cp_store_parts(cp->db, id);
+    lm_error_t err;
+    lm_json_w_key(w, "parts");
+    lm_json_w_array_open(w);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        /* LM_CP_PART_COLUMNS: id, host, role, shards, status, ready, lag, gap, phase */
+        lm_json_w_map_open(w);
+        lm_json_w_kv_str(w, "partId", lm_cp_col(st, 0));
+        lm_json_w_kv_str(w, "migrationHost", lm_cp_col(st, 1));
+        lm_json_w_kv_str(w, "role", lm_cp_col(st, 2));
+        lm_json_w_kv_str(w, "status", lm_cp_col(st, 4));
+        lm_json_w_kv_str(w, "phase", lm_cp_col(st, 8)[0] ? lm_cp_col(st, 8) : "NEW");
+        lm_json_w_key(w, "readyForCutover");
+        lm_json_w_bool(w, sqlite3_column_int(st, 5) != 0);
+        lm_json_w_key(w, "shards");
+        lm_json_w_array_open(w);
+        const char *list = lm_cp_col(st, 3);
+        lm_json_val_t *names = list[0] ? lm_json_parse(list, strlen(list), 0, 0, &err) : NULL;
+        for (size_t i = 0; names && i < lm_json_len(names); i++)
+            if (lm_json_string(lm_json_at(names, i)))
+                lm_json_w_str(w, lm_json_string(lm_json_at(names, i)));
+        lm_json_free(names);
+        lm_json_w_array_close(w);
+        lm_json_w_map_close(w);
+    }
+    lm_json_w_array_close(w);
+    sqlite3_finalize(st);
+}
+
 static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *kind, resp_t *r)
 {
     sqlite3_stmt *st = lm_cp_store_job(cp->db, group, id, kind);
@@ -901,6 +989,7 @@ static bool get_job(lm_cp_t *cp, const char *group, const char *id, const char *
         write_verification(cp, w, id);
         write_events(cp, w, id);
         write_shards(cp, w, id);
+        write_parts(cp, w, id);
     }
     return done(r, 200, w);
 }
@@ -956,7 +1045,7 @@ static bool job_command(lm_cp_t *cp, const char *group, const char *id, const ch
     if (strcmp(cmd, "cancel") == 0)
         lm_cp_store_job_set_status(cp->db, id, lm_job_status_name(LM_STATUS_CANCELLED),
                                    lm_time_now_ms());
-    if (!lm_cp_store_command_insert(cp->db, id, cmd, deadline, lm_time_now_ms()))
+    if (!cp_spread_command(cp, id, cmd, deadline))
         return cp_fail(r, 500, "INTERNAL", "cannot store the %s command", cmd);
     pthread_cond_broadcast(&cp->changed);
     lm_log_info(NULL, "live migration %s: %s requested", id, cmd);
@@ -994,16 +1083,18 @@ static bool shard_restart(lm_cp_t *cp, const char *group, const char *id, const 
                        "live migration %s has no shard named '%s' (`livemig lm describe %s` "
                        "lists its shards)",
                        id, name, id);
-    char state[16], host[80];
+    char state[16], host[80], part[80];
     snprintf(state, sizeof state, "%s", lm_cp_col(st, 0));
     snprintf(host, sizeof host, "%s", lm_cp_col(st, 1));
+    snprintf(part, sizeof part, "%s", lm_cp_col(st, 2)); /* spread: the part that runs it */
     sqlite3_finalize(st);
     if (strcmp(state, "FAILED") != 0)
         return cp_fail(r, 409, "SHARD_NOT_FAILED",
                        "shard %s of live migration %s is %s: only a FAILED shard is restarted (its "
                        "lastError says why it failed; fix that first)",
                        name, id, state);
-    if (!lm_cp_store_command_insert_arg(cp->db, id, "restart-shard", name, lm_time_now_ms()))
+    if (!lm_cp_store_command_insert_arg(cp->db, part[0] ? part : id, "restart-shard", name,
+                                        lm_time_now_ms()))
         return cp_fail(r, 500, "INTERNAL", "cannot store the restart-shard command");
     pthread_cond_broadcast(&cp->changed);
     lm_log_info(NULL, "live migration %s: restart of shard %s requested (host %s)", id, name, host);
@@ -1048,8 +1139,18 @@ static bool job_verify(lm_cp_t *cp, const char *group, const char *id, resp_t *r
                        "live migration %s: a verification is asked for or running already: wait "
                        "for its result (`livemig lm describe %s`)",
                        id, id);
-    if (!lm_cp_store_job_request_verify(cp->db, id, lm_time_now_ms()))
+    bool ok = true;
+    sqlite3_stmt *parts = lm_cp_store_parts(cp->db, id);
+    int n_parts = 0;
+    while (ok && parts && sqlite3_step(parts) == SQLITE_ROW) { /* spread: each part verifies */
+        ok = lm_cp_store_job_request_verify(cp->db, lm_cp_col(parts, 0), lm_time_now_ms());
+        n_parts++;
+    }
+    sqlite3_finalize(parts);
+    if (!ok || !lm_cp_store_job_request_verify(cp->db, id, lm_time_now_ms()))
         return cp_fail(r, 500, "INTERNAL", "cannot store the verification request");
+    if (n_parts) /* the migration's own request: its section says "requested" until one runs */
+        lm_log_info(NULL, "live migration %s: verification asked of its %d parts", id, n_parts);
     pthread_cond_broadcast(&cp->changed);
     lm_log_info(NULL, "live migration %s: verification requested", id);
     r->status = 202;

@@ -251,8 +251,13 @@ static bool fill_endpoint(lm_cp_t *cp, const char *group, const char *cluster, c
 /* The job as the agent needs it: endpoints with credentials, options. */
 static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error_t *err)
 {
-    /* columns: id, kind, project_id, spec, src_password, verify_only */
+    /* columns: id, kind, project_id, spec, src_password, verify_only, parent, role, shards */
     snprintf(j->job_id, sizeof j->job_id, "%s", lm_cp_col(st, 0));
+    const char *parent = sqlite3_column_type(st, 6) == SQLITE_NULL ? NULL : lm_cp_col(st, 6);
+    if (parent && !cp_spread_part_job(
+                      cp, parent, lm_cp_col(st, 7),
+                      sqlite3_column_type(st, 8) == SQLITE_NULL ? NULL : lm_cp_col(st, 8), j, err))
+        return false;
     j->kind = strcmp(lm_cp_col(st, 1), "validation") == 0 ? LM_PROTO_JOB_VALIDATION
                                                           : LM_PROTO_JOB_MIGRATION;
     const char *spec_text = lm_cp_col(st, 3);
@@ -267,7 +272,7 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     const char *user = lm_json_string(lm_json_get(src, "username"));
     const char *ca = lm_json_string(lm_json_get(src, "caCertificatePath"));
     bool ok = s_group && s_cluster && d_group && d_cluster &&
-              fill_endpoint(cp, s_group, s_cluster, user, j->job_id,
+              fill_endpoint(cp, s_group, s_cluster, user, parent ? parent : j->job_id,
                             /* no password of the job's own: the registry's */
                             sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : lm_cp_col(st, 4),
                             &j->source, err) &&
@@ -356,9 +361,13 @@ static bool do_poll(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r
                         : strcmp(k, "cancel") == 0        ? LM_PROTO_CMD_CANCEL
                         : strcmp(k, "extend") == 0        ? LM_PROTO_CMD_EXTEND
                         : strcmp(k, "restart-shard") == 0 ? LM_PROTO_CMD_RESTART_SHARD
+                        : strcmp(k, "assign-shards") == 0 ? LM_PROTO_CMD_ASSIGN_SHARDS
                                                           : LM_PROTO_CMD_EXPIRE;
             cmd->deadline_ms = sqlite3_column_int64(st, 3);
-            snprintf(cmd->shard, sizeof cmd->shard, "%s", lm_cp_col(st, 4));
+            if (cmd->kind == LM_PROTO_CMD_ASSIGN_SHARDS)
+                snprintf(cmd->shards, sizeof cmd->shards, "%s", lm_cp_col(st, 4));
+            else
+                snprintf(cmd->shard, sizeof cmd->shard, "%s", lm_cp_col(st, 4));
             cmd->seq = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
@@ -493,10 +502,12 @@ static bool store_verification(lm_cp_t *cp, const lm_proto_status_t *m, bool end
  * migration's shards still RUNNING in their last report take its state (each shard ended
  * so, or the coordinator would not have). */
 static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t *a,
-                         lm_agent_state_t state)
+                         lm_agent_state_t state, const char *parent)
 {
+    /* a part's shards are the migration's (parent): one row per shard, whichever host runs it */
+    const char *job = parent ? parent : m->job_id, *part = parent ? m->job_id : NULL;
     if (!m->n_shards && (state == LM_AGENT_COMPLETE || state == LM_AGENT_CANCELLED))
-        return lm_cp_store_job_shards_end(cp->db, m->job_id, lm_agent_state_name(state),
+        return lm_cp_store_job_shards_end(cp->db, job, part, lm_agent_state_name(state),
                                           lm_time_now_ms());
     if (m->shards_refused[0])
         lm_log_warn(NULL, "live migration %s: the shards in agent %s's report are left out: %s",
@@ -509,8 +520,8 @@ static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t 
         lm_error_t err;
         const char *text = lm_json_writer_result(w, &len, &err);
         ok = text &&
-             lm_cp_store_job_shard_report(cp->db, m->job_id, m->shards[i].name, a->host,
-                                          a->agent_id, m->shards[i].state, text, lm_time_now_ms());
+             lm_cp_store_job_shard_report(cp->db, job, m->shards[i].name, a->host, a->agent_id,
+                                          part, m->shards[i].state, text, lm_time_now_ms());
         lm_json_writer_destroy(w);
     }
     return ok;
@@ -518,7 +529,8 @@ static bool store_shards(lm_cp_t *cp, const lm_proto_status_t *m, const agent_t 
 
 /* Keeps the report's events in the job's fault history (each once); a section the decoder
  * could not read is logged, the report is taken. */
-static bool store_events(lm_cp_t *cp, const lm_proto_status_t *m, const char *agent_id)
+static bool store_events(lm_cp_t *cp, const lm_proto_status_t *m, const char *agent_id,
+                         const char *parent)
 {
     if (m->events_refused[0])
         lm_log_warn(NULL, "live migration %s: the events in agent %s's report are left out: %s",
@@ -532,7 +544,8 @@ static bool store_events(lm_cp_t *cp, const lm_proto_status_t *m, const char *ag
         rows[i] = (lm_cp_event_row_t){.time_ms = m->events[i].time_ms,
                                       .kind = m->events[i].kind,
                                       .message = m->events[i].message};
-    bool ok = lm_cp_store_job_events_add(cp->db, m->job_id, agent_id, rows, m->n_events);
+    bool ok = lm_cp_store_job_events_add(cp->db, parent ? parent : m->job_id, agent_id, rows,
+                                         m->n_events);
     free(rows);
     return ok;
 }
@@ -567,6 +580,26 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                      "it",
                      m.job_id);
     }
+    /* a part of a migration spread over several hosts: its shards are handed to another host
+     * once its host was lost; the agent, back, is told to stop it (it writes nothing more) */
+    char parent[80] = "";
+    if (ok) {
+        sqlite3_stmt *pt = lm_cp_store_part(cp->db, m.job_id);
+        if (pt && sqlite3_column_type(pt, 2) != SQLITE_NULL) {
+            lm_log_warn(NULL,
+                        "status report for part %s of live migration %s from agent %s on %s "
+                        "refused: its shards were handed to another host",
+                        m.job_id, lm_cp_col(pt, 0), a->agent_id, a->host);
+            ok = cp_fail(r, 409, "PART_REASSIGNED",
+                         "part %s of live migration %s was handed to another host after this "
+                         "one stopped sending heartbeats: stop it (its shards resume there from "
+                         "their checkpoints)",
+                         m.job_id, lm_cp_col(pt, 0));
+        } else if (pt) {
+            snprintf(parent, sizeof parent, "%s", lm_cp_col(pt, 0));
+        }
+        sqlite3_finalize(pt);
+    }
     char old[16] = "";
     lm_cp_window_t window = {.set = false};
     if (ok) {
@@ -575,12 +608,15 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
         window.end_ms = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
+    const char *spread = parent[0] ? parent : NULL;
     lm_agent_state_t state = LM_AGENT_RUNNING; /* the decoder admits only known states */
     lm_agent_state_parse(m.state, &state);
     /* a verification on demand of a finished migration: only its section counts */
     if (ok && m.verify_only) {
         ok = store_verification(cp, &m, state != LM_AGENT_RUNNING, a->agent_id) ||
              cp_fail(r, 500, "INTERNAL", "cannot store the verification");
+        if (ok && spread)
+            cp_spread_update(cp, spread);
         lm_proto_status_cleanup(&m);
         if (!ok)
             return false;
@@ -630,13 +666,15 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                                   .open_window = open,
                                   .window_end = window.end_ms};
         ok = lm_cp_store_job_report(cp->db, m.job_id, &rep, now) &&
-             store_events(cp, &m, a->agent_id) && store_shards(cp, &m, a, state) &&
+             store_events(cp, &m, a->agent_id, spread) && store_shards(cp, &m, a, state, spread) &&
              (m.kind != LM_PROTO_JOB_MIGRATION ||
               (!m.verification.present && !m.verification_refused[0]) ||
               store_verification(cp, &m, false, NULL));
+        if (ok && spread)
+            cp_spread_after_report(cp, spread, &m, a);
         if (!ok)
             cp_fail(r, 500, "INTERNAL", "cannot store the status report");
-        else if (open)
+        else if (open && !spread)
             lm_log_info(NULL, "live migration %s is ready for cutover: the cutover window is open",
                         m.job_id);
     }
@@ -720,7 +758,7 @@ void lm_cp_tick(lm_cp_t *cp)
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++) {
         lm_cp_store_job_set_status(cp->db, ids[i], lm_job_status_name(LM_STATUS_EXPIRED), now);
-        lm_cp_store_command_insert(cp->db, ids[i], "expire", 0, now);
+        cp_spread_command(cp, ids[i], "expire", 0);
         lm_log_warn(NULL,
                     "live migration %s: the cutover window closed before a cutover; it is "
                     "EXPIRED and its agent stops syncing",
@@ -760,6 +798,8 @@ void lm_cp_tick(lm_cp_t *cp)
         lm_cp_store_agent_set_lost(cp->db, lost[i].id, now);
         host_event(cp, lost[i].id, "host_lost", msg, now);
         lm_log_warn(NULL, "%s", msg);
+        cp_spread_host_lost(cp, lost[i].id, lost[i].host, now);
     }
+    cp_spread_tick(cp, now);
     pthread_mutex_unlock(&cp->mu);
 }

@@ -115,6 +115,30 @@ bool cp_auth_agent(lm_cp_t *cp, struct MHD_Connection *c, agent_t *a, resp_t *r)
 bool cp_poll_wait(lm_cp_t *cp, resp_t *r);
 void cp_poll_done(lm_cp_t *cp);
 
+/* ---- a live migration spread over several migration hosts (lm_cp_spread.c) ----
+ * With cp->mu held. docs/agent-daemon.md says how it works. */
+#include "lm_proto.h"
+/* The lead part of new migration id, on host: it reports the source's shards, then gets
+ * its own with an assign-shards command once the spread is decided. */
+bool cp_spread_start(lm_cp_t *cp, const char *id, const char *host, lm_error_t *err);
+/* What an agent needs to run part id of migration parent (role, shards: its columns). */
+bool cp_spread_part_job(lm_cp_t *cp, const char *parent, const char *role, const char *shards,
+                        lm_proto_job_t *j, lm_error_t *err);
+/* A part's report was stored: a lead that reported the source's shards gets them spread;
+ * the migration's row follows its parts. */
+void cp_spread_after_report(lm_cp_t *cp, const char *parent, const lm_proto_status_t *m,
+                            const agent_t *a);
+/* The migration's row from its parts (status, readiness, lag, window, verification). */
+void cp_spread_update(lm_cp_t *cp, const char *parent);
+/* A command (cutover, cancel, extend, expire) for live migration id: kept on the migration,
+ * and for one spread over several hosts sent to its parts (a cutover to its followers
+ * first: the lead's goes once they are COMPLETE, cp_spread_tick). */
+bool cp_spread_command(lm_cp_t *cp, const char *id, const char *kind, int64_t deadline);
+/* The agent agent_id on host was found lost: its parts are handed to other listed hosts. */
+void cp_spread_host_lost(lm_cp_t *cp, const char *agent_id, const char *host, int64_t now);
+/* Each second: the lead's cutover once its followers are COMPLETE. */
+void cp_spread_tick(lm_cp_t *cp, int64_t now);
+
 /* The route tables (ending with a NULL method) of the admin API (lm_cp_admin.c) and the
  * agent API (lm_cp_agent.c). */
 extern const lm_cp_route_t lm_cp_admin_routes[];

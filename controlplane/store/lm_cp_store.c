@@ -55,8 +55,13 @@ static const char schema_sql[] =
  * Version 4: a sharded migration's shards (job_shards: one row per source shard, the host
  * and agent that reported it, its state and its last status as JSON), and commands get an
  * argument (arg: the shard of a restart-shard), and agents the time they were found lost
- * (lost_since: no heartbeat for host_grace; NULL while they heartbeat). */
-#define SCHEMA_VERSION 4
+ * (lost_since: no heartbeat for host_grace; NULL while they heartbeat).
+ * Version 5: a live migration spread over several migration hosts (docs/agent-daemon.md):
+ * its parts are jobs of kind 'part' under it (parent: the migration; role: lead or follower;
+ * shards: the JSON array of the source shards it runs, NULL for a lead waiting for its
+ * assignment; released: when its shards were handed to another host), the migration the
+ * time its shards were spread (assigned), and each shard row the part that runs it. */
+#define SCHEMA_VERSION 5
 static const char migrate_2_sql[] =
     "ALTER TABLE agents ADD COLUMN cred_salt TEXT;"
     "ALTER TABLE agents ADD COLUMN cred_hash TEXT;"
@@ -163,6 +168,24 @@ static bool migrate(sqlite3 *db, lm_cp_store_reseal_fn reseal, void *ctx, lm_err
         }
         if (!ok)
             lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 4: %s",
+                         msg ? msg : "?");
+    }
+    static const char *const added_5[][3] = {
+        {"jobs", "parent", "TEXT"},      {"jobs", "role", "TEXT"},
+        {"jobs", "shards", "TEXT"},      {"jobs", "released", "INTEGER"},
+        {"jobs", "assigned", "INTEGER"}, {"job_shards", "part", "TEXT"}};
+    if (ok && target >= 5 && version < 5) {
+        for (size_t i = 0; ok && i < sizeof added_5 / sizeof added_5[0]; i++) {
+            char add[160];
+            snprintf(add, sizeof add, "ALTER TABLE %s ADD COLUMN %s %s", added_5[i][0],
+                     added_5[i][1], added_5[i][2]);
+            ok = has_column(db, added_5[i][0], added_5[i][1]) ||
+                 sqlite3_exec(db, add, NULL, NULL, &msg) == SQLITE_OK;
+        }
+        ok = ok && sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent)", NULL,
+                                NULL, &msg) == SQLITE_OK;
+        if (!ok)
+            lm_error_set(err, LM_ERR_IO, "cannot migrate the schema to version 5: %s",
                          msg ? msg : "?");
     }
     char sql[40];
@@ -599,40 +622,54 @@ bool lm_cp_store_command_insert_arg(sqlite3 *db, const char *job_id, const char 
 }
 
 bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *name,
-                                  const char *host, const char *agent_id, const char *state,
-                                  const char *status, int64_t now)
+                                  const char *host, const char *agent_id, const char *part,
+                                  const char *state, const char *status, int64_t now)
 {
     return lm_cp_exec(
         db,
-        "INSERT INTO job_shards(job_id, name, host, agent_id, state, status, updated) "
-        "VALUES(?,?,?,?,?,?,?) ON CONFLICT(job_id, name) DO UPDATE SET host = "
-        "excluded.host, agent_id = excluded.agent_id, state = excluded.state, status "
-        "= excluded.status, updated = excluded.updated",
-        "ssssssi", job_id, name, host, agent_id, state, status, now);
+        "INSERT INTO job_shards(job_id, name, host, agent_id, part, state, status, updated) "
+        "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(job_id, name) DO UPDATE SET host = "
+        "excluded.host, agent_id = excluded.agent_id, part = excluded.part, state = "
+        "excluded.state, status = excluded.status, updated = excluded.updated WHERE "
+        "job_shards.part IS NULL OR excluded.part IS NULL OR job_shards.part = excluded.part",
+        "sssssssi", job_id, name, host, agent_id, part, state, status, now);
 }
 
-bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *state, int64_t now)
+bool lm_cp_store_job_shard_assign(sqlite3 *db, const char *job_id, const char *name,
+                                  const char *host, const char *part, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "UPDATE job_shards SET host = ?1, part = ?2, agent_id = NULL, state = "
+                      "'ASSIGNED', status = json_set(status, '$.state', 'ASSIGNED'), updated = ?3 "
+                      "WHERE job_id = ?4 AND name = ?5 AND json_valid(status)",
+                      "ssiss", host, part, now, job_id, name);
+}
+
+bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *part,
+                                const char *state, int64_t now)
 {
     return lm_cp_exec(db,
                       "UPDATE job_shards SET state = ?1, status = json_set(status, '$.state', ?1, "
                       "'$.phase', CASE WHEN ?1 = 'COMPLETE' THEN 'COMPLETE' ELSE "
                       "json_extract(status, '$.phase') END), updated = ?2 WHERE job_id = ?3 AND "
-                      "state = 'RUNNING' AND json_valid(status)",
-                      "sis", state, now, job_id);
+                      "state = 'RUNNING' AND json_valid(status) AND (?4 IS NULL OR part = ?4)",
+                      "siss", state, now, job_id, part);
 }
 
 sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id)
 {
     return lm_cp_q(db,
-                   "SELECT name, host, agent_id, state, status, updated FROM job_shards WHERE "
-                   "job_id = ? ORDER BY name",
+                   "SELECT name, host, agent_id, state, status, updated, COALESCE(part, ''), "
+                   "COALESCE(json_extract(status, '$.sizeBytes'), json_extract(status, "
+                   "'$.bytesCopied'), 0) FROM job_shards WHERE job_id = ? ORDER BY name",
                    "s", job_id);
 }
 
 sqlite3_stmt *lm_cp_store_job_shard(sqlite3 *db, const char *job_id, const char *name)
 {
-    return first_row(lm_cp_q(db, "SELECT state, host FROM job_shards WHERE job_id = ? AND name = ?",
-                             "ss", job_id, name));
+    return first_row(
+        lm_cp_q(db, "SELECT state, host, part FROM job_shards WHERE job_id = ? AND name = ?", "ss",
+                job_id, name));
 }
 
 sqlite3_stmt *lm_cp_store_agent_of_host(sqlite3 *db, const char *org, const char *hostname)
@@ -686,12 +723,13 @@ bool lm_cp_store_agent_heartbeat(sqlite3 *db, const char *id, int64_t now, int64
 
 sqlite3_stmt *lm_cp_store_agents_silent(sqlite3 *db, int64_t before)
 {
-    return lm_cp_q(db,
-                   "SELECT a.id, a.hostname, a.last_seen FROM agents a WHERE a.last_seen IS NOT "
-                   "NULL AND a.last_seen < ? AND a.lost_since IS NULL AND EXISTS (SELECT 1 FROM "
-                   "jobs j WHERE j.holder = a.id AND j.kind = 'migration' AND j.status NOT "
-                   "IN " LM_CP_STATUS_TERMINAL ")",
-                   "i", before);
+    return lm_cp_q(
+        db,
+        "SELECT a.id, a.hostname, a.last_seen FROM agents a WHERE a.last_seen IS NOT "
+        "NULL AND a.last_seen < ? AND a.lost_since IS NULL AND EXISTS (SELECT 1 FROM "
+        "jobs j WHERE j.holder = a.id AND j.kind IN ('migration', 'part') AND j.status NOT "
+        "IN " LM_CP_STATUS_TERMINAL ")",
+        "i", before);
 }
 
 sqlite3_stmt *lm_cp_store_agent_lost_since(sqlite3 *db, const char *id)
@@ -712,8 +750,9 @@ bool lm_cp_store_agent_set_lost(sqlite3 *db, const char *id, int64_t since)
 sqlite3_stmt *lm_cp_store_agent_live_migrations(sqlite3 *db, const char *agent_id)
 {
     return lm_cp_q(db,
-                   "SELECT id FROM jobs WHERE holder = ? AND kind = 'migration' AND status NOT "
-                   "IN " LM_CP_STATUS_TERMINAL " ORDER BY created",
+                   "SELECT COALESCE(parent, id) FROM jobs WHERE holder = ? AND kind IN "
+                   "('migration', 'part') AND status NOT IN " LM_CP_STATUS_TERMINAL
+                   " GROUP BY COALESCE(parent, id) ORDER BY min(created)",
                    "s", agent_id);
 }
 
@@ -741,7 +780,8 @@ sqlite3_stmt *lm_cp_store_jobs_lost(sqlite3 *db, const char *org, const char *ho
         db,
         "SELECT id FROM jobs WHERE org_id = ? AND host = ? AND (status NOT "
         "IN " LM_CP_STATUS_TERMINAL
-        " OR (kind = 'migration' AND verify_req = 1)) AND delivered IS NOT NULL AND delivered < ? "
+        " OR (kind IN ('migration', 'part') AND verify_req = 1)) AND delivered IS NOT NULL AND "
+        "delivered < ? "
         "AND id NOT IN (SELECT value FROM json_each(?))",
         "ssis", org, host, before, running);
 }
@@ -759,10 +799,13 @@ sqlite3_stmt *lm_cp_store_jobs_to_deliver(sqlite3 *db, const char *org, const ch
 {
     return lm_cp_q(
         db,
-        "SELECT id, kind, project_id, spec, src_password, status IN " LM_CP_STATUS_TERMINAL
-        " FROM jobs WHERE org_id = ? AND host = ? AND (holder IS NULL OR holder = ?) AND (status "
-        "NOT IN " LM_CP_STATUS_TERMINAL " OR (kind = 'migration' AND verify_req = 1)) AND "
-        "(delivered IS NULL OR (delivered < ? AND agent_id IS NULL)) ORDER BY created LIMIT ?",
+        "SELECT j.id, j.kind, j.project_id, j.spec, COALESCE(j.src_password, (SELECT "
+        "p.src_password FROM jobs p WHERE p.id = j.parent)), j.status IN " LM_CP_STATUS_TERMINAL
+        ", j.parent, j.role, j.shards FROM jobs j WHERE j.org_id = ? AND j.host = ? AND "
+        "(j.holder IS NULL OR j.holder = ?) AND (j.status NOT IN " LM_CP_STATUS_TERMINAL
+        " OR (j.kind IN ('migration', 'part') AND j.verify_req = 1)) AND j.released IS NULL AND "
+        "(j.delivered IS NULL OR (j.delivered < ? AND j.agent_id IS NULL)) ORDER BY j.created "
+        "LIMIT ?",
         "sssii", org, host, agent, before, limit);
 }
 
@@ -888,7 +931,8 @@ bool lm_cp_store_job_request_verify(sqlite3 *db, const char *id, int64_t now)
 {
     return lm_cp_exec(db,
                       "UPDATE jobs SET verify_req = 1, verification = NULL, delivered = NULL, "
-                      "agent_id = NULL, updated = ? WHERE id = ? AND kind = 'migration'",
+                      "agent_id = NULL, updated = ? WHERE id = ? AND kind IN ('migration', "
+                      "'part') AND released IS NULL",
                       "is", now, id);
 }
 
@@ -897,11 +941,123 @@ int lm_cp_store_verifications_lost(sqlite3 *db, const char *org, const char *hos
 {
     if (!lm_cp_exec(db,
                     "UPDATE jobs SET verification = json_set(verification, '$.state', 'error', "
-                    "'$.error', ?), updated = ? WHERE org_id = ? AND host = ? AND kind = "
-                    "'migration' AND verify_req = 0 AND json_valid(verification) AND "
+                    "'$.error', ?), updated = ? WHERE org_id = ? AND host = ? AND kind IN "
+                    "('migration', 'part') AND verify_req = 0 AND json_valid(verification) AND "
                     "json_extract(verification, '$.state') = 'running' AND id NOT IN (SELECT "
                     "value FROM json_each(?))",
                     "sisss", why, now, org, host, running))
         return -1;
     return sqlite3_changes(db);
+}
+
+/* ---- a live migration spread over several migration hosts: its parts ---- */
+
+bool lm_cp_store_part_insert(sqlite3 *db, const lm_cp_part_row_t *p, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, status, parent, "
+                      "role, shards, created, updated) SELECT ?, 'part', org_id, project_id, ?, "
+                      "spec, ?, id, ?, ?, ?, ? FROM jobs WHERE id = ? AND kind = 'migration'",
+                      "sssssiis", p->id, p->host, lm_job_status_name(LM_STATUS_NEW), p->role,
+                      p->shards, now, now, p->parent) &&
+           sqlite3_changes(db) == 1;
+}
+
+sqlite3_stmt *lm_cp_store_parts(sqlite3 *db, const char *parent)
+{
+    return lm_cp_q(db,
+                   "SELECT " LM_CP_PART_COLUMNS " FROM jobs WHERE parent = ? AND kind = 'part' "
+                   "AND released IS NULL ORDER BY created",
+                   "s", parent);
+}
+
+sqlite3_stmt *lm_cp_store_part(sqlite3 *db, const char *id)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT parent, role, released, host FROM jobs WHERE id = ? AND "
+                             "kind = 'part'",
+                             "s", id));
+}
+
+bool lm_cp_store_part_set_shards(sqlite3 *db, const char *id, const char *shards, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET shards = ?, updated = ? WHERE id = ?", "sis", shards,
+                      now, id);
+}
+
+bool lm_cp_store_part_release(sqlite3 *db, const char *id, int64_t now)
+{
+    /* its commands not delivered yet never go out: the agent, if it comes back, is told
+     * its part was handed on (409) */
+    return lm_cp_exec(db, "UPDATE jobs SET released = ?1, status = ?2, updated = ?1 WHERE id = ?3",
+                      "iss", now, lm_job_status_name(LM_STATUS_CANCELLED), id) &&
+           lm_cp_exec(db, "UPDATE commands SET delivered = ? WHERE job_id = ? AND delivered = 0",
+                      "is", now, id);
+}
+
+sqlite3_stmt *lm_cp_store_spread(sqlite3 *db, const char *id)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT status, COALESCE(assigned, 0), spec, org_id, "
+                             "COALESCE(window_end, -1) FROM jobs WHERE id = ? AND kind = "
+                             "'migration' AND host = ''",
+                             "s", id));
+}
+
+bool lm_cp_store_spread_assigned(sqlite3 *db, const char *id, int64_t now)
+{
+    return lm_cp_exec(db, "UPDATE jobs SET assigned = ?1, updated = ?1 WHERE id = ?2", "is", now,
+                      id);
+}
+
+bool lm_cp_store_parts_command(sqlite3 *db, const char *parent, const char *kind, int64_t deadline,
+                               const char *role, int64_t now)
+{
+    return lm_cp_exec(db,
+                      "INSERT INTO commands(job_id, kind, deadline, created) SELECT id, ?1, ?2, ?3 "
+                      "FROM jobs WHERE parent = ?4 AND kind = 'part' AND released IS NULL AND "
+                      "status NOT IN " LM_CP_STATUS_TERMINAL " AND (?5 IS NULL OR role = ?5) "
+                      "ORDER BY created",
+                      "siiss", kind, deadline, now, parent, role);
+}
+
+bool lm_cp_store_has_command(sqlite3 *db, const char *job_id, const char *kind)
+{
+    sqlite3_stmt *st = first_row(lm_cp_q(
+        db, "SELECT 1 FROM commands WHERE job_id = ? AND kind = ? LIMIT 1", "ss", job_id, kind));
+    bool has = st != NULL;
+    sqlite3_finalize(st);
+    return has;
+}
+
+sqlite3_stmt *lm_cp_store_lead_cutovers_due(sqlite3 *db)
+{
+    return lm_cp_q(
+        db,
+        "SELECT m.id, l.id FROM jobs m JOIN jobs l ON l.parent = m.id AND l.kind = 'part' AND "
+        "l.role = 'lead' AND l.released IS NULL AND l.status NOT IN " LM_CP_STATUS_TERMINAL
+        " WHERE m.kind = 'migration' AND m.status NOT IN " LM_CP_STATUS_TERMINAL
+        " AND EXISTS (SELECT 1 FROM commands c WHERE c.job_id = m.id AND c.kind = 'cutover') AND "
+        "NOT EXISTS (SELECT 1 FROM commands c WHERE c.job_id = l.id AND c.kind = 'cutover') AND "
+        "NOT EXISTS (SELECT 1 FROM jobs f WHERE f.parent = m.id AND f.kind = 'part' AND f.role "
+        "= 'follower' AND f.released IS NULL AND f.status != 'COMPLETE')",
+        "");
+}
+
+sqlite3_stmt *lm_cp_store_parts_held(sqlite3 *db, const char *agent_id)
+{
+    return lm_cp_q(db,
+                   "SELECT id, parent, host, role, shards FROM jobs WHERE holder = ? AND kind = "
+                   "'part' AND released IS NULL AND status NOT IN " LM_CP_STATUS_TERMINAL
+                   " ORDER BY created",
+                   "s", agent_id);
+}
+
+sqlite3_stmt *lm_cp_store_host_alive(sqlite3 *db, const char *org, const char *host)
+{
+    return first_row(lm_cp_q(db,
+                             "SELECT a.id FROM agents a JOIN link_tokens t ON t.id = a.token_id "
+                             "AND t.deleted = 0 WHERE a.org_id = ? AND a.hostname = ? AND "
+                             "a.lost_since IS NULL AND a.last_seen IS NOT NULL",
+                             "ss", org, host));
 }

@@ -230,15 +230,24 @@ bool lm_cp_store_command_insert_arg(sqlite3 *db, const char *job_id, const char 
                                     const char *arg, int64_t now);
 /* A sharded migration's shard as its agent (agent_id on host) last reported it: state (the
  * shard's RUNNING, FAILED, ...) and status (its row as JSON, lm_proto_shard_t's members). */
+/* part: the part of a migration spread over several hosts that runs it (NULL for one
+ * host); a row another part runs is left as it is (a lead reporting every shard before
+ * its assignment does not take back the shards handed to others). */
 bool lm_cp_store_job_shard_report(sqlite3 *db, const char *job_id, const char *name,
-                                  const char *host, const char *agent_id, const char *state,
-                                  const char *status, int64_t now);
-/* The migration ended (state: COMPLETE or CANCELLED, as its agent reported) after its last
- * per-shard report: its shards still RUNNING take that state (and phase COMPLETE). */
-bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *state, int64_t now);
-/* List: name, host, agent_id, state, status (JSON), updated of job_id's shards, by name. */
+                                  const char *host, const char *agent_id, const char *part,
+                                  const char *state, const char *status, int64_t now);
+/* Shard `name` of job_id is to run on host, in part: state ASSIGNED until that part reports. */
+bool lm_cp_store_job_shard_assign(sqlite3 *db, const char *job_id, const char *name,
+                                  const char *host, const char *part, int64_t now);
+/* The migration (or its part `part`; NULL: any) ended (state: COMPLETE or CANCELLED, as its
+ * agent reported) after its last per-shard report: its shards still RUNNING take that state
+ * (and phase COMPLETE). */
+bool lm_cp_store_job_shards_end(sqlite3 *db, const char *job_id, const char *part,
+                                const char *state, int64_t now);
+/* List: name, host, agent_id, state, status (JSON), updated, part ("" for one host), size
+ * (sizeBytes as the lead measured it, else bytesCopied) of job_id's shards, by name. */
 sqlite3_stmt *lm_cp_store_job_shards(sqlite3 *db, const char *job_id);
-/* Row: state, host of shard `name` of job_id. */
+/* Row: state, host, part (NULL for one host) of shard `name` of job_id. */
 sqlite3_stmt *lm_cp_store_job_shard(sqlite3 *db, const char *job_id, const char *name);
 /* `agent`, on host of org, has every command up to seq of the jobs it holds (or that no
  * agent holds yet). */
@@ -248,5 +257,50 @@ bool lm_cp_store_commands_ack(sqlite3 *db, const char *org, const char *host, co
  * of host of org that `agent` holds (or no agent holds yet), in order. */
 sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const char *host,
                                            const char *agent, int64_t limit);
+
+/* ---- a live migration spread over several migration hosts (docs/agent-daemon.md) ----
+ * The migration's row (kind 'migration', host '': never handed out) holds what the API
+ * shows, aggregated from its parts: one job of kind 'part' per host that runs shards, with
+ * the migration as parent, its role (lead: the balancers and the metadata; follower) and
+ * its shards (a JSON array; NULL: a lead waiting for the assignment). */
+typedef struct {
+    const char *id, *parent, *host, *role;
+    const char *shards; /* JSON array, or NULL */
+} lm_cp_part_row_t;
+/* A new part of migration p->parent (same org, project and spec). */
+bool lm_cp_store_part_insert(sqlite3 *db, const lm_cp_part_row_t *p, int64_t now);
+#define LM_CP_PART_COLUMNS                                                                         \
+    "id, host, role, shards, status, ready, lag, gap, phase, error, "                              \
+    "json_extract(report, '$.estimatedCutoverSeconds'), holder, verification, "                    \
+    "report IS NOT NULL"
+/* List: LM_CP_PART_COLUMNS of the parts of parent not handed on, oldest first. */
+sqlite3_stmt *lm_cp_store_parts(sqlite3 *db, const char *parent);
+/* Row: parent, role, released (NULL: not handed on), host of part id; NULL when id is not a
+ * part. */
+sqlite3_stmt *lm_cp_store_part(sqlite3 *db, const char *id);
+/* The shards (a JSON array) the waiting lead part id was given. */
+bool lm_cp_store_part_set_shards(sqlite3 *db, const char *id, const char *shards, int64_t now);
+/* Part id's shards were handed to another host: it ends (CANCELLED, released), its
+ * commands not delivered yet are dropped. */
+bool lm_cp_store_part_release(sqlite3 *db, const char *id, int64_t now);
+/* Row: status, assigned (0: shards not spread yet), spec, org_id, window_end (-1: none) of
+ * migration id when it is spread over several hosts; NULL otherwise. */
+sqlite3_stmt *lm_cp_store_spread(sqlite3 *db, const char *id);
+bool lm_cp_store_spread_assigned(sqlite3 *db, const char *id, int64_t now);
+/* A command for every part of parent still running (role: only those of that role; NULL:
+ * all). */
+bool lm_cp_store_parts_command(sqlite3 *db, const char *parent, const char *kind, int64_t deadline,
+                               const char *role, int64_t now);
+/* Whether job_id has had a command of that kind. */
+bool lm_cp_store_has_command(sqlite3 *db, const char *job_id, const char *kind);
+/* List: migration id, lead part id of the spread migrations whose cutover was asked for, all
+ * of whose followers are COMPLETE, and whose lead has no cutover yet (the lead goes last: it
+ * starts the balancers again). */
+sqlite3_stmt *lm_cp_store_lead_cutovers_due(sqlite3 *db);
+/* List: id, parent, host, role, shards of the running parts agent_id holds. */
+sqlite3_stmt *lm_cp_store_parts_held(sqlite3 *db, const char *agent_id);
+/* Row: the agent id on host of org when it is linked (its link-token live), has sent a
+ * heartbeat and is not marked lost; NULL otherwise. */
+sqlite3_stmt *lm_cp_store_host_alive(sqlite3 *db, const char *org, const char *host);
 
 #endif

@@ -1804,7 +1804,7 @@ Test(controlplane, older_secrets_are_bound_to_their_rows_at_start)
     lm_proto_assignments_cleanup(m);
     free(m);
     lm_test_cp_stop(&cp);
-    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 4, v; "
+    cr_assert_eq(db_script("v=db.execute('PRAGMA user_version').fetchone()[0]; assert v == 5, v; "
                            "rows=db.execute('SELECT src_password FROM jobs UNION ALL SELECT "
                            "password FROM clusters').fetchall(); "
                            "assert all(r[0] is None or r[0].startswith('v2:') for r in rows), rows",
@@ -2225,4 +2225,297 @@ Test(controlplane, verification_reports_and_verification_on_demand)
                   strstr(log, "verification requested"),
               "%s", log);
     free(log);
+}
+
+/* ---- issue 16: one migration spread over two migration hosts ---- */
+
+/* Polls a once (wait seconds): its jobs and commands, for the caller to look at and free. */
+static lm_proto_assignments_t *poll_beating(agent_t *a, agent_t *other, int wait)
+{
+    char *out;
+    cr_assert_eq(agent_heartbeat(a, &out), 200, "%s", out);
+    free(out);
+    if (other) {
+        cr_assert_eq(agent_heartbeat(other, &out), 200, "%s", out);
+        free(out);
+    }
+    return agent_poll(a, wait);
+}
+
+/* A part's report: state, ready, lag, and its shards (name:state pairs) as rows. */
+static void part_report(agent_t *a, const char *part, const char *state, bool ready, double lag,
+                        const char *const *shards, size_t n)
+{
+    lm_proto_status_t s;
+    lm_proto_shard_t rows[8];
+    migration_report(&s, a, part, state, ready, lag);
+    memset(rows, 0, sizeof rows);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(rows[i].name, sizeof rows[i].name, "%s", shards[2 * i]);
+        snprintf(rows[i].state, sizeof rows[i].state, "%s", shards[2 * i + 1]);
+        snprintf(rows[i].phase, sizeof rows[i].phase, "%s",
+                 strcmp(state, "COMPLETE") == 0 ? "COMPLETE" : "STREAMING");
+        rows[i].ready_for_cutover = ready;
+        rows[i].has_lag = true;
+        rows[i].lag_seconds = lag;
+    }
+    s.shards = n ? rows : NULL;
+    s.n_shards = n;
+    post_report(a, &s);
+}
+
+/* `lm describe` as JSON (lm_json_free it). */
+static lm_json_val_t *describe_json(const char *mig, const char *proj)
+{
+    char *out;
+    lm_error_t err;
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
+    lm_json_val_t *v = lm_json_parse(out, strlen(out), 0, 0, &err);
+    cr_assert(v, "%s: %s", err.message, out);
+    free(out);
+    return v;
+}
+
+static bool json_true(lm_json_val_t *v, const char *key)
+{
+    bool b = false;
+    lm_error_t err;
+    cr_assert(lm_json_get_bool(v, key, true, &b, &err), "%s", err.message);
+    return b;
+}
+
+static int64_t json_int(lm_json_val_t *v, const char *key)
+{
+    int64_t n = -1;
+    lm_error_t err;
+    cr_assert(lm_json_get_int(v, key, true, INT64_MIN, INT64_MAX, &n, &err), "%s", err.message);
+    return n;
+}
+
+static const char *shard_field(lm_json_val_t *v, const char *name, const char *key)
+{
+    lm_json_val_t *shards = lm_json_get(v, "shards");
+    for (size_t i = 0; shards && i < lm_json_len(shards); i++)
+        if (strcmp(lm_json_string(lm_json_get(lm_json_at(shards, i), "name")), name) == 0)
+            return lm_json_string(lm_json_get(lm_json_at(shards, i), key));
+    return NULL;
+}
+
+/* The control plane's side of a migration spread over two hosts, with scripted agents: the
+ * lead part first (awaitShards), the shards spread by the sizes it reports (largest first to
+ * the least loaded host), a follower part with its shards, assign-shards to the lead; the
+ * migration's row from both parts; the cutover to the follower first and to the lead once
+ * the follower is COMPLETE; a host lost: its part released (its reports answered 409), its
+ * shards handed to the other host as a new part; restart-shard to the part that runs it. */
+Test(controlplane, a_sharded_migration_is_spread_over_two_hosts, .timeout = 180)
+{
+    lm_test_cp_config(&cp, "host_grace: 3s\n");
+    char proj[80], mig[80], *out;
+    agent_t a1, a2;
+    prepare(proj, sizeof proj, &a1, NULL, 0);
+    agent_link(&a2, link_token, "mig-host-2");
+    /* a host listed twice, or not linked, is refused */
+    cr_assert_neq(CLI(&out,
+                      "lm create --projectId %s --clusterName dst --migrationHost mig-host-1 "
+                      "--migrationHost mig-host-1 --sourceClusterName src --sourceProjectId %s",
+                      proj, proj),
+                  0);
+    cr_assert(strstr(out, "listed twice"), "%s", out);
+    free(out);
+    cr_assert_neq(CLI(&out,
+                      "lm create --projectId %s --clusterName dst --migrationHost mig-host-1 "
+                      "--migrationHost nohost --sourceClusterName src --sourceProjectId %s",
+                      proj, proj),
+                  0);
+    cr_assert(strstr(out, "MIGRATION_HOST_NOT_FOUND") && strstr(out, "nohost"), "%s", out);
+    free(out);
+    cr_assert_eq(CLI(&out,
+                     "lm create --projectId %s --clusterName dst --migrationHost mig-host-1 "
+                     "--migrationHost mig-host-2 --sourceClusterName src --sourceProjectId %s "
+                     "--sourceUsername reader --sourcePasswordFile '%s' -o json",
+                     proj, proj, src_pw_file()),
+                 0, "%s", out);
+    lm_test_json_field(out, "_id", mig, sizeof mig);
+    cr_assert(strstr(out, "\"migrationHosts\"") && strstr(out, "\"mig-host-2\""), "%s", out);
+    free(out);
+
+    /* the lead part goes to the first host, waiting for its shards; nothing to the second */
+    lm_proto_assignments_t *m = poll_beating(&a2, &a1, 1);
+    cr_assert_eq(m->n_jobs, 0);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    m = poll_beating(&a1, &a2, 1);
+    cr_assert_eq(m->n_jobs, 1);
+    char lead[80];
+    snprintf(lead, sizeof lead, "%s", m->jobs[0].job_id);
+    cr_assert_str_neq(lead, mig);
+    cr_assert_str_eq(m->jobs[0].migration_id, mig);
+    cr_assert_str_eq(m->jobs[0].sharded_role, "lead");
+    cr_assert(m->jobs[0].await_shards);
+    cr_assert_eq(m->jobs[0].n_shards, 0);
+    cr_assert_eq(m->jobs[0].lease_seconds, 1, "host_grace 3s: a lease of half");
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src", "the migration's own password");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+
+    /* it reports the source's shards with their sizes: they are spread */
+    lm_proto_status_t s;
+    lm_proto_shard_t rows[3] = {
+        {.name = "src-shard0", .state = "ASSIGNING", .has_size = true, .size_bytes = 1000},
+        {.name = "src-shard1", .state = "ASSIGNING", .has_size = true, .size_bytes = 800},
+        {.name = "src-shard2", .state = "ASSIGNING", .has_size = true, .size_bytes = 500}};
+    migration_report(&s, &a1, lead, "RUNNING", false, 0);
+    snprintf(s.phase, sizeof s.phase, "VALIDATING");
+    s.has_lag = false;
+    s.shards = rows;
+    s.n_shards = 3;
+    post_report(&a1, &s);
+    m = poll_beating(&a1, &a2, 1);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_ASSIGN_SHARDS);
+    cr_assert_str_eq(m->commands[0].job_id, lead);
+    cr_assert_str_eq(m->commands[0].shards, "src-shard0", "the largest to the lead");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    post_report(&a1, &s); /* reported again before it took the command: nothing moves back */
+    m = poll_beating(&a2, &a1, 1);
+    cr_assert_eq(m->n_jobs, 1);
+    char follower[80];
+    snprintf(follower, sizeof follower, "%s", m->jobs[0].job_id);
+    cr_assert_str_eq(m->jobs[0].migration_id, mig);
+    cr_assert_str_eq(m->jobs[0].sharded_role, "follower");
+    cr_assert_not(m->jobs[0].await_shards);
+    cr_assert_eq(m->jobs[0].n_shards, 2);
+    cr_assert_str_eq(m->jobs[0].shards[0], "src-shard1");
+    cr_assert_str_eq(m->jobs[0].shards[1], "src-shard2");
+    cr_assert_str_eq(m->jobs[0].source.password, "s3cret-src");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    lm_json_val_t *v = describe_json(mig, proj);
+    cr_assert_str_eq(shard_field(v, "src-shard1", "migrationHost"), "mig-host-2");
+    cr_assert_str_eq(shard_field(v, "src-shard1", "state"), "ASSIGNED");
+    cr_assert_str_eq(shard_field(v, "src-shard0", "migrationHost"), "mig-host-1");
+    cr_assert_eq(lm_json_len(lm_json_get(v, "parts")), 2);
+    lm_json_free(v);
+    cr_assert_eq(count_events(mig, proj, "shards_assigned", &out), 1);
+    cr_assert(strstr(out, "mig-host-1: src-shard0") &&
+                  strstr(out, "mig-host-2: src-shard1,src-shard2"),
+              "%s", out);
+    free(out);
+
+    /* the migration's row follows both parts: ready only when both are, the worst lag */
+    const char *mine1[] = {"src-shard0", "RUNNING"};
+    const char *mine2[] = {"src-shard1", "RUNNING", "src-shard2", "RUNNING"};
+    part_report(&a1, lead, "RUNNING", true, 1, mine1, 1);
+    part_report(&a2, follower, "RUNNING", false, 7, mine2, 2);
+    v = describe_json(mig, proj);
+    cr_assert_str_eq(lm_json_string(lm_json_get(v, "status")), "WORKING");
+    cr_assert_not(json_true(v, "readyForCutover"));
+    cr_assert_eq(json_int(v, "lagTimeSeconds"), 7);
+    cr_assert_str_eq(shard_field(v, "src-shard2", "state"), "RUNNING");
+    lm_json_free(v);
+    cr_assert_neq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0);
+    cr_assert(strstr(out, "409"), "not ready: %s", out);
+    free(out);
+    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s", mig, proj), 0, "%s", out);
+    cr_assert(strstr(out, "parts (2, one per migration host)") && strstr(out, "follower") &&
+                  strstr(out, "src-shard1,src-shard2"),
+              "%s", out);
+    free(out);
+
+    /* mig-host-2 goes silent: after host_grace its part is released and its shards handed
+     * to mig-host-1 as a new part, resuming from their checkpoints */
+    int64_t until = lm_time_mono_ms() + 20000;
+    char moved[80] = "";
+    while (!moved[0]) {
+        m = poll_beating(&a1, NULL, 1);
+        for (size_t i = 0; i < m->n_jobs; i++)
+            if (strcmp(m->jobs[i].job_id, lead) != 0) {
+                snprintf(moved, sizeof moved, "%s", m->jobs[i].job_id);
+                cr_assert_str_eq(m->jobs[i].sharded_role, "follower");
+                cr_assert_eq(m->jobs[i].n_shards, 2);
+                cr_assert_str_eq(m->jobs[i].shards[0], "src-shard1");
+                cr_assert_str_eq(m->jobs[i].migration_id, mig);
+            }
+        lm_proto_assignments_cleanup(m);
+        free(m);
+        cr_assert_lt(lm_time_mono_ms(), until, "the lost host's shards never moved:\n%s",
+                     lm_test_slurp(cp.log));
+    }
+    cr_assert_eq(count_events(mig, proj, "part_reassigned", &out), 1);
+    cr_assert(strstr(out, "migration host mig-host-2 is lost") &&
+                  strstr(out, "mig-host-1: src-shard1,src-shard2"),
+              "%s", out);
+    free(out);
+    /* mig-host-2 comes back: its part's reports are refused, it is told to stop */
+    migration_report(&s, &a2, follower, "RUNNING", true, 0);
+    char *resp;
+    cr_assert_eq(post_report_as(&a2, a2.bearer, &s, &resp), 409, "%s", resp);
+    cr_assert(strstr(resp, "PART_REASSIGNED"), "%s", resp);
+    free(resp);
+    m = poll_beating(&a2, &a1, 1);
+    cr_assert_eq(m->n_jobs, 0, "a released part is not handed out again");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    v = describe_json(mig, proj);
+    cr_assert_str_eq(shard_field(v, "src-shard1", "migrationHost"), "mig-host-1");
+    cr_assert_eq(lm_json_len(lm_json_get(v, "parts")), 2, "the lead and the moved part");
+    lm_json_free(v);
+
+    /* restart of a shard goes to the part that runs it */
+    const char *failed[] = {"src-shard1", "FAILED", "src-shard2", "RUNNING"};
+    part_report(&a1, moved, "RUNNING", false, 2, failed, 2);
+    cr_assert_eq(CLI(&out, "lm restart-shard %s --projectId %s --shard src-shard1", mig, proj), 0,
+                 "%s", out);
+    free(out);
+    m = poll_beating(&a1, NULL, 1);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_RESTART_SHARD);
+    cr_assert_str_eq(m->commands[0].job_id, moved);
+    lm_proto_assignments_cleanup(m);
+    free(m);
+
+    /* both parts ready: the cutover goes to the follower part first, the lead waits */
+    part_report(&a1, moved, "RUNNING", true, 0, mine2, 2);
+    part_report(&a1, lead, "RUNNING", true, 0, mine1, 1);
+    v = describe_json(mig, proj);
+    cr_assert(json_true(v, "readyForCutover"));
+    cr_assert_eq(lm_json_type(lm_json_get(v, "cutoverWindowEndMs")), LM_JSON_INT);
+    lm_json_free(v);
+    cr_assert_eq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0, "%s", out);
+    free(out);
+    m = poll_beating(&a1, NULL, 1);
+    cr_assert_eq(m->n_commands, 1);
+    cr_assert_eq(m->commands[0].kind, LM_PROTO_CMD_CUTOVER);
+    cr_assert_str_eq(m->commands[0].job_id, moved, "the follower first");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    part_report(&a1, lead, "RUNNING", true, 0, mine1, 1);
+    lm_time_sleep_ms(1500, NULL);
+    m = poll_beating(&a1, NULL, 1);
+    cr_assert_eq(m->n_commands, 0, "the lead goes once the follower is COMPLETE");
+    lm_proto_assignments_cleanup(m);
+    free(m);
+    part_report(&a1, moved, "COMPLETE", false, 0, NULL, 0);
+    v = describe_json(mig, proj);
+    cr_assert_str_eq(lm_json_string(lm_json_get(v, "status")), "WORKING");
+    cr_assert_str_eq(shard_field(v, "src-shard2", "state"), "COMPLETE");
+    lm_json_free(v);
+    until = lm_time_mono_ms() + 10000;
+    bool lead_cut = false;
+    while (!lead_cut) {
+        m = poll_beating(&a1, NULL, 2);
+        for (size_t i = 0; i < m->n_commands; i++)
+            lead_cut = lead_cut || (m->commands[i].kind == LM_PROTO_CMD_CUTOVER &&
+                                    strcmp(m->commands[i].job_id, lead) == 0);
+        lm_proto_assignments_cleanup(m);
+        free(m);
+        cr_assert_lt(lm_time_mono_ms(), until, "the lead never got its cutover");
+    }
+    part_report(&a1, lead, "COMPLETE", false, 0, NULL, 0);
+    v = describe_json(mig, proj);
+    cr_assert_str_eq(lm_json_string(lm_json_get(v, "status")), "COMPLETE");
+    cr_assert_str_eq(shard_field(v, "src-shard0", "state"), "COMPLETE");
+    lm_json_free(v);
+    cr_assert_eq(count_events(mig, proj, "lead_cutover", NULL), 1);
 }

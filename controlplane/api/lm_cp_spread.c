@@ -99,7 +99,8 @@ bool cp_spread_start(lm_cp_t *cp, const char *id, const char *host, lm_error_t *
     lm_cp_part_row_t row = {.id = part, .parent = id, .host = host, .role = "lead"};
     if (!lm_cp_store_part_insert(cp->db, &row, lm_time_now_ms()))
         return lm_error_set(err, LM_ERR_IO, "cannot store the lead part of live migration %s", id);
-    lm_log_info(NULL, "live migration %s: lead part %s on host %s (the shards are spread once it "
+    lm_log_info(NULL,
+                "live migration %s: lead part %s on host %s (the shards are spread once it "
                 "has read them)",
                 id, part, host);
     return true;
@@ -212,10 +213,10 @@ static void spread_first(lm_cp_t *cp, const char *parent, const lm_proto_status_
     for (size_t i = 0; i < m->n_shards && n < LM_PROTO_MAX_SHARDS; i++) {
         if (strcmp(m->shards[i].state, "ASSIGNING") != 0)
             return; /* not the lead's list of every shard */
-        slots[n] = (lm_cp_shard_slot_t){.name = m->shards[i].name,
-                                        .bytes = m->shards[i].has_size ? m->shards[i].size_bytes
-                                                                       : 0,
-                                        .host = -1};
+        slots[n] =
+            (lm_cp_shard_slot_t){.name = m->shards[i].name,
+                                 .bytes = m->shards[i].has_size ? m->shards[i].size_bytes : 0,
+                                 .host = -1};
         from[n++] = -1;
     }
     if (!n)
@@ -239,8 +240,8 @@ static void spread_first(lm_cp_t *cp, const char *parent, const lm_proto_status_
         spread_event(cp, parent, "spread_failed", msg, now);
         return;
     }
-    if (!hand_out(cp, parent, &h, slots, from, n, -1, m->job_id, a->host, false, what,
-                  sizeof what, now) ||
+    if (!hand_out(cp, parent, &h, slots, from, n, -1, m->job_id, a->host, false, what, sizeof what,
+                  now) ||
         !lm_cp_store_spread_assigned(cp->db, parent, now)) {
         lm_log_error(NULL, "live migration %s: cannot store the spread of its shards", parent);
         return;
@@ -263,8 +264,18 @@ void cp_spread_after_report(lm_cp_t *cp, const char *parent, const lm_proto_stat
     bool ended = lm_job_status_parse(lm_cp_col(st, 0), &s) && lm_job_status_terminal(s);
     char *spec = strdup(lm_cp_col(st, 2));
     sqlite3_finalize(st);
-    if (!assigned && !ended && spec && m->n_shards)
+    lm_phase_t phase = LM_PHASE_NEW;
+    lm_phase_parse(m->phase, &phase);
+    if (!assigned && !ended && spec && m->n_shards) {
         spread_first(cp, parent, m, a, spec);
+    } else if (!assigned && !ended && !m->n_shards && phase >= LM_PHASE_COPYING) {
+        /* the lead copies without shards: the source is a replica set, which it runs alone */
+        lm_cp_store_spread_assigned(cp->db, parent, lm_time_now_ms());
+        spread_event(cp, parent, "shards_assigned",
+                     "the source is not a sharded cluster: the lead's host runs the whole "
+                     "migration (the other listed hosts are not used)",
+                     lm_time_now_ms());
+    }
     free(spec);
     cp_spread_update(cp, parent);
 }
@@ -394,10 +405,10 @@ void cp_spread_update(lm_cp_t *cp, const char *parent)
         sqlite3_reset(parts);
     lm_job_status_t status = was;
     if (!lm_job_status_terminal(was))
-        status = failed                     ? LM_STATUS_FAILED
-                 : n && complete == n       ? LM_STATUS_COMPLETE
-                 : reported                 ? LM_STATUS_WORKING
-                                            : LM_STATUS_NEW;
+        status = failed               ? LM_STATUS_FAILED
+                 : n && complete == n ? LM_STATUS_COMPLETE
+                 : reported           ? LM_STATUS_WORKING
+                                      : LM_STATUS_NEW;
     ready = ready && n > 0 && !lm_job_status_terminal(status);
     if (!n || !reported)
         phase = LM_PHASE_NEW;
@@ -450,7 +461,8 @@ bool cp_spread_command(lm_cp_t *cp, const char *id, const char *kind, int64_t de
      * starts the balancers again at its end: a chunk moved while a follower still streamed
      * would be lost for the target) */
     bool cutover = strcmp(kind, "cutover") == 0;
-    bool ok = lm_cp_store_parts_command(cp->db, id, kind, deadline, cutover ? "follower" : NULL, now);
+    bool ok =
+        lm_cp_store_parts_command(cp->db, id, kind, deadline, cutover ? "follower" : NULL, now);
     if (cutover)
         cp_spread_tick(cp, now);
     return ok;
@@ -518,7 +530,8 @@ static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const cha
     if (!assigned) { /* a lead lost before the spread: a new lead waits for the shards */
         char id[25];
         new_part_id(id);
-        lm_cp_part_row_t row = {.id = id, .parent = parent, .host = h.names[lead_to], .role = "lead"};
+        lm_cp_part_row_t row = {
+            .id = id, .parent = parent, .host = h.names[lead_to], .role = "lead"};
         ok = lm_cp_store_part_insert(cp->db, &row, now);
         snprintf(what, sizeof what, "%s: the lead's duty (part %s)", h.names[lead_to], id);
     } else {

@@ -169,78 +169,17 @@ static void wait_local_copying(size_t i, int timeout_ms)
     }
 }
 
-/* `lm describe MIG -o json`, parsed (lm_json_free it); the text into *text when asked. */
-static lm_json_val_t *describe(const char *mig, char **text)
-{
-    char *out;
-    cr_assert_eq(CLI(&out, "lm describe %s --projectId %s -o json", mig, proj), 0, "%s", out);
-    lm_error_t err;
-    const char *start = strchr(out, '{');
-    cr_assert(start, "%s", out);
-    lm_json_val_t *v = lm_json_parse(start, strlen(start), 0, 0, &err);
-    cr_assert(v, "%s: %s", err.message, out);
-    if (text)
-        *text = out;
-    else
-        free(out);
-    return v;
-}
+/* The operator, for lm_test_describe and the waits (lm_test_cp.h). */
+static lm_test_op_t op;
 
-/* The shard named `name` in a describe answer, NULL when it has none. */
-static lm_json_val_t *shard_of(lm_json_val_t *v, const char *name)
+static void set_op(void)
 {
-    lm_json_val_t *shards = lm_json_get(v, "shards");
-    for (size_t i = 0; shards && i < lm_json_len(shards); i++) {
-        const char *n = lm_json_string(lm_json_get(lm_json_at(shards, i), "name"));
-        if (n && strcmp(n, name) == 0)
-            return lm_json_at(shards, i);
-    }
-    return NULL;
-}
-
-/* Waits until `lm describe` shows shard `name` with string member key == want. */
-static void wait_shard(const char *mig, const char *name, const char *key, const char *want,
-                       int timeout_ms)
-{
-    int64_t until = lm_time_mono_ms() + timeout_ms;
-    for (;;) {
-        char *text;
-        lm_json_val_t *v = describe(mig, &text);
-        const char *got = lm_json_string(lm_json_get(shard_of(v, name), key));
-        bool ok = got && strcmp(got, want) == 0;
-        lm_json_free(v);
-        if (!ok && lm_time_mono_ms() >= until)
-            cr_assert_fail("shard %s of %s never had %s %s; last answer:\n%s\nagent:\n%s", name,
-                           mig, key, want, text, lm_test_slurp(agent_log));
-        free(text);
-        if (ok)
-            return;
-        cr_assert_eq(kill(agent_pid, 0), 0, "the agent ended:\n%s", lm_test_slurp(agent_log));
-        lm_time_sleep_ms(300, NULL);
-    }
-}
-
-/* Waits for the migration's status (and, with need_ready, readyForCutover). */
-static void wait_status(const char *mig, const char *want, bool need_ready, int timeout_ms)
-{
-    int64_t until = lm_time_mono_ms() + timeout_ms;
-    for (;;) {
-        char *text;
-        lm_json_val_t *v = describe(mig, &text);
-        const char *s = lm_json_string(lm_json_get(v, "status"));
-        bool ready = false;
-        lm_error_t err;
-        lm_json_get_bool(v, "readyForCutover", false, &ready, &err);
-        bool ok = s && strcmp(s, want) == 0 && (!need_ready || ready);
-        lm_json_free(v);
-        if (!ok && lm_time_mono_ms() >= until)
-            cr_assert_fail("live migration %s never became %s%s; last answer:\n%s\nagent:\n%s", mig,
-                           want, need_ready ? " and ready" : "", text, lm_test_slurp(agent_log));
-        free(text);
-        if (ok)
-            return;
-        lm_time_sleep_ms(500, NULL);
-    }
+    memset(&op, 0, sizeof op);
+    op.cp = &cp;
+    op.log = agent_log;
+    snprintf(op.pub, sizeof op.pub, "%s", pub);
+    snprintf(op.keyfile, sizeof op.keyfile, "%s", keyfile);
+    snprintf(op.proj, sizeof op.proj, "%s", proj);
 }
 
 Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
@@ -254,6 +193,7 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
                  0, "%s", out);
     lm_test_json_field(out, "_id", mig, sizeof mig);
     free(out);
+    set_op();
 
     /* shard 1's source goes away for 25 s as its copy starts: that shard FAILED, the other
      * goes on. (Longer than the engines' server selection timeout, connect_timeout, 10 s:
@@ -262,16 +202,16 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     lm_testbed_fault(&src, "lose-shard 1 25");
 
     /* one row per shard, each with its target shard and its host */
-    wait_shard(mig, "src-shard0", "state", "RUNNING", 60000);
-    wait_shard(mig, "src-shard1", "targetShard", "dst-shard1", 60000);
-    lm_json_val_t *v = describe(mig, NULL);
+    lm_test_wait_shard(&op, mig, "src-shard0", "state", "RUNNING", 60000);
+    lm_test_wait_shard(&op, mig, "src-shard1", "targetShard", "dst-shard1", 60000);
+    lm_json_val_t *v = lm_test_describe(&op, mig, NULL);
     lm_json_val_t *shards = lm_json_get(v, "shards");
     cr_assert_eq(lm_json_len(shards), 2);
     for (int i = 0; i < 2; i++) {
         char name[32], target[32];
         snprintf(name, sizeof name, "src-shard%d", i);
         snprintf(target, sizeof target, "dst-shard%d", i);
-        lm_json_val_t *sh = shard_of(v, name);
+        lm_json_val_t *sh = lm_test_shard_of(v, name);
         cr_assert(sh, "no row for %s", name);
         cr_assert_str_eq(lm_json_string(lm_json_get(sh, "targetShard")), target);
         cr_assert_str_eq(lm_json_string(lm_json_get(sh, "migrationHost")), "mig-host-1");
@@ -289,9 +229,9 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
               "%s", out);
     free(out);
 
-    wait_shard(mig, "src-shard1", "state", "FAILED", 90000);
-    v = describe(mig, NULL);
-    const char *last = lm_json_string(lm_json_get(shard_of(v, "src-shard1"), "lastError"));
+    lm_test_wait_shard(&op, mig, "src-shard1", "state", "FAILED", 90000);
+    v = lm_test_describe(&op, mig, NULL);
+    const char *last = lm_json_string(lm_json_get(lm_test_shard_of(v, "src-shard1"), "lastError"));
     cr_assert(last && last[0], "a FAILED shard without its lastError");
     bool ready = true;
     lm_error_t err;
@@ -303,7 +243,7 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
                   strstr(out, "livemig lm restart-shard ID --shard src-shard1"),
               "%s", out);
     free(out);
-    wait_shard(mig, "src-shard0", "phase", "STREAMING", 120000);
+    lm_test_wait_shard(&op, mig, "src-shard0", "phase", "STREAMING", 120000);
     /* not ready while a shard has failed: the control plane refuses the cutover */
     cr_assert_neq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0, "%s", out);
     cr_assert(strstr(out, "409"), "%s", out);
@@ -325,8 +265,9 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     /* the control plane restarted in the middle: the shards' rows are kept */
     lm_test_cp_stop(&cp);
     lm_test_cp_start(&cp);
-    v = describe(mig, NULL);
-    cr_assert_str_eq(lm_json_string(lm_json_get(shard_of(v, "src-shard1"), "state")), "FAILED");
+    v = lm_test_describe(&op, mig, NULL);
+    cr_assert_str_eq(lm_json_string(lm_json_get(lm_test_shard_of(v, "src-shard1"), "state")),
+                     "FAILED");
     lm_json_free(v);
 
     /* the shard's server is back after 25 s: restart it through the control plane */
@@ -345,20 +286,20 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     wait_log("restart of shard src-shard1 requested by the control plane: shard src-shard1 "
              "restarts from its checkpoint",
              30000);
-    wait_shard(mig, "src-shard1", "state", "RUNNING", 60000);
-    wait_shard(mig, "src-shard1", "phase", "STREAMING", 180000);
-    wait_status(mig, "WORKING", true, 180000);
+    lm_test_wait_shard(&op, mig, "src-shard1", "state", "RUNNING", 60000);
+    lm_test_wait_shard(&op, mig, "src-shard1", "phase", "STREAMING", 180000);
+    lm_test_wait_status(&op, mig, "WORKING", true, 180000);
 
     cr_assert_eq(CLI(&out, "lm cutover %s --projectId %s --force", mig, proj), 0, "%s", out);
     free(out);
-    wait_status(mig, "COMPLETE", false, 180000);
+    lm_test_wait_status(&op, mig, "COMPLETE", false, 180000);
     wait_log("shard src-shard1 restarted by the operator", 1000);
     /* the rows end with the migration: every shard COMPLETE */
-    v = describe(mig, NULL);
+    v = lm_test_describe(&op, mig, NULL);
     for (int i = 0; i < 2; i++) {
         char name[32];
         snprintf(name, sizeof name, "src-shard%d", i);
-        lm_json_val_t *sh = shard_of(v, name);
+        lm_json_val_t *sh = lm_test_shard_of(v, name);
         cr_assert_str_eq(lm_json_string(lm_json_get(sh, "state")), "COMPLETE", "%s", name);
         cr_assert_str_eq(lm_json_string(lm_json_get(sh, "phase")), "COMPLETE", "%s", name);
     }
@@ -376,7 +317,7 @@ Test(sharded_daemon, per_shard_view_restart_and_cutover_through_the_cli)
     int64_t verified_by = lm_time_mono_ms() + 120000;
     for (;;) {
         char *text;
-        v = describe(mig, &text);
+        v = lm_test_describe(&op, mig, &text);
         lm_json_val_t *ver = lm_json_get(v, "verification");
         const char *vs = lm_json_string(lm_json_get(ver, "state"));
         int64_t nss = -1;

@@ -135,3 +135,78 @@ void lm_test_json_field(const char *text, const char *key, char *buf, size_t siz
     snprintf(buf, size, "%s", s);
     lm_json_free(v);
 }
+
+/* ---- a live migration as `livemig lm describe` shows it ---- */
+
+lm_test_json_t *lm_test_describe(const lm_test_op_t *op, const char *mig, char **text)
+{
+    char *out;
+    cr_assert_eq(lm_test_cp_cli(op->cp, op->pub, op->keyfile, &out,
+                                "lm describe %s --projectId %s -o json", mig, op->proj),
+                 0, "%s", out);
+    lm_error_t err;
+    const char *start = strchr(out, '{');
+    cr_assert(start, "%s", out);
+    lm_json_val_t *v = lm_json_parse(start, strlen(start), 0, 0, &err);
+    cr_assert(v, "%s: %s", err.message, out);
+    if (text)
+        *text = out;
+    else
+        free(out);
+    return v;
+}
+
+lm_test_json_t *lm_test_shard_of(lm_test_json_t *v, const char *name)
+{
+    lm_json_val_t *shards = lm_json_get(v, "shards");
+    for (size_t i = 0; shards && i < lm_json_len(shards); i++) {
+        const char *n = lm_json_string(lm_json_get(lm_json_at(shards, i), "name"));
+        if (n && strcmp(n, name) == 0)
+            return lm_json_at(shards, i);
+    }
+    return NULL;
+}
+
+void lm_test_wait_shard(const lm_test_op_t *op, const char *mig, const char *name, const char *key,
+                        const char *want, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *text;
+        lm_json_val_t *v = lm_test_describe(op, mig, &text);
+        const char *got = lm_json_string(lm_json_get(lm_test_shard_of(v, name), key));
+        bool ok = got && strcmp(got, want) == 0;
+        lm_json_free(v);
+        if (!ok && lm_time_mono_ms() >= until)
+            cr_assert_fail("shard %s of %s never had %s %s; last answer:\n%s\nlog:\n%s", name, mig,
+                           key, want, text, op->log ? lm_test_slurp(op->log) : "");
+        free(text);
+        if (ok)
+            return;
+        lm_time_sleep_ms(300, NULL);
+    }
+}
+
+void lm_test_wait_status(const lm_test_op_t *op, const char *mig, const char *want, bool need_ready,
+                         int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        char *text;
+        lm_json_val_t *v = lm_test_describe(op, mig, &text);
+        const char *s = lm_json_string(lm_json_get(v, "status"));
+        bool ready = false;
+        lm_error_t err;
+        lm_json_get_bool(v, "readyForCutover", false, &ready, &err);
+        bool ok = s && strcmp(s, want) == 0 && (!need_ready || ready);
+        lm_json_free(v);
+        if (!ok && lm_time_mono_ms() >= until)
+            cr_assert_fail("live migration %s never became %s%s; last answer:\n%s\nlog:\n%s", mig,
+                           want, need_ready ? " and ready" : "", text,
+                           op->log ? lm_test_slurp(op->log) : "");
+        free(text);
+        if (ok)
+            return;
+        lm_time_sleep_ms(500, NULL);
+    }
+}

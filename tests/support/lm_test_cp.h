@@ -5,6 +5,7 @@
 #ifndef LM_TEST_CP_H
 #define LM_TEST_CP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -39,5 +40,24 @@ int lm_test_cp_cli(const lm_test_cp_t *cp, const char *pub, const char *file, ch
 /* Member `key` (a string) of the first JSON object in text, into buf; fails the test when
  * there is none. */
 void lm_test_json_field(const char *text, const char *key, char *buf, size_t size);
+
+/* ---- a live migration as `livemig lm describe` shows it ----
+ * An operator: the control plane, its key (public id and 0600 file) and its project. */
+typedef struct yajl_val_s lm_test_json_t; /* lm_json_val_t */
+typedef struct {
+    lm_test_cp_t *cp;
+    char pub[80], keyfile[700], proj[80];
+    const char *log; /* a log shown when a wait fails (the agent's), or NULL */
+} lm_test_op_t;
+/* `lm describe MIG -o json`, parsed (lm_json_free it); the text into *text when asked. */
+lm_test_json_t *lm_test_describe(const lm_test_op_t *op, const char *mig, char **text);
+/* The shard named `name` of a describe answer; NULL when it has none. */
+lm_test_json_t *lm_test_shard_of(lm_test_json_t *v, const char *name);
+/* Waits until shard `name` has string member key == want (fails the test after timeout). */
+void lm_test_wait_shard(const lm_test_op_t *op, const char *mig, const char *name, const char *key,
+                        const char *want, int timeout_ms);
+/* Waits for the migration's status (and, with need_ready, readyForCutover). */
+void lm_test_wait_status(const lm_test_op_t *op, const char *mig, const char *want, bool need_ready,
+                         int timeout_ms);
 
 #endif

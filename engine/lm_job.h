@@ -57,6 +57,9 @@ typedef struct {
     lm_strlist_t shards;  /* --shards: the source shards this agent runs (empty: every shard) */
     int sharded_role;     /* LM_JOB_ROLE_* */
     int64_t lead_wait_ms; /* a follower waits this long for the lead's "metadata ready" */
+    /* a lead that waits for its shards (the control plane's assign-shards, or POST
+     * /api/v1/assign-shards): role lead, no shards (docs/sharded.md) */
+    bool await_shards;
 } lm_job_t;
 
 enum { LM_JOB_ROLE_ALL = 0, LM_JOB_ROLE_LEAD = 1, LM_JOB_ROLE_FOLLOWER = 2 };

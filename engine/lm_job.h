@@ -5,6 +5,7 @@
 #ifndef LM_JOB_H
 #define LM_JOB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,6 +61,11 @@ typedef struct {
     /* a lead that waits for its shards (the control plane's assign-shards, or POST
      * /api/v1/assign-shards): role lead, no shards (docs/sharded.md) */
     bool await_shards;
+    /* not keys: a daemon's part with a lease (leaseSeconds): the monotonic time of the last
+     * call its control plane answered and the lease; the stream's apply writes no batch once
+     * lease_ms passed since (lm_apply). NULL / 0: no lease. */
+    const atomic_llong *lease_ok_ms;
+    int64_t lease_ms;
 } lm_job_t;
 
 enum { LM_JOB_ROLE_ALL = 0, LM_JOB_ROLE_LEAD = 1, LM_JOB_ROLE_FOLLOWER = 2 };

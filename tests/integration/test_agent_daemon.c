@@ -605,3 +605,108 @@ Test(agent_daemon, crafted_assignment_paths_refused)
     stop_pid(&agent_pid);
     lm_test_https_stop(fake);
 }
+
+/* ---- a part with a lease, a part reassigned (issue 16: the daemon's side) ---- */
+
+/* A scripted control plane: 0 up (the part handed out on every poll), 1 down (every call
+ * answered 503), 2 up again: the part handed out once more, its status reports answered
+ * 409 PART_REASSIGNED, then no job. */
+static atomic_int lease_mode;
+static atomic_bool lease_resent;
+static char lease_jobs[2048];
+static atomic_uint lease_reports_409;
+
+static void lease_cp(void *ud, const char *method, const char *url, unsigned hit,
+                     lm_test_https_reply_t *reply)
+{
+    (void)ud, (void)method, (void)hit;
+    int mode = atomic_load(&lease_mode);
+    const char *body = "{}";
+    if (mode == 1) {
+        reply->status = 503;
+        body = "{\"errorCode\":\"UNAVAILABLE\",\"detail\":\"down for the test\"}";
+    } else if (strncmp(url, "/api/agent/v1/assignments", 25) == 0) {
+        bool give = mode == 0 || !atomic_exchange(&lease_resent, true);
+        body = give ? lease_jobs : "{\"v\":1,\"jobs\":[],\"commands\":[]}";
+        reply->delay_ms = 300;
+    } else if (mode == 2 && strncmp(url, "/api/agent/v1/status", 20) == 0) {
+        atomic_fetch_add(&lease_reports_409, 1);
+        reply->status = 409;
+        body = "{\"errorCode\":\"PART_REASSIGNED\",\"detail\":\"its shards run on another host\"}";
+    }
+    reply->body = strdup(body);
+    reply->body_len = strlen(body);
+}
+
+static int count_in_log(const char *needle)
+{
+    char *log = lm_test_slurp(agent_log);
+    int n = 0;
+    for (const char *p = strstr(log, needle); p; p = strstr(p + 1, needle))
+        n++;
+    free(log);
+    return n;
+}
+
+/* A part with leaseSeconds 2 streams; the control plane stops answering: the part stops
+ * (checkpointed, event lease_lost, no final report). It answers again and hands the part
+ * out once more: it starts again, and its report is answered 409 PART_REASSIGNED: it
+ * stops again, logged once, and sends no more reports. */
+Test(agent_daemon, a_part_stops_when_its_lease_runs_out_or_it_is_reassigned)
+{
+    char certs[512], cert[700], key[700], ca_pem[600], pin[80], identity[3000], ident_path[800];
+    lm_error_t perr;
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    snprintf(lease_jobs, sizeof lease_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"part1\",\"kind\":\"migration\","
+             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
+             src.uri, dst.uri);
+    atomic_store(&lease_mode, 0);
+    atomic_store(&lease_resent, false);
+    atomic_store(&lease_reports_409, 0);
+    lm_test_certs("lease-cp", certs, sizeof certs);
+    snprintf(cert, sizeof cert, "%s/server.pem", certs);
+    snprintf(key, sizeof key, "%s/server.key", certs);
+    lm_test_https_t *fake = lm_test_https_start(cert, key, lease_cp, NULL);
+    cr_assert_eq(lm_test_sh("mkdir -p '%s' && chmod 700 '%s'", state_dir, state_dir), 0);
+    snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", certs);
+    cr_assert(lm_http_ca_pin(ca_pem, pin, &perr), "%s", perr.message);
+    snprintf(identity, sizeof identity,
+             "{\"url\":\"https://127.0.0.1:%d\",\"orgId\":\"org1\",\"tokenId\":\"tok1\","
+             "\"agentSecret\":\"s3cret-s3cret-s3cret\",\"caPin\":\"%s\",\"agentId\":\"agent1\","
+             "\"hostname\":\"mig-host-1\",\"heartbeatSeconds\":1,\"pollSeconds\":1}\n",
+             lm_test_https_port(fake), pin);
+    lm_test_write(state_dir, "identity.json", identity, ident_path, sizeof ident_path);
+    chmod(ident_path, 0600);
+    snprintf(agent_yaml, sizeof agent_yaml,
+             "control_plane:\n  ca_file: %s/ca.pem\nstate_dir: %s\n"
+             "heartbeat_interval: 1s\npoll_timeout: 1s\nstatus_addr: 127.0.0.1:%d\n",
+             certs, state_dir, lm_test_free_port());
+    lm_test_write(dir, "agent.yaml", agent_yaml, agent_conf, sizeof agent_conf);
+    start_agent();
+    wait_log("streaming the source's changes", 1, 60000);
+    cr_assert_eq(count_in_log("stops so that its shards"), 0, "%s", lm_test_slurp(agent_log));
+    atomic_store(&lease_mode, 1);
+    wait_log("(leaseSeconds 2): part part1 stops so that its shards can move to another host "
+             "safely",
+             1, 30000);
+    wait_log("live migration part1: stopped (checkpointed", 1, 30000);
+    cr_assert_eq(kill(agent_pid, 0), 0, "the agent ended:\n%s", lm_test_slurp(agent_log));
+    atomic_store(&lease_mode, 2);
+    wait_log("the control plane answers again", 1, 30000);
+    wait_log("live migration part1: starting", 2, 30000); /* handed out again */
+    wait_log("was reassigned (", 1, 30000);
+    wait_log("live migration part1: stopped (checkpointed", 2, 30000);
+    unsigned refused = atomic_load(&lease_reports_409);
+    lm_time_sleep_ms(4000, NULL); /* more than one report interval */
+    cr_assert_eq(atomic_load(&lease_reports_409), refused, "a reassigned part still reported:\n%s",
+                 lm_test_slurp(agent_log));
+    cr_assert_eq(count_in_log("was reassigned ("), 1, "%s", lm_test_slurp(agent_log));
+    cr_assert_eq(count_in_log("stops so that its shards"), 1, "%s", lm_test_slurp(agent_log));
+    char *log = lm_test_slurp(agent_log);
+    cr_assert_null(strstr(log, "s3cret-s3cret"), "%s", log);
+    free(log);
+    stop_pid(&agent_pid);
+    lm_test_https_stop(fake);
+}

@@ -837,7 +837,8 @@ static int64_t count_on_shard(const lm_testbed_server_t *bed, int i, const char 
  * through its local status API as the control plane's assign-shards would: it stops the
  * balancers, reports every source shard (ASSIGNING, its size) and waits, copying nothing; a
  * list with an unknown shard is refused (400) and it goes on waiting; the right list makes
- * it run both shards to COMPLETE with 0 differences; a second list is refused (409). */
+ * killed (-9) and started again, it waits again; the right list makes it run both shards
+ * to COMPLETE with 0 differences; a second list is refused (409). */
 Test(sharded, a_lead_awaits_its_shards)
 {
     beds(2, 2, 300);
@@ -901,6 +902,24 @@ Test(sharded, a_lead_awaits_its_shards)
     shard_str(v, 1, "state", state, sizeof state);
     cr_assert_str_eq(state, "ASSIGNING");
     lm_json_free(v);
+    /* killed while it waits, started again (as a redelivered job): it waits again */
+    kill(lead.pid, SIGKILL);
+    cr_assert_eq(lm_test_wait(lead.pid, 10000), 128 + SIGKILL);
+    lead.pid = lm_test_spawn(argv, lead.log);
+    int64_t until = lm_time_mono_ms() + 60000;
+    for (int waits = 0; waits < 2;) {
+        text = lm_test_slurp(log_path);
+        waits = 0;
+        for (char *p = strstr(text, "waiting for the control plane to assign"); p;
+             p = strstr(p + 1, "waiting for the control plane to assign"))
+            waits++;
+        free(text);
+        cr_assert_lt(lm_time_mono_ms(), until, "the restarted lead does not wait:\n%s",
+                     lm_test_slurp(log_path));
+        lm_time_sleep_ms(100, NULL);
+    }
+    expect_balancer(&src, "off");
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0, "copied before any assignment");
     cr_assert_eq(agent_cli("assign-shards src-shard0,src-shard1"), 0, "%s", lm_test_slurp(cli));
     wait_log("the control plane assigned shards src-shard0, src-shard1 to this agent (lead)",
              10000);

@@ -798,3 +798,57 @@ Test(agent_daemon, a_lead_part_runs_the_shards_the_control_plane_assigns)
     agent_pid = 0;
     lm_test_https_stop(fake);
 }
+
+/* Two parts of one migration (the same migrationId) handed to one agent, as when the control
+ * plane moves a lost host's shards to a host running another part: both run (each its own
+ * state dir; the second's status API on a free port), both stream; a migration with
+ * another id is still refused while they run. */
+Test(agent_daemon, two_parts_of_one_migration_run_on_one_agent)
+{
+    lm_testbed_start("sharded", "--shards 2 --prefix src", &src);
+    lm_testbed_start("sharded", "--shards 2 --prefix dst", &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' seed --config '%s' --chunks 3 --docs 200 > '%s/seed.log' "
+                            "2>&1",
+                            PY, SHARDED, src.config_uri, dir),
+                 0, "seeding the source failed");
+    snprintf(await_jobs, sizeof await_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":["
+             "{\"jobId\":\"partA\",\"kind\":\"migration\",\"source\":{\"uri\":\"%s\"},\"target\":"
+             "{\"uri\":\"%s\"},\"migrationId\":\"mig16p\",\"shardedRole\":\"lead\",\"shards\":"
+             "[\"src-shard0\"]},"
+             "{\"jobId\":\"partB\",\"kind\":\"migration\",\"source\":{\"uri\":\"%s\"},\"target\":"
+             "{\"uri\":\"%s\"},\"migrationId\":\"mig16p\",\"shardedRole\":\"follower\","
+             "\"shards\":[\"src-shard1\"]},"
+             "{\"jobId\":\"other\",\"kind\":\"migration\",\"source\":{\"uri\":\"%s\"},\"target\":"
+             "{\"uri\":\"%s\"},\"migrationId\":\"mig99\",\"shardedRole\":\"lead\",\"shards\":"
+             "[\"src-shard1\"]}]}",
+             src.uri, dst.uri, src.uri, dst.uri, src.uri, dst.uri);
+    atomic_store(&await_assign, false);
+    int port = lm_test_free_port();
+    lm_test_https_t *fake = start_scripted_cp(await_cp, port);
+    start_agent();
+    wait_log("both run side by side", 1, 30000);
+    wait_log("migration other refused: agent agent1 on mig-host-1 is running live migration part",
+             1, 30000);
+    wait_log("streaming the source's changes", 2, 120000); /* shard 0 (A) and shard 1 (B) */
+    wait_log("the lead recorded \"metadata ready\": copying this agent's shards", 1, 30000);
+    char p[900];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/jobs/partA", state_dir);
+    cr_assert_eq(stat(p, &st), 0, "%s", p);
+    snprintf(p, sizeof p, "%s/jobs/partB", state_dir);
+    cr_assert_eq(stat(p, &st), 0, "%s", p);
+    char *log = lm_test_slurp(agent_log);
+    /* two status APIs, on two ports */
+    const char *api1 = strstr(log, "status API on http://"),
+               *api2 = api1 ? strstr(api1 + 1, "status API on http://") : NULL;
+    cr_assert(api1 && api2, "two status APIs expected:\n%s", log);
+    cr_assert_neq(strncmp(api1, api2, strcspn(api1, "\n")), 0, "one port for both:\n%s", log);
+    cr_assert_null(strstr(log, "live migration partB: FAILED"), "%s", log);
+    cr_assert_null(strstr(log, "live migration partA: FAILED"), "%s", log);
+    free(log);
+    kill(agent_pid, SIGTERM);
+    cr_assert_eq(lm_test_wait(agent_pid, 60000), 0, "%s", lm_test_slurp(agent_log));
+    agent_pid = 0;
+    lm_test_https_stop(fake);
+}

@@ -7,6 +7,7 @@
  *   livemig-agent cutover [--state-dir D] [--status-addr A] [--force]  finish a streaming job
  *   livemig-agent cancel  [--state-dir D] [--status-addr A]    stop it (checkpointed)
  *   livemig-agent restart-shard NAME [--state-dir D]            restart a failed shard's sync
+ *   livemig-agent assign-shards A,B [--state-dir D]             a waiting lead's shards
  *   livemig-agent link --token-file F --state-dir D --ca-file F   link to a control plane
  *   livemig-agent --config FILE                                   the daemon (lm_daemon.h)
  *   livemig-agent --version
@@ -85,6 +86,7 @@ static void usage(FILE *out)
           "       livemig-agent cutover [--state-dir D] [--status-addr HOST:PORT] [--force]\n"
           "       livemig-agent cancel [--state-dir D] [--status-addr HOST:PORT]\n"
           "       livemig-agent restart-shard NAME [--state-dir D] [--status-addr HOST:PORT]\n"
+          "       livemig-agent assign-shards A,B [--state-dir D] [--status-addr HOST:PORT]\n"
           "       livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H]\n"
           "                          [--relink]\n"
           "       livemig-agent --config FILE              run as a daemon of a control plane\n"
@@ -612,6 +614,40 @@ static int cmd_restart_shard(int argc, char **argv)
                     argc - 1, rest);
 }
 
+/* livemig-agent assign-shards A,B [--state-dir D] [--status-addr A]: the shards of a lead
+ * started with --await-shards (POST /api/v1/assign-shards), as the control plane's
+ * assign-shards command gives them. */
+static int cmd_assign_shards(int argc, char **argv)
+{
+    char path[320], msg[512], *rest[argc > 0 ? argc : 1];
+    const char *list = argc > 1 ? argv[1] : NULL;
+    const char *why = NULL;
+    if (!list || list[0] == '-')
+        why = "no list of shards";
+    else if (!lm_coord_shard_list_check(list, msg, sizeof msg))
+        why = msg;
+    else if (strlen(list) > 260 ||
+             strspn(list, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-,") !=
+                 strlen(list))
+        why = "unexpected characters, or longer than 260 bytes";
+    if (why) {
+        fprintf(stderr,
+                "livemig-agent assign-shards: %s: give the source shards this lead runs, "
+                "comma-separated (letters, digits, '_', '.', '-'): livemig-agent assign-shards "
+                "SHARD[,SHARD...] [--state-dir D]\n",
+                why);
+        return LM_EXIT_USAGE;
+    }
+    snprintf(path, sizeof path, "/api/v1/assign-shards?shards=%s", list);
+    rest[0] = argv[0];
+    for (int i = 2; i < argc; i++)
+        rest[i - 1] = argv[i];
+    return cmd_post("assign-shards", path,
+                    "shards assigned: the lead prepares them, records \"metadata ready\" and "
+                    "copies",
+                    argc - 1, rest);
+}
+
 /* livemig-agent link --token-file F --state-dir D --ca-file F [--hostname H] [--relink] */
 static int cmd_link(int argc, char **argv)
 {
@@ -765,6 +801,8 @@ int main(int argc, char **argv)
                         "cancel requested: the job checkpoints and stops", argc - 1, argv + 1);
     if (strcmp(cmd, "restart-shard") == 0)
         return cmd_restart_shard(argc - 1, argv + 1);
+    if (strcmp(cmd, "assign-shards") == 0)
+        return cmd_assign_shards(argc - 1, argv + 1);
     if (strcmp(cmd, "cutover") == 0)
         return cmd_post("cutover", "/api/v1/cutover",
                         "cutover requested: stop writes to the source; the job applies what is "

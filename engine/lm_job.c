@@ -138,7 +138,13 @@ const lm_config_field_t lm_job_schema[] = {
      "all (one agent runs every shard), lead (this agent stops and starts the balancers and\n"
      "makes the target's metadata match) or follower (waits for the lead's metadata)."},
     {"lead_wait", LM_CFG_DURATION, offsetof(lm_job_t, lead_wait_ms), "30m", 1000, 604800000, 0,
-     NULL, NULL, "A follower waits at most this long for the lead's \"metadata ready\"."},
+     NULL, NULL,
+     "A follower waits at most this long for the lead's \"metadata ready\"; a lead with\n"
+     "await_shards waits as long for its shards."},
+    {"await_shards", LM_CFG_BOOL, offsetof(lm_job_t, await_shards), "false", 0, 0, 0, NULL, NULL,
+     "A lead (sharded_role lead, no shards) that reports every source shard with its size\n"
+     "(state ASSIGNING) and runs the shards assigned to it: by the control plane's\n"
+     "assign-shards, or POST /api/v1/assign-shards?shards=A,B (docs/sharded.md)."},
     LM_CONFIG_END,
 };
 
@@ -182,6 +188,7 @@ static const struct {
     {"--shards", "shards", false},
     {"--sharded-role", "sharded_role", false},
     {"--lead-wait", "lead_wait", false},
+    {"--await-shards", "await_shards", true},
 };
 
 void lm_job_usage(FILE *out)
@@ -382,6 +389,12 @@ bool lm_job_finish(lm_job_t *job, lm_error_t *err)
                             "--shards runs part of a sharded migration: say which part this agent "
                             "plays with --sharded-role lead (one agent: it stops the balancers and "
                             "makes the target's metadata match) or --sharded-role follower");
+    if (job->await_shards && (job->sharded_role != LM_JOB_ROLE_LEAD || job->shards.n))
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "--await-shards is for the lead of a migration spread over several "
+                            "agents, before its shards are known: give it with --sharded-role lead "
+                            "--migration-id ID and without --shards (the shards come from the "
+                            "control plane or POST /api/v1/assign-shards?shards=A,B)");
     return read_password(&job->source, "source", "LIVEMIG_SOURCE_PASSWORD", err) &&
            read_password(&job->target, "target", "LIVEMIG_TARGET_PASSWORD", err);
 }

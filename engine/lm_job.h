@@ -5,6 +5,7 @@
 #ifndef LM_JOB_H
 #define LM_JOB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +58,14 @@ typedef struct {
     lm_strlist_t shards;  /* --shards: the source shards this agent runs (empty: every shard) */
     int sharded_role;     /* LM_JOB_ROLE_* */
     int64_t lead_wait_ms; /* a follower waits this long for the lead's "metadata ready" */
+    /* a lead that waits for its shards (the control plane's assign-shards, or POST
+     * /api/v1/assign-shards): role lead, no shards (docs/sharded.md) */
+    bool await_shards;
+    /* not keys: a daemon's part with a lease (leaseSeconds): the monotonic time of the last
+     * call its control plane answered and the lease; the stream's apply writes no batch once
+     * lease_ms passed since (lm_apply). NULL / 0: no lease. */
+    const atomic_llong *lease_ok_ms;
+    int64_t lease_ms;
 } lm_job_t;
 
 enum { LM_JOB_ROLE_ALL = 0, LM_JOB_ROLE_LEAD = 1, LM_JOB_ROLE_FOLLOWER = 2 };

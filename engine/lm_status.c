@@ -41,6 +41,39 @@ void lm_status_cleanup(lm_status_t *st)
     pthread_mutex_destroy(&st->mu);
 }
 
+int lm_status_set_assignment(lm_status_t *st, const char *list, char *msg, size_t msgsz)
+{
+    int code;
+    pthread_mutex_lock(&st->mu);
+    if (!st->assign_check) {
+        snprintf(msg, msgsz,
+                 "this job is not waiting for an assignment of shards (it is not a lead started "
+                 "with --await-shards, or it has its shards already)");
+        code = 409;
+    } else if (strlen(list) >= sizeof st->assignment) {
+        snprintf(msg, msgsz, "the list of shards is longer than %zu bytes",
+                 sizeof st->assignment - 1);
+        code = 400;
+    } else if ((code = st->assign_check(st->hook_ud, list, msg, msgsz)) == 202) {
+        snprintf(st->assignment, sizeof st->assignment, "%s", list);
+        st->has_assignment = true;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return code;
+}
+
+bool lm_status_take_assignment(lm_status_t *st, char *out, size_t outsz)
+{
+    pthread_mutex_lock(&st->mu);
+    bool have = st->has_assignment;
+    if (have)
+        snprintf(out, outsz, "%s", st->assignment);
+    st->has_assignment = false;
+    st->assignment[0] = '\0';
+    pthread_mutex_unlock(&st->mu);
+    return have;
+}
+
 void lm_status_set_job_id(lm_status_t *st, const char *job_id)
 {
     pthread_mutex_lock(&st->mu);

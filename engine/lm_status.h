@@ -113,6 +113,8 @@ typedef struct {
     lm_strlist_t differences; /* one line per failing namespace, _ids capped */
 } lm_verify_status_t;
 
+#define LM_STATUS_ASSIGNMENT_MAX 1024 /* the shards assigned to a lead, comma-separated */
+
 typedef struct {
     pthread_mutex_t mu;
     char job_id[64];
@@ -153,6 +155,12 @@ typedef struct {
     void (*json_extra)(void *ud, lm_json_writer_t *w);
     void (*metrics_extra)(void *ud, lm_strbuf_t *out);
     int (*restart_shard)(void *ud, const char *name, char *msg, size_t msgsz);
+    /* A lead waiting for its shards (lm_coord's await mode) sets assign_check while it waits:
+     * it checks a comma-separated list of source shards (202, or 400 with why). An accepted
+     * list waits in assignment until the coordinator takes it. Under mu. */
+    int (*assign_check)(void *ud, const char *list, char *msg, size_t msgsz);
+    char assignment[LM_STATUS_ASSIGNMENT_MAX];
+    bool has_assignment;
     void *hook_ud;
 } lm_status_t;
 
@@ -209,6 +217,13 @@ const char *lm_verify_state_name(lm_verify_state_t s);
 
 const char *lm_state_name(lm_state_t s);
 const char *lm_coll_state_name(lm_coll_state_t s);
+
+/* The shards assigned to a lead that waits for them (the daemon's assign-shards command,
+ * POST /api/v1/assign-shards): 202 when taken (a later one replaces one not taken yet), 409
+ * when the job does not wait for an assignment, 400 for a bad list; msg says why. */
+int lm_status_set_assignment(lm_status_t *st, const char *list, char *msg, size_t msgsz);
+/* The coordinator: the assigned list into out (and forgotten), false while there is none. */
+bool lm_status_take_assignment(lm_status_t *st, char *out, size_t outsz);
 
 /* Appends the status as JSON / Prometheus text. */
 void lm_status_json(lm_status_t *st, lm_strbuf_t *out);

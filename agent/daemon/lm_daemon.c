@@ -13,9 +13,11 @@
 #include <mongoc/mongoc.h>
 
 #include "lm_agent_config.h"
+#include "lm_coord.h"
 #include "lm_encode.h"
 #include "lm_engine.h"
 #include "lm_run.h"
+#include "lm_status_http.h"
 #include "lm_fs.h"
 #include "lm_http.h"
 #include "lm_link.h"
@@ -55,6 +57,12 @@ typedef struct djob {
     atomic_bool stop; /* the daemon stops: checkpoint, not an end */
     atomic_bool expired;
     bool final_sent;
+    /* a part of a migration spread over several hosts: its shared migration id ("" none),
+     * its lease (0: none), and why it was stopped without a final report: the lease ran
+     * out, or the control plane answered 409 (the part was reassigned) */
+    char migration_id[LM_PROTO_ID_LEN + 1];
+    int64_t lease_ms;
+    atomic_bool lease_lost, reassigned;
 } djob_t;
 
 struct daemon {
@@ -68,8 +76,21 @@ struct daemon {
     int64_t started_ms;
     atomic_bool quit; /* the sender ends */
     atomic_bool revoked;
-    int64_t acked; /* the highest command seq received (main thread only) */
+    int64_t acked;           /* the highest command seq received (main thread only) */
+    atomic_llong last_ok_ms; /* monotonic: the last call the control plane answered (leases) */
 };
+
+/* ---- pure parts (lm_daemon.h) ---- */
+
+bool lm_daemon_same_migration(const char *a, const char *b)
+{
+    return a && b && a[0] && strcmp(a, b) == 0;
+}
+
+bool lm_daemon_lease_expired(int64_t last_ok_ms, int64_t lease_ms, int64_t now_ms)
+{
+    return lease_ms > 0 && now_ms - last_ok_ms >= lease_ms;
+}
 
 /* ---- configuration, identity ---- */
 
@@ -408,6 +429,14 @@ static bool build_job(daemon_t *d, const lm_proto_job_t *pj, lm_job_t *job, lm_e
                             "job %s is a part of a sharded migration (shardedRole %s) without a "
                             "migrationId: the control plane must send the id its parts share",
                             pj->job_id, pj->sharded_role);
+    if (pj->await_shards && (job->sharded_role != LM_JOB_ROLE_LEAD || pj->n_shards))
+        return lm_error_set(err, LM_ERR_INVALID,
+                            "job %s: awaitShards is only for a lead part without shards "
+                            "(shardedRole lead, shards empty): the control plane sent "
+                            "shardedRole '%s' with %zu shards",
+                            pj->job_id, pj->sharded_role[0] ? pj->sharded_role : "all",
+                            pj->n_shards);
+    job->await_shards = pj->await_shards;
     snprintf(dir, sizeof dir, "%s/jobs/%s", d->cfg.state_dir, pj->job_id);
     return lm_config_set(lm_job_schema, job, "state_dir", dir, err) &&
            lm_config_set(lm_job_schema, job, "status_addr",
@@ -561,6 +590,26 @@ static void free_job(djob_t *j)
     free(j);
 }
 
+/* A part of a migration whose other part (sibling) runs on this agent too (the control plane
+ * moved a lost host's shards here): its own state dir (jobs/<job id>), and its status API
+ * on a free port of the configured host (its token file names it), not the sibling's. */
+static bool beside(const djob_t *sibling, djob_t *j, lm_error_t *err)
+{
+    char host[128], addr[160];
+    int port;
+    lm_log_info(NULL,
+                "live migration %s: a part of migration %s, as %s running here: both run side by "
+                "side (state in %s)",
+                j->id, j->migration_id, sibling->id, j->job.state_dir);
+    if (strcmp(j->job.status_addr, "0") == 0)
+        return true;
+    if (!lm_status_addr_parse(j->job.status_addr, host, sizeof host, &port, err))
+        return false;
+    snprintf(addr, sizeof addr, "%s%s%s:0", strchr(host, ':') ? "[" : "", host,
+             strchr(host, ':') ? "]" : "");
+    return lm_config_set(lm_job_schema, &j->job, "status_addr", addr, err);
+}
+
 /* A new assignment: start it, or refuse it (reported FAILED with the reason). */
 static void take_job(daemon_t *d, const lm_proto_job_t *pj)
 {
@@ -582,14 +631,20 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
     j->verify = pj->verify;
     j->verify_only = pj->kind == LM_PROTO_JOB_MIGRATION && pj->verify_only;
     snprintf(j->id, sizeof j->id, "%s", pj->job_id);
+    snprintf(j->migration_id, sizeof j->migration_id, "%s", pj->migration_id);
+    j->lease_ms = pj->lease_seconds > 0 ? pj->lease_seconds * 1000 : 0;
     lm_status_init(&j->st, pj->job_id);
-    const djob_t *busy = NULL;
+    const djob_t *busy = NULL, *sibling = NULL;
     /* one migration at a time; a verification (after a cutover, or on demand) only reads */
     for (djob_t *o = d->jobs; o && pj->kind == LM_PROTO_JOB_MIGRATION && !j->verify_only;
          o = o->next)
         if (o->kind == LM_PROTO_JOB_MIGRATION && !o->refusal[0] && !o->verify_only &&
-            !atomic_load(&o->finished) && !atomic_load(&o->cut_over))
+            !atomic_load(&o->finished) && !atomic_load(&o->cut_over) &&
+            !lm_daemon_same_migration(o->migration_id, pj->migration_id))
             busy = o;
+        else if (o->kind == LM_PROTO_JOB_MIGRATION && !atomic_load(&o->finished) &&
+                 lm_daemon_same_migration(o->migration_id, pj->migration_id))
+            sibling = o;
     lm_error_t err;
     if (!lm_proto_job_id_valid(pj->job_id))
         snprintf(j->refusal, sizeof j->refusal,
@@ -601,8 +656,12 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
                  "agent %s on %s is running live migration %s and runs one migration at a time: "
                  "cut that one over or cancel it first, or choose another migration host",
                  d->id.agent_id, d->id.hostname, busy->id);
-    else if (!build_job(d, pj, &j->job, &err))
+    else if (!build_job(d, pj, &j->job, &err) || (sibling && !beside(sibling, j, &err)))
         snprintf(j->refusal, sizeof j->refusal, "the job cannot run: %s", err.message);
+    if (!j->refusal[0] && j->lease_ms) { /* the apply checks it before every write too */
+        j->job.lease_ok_ms = &d->last_ok_ms;
+        j->job.lease_ms = j->lease_ms;
+    }
     if (!j->refusal[0] && pthread_create(&j->thread, NULL, job_main, j) != 0)
         snprintf(j->refusal, sizeof j->refusal, "the agent cannot start a thread for it");
     if (j->refusal[0]) {
@@ -687,9 +746,23 @@ static void take_command(daemon_t *d, const lm_proto_command_t *c)
                         j->id, name, msg);
         break;
     }
-    case LM_PROTO_CMD_ASSIGN_SHARDS: /* the lead's shards: taken by the coordinator (step 2) */
-        lm_log_warn(NULL, "live migration %s: assign-shards is not handled yet", j->id);
+    case LM_PROTO_CMD_ASSIGN_SHARDS: {
+        /* the lead's shards (as POST /api/v1/assign-shards): its coordinator waits for them */
+        char list[LM_PROTO_TEXT_LEN], raw[1600], msg[1600];
+        printable(c->shards, list, sizeof list);
+        int code = lm_coord_shard_list_check(c->shards, raw, sizeof raw)
+                       ? lm_status_set_assignment(&j->st, c->shards, raw, sizeof raw)
+                       : 400;
+        printable(raw, msg, sizeof msg);
+        if (code == 202)
+            lm_log_info(NULL, "live migration %s: the control plane assigned shards %s: %s", j->id,
+                        list, msg);
+        else if (code == 409) /* taken already (a command may come twice), or not a lead */
+            lm_log_info(NULL, "live migration %s: assign-shards %s ignored: %s", j->id, list, msg);
+        else
+            lm_log_warn(NULL, "live migration %s: assign-shards %s refused: %s", j->id, list, msg);
         break;
+    }
     case LM_PROTO_CMD_REVOKED: break;
     }
     pthread_mutex_unlock(&d->mu);
@@ -860,6 +933,7 @@ static void after_call(daemon_t *d, backoff_t *b, bool ok, const lm_error_t *err
 {
     int64_t now = lm_time_mono_ms();
     if (ok) {
+        atomic_store(&d->last_ok_ms, now);
         if (b->failures) {
             char msg[256];
             snprintf(msg, sizeof msg, "the control plane answers again (%s) after %.1f s", what,
@@ -940,7 +1014,8 @@ static void send_reports(daemon_t *d, const lm_identity_t *id, const char *ca, b
     for (size_t i = 0; i < n && !d->quit && b->failures == 0; i++) {
         djob_t *j = list[i];
         bool finished = atomic_load(&j->finished);
-        if (finished && !j->final[0])
+        if ((finished && !j->final[0]) || atomic_load(&j->reassigned) ||
+            atomic_load(&j->lease_lost))
             continue; /* stopped by the daemon: it resumes, nothing final to say */
         lm_proto_status_t m;
         lm_error_t err;
@@ -953,6 +1028,20 @@ static void send_reports(daemon_t *d, const lm_identity_t *id, const char *ca, b
             ok = finished; /* nothing more to tell about it */
             if (!finished)
                 j->st.cancel = 1;
+            err.code = LM_ERR_NONE;
+        }
+        if (!ok && err.code == LM_ERR_HTTP && err.http_status == 409 &&
+            strstr(err.message, "PART_REASSIGNED")) {
+            /* the control plane gave this part's shards to another host: stop writing */
+            char why[LM_STATUS_EVENT_MSG_MAX];
+            printable(err.message, why, sizeof why);
+            if (!atomic_exchange(&j->reassigned, true))
+                lm_status_event(&j->st, "part_reassigned",
+                                "live migration %s: the control plane answered that this part "
+                                "was reassigned (%s): its engines stop (checkpointed) and it "
+                                "sends no more reports",
+                                j->id, why);
+            atomic_store(&j->stop, true);
             err.code = LM_ERR_NONE;
         }
         after_call(d, b, ok || err.code == LM_ERR_NONE, &err, "status report");
@@ -968,7 +1057,8 @@ static void drop_finished(daemon_t *d)
     pthread_mutex_lock(&d->mu);
     for (djob_t **p = &d->jobs; *p;) {
         djob_t *j = *p;
-        if (j->final_sent || (atomic_load(&j->finished) && !j->final[0])) {
+        bool silent = atomic_load(&j->reassigned) || atomic_load(&j->lease_lost);
+        if (j->final_sent || (atomic_load(&j->finished) && (!j->final[0] || silent))) {
             *p = j->next;
             pthread_mutex_unlock(&d->mu);
             free_job(j);
@@ -976,6 +1066,26 @@ static void drop_finished(daemon_t *d)
         } else {
             p = &j->next;
         }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Parts with a lease: stopped (checkpointed, no final report) once the control plane has
+ * not answered for lease_ms, before it may hand their shards to another host. */
+static void check_leases(daemon_t *d)
+{
+    int64_t now = lm_time_mono_ms(), last = atomic_load(&d->last_ok_ms);
+    pthread_mutex_lock(&d->mu);
+    for (djob_t *j = d->jobs; j; j = j->next) {
+        if (!j->lease_ms || atomic_load(&j->finished) ||
+            !lm_daemon_lease_expired(last, j->lease_ms, now) || atomic_load(&j->lease_lost))
+            continue;
+        atomic_store(&j->lease_lost, true);
+        atomic_store(&j->stop, true);
+        lm_status_event(&j->st, "lease_lost",
+                        "no answer from the control plane for %lld s (leaseSeconds %lld): part "
+                        "%s stops so that its shards can move to another host safely",
+                        (long long)((now - last) / 1000), (long long)(j->lease_ms / 1000), j->id);
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -1016,6 +1126,7 @@ static void *sender_main(void *arg)
         if (!d->quit && wait > 0)
             lm_time_cond_wait_ms(&d->wake, &d->mu, wait > 1000 ? 1000 : wait);
         pthread_mutex_unlock(&d->mu);
+        check_leases(d);
         drop_finished(d);
         pthread_mutex_lock(&d->mu);
         /* a job that just finished is reported at once */
@@ -1052,6 +1163,8 @@ static void poll_once(daemon_t *d, backoff_t *b)
     if (!m)
         lm_error_set(&err, LM_ERR_INTERNAL, "out of memory");
     if (ok) {
+        /* answered: a job handed out again after its lease ran out must not find it run out */
+        atomic_store(&d->last_ok_ms, lm_time_mono_ms());
         for (size_t i = 0; i < m->n_jobs; i++)
             take_job(d, &m->jobs[i]);
         for (size_t i = 0; i < m->n_commands; i++) {
@@ -1077,6 +1190,7 @@ int lm_daemon_run(const lm_daemon_opts_t *o)
     memset(&d, 0, sizeof d);
     d.o = o;
     d.started_ms = lm_time_mono_ms();
+    atomic_store(&d.last_ok_ms, d.started_ms);
     if (!lm_agent_config_load(o->config_path, &d.cfg, &err)) {
         fprintf(stderr, "livemig-agent: %s\n", err.message);
         lm_agent_config_cleanup(&d.cfg);
@@ -1121,6 +1235,7 @@ int lm_daemon_run(const lm_daemon_opts_t *o)
             continue;
         }
         stopped_for_revocation = false;
+        check_leases(&d);
         int64_t wait = b.next_ms - lm_time_mono_ms();
         if (wait > 0) {
             lm_time_sleep_ms(wait, o->wake);

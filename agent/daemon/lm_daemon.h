@@ -24,6 +24,8 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 typedef struct {
     const char *config_path;
@@ -31,6 +33,14 @@ typedef struct {
     atomic_bool *reload; /* SIGHUP */
     atomic_bool *wake;   /* set by every signal: ends a poll early */
 } lm_daemon_opts_t;
+
+/* Pure: whether two jobs' migration ids name one migration spread over several hosts
+ * (both non-empty and equal): its parts may run side by side on one agent. */
+bool lm_daemon_same_migration(const char *a, const char *b);
+
+/* Pure: whether a part's lease ran out: lease_ms > 0 and no call answered by the control
+ * plane since last_ok_ms for lease_ms or more (monotonic milliseconds). */
+bool lm_daemon_lease_expired(int64_t last_ok_ms, int64_t lease_ms, int64_t now_ms);
 
 /* Runs until *stop; returns a livemig-agent exit code (LM_EXIT_*). */
 int lm_daemon_run(const lm_daemon_opts_t *o);

@@ -376,7 +376,8 @@ int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
                          .restartable = restartable,
                          .shards = &job->shards,
                          .role = job->sharded_role,
-                         .lead_wait_ms = job->lead_wait_ms};
+                         .lead_wait_ms = job->lead_wait_ms,
+                         .await_shards = job->await_shards};
     lm_coord_t *c = lm_coord_new(&o);
     if (!c) {
         fprintf(stderr, "livemig-agent: out of memory\n");

@@ -339,6 +339,31 @@ static enum MHD_Result do_restart_shard(lm_status_http_t *h, struct MHD_Connecti
     return reply(c, (unsigned)code, "application/json", &body);
 }
 
+/* POST /api/v1/assign-shards?shards=A,B: the shards of a lead that waits for them
+ * (--await-shards; lm_coord), as the control plane's assign-shards command gives them. */
+static enum MHD_Result do_assign_shards(lm_status_http_t *h, struct MHD_Connection *c)
+{
+    const char *list = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "shards");
+    char msg[1600], who[160];
+    if (!list || !*list)
+        return reply_text(c, MHD_HTTP_BAD_REQUEST, "bad request",
+                          "name the shards: POST /api/v1/assign-shards?shards=SHARD[,SHARD...]");
+    int code = lm_status_set_assignment(h->st, list, msg, sizeof msg);
+    lm_strbuf_t body; /* msg may quote the list: escaped */
+    lm_strbuf_init(&body, 4096);
+    if (code == 202) {
+        describe_caller(h, c, who, sizeof who);
+        lm_log_warn(NULL, "assignment of shards through the status API by %s: %s", who, msg);
+        lm_strbuf_append(&body, "{\"accepted\":true,\"detail\":");
+    } else {
+        lm_strbuf_appendf(
+            &body, "{\"error\":\"%s\",\"detail\":", code == 409 ? "conflict" : "bad request");
+    }
+    lm_json_escape(&body, msg);
+    lm_strbuf_append(&body, "}");
+    return reply(c, (unsigned)code, "application/json", &body);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req)
@@ -362,7 +387,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     bool is_cancel = strcmp(url, "/api/v1/cancel") == 0,
          is_cutover = strcmp(url, "/api/v1/cutover") == 0,
-         is_restart = strcmp(url, "/api/v1/restart-shard") == 0;
+         is_restart = strcmp(url, "/api/v1/restart-shard") == 0,
+         is_assign = strcmp(url, "/api/v1/assign-shards") == 0;
     if (strcmp(url, "/api/v1/status") == 0 && get) {
         lm_strbuf_init(&body, 8u << 20);
         lm_status_json(h->st, &body);
@@ -373,7 +399,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         lm_status_metrics(h->st, &body);
         return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", &body);
     }
-    if ((is_cancel || is_cutover || is_restart) && post && !bearer_ok(h, c)) {
+    if ((is_cancel || is_cutover || is_restart || is_assign) && post && !bearer_ok(h, c)) {
         char who[160];
         describe_caller(h, c, who, sizeof who);
         lm_log_warn(NULL, "status API: POST %s refused: no valid token (%s)", url, who);
@@ -397,12 +423,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return do_cutover(h, c);
     if (is_restart && post)
         return do_restart_shard(h, c);
+    if (is_assign && post)
+        return do_assign_shards(h, c);
     bool known = strcmp(url, "/api/v1/status") == 0 || strcmp(url, "/metrics") == 0 || is_cancel ||
-                 is_cutover || is_restart;
+                 is_cutover || is_restart || is_assign;
     return reply_text(c, known ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND,
                       known ? "method not allowed" : "not found",
                       "GET /api/v1/status, GET /metrics, POST /api/v1/cancel, POST "
-                      "/api/v1/cutover[?force=true], POST /api/v1/restart-shard?name=SHARD");
+                      "/api/v1/cutover[?force=true], POST /api/v1/restart-shard?name=SHARD, POST "
+                      "/api/v1/assign-shards?shards=A,B");
 }
 
 lm_status_http_t *lm_status_http_start(const char *addr, lm_status_t *st, const char *token,

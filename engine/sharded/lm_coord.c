@@ -48,6 +48,15 @@ struct lm_coord {
     bool balancer_refused;
     bool leads;             /* this coordinator stops/starts the balancers, makes the metadata */
     bool meta_ready_before; /* the lead's "metadata ready" was there before the engines prepared */
+    /* await mode: the rows reported while the lead waits for its shards (under st->mu),
+     * then the list assigned to it (o.shards points at it) */
+    struct pending_shard {
+        char name[LM_SHARD_NAME_MAX], target[LM_SHARD_NAME_MAX];
+        bool has_size;
+        int64_t size;
+    } * pending;
+    size_t n_pending;
+    lm_strlist_t assigned;
     lm_error_t err;
 };
 
@@ -381,6 +390,219 @@ static bool wait_meta_ready(lm_coord_t *c)
     return ok;
 }
 
+/* ---- await mode: the control plane assigns the lead's shards ---- */
+
+bool lm_coord_shard_list_check(const char *list, char *msg, size_t msgsz)
+{
+    if (!list || !*list) {
+        snprintf(msg, msgsz, "the list of shards is empty: name at least one source shard");
+        return false;
+    }
+    for (const char *p = list;;) {
+        size_t k = strcspn(p, ",");
+        bool ok = k > 0 && k < LM_SHARD_NAME_MAX;
+        for (size_t i = 0; ok && i < k; i++)
+            ok = (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f;
+        if (!ok) {
+            char shown[64];
+            size_t n = 0;
+            for (; n < k && n + 1 < sizeof shown; n++)
+                shown[n] = (unsigned char)p[n] > 0x20 && (unsigned char)p[n] < 0x7f ? p[n] : '?';
+            shown[n] = '\0';
+            snprintf(msg, msgsz,
+                     k ? "the list of shards has a bad name '%s%s': names are 1-%d printable "
+                         "characters without spaces, separated by commas (A,B)"
+                       : "the list of shards has an empty name%s%s (at most %d bytes each): "
+                         "separate the names by single commas (A,B)",
+                     shown, k >= sizeof shown ? "..." : "", LM_SHARD_NAME_MAX - 1);
+            return false;
+        }
+        p += k;
+        if (!*p)
+            return true;
+        p++; /* the comma: a name must follow */
+        if (!*p) {
+            snprintf(msg, msgsz, "the list of shards ends with a comma: remove it");
+            return false;
+        }
+    }
+}
+
+/* status->assign_check (under the status's mutex, while the lead waits): a well-formed
+ * list of the source's shards. */
+static int assign_check(void *ud, const char *list, char *msg, size_t msgsz)
+{
+    lm_coord_t *c = ud;
+    if (!lm_coord_shard_list_check(list, msg, msgsz))
+        return 400;
+    char all[1024] = "";
+    for (size_t i = 0; i < c->scl.n_shards; i++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "",
+                 c->scl.shards[i].name);
+    for (const char *p = list; *p;) {
+        size_t k = strcspn(p, ",");
+        char name[LM_SHARD_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)k, p);
+        if (lm_cluster_shard_index(&c->scl, name) < 0) {
+            snprintf(msg, msgsz,
+                     "'%s' is not a shard of the source (its shards, listShards order: %s): "
+                     "correct the list",
+                     name, all);
+            return 400;
+        }
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    snprintf(msg, msgsz, "shards %s assigned to the lead of sharded migration %s", list, c->job_id);
+    return 202;
+}
+
+/* One source shard's data size: the sum of sizeOnDisk of its databases (admin, config,
+ * local and __livemig left out) from listDatabases on its replica set. False (why in
+ * *why) when it cannot be measured. */
+static bool measure_shard(lm_coord_t *c, size_t i, int64_t *size, lm_error_t *why)
+{
+    char uri[1200];
+    if (!lm_cluster_shard_uri(c->job->source.uri, c->scl.shards[i].host, uri, sizeof uri, why))
+        return false;
+    lm_conn_opts_t o =
+        lm_conn_opts_for(c->job, &c->job->source, "source", uri, "livemig-coordinator");
+    mongoc_client_t *cl = lm_conn_client_new(&o, why);
+    lm_wipe(uri, sizeof uri);
+    if (!cl)
+        return false;
+    bson_t *cmd = BCON_NEW("listDatabases", BCON_INT32(1));
+    bson_t reply;
+    bson_error_t be;
+    bool ok = mongoc_client_read_command_with_opts(cl, "admin", cmd, NULL, NULL, &reply, &be);
+    bson_iter_t it, arr, db;
+    int64_t sum = 0;
+    bool any = false;
+    if (!ok) {
+        lm_error_set(why, LM_ERR_SERVER, "listDatabases: %s", be.message);
+    } else if (bson_iter_init_find(&it, &reply, "databases") && BSON_ITER_HOLDS_ARRAY(&it) &&
+               bson_iter_recurse(&it, &arr)) {
+        while (bson_iter_next(&arr)) {
+            const char *name = NULL;
+            int64_t sz = -1;
+            if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &db))
+                continue;
+            while (bson_iter_next(&db)) {
+                if (strcmp(bson_iter_key(&db), "name") == 0 && BSON_ITER_HOLDS_UTF8(&db))
+                    name = bson_iter_utf8(&db, NULL);
+                else if (strcmp(bson_iter_key(&db), "sizeOnDisk") == 0 &&
+                         BSON_ITER_HOLDS_NUMBER(&db))
+                    sz = bson_iter_as_int64(&db);
+            }
+            if (!name || sz < 0 || strcmp(name, "admin") == 0 || strcmp(name, "config") == 0 ||
+                strcmp(name, "local") == 0 || strcmp(name, "__livemig") == 0)
+                continue;
+            sum += sz;
+            any = true;
+        }
+        if (!any && bson_iter_init_find(&it, &reply, "totalSize") && BSON_ITER_HOLDS_NUMBER(&it)) {
+            sum = bson_iter_as_int64(&it);
+            any = true;
+        }
+        if (!any)
+            ok = lm_error_set(why, LM_ERR_SERVER, "listDatabases gave no sizeOnDisk nor totalSize");
+    } else {
+        ok = lm_error_set(why, LM_ERR_SERVER, "listDatabases gave no databases array");
+    }
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    mongoc_client_destroy(cl);
+    *size = sum;
+    return ok && any;
+}
+
+/* The lead in await mode: measures and reports every source shard, waits for its list. */
+static bool await_assignment(lm_coord_t *c)
+{
+    struct pending_shard *rows = calloc(c->scl.n_shards ? c->scl.n_shards : 1, sizeof *rows);
+    if (!rows)
+        return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < c->scl.n_shards; i++) {
+        lm_error_t why;
+        lm_error_init(&why);
+        snprintf(rows[i].name, sizeof rows[i].name, "%s", c->scl.shards[i].name);
+        snprintf(rows[i].target, sizeof rows[i].target, "%s", c->dcl.shards[i].name);
+        rows[i].has_size = measure_shard(c, i, &rows[i].size, &why);
+        if (rows[i].has_size)
+            lm_log_info(NULL, "source shard %s holds %lld bytes (listDatabases)", rows[i].name,
+                        (long long)rows[i].size);
+        else
+            lm_log_warn(NULL,
+                        "source shard %s: its data size cannot be measured (%s): it is reported "
+                        "without sizeBytes (the spread counts it as 0)",
+                        rows[i].name, why.message);
+    }
+    pthread_mutex_lock(&c->st->mu);
+    c->pending = rows;
+    c->n_pending = c->scl.n_shards;
+    c->st->assign_check = assign_check;
+    pthread_mutex_unlock(&c->st->mu);
+    int64_t limit = c->o.lead_wait_ms > 0 ? c->o.lead_wait_ms : 30 * 60 * 1000;
+    int64_t t0 = lm_time_mono_ms(), told = 0;
+    char list[LM_STATUS_ASSIGNMENT_MAX];
+    bool got = false, ok = true;
+    while (!(got = lm_status_take_assignment(c->st, list, sizeof list))) {
+        int64_t waited = lm_time_mono_ms() - t0;
+        if (atomic_load(&c->st->cancel) || (c->o.stop && atomic_load(c->o.stop))) {
+            ok = lm_error_set(&c->err, LM_ERR_CANCELLED,
+                              "stopped while waiting for the assignment of its shards");
+            break;
+        }
+        if (waited >= limit) {
+            ok = lm_error_set(&c->err, LM_ERR_INVALID,
+                              "no shards were assigned to the lead of sharded migration %s within "
+                              "%lld s (--lead-wait): the control plane assigns them (see its "
+                              "log and the migration's events), or POST "
+                              "/api/v1/assign-shards?shards=A,B on this agent's status API; "
+                              "nothing was copied",
+                              c->job_id, (long long)(limit / 1000));
+            break;
+        }
+        if (!told || waited - told >= 30000) {
+            told = waited ? waited : 1;
+            lm_log_info(NULL,
+                        "waiting for the control plane to assign this migration's shards "
+                        "(sharded migration %s, %zu source shards reported with their sizes): "
+                        "%lld s of at most %lld s",
+                        c->job_id, c->scl.n_shards, (long long)(waited / 1000),
+                        (long long)(limit / 1000));
+        }
+        lm_time_sleep_ms(250, NULL);
+    }
+    pthread_mutex_lock(&c->st->mu);
+    c->st->assign_check = NULL;
+    c->pending = NULL;
+    c->n_pending = 0;
+    pthread_mutex_unlock(&c->st->mu);
+    free(rows);
+    if (!ok || !got)
+        return false;
+    c->assigned.items = calloc(1, sizeof *c->assigned.items);
+    if (!c->assigned.items || !(c->assigned.items[0] = strdup(list)))
+        return lm_error_set(&c->err, LM_ERR_INTERNAL, "out of memory");
+    c->assigned.n = 1;
+    c->o.shards = &c->assigned;
+    if (!check_shard_list(c)) /* checked when it came: the same source */
+        return false;
+    char shown[LM_STATUS_ASSIGNMENT_MAX + 64] = "";
+    for (const char *p = list; *p;) {
+        size_t k = strcspn(p, ",");
+        snprintf(shown + strlen(shown), sizeof shown - strlen(shown), "%s%.*s", *shown ? ", " : "",
+                 (int)k, p);
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    lm_log_info(NULL, "the control plane assigned shards %s to this agent (lead)", shown);
+    return true;
+}
+
 /* ---- the target's metadata ---- */
 
 static const char *pair_of(void *ud, const char *shard)
@@ -653,6 +875,25 @@ static void json_shards(void *ud, lm_json_writer_t *w)
     lm_json_w_map_close(w);
     lm_json_w_key(w, "shards");
     lm_json_w_array_open(w);
+    for (size_t i = 0; i < c->n_pending; i++) { /* await mode: every source shard, unassigned */
+        lm_json_w_map_open(w);
+        lm_json_w_kv_str(w, "name", c->pending[i].name);
+        lm_json_w_kv_str(w, "targetShard", c->pending[i].target);
+        lm_json_w_kv_str(w, "state", "ASSIGNING");
+        lm_json_w_kv_str(w, "phase", lm_phase_name(LM_PHASE_VALIDATING));
+        lm_json_w_key(w, "documentsCopied");
+        lm_json_w_int(w, 0);
+        lm_json_w_key(w, "bytesCopied");
+        lm_json_w_int(w, 0);
+        lm_json_w_key(w, "sizeBytes");
+        if (c->pending[i].has_size)
+            lm_json_w_int(w, c->pending[i].size);
+        else
+            lm_json_w_null(w);
+        lm_json_w_key(w, "readyForCutover");
+        lm_json_w_bool(w, false);
+        lm_json_w_map_close(w);
+    }
     int64_t now = lm_time_now_ms();
     for (size_t i = 0; i < c->n; i++) {
         shard_t *sh = &c->shards[i];
@@ -1093,8 +1334,14 @@ static bool prepare_clusters(lm_coord_t *c)
             if (runs_shard(c, c->scl.shards[i].name))
                 snprintf(mine + strlen(mine), sizeof mine - strlen(mine), "%s%s", *mine ? ", " : "",
                          c->scl.shards[i].name);
-        lm_log_info(NULL, "this agent is the %s of sharded migration %s and runs shards %s",
-                    c->o.role == LM_JOB_ROLE_LEAD ? "lead" : "follower", c->job_id, mine);
+        if (c->o.await_shards)
+            lm_log_info(NULL,
+                        "this agent is the lead of sharded migration %s and waits for the "
+                        "control plane to assign its shards (--await-shards)",
+                        c->job_id);
+        else
+            lm_log_info(NULL, "this agent is the %s of sharded migration %s and runs shards %s",
+                        c->o.role == LM_JOB_ROLE_LEAD ? "lead" : "follower", c->job_id, mine);
         mongoc_client_t *cl = ready_client(c);
         bool ok = cl && meta_ready(c, cl, &c->meta_ready_before);
         if (cl)
@@ -1102,7 +1349,9 @@ static bool prepare_clusters(lm_coord_t *c)
         if (!ok)
             return false;
     }
-    return c->leads ? stop_balancers(c) : true;
+    if (c->leads && !stop_balancers(c))
+        return false;
+    return c->o.await_shards && c->o.role == LM_JOB_ROLE_LEAD ? await_assignment(c) : true;
 }
 
 /* The lead's part (or a lone coordinator's): the balancers stopped, the description read
@@ -1256,6 +1505,7 @@ void lm_coord_destroy(lm_coord_t *c)
     c->st->json_extra = NULL;
     c->st->metrics_extra = NULL;
     c->st->restart_shard = NULL;
+    c->st->assign_check = NULL;
     c->st->hook_ud = NULL;
     pthread_mutex_unlock(&c->st->mu);
     for (size_t i = 0; i < c->n; i++) {
@@ -1265,6 +1515,7 @@ void lm_coord_destroy(lm_coord_t *c)
         lm_wipe(c->shards[i].dst_uri, sizeof c->shards[i].dst_uri);
     }
     free(c->shards);
+    lm_strlist_cleanup(&c->assigned);
     lm_cluster_cleanup(&c->scl);
     lm_cluster_cleanup(&c->dcl);
     if (c->src)

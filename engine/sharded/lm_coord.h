@@ -45,6 +45,13 @@ typedef struct {
     const lm_strlist_t *shards;
     int role;
     int64_t lead_wait_ms;
+    /* A lead of a migration spread by the control plane (docs/sharded.md "Await mode"):
+     * role lead, shards empty. Once the balancers are stopped it measures every source
+     * shard (listDatabases on its replica set), reports one row per shard (state ASSIGNING,
+     * phase VALIDATING, sizeBytes) and waits (at most lead_wait_ms, 0: 30 min) for the list
+     * of its shards through status->assign_check / lm_status_take_assignment; then it runs
+     * them as a lead given them with shards. */
+    bool await_shards;
 } lm_coord_opts_t;
 
 typedef struct lm_coord lm_coord_t;
@@ -56,6 +63,11 @@ bool lm_coord_source_is_sharded(const lm_job_t *job);
 /* Pure: whether the source shard name is in shards (--shards: items may be comma-separated
  * lists; NULL or empty lists every shard). */
 bool lm_coord_shard_listed(const lm_strlist_t *shards, const char *name);
+
+/* Pure: whether list is a well-formed list of shard names: 1 or more names separated by
+ * single commas, each 1 to LM_SHARD_NAME_MAX - 1 bytes of printable ASCII without spaces.
+ * False with why in msg (the part quoted made printable). */
+bool lm_coord_shard_list_check(const char *list, char *msg, size_t msgsz);
 
 lm_coord_t *lm_coord_new(const lm_coord_opts_t *opts);
 /* Runs the migration to its end; the overall status's state is set. */

@@ -58,6 +58,7 @@ struct lm_apply {
     atomic_bool hurry;      /* the cutover: nothing gathers any more */
     atomic_llong busy_ms;   /* summed over workers: time spent writing */
     atomic_bool failed, stopping;
+    atomic_bool lease_out; /* the lease ran out: logged once, then stopping */
     pthread_mutex_t err_mu;
     lm_error_t err;
 };
@@ -84,10 +85,28 @@ int lm_apply_worker_of(const lm_op_t *op, int workers)
     return workers > 0 ? (int)(h % (uint64_t)workers) : 0;
 }
 
+/* The lease of a daemon's part ran out (the control plane has not answered for lease_ms):
+ * its shards may be another host's now, so nothing more is written. Checked before every
+ * write, so a process paused past its lease writes nothing once resumed. */
+static bool lease_out(struct lm_apply *a)
+{
+    if (atomic_load(&a->lease_out))
+        return true;
+    if (!a->o.lease_ok_ms || a->o.lease_ms <= 0 ||
+        lm_time_mono_ms() - atomic_load(a->o.lease_ok_ms) < a->o.lease_ms)
+        return false;
+    if (!atomic_exchange(&a->lease_out, true))
+        lm_log_warn(NULL,
+                    "the lease of this part ran out (no answer from the control plane for %lld "
+                    "s): the apply writes nothing more",
+                    (long long)(a->o.lease_ms / 1000));
+    return true;
+}
+
 static bool stopping(struct lm_apply *a)
 {
     return atomic_load(&a->stopping) || atomic_load(&a->failed) || (a->o.stop && *a->o.stop) ||
-           (a->o.status && a->o.status->cancel);
+           (a->o.status && a->o.status->cancel) || lease_out(a);
 }
 
 static void fail(struct lm_apply *a, const lm_error_t *err)

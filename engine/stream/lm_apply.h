@@ -53,6 +53,10 @@ typedef struct {
     int batch_ops;         /* ops per bulk write, at most; 0: 1000 */
     lm_status_t *status;
     const atomic_bool *stop;
+    /* a lease (lm_job_t's lease_ok_ms, lease_ms): once lease_ms passed since *lease_ok_ms
+     * (monotonic ms), the workers stop as for *stop, before their next write. NULL: none. */
+    const atomic_llong *lease_ok_ms;
+    int64_t lease_ms;
 } lm_apply_opts_t;
 
 lm_apply_t *lm_apply_start(const lm_apply_opts_t *opts, lm_error_t *err);

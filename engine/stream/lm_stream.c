@@ -1335,7 +1335,9 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
                               .lag_target_ms = s.job->cutover_lag_ms,
                               .buffer_bytes = s.job->buffer_mb << 20,
                               .status = s.st,
-                              .stop = o->stop};
+                              .stop = o->stop,
+                              .lease_ok_ms = s.job->lease_ok_ms,
+                              .lease_ms = s.job->lease_ms};
         s.apply = lm_apply_start(&ao, err);
         ok = s.apply != NULL;
     }

@@ -28,6 +28,7 @@
 #define PY LM_SOURCE_DIR "/.deps/venv/bin/python"
 #define WRITER LM_SOURCE_DIR "/scripts/lm_writer.py"
 #define CHECK LM_SOURCE_DIR "/scripts/lm_check.py"
+#define SHARDED LM_SOURCE_DIR "/scripts/lm_sharded.py"
 
 static char dir[512], pub[80], keyfile[700], proj[80];
 static char agent_conf[700], agent_log[700], state_dir[700], writer_log[700], src_auth_uri[800];
@@ -603,5 +604,251 @@ Test(agent_daemon, crafted_assignment_paths_refused)
     cr_assert_null(strstr(log, "s3cret-s3cret"), "%s", log);
     free(log);
     stop_pid(&agent_pid);
+    lm_test_https_stop(fake);
+}
+
+/* ---- a part with a lease, a part reassigned (issue 16: the daemon's side) ---- */
+
+/* A scripted control plane answering with fn, and the agent's config and identity linked
+ * to it (its jobs' status API on status_port). */
+static lm_test_https_t *start_scripted_cp(lm_test_https_fn fn, int status_port)
+{
+    char certs[512], cert[700], key[700], ca_pem[600], pin[80], identity[3000], ident_path[800];
+    lm_error_t perr;
+    lm_test_certs("scripted-cp", certs, sizeof certs);
+    snprintf(cert, sizeof cert, "%s/server.pem", certs);
+    snprintf(key, sizeof key, "%s/server.key", certs);
+    lm_test_https_t *fake = lm_test_https_start(cert, key, fn, NULL);
+    cr_assert_eq(lm_test_sh("mkdir -p '%s' && chmod 700 '%s'", state_dir, state_dir), 0);
+    snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", certs);
+    cr_assert(lm_http_ca_pin(ca_pem, pin, &perr), "%s", perr.message);
+    snprintf(identity, sizeof identity,
+             "{\"url\":\"https://127.0.0.1:%d\",\"orgId\":\"org1\",\"tokenId\":\"tok1\","
+             "\"agentSecret\":\"s3cret-s3cret-s3cret\",\"caPin\":\"%s\",\"agentId\":\"agent1\","
+             "\"hostname\":\"mig-host-1\",\"heartbeatSeconds\":1,\"pollSeconds\":1}\n",
+             lm_test_https_port(fake), pin);
+    lm_test_write(state_dir, "identity.json", identity, ident_path, sizeof ident_path);
+    chmod(ident_path, 0600);
+    snprintf(agent_yaml, sizeof agent_yaml,
+             "control_plane:\n  ca_file: %s/ca.pem\nstate_dir: %s\n"
+             "heartbeat_interval: 1s\npoll_timeout: 1s\nstatus_addr: 127.0.0.1:%d\n",
+             certs, state_dir, status_port);
+    lm_test_write(dir, "agent.yaml", agent_yaml, agent_conf, sizeof agent_conf);
+    return fake;
+}
+
+/* A scripted control plane: 0 up (the part handed out on every poll), 1 down (every call
+ * answered 503), 2 up again: the part handed out once more, its status reports answered
+ * 409 PART_REASSIGNED, then no job. */
+static atomic_int lease_mode;
+static atomic_bool lease_resent;
+static char lease_jobs[2048];
+static atomic_uint lease_reports_409;
+
+static void lease_cp(void *ud, const char *method, const char *url, unsigned hit,
+                     lm_test_https_reply_t *reply)
+{
+    (void)ud, (void)method, (void)hit;
+    int mode = atomic_load(&lease_mode);
+    const char *body = "{}";
+    if (mode == 1) {
+        reply->status = 503;
+        body = "{\"errorCode\":\"UNAVAILABLE\",\"detail\":\"down for the test\"}";
+    } else if (strncmp(url, "/api/agent/v1/assignments", 25) == 0) {
+        bool give = mode == 0 || !atomic_exchange(&lease_resent, true);
+        body = give ? lease_jobs : "{\"v\":1,\"jobs\":[],\"commands\":[]}";
+        reply->delay_ms = 300;
+    } else if (mode == 2 && strncmp(url, "/api/agent/v1/status", 20) == 0) {
+        atomic_fetch_add(&lease_reports_409, 1);
+        reply->status = 409;
+        body = "{\"errorCode\":\"PART_REASSIGNED\",\"detail\":\"its shards run on another host\"}";
+    }
+    reply->body = strdup(body);
+    reply->body_len = strlen(body);
+}
+
+static int count_in_log(const char *needle)
+{
+    char *log = lm_test_slurp(agent_log);
+    int n = 0;
+    for (const char *p = strstr(log, needle); p; p = strstr(p + 1, needle))
+        n++;
+    free(log);
+    return n;
+}
+
+/* A part with leaseSeconds 2 streams; the control plane stops answering: the part stops
+ * (checkpointed, event lease_lost, no final report). It answers again and hands the part
+ * out once more: it starts again, and its report is answered 409 PART_REASSIGNED: it
+ * stops again, logged once, and sends no more reports. */
+Test(agent_daemon, a_part_stops_when_its_lease_runs_out_or_it_is_reassigned)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    snprintf(lease_jobs, sizeof lease_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"part1\",\"kind\":\"migration\","
+             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
+             src.uri, dst.uri);
+    atomic_store(&lease_mode, 0);
+    atomic_store(&lease_resent, false);
+    atomic_store(&lease_reports_409, 0);
+    lm_test_https_t *fake = start_scripted_cp(lease_cp, lm_test_free_port());
+    start_agent();
+    wait_log("streaming the source's changes", 1, 60000);
+    cr_assert_eq(count_in_log("stops so that its shards"), 0, "%s", lm_test_slurp(agent_log));
+    atomic_store(&lease_mode, 1);
+    wait_log("(leaseSeconds 2): part part1 stops so that its shards can move to another host "
+             "safely",
+             1, 30000);
+    wait_log("live migration part1: stopped (checkpointed", 1, 30000);
+    cr_assert_eq(kill(agent_pid, 0), 0, "the agent ended:\n%s", lm_test_slurp(agent_log));
+    atomic_store(&lease_mode, 2);
+    wait_log("the control plane answers again", 1, 30000);
+    wait_log("live migration part1: starting", 2, 30000); /* handed out again */
+    wait_log("was reassigned (", 1, 30000);
+    wait_log("live migration part1: stopped (checkpointed", 2, 30000);
+    unsigned refused = atomic_load(&lease_reports_409);
+    lm_time_sleep_ms(4000, NULL); /* more than one report interval */
+    cr_assert_eq(atomic_load(&lease_reports_409), refused, "a reassigned part still reported:\n%s",
+                 lm_test_slurp(agent_log));
+    cr_assert_eq(count_in_log("was reassigned ("), 1, "%s", lm_test_slurp(agent_log));
+    cr_assert_eq(count_in_log("stops so that its shards"), 1, "%s", lm_test_slurp(agent_log));
+    char *log = lm_test_slurp(agent_log);
+    cr_assert_null(strstr(log, "s3cret-s3cret"), "%s", log);
+    free(log);
+    stop_pid(&agent_pid);
+    lm_test_https_stop(fake);
+}
+
+/* A scripted control plane for a lead part in await mode: the job on every poll, and once
+ * await_assign is set, the assign-shards command with it on every poll (a command comes
+ * again until acknowledged; this one comes again after that too). */
+static char await_jobs[3000], await_jobs_cmd[3400];
+static atomic_bool await_assign;
+
+static void await_cp(void *ud, const char *method, const char *url, unsigned hit,
+                     lm_test_https_reply_t *reply)
+{
+    (void)ud, (void)method, (void)hit;
+    const char *body = "{}";
+    if (strncmp(url, "/api/agent/v1/assignments", 25) == 0) {
+        body = atomic_load(&await_assign) ? await_jobs_cmd : await_jobs;
+        reply->delay_ms = 300;
+    }
+    reply->body = strdup(body);
+    reply->body_len = strlen(body);
+}
+
+/* The lead part of a migration spread by the control plane (awaitShards) on a 2-shard bed:
+ * its status lists both shards ASSIGNING with their sizes (the report carries the same
+ * rows: none is left out), it copies nothing; the assign-shards command gives it both
+ * shards: it streams them; the command coming again is ignored. */
+Test(agent_daemon, a_lead_part_runs_the_shards_the_control_plane_assigns)
+{
+    lm_testbed_start("sharded", "--shards 2 --prefix src", &src);
+    lm_testbed_start("sharded", "--shards 2 --prefix dst", &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' seed --config '%s' --chunks 3 --docs 200 > '%s/seed.log' "
+                            "2>&1",
+                            PY, SHARDED, src.config_uri, dir),
+                 0, "seeding the source failed");
+    snprintf(await_jobs, sizeof await_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"lead1\",\"kind\":\"migration\","
+             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"migrationId\":\"mig16d\","
+             "\"shardedRole\":\"lead\",\"awaitShards\":true}]}",
+             src.uri, dst.uri);
+    snprintf(await_jobs_cmd, sizeof await_jobs_cmd,
+             "%.*s{\"command\":\"assign-shards\","
+             "\"jobId\":\"lead1\",\"seq\":1,\"shards\":\"src-shard0,src-shard1\"}%s",
+             (int)(strstr(await_jobs, "\"commands\":[") + 12 - await_jobs), await_jobs,
+             strstr(await_jobs, "],\"jobs\""));
+    atomic_store(&await_assign, false);
+    int port = lm_test_free_port();
+    lm_test_https_t *fake = start_scripted_cp(await_cp, port);
+    start_agent();
+    wait_log("waiting for the control plane to assign this migration's shards", 1, 60000);
+    lm_json_val_t *v = lm_test_agent_status(port), *shards = NULL;
+    lm_error_t err;
+    cr_assert(v && lm_json_get_arr(v, "shards", true, 0, &shards, &err), "%s",
+              lm_test_slurp(agent_log));
+    cr_assert_eq(lm_json_len(shards), 2);
+    int64_t total = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const char *state = NULL;
+        int64_t size = -1;
+        cr_assert(lm_json_get_str(lm_json_at(shards, i), "state", true, 0, &state, &err) &&
+                      lm_json_get_int(lm_json_at(shards, i), "sizeBytes", true, 0, INT64_MAX, &size,
+                                      &err),
+                  "%s", err.message);
+        cr_assert_str_eq(state, "ASSIGNING");
+        total += size;
+    }
+    cr_assert_gt(total, 0, "the seeded shards measured 0 bytes");
+    lm_json_free(v);
+    atomic_store(&await_assign, true);
+    wait_log("the control plane assigned shards src-shard0, src-shard1 to this agent (lead)", 1,
+             30000);
+    wait_log("streaming the source's changes", 2, 120000);             /* both shards */
+    wait_log("assign-shards src-shard0,src-shard1 ignored", 1, 30000); /* it came again */
+    char *log = lm_test_slurp(agent_log);
+    cr_assert_null(strstr(log, "left out of the report"), "%s", log);
+    cr_assert_null(strstr(log, "refused"), "%s", log);
+    free(log);
+    kill(agent_pid, SIGTERM);
+    cr_assert_eq(lm_test_wait(agent_pid, 60000), 0, "%s", lm_test_slurp(agent_log));
+    agent_pid = 0;
+    lm_test_https_stop(fake);
+}
+
+/* Two parts of one migration (the same migrationId) handed to one agent, as when the control
+ * plane moves a lost host's shards to a host running another part: both run (each its own
+ * state dir; the second's status API on a free port), both stream; a migration with
+ * another id is still refused while they run. */
+Test(agent_daemon, two_parts_of_one_migration_run_on_one_agent)
+{
+    lm_testbed_start("sharded", "--shards 2 --prefix src", &src);
+    lm_testbed_start("sharded", "--shards 2 --prefix dst", &dst);
+    cr_assert_eq(lm_test_sh("'%s' '%s' seed --config '%s' --chunks 3 --docs 200 > '%s/seed.log' "
+                            "2>&1",
+                            PY, SHARDED, src.config_uri, dir),
+                 0, "seeding the source failed");
+    snprintf(await_jobs, sizeof await_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":["
+             "{\"jobId\":\"partA\",\"kind\":\"migration\",\"source\":{\"uri\":\"%s\"},\"target\":"
+             "{\"uri\":\"%s\"},\"migrationId\":\"mig16p\",\"shardedRole\":\"lead\",\"shards\":"
+             "[\"src-shard0\"]},"
+             "{\"jobId\":\"partB\",\"kind\":\"migration\",\"source\":{\"uri\":\"%s\"},\"target\":"
+             "{\"uri\":\"%s\"},\"migrationId\":\"mig16p\",\"shardedRole\":\"follower\","
+             "\"shards\":[\"src-shard1\"]},"
+             "{\"jobId\":\"other\",\"kind\":\"migration\",\"source\":{\"uri\":\"%s\"},\"target\":"
+             "{\"uri\":\"%s\"},\"migrationId\":\"mig99\",\"shardedRole\":\"lead\",\"shards\":"
+             "[\"src-shard1\"]}]}",
+             src.uri, dst.uri, src.uri, dst.uri, src.uri, dst.uri);
+    atomic_store(&await_assign, false);
+    int port = lm_test_free_port();
+    lm_test_https_t *fake = start_scripted_cp(await_cp, port);
+    start_agent();
+    wait_log("both run side by side", 1, 30000);
+    wait_log("migration other refused: agent agent1 on mig-host-1 is running live migration part",
+             1, 30000);
+    wait_log("streaming the source's changes", 2, 120000); /* shard 0 (A) and shard 1 (B) */
+    wait_log("the lead recorded \"metadata ready\": copying this agent's shards", 1, 30000);
+    char p[900];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/jobs/partA", state_dir);
+    cr_assert_eq(stat(p, &st), 0, "%s", p);
+    snprintf(p, sizeof p, "%s/jobs/partB", state_dir);
+    cr_assert_eq(stat(p, &st), 0, "%s", p);
+    char *log = lm_test_slurp(agent_log);
+    /* two status APIs, on two ports */
+    const char *api1 = strstr(log, "status API on http://"),
+               *api2 = api1 ? strstr(api1 + 1, "status API on http://") : NULL;
+    cr_assert(api1 && api2, "two status APIs expected:\n%s", log);
+    cr_assert_neq(strncmp(api1, api2, strcspn(api1, "\n")), 0, "one port for both:\n%s", log);
+    cr_assert_null(strstr(log, "live migration partB: FAILED"), "%s", log);
+    cr_assert_null(strstr(log, "live migration partA: FAILED"), "%s", log);
+    free(log);
+    kill(agent_pid, SIGTERM);
+    cr_assert_eq(lm_test_wait(agent_pid, 60000), 0, "%s", lm_test_slurp(agent_log));
+    agent_pid = 0;
     lm_test_https_stop(fake);
 }

@@ -816,3 +816,123 @@ Test(sharded, a_follower_without_its_lead_gives_up_clearly)
     cr_assert(strstr(text, "say which part this agent plays with --sharded-role lead"), "%s", text);
     free(text);
 }
+
+/* Documents of db.coll on one shard of a bed (read directly). */
+static int64_t count_on_shard(const lm_testbed_server_t *bed, int i, const char *db,
+                              const char *coll)
+{
+    mongoc_client_t *c = mongoc_client_new(bed->shard_uri[i]);
+    mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
+    bson_t *f = bson_new();
+    bson_error_t be;
+    int64_t k = mongoc_collection_count_documents(col, f, NULL, NULL, NULL, &be);
+    cr_assert_geq(k, 0, "%s", be.message);
+    bson_destroy(f);
+    mongoc_collection_destroy(col);
+    mongoc_client_destroy(c);
+    return k;
+}
+
+/* Issue 16, the lead of a migration spread by the control plane (--await-shards), driven
+ * through its local status API as the control plane's assign-shards would: it stops the
+ * balancers, reports every source shard (ASSIGNING, its size) and waits, copying nothing; a
+ * list with an unknown shard is refused (400) and it goes on waiting; the right list makes
+ * killed (-9) and started again, it waits again; the right list makes it run both shards
+ * to COMPLETE with 0 differences; a second list is refused (409). */
+Test(sharded, a_lead_awaits_its_shards)
+{
+    beds(2, 2, 300);
+    part_t lead;
+    char addr[64];
+    lead.port = lm_test_free_port();
+    snprintf(lead.state_dir, sizeof lead.state_dir, "%s/lead", dir);
+    snprintf(lead.log, sizeof lead.log, "%s/lead.log", dir);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", lead.port);
+    char *argv[] = {
+        (char *)LM_AGENT_BIN, "migrate",      "--source",       src.uri, "--target",       dst.uri,
+        "--state-dir",        lead.state_dir, "--status-addr",  addr,    "--cutover-lag",  "30s",
+        "--migration-id",     "mig16a",       "--sharded-role", "lead",  "--await-shards", NULL};
+    lead.pid = lm_test_spawn(argv, lead.log);
+    use(&lead);
+    wait_log("waiting for the control plane to assign this migration's shards", 60000);
+    expect_balancer(&src, "off");
+    expect_balancer(&dst, "off");
+    lm_json_val_t *v = lm_test_agent_status(port), *shards = NULL;
+    lm_error_t err;
+    cr_assert(v && lm_json_get_arr(v, "shards", true, 0, &shards, &err), "%s",
+              lm_test_slurp(log_path));
+    cr_assert_eq(lm_json_len(shards), 2);
+    int with_data = 0;
+    for (size_t i = 0; i < 2; i++) {
+        lm_json_val_t *s = lm_json_at(shards, i);
+        const char *name = NULL, *state = NULL, *phase = NULL, *target = NULL;
+        int64_t size = -1;
+        char want[32];
+        cr_assert(lm_json_get_str(s, "name", true, 0, &name, &err) &&
+                      lm_json_get_str(s, "state", true, 0, &state, &err) &&
+                      lm_json_get_str(s, "phase", true, 0, &phase, &err) &&
+                      lm_json_get_str(s, "targetShard", true, 0, &target, &err) &&
+                      lm_json_get_int(s, "sizeBytes", true, 0, INT64_MAX, &size, &err),
+                  "%s", err.message);
+        snprintf(want, sizeof want, "src-shard%zu", i);
+        cr_assert_str_eq(name, want);
+        snprintf(want, sizeof want, "dst-shard%zu", i);
+        cr_assert_str_eq(target, want);
+        cr_assert_str_eq(state, "ASSIGNING");
+        cr_assert_str_eq(phase, "VALIDATING");
+        if (count_on_shard(&src, (int)i, "shop", "orders") > 0) {
+            cr_assert_gt(size, 0, "shard %s holds documents but its sizeBytes is %lld", name,
+                         (long long)size);
+            with_data++;
+        }
+    }
+    cr_assert_gt(with_data, 0, "the seed put no document on any shard");
+    lm_json_free(v);
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0, "copied before any assignment");
+    char cli[700];
+    snprintf(cli, sizeof cli, "%s/cli.log", dir);
+    cr_assert_neq(agent_cli("assign-shards src-shard0,src-shard9"), 0, "an unknown shard taken");
+    char *text = lm_test_slurp(cli);
+    cr_assert(strstr(text, "HTTP 400") && strstr(text, "'src-shard9' is not a shard of the source"),
+              "%s", text);
+    free(text);
+    lm_time_sleep_ms(600, NULL); /* still waiting: nothing started */
+    v = lm_test_agent_status(port);
+    char state[64];
+    shard_str(v, 1, "state", state, sizeof state);
+    cr_assert_str_eq(state, "ASSIGNING");
+    lm_json_free(v);
+    /* killed while it waits, started again (as a redelivered job): it waits again */
+    kill(lead.pid, SIGKILL);
+    cr_assert_eq(lm_test_wait(lead.pid, 10000), 128 + SIGKILL);
+    lead.pid = lm_test_spawn(argv, lead.log);
+    int64_t until = lm_time_mono_ms() + 60000;
+    for (int waits = 0; waits < 2;) {
+        text = lm_test_slurp(log_path);
+        waits = 0;
+        for (char *p = strstr(text, "waiting for the control plane to assign"); p;
+             p = strstr(p + 1, "waiting for the control plane to assign"))
+            waits++;
+        free(text);
+        cr_assert_lt(lm_time_mono_ms(), until, "the restarted lead does not wait:\n%s",
+                     lm_test_slurp(log_path));
+        lm_time_sleep_ms(100, NULL);
+    }
+    expect_balancer(&src, "off");
+    cr_assert_eq(count_on_shards(&dst, "shop", "orders"), 0, "copied before any assignment");
+    cr_assert_eq(agent_cli("assign-shards src-shard0,src-shard1"), 0, "%s", lm_test_slurp(cli));
+    wait_log("the control plane assigned shards src-shard0, src-shard1 to this agent (lead)",
+             10000);
+    lm_json_free(wait_streaming(lead.pid, 0, true));
+    cr_assert_neq(agent_cli("assign-shards src-shard0"), 0, "a second assignment was taken");
+    text = lm_test_slurp(cli);
+    cr_assert(strstr(text, "HTTP 409") && strstr(text, "not waiting for an assignment"), "%s",
+              text);
+    free(text);
+    expect_log("recorded \"metadata ready\" for the followers");
+    cutover_when_ready();
+    expect_exit(lead.pid, 0, "livemig sharded migration COMPLETE");
+    expect_no_differences();
+    expect_balancer(&src, "full");
+    expect_balancer(&dst, "full");
+}

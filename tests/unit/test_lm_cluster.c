@@ -184,3 +184,28 @@ Test(cluster, shard_lists_of_several_agents)
     cr_assert_not(lm_coord_shard_listed(&l, "s1,s2")); /* a list is not a name */
     cr_assert_not(lm_coord_shard_listed(&l, ""));
 }
+
+/* The list an assign-shards (command or POST /api/v1/assign-shards) carries. */
+Test(cluster, assigned_shard_lists_are_checked)
+{
+    char msg[512];
+    cr_assert(lm_coord_shard_list_check("src-shard0", msg, sizeof msg));
+    cr_assert(lm_coord_shard_list_check("src-shard0,src-shard2", msg, sizeof msg));
+    cr_assert_not(lm_coord_shard_list_check("", msg, sizeof msg));
+    cr_assert(strstr(msg, "empty"), "%s", msg);
+    cr_assert_not(lm_coord_shard_list_check(NULL, msg, sizeof msg));
+    cr_assert_not(lm_coord_shard_list_check("a,,b", msg, sizeof msg));
+    cr_assert(strstr(msg, "empty name"), "%s", msg);
+    cr_assert_not(lm_coord_shard_list_check(",a", msg, sizeof msg));
+    cr_assert_not(lm_coord_shard_list_check("a,", msg, sizeof msg));
+    cr_assert(strstr(msg, "ends with a comma"), "%s", msg);
+    cr_assert_not(lm_coord_shard_list_check("a, b", msg, sizeof msg));
+    cr_assert(strstr(msg, "bad name '?b'"), "%s", msg);
+    cr_assert_not(lm_coord_shard_list_check("a\nforged", msg, sizeof msg));
+    cr_assert_null(strchr(msg, '\n'), "a control character was quoted: %s", msg);
+    char longname[200];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    cr_assert_not(lm_coord_shard_list_check(longname, msg, sizeof msg));
+    cr_assert(strstr(msg, "..."), "%s", msg);
+}

@@ -652,3 +652,36 @@ Test(estimates, find_and_names)
     cr_assert_str_eq(lm_coll_state_name(LM_COLL_FAILED), "failed");
     lm_status_cleanup(&st);
 }
+
+static int check_known(void *ud, const char *list, char *msg, size_t msgsz)
+{
+    (void)ud;
+    int ok = strcmp(list, "s0,s1") == 0 || strcmp(list, "s1") == 0;
+    snprintf(msg, msgsz, ok ? "taken" : "unknown shard");
+    return ok ? 202 : 400;
+}
+
+/* A lead waiting for its shards: the assignment is refused (409) while nobody waits,
+ * checked by the waiter's hook (400), kept until taken once. */
+Test(status, assignment_of_shards)
+{
+    lm_status_t st;
+    char msg[256], out[64];
+    lm_status_init(&st, "j");
+    cr_assert_eq(lm_status_set_assignment(&st, "s0", msg, sizeof msg), 409);
+    cr_assert(strstr(msg, "not waiting"), "%s", msg);
+    cr_assert_not(lm_status_take_assignment(&st, out, sizeof out));
+    st.assign_check = check_known;
+    cr_assert_eq(lm_status_set_assignment(&st, "s9", msg, sizeof msg), 400);
+    cr_assert_not(lm_status_take_assignment(&st, out, sizeof out));
+    cr_assert_eq(lm_status_set_assignment(&st, "s1", msg, sizeof msg), 202);
+    cr_assert_eq(lm_status_set_assignment(&st, "s0,s1", msg, sizeof msg), 202); /* replaces */
+    cr_assert(lm_status_take_assignment(&st, out, sizeof out));
+    cr_assert_str_eq(out, "s0,s1");
+    cr_assert_not(lm_status_take_assignment(&st, out, sizeof out));
+    char big[LM_STATUS_ASSIGNMENT_MAX + 10];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    cr_assert_eq(lm_status_set_assignment(&st, big, msg, sizeof msg), 400);
+    lm_status_cleanup(&st);
+}

@@ -800,7 +800,8 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     bool ok = v && read_request(cp, who, group, v, spec, &password, &host, &n_hosts, r);
     /* several hosts: the migration is spread over them (its row is never handed out: each
      * host gets a part, the first the lead); a validation runs on the first */
-    bool spread = ok && n_hosts > 1 && strcmp(kind, "migration") == 0;
+    bool spread = ok && n_hosts > 1;
+    bool migration = strcmp(kind, "migration") == 0;
     size_t len;
     lm_error_t err;
     const char *spec_text = ok ? lm_json_writer_result(spec, &len, &err) : NULL;
@@ -827,8 +828,16 @@ static bool create_job(lm_cp_t *cp, const caller_t *who, const char *group, cons
     if (ok && !lm_cp_store_job_insert(cp->db, id, kind, who->org, group, spread ? "" : host,
                                       spec_text, sealed.len ? lm_strbuf_str(&sealed) : NULL, now))
         ok = cp_fail(r, 500, "INTERNAL", "cannot store the %s", kind);
-    if (ok && spread && !cp_spread_start(cp, id, host, &err))
+    if (ok && spread && migration && !cp_spread_start(cp, id, host, &err))
         ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    if (ok && spread && !migration) { /* the checks run on every host that will run shards */
+        const char *names[16];
+        lm_json_val_t *hosts = lm_json_get(v, "migrationHosts");
+        for (size_t i = 0; i < n_hosts && i < 16; i++)
+            names[i] = lm_json_string(lm_json_at(hosts, i));
+        if (!cp_spread_validations(cp, id, names, n_hosts < 16 ? n_hosts : 16, &err))
+            ok = cp_fail(r, 500, "INTERNAL", "%s", err.message);
+    }
     lm_strbuf_cleanup(&sealed);
     if (ok) {
         pthread_cond_broadcast(&cp->changed);

@@ -254,9 +254,10 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
     /* columns: id, kind, project_id, spec, src_password, verify_only, parent, role, shards */
     snprintf(j->job_id, sizeof j->job_id, "%s", lm_cp_col(st, 0));
     const char *parent = sqlite3_column_type(st, 6) == SQLITE_NULL ? NULL : lm_cp_col(st, 6);
-    if (parent && !cp_spread_part_job(
-                      cp, parent, lm_cp_col(st, 7),
-                      sqlite3_column_type(st, 8) == SQLITE_NULL ? NULL : lm_cp_col(st, 8), j, err))
+    if (parent && strcmp(lm_cp_col(st, 1), "part") == 0 &&
+        !cp_spread_part_job(cp, parent, lm_cp_col(st, 7),
+                            sqlite3_column_type(st, 8) == SQLITE_NULL ? NULL : lm_cp_col(st, 8), j,
+                            err))
         return false;
     j->kind = strcmp(lm_cp_col(st, 1), "validation") == 0 ? LM_PROTO_JOB_VALIDATION
                                                           : LM_PROTO_JOB_MIGRATION;
@@ -583,6 +584,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
     /* a part of a migration spread over several hosts: its shards are handed to another host
      * once its host was lost; the agent, back, is told to stop it (it writes nothing more) */
     char parent[80] = "";
+    bool host_validation = false; /* one host's validation under a validation of several */
     if (ok) {
         sqlite3_stmt *pt = lm_cp_store_part(cp->db, m.job_id);
         if (pt && sqlite3_column_type(pt, 2) != SQLITE_NULL) {
@@ -597,6 +599,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
                          m.job_id, lm_cp_col(pt, 0));
         } else if (pt) {
             snprintf(parent, sizeof parent, "%s", lm_cp_col(pt, 0));
+            host_validation = strcmp(lm_cp_col(pt, 4), "validation") == 0;
         }
         sqlite3_finalize(pt);
     }
@@ -608,7 +611,7 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
         window.end_ms = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
-    const char *spread = parent[0] ? parent : NULL;
+    const char *spread = parent[0] && !host_validation ? parent : NULL;
     lm_agent_state_t state = LM_AGENT_RUNNING; /* the decoder admits only known states */
     lm_agent_state_parse(m.state, &state);
     /* a verification on demand of a finished migration: only its section counts */
@@ -672,6 +675,8 @@ static bool do_status(lm_cp_t *cp, agent_t *a, const req_t *q, resp_t *r)
               store_verification(cp, &m, false, NULL));
         if (ok && spread)
             cp_spread_after_report(cp, spread, &m, a);
+        if (ok && host_validation)
+            cp_spread_validation_update(cp, parent);
         if (!ok)
             cp_fail(r, 500, "INTERNAL", "cannot store the status report");
         else if (open && !spread)

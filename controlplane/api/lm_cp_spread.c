@@ -600,3 +600,79 @@ void cp_spread_host_lost(lm_cp_t *cp, const char *agent_id, const char *host, in
         cp_spread_update(cp, parts[i].parent);
     }
 }
+
+/* ---- a validation on several hosts ---- */
+
+bool cp_spread_validations(lm_cp_t *cp, const char *id, const char *const *hosts, size_t n,
+                           lm_error_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        char child[25];
+        new_part_id(child);
+        lm_cp_part_row_t row = {.id = child,
+                                .parent = id,
+                                .host = hosts[i],
+                                .role = "validation",
+                                .kind = "validation"};
+        if (!lm_cp_store_part_insert(cp->db, &row, lm_time_now_ms()))
+            return lm_error_set(err, LM_ERR_IO, "cannot store the validation of host %s", hosts[i]);
+    }
+    return true;
+}
+
+void cp_spread_validation_update(lm_cp_t *cp, const char *parent)
+{
+    sqlite3_stmt *st = lm_cp_store_validation_hosts(cp->db, parent);
+    size_t n = 0, ended = 0, reported = 0;
+    bool failed = false;
+    char error[1200] = "";
+    lm_error_t err;
+    lm_json_writer_t *w = lm_json_writer_new(false);
+    lm_json_w_map_open(w);
+    lm_json_w_key(w, "checks");
+    lm_json_w_array_open(w);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        /* id, host, status, error, checks, reported */
+        n++;
+        lm_job_status_t s = LM_STATUS_NEW;
+        lm_job_status_parse(lm_cp_col(st, 2), &s);
+        ended += lm_job_status_terminal(s);
+        failed = failed || s == LM_STATUS_FAILED;
+        reported += sqlite3_column_int(st, 5) != 0;
+        const char *host = lm_cp_col(st, 1);
+        if (!error[0] && lm_cp_col(st, 3)[0])
+            snprintf(error, sizeof error, "host %s: %s", host, lm_cp_col(st, 3));
+        const char *checks = lm_cp_col(st, 4);
+        lm_json_val_t *v = checks[0] ? lm_json_parse(checks, strlen(checks), 0, 0, &err) : NULL;
+        for (size_t i = 0; v && i < lm_json_len(v); i++) {
+            lm_json_val_t *c = lm_json_at(v, i);
+            const char *name = lm_json_string(lm_json_get(c, "name"));
+            const char *result = lm_json_string(lm_json_get(c, "result"));
+            const char *msg = lm_json_string(lm_json_get(c, "message"));
+            char text[LM_PROTO_TEXT_LEN + 100];
+            snprintf(text, sizeof text, "on %s: %s", host, msg ? msg : "");
+            lm_json_w_map_open(w);
+            lm_json_w_kv_str(w, "name", name ? name : "?");
+            lm_json_w_kv_str(w, "result", result ? result : "?");
+            lm_json_w_kv_str(w, "message", text);
+            lm_json_w_map_close(w);
+        }
+        lm_json_free(v);
+    }
+    sqlite3_finalize(st);
+    lm_json_w_array_close(w);
+    lm_json_w_map_close(w);
+    size_t len;
+    const char *report = lm_json_writer_result(w, &len, &err);
+    lm_job_status_t status = n && ended == n ? (failed ? LM_STATUS_FAILED : LM_STATUS_COMPLETE)
+                             : reported      ? LM_STATUS_WORKING
+                                             : LM_STATUS_NEW;
+    lm_cp_job_report_t rep = {
+        .status = lm_job_status_name(status),
+        .phase = lm_phase_name(n && ended == n ? LM_PHASE_COMPLETE : LM_PHASE_VALIDATING),
+        .report = report,
+        .error = error[0] ? error : NULL};
+    if (!lm_cp_store_job_report(cp->db, parent, &rep, lm_time_now_ms()))
+        lm_log_warn(NULL, "validation %s: cannot store its checks from its hosts", parent);
+    lm_json_writer_destroy(w);
+}

@@ -134,6 +134,12 @@ void cp_spread_update(lm_cp_t *cp, const char *parent);
  * and for one spread over several hosts sent to its parts (a cutover to its followers
  * first: the lead's goes once they are COMPLETE, cp_spread_tick). */
 bool cp_spread_command(lm_cp_t *cp, const char *id, const char *kind, int64_t deadline);
+/* A validation listing several hosts: one per host under it (same spec). */
+bool cp_spread_validations(lm_cp_t *cp, const char *id, const char *const *hosts, size_t n,
+                           lm_error_t *err);
+/* The validation's row from its hosts' (checks merged, each message naming its host;
+ * FAILED when one host's is, COMPLETE when all are). */
+void cp_spread_validation_update(lm_cp_t *cp, const char *parent);
 /* The agent agent_id on host was found lost: its parts are handed to other listed hosts. */
 void cp_spread_host_lost(lm_cp_t *cp, const char *agent_id, const char *host, int64_t now);
 /* Each second: the lead's cutover once its followers are COMPLETE. */

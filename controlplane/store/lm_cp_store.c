@@ -954,11 +954,13 @@ int lm_cp_store_verifications_lost(sqlite3 *db, const char *org, const char *hos
 
 bool lm_cp_store_part_insert(sqlite3 *db, const lm_cp_part_row_t *p, int64_t now)
 {
+    const char *kind = p->kind ? p->kind : "part";
     return lm_cp_exec(db,
                       "INSERT INTO jobs(id, kind, org_id, project_id, host, spec, status, parent, "
-                      "role, shards, created, updated) SELECT ?, 'part', org_id, project_id, ?, "
-                      "spec, ?, id, ?, ?, ?, ? FROM jobs WHERE id = ? AND kind = 'migration'",
-                      "sssssiis", p->id, p->host, lm_job_status_name(LM_STATUS_NEW), p->role,
+                      "role, shards, created, updated) SELECT ?, ?, org_id, project_id, ?, spec, "
+                      "?, id, ?, ?, ?, ? FROM jobs WHERE id = ? AND kind IN ('migration', "
+                      "'validation')",
+                      "ssssssiis", p->id, kind, p->host, lm_job_status_name(LM_STATUS_NEW), p->role,
                       p->shards, now, now, p->parent) &&
            sqlite3_changes(db) == 1;
 }
@@ -974,8 +976,8 @@ sqlite3_stmt *lm_cp_store_parts(sqlite3 *db, const char *parent)
 sqlite3_stmt *lm_cp_store_part(sqlite3 *db, const char *id)
 {
     return first_row(lm_cp_q(db,
-                             "SELECT parent, role, released, host FROM jobs WHERE id = ? AND "
-                             "kind = 'part'",
+                             "SELECT parent, role, released, host, kind FROM jobs WHERE id = "
+                             "? AND parent IS NOT NULL",
                              "s", id));
 }
 
@@ -993,6 +995,15 @@ bool lm_cp_store_part_release(sqlite3 *db, const char *id, int64_t now)
                       "iss", now, lm_job_status_name(LM_STATUS_CANCELLED), id) &&
            lm_cp_exec(db, "UPDATE commands SET delivered = ? WHERE job_id = ? AND delivered = 0",
                       "is", now, id);
+}
+
+sqlite3_stmt *lm_cp_store_validation_hosts(sqlite3 *db, const char *parent)
+{
+    return lm_cp_q(db,
+                   "SELECT id, host, status, COALESCE(error, ''), json_extract(report, "
+                   "'$.checks'), report IS NOT NULL FROM jobs WHERE parent = ? AND kind = "
+                   "'validation' ORDER BY created",
+                   "s", parent);
 }
 
 sqlite3_stmt *lm_cp_store_spread(sqlite3 *db, const char *id)

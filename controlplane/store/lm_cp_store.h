@@ -266,8 +266,9 @@ sqlite3_stmt *lm_cp_store_commands_pending(sqlite3 *db, const char *org, const c
 typedef struct {
     const char *id, *parent, *host, *role;
     const char *shards; /* JSON array, or NULL */
+    const char *kind;   /* NULL: 'part'; 'validation': one host's validation under a parent */
 } lm_cp_part_row_t;
-/* A new part of migration p->parent (same org, project and spec). */
+/* A new part of p->parent (same org, project and spec). */
 bool lm_cp_store_part_insert(sqlite3 *db, const lm_cp_part_row_t *p, int64_t now);
 #define LM_CP_PART_COLUMNS                                                                         \
     "id, host, role, shards, status, ready, lag, gap, phase, error, "                              \
@@ -275,14 +276,17 @@ bool lm_cp_store_part_insert(sqlite3 *db, const lm_cp_part_row_t *p, int64_t now
     "report IS NOT NULL"
 /* List: LM_CP_PART_COLUMNS of the parts of parent not handed on, oldest first. */
 sqlite3_stmt *lm_cp_store_parts(sqlite3 *db, const char *parent);
-/* Row: parent, role, released (NULL: not handed on), host of part id; NULL when id is not a
- * part. */
+/* Row: parent, role, released (NULL: not handed on), host, kind of part id (a part, or a
+ * host's validation under a validation of several hosts); NULL when id is neither. */
 sqlite3_stmt *lm_cp_store_part(sqlite3 *db, const char *id);
 /* The shards (a JSON array) the waiting lead part id was given. */
 bool lm_cp_store_part_set_shards(sqlite3 *db, const char *id, const char *shards, int64_t now);
 /* Part id's shards were handed to another host: it ends (CANCELLED, released), its
  * commands not delivered yet are dropped. */
 bool lm_cp_store_part_release(sqlite3 *db, const char *id, int64_t now);
+/* List: id, host, status, error, checks (JSON array or NULL), reported (1/0) of the per-host
+ * validations under validation parent, oldest first. */
+sqlite3_stmt *lm_cp_store_validation_hosts(sqlite3 *db, const char *parent);
 /* Row: status, assigned (0: shards not spread yet), spec, org_id, window_end (-1: none) of
  * migration id when it is spread over several hosts; NULL otherwise. */
 sqlite3_stmt *lm_cp_store_spread(sqlite3 *db, const char *id);

@@ -2519,3 +2519,51 @@ Test(controlplane, a_sharded_migration_is_spread_over_two_hosts, .timeout = 180)
     lm_json_free(v);
     cr_assert_eq(count_events(mig, proj, "lead_cutover", NULL), 1);
 }
+
+/* Issue 16: a validation listing two hosts runs on both (the hosts that will run the
+ * shards): each gets it, and the validation shows every check with the host it ran on,
+ * PENDING until both reported, FAILED when one host's check failed. */
+Test(controlplane, a_validation_runs_on_every_listed_host)
+{
+    char proj[80], *out, vid[80];
+    agent_t a1, a2;
+    prepare(proj, sizeof proj, &a1, NULL, 0);
+    agent_link(&a2, link_token, "mig-host-2");
+    cr_assert_eq(CLI(&out,
+                     "lm validation create --projectId %s --clusterName dst --migrationHost "
+                     "mig-host-1 --migrationHost mig-host-2 --sourceClusterName src "
+                     "--sourceProjectId %s -o json",
+                     proj, proj),
+                 0, "%s", out);
+    lm_test_json_field(out, "_id", vid, sizeof vid);
+    free(out);
+    char job[2][80];
+    agent_t *as[2] = {&a1, &a2};
+    for (int i = 0; i < 2; i++) {
+        lm_proto_assignments_t *m = agent_poll(as[i], 2);
+        cr_assert_eq(m->n_jobs, 1, "host %d", i + 1);
+        cr_assert_eq(m->jobs[0].kind, LM_PROTO_JOB_VALIDATION);
+        cr_assert_str_eq(m->jobs[0].migration_id, "", "a validation is no part of a migration");
+        snprintf(job[i], sizeof job[i], "%s", m->jobs[0].job_id);
+        lm_proto_assignments_cleanup(m);
+        free(m);
+    }
+    cr_assert_str_neq(job[0], job[1]);
+    lm_proto_check_t ok_checks[1] = {
+        {.name = "shard-roles@src-shard0", .result = LM_PROTO_CHECK_PASS, .message = "roles ok"}};
+    report_validation(&a1, job[0], ok_checks, 1);
+    cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s -o json", vid, proj), 0, "%s",
+                 out);
+    cr_assert(strstr(out, "\"PENDING\"") && strstr(out, "on mig-host-1: roles ok"), "%s", out);
+    free(out);
+    lm_proto_check_t bad_checks[1] = {{.name = "target-free-disk",
+                                       .result = LM_PROTO_CHECK_FAIL,
+                                       .message = "the state dir needs 2 GB more"}};
+    report_validation(&a2, job[1], bad_checks, 1);
+    cr_assert_eq(CLI(&out, "lm validation describe %s --projectId %s -o json", vid, proj), 0, "%s",
+                 out);
+    cr_assert(strstr(out, "\"FAILED\"") && strstr(out, "on mig-host-2: the state dir needs") &&
+                  strstr(out, "on mig-host-1: roles ok") && strstr(out, "host mig-host-2: "),
+              "%s", out);
+    free(out);
+}

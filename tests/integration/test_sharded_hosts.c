@@ -197,9 +197,11 @@ static char *both_logs(void)
     return buf;
 }
 
-Test(sharded_hosts, one_migration_over_two_hosts_one_lost_through_the_cli)
+/* The whole run; host `lost_host` (0: the lead's, 1: the follower's) is killed mid-stream. */
+static void run(int lost_host)
 {
     char *out, mig[80];
+    host_t *gone = &hosts[lost_host], *kept = &hosts[1 - lost_host];
     prepare();
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
@@ -243,20 +245,34 @@ Test(sharded_hosts, one_migration_over_two_hosts_one_lost_through_the_cli)
     free(out);
     wait_log(&hosts[0], "the control plane assigned", 1000);
 
-    /* mig-host-2 dies mid-stream: after host_grace its shards move to mig-host-1 */
-    kill(hosts[1].pid, SIGKILL);
-    lm_test_wait(hosts[1].pid, 5000);
-    hosts[1].pid = 0;
+    /* a host dies mid-stream: after host_grace its shards move to the other */
+    char lost[3][32];
+    int n_lost = 0;
+    lm_json_val_t *before = lm_test_describe(&op, mig, NULL);
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "src-shard%d", i);
+        const char *h =
+            lm_json_string(lm_json_get(lm_test_shard_of(before, name), "migrationHost"));
+        if (h && strcmp(h, gone->name) == 0)
+            snprintf(lost[n_lost++], sizeof lost[0], "%s", name);
+    }
+    lm_json_free(before);
+    cr_assert_gt(n_lost, 0);
+    kill(gone->pid, SIGKILL);
+    lm_test_wait(gone->pid, 5000);
+    gone->pid = 0;
+    char why[64];
+    snprintf(why, sizeof why, "%s is lost", gone->name);
     until = lm_time_mono_ms() + 120000;
     for (;;) {
         char *text;
         lm_json_val_t *v = lm_test_describe(&op, mig, &text);
         bool streaming;
-        int on1 = shards_on(v, "mig-host-1", &streaming);
+        int on_kept = shards_on(v, kept->name, &streaming);
         lm_json_free(v);
-        if (on1 == 3 && streaming) {
-            cr_assert(strstr(text, "part_reassigned") && strstr(text, "mig-host-2 is lost"), "%s",
-                      text);
+        if (on_kept == 3 && streaming) {
+            cr_assert(strstr(text, "part_reassigned") && strstr(text, why), "%s", text);
             free(text);
             break;
         }
@@ -266,15 +282,25 @@ Test(sharded_hosts, one_migration_over_two_hosts_one_lost_through_the_cli)
         lm_time_sleep_ms(1000, NULL);
     }
     /* they resumed from their checkpoints: streaming, nothing copied again */
-    wait_log(&hosts[0], "streaming from the target's checkpoint", 1000);
+    wait_log(kept, "streaming from the target's checkpoint", 1000);
+    lm_json_val_t *after = lm_test_describe(&op, mig, NULL);
+    for (int i = 0; i < n_lost; i++) {
+        int64_t copied = -1;
+        lm_error_t err;
+        cr_assert(lm_json_get_int(lm_test_shard_of(after, lost[i]), "documentsCopied", true, 0,
+                                  INT64_MAX, &copied, &err),
+                  "%s", err.message);
+        cr_assert_eq(copied, 0, "%s was copied again on %s", lost[i], kept->name);
+    }
+    lm_json_free(after);
 
     /* the control plane restarted in the middle */
     lm_test_cp_stop(&cp);
     lm_test_cp_start(&cp);
-    /* mig-host-2 comes back: its part stays with mig-host-1 */
-    start_host(&hosts[1]);
+    /* the lost host comes back: its part stays where it went */
+    start_host(gone);
     cr_assert_eq(lm_test_wait(writer, 120000), 0, "writer failed:\n%s", lm_test_slurp(writer_log));
-    op.log = hosts[0].log;
+    op.log = kept->log;
     lm_test_wait_status(&op, mig, "WORKING", true, 180000);
     cr_assert_eq(CLI(&out, "lm cutover %s --projectId %s --force", mig, op.proj), 0, "%s", out);
     free(out);
@@ -285,13 +311,13 @@ Test(sharded_hosts, one_migration_over_two_hosts_one_lost_through_the_cli)
         snprintf(name, sizeof name, "src-shard%d", i);
         lm_json_val_t *sh = lm_test_shard_of(v, name);
         cr_assert_str_eq(lm_json_string(lm_json_get(sh, "state")), "COMPLETE", "%s: %s", name, out);
-        cr_assert_str_eq(lm_json_string(lm_json_get(sh, "migrationHost")), "mig-host-1");
+        cr_assert_str_eq(lm_json_string(lm_json_get(sh, "migrationHost")), kept->name);
     }
     lm_json_free(v);
     cr_assert(strstr(out, "lead_cutover"), "the lead cut over last: %s", out);
     free(out);
-    char *log2 = lm_test_slurp(hosts[1].log);
-    cr_assert_not(strstr(log2 + 0, "verification passed"),
+    char *log2 = lm_test_slurp(gone->log);
+    cr_assert_not(strstr(log2, "verification passed"),
                   "the lost host ran nothing after it came back:\n%s", log2);
     free(log2);
 
@@ -310,4 +336,15 @@ Test(sharded_hosts, one_migration_over_two_hosts_one_lost_through_the_cli)
         cr_assert_eq(lm_test_wait(hosts[i].pid, 30000), 0, "%s", lm_test_slurp(hosts[i].log));
         hosts[i].pid = 0;
     }
+}
+
+Test(sharded_hosts, one_migration_over_two_hosts_the_follower_lost_through_the_cli)
+{
+    run(1);
+}
+
+/* The lead's host lost: its shards and its duty (the balancers at the end) go to the other. */
+Test(sharded_hosts, one_migration_over_two_hosts_the_lead_lost_through_the_cli)
+{
+    run(0);
 }

@@ -12,6 +12,7 @@
 #include "lm_fs.h"
 #include "lm_ns.h"
 #include "lm_redact.h"
+#include "lm_time.h"
 
 extern char **environ; /* POSIX; unistd.h declares it only for _GNU_SOURCE */
 
@@ -422,4 +423,9 @@ void lm_job_cleanup(lm_job_t *job)
 {
     lm_job_wipe_passwords(job);
     lm_config_cleanup(lm_job_schema, job);
+}
+
+bool lm_lease_out(const atomic_llong *ok_ms, int64_t lease_ms)
+{
+    return ok_ms && lease_ms > 0 && lm_time_mono_ms() - atomic_load(ok_ms) >= lease_ms;
 }

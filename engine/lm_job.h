@@ -91,4 +91,9 @@ bool lm_endpoint_hold_secrets(lm_endpoint_t *ep);
 void lm_job_wipe_passwords(lm_job_t *job);
 void lm_job_cleanup(lm_job_t *job);
 
+/* Whether a lease (lm_job_t's lease_ok_ms, lease_ms) ran out: lease_ms passed since
+ * *ok_ms on the monotonic clock. False without a lease (NULL or 0). Nothing more may be
+ * written then: the part's shards may be another host's. */
+bool lm_lease_out(const atomic_llong *ok_ms, int64_t lease_ms);
+
 #endif

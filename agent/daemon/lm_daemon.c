@@ -62,6 +62,10 @@ typedef struct djob {
      * out, or the control plane answered 409 (the part was reassigned) */
     char migration_id[LM_PROTO_ID_LEN + 1];
     int64_t lease_ms;
+    /* the lease: renewed only by a heartbeat the control plane answered (it judges hosts by
+     * their heartbeats), to the time that heartbeat was sent, and never once it ran out
+     * (a process paused past it must not find it fresh again): monotonic ms */
+    atomic_llong lease_ok_ms;
     atomic_bool lease_lost, reassigned;
 } djob_t;
 
@@ -76,8 +80,7 @@ struct daemon {
     int64_t started_ms;
     atomic_bool quit; /* the sender ends */
     atomic_bool revoked;
-    int64_t acked;           /* the highest command seq received (main thread only) */
-    atomic_llong last_ok_ms; /* monotonic: the last call the control plane answered (leases) */
+    int64_t acked; /* the highest command seq received (main thread only) */
 };
 
 /* ---- pure parts (lm_daemon.h) ---- */
@@ -659,7 +662,8 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
     else if (!build_job(d, pj, &j->job, &err) || (sibling && !beside(sibling, j, &err)))
         snprintf(j->refusal, sizeof j->refusal, "the job cannot run: %s", err.message);
     if (!j->refusal[0] && j->lease_ms) { /* the apply checks it before every write too */
-        j->job.lease_ok_ms = &d->last_ok_ms;
+        atomic_store(&j->lease_ok_ms, lm_time_mono_ms()); /* handed out just now */
+        j->job.lease_ok_ms = &j->lease_ok_ms;
         j->job.lease_ms = j->lease_ms;
     }
     if (!j->refusal[0] && pthread_create(&j->thread, NULL, job_main, j) != 0)
@@ -933,7 +937,6 @@ static void after_call(daemon_t *d, backoff_t *b, bool ok, const lm_error_t *err
 {
     int64_t now = lm_time_mono_ms();
     if (ok) {
-        atomic_store(&d->last_ok_ms, now);
         if (b->failures) {
             char msg[256];
             snprintf(msg, sizeof msg, "the control plane answers again (%s) after %.1f s", what,
@@ -998,7 +1001,16 @@ static void send_heartbeat(daemon_t *d, const lm_identity_t *id, const char *ca,
     for (djob_t *j = d->jobs; j && hb.n_running < LM_PROTO_MAX_JOBS; j = j->next)
         snprintf(hb.running[hb.n_running++], sizeof hb.running[0], "%s", j->id);
     pthread_mutex_unlock(&d->mu);
+    int64_t sent = lm_time_mono_ms();
     bool ok = lm_link_heartbeat(id, ca, &d->quit, &hb, &err);
+    if (ok) { /* the parts' leases: from when this heartbeat left, unless one ran out */
+        pthread_mutex_lock(&d->mu);
+        for (djob_t *j = d->jobs; j; j = j->next)
+            if (j->lease_ms && !atomic_load(&j->lease_lost) &&
+                !lm_daemon_lease_expired(atomic_load(&j->lease_ok_ms), j->lease_ms, sent))
+                atomic_store(&j->lease_ok_ms, sent);
+        pthread_mutex_unlock(&d->mu);
+    }
     after_call(d, b, ok, &err, "heartbeat");
 }
 
@@ -1038,9 +1050,13 @@ static void send_reports(daemon_t *d, const lm_identity_t *id, const char *ca, b
             if (!atomic_exchange(&j->reassigned, true))
                 lm_status_event(&j->st, "part_reassigned",
                                 "live migration %s: the control plane answered that this part "
-                                "was reassigned (%s): its engines stop (checkpointed) and it "
+                                "was reassigned (%s): its engines stop, write nothing more "
+                                "(no checkpoint either: the new host records its own) and it "
                                 "sends no more reports",
                                 j->id, why);
+            /* its lease ends now: the apply writes no batch and the stream no position */
+            if (j->lease_ms)
+                atomic_store(&j->lease_ok_ms, INT64_MIN / 2);
             atomic_store(&j->stop, true);
             err.code = LM_ERR_NONE;
         }
@@ -1074,9 +1090,10 @@ static void drop_finished(daemon_t *d)
  * not answered for lease_ms, before it may hand their shards to another host. */
 static void check_leases(daemon_t *d)
 {
-    int64_t now = lm_time_mono_ms(), last = atomic_load(&d->last_ok_ms);
+    int64_t now = lm_time_mono_ms();
     pthread_mutex_lock(&d->mu);
     for (djob_t *j = d->jobs; j; j = j->next) {
+        int64_t last = atomic_load(&j->lease_ok_ms);
         if (!j->lease_ms || atomic_load(&j->finished) ||
             !lm_daemon_lease_expired(last, j->lease_ms, now) || atomic_load(&j->lease_lost))
             continue;
@@ -1163,8 +1180,6 @@ static void poll_once(daemon_t *d, backoff_t *b)
     if (!m)
         lm_error_set(&err, LM_ERR_INTERNAL, "out of memory");
     if (ok) {
-        /* answered: a job handed out again after its lease ran out must not find it run out */
-        atomic_store(&d->last_ok_ms, lm_time_mono_ms());
         for (size_t i = 0; i < m->n_jobs; i++)
             take_job(d, &m->jobs[i]);
         for (size_t i = 0; i < m->n_commands; i++) {
@@ -1190,7 +1205,6 @@ int lm_daemon_run(const lm_daemon_opts_t *o)
     memset(&d, 0, sizeof d);
     d.o = o;
     d.started_ms = lm_time_mono_ms();
-    atomic_store(&d.last_ok_ms, d.started_ms);
     if (!lm_agent_config_load(o->config_path, &d.cfg, &err)) {
         fprintf(stderr, "livemig-agent: %s\n", err.message);
         lm_agent_config_cleanup(&d.cfg);

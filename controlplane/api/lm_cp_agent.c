@@ -302,6 +302,7 @@ static bool build_job(lm_cp_t *cp, sqlite3_stmt *st, lm_proto_job_t *j, lm_error
  * good. */
 static void refuse_job(lm_cp_t *cp, const char *id, lm_proto_job_t *j, const lm_error_t *err)
 {
+    free(j->shards); /* a part's list (cp_spread_part_job) */
     lm_wipe(j, sizeof *j);
     char why[LM_ERROR_MSG_MAX + 64];
     snprintf(why, sizeof why, "not handed out to the agent: %s", err->message);
@@ -803,8 +804,10 @@ void lm_cp_tick(lm_cp_t *cp)
         lm_cp_store_agent_set_lost(cp->db, lost[i].id, now);
         host_event(cp, lost[i].id, "host_lost", msg, now);
         lm_log_warn(NULL, "%s", msg);
-        cp_spread_host_lost(cp, lost[i].id, lost[i].host, now);
     }
+    /* every lost host marked before any part moves: none goes to a host lost this tick */
+    for (int i = 0; i < k; i++)
+        cp_spread_host_lost(cp, lost[i].id, lost[i].host, now);
     cp_spread_tick(cp, now);
     pthread_mutex_unlock(&cp->mu);
 }

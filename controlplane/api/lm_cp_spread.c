@@ -68,12 +68,25 @@ static int host_index(const hosts_t *h, const char *name)
     return -1;
 }
 
+/* A host with a linked agent that heartbeats (within host_grace) and is not marked lost. */
 static bool host_alive(lm_cp_t *cp, const char *org, const char *host)
 {
-    sqlite3_stmt *st = lm_cp_store_host_alive(cp->db, org, host);
+    sqlite3_stmt *st =
+        lm_cp_store_host_alive(cp->db, org, host, lm_time_now_ms() - cp->cfg->host_grace_ms);
     bool alive = st != NULL;
     sqlite3_finalize(st);
     return alive;
+}
+
+/* One transaction around a spread or a hand-on: all of its parts and rows, or none. */
+static void begin(lm_cp_t *cp)
+{
+    lm_cp_exec(cp->db, "BEGIN IMMEDIATE", "");
+}
+
+static bool end(lm_cp_t *cp, bool ok)
+{
+    return lm_cp_exec(cp->db, ok ? "COMMIT" : "ROLLBACK", "") && ok;
 }
 
 static void new_part_id(char out[25])
@@ -128,9 +141,12 @@ bool cp_spread_part_job(lm_cp_t *cp, const char *parent, const char *role, const
             snprintf(j->shards[j->n_shards++], sizeof j->shards[0], "%s", s);
     }
     lm_json_free(v);
-    if (!j->n_shards)
+    if (!j->n_shards) {
+        free(j->shards);
+        j->shards = NULL;
         return lm_error_set(err, LM_ERR_INTERNAL, "part of live migration %s has no shards",
                             parent);
+    }
     return true;
 }
 
@@ -165,16 +181,24 @@ static bool hand_out(lm_cp_t *cp, const char *parent, const hosts_t *h, lm_cp_sh
         const char *names[LM_PROTO_MAX_SHARDS];
         size_t k = 0;
         char list[LM_PROTO_TEXT_LEN] = "";
+        size_t used = 0;
         for (size_t i = 0; i < n && k < LM_PROTO_MAX_SHARDS; i++)
             if (slots[i].host == (int)host && from[i] != slots[i].host) {
                 names[k++] = slots[i].name;
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k > 1 ? "," : "",
-                         slots[i].name);
+                used += (size_t)snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                                         k > 1 ? "," : "", slots[i].name);
             }
         if (!k)
             continue;
-        char part[25], json[LM_PROTO_TEXT_LEN * 2];
+        char part[25], json[LM_PROTO_TEXT_LEN * 4];
         names_json(names, k, json, sizeof json);
+        if (used >= sizeof list || strlen(json) + 1 >= sizeof json) {
+            lm_log_error(NULL,
+                         "live migration %s: the shard list for host %s is longer than %zu "
+                         "bytes: not handed out",
+                         parent, h->names[host], sizeof list - 1);
+            return false;
+        }
         if (lead_part && strcmp(h->names[host], lead_host) == 0) {
             /* the waiting lead: told by a command; handed out again, it gets the list */
             snprintf(part, sizeof part, "%s", lead_part);
@@ -224,11 +248,31 @@ static void spread_first(lm_cp_t *cp, const char *parent, const lm_proto_status_
     hosts_t h;
     if (!spec_hosts(spec, &h))
         return;
+    int64_t now = lm_time_now_ms();
+    if (m->shards_clipped) { /* a shard left out would be migrated by no host */
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "the source has more than %d shards, or names longer than %d bytes: the "
+                 "control plane cannot spread them (run the migration with one host)",
+                 LM_PROTO_MAX_SHARDS, LM_PROTO_ID_LEN);
+        lm_cp_store_job_refuse(cp->db, parent, msg, now);
+        lm_cp_store_job_set_status(cp->db, parent, lm_job_status_name(LM_STATUS_FAILED), now);
+        cp_spread_command(cp, parent, "cancel", 0);
+        spread_event(cp, parent, "spread_failed", msg, now);
+        return;
+    }
+    /* the lead first: ties go to the first listed host, so it gets the largest shard */
+    int lead = host_index(&h, a->host);
+    if (lead > 0) {
+        char first[sizeof h.names[0]];
+        memcpy(first, h.names[0], sizeof first);
+        memcpy(h.names[0], h.names[lead], sizeof first);
+        memcpy(h.names[lead], first, sizeof first);
+    }
     bool alive[MAX_HOSTS];
     for (size_t i = 0; i < h.n; i++)
         alive[i] = strcmp(h.names[i], a->host) == 0 || host_alive(cp, a->org, h.names[i]);
     lm_error_t err;
-    int64_t now = lm_time_now_ms();
     char what[2048] = "";
     if (lm_cp_assign_shards(slots, n, alive, h.n, h.max_per_host, &err) < 0) {
         char msg[LM_ERROR_MSG_MAX + 100];
@@ -240,9 +284,10 @@ static void spread_first(lm_cp_t *cp, const char *parent, const lm_proto_status_
         spread_event(cp, parent, "spread_failed", msg, now);
         return;
     }
-    if (!hand_out(cp, parent, &h, slots, from, n, -1, m->job_id, a->host, false, what, sizeof what,
-                  now) ||
-        !lm_cp_store_spread_assigned(cp->db, parent, now)) {
+    begin(cp);
+    if (!end(cp, hand_out(cp, parent, &h, slots, from, n, -1, m->job_id, a->host, false, what,
+                          sizeof what, now) &&
+                     lm_cp_store_spread_assigned(cp->db, parent, now))) {
         lm_log_error(NULL, "live migration %s: cannot store the spread of its shards", parent);
         return;
     }
@@ -365,11 +410,14 @@ void cp_spread_update(lm_cp_t *cp, const char *parent)
         n++;
         lm_job_status_t s = LM_STATUS_NEW;
         lm_job_status_parse(lm_cp_col(parts, 4), &s);
+        bool gone = sqlite3_column_int(parts, 14) != 0; /* its agent is lost: it waits */
         reported += sqlite3_column_int(parts, 13) != 0;
         complete += s == LM_STATUS_COMPLETE;
         failed = failed || s == LM_STATUS_FAILED;
-        ready = ready && (sqlite3_column_int(parts, 5) != 0 || s == LM_STATUS_COMPLETE);
-        if (sqlite3_column_type(parts, 6) == SQLITE_NULL)
+        ready = ready && !gone && (sqlite3_column_int(parts, 5) != 0 || s == LM_STATUS_COMPLETE);
+        if (gone)
+            has_lag = false;
+        else if (sqlite3_column_type(parts, 6) == SQLITE_NULL)
             has_lag = has_lag && s == LM_STATUS_COMPLETE;
         else if (sqlite3_column_double(parts, 6) > lag)
             lag = sqlite3_column_double(parts, 6);
@@ -436,9 +484,14 @@ void cp_spread_update(lm_cp_t *cp, const char *parent)
                     "live migration %s is ready for cutover on every host: the cutover window "
                     "is open",
                     parent);
-    if (status != was && lm_job_status_terminal(status))
+    if (status != was && status == LM_STATUS_FAILED) { /* the other parts stop too */
+        lm_log_warn(NULL, "live migration %s: FAILED (%s): its other parts are cancelled", parent,
+                    error[0] ? error : "a part failed");
+        cp_spread_command(cp, parent, "cancel", 0);
+    } else if (status != was && lm_job_status_terminal(status)) {
         lm_log_info(NULL, "live migration %s: %s (every part on every host)", parent,
                     lm_job_status_name(status));
+    }
     if (parts)
         merge_verification(cp, parent, parts);
     sqlite3_finalize(parts);
@@ -468,6 +521,9 @@ bool cp_spread_command(lm_cp_t *cp, const char *id, const char *kind, int64_t de
     return ok;
 }
 
+static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const char *host,
+                    const char *role, bool quiet, int64_t now);
+
 void cp_spread_tick(lm_cp_t *cp, int64_t now)
 {
     sqlite3_stmt *st = lm_cp_store_lead_cutovers_due(cp->db);
@@ -489,13 +545,39 @@ void cp_spread_tick(lm_cp_t *cp, int64_t now)
     }
     if (n)
         pthread_cond_broadcast(&cp->changed);
+    /* parts no agent took up within host_grace whose host is gone (never polled since it
+     * was given them): handed on as a lost host's are, once another host can take them */
+    st = lm_cp_store_parts_unheld(cp->db, now - cp->cfg->host_grace_ms);
+    struct {
+        char id[80], parent[80], host[80], role[16];
+    } idle[16];
+    int k = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW && k < 16) {
+        snprintf(idle[k].id, sizeof idle[k].id, "%s", lm_cp_col(st, 0));
+        snprintf(idle[k].parent, sizeof idle[k].parent, "%s", lm_cp_col(st, 1));
+        snprintf(idle[k].host, sizeof idle[k].host, "%s", lm_cp_col(st, 2));
+        snprintf(idle[k].role, sizeof idle[k].role, "%s", lm_cp_col(st, 3));
+        k++;
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < k; i++) {
+        sqlite3_stmt *sp = lm_cp_store_spread(cp->db, idle[i].parent);
+        char org[80];
+        snprintf(org, sizeof org, "%s", sp ? lm_cp_col(sp, 3) : "");
+        sqlite3_finalize(sp);
+        if (!org[0] || host_alive(cp, org, idle[i].host))
+            continue;
+        hand_on(cp, idle[i].id, idle[i].parent, idle[i].host, idle[i].role, true, now);
+        cp_spread_update(cp, idle[i].parent);
+    }
 }
 
 /* ---- a host lost ---- */
 
-/* Part (role, on lost host `host`) of parent: its shards handed to the live listed hosts. */
+/* Part (role, on lost host `host`) of parent: its shards handed to the live listed hosts
+ * (quiet: when none is alive, nothing is recorded; it is tried again later). */
 static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const char *host,
-                    const char *role, int64_t now)
+                    const char *role, bool quiet, int64_t now)
 {
     sqlite3_stmt *st = lm_cp_store_spread(cp->db, parent);
     if (!st)
@@ -515,6 +597,8 @@ static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const cha
         any = any || alive[i];
     }
     char msg[2400];
+    if (!any && quiet)
+        return;
     if (!any) {
         snprintf(msg, sizeof msg,
                  "migration host %s is lost and no other listed host is alive: part %s waits "
@@ -527,6 +611,7 @@ static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const cha
     int lead_to = lead ? lm_cp_lead_host(alive, h.n, -1) : -1;
     char what[2048] = "";
     bool ok = true;
+    begin(cp);
     if (!assigned) { /* a lead lost before the spread: a new lead waits for the shards */
         char id[25];
         new_part_id(id);
@@ -542,9 +627,11 @@ static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const cha
         size_t n = 0;
         sqlite3_stmt *rows = lm_cp_store_job_shards(cp->db, parent);
         while (rows && sqlite3_step(rows) == SQLITE_ROW && n < LM_PROTO_MAX_SHARDS) {
-            snprintf(names[n], sizeof names[0], "%s", lm_cp_col(rows, 0));
             bool mine = strcmp(lm_cp_col(rows, 6), part) == 0;
             int at = mine ? -1 : host_index(&h, lm_cp_col(rows, 1));
+            if (!mine && (at < 0 || !alive[at]))
+                continue; /* another part's on a host that is gone: it moves with that part */
+            snprintf(names[n], sizeof names[0], "%s", lm_cp_col(rows, 0));
             slots[n] = (lm_cp_shard_slot_t){
                 .name = names[n], .bytes = sqlite3_column_int64(rows, 7), .host = at};
             from[n++] = at;
@@ -557,6 +644,7 @@ static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const cha
                      "it",
                      host, err.message, part);
             spread_event(cp, parent, "part_waits", msg, now);
+            end(cp, false);
             return;
         }
         if (lead) { /* the lead's duty goes to the first listed host that takes its shards */
@@ -568,7 +656,7 @@ static void hand_on(lm_cp_t *cp, const char *part, const char *parent, const cha
         ok = hand_out(cp, parent, &h, slots, from, n, lead_to, NULL, NULL,
                       lm_cp_store_has_command(cp->db, parent, "cutover"), what, sizeof what, now);
     }
-    ok = ok && lm_cp_store_part_release(cp->db, part, now);
+    ok = end(cp, ok && lm_cp_store_part_release(cp->db, part, now));
     if (!ok) {
         lm_log_error(NULL, "live migration %s: cannot hand part %s on", parent, part);
         return;
@@ -596,7 +684,7 @@ void cp_spread_host_lost(lm_cp_t *cp, const char *agent_id, const char *host, in
     }
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++) {
-        hand_on(cp, parts[i].id, parts[i].parent, host, parts[i].role, now);
+        hand_on(cp, parts[i].id, parts[i].parent, host, parts[i].role, false, now);
         cp_spread_update(cp, parts[i].parent);
     }
 }

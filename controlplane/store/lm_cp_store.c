@@ -1064,11 +1064,20 @@ sqlite3_stmt *lm_cp_store_parts_held(sqlite3 *db, const char *agent_id)
                    "s", agent_id);
 }
 
-sqlite3_stmt *lm_cp_store_host_alive(sqlite3 *db, const char *org, const char *host)
+sqlite3_stmt *lm_cp_store_host_alive(sqlite3 *db, const char *org, const char *host, int64_t since)
 {
     return first_row(lm_cp_q(db,
                              "SELECT a.id FROM agents a JOIN link_tokens t ON t.id = a.token_id "
                              "AND t.deleted = 0 WHERE a.org_id = ? AND a.hostname = ? AND "
-                             "a.lost_since IS NULL AND a.last_seen IS NOT NULL",
-                             "ss", org, host));
+                             "a.lost_since IS NULL AND a.last_seen >= ?",
+                             "ssi", org, host, since));
+}
+
+sqlite3_stmt *lm_cp_store_parts_unheld(sqlite3 *db, int64_t before)
+{
+    return lm_cp_q(db,
+                   "SELECT id, parent, host, role FROM jobs WHERE kind = 'part' AND holder IS "
+                   "NULL AND released IS NULL AND status NOT IN " LM_CP_STATUS_TERMINAL
+                   " AND created < ? ORDER BY created",
+                   "i", before);
 }

@@ -273,7 +273,8 @@ bool lm_cp_store_part_insert(sqlite3 *db, const lm_cp_part_row_t *p, int64_t now
 #define LM_CP_PART_COLUMNS                                                                         \
     "id, host, role, shards, status, ready, lag, gap, phase, error, "                              \
     "json_extract(report, '$.estimatedCutoverSeconds'), holder, verification, "                    \
-    "report IS NOT NULL"
+    "report IS NOT NULL, EXISTS (SELECT 1 FROM agents a WHERE a.id = holder AND a.lost_since "     \
+    "IS NOT NULL)"
 /* List: LM_CP_PART_COLUMNS of the parts of parent not handed on, oldest first. */
 sqlite3_stmt *lm_cp_store_parts(sqlite3 *db, const char *parent);
 /* Row: parent, role, released (NULL: not handed on), host, kind of part id (a part, or a
@@ -304,7 +305,10 @@ sqlite3_stmt *lm_cp_store_lead_cutovers_due(sqlite3 *db);
 /* List: id, parent, host, role, shards of the running parts agent_id holds. */
 sqlite3_stmt *lm_cp_store_parts_held(sqlite3 *db, const char *agent_id);
 /* Row: the agent id on host of org when it is linked (its link-token live), has sent a
- * heartbeat and is not marked lost; NULL otherwise. */
-sqlite3_stmt *lm_cp_store_host_alive(sqlite3 *db, const char *org, const char *host);
+ * heartbeat since `since` and is not marked lost; NULL otherwise. */
+sqlite3_stmt *lm_cp_store_host_alive(sqlite3 *db, const char *org, const char *host, int64_t since);
+/* List: id, parent, host, role of the running parts no agent has taken up, created before
+ * `before` (their host may be gone: handed on when it is not alive). */
+sqlite3_stmt *lm_cp_store_parts_unheld(sqlite3 *db, int64_t before);
 
 #endif

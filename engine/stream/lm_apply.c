@@ -92,8 +92,7 @@ static bool lease_out(struct lm_apply *a)
 {
     if (atomic_load(&a->lease_out))
         return true;
-    if (!a->o.lease_ok_ms || a->o.lease_ms <= 0 ||
-        lm_time_mono_ms() - atomic_load(a->o.lease_ok_ms) < a->o.lease_ms)
+    if (!lm_lease_out(a->o.lease_ok_ms, a->o.lease_ms))
         return false;
     if (!atomic_exchange(&a->lease_out, true))
         lm_log_warn(NULL,

@@ -1234,7 +1234,10 @@ static void *monitor_main(void *arg)
         }
         int64_t c_wall;
         lm_optime_t c = checkpoint_position(s, &c_wall);
-        if (lm_optime_cmp(c, ckpt) != 0 && now - last_ckpt >= CHECKPOINT_MS) {
+        /* a part whose lease ran out writes no checkpoint: another host may own its shard
+         * and have recorded a newer position under the same key */
+        if (lm_optime_cmp(c, ckpt) != 0 && now - last_ckpt >= CHECKPOINT_MS &&
+            !lm_lease_out(s->job->lease_ok_ms, s->job->lease_ms)) {
             if (lm_meta_save_position(dst, s->o->job_id, NULL, c.t, c.i, c_wall, s->capture, &err))
                 ckpt = c;
             else
@@ -1372,7 +1375,12 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     lm_optime_t a = checkpoint_position(&s, &wall);
     lm_apply_stop(s.apply);
     s.apply = NULL;
-    if (s.capture[0] && a.t) {
+    bool leased_out = lm_lease_out(s.job->lease_ok_ms, s.job->lease_ms);
+    if (leased_out && s.capture[0] && a.t)
+        lm_log_warn(NULL,
+                    "the lease of this part ran out: its last position is not recorded (another "
+                    "host may run the shard now and record its own)");
+    if (s.capture[0] && a.t && !leased_out) {
         lm_error_t cerr;
         if (!lm_meta_save_position(s.dst, o->job_id, ok ? lm_phase_name(LM_PHASE_COMPLETE) : NULL,
                                    a.t, a.i, wall, s.capture, &cerr)) {

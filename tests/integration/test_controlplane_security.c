@@ -185,13 +185,14 @@ static int count_closed(const int *fds, bool *seen, int n)
  * max_connections_per_address (32) connections: the flood's others are closed at once, so
  * the admin request from another address (127.0.0.2, also the loopback interface) is
  * answered within 1 s; (2) connections that never authenticate are closed after
- * auth_timeout (2 s here), not after the 120 s an authenticated one may idle. Before the
+ * auth_timeout (5 s here), not after the 120 s an authenticated one may idle. Before the
  * fix the flood filled all 512 places for 120 s and the admin request got no answer. */
 Test(cp_security, an_idle_flood_from_one_address_starves_no_one)
 {
-    start_cp("auth_timeout: 2s\n");
+    start_cp("auth_timeout: 5s\n");
     static int fds[FLOOD];
     static bool seen[FLOOD];
+    int64_t flood_start = lm_time_mono_ms();
     for (int i = 0; i < FLOOD; i++)
         fds[i] = idle_connection();
     lm_time_sleep_ms(200, NULL); /* let the server accept them (or refuse them) */
@@ -199,9 +200,16 @@ Test(cp_security, an_idle_flood_from_one_address_starves_no_one)
     admin_get("127.0.0.2", "/api/atlas/v2/orgs/org1/groups", &r);
     cr_assert_eq(r.status, 200, "no answer during the flood (curl %d): %s", (int)r.code, r.text);
     cr_assert_lt(r.seconds, 1.0, "the admin request took %.3f s during the flood", r.seconds);
-    /* the per-address cap: all but 32 of the flood were closed before auth_timeout */
+    /* the per-address cap: all but 32 of the flood are closed well before auth_timeout (a
+     * loaded machine may take a moment to accept and close 600 connections: up to 3 s of
+     * the 5) */
     int closed = count_closed(fds, seen, FLOOD);
-    cr_assert_geq(closed, FLOOD - 32, "only %d of %d idle connections were refused", closed, FLOOD);
+    while (closed < FLOOD - 32 && lm_time_mono_ms() - flood_start < 3000) {
+        lm_time_sleep_ms(50, NULL);
+        closed = count_closed(fds, seen, FLOOD);
+    }
+    cr_assert_geq(closed, FLOOD - 32, "only %d of %d idle connections were refused within 3 s",
+                  closed, FLOOD);
     /* the pre-authentication timeout: the rest go too (bounded wait, far below 120 s) */
     int64_t until = lm_time_mono_ms() + 15000;
     while (closed < FLOOD && lm_time_mono_ms() < until) {

@@ -31,6 +31,7 @@
 
 typedef struct {
     char name[32], conf[700], log[700], state[700];
+    int status_port; /* its local status API: only to time a fault */
     pid_t pid;
 } host_t;
 
@@ -100,7 +101,7 @@ static void host_config(host_t *h, const char *name)
              "control_plane:\n  link_token_file: %s\n  ca_file: %s\n"
              "state_dir: %s\nhostname: %s\nheartbeat_interval: 1s\npoll_timeout: 3s\n"
              "status_addr: 127.0.0.1:%d\nlog_level: info\n",
-             token_path, cp.ca, h->state, name, lm_test_free_port());
+             token_path, cp.ca, h->state, name, h->status_port = lm_test_free_port());
     char file[64];
     snprintf(file, sizeof file, "%s.yaml", name);
     lm_test_write(dir, file, yaml, h->conf, sizeof h->conf);
@@ -156,6 +157,32 @@ static void prepare(void)
         wait_log(&hosts[i], "linked: agent", 30000);
 }
 
+/* Waits, polling host h's local status API every 50 ms, until its shard `name` is COPYING.
+ * Only the fault's timing uses it: the shard's documents are read in a few seconds, too
+ * short for the control plane's view (reports every 3 s) to catch reliably. */
+static void wait_local_copying(const host_t *h, const char *name, int timeout_ms)
+{
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    for (;;) {
+        lm_json_val_t *v = lm_test_agent_status(h->status_port);
+        lm_json_val_t *shards = v ? lm_json_get(v, "shards") : NULL;
+        bool copying = false;
+        for (size_t i = 0; shards && i < lm_json_len(shards); i++) {
+            lm_json_val_t *sh = lm_json_at(shards, i);
+            const char *n = lm_json_string(lm_json_get(sh, "name"));
+            const char *phase = lm_json_string(lm_json_get(sh, "phase"));
+            copying =
+                copying || (n && phase && strcmp(n, name) == 0 && strcmp(phase, "COPYING") == 0);
+        }
+        lm_json_free(v);
+        if (copying)
+            return;
+        cr_assert(lm_time_mono_ms() < until, "%s never copied on %s:\n%s", name, h->name,
+                  lm_test_slurp(h->log));
+        lm_time_sleep_ms(50, NULL);
+    }
+}
+
 /* How many shards of a describe answer run on host, and whether each is STREAMING. */
 static int shards_on(lm_json_val_t *v, const char *host, bool *all_streaming)
 {
@@ -197,19 +224,34 @@ static char *both_logs(void)
     return buf;
 }
 
-/* The whole run; host `lost_host` (0: the lead's, 1: the follower's) is killed mid-stream. */
-static void run(int lost_host)
+static pid_t start_writer(void)
 {
-    char *out, mig[80];
-    host_t *gone = &hosts[lost_host], *kept = &hosts[1 - lost_host];
-    prepare();
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "exec '%s' '%s' --sharded --uri '%s' --no-load --docs 3000 --seconds 45 --rate 40 "
              "--seed 31",
              PY, WRITER, src.config_uri);
-    char *wargv[] = {(char *)"/bin/sh", (char *)"-c", cmd, NULL};
-    pid_t writer = lm_test_spawn(wargv, writer_log);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", cmd, NULL};
+    return lm_test_spawn(argv, writer_log);
+}
+
+/* The whole run; host `lost_host` (0: the lead's, 1: the follower's) is killed mid-stream.
+ * With `restart`, src-shard0 (the largest: the lead's) loses its source for 25 s as its copy
+ * starts: FAILED, then restarted through the control plane. */
+static void run(int lost_host, bool restart)
+{
+    char *out, mig[80];
+    host_t *gone = &hosts[lost_host], *kept = &hosts[1 - lost_host];
+    prepare();
+    if (restart) /* src-shard0 the largest, copied long enough to be taken away meanwhile */
+        cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                                "M('%s').crm.bulk.insert_many([{'_id': i, 'v': 'x' * 200} "
+                                "for i in range(100000)])\"",
+                                PY, src.shard_uri[0]),
+                     0);
+    /* the writer during the copy and the stream (with a shard taken away, once it is back:
+     * the writer does not wait out a lost shard) */
+    pid_t writer = restart ? 0 : start_writer();
     cr_assert_eq(CLI(&out,
                      "lm create --projectId %s --clusterName dst --migrationHost mig-host-1 "
                      "--migrationHost mig-host-2 --sourceClusterName src --sourceProjectId %s "
@@ -218,6 +260,31 @@ static void run(int lost_host)
                  0, "%s", out);
     lm_test_json_field(out, "_id", mig, sizeof mig);
     free(out);
+
+    if (restart) { /* a shard FAILED, restarted through the control plane */
+        wait_local_copying(&hosts[0], "src-shard0", 120000);
+        lm_testbed_fault(&src, "lose-shard 0 25");
+        lm_test_wait_shard(&op, mig, "src-shard0", "state", "FAILED", 90000);
+        cr_assert_neq(
+            CLI(&out, "lm restart-shard %s --projectId %s --shard src-shard1", mig, op.proj), 0,
+            "%s", out);
+        cr_assert(strstr(out, "SHARD_NOT_FAILED"), "%s", out);
+        free(out);
+        int64_t back = lm_time_mono_ms() + 60000;
+        while (lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                          "M('%s', serverSelectionTimeoutMS=500).admin.command('ping')\" "
+                          ">/dev/null 2>&1",
+                          PY, src.shard_uri[0]) != 0) {
+            cr_assert_lt(lm_time_mono_ms(), back, "the lost shard never came back");
+            lm_time_sleep_ms(500, NULL);
+        }
+        cr_assert_eq(
+            CLI(&out, "lm restart-shard %s --projectId %s --shard src-shard0", mig, op.proj), 0,
+            "%s", out);
+        free(out);
+        writer = start_writer(); /* during src-shard0's copy and every shard's stream */
+        wait_log(&hosts[0], "restart of shard src-shard0 requested by the control plane", 30000);
+    }
 
     /* the lead (mig-host-1) reads the shards, the control plane spreads them: both hosts
      * run some, every shard streams */
@@ -340,11 +407,11 @@ static void run(int lost_host)
 
 Test(sharded_hosts, one_migration_over_two_hosts_the_follower_lost_through_the_cli)
 {
-    run(1);
+    run(1, true);
 }
 
 /* The lead's host lost: its shards and its duty (the balancers at the end) go to the other. */
 Test(sharded_hosts, one_migration_over_two_hosts_the_lead_lost_through_the_cli)
 {
-    run(0);
+    run(0, false);
 }

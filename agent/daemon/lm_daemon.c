@@ -1094,7 +1094,7 @@ static void check_leases(daemon_t *d)
     pthread_mutex_lock(&d->mu);
     for (djob_t *j = d->jobs; j; j = j->next) {
         int64_t last = atomic_load(&j->lease_ok_ms);
-        if (!j->lease_ms || atomic_load(&j->finished) ||
+        if (!j->lease_ms || atomic_load(&j->finished) || atomic_load(&j->reassigned) ||
             !lm_daemon_lease_expired(last, j->lease_ms, now) || atomic_load(&j->lease_lost))
             continue;
         atomic_store(&j->lease_lost, true);

@@ -79,6 +79,8 @@ void lm_test_certs(const char *name, char *dir, size_t dirsz)
              build && *build ? build : "/tmp/lm-test-certs");
     snprintf(dir, dirsz, "%s/%s", parent, name);
     snprintf(probe, sizeof probe, "%s/client.key", dir);
+    if (!(build && *build))
+        mkdir("/tmp/lm-test-certs", 0700); /* run by hand, outside ctest: its parent too */
     mkdir(parent, 0700);
     /* one maker at a time: two tests starting together must not each make a CA and
      * replace the other's while it is in use */

@@ -653,7 +653,9 @@ static bool copy_phase(engine_t *e)
                         .status = e->st,
                         .stop = e->stop,
                         .on_task_done = on_task_done,
-                        .ud = e};
+                        .ud = e,
+                        .lease_ok_ms = e->job->lease_ok_ms,
+                        .lease_ms = e->job->lease_ms};
     bool ok = lm_copy_run(&o, e->tasks, e->n_tasks, &e->err);
     flush_done(e); /* what finished is recorded, whether the copy ended or stopped */
     return ok;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lm_job.h"
 #include "lm_log.h"
 #include "lm_mongo_error.h"
 #include "lm_time.h"
@@ -77,7 +78,8 @@ typedef struct {
 
 static bool stopping(pipe_t *p)
 {
-    return atomic_load(&p->failed) || (p->o->stop && *p->o->stop) || p->o->status->cancel;
+    return atomic_load(&p->failed) || (p->o->stop && *p->o->stop) || p->o->status->cancel ||
+           lm_lease_out(p->o->lease_ok_ms, p->o->lease_ms);
 }
 
 static void fail(pipe_t *p, const lm_error_t *e)

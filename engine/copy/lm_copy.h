@@ -56,6 +56,10 @@ typedef struct {
     lm_copy_done_fn on_task_done; /* called from a writer thread */
     void *ud;
     lm_copy_spawn_fn spawn; /* NULL: pthread_create */
+    /* a daemon's part with a lease (lm_job_t's lease_ok_ms, lease_ms; NULL / 0: none): once
+     * it ran out no batch is written and no range recorded, as for a stop */
+    const atomic_llong *lease_ok_ms;
+    int64_t lease_ms;
 } lm_copy_opts_t;
 
 /* Copies every task not already marked done. Returns false with err when a read or write failed for

@@ -852,3 +852,65 @@ Test(agent_daemon, two_parts_of_one_migration_run_on_one_agent)
     agent_pid = 0;
     lm_test_https_stop(fake);
 }
+
+/* Documents in db.coll of a server (pymongo), -1 when it cannot be read. */
+static long long count_docs(const char *uri, const char *ns_db, const char *ns_coll)
+{
+    char out[700];
+    snprintf(out, sizeof out, "%s/count.txt", dir);
+    if (lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                   "print(M('%s')['%s']['%s'].count_documents({}))\" > '%s' 2>/dev/null",
+                   PY, uri, ns_db, ns_coll, out) != 0)
+        return -1;
+    char *text = lm_test_slurp(out);
+    long long n = strtoll(text, NULL, 10);
+    free(text);
+    return n;
+}
+
+/* The attack on the lease during a copy: an agent paused (SIGSTOP) mid-copy past its lease
+ * while its control plane is away, then resumed. Its shards may be another host's by then,
+ * so it must write nothing more: the copy's writers read the lease before every batch, and
+ * the target's document count does not move after the resume. */
+Test(agent_daemon, a_paused_part_writes_no_copy_batch_after_its_lease)
+{
+    lm_testbed_start("secantus", NULL, &src);
+    lm_testbed_start("secantus", NULL, &dst);
+    cr_assert_eq(lm_test_sh("'%s' -c \"from pymongo import MongoClient as M; "
+                            "c = M('%s').big.docs\n"
+                            "for k in range(12): c.insert_many([{'_id': k * 10000 + i, 'v': 'x' "
+                            "* 900} for i in range(10000)])\"",
+                            PY, src.uri),
+                 0);
+    snprintf(lease_jobs, sizeof lease_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"part1\",\"kind\":\"migration\","
+             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
+             src.uri, dst.uri);
+    atomic_store(&lease_mode, 0);
+    atomic_store(&lease_resent, false);
+    atomic_store(&lease_reports_409, 0);
+    lm_test_https_t *fake = start_scripted_cp(lease_cp, lm_test_free_port());
+    start_agent();
+    int64_t until = lm_time_mono_ms() + 60000;
+    long long before = 0;
+    while ((before = count_docs(dst.uri, "big", "docs")) < 5000) {
+        cr_assert_lt(lm_time_mono_ms(), until, "the copy never started:\n%s",
+                     lm_test_slurp(agent_log));
+        lm_time_sleep_ms(100, NULL);
+    }
+    /* paused mid-copy; the control plane goes away; the lease runs out meanwhile */
+    cr_assert_eq(kill(agent_pid, SIGSTOP), 0);
+    atomic_store(&lease_mode, 1);
+    lm_time_sleep_ms(3500, NULL);
+    before = count_docs(dst.uri, "big", "docs"); /* a batch in flight at the pause has landed */
+    cr_assert_lt(before, 120000, "the copy ended before the pause: make the collection bigger");
+    cr_assert_eq(kill(agent_pid, SIGCONT), 0);
+    wait_log("live migration part1: stopped (checkpointed", 1, 30000);
+    lm_time_sleep_ms(1000, NULL);
+    long long after = count_docs(dst.uri, "big", "docs");
+    cr_assert_eq(after, before,
+                 "the resumed part wrote %lld documents after its lease ran out:\n%s",
+                 after - before, lm_test_slurp(agent_log));
+    stop_pid(&agent_pid);
+    lm_test_https_stop(fake);
+}

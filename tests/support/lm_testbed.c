@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "lm_fs.h"
+#include "lm_time.h"
 
 #define TESTBED LM_SOURCE_DIR "/scripts/testbed"
 
@@ -123,4 +124,18 @@ void lm_testbed_uri_with_auth(const lm_testbed_server_t *srv, char *buf, size_t 
     }
     snprintf(buf, bufsz, "mongodb://%s:%s@%s%sauthSource=admin", srv->user, srv->password, rest + 3,
              strchr(rest, '?') ? "&" : "/?");
+}
+
+void lm_testbed_wait_reachable(const char *uri, int timeout_ms)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "'%s/.deps/venv/bin/python' -c \"from pymongo import MongoClient as M; "
+             "M('%s', serverSelectionTimeoutMS=500).admin.command('ping')\" >/dev/null 2>&1",
+             LM_SOURCE_DIR, uri);
+    int64_t until = lm_time_mono_ms() + timeout_ms;
+    while (system(cmd) != 0) {
+        cr_assert_lt(lm_time_mono_ms(), until, "%s never answered a ping", uri);
+        lm_time_sleep_ms(500, NULL);
+    }
 }

@@ -39,6 +39,9 @@ void lm_testbed_restart(lm_testbed_server_t *srv);
 /* Sharded kind: `scripts/testbed fault DIR <args>`, e.g. "lose-shard 1 5",
  * "balancer-round 3", "refuse-balancer-start on". Fails the current test when refused. */
 void lm_testbed_fault(const lm_testbed_server_t *srv, const char *args);
+/* Waits until the server at uri answers a ping (a shard back after `fault lose-shard`);
+ * fails the current test after timeout_ms. */
+void lm_testbed_wait_reachable(const char *uri, int timeout_ms);
 /* The URI with the user and password of an auth server put in (for test-side clients). */
 void lm_testbed_uri_with_auth(const lm_testbed_server_t *srv, char *buf, size_t bufsz);
 

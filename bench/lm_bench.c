@@ -1,14 +1,17 @@
 /* lm_bench: helpers for bench/copy and bench/stream (never run by the tests).
  *
  *   lm_bench ceiling --target URI --db D --docs N --doc-bytes B [--threads 1,2,4,8]
- *                    [--collections C] [--skew S]
+ *                    [--batches 1000] [--collections C] [--skew S]
  *       the write ceiling CEIL_W: N documents shaped like scripts/lm_seed.py's bulk set,
  *       spread over the same C collections (D.c000, ...; the first holding S of them when
  *       --skew is given), are built in memory first, then T threads send them as unordered
- *       bulk inserts of 1000, one collection at a time; only the inserts are timed. It is
- *       a search: each thread count of the list (default 1,2,4,8) inserts everything into
- *       D dropped first; the line reports the best trial (its "threads") and the docs/s of
- *       every trial ("docs_per_s_by_threads"); each trial is also told on stderr.
+ *       bulk inserts of B documents, one collection at a time; only the inserts are timed.
+ *       It is a search, one coordinate after the other: each thread count of the list
+ *       (default 1,2,4,8) with the first batch size of --batches (default 1000), then the
+ *       other batch sizes with the best thread count; each trial inserts everything into D
+ *       dropped first. The line reports the best trial (its "threads" and "batch") and the
+ *       docs/s of every trial ("docs_per_s_by_threads", "docs_per_s_by_batch"); each trial
+ *       is also told on stderr.
  *   lm_bench naive --source URI --target URI --ns db.coll [--limit N]
  *       a naive copy: one thread, find -> insert_one per document.
  *   lm_bench load --uri URI --db D --docs N --rate R --seconds S [--threads T] [--first-id F]
@@ -18,10 +21,11 @@
  *       New _ids start at F (default N). Reports the ops done, the rate held (it falls
  *       short when the source is slower) and next_id, the --first-id of a following run.
  *   lm_bench applyceil --target URI --db D --docs N --ops M [--threads T] [--batch B]
- *       the apply ceiling: M ops of the same mix, built first, sent to D.c000 the way
- *       livemig's appliers write them (insert = replace with upsert, update = update_one,
- *       delete = delete_one) as ordered bulk writes of B (default 1000) by T threads
- *       (default 8), each owning the _ids that hash to it. Only the writes are timed.
+ *       the apply ceiling: M ops of the same mix, built first, sent to D.c000 by T threads
+ *       (default 8), each owning the _ids that hash to it, the cheapest way that keeps each
+ *       document's changes in order: runs of up to B (default 1000) changes to distinct
+ *       _ids, each run one unordered command per kind (insert, update_one, delete_one).
+ *       Only the writes are timed. bench/stream searches over T.
  *   lm_bench run --report FILE -- COMMAND...
  *       runs COMMAND and writes its wall time, CPU seconds and peak RSS to FILE (COMMAND
  *       keeps stdout and stderr).
@@ -29,6 +33,7 @@
  * Each prints one JSON line: docs, bytes, seconds, docs_per_s, mb_per_s, cpu_s, max_rss_mb. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +81,7 @@ typedef struct {
     bson_t **docs;
     int64_t *start;
     int n_colls;
+    int batch;
     int next; /* under mu */
     pthread_mutex_t mu;
 } work_t;
@@ -96,8 +102,8 @@ static void *insert_worker(void *p)
         char name[32];
         snprintf(name, sizeof name, "c%03d", k);
         mongoc_collection_t *coll = mongoc_client_get_collection(c, w->db, name);
-        for (int64_t i = w->start[k]; i < w->start[k + 1]; i += 1000) {
-            int64_t n = w->start[k + 1] - i < 1000 ? w->start[k + 1] - i : 1000;
+        for (int64_t i = w->start[k]; i < w->start[k + 1]; i += w->batch) {
+            int64_t n = w->start[k + 1] - i < w->batch ? w->start[k + 1] - i : w->batch;
             if (!mongoc_collection_insert_many(coll, (const bson_t **)&w->docs[i], (size_t)n, opts,
                                                NULL, &e))
                 fprintf(stderr, "insert: %s\n", e.message);
@@ -110,8 +116,10 @@ static void *insert_worker(void *p)
 }
 
 /* One ceiling trial: `threads` threads insert every document into D (dropped first, untimed,
- * so each trial meets the same empty server). Returns the seconds; *cpu the CPU spent. */
-static double ceiling_try(mongoc_client_pool_t *pool, work_t *w, int threads, double *cpu)
+ * so each trial meets the same empty server) in bulks of `batch`. Returns the seconds; *cpu
+ * the CPU spent. */
+static double ceiling_try(mongoc_client_pool_t *pool, work_t *w, int threads, int batch,
+                          double *cpu)
 {
     bson_error_t e;
     mongoc_client_t *c = mongoc_client_pool_pop(pool);
@@ -121,6 +129,7 @@ static double ceiling_try(mongoc_client_pool_t *pool, work_t *w, int threads, do
     mongoc_database_destroy(d);
     mongoc_client_pool_push(pool, c);
     w->next = 0;
+    w->batch = batch;
     pthread_t *th = calloc((size_t)threads, sizeof *th);
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
@@ -142,6 +151,18 @@ static int ceiling(int argc, char **argv)
     int64_t n = strtoll(arg(argc, argv, "--docs", "100000"), NULL, 10);
     int64_t size = strtoll(arg(argc, argv, "--doc-bytes", "1000"), NULL, 10);
     const char *thread_list = arg(argc, argv, "--threads", "1,2,4,8");
+    const char *batch_list = arg(argc, argv, "--batches", "1000");
+    int batches[16], n_batches = 0;
+    for (const char *p = batch_list; *p;) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p || b < 1 || b > 100000 || n_batches == 16 || (*end && *end != ',')) {
+            fprintf(stderr, "lm_bench ceiling: --batches wants a list like 250,1000,4000\n");
+            return 2;
+        }
+        batches[n_batches++] = (int)b;
+        p = *end == ',' ? end + 1 : end;
+    }
     int colls = (int)strtol(arg(argc, argv, "--collections", "1"), NULL, 10);
     double skew = strtod(arg(argc, argv, "--skew", "0"), NULL);
     size_t padlen = size > 60 ? (size_t)size - 60 : 0;
@@ -171,11 +192,12 @@ static int ceiling(int argc, char **argv)
     mongoc_client_pool_max_size(pool, 72);
     work_t w = {.pool = pool, .db = db, .docs = docs, .start = start, .n_colls = colls};
     pthread_mutex_init(&w.mu, NULL);
-    /* the search: every thread count of the list, each on an emptied database; the best is
-     * the ceiling, each trial is reported beside it */
-    char tried[512] = "";
+    /* the search: every thread count of the list, then every other batch size at the best
+     * thread count, each on an emptied database; the best is the ceiling, each trial is
+     * reported beside it */
+    char tried[512] = "", tried_batch[512] = "";
     double best_secs = 0, best_cpu = 0;
-    int best_threads = 0;
+    int best_threads = 0, best_batch = batches[0];
     for (const char *p = thread_list; *p;) {
         char *end;
         long threads = strtol(p, &end, 10);
@@ -184,9 +206,9 @@ static int ceiling(int argc, char **argv)
             return 2;
         }
         p = *end == ',' ? end + 1 : end;
-        double cpu, secs = ceiling_try(pool, &w, (int)threads, &cpu);
-        fprintf(stderr, "ceiling: %ld threads: %.2f s, %.0f docs/s\n", threads, secs,
-                (double)n / secs);
+        double cpu, secs = ceiling_try(pool, &w, (int)threads, batches[0], &cpu);
+        fprintf(stderr, "ceiling: %ld threads, batch %d: %.2f s, %.0f docs/s\n", threads,
+                batches[0], secs, (double)n / secs);
         size_t len = strlen(tried);
         snprintf(tried + len, sizeof tried - len, "%s\"%ld\":%.0f", len ? "," : "", threads,
                  (double)n / secs);
@@ -196,14 +218,31 @@ static int ceiling(int argc, char **argv)
             best_threads = (int)threads;
         }
     }
+    snprintf(tried_batch, sizeof tried_batch, "\"%d\":%.0f", batches[0], (double)n / best_secs);
+    int at_threads = best_threads;
+    for (int b = 1; b < n_batches; b++) {
+        double cpu, secs = ceiling_try(pool, &w, at_threads, batches[b], &cpu);
+        fprintf(stderr, "ceiling: %d threads, batch %d: %.2f s, %.0f docs/s\n", at_threads,
+                batches[b], secs, (double)n / secs);
+        size_t len = strlen(tried_batch);
+        snprintf(tried_batch + len, sizeof tried_batch - len, ",\"%d\":%.0f", batches[b],
+                 (double)n / secs);
+        if (secs < best_secs) {
+            best_secs = secs;
+            best_cpu = cpu;
+            best_batch = batches[b];
+        }
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    /* the line of `report` with the best trial's figures, its threads and every trial */
+    /* the line of `report` with the best trial's figures, its threads and batch, and every
+     * trial */
     printf("{\"what\":\"ceiling\",\"docs\":%" PRId64 ",\"bytes\":%" PRId64
            ",\"seconds\":%.2f,\"docs_per_s\":%.0f,\"mb_per_s\":%.2f,\"cpu_s\":%.2f,"
-           "\"max_rss_mb\":%.1f,\"threads\":%d,\"docs_per_s_by_threads\":{%s}}\n",
+           "\"max_rss_mb\":%.1f,\"threads\":%d,\"batch\":%d,\"docs_per_s_by_threads\":{%s},"
+           "\"docs_per_s_by_batch\":{%s}}\n",
            n, bytes, best_secs, (double)n / best_secs, (double)bytes / 1e6 / best_secs, best_cpu,
-           (double)ru.ru_maxrss / 1024.0, best_threads, tried);
+           (double)ru.ru_maxrss / 1024.0, best_threads, best_batch, tried, tried_batch);
     fflush(stdout);
     return 0;
 }
@@ -370,49 +409,67 @@ typedef struct {
     int64_t n, mine, part, parts;
 } ceil_t;
 
+/* Sends one run of changes to distinct _ids: one unordered command per kind (their order
+ * cannot matter: no two touch the same document). */
+static void ceil_flush(mongoc_bulk_operation_t **kinds, int *n)
+{
+    for (int k = 0; k < 3; k++) {
+        if (kinds[k]) {
+            bson_t reply;
+            bson_error_t e;
+            if (!mongoc_bulk_operation_execute(kinds[k], &reply, &e))
+                fprintf(stderr, "applyceil: %s\n", e.message);
+            bson_destroy(&reply);
+            mongoc_bulk_operation_destroy(kinds[k]);
+            kinds[k] = NULL;
+        }
+    }
+    *n = 0;
+}
+
+/* The best a client can do with this mix while keeping each document's changes in order:
+ * changes gather into runs of distinct _ids (a change to an _id already in the run starts
+ * the next run, as livemig's apply does) of at most `batch`, each run sent as one command
+ * per kind; inserts of new _ids are inserts. */
 static void *ceil_worker(void *p)
 {
     ceil_t *w = p;
     mongoc_client_t *c = mongoc_client_pool_pop(w->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(c, w->db, "c000");
-    bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(true));
-    bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+    bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(false));
     bson_error_t e;
-    mongoc_bulk_operation_t *bulk = NULL;
-    int in_bulk = 0;
-    for (int64_t k = 0; k <= w->n; k++) {
-        if (bulk && (k == w->n || in_bulk == w->batch)) {
-            bson_t reply;
-            if (!mongoc_bulk_operation_execute(bulk, &reply, &e))
-                fprintf(stderr, "applyceil: %s\n", e.message);
-            bson_destroy(&reply);
-            mongoc_bulk_operation_destroy(bulk);
-            bulk = NULL;
-            in_bulk = 0;
-        }
-        if (k == w->n)
-            break;
+    mongoc_bulk_operation_t *kinds[3] = {NULL, NULL, NULL};
+    int64_t *run_ids = malloc((size_t)w->batch * sizeof *run_ids);
+    int in_run = 0;
+    for (int64_t k = 0; k < w->n; k++) {
         if (w->id[k] % w->parts != w->part)
             continue;
-        if (!bulk)
-            bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bulk_opts);
+        bool repeat = false;
+        for (int r = 0; r < in_run && !repeat; r++)
+            repeat = run_ids[r] == w->id[k];
+        if (repeat || in_run == w->batch)
+            ceil_flush(kinds, &in_run);
+        int kind = (int)w->kind[k];
+        if (!kinds[kind])
+            kinds[kind] = mongoc_collection_create_bulk_operation_with_opts(coll, bulk_opts);
         bson_t *sel = BCON_NEW("_id", BCON_INT64(w->id[k]));
         if (w->kind[k] == OP_INSERT) {
             bson_t *d = mix_doc(w->id[k], w->value[k]);
-            mongoc_bulk_operation_replace_one_with_opts(bulk, sel, d, upsert, &e);
+            mongoc_bulk_operation_insert_with_opts(kinds[kind], d, NULL, &e);
             bson_destroy(d);
         } else if (w->kind[k] == OP_UPDATE) {
             bson_t *u = BCON_NEW("$set", "{", "n", BCON_INT64(w->value[k]), "}");
-            mongoc_bulk_operation_update_one_with_opts(bulk, sel, u, NULL, &e);
+            mongoc_bulk_operation_update_one_with_opts(kinds[kind], sel, u, NULL, &e);
             bson_destroy(u);
         } else {
-            mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, &e);
+            mongoc_bulk_operation_remove_one_with_opts(kinds[kind], sel, NULL, &e);
         }
         bson_destroy(sel);
-        in_bulk++;
+        run_ids[in_run++] = w->id[k];
         w->mine++;
     }
-    bson_destroy(upsert);
+    ceil_flush(kinds, &in_run);
+    free(run_ids);
     bson_destroy(bulk_opts);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(w->pool, c);

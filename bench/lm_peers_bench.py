@@ -46,6 +46,7 @@ rounds); at the end the issue-18 targets. Fidelity: scripts/lm_check.py on each 
 of round 1 (LM_PEERS_CHECK=all: every round, none: never).
 """
 
+import datetime
 import json
 import os
 import signal
@@ -454,7 +455,7 @@ class LivemigLive:
         return float(v) if v is not None else None
 
     def cutover(self):
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         r = subprocess.run([AGENT, "cutover", "--status-addr", f"127.0.0.1:{self.port}",
                             "--state-dir", self.state], capture_output=True, text=True)
         forced = False
@@ -466,7 +467,18 @@ class LivemigLive:
         _, st, ru = os.wait4(self.p.pid, 0)
         self.p.returncode = os.waitstatus_to_exitcode(st)
         self.usage = (ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0)
-        return time.monotonic() - t0, {"exit": self.p.returncode, "forced": forced}
+        took = time.monotonic() - t0
+        # the downtime ends at COMPLETE (the target holds every change up to the cutoff); the
+        # agent then verifies the target (it only reads) before it exits: both are reported
+        self.log.flush()
+        complete = None
+        for line in open(self.log.name, errors="replace"):
+            if "entering phase COMPLETE" in line:
+                complete = datetime.datetime.fromisoformat(
+                    line.split()[0].replace("Z", "+00:00")).timestamp() - wall0
+                break
+        return took, {"exit": self.p.returncode, "forced": forced,
+                      "to_complete_s": round(complete, 2) if complete is not None else None}
 
     def stop(self):
         if self.usage:
@@ -669,13 +681,16 @@ def report():
                       f"{fmt(r.get('probe_max'), '%.2f')} | "
                       f"{fmt(r['drain_s'], '%.2f') if r['drain_s'] is not None else 'not equal in 300 s'} | "
                       f"{r['dst_cpu_s']} | {r['dst_cpu_ms_per_change']} | {r['src_cpu_s']} |")
-        print("\n| tool | cutover / finalize s | fidelity after |\n|---|---|---|")
+        print("\n| tool | cutover / finalize: to COMPLETE s | to the tool's exit s | fidelity after |"
+              "\n|---|---|---|---|")
         for r in live:
             if r["what"] == "cutover":
                 extra = " (forced)" if r.get("forced") else ""
-                print(f"| {r['tool']} | {r['seconds']:.2f}{extra} | {verdict(r['check'])} |")
+                done = r.get("to_complete_s", r["seconds"])
+                print(f"| {r['tool']} | {fmt(done, '%.2f')}{extra} | {r['seconds']:.2f} | "
+                      f"{verdict(r['check'])} |")
             elif r["what"] == "error":
-                print(f"| {r['tool']} | error | {r['error'][:120]} |")
+                print(f"| {r['tool']} | error | | {r['error'][:120]} |")
     live_targets(live)
     if targets:
         print("\n### issue-18 copy targets\n")
@@ -715,7 +730,10 @@ def live_targets(live):
         lines.append(f"| target CPU per change <= PCSM's, {rate} ops/s | {cpu} |")
     a, b = pick("livemig", "cutover"), pick("pcsm", "cutover")
     if a:
-        s = f"livemig {a['seconds']:.2f} s: {'met' if a['seconds'] <= 1 else 'missed'}"
+        done = a.get("to_complete_s")
+        done = a["seconds"] if done is None else done
+        s = (f"livemig {done:.2f} s to COMPLETE: {'met' if done <= 1 else 'missed'} "
+             f"({a['seconds']:.2f} s to its exit, after its verification of the target)")
         if b:
             s += f"; PCSM finalize {b['seconds']:.2f} s"
         lines.append(f"| cutover <= 1 s | {s} |")

@@ -14,7 +14,8 @@ Run through bench/stream (which checks the build). Steps, all on 127.0.0.1:
     = changes applied / time from STREAMING until the applied position reaches the
     source's newest entry.
  6. The apply ceiling: `lm_bench applyceil`, the same number of ops of the same mix as raw
-    ordered bulk writes from 8 threads, on a fresh target seeded the same way.
+    ordered bulk writes, on a fresh target seeded the same way before each trial: a search
+    over 1, 2, 4 and 8 threads, the best is the ceiling.
  7. Cutover, then scripts/lm_check.py: the target must equal the source.
 Prints one JSON line per measurement and a markdown summary.
 """
@@ -57,6 +58,7 @@ def seed(uri, docs, threads=2):
                     "--doc-bytes", "200", "--threads", str(threads)], check=True, capture_output=True)
 
 
+CEIL_THREADS = (1, 2, 4, 8)
 LOAD_THREADS = 1
 LAG_LOG = None
 
@@ -198,14 +200,23 @@ def main():
                       "seconds": round(took, 2), "ops_per_s": round(applied / took, 1)})
         results.append(drain)
 
-        ceil_uri, ceil_dir = testbed_start()
-        seed(ceil_uri, a.docs)
-        p = subprocess.run([BENCH, "applyceil", "--target", ceil_uri, "--db", "bench", "--docs",
-                            str(a.docs), "--ops", str(load["ops"]), "--threads", "8"],
-                           capture_output=True, text=True, check=True)
-        ceiling = emit(json.loads(p.stdout))
-        testbed_stop(ceil_dir)
-        results.append(ceiling)
+        # the apply ceiling is a search over writer threads (issue 18: a ceiling with a fixed
+        # thread count can share the copier's flaw): each trial on a fresh target seeded the
+        # same way (trials one after another on one server slow down), the best is the ceiling
+        trials = {}
+        for threads in CEIL_THREADS:
+            ceil_uri, ceil_dir = testbed_start()
+            seed(ceil_uri, a.docs)
+            p = subprocess.run([BENCH, "applyceil", "--target", ceil_uri, "--db", "bench", "--docs",
+                                str(a.docs), "--ops", str(load["ops"]), "--threads", str(threads)],
+                               capture_output=True, text=True, check=True)
+            testbed_stop(ceil_dir)
+            trials[threads] = json.loads(p.stdout)
+            print(f"apply ceiling, {threads} threads: {trials[threads]['ops_per_s']:.0f} ops/s",
+                  file=sys.stderr)
+        ceiling = dict(max(trials.values(), key=lambda t: t["ops_per_s"]))
+        ceiling["ops_per_s_by_threads"] = {str(t): r["ops_per_s"] for t, r in trials.items()}
+        results.append(emit(ceiling))
 
         # the cutover needs the run's token from the state dir; a build from before the
         # authenticated status API takes no --state-dir (LM_BENCH_AGENT comparisons)
@@ -230,7 +241,9 @@ def main():
         print(f"| half of it, {h['rate']} ops/s | lag p99 {h['lag_p99']:.2f} s (target < 1 s) |")
         print(f"| drain after {a.seconds:.0f} s stopped | {drain['ops_per_s']:.0f} ops/s "
               f"({drain['applied']} changes in {drain['seconds']:.1f} s) |")
-        print(f"| apply ceiling (lm_bench applyceil, 8 threads) | {ceiling['ops_per_s']:.0f} ops/s |")
+        print(f"| apply ceiling (lm_bench applyceil, the best of {', '.join(map(str, CEIL_THREADS))} "
+              f"threads: {ceiling['threads']}; ops/s by threads {ceiling['ops_per_s_by_threads']}) | "
+              f"{ceiling['ops_per_s']:.0f} ops/s |")
         print(f"| drain / ceiling | **{drain['ops_per_s'] / ceiling['ops_per_s']:.2f}** (target >= 0.7) |")
         print(f"| after cutover | {results[-1]['check']} |")
     finally:

@@ -202,7 +202,7 @@ def main():
 
         # the apply ceiling is a search over writer threads (issue 18: a ceiling with a fixed
         # thread count can share the copier's flaw): each trial on a fresh target seeded the
-        # same way (trials one after another on one server slow down), the best is the ceiling
+        # same way (no trial inherits the one before's server state), the best is the ceiling
         trials = {}
         for threads in CEIL_THREADS:
             ceil_uri, ceil_dir = testbed_start()

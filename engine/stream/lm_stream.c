@@ -30,7 +30,7 @@
 
 #define LOOK_MS 1000         /* the look-ahead (see look_ahead): at most this often while behind */
 #define LOOK_BEHIND_MS 10000 /* ... while the lag alone already says "not ready" */
-#define LOOK_COST_FACTOR 20  /* ... and at least 20x the last one's duration apart */
+#define LOOK_COST_FACTOR 100 /* ... and at least 100x the last one's duration apart */
 #define LOOK_GAP_FACTOR 5    /* ... at once when a DDL starts, but 5x its duration apart */
 #define LOOK_MAX_DDL 256     /* DDL entries ahead remembered, at most */
 
@@ -970,8 +970,10 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
  * (index builds replayed one after another take seconds each) counts before a cutover is
  * called ready. One query with a small projection; on SecantusDB it scans the whole oplog,
  * so it runs at most every LOOK_MS (LOOK_BEHIND_MS while the lag alone is over the
- * threshold) and 20x its last duration apart, and when a DDL starts (5x apart). Until the
- * first look, a stream that is behind is not ready: what waits is unknown. */
+ * threshold) and 100x its last duration apart, as the other scans (on SecantusDB the source
+ * answers nobody while it scans: at 20x a look ran every 20-28 s under a live load and each
+ * showed as a lag spike over 1 s; docs/benchmarks.md), and when a DDL starts (5x apart).
+ * Until the first look, a stream that is behind is not ready: what waits is unknown. */
 typedef struct {
     bool valid;
     unsigned seq;      /* s->ddl_seq when it ran */
@@ -1038,6 +1040,10 @@ static void look_ahead(stream_t *s, mongoc_client_t *src, lm_optime_t from, look
     mongoc_collection_destroy(oplog);
     la->last_ms = lm_time_mono_ms();
     la->cost_ms = la->last_ms - t0;
+    lm_log_debug(NULL,
+                 "looked ahead in the source's oplog: %lld entries and %d DDL beyond the reader, "
+                 "%lld ms",
+                 (long long)la->entries, la->n_ddl, (long long)la->cost_ms);
 }
 
 /* estimatedCutoverSeconds now: the look-ahead (if any) less what the reader has taken
@@ -1229,6 +1235,7 @@ static void *monitor_main(void *arg)
             pthread_mutex_unlock(&s->mu);
             last_window = lm_time_mono_ms();
             window_cost = last_window - t0;
+            lm_log_debug(NULL, "oplog window check: %lld ms", (long long)window_cost);
             if (cs_cutoff)
                 cut_step(s, "final oplog window check (%lld ms)", (long long)window_cost);
         }

@@ -72,7 +72,7 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
-static void print_summary(lm_coord_t *c, lm_status_t *st, lm_engine_outcome_t out)
+static void print_summary(lm_coord_t *c, lm_status_t *st, lm_engine_outcome_t out, bool copy_only)
 {
     char took[32], line[600];
     lm_time_format_duration(lm_time_now_ms() - st->started_ms, took, sizeof took);
@@ -80,8 +80,8 @@ static void print_summary(lm_coord_t *c, lm_status_t *st, lm_engine_outcome_t ou
     lm_status_get_stream(st, &ss);
     size_t n = lm_coord_n_shards(c);
     pthread_mutex_lock(&st->mu);
-    printf("\nlivemig sharded migration %s: job %s, %zu shards, %s\n", lm_state_name(st->state),
-           lm_coord_job_id(c)[0] ? lm_coord_job_id(c) : "-", n, took);
+    printf("\nlivemig sharded %s %s: job %s, %zu shards, %s\n", copy_only ? "copy" : "migration",
+           lm_state_name(st->state), lm_coord_job_id(c)[0] ? lm_coord_job_id(c) : "-", n, took);
     pthread_mutex_unlock(&st->mu);
     if (out == LM_ENGINE_ALREADY_COMPLETE)
         printf("  this migration was already complete; use a new --state-dir to copy again\n");
@@ -105,7 +105,7 @@ static void print_summary(lm_coord_t *c, lm_status_t *st, lm_engine_outcome_t ou
     printf("  documents copied: %lld (%.1f MB); changes applied: %lld\n",
            (long long)atomic_load(&st->docs), (double)atomic_load(&st->bytes) / 1e6,
            (long long)atomic_load(&st->ops_applied));
-    if (out == LM_ENGINE_COMPLETE)
+    if (out == LM_ENGINE_COMPLETE && !copy_only)
         printf("  cutover complete on every shard: writes that reach the source after each "
                "shard's position above are NOT applied\n");
     pthread_mutex_lock(&st->mu);
@@ -391,12 +391,14 @@ int lm_run_sharded(const lm_job_t *job, lm_status_t *st, const atomic_bool *stop
         atomic_store(&p.stop, true);
         pthread_join(th, NULL);
     }
-    print_summary(c, st, out);
+    print_summary(c, st, out, job->copy_only);
     int code = lm_engine_exit_code(out);
-    /* the status API stays up while it runs: its "verification" section shows it */
-    if (out == LM_ENGINE_COMPLETE && after && !(stop && atomic_load(stop))) {
+    /* the status API stays up while it runs: its "verification" section shows it. A copy-only
+     * job is not verified, as on a replica set (lm_run.c): nothing was cut over */
+    bool verify = out == LM_ENGINE_COMPLETE && !job->copy_only && !(stop && atomic_load(stop));
+    if (verify && after) {
         after(ud); /* a daemon's job: it verifies and reports to its control plane */
-    } else if (out == LM_ENGINE_COMPLETE && job->verify && !(stop && atomic_load(stop))) {
+    } else if (verify && job->verify) {
         lm_log_info(NULL, "cutover complete: verifying every target shard against its source "
                           "shard (it only reads; --no-verify skips this)");
         printf("\nlivemig verification of the target, shard pair by shard pair:\n");

@@ -156,12 +156,17 @@ static int ceiling(int argc, char **argv)
     for (const char *p = batch_list; *p;) {
         char *end;
         long b = strtol(p, &end, 10);
-        if (end == p || b < 1 || b > 100000 || n_batches == 16 || (*end && *end != ',')) {
+        if (end == p || b < 1 || b > 100000 || n_batches == 16 || (*end && *end != ',') ||
+            (n_batches > 0 && b == batches[0])) {
             fprintf(stderr, "lm_bench ceiling: --batches wants a list like 250,1000,4000\n");
             return 2;
         }
         batches[n_batches++] = (int)b;
         p = *end == ',' ? end + 1 : end;
+    }
+    if (n_batches == 0) {
+        fprintf(stderr, "lm_bench ceiling: --batches wants a list like 250,1000,4000\n");
+        return 2;
     }
     int colls = (int)strtol(arg(argc, argv, "--collections", "1"), NULL, 10);
     double skew = strtod(arg(argc, argv, "--skew", "0"), NULL);

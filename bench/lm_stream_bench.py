@@ -13,8 +13,9 @@ Run through bench/stream (which checks the build). Steps, all on 127.0.0.1:
     rate, then started again with the load off; it resumes from its checkpoint. Drain rate
     = changes applied / time from STREAMING until the applied position reaches the
     source's newest entry.
- 6. The apply ceiling: `lm_bench applyceil`, the same number of ops of the same mix as raw
-    ordered bulk writes, on a fresh target seeded the same way before each trial: a search
+ 6. The apply ceiling: `lm_bench applyceil`, the same number of ops of the same mix as runs
+    of distinct _ids, one unordered command per kind, on a fresh target seeded the same way
+    before each trial: a search
     over 1, 2, 4 and 8 threads, the best is the ceiling.
  7. Cutover, then scripts/lm_check.py: the target must equal the source.
 Prints one JSON line per measurement and a markdown summary.

@@ -638,10 +638,12 @@ static lm_test_https_t *start_scripted_cp(lm_test_https_fn fn, int status_port)
 }
 
 /* A scripted control plane: 0 up (the part handed out on every poll), 1 down (every call
- * answered 503), 2 up again: the part handed out once more, its status reports answered
- * 409 PART_REASSIGNED, then no job. */
+ * answered 503), 2 up again: the part handed out on every poll until its first status
+ * report, which is answered 409 PART_REASSIGNED, as every later one; then no job. (Handed
+ * out once only, a poll answered while the agent was still ending the stopped part found it
+ * running, and the part was never started again: seen once in a loaded check. The real
+ * control plane hands a job out until it is acknowledged.) */
 static atomic_int lease_mode;
-static atomic_bool lease_resent;
 static char lease_jobs[2048];
 static atomic_uint lease_reports_409;
 
@@ -655,7 +657,7 @@ static void lease_cp(void *ud, const char *method, const char *url, unsigned hit
         reply->status = 503;
         body = "{\"errorCode\":\"UNAVAILABLE\",\"detail\":\"down for the test\"}";
     } else if (strncmp(url, "/api/agent/v1/assignments", 25) == 0) {
-        bool give = mode == 0 || !atomic_exchange(&lease_resent, true);
+        bool give = mode == 0 || atomic_load(&lease_reports_409) == 0;
         body = give ? lease_jobs : "{\"v\":1,\"jobs\":[],\"commands\":[]}";
         reply->delay_ms = 300;
     } else if (mode == 2 && strncmp(url, "/api/agent/v1/status", 20) == 0) {
@@ -690,7 +692,6 @@ Test(agent_daemon, a_part_stops_when_its_lease_runs_out_or_it_is_reassigned)
              "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
              src.uri, dst.uri);
     atomic_store(&lease_mode, 0);
-    atomic_store(&lease_resent, false);
     atomic_store(&lease_reports_409, 0);
     lm_test_https_t *fake = start_scripted_cp(lease_cp, lm_test_free_port());
     start_agent();
@@ -887,7 +888,6 @@ Test(agent_daemon, a_paused_part_writes_no_copy_batch_after_its_lease)
              "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
              src.uri, dst.uri);
     atomic_store(&lease_mode, 0);
-    atomic_store(&lease_resent, false);
     atomic_store(&lease_reports_409, 0);
     lm_test_https_t *fake = start_scripted_cp(lease_cp, lm_test_free_port());
     start_agent();

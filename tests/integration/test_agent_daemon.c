@@ -669,6 +669,18 @@ static void lease_cp(void *ud, const char *method, const char *url, unsigned hit
     reply->body_len = strlen(body);
 }
 
+/* lease_cp up (mode 0), handing out part1 (leaseSeconds 2) from src to dst. */
+static lm_test_https_t *start_lease_cp(void)
+{
+    snprintf(lease_jobs, sizeof lease_jobs,
+             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"part1\",\"kind\":\"migration\","
+             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
+             src.uri, dst.uri);
+    atomic_store(&lease_mode, 0);
+    atomic_store(&lease_reports_409, 0);
+    return start_scripted_cp(lease_cp, lm_test_free_port());
+}
+
 static int count_in_log(const char *needle)
 {
     char *log = lm_test_slurp(agent_log);
@@ -687,13 +699,7 @@ Test(agent_daemon, a_part_stops_when_its_lease_runs_out_or_it_is_reassigned)
 {
     lm_testbed_start("secantus", NULL, &src);
     lm_testbed_start("secantus", NULL, &dst);
-    snprintf(lease_jobs, sizeof lease_jobs,
-             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"part1\",\"kind\":\"migration\","
-             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
-             src.uri, dst.uri);
-    atomic_store(&lease_mode, 0);
-    atomic_store(&lease_reports_409, 0);
-    lm_test_https_t *fake = start_scripted_cp(lease_cp, lm_test_free_port());
+    lm_test_https_t *fake = start_lease_cp();
     start_agent();
     wait_log("streaming the source's changes", 1, 60000);
     cr_assert_eq(count_in_log("stops so that its shards"), 0, "%s", lm_test_slurp(agent_log));
@@ -883,13 +889,7 @@ Test(agent_daemon, a_paused_part_writes_no_copy_batch_after_its_lease)
                             "* 900} for i in range(10000)])\"",
                             PY, src.uri),
                  0);
-    snprintf(lease_jobs, sizeof lease_jobs,
-             "{\"v\":1,\"commands\":[],\"jobs\":[{\"jobId\":\"part1\",\"kind\":\"migration\","
-             "\"source\":{\"uri\":\"%s\"},\"target\":{\"uri\":\"%s\"},\"leaseSeconds\":2}]}",
-             src.uri, dst.uri);
-    atomic_store(&lease_mode, 0);
-    atomic_store(&lease_reports_409, 0);
-    lm_test_https_t *fake = start_scripted_cp(lease_cp, lm_test_free_port());
+    lm_test_https_t *fake = start_lease_cp();
     start_agent();
     int64_t until = lm_time_mono_ms() + 60000;
     long long before = 0;

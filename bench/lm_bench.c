@@ -153,19 +153,19 @@ static int ceiling(int argc, char **argv)
     const char *thread_list = arg(argc, argv, "--threads", "1,2,4,8");
     const char *batch_list = arg(argc, argv, "--batches", "1000");
     int batches[16], n_batches = 0;
-    for (const char *p = batch_list; *p;) {
+    bool bad = !*batch_list;
+    for (const char *p = batch_list; *p && !bad;) {
         char *end;
         long b = strtol(p, &end, 10);
-        if (end == p || b < 1 || b > 100000 || n_batches == 16 || (*end && *end != ',') ||
-            (n_batches > 0 && b == batches[0])) {
-            fprintf(stderr, "lm_bench ceiling: --batches wants a list like 250,1000,4000\n");
-            return 2;
-        }
-        batches[n_batches++] = (int)b;
+        bad = end == p || b < 1 || b > 100000 || n_batches == 16 || (*end && *end != ',') ||
+              (n_batches > 0 && b == batches[0]);
+        if (!bad)
+            batches[n_batches++] = (int)b;
         p = *end == ',' ? end + 1 : end;
     }
-    if (n_batches == 0) {
-        fprintf(stderr, "lm_bench ceiling: --batches wants a list like 250,1000,4000\n");
+    if (bad) {
+        fprintf(stderr, "lm_bench ceiling: --batches wants a list like 250,1000,4000, each size "
+                        "once\n");
         return 2;
     }
     int colls = (int)strtol(arg(argc, argv, "--collections", "1"), NULL, 10);

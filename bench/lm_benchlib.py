@@ -1,10 +1,12 @@
-"""Helpers shared by the Python benchmarks (bench/lm_stream_bench.py, bench/lm_peers_bench.py):
-test-bed servers, free ports, percentiles, a process's CPU and peak RSS from /proc.
+"""Helpers shared by the Python benchmarks (bench/lm_stream_bench.py, bench/lm_peers_bench.py,
+the probes): test-bed servers, free ports, percentiles, a process's CPU and peak RSS from
+/proc, the time of an agent's log line.
 
 Servers are started by scripts/testbed with this process as their owner (they stop when it
 dies) and stopped by their directory, never by name.
 """
 
+import datetime
 import os
 import socket
 import subprocess
@@ -39,6 +41,20 @@ def testbed_stop(d):
 def testbed_stop_all():
     for d in list(started):
         testbed_stop(d)
+
+
+def log_time(text, needle):
+    """The time (seconds since the epoch) of the first line of an agent's log that holds
+    `needle`, from the line's own timestamp (2026-11-30T17:35:50.214Z ...); None if no line
+    with a timestamp holds it."""
+    for line in text.splitlines():
+        if needle in line:
+            try:
+                return datetime.datetime.fromisoformat(
+                    line.split()[0].replace("Z", "+00:00")).timestamp()
+            except (ValueError, IndexError):  # not a log line with a timestamp
+                continue
+    return None
 
 
 def free_port():

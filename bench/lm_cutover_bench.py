@@ -20,7 +20,6 @@ the request to the agent's exit, and from the request as the agent logged it to 
 """
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -36,6 +35,9 @@ import urllib.request
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(TOP, ".deps/venv/bin/python")
 started = []
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lm_benchlib import log_time  # noqa: E402
 
 
 
@@ -151,14 +153,8 @@ def one(agent, a, rnd, label, work):
         m = re.search(r"every change up to Timestamp\((\d+), (\d+)\)", text)
         cutoff = (int(m.group(1)), int(m.group(2))) if m else None
         # where the time went: the request as the agent logged it, and its exit
-        def at(needle):
-            for line in text.splitlines():
-                if needle in line:
-                    return datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")
-                                                           ).timestamp()
-            return None
-        t_req = at("cutover requested through the status API")
-        t_complete = at("entering phase COMPLETE")
+        t_req = log_time(text, "cutover requested through the status API")
+        t_complete = log_time(text, "entering phase COMPLETE")
         steps = [(m.group(1), int(m.group(2))) for m in
                  re.finditer(r"cutover step: (.*) \(\+(\d+) ms\)", text)]
         check = subprocess.run([PY, os.path.join(TOP, "scripts/lm_check.py"), "--source", src,

@@ -46,7 +46,6 @@ rounds); at the end the issue-18 targets. Fidelity: scripts/lm_check.py on each 
 of round 1 (LM_PEERS_CHECK=all: every round, none: never).
 """
 
-import datetime
 import json
 import os
 import signal
@@ -59,7 +58,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lm_benchlib import (AGENT, BENCH, PY, TOP, free_port, pct, proc_cpu,  # noqa: E402
+from lm_benchlib import (AGENT, BENCH, PY, TOP, free_port, log_time, pct, proc_cpu,  # noqa: E402
                          proc_peak_rss_mb, testbed_start, testbed_stop, testbed_stop_all)
 
 SCALE = float(os.environ.get("LM_BENCH_SCALE") or 1)
@@ -471,15 +470,9 @@ class LivemigLive:
         # the downtime ends at COMPLETE (the target holds every change up to the cutoff); the
         # agent then verifies the target (it only reads) before it exits: both are reported
         self.log.flush()
-        complete = None
-        for line in open(self.log.name, errors="replace"):
-            if "entering phase COMPLETE" in line:
-                try:
-                    complete = datetime.datetime.fromisoformat(
-                        line.split()[0].replace("Z", "+00:00")).timestamp() - wall0
-                except ValueError:  # not a log line with a timestamp
-                    continue
-                break
+        complete = log_time(open(self.log.name, errors="replace").read(), "entering phase COMPLETE")
+        if complete is not None:
+            complete -= wall0
         return took, {"exit": self.p.returncode, "forced": forced,
                       "to_complete_s": round(complete, 2) if complete is not None else None}
 

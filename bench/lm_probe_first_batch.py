@@ -11,16 +11,13 @@ import time
 
 from pymongo import MongoClient
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = os.path.join(TOP, ".deps", "venv", "bin", "python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lm_benchlib import PY, TOP, testbed_start, testbed_stop  # noqa: E402
 
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200000
-    out = subprocess.run([PY, os.path.join(TOP, "scripts", "testbed.py"), "start", "secantus",
-                          "--owner-pid", str(os.getpid()), "--max-seconds", "900"],
-                         capture_output=True, text=True, check=True).stdout
-    env = dict(line.split("=", 1) for line in out.split())
+    env = testbed_start()
     try:
         subprocess.run([PY, os.path.join(TOP, "scripts", "lm_seed.py"), "--uri", env["LM_TB_URI"],
                         "bulk", "--docs", str(n), "--collections", "1", "--doc-bytes", "1000",
@@ -38,7 +35,7 @@ def main():
             print(f"round {rnd + 1}: first batch {first:.2f} s, all {got} documents {every:.2f} s, "
                   f"count {time.monotonic() - t:.2f} s", flush=True)
     finally:
-        subprocess.run([PY, os.path.join(TOP, "scripts", "testbed.py"), "stop", env["LM_TB_DIR"]])
+        testbed_stop(env["LM_TB_DIR"])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ line per round and way (issue 18: docs/benchmarks.md, "Where issue 18 stands").
 """
 import datetime
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -15,8 +14,9 @@ import time
 from bson import Int64
 from pymongo import MongoClient
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = os.path.join(TOP, ".deps", "venv", "bin", "python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lm_benchlib import testbed_start, testbed_stop  # noqa: E402
+
 SPECS = [
     {"key": {"cust": 1, "_id": -1}, "unique": True, "name": "cust_id_unique"},
     {"key": {"maybe": 1}, "sparse": True, "name": "maybe_1"},
@@ -32,10 +32,7 @@ SPECS = [
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
-    out = subprocess.run([PY, os.path.join(TOP, "scripts", "testbed.py"), "start", "secantus",
-                          "--owner-pid", str(os.getpid()), "--max-seconds", "900"],
-                         capture_output=True, text=True, check=True).stdout
-    env = dict(line.split("=", 1) for line in out.split())
+    env = testbed_start()
     try:
         c = MongoClient(env["LM_TB_URI"])
         docs = [{"_id": i, "cust": f"c{i % 97}", "total": Int64(i * 3), "tags": ["a", "b"][: i % 3],
@@ -69,7 +66,7 @@ def main():
                 print(f"round {rnd + 1}: {way}: {time.monotonic() - t:.2f} s"
                       + (f" ({', '.join(each)})" if each else ""), flush=True)
     finally:
-        subprocess.run([PY, os.path.join(TOP, "scripts", "testbed.py"), "stop", env["LM_TB_DIR"]])
+        testbed_stop(env["LM_TB_DIR"])
 
 
 if __name__ == "__main__":

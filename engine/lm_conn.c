@@ -1,8 +1,10 @@
 /* lm_conn: see lm_conn.h. */
 #include "lm_conn.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -325,6 +327,242 @@ static void on_server_changed(const mongoc_apm_server_changed_t *ev)
         monitor_note(m, h->host_and_port, false, NULL);
 }
 
+/* ---- fencing a pool's connections with a lease ----
+ *
+ * A fenced pool's clients open their connections through fenced_initiator: libmongoc's own
+ * stream (TCP, TLS, buffering) inside a fenced_stream whose writev refuses once the lease
+ * ran out. libmongoc takes a stream initiator per client, not per pool, so every client a
+ * fenced pool gives out is fenced at its first lm_conn_pool_pop, before it has any
+ * connection; that is why every pop in the engine goes through lm_conn_pool_pop. The
+ * registry below maps each fenced pool to its lease and its clients' fence records (the
+ * initiator's user data, which libmongoc's initiator needs to name the client); the records
+ * are freed with the pool. Registry, records: under fences_mu. */
+
+/* libmongoc's initiator (TCP or Unix socket, TLS when the URI asks, buffered): exported by
+ * every libmongoc 1.x, declared only in its private header. */
+mongoc_stream_t *mongoc_client_default_stream_initiator(const mongoc_uri_t *uri,
+                                                        const mongoc_host_list_t *host,
+                                                        void *user_data, bson_error_t *error);
+
+#define FENCED_STREAM_TYPE 0x4c4d /* "LM": no libmongoc stream type */
+
+typedef struct {
+    mongoc_client_t *client;
+    const atomic_llong *ok_ms;
+    int64_t lease_ms;
+} fenced_client_t;
+
+typedef struct fenced_pool {
+    mongoc_client_pool_t *pool;
+    const atomic_llong *ok_ms;
+    int64_t lease_ms;
+    fenced_client_t **clients;
+    size_t n, cap;
+    struct fenced_pool *next;
+} fenced_pool_t;
+
+static pthread_mutex_t fences_mu = PTHREAD_MUTEX_INITIALIZER;
+static fenced_pool_t *fences;
+
+typedef struct {
+    mongoc_stream_t vtable; /* first: libmongoc calls through it */
+    mongoc_stream_t *base;
+    const atomic_llong *ok_ms;
+    int64_t lease_ms;
+} fenced_stream_t;
+
+static ssize_t fenced_writev(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t iovcnt,
+                             int32_t timeout_ms)
+{
+    fenced_stream_t *f = (fenced_stream_t *)s;
+    if (lm_lease_out(f->ok_ms, f->lease_ms)) {
+        errno = ECANCELED;
+        return -1;
+    }
+    return mongoc_stream_writev(f->base, iov, iovcnt, timeout_ms);
+}
+
+static ssize_t fenced_readv(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t iovcnt,
+                            size_t min_bytes, int32_t timeout_ms)
+{
+    return mongoc_stream_readv(((fenced_stream_t *)s)->base, iov, iovcnt, min_bytes, timeout_ms);
+}
+
+static void fenced_destroy(mongoc_stream_t *s)
+{
+    mongoc_stream_destroy(((fenced_stream_t *)s)->base);
+    free(s);
+}
+
+static void fenced_failed(mongoc_stream_t *s)
+{
+    mongoc_stream_failed(((fenced_stream_t *)s)->base);
+    free(s);
+}
+
+static int fenced_close(mongoc_stream_t *s)
+{
+    return mongoc_stream_close(((fenced_stream_t *)s)->base);
+}
+
+static int fenced_flush(mongoc_stream_t *s)
+{
+    return mongoc_stream_flush(((fenced_stream_t *)s)->base);
+}
+
+static int fenced_setsockopt(mongoc_stream_t *s, int level, int name, void *val,
+                             mongoc_socklen_t len)
+{
+    return mongoc_stream_setsockopt(((fenced_stream_t *)s)->base, level, name, val, len);
+}
+
+static mongoc_stream_t *fenced_base(mongoc_stream_t *s)
+{
+    return ((fenced_stream_t *)s)->base;
+}
+
+static bool fenced_check_closed(mongoc_stream_t *s)
+{
+    return mongoc_stream_check_closed(((fenced_stream_t *)s)->base);
+}
+
+static bool fenced_timed_out(mongoc_stream_t *s)
+{
+    return mongoc_stream_timed_out(((fenced_stream_t *)s)->base);
+}
+
+static bool fenced_should_retry(mongoc_stream_t *s)
+{
+    return mongoc_stream_should_retry(((fenced_stream_t *)s)->base);
+}
+
+static mongoc_stream_t *fenced_initiator(const mongoc_uri_t *uri, const mongoc_host_list_t *host,
+                                         void *ud, bson_error_t *error)
+{
+    fenced_client_t *c = ud;
+    mongoc_stream_t *base = mongoc_client_default_stream_initiator(uri, host, c->client, error);
+    if (!base)
+        return NULL;
+    fenced_stream_t *f = calloc(1, sizeof *f);
+    if (!f) {
+        mongoc_stream_destroy(base);
+        bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET, "out of memory");
+        return NULL;
+    }
+    f->vtable.type = FENCED_STREAM_TYPE;
+    f->vtable.destroy = fenced_destroy;
+    f->vtable.failed = fenced_failed;
+    f->vtable.close = fenced_close;
+    f->vtable.flush = fenced_flush;
+    f->vtable.writev = fenced_writev;
+    f->vtable.readv = fenced_readv;
+    f->vtable.setsockopt = fenced_setsockopt;
+    f->vtable.get_base_stream = fenced_base; /* polling goes to the root socket */
+    f->vtable.check_closed = fenced_check_closed;
+    f->vtable.timed_out = fenced_timed_out;
+    f->vtable.should_retry = fenced_should_retry;
+    f->base = base;
+    f->ok_ms = c->ok_ms;
+    f->lease_ms = c->lease_ms;
+    return &f->vtable;
+}
+
+/* The registry entry of pool (under fences_mu); NULL: not fenced. */
+static fenced_pool_t *fence_of(mongoc_client_pool_t *pool)
+{
+    for (fenced_pool_t *f = fences; f; f = f->next)
+        if (f->pool == pool)
+            return f;
+    return NULL;
+}
+
+/* Registers pool as fenced by lease; false when out of memory. */
+static bool fence_add(mongoc_client_pool_t *pool, const atomic_llong *ok_ms, int64_t lease_ms)
+{
+    fenced_pool_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return false;
+    f->pool = pool;
+    f->ok_ms = ok_ms;
+    f->lease_ms = lease_ms;
+    pthread_mutex_lock(&fences_mu);
+    f->next = fences;
+    fences = f;
+    pthread_mutex_unlock(&fences_mu);
+    return true;
+}
+
+/* Fences client, a client of f's pool, unless it already is; false when out of memory
+ * (the client is then not used: lm_conn_pool_pop gives it back). Under fences_mu. */
+static bool fence_client(fenced_pool_t *f, mongoc_client_t *client)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (f->clients[i]->client == client)
+            return true;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        fenced_client_t **grown = realloc(f->clients, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        f->clients = grown;
+        f->cap = cap;
+    }
+    fenced_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return false;
+    c->client = client;
+    c->ok_ms = f->ok_ms;
+    c->lease_ms = f->lease_ms;
+    f->clients[f->n++] = c;
+    mongoc_client_set_stream_initiator(client, fenced_initiator, c);
+    return true;
+}
+
+mongoc_client_t *lm_conn_pool_pop(mongoc_client_pool_t *pool)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(pool);
+    bool ok = true;
+    pthread_mutex_lock(&fences_mu);
+    fenced_pool_t *f = fence_of(pool);
+    if (f && client)
+        ok = fence_client(f, client);
+    pthread_mutex_unlock(&fences_mu);
+    if (!ok) { /* an unfenced client may not write, and callers take a client as given */
+        lm_log_error(NULL, "out of memory fencing a target connection: stopping");
+        abort();
+    }
+    return client;
+}
+
+bool lm_conn_pool_fenced_out(mongoc_client_pool_t *pool)
+{
+    pthread_mutex_lock(&fences_mu);
+    fenced_pool_t *f = fence_of(pool);
+    bool out = f && lm_lease_out(f->ok_ms, f->lease_ms);
+    pthread_mutex_unlock(&fences_mu);
+    return out;
+}
+
+void lm_conn_pool_destroy(mongoc_client_pool_t *pool)
+{
+    if (!pool)
+        return;
+    mongoc_client_pool_destroy(pool); /* its clients and their streams first */
+    pthread_mutex_lock(&fences_mu);
+    for (fenced_pool_t **p = &fences; *p; p = &(*p)->next) {
+        fenced_pool_t *f = *p;
+        if (f->pool != pool)
+            continue;
+        *p = f->next;
+        for (size_t i = 0; i < f->n; i++)
+            free(f->clients[i]);
+        free(f->clients);
+        free(f);
+        break;
+    }
+    pthread_mutex_unlock(&fences_mu);
+}
+
 mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
 {
     bson_error_t berr;
@@ -353,11 +591,16 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
         mongoc_client_pool_set_apm_callbacks(pool, cbs, o->monitor);
         mongoc_apm_callbacks_destroy(cbs);
     }
-    probe = mongoc_client_pool_pop(pool);
+    if (o->lease_ok_ms && o->lease_ms > 0 && !fence_add(pool, o->lease_ok_ms, o->lease_ms)) {
+        mongoc_client_pool_destroy(pool);
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    probe = lm_conn_pool_pop(pool);
     ok = ping(probe, o, err);
     mongoc_client_pool_push(pool, probe);
     if (!ok) {
-        mongoc_client_pool_destroy(pool);
+        lm_conn_pool_destroy(pool);
         return NULL;
     }
     return pool;

@@ -64,6 +64,12 @@ typedef struct {
     const char *app_name;       /* shown in the server's logs; default "livemig" */
     bool allow_insecure_tls;    /* accept URI options that turn certificate checks off */
     lm_conn_monitor_t *monitor; /* lm_conn_pool_new: watch the pool's servers (NULL: none) */
+    /* lm_conn_pool_new: the target of a daemon's part with a lease (lm_job_t's lease_ok_ms,
+     * lease_ms; NULL / 0: none). The pool is fenced: once lm_lease_out says the lease ran
+     * out, every connection of every client lm_conn_pool_pop gives out refuses to send,
+     * checked at the send itself (see lm_conn_pool_pop). ok_ms must outlive the pool. */
+    const atomic_llong *lease_ok_ms;
+    int64_t lease_ms;
 } lm_conn_opts_t;
 
 /* The options that reach one side of a job: the endpoint's URI, CA, user and password with
@@ -87,8 +93,24 @@ mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *opts, lm_error_t *err);
  * a wrong host, password or CA fails here, within the connect timeout. */
 mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *opts, lm_error_t *err);
 
-/* A pool for threads (mongoc_client_pool_destroy), checked the same way. */
+/* A pool for threads (lm_conn_pool_destroy), checked the same way. */
 mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *opts, lm_error_t *err);
+
+/* mongoc_client_pool_pop for every pool: from a fenced pool (opts.lease_ok_ms), a client
+ * is fenced before its first command, so every connection it opens checks the lease right
+ * before each send and refuses once it ran out. The writers' own lease checks come before
+ * a batch is built; a process paused (SIGSTOP, a VM freeze) between such a check and the
+ * send would otherwise send the batch once resumed, after its shards may have moved to
+ * another host. What remains is the few instructions between the fence's check and the
+ * send system call. A refused send fails like a lost connection (MONGOC_ERROR_STREAM). */
+mongoc_client_t *lm_conn_pool_pop(mongoc_client_pool_t *pool);
+
+/* Whether pool is fenced and its lease ran out: a failed write is then the fence's refusal,
+ * a stop rather than a failure. */
+bool lm_conn_pool_fenced_out(mongoc_client_pool_t *pool);
+
+/* mongoc_client_pool_destroy, then frees the pool's fence. NULL: nothing. */
+void lm_conn_pool_destroy(mongoc_client_pool_t *pool);
 
 /* Rewrites a libmongoc error from talking to this side as an operator-facing message. */
 void lm_conn_describe_error(const lm_conn_opts_t *opts, const bson_error_t *error, lm_error_t *err);

@@ -137,7 +137,12 @@ static mongoc_client_pool_t *open_side(engine_t *e, const lm_endpoint_t *ep, con
                                        char *hosts, size_t hostsz, mongoc_client_pool_t *given)
 {
     lm_conn_opts_t o = lm_conn_opts_for(e->job, ep, side, NULL, NULL);
-    o.monitor = strcmp(side, "source") == 0 ? &e->src_mon : &e->dst_mon;
+    bool source = strcmp(side, "source") == 0;
+    o.monitor = source ? &e->src_mon : &e->dst_mon;
+    if (!source) { /* a daemon's part: the target's connections send nothing past the lease */
+        o.lease_ok_ms = e->job->lease_ok_ms;
+        o.lease_ms = e->job->lease_ms;
+    }
     mongoc_uri_t *uri = lm_conn_uri_new(&o, &e->err);
     if (!uri)
         return NULL;
@@ -571,7 +576,7 @@ static bool build_tasks(engine_t *e)
 static void *estimator_main(void *arg)
 {
     engine_t *e = arg;
-    mongoc_client_t *c = mongoc_client_pool_pop(e->src_pool);
+    mongoc_client_t *c = lm_conn_pool_pop(e->src_pool);
     for (size_t i = 0; i < e->cat.n && !(e->stop && *e->stop) && !e->st->cancel; i++) {
         lm_coll_info_t *ci = &e->cat.items[i];
         if (lm_coll_is_view(ci)) {
@@ -608,6 +613,12 @@ static void flush_done(engine_t *e)
     pthread_mutex_unlock(&e->done_mu);
     if (n == 0)
         return;
+    if (lm_lease_out(e->job->lease_ok_ms, e->job->lease_ms)) {
+        /* the target's connections refuse past the lease (lm_conn_pool_pop): the ranges are
+         * copied again by whichever host resumes the part */
+        lm_log_debug(NULL, "%zu finished ranges not recorded: the lease ran out", n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         ns[i] = batch[i]->ns;
         range[i] = batch[i]->range;
@@ -615,7 +626,7 @@ static void flush_done(engine_t *e)
     }
     lm_error_t err;
     lm_error_init(&err);
-    mongoc_client_t *c = mongoc_client_pool_pop(e->dst_pool);
+    mongoc_client_t *c = lm_conn_pool_pop(e->dst_pool);
     bool ok = lm_meta_mark_ranges_done(c, e->job_id, n, ns, range, docs, &err);
     mongoc_client_pool_push(e->dst_pool, c);
     if (!ok) /* not recorded: these ranges are copied again on resume */
@@ -759,7 +770,7 @@ static void *index_loader_main(void *arg)
 {
     engine_t *e = arg;
     int64_t t0 = lm_time_mono_ms();
-    mongoc_client_t *c = mongoc_client_pool_pop(e->src_pool);
+    mongoc_client_t *c = lm_conn_pool_pop(e->src_pool);
     e->idx_ok = lm_catalog_load_indexes(c, &e->cat, &e->idx_stop, &e->idx_err);
     mongoc_client_pool_push(e->src_pool, c);
     lm_log_debug(NULL, "read the index specs of %zu namespaces in %" PRId64 " ms", e->cat.n,
@@ -806,8 +817,8 @@ bool lm_engine_prepare(engine_t *e)
         !(e->dst_pool = open_side(e, &e->job->target, "target", e->dst_hosts, sizeof e->dst_hosts,
                                   e->o.target)))
         return false;
-    e->src = mongoc_client_pool_pop(e->src_pool);
-    e->dst = mongoc_client_pool_pop(e->dst_pool);
+    e->src = lm_conn_pool_pop(e->src_pool);
+    e->dst = lm_conn_pool_pop(e->dst_pool);
     if (!load_identity(e))
         return false;
     lm_status_set_job_id(e->st, e->job_id);
@@ -926,7 +937,15 @@ lm_engine_outcome_t lm_engine_run(engine_t *e)
     if (run_phases(e)) {
         out = e->already_complete ? LM_ENGINE_ALREADY_COMPLETE : LM_ENGINE_COMPLETE;
         state = LM_STATE_COMPLETE;
-    } else if (e->err.code == LM_ERR_CANCELLED) {
+    } else if (e->err.code == LM_ERR_CANCELLED ||
+               lm_lease_out(e->job->lease_ok_ms, e->job->lease_ms)) {
+        /* past the lease, a write fails at the target's fence (lm_conn_pool_pop): the stop
+         * the lease asked for, whatever error the refused write left */
+        if (e->err.code != LM_ERR_CANCELLED) {
+            lm_log_debug(NULL, "after the lease ran out: %s", e->err.message);
+            lm_error_set(&e->err, LM_ERR_CANCELLED,
+                         "the lease of this part ran out: it writes nothing more");
+        }
         bool cancelled = atomic_load(&e->st->cancel);
         out = cancelled ? LM_ENGINE_CANCELLED : LM_ENGINE_STOPPED;
         state = cancelled ? LM_STATE_CANCELLED : LM_STATE_STOPPED;
@@ -987,7 +1006,7 @@ lm_engine_t *lm_engine_new(const lm_engine_opts_t *opts)
 
 static void *destroy_pool(void *pool)
 {
-    mongoc_client_pool_destroy(pool);
+    lm_conn_pool_destroy(pool);
     return NULL;
 }
 
@@ -999,9 +1018,9 @@ static void destroy_pools(mongoc_client_pool_t *a, mongoc_client_pool_t *b)
     pthread_t t;
     bool threaded = a && b && pthread_create(&t, NULL, destroy_pool, a) == 0;
     if (a && !threaded)
-        mongoc_client_pool_destroy(a);
+        lm_conn_pool_destroy(a);
     if (b)
-        mongoc_client_pool_destroy(b);
+        lm_conn_pool_destroy(b);
     if (threaded)
         pthread_join(t, NULL);
 }

@@ -23,6 +23,7 @@
  *  - atomics: `failed`, the tasks' counters, the status counters (copy_writers_* too);
  *  - each reader and writer owns its client and the batch in hand. */
 #include "lm_copy.h"
+#include "lm_conn.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -84,8 +85,11 @@ static bool stopping(pipe_t *p)
 
 static void fail(pipe_t *p, const lm_error_t *e)
 {
+    /* past the lease a write fails at the target's fence (lm_conn_pool_pop): the stop the
+     * lease asked for (stopping() says so), no failure */
+    bool fenced = lm_lease_out(p->o->lease_ok_ms, p->o->lease_ms);
     pthread_mutex_lock(&p->mu);
-    if (!atomic_load(&p->failed)) {
+    if (!fenced && !atomic_load(&p->failed)) {
         p->err = *e;
         atomic_store(&p->failed, true);
     }
@@ -250,7 +254,7 @@ static void *reader_main(void *arg)
         lm_copy_task_t *t = p->next_task < p->n_tasks ? &p->tasks[p->next_task++] : NULL;
         pthread_mutex_unlock(&p->mu);
         if (t && !src)
-            src = mongoc_client_pool_pop(p->o->source);
+            src = lm_conn_pool_pop(p->o->source);
         if (!t || stopping(p))
             break;
         if (atomic_load(&t->done)) /* finished by an earlier run */
@@ -418,7 +422,7 @@ static void *writer_main(void *arg)
         if (!b)
             break;
         if (!dst)
-            dst = mongoc_client_pool_pop(p->o->target);
+            dst = lm_conn_pool_pop(p->o->target);
         int64_t t0 = lm_time_mono_ms();
         bool ok = !stopping(p) && write_batch(dst, b, p->o->status, &err);
         int64_t t1 = lm_time_mono_ms();

@@ -111,7 +111,9 @@ static bool stopping(struct lm_apply *a)
 static void fail(struct lm_apply *a, const lm_error_t *err)
 {
     pthread_mutex_lock(&a->err_mu);
-    if (!atomic_load(&a->failed)) {
+    if (lease_out(a)) /* a write refused by the target's fence (lm_conn_pool_pop): a stop */
+        atomic_store(&a->stopping, true);
+    else if (!atomic_load(&a->failed)) {
         a->err = *err;
         atomic_store(&a->failed, true);
     }
@@ -174,7 +176,7 @@ static bool refetch(worker_t *w, const lm_op_t *op, lm_error_t *err)
     struct lm_apply *a = w->a;
     unsigned attempt = 0;
     if (!w->src)
-        w->src = mongoc_client_pool_pop(a->o.source);
+        w->src = lm_conn_pool_pop(a->o.source);
     for (;;) {
         bson_error_t e;
         const bson_t *doc;
@@ -206,6 +208,8 @@ static bool refetch(worker_t *w, const lm_op_t *op, lm_error_t *err)
                                 "%s.%s: cannot copy a changed document from the source to the "
                                 "target: %s",
                                 op->db, op->coll, e.message);
+        if (lease_out(a)) /* refused by the target's fence: no retry */
+            return why_not(a, err);
         int64_t wait = lm_time_backoff_ms(attempt++, 100, 5000);
         lm_log_warn(NULL, "%s.%s: %s; retrying in %lld ms", op->db, op->coll, e.message,
                     (long long)wait);
@@ -358,6 +362,10 @@ static bool apply_batch(worker_t *w, lm_op_t **ops, size_t n, lm_op_t **orig, lm
         bool has_we = first_write_error(&reply, &widx, &code, msg, sizeof msg);
         bson_destroy(&reply);
         if (!has_we) {
+            if (lm_conn_error_transient(&e) && lease_out(a)) {
+                ok = why_not(a, err); /* refused by the target's fence: no retry */
+                break;
+            }
             if (lm_conn_error_transient(&e)) {
                 int64_t wait = lm_time_backoff_ms(attempt++, 100, 5000);
                 lm_log_warn(NULL, "applying to %s.%s: %s; retrying in %lld ms", ops[i]->db,
@@ -459,7 +467,7 @@ static void *worker_main(void *arg)
     lm_op_t **scratch = calloc((size_t)max, sizeof *scratch);
     lm_error_t err;
     lm_error_init(&err);
-    w->dst = mongoc_client_pool_pop(a->o.target);
+    w->dst = lm_conn_pool_pop(a->o.target);
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (!w->q.head && !atomic_load(&a->stopping) && !atomic_load(&a->failed))

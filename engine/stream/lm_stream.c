@@ -720,7 +720,7 @@ static bool read_oplog(stream_t *s, lm_error_t *err)
     unsigned attempt = 0;
     bool ok = true;
     idle_t idle = {{0, 0}, 0};
-    mongoc_client_t *poll = mongoc_client_pool_pop(s->o->source);
+    mongoc_client_t *poll = lm_conn_pool_pop(s->o->source);
     lm_oplog_decoder_init(&dec);
     mongoc_collection_t *oplog = mongoc_client_get_collection(s->src, "local", "oplog.rs");
     while (ok && !atomic_load(&s->done) && !must_stop(s, err)) {
@@ -860,7 +860,7 @@ static bool read_change_stream(stream_t *s, lm_error_t *err)
     unsigned attempt = 0;
     bson_t *token = NULL;
     bool ok = true;
-    mongoc_client_t *poll = mongoc_client_pool_pop(s->o->source);
+    mongoc_client_t *poll = lm_conn_pool_pop(s->o->source);
     idle_t idle = {{0, 0}, 0};
     while (ok && !atomic_load(&s->done) && !must_stop(s, err)) {
         lm_optime_t from;
@@ -1099,8 +1099,8 @@ static void monitor_sleep(stream_t *s)
 static void *monitor_main(void *arg)
 {
     stream_t *s = arg;
-    mongoc_client_t *src = mongoc_client_pool_pop(s->o->source);
-    mongoc_client_t *dst = mongoc_client_pool_pop(s->o->target);
+    mongoc_client_t *src = lm_conn_pool_pop(s->o->source);
+    mongoc_client_t *dst = lm_conn_pool_pop(s->o->target);
     lm_stream_status_t ss;
     lm_error_t err;
     int64_t last_tick = lm_time_mono_ms(), last_ckpt = lm_time_mono_ms(),
@@ -1332,8 +1332,8 @@ bool lm_stream_run(const lm_stream_opts_t *o, lm_error_t *err)
     s.ddl_running = -1;
     pthread_mutex_init(&s.mu, NULL);
     lm_error_init(&s.mon_err);
-    s.src = mongoc_client_pool_pop(o->source);
-    s.dst = mongoc_client_pool_pop(o->target);
+    s.src = lm_conn_pool_pop(o->source);
+    s.dst = lm_conn_pool_pop(o->target);
 
     ok = choose_capture(&s, err) && check_window(&s, s.src, o->from, err);
     if (ok) {

@@ -667,8 +667,8 @@ static bool compare_range(run_t *r, mongoc_client_t *sc, mongoc_client_t *tc, ta
 static void *worker_main(void *arg)
 {
     run_t *r = arg;
-    mongoc_client_t *sc = mongoc_client_pool_pop(r->src_pool);
-    mongoc_client_t *tc = mongoc_client_pool_pop(r->dst_pool);
+    mongoc_client_t *sc = lm_conn_pool_pop(r->src_pool);
+    mongoc_client_t *tc = lm_conn_pool_pop(r->dst_pool);
     lm_error_t err;
     lm_error_init(&err);
     for (;;) {
@@ -1571,8 +1571,8 @@ bool lm_verify_run(const lm_verify_opts_t *o, lm_verify_result_t *out, lm_error_
     r.dst_pool = o->target ? o->target : open_pool(o, &o->job->target, "target", workers, err);
     if (!r.src_pool || !r.dst_pool)
         goto out;
-    sc = mongoc_client_pool_pop(r.src_pool);
-    tc = mongoc_client_pool_pop(r.dst_pool);
+    sc = lm_conn_pool_pop(r.src_pool);
+    tc = lm_conn_pool_pop(r.dst_pool);
     if (!lm_catalog_load(sc, o->job, &scat, err))
         goto out;
     if (!lm_catalog_load(tc, o->job, &tcat, err)) {
@@ -1637,9 +1637,9 @@ out:
     lm_catalog_cleanup(&scat);
     lm_catalog_cleanup(&tcat);
     if (r.src_pool && !o->source)
-        mongoc_client_pool_destroy(r.src_pool);
+        lm_conn_pool_destroy(r.src_pool);
     if (r.dst_pool && !o->target)
-        mongoc_client_pool_destroy(r.dst_pool);
+        lm_conn_pool_destroy(r.dst_pool);
     pthread_cond_destroy(&r.done_cv);
     pthread_mutex_destroy(&r.mu);
     return ok;

@@ -877,8 +877,10 @@ static long long count_docs(const char *uri, const char *ns_db, const char *ns_c
 
 /* The attack on the lease during a copy: an agent paused (SIGSTOP) mid-copy past its lease
  * while its control plane is away, then resumed. Its shards may be another host's by then,
- * so it must write nothing more: the copy's writers read the lease before every batch, and
- * the target's document count does not move after the resume. */
+ * so it must write nothing more, the batch a writer had already checked against the lease
+ * when the pause came included (the target's connections check it again at the send:
+ * lm_conn_pool_pop); the target's document count does not move after the resume. (CI saw
+ * that batch land, 1000 documents, before the fence.) */
 Test(agent_daemon, a_paused_part_writes_no_copy_batch_after_its_lease)
 {
     lm_testbed_start("secantus", NULL, &src);

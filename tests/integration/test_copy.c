@@ -4,7 +4,9 @@
  *    for noCursorTimeout (it was a process-wide flag, so a daemon dropped it for every later
  *    job against any server);
  *  - threads that cannot be started fail the copy with a clear error and no crash or hang
- *    (it joined threads that never started). */
+ *    (it joined threads that never started);
+ *  - a fenced target pool (a daemon's part with a lease) sends nothing once the lease ran
+ *    out, on a connection opened before or after, over TCP and TLS. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 
 #include "lm_conn.h"
 #include "lm_copy.h"
+#include "lm_time.h"
 #include "lm_tune.h"
 #include "lm_status.h"
 #include "lm_testbed.h"
@@ -48,7 +51,7 @@ static void seed(const lm_testbed_server_t *srv, const char *db, const char *col
 {
     bson_error_t e;
     mongoc_client_pool_t *pool = pool_of(srv, "source");
-    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_client_t *c = lm_conn_pool_pop(pool);
     mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
     mongoc_collection_drop(col, NULL);
     for (int i = 0; i < n; i++) {
@@ -58,20 +61,20 @@ static void seed(const lm_testbed_server_t *srv, const char *db, const char *col
     }
     mongoc_collection_destroy(col);
     mongoc_client_pool_push(pool, c);
-    mongoc_client_pool_destroy(pool);
+    lm_conn_pool_destroy(pool);
 }
 
 static int64_t count_on(const lm_testbed_server_t *srv, const char *db, const char *coll)
 {
     bson_error_t e;
     mongoc_client_pool_t *pool = pool_of(srv, "target");
-    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_client_t *c = lm_conn_pool_pop(pool);
     mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
     bson_t empty = BSON_INITIALIZER;
     int64_t n = mongoc_collection_count_documents(col, &empty, NULL, NULL, NULL, &e);
     mongoc_collection_destroy(col);
     mongoc_client_pool_push(pool, c);
-    mongoc_client_pool_destroy(pool);
+    lm_conn_pool_destroy(pool);
     return n;
 }
 
@@ -135,8 +138,8 @@ static void copy_cleanup(copy_t *c)
 {
     bson_destroy(c->task.filter);
     lm_status_cleanup(&c->st);
-    mongoc_client_pool_destroy(c->src);
-    mongoc_client_pool_destroy(c->dst);
+    lm_conn_pool_destroy(c->src);
+    lm_conn_pool_destroy(c->dst);
 }
 
 static void task_done(void *ud, lm_copy_task_t *t)
@@ -260,4 +263,73 @@ Test(copy, auto_threads_that_cannot_start_fail_the_copy_cleanly)
                   err.message);
         copy_cleanup(&c);
     }
+}
+
+/* Inserts {_id: id} into fence.c through client; true when the target took it. */
+static bool insert_id(mongoc_client_t *client, int id, bson_error_t *e)
+{
+    mongoc_collection_t *col = mongoc_client_get_collection(client, "fence", "c");
+    bson_t *d = BCON_NEW("_id", BCON_INT32(id));
+    bool ok = mongoc_collection_insert_one(col, d, NULL, NULL, e);
+    bson_destroy(d);
+    mongoc_collection_destroy(col);
+    return ok;
+}
+
+/* The lease fence on the server of o ( lease of 60 s from now): a client popped while the
+ * lease holds writes; once the lease ran out, the same client (its connection already open,
+ * so no handshake stands between) and a client popped afterwards both have their sends
+ * refused, and the target holds the one document written in time. An unfenced pool beside
+ * it writes on (the control: the refusal is the fence's, not the server's). */
+static void fence_case(lm_conn_opts_t o)
+{
+    lm_error_t err;
+    bson_error_t e;
+    atomic_llong ok_ms;
+    atomic_store(&ok_ms, lm_time_mono_ms());
+    o.lease_ok_ms = &ok_ms;
+    o.lease_ms = 60000;
+    lm_conn_global_init();
+    mongoc_client_pool_t *fenced = lm_conn_pool_new(&o, &err);
+    cr_assert_not_null(fenced, "%s", err.message);
+    o.lease_ok_ms = NULL;
+    o.lease_ms = 0;
+    mongoc_client_pool_t *plain = lm_conn_pool_new(&o, &err);
+    cr_assert_not_null(plain, "%s", err.message);
+    mongoc_client_t *early = lm_conn_pool_pop(fenced), *other = lm_conn_pool_pop(plain);
+    mongoc_collection_t *col = mongoc_client_get_collection(other, "fence", "c");
+    mongoc_collection_drop(col, NULL);
+    mongoc_collection_destroy(col);
+    cr_assert(insert_id(early, 1, &e), "the lease holds: %s", e.message);
+    cr_assert_not(lm_conn_pool_fenced_out(fenced));
+
+    atomic_store(&ok_ms, lm_time_mono_ms() - 60001); /* the lease runs out */
+    cr_assert(lm_conn_pool_fenced_out(fenced));
+    cr_assert_not(lm_conn_pool_fenced_out(plain));
+    cr_assert_not(insert_id(early, 2, &e), "an open connection sent past the lease");
+    cr_assert_eq(e.domain, MONGOC_ERROR_STREAM, "refused as a lost connection: %s", e.message);
+    mongoc_client_t *late = lm_conn_pool_pop(fenced);
+    cr_assert_not(insert_id(late, 3, &e), "a new connection sent past the lease");
+    cr_assert(insert_id(other, 4, &e), "the unfenced pool writes on: %s", e.message);
+
+    col = mongoc_client_get_collection(other, "fence", "c");
+    bson_t empty = BSON_INITIALIZER;
+    int64_t n = mongoc_collection_count_documents(col, &empty, NULL, NULL, NULL, &e);
+    mongoc_collection_destroy(col);
+    cr_assert_eq(n, 2, "the target holds %lld documents: only _id 1 (in time) and 4 (unfenced)",
+                 (long long)n);
+    mongoc_client_pool_push(fenced, early);
+    mongoc_client_pool_push(fenced, late);
+    mongoc_client_pool_push(plain, other);
+    lm_conn_pool_destroy(fenced);
+    lm_conn_pool_destroy(plain);
+}
+
+Test(copy, a_fenced_target_sends_nothing_once_the_lease_ran_out)
+{
+    fence_case((lm_conn_opts_t){.side = "target", .uri = secantus.uri});
+    lm_testbed_server_t tls;
+    lm_testbed_start("secantus-tls", NULL, &tls);
+    fence_case((lm_conn_opts_t){.side = "target", .uri = tls.uri, .tls_ca_file = tls.ca_file});
+    lm_testbed_stop(&tls);
 }

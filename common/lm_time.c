@@ -23,6 +23,16 @@ int64_t lm_time_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t lm_time_boot_ms(void)
+{
+#ifdef CLOCK_BOOTTIME
+    struct timespec ts;
+    if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+    return lm_time_mono_ms();
+}
+
 void lm_time_format_iso8601(int64_t epoch_ms, char *buf, size_t bufsz)
 {
     time_t secs = (time_t)(epoch_ms / 1000);

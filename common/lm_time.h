@@ -19,6 +19,11 @@ int64_t lm_time_now_ms(void);
 /* Monotonic milliseconds (for intervals, never for timestamps). */
 int64_t lm_time_mono_ms(void);
 
+/* Monotonic milliseconds that count the time a suspended host slept (CLOCK_BOOTTIME), for
+ * leases: a lease must run out across a suspend, which CLOCK_MONOTONIC leaves out.
+ * CLOCK_MONOTONIC where there is no CLOCK_BOOTTIME. */
+int64_t lm_time_boot_ms(void);
+
 /* "2026-11-21T20:40:00.123Z" into buf (LM_TIME_ISO8601_LEN bytes). */
 void lm_time_format_iso8601(int64_t epoch_ms, char *buf, size_t bufsz);
 

@@ -221,6 +221,8 @@ static bool ping(mongoc_client_t *client, const lm_conn_opts_t *o, lm_error_t *e
     return ok;
 }
 
+static bool fence_single(mongoc_client_t *client, const atomic_llong *ok_ms, int64_t lease_ms);
+
 mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *o, lm_error_t *err)
 {
     bson_error_t berr;
@@ -236,8 +238,13 @@ mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *o, lm_error_t *err)
         return NULL;
     }
     mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-    if (!ping(client, o, err)) {
+    if (o->lease_ok_ms && o->lease_ms > 0 && !fence_single(client, o->lease_ok_ms, o->lease_ms)) {
         mongoc_client_destroy(client);
+        lm_error_set(err, LM_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    if (!ping(client, o, err)) {
+        lm_conn_client_destroy(client);
         return NULL;
     }
     return client;
@@ -285,7 +292,9 @@ static void monitor_note(lm_conn_monitor_t *m, const char *host, bool down, cons
 {
     char kind[48], msg[512];
     pthread_mutex_lock(&m->mu);
-    int i = m->closing ? -1 : monitor_slot(m, host);
+    /* past a fenced pool's lease its refused sends look like a lost server: no outage */
+    bool fenced = lm_lease_out(m->lease_ok_ms, m->lease_ms);
+    int i = m->closing || fenced ? -1 : monitor_slot(m, host);
     if (i >= 0 && m->servers[i].down != down) {
         m->servers[i].down = down;
         if (down) {
@@ -346,10 +355,11 @@ mongoc_stream_t *mongoc_client_default_stream_initiator(const mongoc_uri_t *uri,
 
 #define FENCED_STREAM_TYPE 0x4c4d /* "LM": no libmongoc stream type */
 
-typedef struct {
+typedef struct fenced_client {
     mongoc_client_t *client;
     const atomic_llong *ok_ms;
     int64_t lease_ms;
+    struct fenced_client *next; /* in fenced_singles (a single client's record) */
 } fenced_client_t;
 
 typedef struct fenced_pool {
@@ -363,6 +373,7 @@ typedef struct fenced_pool {
 
 static pthread_mutex_t fences_mu = PTHREAD_MUTEX_INITIALIZER;
 static fenced_pool_t *fences;
+static fenced_client_t *fenced_singles; /* lm_conn_client_new's fenced clients */
 
 typedef struct {
     mongoc_stream_t vtable; /* first: libmongoc calls through it */
@@ -492,13 +503,16 @@ static bool fence_add(mongoc_client_pool_t *pool, const atomic_llong *ok_ms, int
     return true;
 }
 
-/* Fences client, a client of f's pool, unless it already is; false when out of memory
- * (the client is then not used: lm_conn_pool_pop gives it back). Under fences_mu. */
+/* Fences client, a client of f's pool; false when out of memory. Under fences_mu. The
+ * initiator is set on every pop, not only the first: a pool may destroy a client on push
+ * (minPoolSize) and make a new one at the same address, which finds the old record. */
 static bool fence_client(fenced_pool_t *f, mongoc_client_t *client)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (f->clients[i]->client == client)
+        if (f->clients[i]->client == client) {
+            mongoc_client_set_stream_initiator(client, fenced_initiator, f->clients[i]);
             return true;
+        }
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 8;
         fenced_client_t **grown = realloc(f->clients, cap * sizeof *grown);
@@ -543,24 +557,65 @@ bool lm_conn_pool_fenced_out(mongoc_client_pool_t *pool)
     return out;
 }
 
+/* Fences a single client (lm_conn_client_new) with a lease; false when out of memory. */
+static bool fence_single(mongoc_client_t *client, const atomic_llong *ok_ms, int64_t lease_ms)
+{
+    fenced_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return false;
+    c->client = client;
+    c->ok_ms = ok_ms;
+    c->lease_ms = lease_ms;
+    pthread_mutex_lock(&fences_mu);
+    c->next = fenced_singles;
+    fenced_singles = c;
+    pthread_mutex_unlock(&fences_mu);
+    /* a single client's server checks go through it too: past the lease, no server is
+     * selected, so nothing is sent */
+    mongoc_client_set_stream_initiator(client, fenced_initiator, c);
+    return true;
+}
+
+void lm_conn_client_destroy(mongoc_client_t *client)
+{
+    if (!client)
+        return;
+    fenced_client_t *gone = NULL;
+    pthread_mutex_lock(&fences_mu);
+    for (fenced_client_t **p = &fenced_singles; *p; p = &(*p)->next)
+        if ((*p)->client == client) {
+            gone = *p;
+            *p = gone->next;
+            break;
+        }
+    pthread_mutex_unlock(&fences_mu);
+    mongoc_client_destroy(client);
+    free(gone);
+}
+
 void lm_conn_pool_destroy(mongoc_client_pool_t *pool)
 {
     if (!pool)
         return;
-    mongoc_client_pool_destroy(pool); /* its clients and their streams first */
+    /* unlinked before the pool's memory is freed: a pool made meanwhile at the same address
+     * must not find this entry; its records are freed after the pool, whose shutdown may
+     * still open a connection (endSessions) through them */
+    fenced_pool_t *gone = NULL;
     pthread_mutex_lock(&fences_mu);
-    for (fenced_pool_t **p = &fences; *p; p = &(*p)->next) {
-        fenced_pool_t *f = *p;
-        if (f->pool != pool)
-            continue;
-        *p = f->next;
-        for (size_t i = 0; i < f->n; i++)
-            free(f->clients[i]);
-        free(f->clients);
-        free(f);
-        break;
-    }
+    for (fenced_pool_t **p = &fences; *p; p = &(*p)->next)
+        if ((*p)->pool == pool) {
+            gone = *p;
+            *p = gone->next;
+            break;
+        }
     pthread_mutex_unlock(&fences_mu);
+    mongoc_client_pool_destroy(pool);
+    if (gone) {
+        for (size_t i = 0; i < gone->n; i++)
+            free(gone->clients[i]);
+        free(gone->clients);
+        free(gone);
+    }
 }
 
 mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
@@ -590,6 +645,10 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *o, lm_error_t *err)
         mongoc_apm_set_server_changed_cb(cbs, on_server_changed);
         mongoc_client_pool_set_apm_callbacks(pool, cbs, o->monitor);
         mongoc_apm_callbacks_destroy(cbs);
+    }
+    if (o->monitor) {
+        o->monitor->lease_ok_ms = o->lease_ok_ms;
+        o->monitor->lease_ms = o->lease_ms;
     }
     if (o->lease_ok_ms && o->lease_ms > 0 && !fence_add(pool, o->lease_ok_ms, o->lease_ms)) {
         mongoc_client_pool_destroy(pool);

@@ -43,6 +43,10 @@ typedef struct {
     } servers[LM_CONN_MONITOR_SERVERS];
     size_t n;
     bool closing; /* lm_conn_monitor_close: the pool is being destroyed, nothing is reported */
+    /* set by lm_conn_pool_new from a fenced pool's lease: past it, nothing is reported (the
+     * fence's refused sends look like a lost server to libmongoc) */
+    const atomic_llong *lease_ok_ms;
+    int64_t lease_ms;
 } lm_conn_monitor_t;
 
 void lm_conn_monitor_init(lm_conn_monitor_t *m, const char *side,
@@ -64,10 +68,11 @@ typedef struct {
     const char *app_name;       /* shown in the server's logs; default "livemig" */
     bool allow_insecure_tls;    /* accept URI options that turn certificate checks off */
     lm_conn_monitor_t *monitor; /* lm_conn_pool_new: watch the pool's servers (NULL: none) */
-    /* lm_conn_pool_new: the target of a daemon's part with a lease (lm_job_t's lease_ok_ms,
-     * lease_ms; NULL / 0: none). The pool is fenced: once lm_lease_out says the lease ran
-     * out, every connection of every client lm_conn_pool_pop gives out refuses to send,
-     * checked at the send itself (see lm_conn_pool_pop). ok_ms must outlive the pool. */
+    /* lm_conn_pool_new, lm_conn_client_new: the target of a daemon's part with a lease
+     * (lm_job_t's lease_ok_ms, lease_ms; NULL / 0: none). The pool (client) is fenced: once
+     * lm_lease_out says the lease ran out, every connection of every client lm_conn_pool_pop gives
+     * out refuses to send, checked at the send itself (see lm_conn_pool_pop). ok_ms must outlive
+     * the pool. */
     const atomic_llong *lease_ok_ms;
     int64_t lease_ms;
 } lm_conn_opts_t;
@@ -90,8 +95,13 @@ const char *lm_conn_insecure_tls_option(const mongoc_uri_t *uri);
 mongoc_uri_t *lm_conn_uri_new(const lm_conn_opts_t *opts, lm_error_t *err);
 
 /* Opens a client and proves the deployment answers (a "ping" that also authenticates), so
- * a wrong host, password or CA fails here, within the connect timeout. */
+ * a wrong host, password or CA fails here, within the connect timeout. With a lease
+ * (opts.lease_ok_ms) the client is fenced as a fenced pool's clients are. Destroyed with
+ * lm_conn_client_destroy. */
 mongoc_client_t *lm_conn_client_new(const lm_conn_opts_t *opts, lm_error_t *err);
+
+/* mongoc_client_destroy, then frees the client's fence record if it has one. NULL: nothing. */
+void lm_conn_client_destroy(mongoc_client_t *client);
 
 /* A pool for threads (lm_conn_pool_destroy), checked the same way. */
 mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *opts, lm_error_t *err);
@@ -99,7 +109,7 @@ mongoc_client_pool_t *lm_conn_pool_new(const lm_conn_opts_t *opts, lm_error_t *e
 /* mongoc_client_pool_pop for every pool: from a fenced pool (opts.lease_ok_ms), a client
  * is fenced before its first command, so every connection it opens checks the lease right
  * before each send and refuses once it ran out. The writers' own lease checks come before
- * a batch is built; a process paused (SIGSTOP, a VM freeze) between such a check and the
+ * a batch is built; a process paused (SIGSTOP, a suspended host) between such a check and the
  * send would otherwise send the batch once resumed, after its shards may have moved to
  * another host. What remains is the few instructions between the fence's check and the
  * send system call. A refused send fails like a lost connection (MONGOC_ERROR_STREAM). */

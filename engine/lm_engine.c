@@ -942,7 +942,7 @@ lm_engine_outcome_t lm_engine_run(engine_t *e)
         /* past the lease, a write fails at the target's fence (lm_conn_pool_pop): the stop
          * the lease asked for, whatever error the refused write left */
         if (e->err.code != LM_ERR_CANCELLED) {
-            lm_log_debug(NULL, "after the lease ran out: %s", e->err.message);
+            lm_log_warn(NULL, "the lease ran out; the run ended on: %s", e->err.message);
             lm_error_set(&e->err, LM_ERR_CANCELLED,
                          "the lease of this part ran out: it writes nothing more");
         }

@@ -427,5 +427,5 @@ void lm_job_cleanup(lm_job_t *job)
 
 bool lm_lease_out(const atomic_llong *ok_ms, int64_t lease_ms)
 {
-    return ok_ms && lease_ms > 0 && lm_time_mono_ms() - atomic_load(ok_ms) >= lease_ms;
+    return ok_ms && lease_ms > 0 && lm_time_boot_ms() - atomic_load(ok_ms) >= lease_ms;
 }

@@ -61,9 +61,10 @@ typedef struct {
     /* a lead that waits for its shards (the control plane's assign-shards, or POST
      * /api/v1/assign-shards): role lead, no shards (docs/sharded.md) */
     bool await_shards;
-    /* not keys: a daemon's part with a lease (leaseSeconds): the monotonic time of the last
-     * call its control plane answered and the lease; the stream's apply writes no batch once
-     * lease_ms passed since (lm_apply). NULL / 0: no lease. */
+    /* not keys: a daemon's part with a lease (leaseSeconds): the time (lm_time_boot_ms) of
+     * the last call its control plane answered and the lease; nothing is written once
+     * lease_ms passed since (lm_lease_out; the target's connections are fenced by it:
+     * lm_conn_pool_pop). NULL / 0: no lease. */
     const atomic_llong *lease_ok_ms;
     int64_t lease_ms;
 } lm_job_t;
@@ -92,8 +93,9 @@ void lm_job_wipe_passwords(lm_job_t *job);
 void lm_job_cleanup(lm_job_t *job);
 
 /* Whether a lease (lm_job_t's lease_ok_ms, lease_ms) ran out: lease_ms passed since
- * *ok_ms on the monotonic clock. False without a lease (NULL or 0). Nothing more may be
- * written then: the part's shards may be another host's. */
+ * *ok_ms on lm_time_boot_ms (which counts a suspended host's sleep). False without a
+ * lease (NULL or 0). Nothing more may be written then: the part's shards may be another
+ * host's. */
 bool lm_lease_out(const atomic_llong *ok_ms, int64_t lease_ms);
 
 #endif

@@ -64,7 +64,8 @@ typedef struct djob {
     int64_t lease_ms;
     /* the lease: renewed only by a heartbeat the control plane answered (it judges hosts by
      * their heartbeats), to the time that heartbeat was sent, and never once it ran out
-     * (a process paused past it must not find it fresh again): monotonic ms */
+     * (a process paused past it must not find it fresh again): lm_time_boot_ms, which
+     * counts a suspended host's sleep */
     atomic_llong lease_ok_ms;
     atomic_bool lease_lost, reassigned;
 } djob_t;
@@ -662,7 +663,7 @@ static void take_job(daemon_t *d, const lm_proto_job_t *pj)
     else if (!build_job(d, pj, &j->job, &err) || (sibling && !beside(sibling, j, &err)))
         snprintf(j->refusal, sizeof j->refusal, "the job cannot run: %s", err.message);
     if (!j->refusal[0] && j->lease_ms) { /* the apply checks it before every write too */
-        atomic_store(&j->lease_ok_ms, lm_time_mono_ms()); /* handed out just now */
+        atomic_store(&j->lease_ok_ms, lm_time_boot_ms()); /* handed out just now */
         j->job.lease_ok_ms = &j->lease_ok_ms;
         j->job.lease_ms = j->lease_ms;
     }
@@ -1001,7 +1002,7 @@ static void send_heartbeat(daemon_t *d, const lm_identity_t *id, const char *ca,
     for (djob_t *j = d->jobs; j && hb.n_running < LM_PROTO_MAX_JOBS; j = j->next)
         snprintf(hb.running[hb.n_running++], sizeof hb.running[0], "%s", j->id);
     pthread_mutex_unlock(&d->mu);
-    int64_t sent = lm_time_mono_ms();
+    int64_t sent = lm_time_boot_ms(); /* the lease's clock counts a suspended host's sleep */
     bool ok = lm_link_heartbeat(id, ca, &d->quit, &hb, &err);
     if (ok) { /* the parts' leases: from when this heartbeat left, unless one ran out */
         pthread_mutex_lock(&d->mu);
@@ -1090,7 +1091,7 @@ static void drop_finished(daemon_t *d)
  * not answered for lease_ms, before it may hand their shards to another host. */
 static void check_leases(daemon_t *d)
 {
-    int64_t now = lm_time_mono_ms();
+    int64_t now = lm_time_boot_ms();
     pthread_mutex_lock(&d->mu);
     for (djob_t *j = d->jobs; j; j = j->next) {
         int64_t last = atomic_load(&j->lease_ok_ms);

@@ -186,9 +186,9 @@ static bool load_pairs(const lm_job_t *job, lm_cluster_t *scl, lm_cluster_t *dcl
                           "verified shard i against shard i, which needs the same number",
                           scl->n_shards, dcl->n_shards);
     if (s)
-        mongoc_client_destroy(s);
+        lm_conn_client_destroy(s);
     if (d)
-        mongoc_client_destroy(d);
+        lm_conn_client_destroy(d);
     return ok;
 }
 

@@ -69,6 +69,10 @@ static mongoc_client_t *open_router(const lm_job_t *job, const lm_endpoint_t *ep
                                     char *hosts, size_t hostsz, lm_error_t *err)
 {
     lm_conn_opts_t o = lm_conn_opts_for(job, ep, side, NULL, "livemig-coordinator");
+    if (strcmp(side, "target") == 0) { /* a daemon's part: nothing past the lease */
+        o.lease_ok_ms = job->lease_ok_ms;
+        o.lease_ms = job->lease_ms;
+    }
     mongoc_uri_t *uri = lm_conn_uri_new(&o, err);
     if (!uri)
         return NULL;
@@ -89,7 +93,7 @@ bool lm_coord_source_is_sharded(const lm_job_t *job)
         return false;
     if (!lm_cluster_is_router(c, &is, &err))
         is = false;
-    mongoc_client_destroy(c);
+    lm_conn_client_destroy(c);
     return is;
 }
 
@@ -291,6 +295,8 @@ static mongoc_client_t *ready_client(lm_coord_t *c)
         return NULL;
     lm_conn_opts_t o =
         lm_conn_opts_for(c->job, &c->job->target, "target", uri, "livemig-coordinator");
+    o.lease_ok_ms = c->job->lease_ok_ms; /* a daemon's part: nothing past the lease */
+    o.lease_ms = c->job->lease_ms;
     mongoc_client_t *cl = lm_conn_client_new(&o, &c->err);
     lm_wipe(uri, sizeof uri);
     if (!cl)
@@ -333,7 +339,7 @@ static bool record_meta_ready(lm_coord_t *c)
     bson_destroy(upd);
     bson_destroy(sel);
     mongoc_collection_destroy(coll);
-    mongoc_client_destroy(cl);
+    lm_conn_client_destroy(cl);
     if (!ok)
         return lm_error_set(&c->err, LM_ERR_SERVER,
                             "target shard %s: cannot record \"metadata ready\" in "
@@ -384,7 +390,7 @@ static bool wait_meta_ready(lm_coord_t *c)
         }
         lm_time_sleep_ms(500, NULL);
     }
-    mongoc_client_destroy(cl);
+    lm_conn_client_destroy(cl);
     if (ready)
         lm_log_info(NULL, "the lead recorded \"metadata ready\": copying this agent's shards");
     return ok;
@@ -512,7 +518,7 @@ static bool measure_shard(lm_coord_t *c, size_t i, int64_t *size, lm_error_t *wh
     }
     bson_destroy(&reply);
     bson_destroy(cmd);
-    mongoc_client_destroy(cl);
+    lm_conn_client_destroy(cl);
     *size = sum;
     return ok && any;
 }
@@ -1345,7 +1351,7 @@ static bool prepare_clusters(lm_coord_t *c)
         mongoc_client_t *cl = ready_client(c);
         bool ok = cl && meta_ready(c, cl, &c->meta_ready_before);
         if (cl)
-            mongoc_client_destroy(cl);
+            lm_conn_client_destroy(cl);
         if (!ok)
             return false;
     }
@@ -1435,6 +1441,14 @@ lm_engine_outcome_t lm_coord_run(lm_coord_t *c)
 {
     lm_engine_outcome_t out;
     if (!prepare(c)) {
+        /* past the lease, a send fails at the target's fence: the stop the lease asked for
+         * (as lm_engine_run) */
+        if (c->err.code != LM_ERR_CANCELLED &&
+            lm_lease_out(c->job->lease_ok_ms, c->job->lease_ms)) {
+            lm_log_warn(NULL, "the lease ran out; preparing ended on: %s", c->err.message);
+            lm_error_set(&c->err, LM_ERR_CANCELLED,
+                         "the lease of this part ran out: it writes nothing more");
+        }
         if (c->err.code == LM_ERR_CANCELLED)
             out = atomic_load(&c->st->cancel) ? LM_ENGINE_CANCELLED : LM_ENGINE_STOPPED;
         else
@@ -1519,9 +1533,9 @@ void lm_coord_destroy(lm_coord_t *c)
     lm_cluster_cleanup(&c->scl);
     lm_cluster_cleanup(&c->dcl);
     if (c->src)
-        mongoc_client_destroy(c->src);
+        lm_conn_client_destroy(c->src);
     if (c->dst)
-        mongoc_client_destroy(c->dst);
+        lm_conn_client_destroy(c->dst);
     free(c);
 }
 

@@ -739,9 +739,9 @@ void lm_validate(const lm_job_t *job, const char *host_state_dir, lm_checks_t *o
     if (src.router) { /* a sharded source: its own checks (lm_validate_sharded.c) */
         lm_validate_sharded(job, src.client, dst.client, out);
         host_disk(host_state_dir, out);
-        mongoc_client_destroy(src.client);
+        lm_conn_client_destroy(src.client);
         if (dst.client)
-            mongoc_client_destroy(dst.client);
+            lm_conn_client_destroy(dst.client);
         return;
     }
     source_privileges(&src, out);
@@ -775,9 +775,9 @@ void lm_validate(const lm_job_t *job, const char *host_state_dir, lm_checks_t *o
     lm_catalog_cleanup(&cat);
     host_disk(host_state_dir, out);
     if (src.client)
-        mongoc_client_destroy(src.client);
+        lm_conn_client_destroy(src.client);
     if (dst.client)
-        mongoc_client_destroy(dst.client);
+        lm_conn_client_destroy(dst.client);
 }
 
 /* ---- a sharded source: the replica-set checks per shard (lm_validate_sharded.c) ---- */
@@ -875,7 +875,7 @@ void lm_validate_config_user(const lm_job_t *job, lm_checks_t *out)
         user_roles(cs.client, where, false, &roles);
         add_tagged(out, &roles, "config", "");
         lm_checks_cleanup(&roles);
-        mongoc_client_destroy(cs.client);
+        lm_conn_client_destroy(cs.client);
     } else {
         add_tagged(out, &tmp, "config", "the config servers: ");
     }
@@ -921,7 +921,7 @@ void lm_validate_shard_pair(const lm_job_t *job, const char *src_shard, const ch
     add_tagged(out, &tmp, src_shard, prefix);
     lm_checks_cleanup(&tmp);
     if (src.client)
-        mongoc_client_destroy(src.client);
+        lm_conn_client_destroy(src.client);
     if (dst.client)
-        mongoc_client_destroy(dst.client);
+        lm_conn_client_destroy(dst.client);
 }

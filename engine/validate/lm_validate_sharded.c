@@ -156,7 +156,7 @@ static void shards_reachable(const lm_job_t *job, const lm_cluster_t *cl, lm_che
         bson_destroy(f);
         bson_destroy(opts);
         mongoc_collection_destroy(oplog);
-        mongoc_client_destroy(c);
+        lm_conn_client_destroy(c);
     }
 }
 

@@ -5,8 +5,8 @@
  *    job against any server);
  *  - threads that cannot be started fail the copy with a clear error and no crash or hang
  *    (it joined threads that never started);
- *  - a fenced target pool (a daemon's part with a lease) sends nothing once the lease ran
- *    out, on a connection opened before or after, over TCP and TLS. */
+ *  - a fenced target pool or client (a daemon's part with a lease) sends nothing once the
+ *    lease ran out, on a connection opened before or after, over TCP and TLS. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -286,12 +286,14 @@ static void fence_case(lm_conn_opts_t o)
     lm_error_t err;
     bson_error_t e;
     atomic_llong ok_ms;
-    atomic_store(&ok_ms, lm_time_mono_ms());
+    atomic_store(&ok_ms, lm_time_boot_ms());
     o.lease_ok_ms = &ok_ms;
     o.lease_ms = 60000;
     lm_conn_global_init();
     mongoc_client_pool_t *fenced = lm_conn_pool_new(&o, &err);
     cr_assert_not_null(fenced, "%s", err.message);
+    mongoc_client_t *single = lm_conn_client_new(&o, &err); /* the coordinator's kind */
+    cr_assert_not_null(single, "%s", err.message);
     o.lease_ok_ms = NULL;
     o.lease_ms = 0;
     mongoc_client_pool_t *plain = lm_conn_pool_new(&o, &err);
@@ -301,23 +303,26 @@ static void fence_case(lm_conn_opts_t o)
     mongoc_collection_drop(col, NULL);
     mongoc_collection_destroy(col);
     cr_assert(insert_id(early, 1, &e), "the lease holds: %s", e.message);
+    cr_assert(insert_id(single, 5, &e), "the lease holds: %s", e.message);
     cr_assert_not(lm_conn_pool_fenced_out(fenced));
 
-    atomic_store(&ok_ms, lm_time_mono_ms() - 60001); /* the lease runs out */
+    atomic_store(&ok_ms, lm_time_boot_ms() - 60001); /* the lease runs out */
     cr_assert(lm_conn_pool_fenced_out(fenced));
     cr_assert_not(lm_conn_pool_fenced_out(plain));
     cr_assert_not(insert_id(early, 2, &e), "an open connection sent past the lease");
     cr_assert_eq(e.domain, MONGOC_ERROR_STREAM, "refused as a lost connection: %s", e.message);
     mongoc_client_t *late = lm_conn_pool_pop(fenced);
     cr_assert_not(insert_id(late, 3, &e), "a new connection sent past the lease");
+    cr_assert_not(insert_id(single, 6, &e), "a single client sent past the lease");
     cr_assert(insert_id(other, 4, &e), "the unfenced pool writes on: %s", e.message);
 
     col = mongoc_client_get_collection(other, "fence", "c");
     bson_t empty = BSON_INITIALIZER;
     int64_t n = mongoc_collection_count_documents(col, &empty, NULL, NULL, NULL, &e);
     mongoc_collection_destroy(col);
-    cr_assert_eq(n, 2, "the target holds %lld documents: only _id 1 (in time) and 4 (unfenced)",
+    cr_assert_eq(n, 3, "the target holds %lld documents: only _id 1, 5 (in time), 4 (unfenced)",
                  (long long)n);
+    lm_conn_client_destroy(single);
     mongoc_client_pool_push(fenced, early);
     mongoc_client_pool_push(fenced, late);
     mongoc_client_pool_push(plain, other);

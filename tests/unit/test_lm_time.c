@@ -1,6 +1,7 @@
 /* lm_time: durations, formatting, backoff bounds, cancellable sleep. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lm_time.h"
@@ -83,4 +84,17 @@ Test(time, sleep_cancelled)
     cr_assert_lt(lm_time_mono_ms() - t0, 1000);
     cancel = 0;
     cr_assert(lm_time_sleep_ms(20, &cancel));
+}
+
+Test(time, boot_clock_runs_with_the_monotonic_one_and_is_no_wall_clock)
+{
+    int64_t b0 = lm_time_boot_ms(), m0 = lm_time_mono_ms();
+    cr_assert(lm_time_sleep_ms(60, NULL));
+    int64_t b1 = lm_time_boot_ms(), m1 = lm_time_mono_ms();
+    cr_assert_geq(b1 - b0, 60, "the boot clock advanced %lld ms in a 60 ms sleep",
+                  (long long)(b1 - b0));
+    /* no suspend during a test: both clocks moved alike */
+    cr_assert_lt(llabs((b1 - b0) - (m1 - m0)), 20);
+    /* time since boot, not since 1970 */
+    cr_assert_gt(lm_time_now_ms() - b1, 86400000LL * 365);
 }

@@ -442,9 +442,13 @@ static bool fenced_timed_out(mongoc_stream_t *s)
     return mongoc_stream_timed_out(((fenced_stream_t *)s)->base);
 }
 
+/* A refused send is final: libmongoc asks this after a failed send of a server check, and
+ * the socket below would answer from its own last errno (EINPROGRESS on a fresh
+ * connection), which retried the refused hello in a busy loop until the connect timeout. */
 static bool fenced_should_retry(mongoc_stream_t *s)
 {
-    return mongoc_stream_should_retry(((fenced_stream_t *)s)->base);
+    fenced_stream_t *f = (fenced_stream_t *)s;
+    return !lm_lease_out(f->ok_ms, f->lease_ms) && mongoc_stream_should_retry(f->base);
 }
 
 static mongoc_stream_t *fenced_initiator(const mongoc_uri_t *uri, const mongoc_host_list_t *host,

@@ -39,7 +39,7 @@ typedef struct {
 bool lm_daemon_same_migration(const char *a, const char *b);
 
 /* Pure: whether a part's lease ran out: lease_ms > 0 and no call answered by the control
- * plane since last_ok_ms for lease_ms or more (monotonic milliseconds). */
+ * plane since last_ok_ms for lease_ms or more (lm_time_boot_ms milliseconds). */
 bool lm_daemon_lease_expired(int64_t last_ok_ms, int64_t lease_ms, int64_t now_ms);
 
 /* Runs until *stop; returns a livemig-agent exit code (LM_EXIT_*). */

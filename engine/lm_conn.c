@@ -507,6 +507,19 @@ static bool fence_add(mongoc_client_pool_t *pool, const atomic_llong *ok_ms, int
     return true;
 }
 
+/* A fence record for client (the initiator's user data); NULL when out of memory. */
+static fenced_client_t *client_record_new(mongoc_client_t *client, const atomic_llong *ok_ms,
+                                          int64_t lease_ms)
+{
+    fenced_client_t *c = calloc(1, sizeof *c);
+    if (c) {
+        c->client = client;
+        c->ok_ms = ok_ms;
+        c->lease_ms = lease_ms;
+    }
+    return c;
+}
+
 /* Fences client, a client of f's pool; false when out of memory. Under fences_mu. The
  * initiator is set on every pop, not only the first: a pool may destroy a client on push
  * (minPoolSize) and make a new one at the same address, which finds the old record. */
@@ -525,12 +538,9 @@ static bool fence_client(fenced_pool_t *f, mongoc_client_t *client)
         f->clients = grown;
         f->cap = cap;
     }
-    fenced_client_t *c = calloc(1, sizeof *c);
+    fenced_client_t *c = client_record_new(client, f->ok_ms, f->lease_ms);
     if (!c)
         return false;
-    c->client = client;
-    c->ok_ms = f->ok_ms;
-    c->lease_ms = f->lease_ms;
     f->clients[f->n++] = c;
     mongoc_client_set_stream_initiator(client, fenced_initiator, c);
     return true;
@@ -564,12 +574,9 @@ bool lm_conn_pool_fenced_out(mongoc_client_pool_t *pool)
 /* Fences a single client (lm_conn_client_new) with a lease; false when out of memory. */
 static bool fence_single(mongoc_client_t *client, const atomic_llong *ok_ms, int64_t lease_ms)
 {
-    fenced_client_t *c = calloc(1, sizeof *c);
+    fenced_client_t *c = client_record_new(client, ok_ms, lease_ms);
     if (!c)
         return false;
-    c->client = client;
-    c->ok_ms = ok_ms;
-    c->lease_ms = lease_ms;
     pthread_mutex_lock(&fences_mu);
     c->next = fenced_singles;
     fenced_singles = c;

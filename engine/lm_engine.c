@@ -937,15 +937,7 @@ lm_engine_outcome_t lm_engine_run(engine_t *e)
     if (run_phases(e)) {
         out = e->already_complete ? LM_ENGINE_ALREADY_COMPLETE : LM_ENGINE_COMPLETE;
         state = LM_STATE_COMPLETE;
-    } else if (e->err.code == LM_ERR_CANCELLED ||
-               lm_lease_out(e->job->lease_ok_ms, e->job->lease_ms)) {
-        /* past the lease, a write fails at the target's fence (lm_conn_pool_pop): the stop
-         * the lease asked for, whatever error the refused write left */
-        if (e->err.code != LM_ERR_CANCELLED) {
-            lm_log_warn(NULL, "the lease ran out; the run ended on: %s", e->err.message);
-            lm_error_set(&e->err, LM_ERR_CANCELLED,
-                         "the lease of this part ran out: it writes nothing more");
-        }
+    } else if (lm_lease_stop(e->job, &e->err, "the run")) {
         bool cancelled = atomic_load(&e->st->cancel);
         out = cancelled ? LM_ENGINE_CANCELLED : LM_ENGINE_STOPPED;
         state = cancelled ? LM_STATE_CANCELLED : LM_STATE_STOPPED;

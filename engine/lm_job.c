@@ -10,6 +10,7 @@
 
 #include "lm_encode.h"
 #include "lm_fs.h"
+#include "lm_log.h"
 #include "lm_ns.h"
 #include "lm_redact.h"
 #include "lm_time.h"
@@ -428,4 +429,15 @@ void lm_job_cleanup(lm_job_t *job)
 bool lm_lease_out(const atomic_llong *ok_ms, int64_t lease_ms)
 {
     return ok_ms && lease_ms > 0 && lm_time_boot_ms() - atomic_load(ok_ms) >= lease_ms;
+}
+
+bool lm_lease_stop(const lm_job_t *job, lm_error_t *err, const char *what)
+{
+    if (err->code == LM_ERR_CANCELLED)
+        return true;
+    if (!lm_lease_out(job->lease_ok_ms, job->lease_ms))
+        return false;
+    lm_log_warn(NULL, "the lease ran out; %s ended on: %s", what, err->message);
+    lm_error_set(err, LM_ERR_CANCELLED, "the lease of this part ran out: it writes nothing more");
+    return true;
 }

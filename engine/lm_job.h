@@ -98,4 +98,10 @@ void lm_job_cleanup(lm_job_t *job);
  * host's. */
 bool lm_lease_out(const atomic_llong *ok_ms, int64_t lease_ms);
 
+/* Whether a run of job that ended with err is a stop: err is LM_ERR_CANCELLED, or job's
+ * lease ran out, when a failure is the target's fence refusing a send (lm_conn_pool_pop),
+ * the stop the lease asked for. Then err becomes LM_ERR_CANCELLED, the error it held logged
+ * as a warning ("the lease ran out; <what> ended on: ..."). */
+bool lm_lease_stop(const lm_job_t *job, lm_error_t *err, const char *what);
+
 #endif

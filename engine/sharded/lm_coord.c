@@ -1441,15 +1441,7 @@ lm_engine_outcome_t lm_coord_run(lm_coord_t *c)
 {
     lm_engine_outcome_t out;
     if (!prepare(c)) {
-        /* past the lease, a send fails at the target's fence: the stop the lease asked for
-         * (as lm_engine_run) */
-        if (c->err.code != LM_ERR_CANCELLED &&
-            lm_lease_out(c->job->lease_ok_ms, c->job->lease_ms)) {
-            lm_log_warn(NULL, "the lease ran out; preparing ended on: %s", c->err.message);
-            lm_error_set(&c->err, LM_ERR_CANCELLED,
-                         "the lease of this part ran out: it writes nothing more");
-        }
-        if (c->err.code == LM_ERR_CANCELLED)
+        if (lm_lease_stop(c->job, &c->err, "preparing"))
             out = atomic_load(&c->st->cancel) ? LM_ENGINE_CANCELLED : LM_ENGINE_STOPPED;
         else
             out = LM_ENGINE_FAILED;

@@ -85,11 +85,8 @@ static bool stopping(pipe_t *p)
 
 static void fail(pipe_t *p, const lm_error_t *e)
 {
-    /* past the lease a write fails at the target's fence (lm_conn_pool_pop): the stop the
-     * lease asked for (stopping() says so), no failure */
-    bool fenced = lm_lease_out(p->o->lease_ok_ms, p->o->lease_ms);
     pthread_mutex_lock(&p->mu);
-    if (!fenced && !atomic_load(&p->failed)) {
+    if (!atomic_load(&p->failed)) {
         p->err = *e;
         atomic_store(&p->failed, true);
     }
@@ -440,6 +437,11 @@ static void *writer_main(void *arg)
         lm_copy_task_t *t = b->task;
         batch_free(b);
         atomic_fetch_sub(&t->pending, 1);
+        /* a write refused past the lease (the target's fence, lm_conn_pool_pop) is the stop
+         * the lease asked for: its batch is dropped like those stopping() holds back, and
+         * the writer drains on (leaving, it could strand readers waiting for room) */
+        if (!ok && err.code != LM_ERR_NONE && lm_lease_out(p->o->lease_ok_ms, p->o->lease_ms))
+            lm_error_init(&err);
         if (!ok && err.code != LM_ERR_NONE) {
             fail(p, &err);
             break;
